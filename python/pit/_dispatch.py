@@ -1,0 +1,172 @@
+"""Turns one decoded ``CALL`` into the bytes of its ``OK`` or ``ERR`` reply frame.
+
+Everything a handler can do wrong (raise, return something JSON cannot carry, return too
+much) becomes an error reply here, so the serve loop only moves frames. Async handlers run
+on one event loop kept for the worker's life, so connection pools and other loop-bound
+state created by one call are still usable by the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import time
+import traceback
+from types import TracebackType
+from typing import Any, Dict, Optional
+
+from . import _frames
+from .handlers import BUILTIN_NAMES, Context, Handler
+
+# Precompiled: json.dumps with keyword arguments builds a new encoder on every call.
+# allow_nan=False because NaN/Infinity are not JSON and pitd's parser rejects them.
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_decode_json = json.JSONDecoder().decode
+
+_PONG_JSON = b'"pong"'
+# Frames of this runtime and of asyncio are noise at the top of a handler's traceback.
+_OWN_FILES = (os.path.abspath(__file__),)
+_ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep
+
+
+class Dispatcher:
+    """Holds the handler table and the event loop; :meth:`reply` answers one call."""
+
+    def __init__(
+        self,
+        module_name: str,
+        handlers: Dict[str, Handler],
+        max_frame: int = _frames.DEFAULT_MAX_FRAME,
+        worker_id: Optional[str] = None,
+        pool: Optional[str] = None,
+    ) -> None:
+        self.module_name = module_name
+        self.handlers = handlers
+        self.max_frame = max_frame
+        self.worker_id = worker_id
+        self.pool = pool
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    def names(self) -> list:
+        """Every method this worker answers, built-ins included, sorted."""
+        return sorted(set(self.handlers) | set(BUILTIN_NAMES))
+
+    def reply(self, call: _frames.Call) -> bytes:
+        req_id = call.req_id
+        h = self.handlers.get(call.method)
+        if h is None:
+            if call.method == "ping":
+                return _frames.encode_ok(req_id, _PONG_JSON)
+            return self._error(
+                req_id,
+                "no_such_method",
+                f"no handler {call.method!r} in {self.module_name}; available: {', '.join(self.names())}",
+            )
+        try:
+            args = _decode_json(call.args.decode("utf-8")) if call.args else None
+        except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            return self._error(req_id, "bad_request", f"args of {call.method!r} are not valid JSON: {e}")
+
+        try:
+            if h.nargs == 2:
+                deadline = time.monotonic() + call.timeout_ms / 1000.0 if call.timeout_ms else None
+                ctx = Context(call.session, self.worker_id, self.pool, req_id, deadline)
+                result = h.fn(args, ctx)
+            elif h.nargs == 1:
+                result = h.fn(args)
+            else:
+                result = h.fn()
+            if inspect.isawaitable(result):
+                result = self._event_loop().run_until_complete(result)
+        except Exception as e:
+            return self._error(
+                req_id,
+                "handler_error",
+                _exc_message(e),
+                type(e).__name__,
+                "".join(traceback.format_exception(type(e), e, _user_frames(e.__traceback__))),
+            )
+
+        try:
+            payload = _encode_json(result).encode("utf-8")
+        except (TypeError, ValueError) as e:  # unsupported type, NaN, cycle, lone surrogate
+            return self._error(
+                req_id,
+                "handler_error",
+                f"the result of {call.method!r} is not JSON-serialisable: {e}",
+                type(e).__name__,
+            )
+        if len(payload) + _frames.ID_FRAME_OVERHEAD > self.max_frame:
+            return self._error(
+                req_id,
+                "too_large",
+                f"the result of {call.method!r} is {len(payload)} bytes of JSON, over the "
+                f"frame limit of {self.max_frame} bytes (PIT_MAX_FRAME)",
+            )
+        return _frames.encode_ok(req_id, payload)
+
+    def close(self) -> None:
+        """Closes the event loop, if an async handler ever created it."""
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+        return self._loop
+
+    def _error(
+        self,
+        req_id: int,
+        kind: str,
+        message: str,
+        exc_type: Optional[str] = None,
+        tb: Optional[str] = None,
+    ) -> bytes:
+        """An ``ERR`` frame; halves message and traceback until it fits the frame limit."""
+        limit: Optional[int] = None
+        while True:
+            err: Dict[str, Any] = {
+                "kind": kind,
+                "message": _clip(message, limit),
+                "type": exc_type,
+                "traceback": _clip(tb, limit),
+            }
+            payload = _encode_json(err).encode("utf-8")
+            if len(payload) + _frames.ID_FRAME_OVERHEAD <= self.max_frame or limit == 0:
+                return _frames.encode_err(req_id, payload)
+            limit = max(len(message), len(tb or "")) // 2 if limit is None else limit // 2
+
+
+def _exc_message(e: BaseException) -> str:
+    text = str(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _user_frames(tb: Optional[TracebackType]) -> Optional[TracebackType]:
+    """Skips this module's and asyncio's frames at the top of a handler's traceback."""
+    first = tb
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename not in _OWN_FILES and not filename.startswith(_ASYNCIO_DIR):
+            return tb
+        tb = tb.tb_next
+    return first
+
+
+def _clip(text: Optional[str], limit: Optional[int]) -> Optional[str]:
+    """``text`` cut to ``limit`` characters, with lone surrogates (undecodable file names
+    in OS errors) spelled out so the result always encodes as UTF-8."""
+    if text is None:
+        return None
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if limit is None or len(text) <= limit:
+        return text
+    return text[:limit] + f"... [{len(text) - limit} characters cut to fit the frame limit]"

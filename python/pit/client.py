@@ -1,0 +1,211 @@
+"""The thread-safe, pipelined call-socket client: :class:`Client`.
+
+One Unix-socket connection carries every thread's calls at once. Senders take a lock only
+around ``sendall``; a reader thread owns the receiving side and hands each reply to the
+thread waiting on its ``id`` (one pre-acquired lock per call, released by the reader:
+the cheapest wake-up primitive there is). When the connection fails, every call in flight
+gets :class:`~pit.ConnectionLost`, and the next call opens a new connection.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import threading
+from typing import Any, Dict, Optional, Union
+
+from . import _callwire
+from .errors import CallError, ConnectionLost
+from .paths import default_call_socket
+
+
+class Client:
+    """Calls pools through pitd's call socket.
+
+    ``path`` defaults to :func:`pit.default_call_socket` (``$PITD_CALL_SOCKET``, then the
+    daemon's default). The constructor connects, so a wrong path fails at once with
+    :class:`~pit.ConnectionLost`. Usable from many threads at once; a context manager.
+    """
+
+    def __init__(
+        self,
+        path: Union[str, "os.PathLike[str]", None] = None,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.path = os.fspath(path) if path is not None else default_call_socket()
+        self.connect_timeout = connect_timeout
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()  # guards _conn and _closed
+        self._closed = False
+        self._conn = _Connection(self.path, connect_timeout)
+
+    def call(
+        self,
+        pool: str,
+        method: str,
+        args: Any = None,
+        *,
+        session: Optional[str] = None,
+        timeout: Optional[float] = None,
+        idempotent: bool = False,
+    ) -> Any:
+        """Runs ``method(args)`` on a worker of ``pool`` and returns its result.
+
+        ``timeout`` (seconds) is enforced by pitd; the client itself gives up a little
+        later in case pitd never answers. ``idempotent=True`` lets pitd retry the call once
+        on another worker if its worker dies. Raises :class:`~pit.CallError`.
+        """
+        req_id = next(self._ids)
+        message = _callwire.encode_request(
+            req_id, pool, method, args, session, _callwire.timeout_ms(timeout), idempotent
+        )
+        conn = self._connection()
+        waiter = conn.send(req_id, message)
+        if not waiter.lock.acquire(timeout=_callwire.local_deadline(timeout) or -1):
+            if conn.forget(req_id):
+                raise _callwire.local_timeout_error(timeout or 0.0)
+            waiter.lock.acquire()  # the reader took it first; its answer is imminent
+        return waiter.outcome()
+
+    def close(self) -> None:
+        """Closes the connection; calls in flight raise :class:`~pit.ConnectionLost`."""
+        with self._lock:
+            self._closed = True
+            conn = self._conn
+        conn.close("the client was closed")
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client(path={self.path!r})"
+
+    def _connection(self) -> "_Connection":
+        with self._lock:
+            if self._closed:
+                raise ConnectionLost(f"the client for {self.path} is closed", self.path)
+            if self._conn.lost is not None:
+                self._conn = _Connection(self.path, self.connect_timeout)
+            return self._conn
+
+
+class _Waiter:
+    """One call in flight: ``lock`` is released by the reader once ``reply`` or ``lost`` is set."""
+
+    __slots__ = ("lock", "reply", "lost", "path")
+
+    def __init__(self, path: str) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.reply: Optional[Dict[str, Any]] = None
+        self.lost: Optional[str] = None
+        self.path = path
+
+    def outcome(self) -> Any:
+        if self.reply is None:
+            # A fresh exception per caller: one instance raised in many threads would
+            # collect all their tracebacks.
+            raise ConnectionLost(self.lost or "connection lost", self.path)
+        return _callwire.result_of(self.reply)
+
+
+class _Connection:
+    """One socket, its reader thread and the table of calls waiting on it."""
+
+    def __init__(self, path: str, connect_timeout: float) -> None:
+        self.path = path
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(connect_timeout)
+            sock.connect(path)
+            sock.settimeout(None)
+        except OSError as e:
+            sock.close()
+            reason = "timed out" if isinstance(e, socket.timeout) else (e.strerror or str(e))
+            raise ConnectionLost(f"cannot connect to pitd's call socket {path}: {reason}", path) from None
+        self._sock = sock
+        self._send_lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _pending and lost
+        self._pending: Dict[int, _Waiter] = {}
+        #: Why the connection ended, once it has; set exactly once, under _lock.
+        self.lost: Optional[str] = None
+        self._reader = threading.Thread(target=self._read_replies, name=f"pit-client {path}", daemon=True)
+        self._reader.start()
+
+    def send(self, req_id: int, message: bytes) -> _Waiter:
+        waiter = _Waiter(self.path)
+        with self._lock:
+            if self.lost is not None:
+                waiter.lost = self.lost
+                waiter.lock.release()
+                return waiter
+            self._pending[req_id] = waiter
+        try:
+            with self._send_lock:
+                self._sock.sendall(message)
+        except OSError as e:
+            self._end(f"sending to pitd at {self.path} failed: {e.strerror or e}; the call was not sent whole")
+        return waiter
+
+    def forget(self, req_id: int) -> bool:
+        """Drops a call that timed out locally; False if its reply is being delivered."""
+        with self._lock:
+            return self._pending.pop(req_id, None) is not None
+
+    def close(self, reason: str) -> None:
+        self._end(reason)
+        if self._reader is not threading.current_thread():
+            self._reader.join(timeout=5.0)
+
+    def _read_replies(self) -> None:
+        reason = f"pitd closed the connection on {self.path}"
+        stream = self._sock.makefile("rb")
+        try:
+            while True:
+                head = stream.read(_callwire.LENGTH.size)
+                if len(head) < _callwire.LENGTH.size:
+                    if head:
+                        reason = f"pitd closed the connection on {self.path} in the middle of a reply"
+                    break
+                (length,) = _callwire.LENGTH.unpack(head)
+                body = stream.read(length)
+                if len(body) < length:
+                    reason = f"pitd closed the connection on {self.path} in the middle of a reply"
+                    break
+                reply = _callwire.parse_reply(body)
+                with self._lock:
+                    waiter = self._pending.pop(reply["id"], None)
+                if waiter is not None:  # else: a call that already timed out locally
+                    waiter.reply = reply
+                    waiter.lock.release()
+        except ValueError as e:
+            reason = f"pitd at {self.path} sent a malformed reply: {e}"
+        except OSError as e:
+            reason = f"connection to pitd at {self.path} failed: {e.strerror or e}"
+        finally:
+            self._end(reason)
+            stream.close()
+            # Under the send lock: closing a socket another thread is writing to could let
+            # its fd number be reused by an unrelated file mid-write.
+            with self._send_lock:
+                self._sock.close()
+
+    def _end(self, reason: str) -> None:
+        """Marks the connection lost and fails every call waiting on it (first reason wins)."""
+        with self._lock:
+            if self.lost is not None:
+                return
+            self.lost = reason + " (a call in flight may or may not have run)"
+            pending, self._pending = self._pending, {}
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the reader if it is still in recv
+        except OSError:
+            pass
+        for waiter in pending.values():
+            waiter.lost = self.lost
+            waiter.lock.release()
+

@@ -1,0 +1,162 @@
+"""The worker process: ``python -m pit serve MODULE``, as pitd runs it for ``app = "MODULE"``.
+
+Lifecycle: check that pitd's protocol pipes are on fds 3 (calls in) and 4 (replies out),
+import MODULE with the working directory first on ``sys.path``, send ``READY``, then answer
+frames one at a time until pitd closes fd 3. stdout and stderr belong to user code: the
+protocol never touches them, and they are made line-buffered because pitd captures them
+line by line.
+
+Exit statuses (pitd reads them as the reason a worker went away):
+
+- 0: end of input on fd 3, pitd gone (broken pipe), or SIGTERM;
+- 1: MODULE failed to import, or its handlers are invalid (traceback on stderr);
+- 2: not started by pitd (fds 3/4 missing) or a bad ``PIT_MAX_FRAME``;
+- 3: pitd sent a malformed or unknown frame (one line on stderr); pitd replaces the worker.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import importlib
+import os
+import signal
+import sys
+import traceback
+from typing import Optional
+
+from . import _frames
+from ._dispatch import Dispatcher
+from .handlers import collect, worker_identity
+
+IN_FD = 3
+OUT_FD = 4
+
+EXIT_OK = 0
+EXIT_IMPORT_FAILED = 1
+EXIT_NOT_UNDER_PITD = 2
+EXIT_PROTOCOL_ERROR = 3
+
+_ACCMODE = getattr(os, "O_ACCMODE", 3)
+
+
+def serve(module_name: str) -> int:
+    """Runs the worker; returns the process exit status."""
+    problem = _protocol_fd_problem()
+    if problem:
+        _say(
+            f"{problem}. `python -m pit serve {module_name}` must be run by pitd (a pool with "
+            f'app = "{module_name}"), which passes the protocol pipes on fds 3 and 4.'
+        )
+        return EXIT_NOT_UNDER_PITD
+    try:
+        max_frame = _max_frame_from_env()
+    except ValueError as e:
+        _say(str(e))
+        return EXIT_NOT_UNDER_PITD
+
+    _prepare_process()
+    try:
+        module = importlib.import_module(module_name)
+        handlers = collect(module)
+    except Exception:
+        _say(f"cannot serve {module_name}:")
+        traceback.print_exc()
+        return EXIT_IMPORT_FAILED
+
+    identity = worker_identity()
+    dispatcher = Dispatcher(module_name, handlers, max_frame, identity["worker_id"], identity["pool"])
+    reader = _frames.FrameReader(functools.partial(os.read, IN_FD), max_frame)
+    try:
+        _write_all(OUT_FD, _frames.encode_ready(dispatcher.names(), os.getpid()))
+        return _serve_frames(dispatcher, reader)
+    except BrokenPipeError:
+        return EXIT_OK  # pitd is gone; nobody is left to answer
+    finally:
+        dispatcher.close()
+
+
+def _serve_frames(dispatcher: Dispatcher, reader: _frames.FrameReader) -> int:
+    """The hot loop: one frame in, one reply frame out, until end of input."""
+    next_frame = reader.next_frame
+    reply = dispatcher.reply
+    decode_call = _frames.decode_call
+    CALL, PING = _frames.CALL, _frames.PING
+    while True:
+        try:
+            frame = next_frame()
+            if frame is None:
+                return EXIT_OK
+            ftype, body = frame
+            if ftype == CALL:
+                out = reply(decode_call(body))
+            elif ftype == PING:
+                out = _frames.encode_pong(_frames.decode_id(body))
+            else:
+                raise _frames.FrameError(f"unknown frame type 0x{ftype:02x}")
+        except _frames.FrameError as e:
+            _say(f"protocol error from pitd: {e}; exiting")
+            return EXIT_PROTOCOL_ERROR
+        _write_all(OUT_FD, out)
+
+
+def _protocol_fd_problem() -> Optional[str]:
+    """Why fds 3/4 cannot be the protocol pipes, or None when they can."""
+    for fd, need, refused in ((IN_FD, "reading", os.O_WRONLY), (OUT_FD, "writing", os.O_RDONLY)):
+        try:
+            mode = fcntl.fcntl(fd, fcntl.F_GETFL) & _ACCMODE
+        except OSError:
+            return f"fd {fd} is not open"
+        if mode == refused:
+            return f"fd {fd} is not open for {need}"
+    return None
+
+
+def _max_frame_from_env() -> int:
+    raw = os.environ.get("PIT_MAX_FRAME")
+    if not raw:
+        return _frames.DEFAULT_MAX_FRAME
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 64 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"PIT_MAX_FRAME={raw!r} is not a byte count between 64 and 4294967295")
+    return value
+
+
+def _prepare_process() -> None:
+    """Stream buffering, fd hygiene, signals and ``sys.path``, before user code runs."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(line_buffering=True)
+    for fd in (IN_FD, OUT_FD):
+        # Children of user code must not hold the pipes: a grandchild keeping fd 4 open
+        # would hide this worker's death from pitd.
+        os.set_inheritable(fd, False)
+        os.set_blocking(fd, True)
+    # pitd sends SIGTERM only while no call is in flight; SystemExit still runs atexit.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # A Ctrl-C in pitd's terminal reaches the whole foreground group; stopping workers is
+    # pitd's decision (it drains first), so the worker does not die on its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cwd = os.getcwd()
+    if sys.path[:1] != [cwd]:
+        sys.path.insert(0, cwd)  # as `python -m` does, and even under -P / PYTHONSAFEPATH
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(EXIT_OK)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)
+        while written < len(data):
+            written += os.write(fd, view[written:])
+
+
+def _say(message: str) -> None:
+    print(f"pit worker: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,3 @@
+"""Fails while being imported."""
+
+raise RuntimeError("this module cannot be imported")

@@ -1,0 +1,144 @@
+//! `pitctl status [POOL] [--json]`: the JSON is the wire struct itself; the table is
+//! rendered by a pure function so it can be tested.
+
+use std::fmt::Write as _;
+
+use super::{Failure, unexpected};
+use crate::client::ControlClient;
+use crate::proto::control::{Reply, Request};
+use crate::proto::status::StatusReport;
+
+pub fn run(client: &mut ControlClient, pool: Option<String>, json: bool) -> Result<(), Failure> {
+    let reply = client.request(&Request::Status { pool })?;
+    let Reply::Status(report) = reply else {
+        return Err(unexpected(&reply));
+    };
+    let text = if json {
+        serde_json::to_string(&report).map_err(|e| Failure::Refused(e.to_string()))? + "\n"
+    } else {
+        render(&report)
+    };
+    use std::io::Write;
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// The human-readable status table.
+pub fn render(report: &StatusReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "pitd {} (pid {}), up {}",
+        report.version,
+        report.pid,
+        age(report.uptime_s)
+    );
+    if report.pools.is_empty() {
+        out.push_str("no pools\n");
+    }
+    for pool in &report.pools {
+        let ready = pool
+            .workers
+            .iter()
+            .filter(|w| matches!(w.state.as_str(), "idle" | "busy"))
+            .count();
+        let _ = writeln!(
+            out,
+            "\npool {}: {}, {}/{} ready, calls {}, errors {}, queued {}, recycled {}, restarts {}",
+            pool.name,
+            pool.state.as_str(),
+            ready,
+            pool.size,
+            pool.requests,
+            pool.errors,
+            pool.queued,
+            pool.recycled,
+            pool.restarts
+        );
+        if let Some(why) = &pool.failing_reason {
+            let _ = writeln!(out, "  failing: {why}");
+        }
+        if pool.workers.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>7}  {:<9} {:<8} {:>10} {:>6} {:>7} {:>6} {:>8}  LAST RECYCLE",
+            "ID", "PID", "STATE", "HEALTH", "RSS", "CPU%", "CALLS", "ERRORS", "AGE"
+        );
+        for w in &pool.workers {
+            let _ = writeln!(
+                out,
+                "  {:<10} {:>7}  {:<9} {:<8} {:>10} {:>6.1} {:>7} {:>6} {:>8}  {}",
+                w.id.to_string(),
+                if w.pid == 0 { "-".to_string() } else { w.pid.to_string() },
+                w.state.as_str(),
+                w.health.as_str(),
+                bytes(w.rss_bytes),
+                w.cpu_percent,
+                w.requests,
+                w.errors,
+                age(w.age_s),
+                w.last_recycle_reason.map_or("-", |r| r.as_str())
+            );
+        }
+    }
+    out
+}
+
+fn bytes(n: u64) -> String {
+    if n == 0 {
+        "-".into()
+    } else {
+        bytesize::ByteSize(n).display().iec_short().to_string()
+    }
+}
+
+/// Compact age: 42s, 3m12s, 5h03m, 2d04h.
+pub fn age(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_are_compact() {
+        let cases = [
+            (0.4, "0s"),
+            (59.9, "59s"),
+            (192.0, "3m12s"),
+            (18180.0, "5h03m"),
+            (187200.0, "2d04h"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(age(secs), want, "{secs}");
+        }
+    }
+
+    #[test]
+    fn table_shows_pool_line_failing_reason_and_worker_rows() {
+        let json = r#"{"version":"0.1.0","pid":7,"uptime_s":65.0,"pools":[{"name":"echo","state":"failing","size":2,
+            "workers":[{"id":"worker-3","pid":4242,"state":"idle","health":"ok","rss_bytes":12582912,"memory_bytes":12582912,
+            "rss_growth_bytes_per_s":0,"cpu_percent":1.5,"requests":40,"errors":1,"age_s":12.5,"last_recycle_reason":"max_rss"}],
+            "requests":123,"errors":1,"queued":0,"recycled":2,"restarts":1,"failing_reason":"crash loop: worker-2 exit code 1"}]}"#;
+        let report: StatusReport = serde_json::from_str(json).unwrap();
+        let text = render(&report);
+        assert!(
+            text.contains("pool echo: failing, 1/2 ready, calls 123, errors 1, queued 0, recycled 2, restarts 1"),
+            "{text}"
+        );
+        assert!(text.contains("failing: crash loop: worker-2 exit code 1"), "{text}");
+        let row = text.lines().find(|l| l.contains("worker-3")).unwrap();
+        for cell in ["4242", "idle", "ok", "12.0MiB", "1.5", "40", "12s", "max_rss"] {
+            assert!(row.contains(cell), "{cell} missing in {row:?}");
+        }
+    }
+}

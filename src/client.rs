@@ -1,0 +1,84 @@
+//! `ControlClient`: a blocking client of the control socket, used by pitctl, top and tests.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use crate::proto::control::{ControlErrorKind, Reply, Request};
+use crate::proto::frame::CONTROL_MAX;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing listens at the socket (exit code 3).
+    #[error("no pitd reachable at {path}: {source}")]
+    Unreachable { path: PathBuf, source: io::Error },
+    /// pitd answered with an error (exit code 1).
+    #[error("{message}")]
+    Refused { kind: ControlErrorKind, message: String },
+    /// The connection broke or carried something unreadable (exit code 1).
+    #[error("talking to pitd at {path}: {message}")]
+    Protocol { path: PathBuf, message: String },
+}
+
+/// The control socket path: `--socket`, else `PITD_SOCKET` (both resolved by clap), else
+/// the default runtime directory.
+pub fn default_control_socket() -> PathBuf {
+    crate::spec::default_socket_dir().join("control.sock")
+}
+
+pub struct ControlClient {
+    stream: UnixStream,
+    path: PathBuf,
+}
+
+impl ControlClient {
+    pub fn connect(path: &Path) -> Result<ControlClient, ClientError> {
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Unreachable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(ControlClient {
+            stream,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Sends one request and reads its (first) reply; an error reply becomes `Refused`.
+    pub fn request(&mut self, req: &Request) -> Result<Reply, ClientError> {
+        let body = serde_json::to_vec(req).map_err(|e| self.protocol(e))?;
+        let mut buf = Vec::with_capacity(4 + body.len());
+        crate::proto::frame::encode_into(&mut buf, &body);
+        self.stream.write_all(&buf).map_err(|e| self.protocol(e))?;
+        match self.next_reply()? {
+            Some(reply) => Ok(reply),
+            None => Err(self.protocol("pitd closed the connection without replying")),
+        }
+    }
+
+    /// The next reply of a stream; `None` when pitd closed the connection.
+    pub fn next_reply(&mut self) -> Result<Option<Reply>, ClientError> {
+        let mut head = [0u8; 4];
+        match self.stream.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(self.protocol(e)),
+        }
+        let len = u32::from_be_bytes(head) as usize;
+        if len > CONTROL_MAX {
+            return Err(self.protocol(format!("reply of {len} bytes exceeds the limit")));
+        }
+        let mut body = vec![0u8; len];
+        self.stream.read_exact(&mut body).map_err(|e| self.protocol(e))?;
+        match serde_json::from_slice::<Reply>(&body).map_err(|e| self.protocol(e))? {
+            Reply::Error { kind, message } => Err(ClientError::Refused { kind, message }),
+            reply => Ok(Some(reply)),
+        }
+    }
+
+    fn protocol(&self, e: impl std::fmt::Display) -> ClientError {
+        ClientError::Protocol {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+}

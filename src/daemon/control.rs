@@ -1,0 +1,162 @@
+//! The control socket server: one task per connection, framed JSON requests, typed replies.
+//! A peer that is not allowed, sends garbage or an oversized frame gets an error reply and
+//! a closed connection; nothing a client sends can take pitd down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use super::socket::Access;
+use super::supervisor::{Refusal, Supervisor};
+use crate::proto::control::{ControlErrorKind, Reply, Request};
+use crate::proto::frame::{self, CONTROL_MAX, FrameError};
+
+/// A connection that sends nothing for this long is closed: idle clients cannot pile up.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub async fn serve(listener: UnixListener, sup: Arc<Supervisor>, access: Access, stop: CancellationToken) {
+    loop {
+        let conn = tokio::select! {
+            c = listener.accept() => c,
+            _ = stop.cancelled() => return,
+        };
+        match conn {
+            Ok((stream, _)) => {
+                let sup = sup.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move { connection(stream, sup, access, stop).await });
+            }
+            Err(e) => {
+                tracing::warn!("control socket accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn connection(mut stream: UnixStream, sup: Arc<Supervisor>, access: Access, stop: CancellationToken) {
+    let allowed = stream
+        .peer_cred()
+        .is_ok_and(|c| access.allows(c.uid(), c.gid(), c.pid()));
+    if !allowed {
+        let reply = refuse(
+            ControlErrorKind::PermissionDenied,
+            "not allowed to use this control socket",
+        );
+        return refuse_and_close(stream, reply).await;
+    }
+    loop {
+        let body = tokio::select! {
+            r = tokio::time::timeout(IDLE_TIMEOUT, frame::read_frame(&mut stream, CONTROL_MAX)) => match r {
+                Ok(Ok(Some(body))) => body,
+                Ok(Ok(None)) | Err(_) => return,
+                Ok(Err(FrameError::TooLarge { len, max })) => {
+                    let msg = format!("request of {len} bytes exceeds the limit of {max}");
+                    return refuse_and_close(stream, refuse(ControlErrorKind::BadRequest, &msg)).await;
+                }
+                Ok(Err(_)) => return,
+            },
+            _ = stop.cancelled() => return,
+        };
+        let request = match serde_json::from_slice::<Request>(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                let reply = refuse(ControlErrorKind::BadRequest, &format!("invalid request: {e}"));
+                return refuse_and_close(stream, reply).await;
+            }
+        };
+        if dispatch(request, &mut stream, &sup).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Answers one request. `Err` means the connection is unusable.
+async fn dispatch(request: Request, stream: &mut UnixStream, sup: &Supervisor) -> std::io::Result<()> {
+    match request {
+        Request::Status { pool } => {
+            let reply = sup
+                .status(pool.as_deref())
+                .await
+                .map(Reply::Status)
+                .unwrap_or_else(refusal);
+            send(stream, &reply).await
+        }
+        Request::Logs { target, lines, follow } => {
+            let filter = match sup.log_filter(&target).await {
+                Ok(f) => f,
+                Err(r) => return send(stream, &refusal(r)).await,
+            };
+            // Subscribe before taking the tail so no line falls between the two.
+            let mut live = sup.output.subscribe();
+            let tail = sup.output.tail(lines, |l| filter.matches(l));
+            let last_seq = tail.last().map(|l| l.seq);
+            send(stream, &Reply::Logs { lines: tail }).await?;
+            if !follow {
+                return Ok(());
+            }
+            loop {
+                tokio::select! {
+                    line = live.recv() => match line {
+                        Ok(l) if filter.matches(&l) && last_seq.is_none_or(|s| l.seq > s) => send(stream, &Reply::LogLine(l)).await?,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => return Ok(()),
+                    },
+                    _ = sup.shutdown.cancelled() => return Ok(()),
+                }
+            }
+        }
+        Request::Shutdown => {
+            sup.shutdown.cancel();
+            send(
+                stream,
+                &Reply::Done {
+                    message: "pitd is shutting down".into(),
+                },
+            )
+            .await
+        }
+    }
+}
+
+/// Sends a last error reply and closes without a reset: unread input at close() would make
+/// the kernel send RST, and the peer could lose the reply explaining why it was cut off.
+async fn refuse_and_close(mut stream: UnixStream, reply: Reply) {
+    use tokio::io::AsyncReadExt;
+    if send(&mut stream, &reply).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+    let mut sink = [0u8; 4096];
+    let mut budget = 1024 * 1024;
+    let drain = async {
+        while budget > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => budget -= n.min(budget),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+fn refuse(kind: ControlErrorKind, message: &str) -> Reply {
+    Reply::Error {
+        kind,
+        message: message.to_string(),
+    }
+}
+
+fn refusal(r: Refusal) -> Reply {
+    Reply::Error {
+        kind: r.kind,
+        message: r.message,
+    }
+}
+
+async fn send(stream: &mut UnixStream, reply: &Reply) -> std::io::Result<()> {
+    let body = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
+    frame::write_frame(stream, &body).await
+}

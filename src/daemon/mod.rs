@@ -1,0 +1,113 @@
+//! pitd itself: startup order, signals and shutdown ordering, written once, here.
+//!
+//! Startup: the guard is forked while pitd is single-threaded (`guard::start`, called by
+//! the binary first thing), then pitd becomes a child subreaper, starts the process thread,
+//! the runtime, the control socket and the pools. Shutdown: a root token is cancelled by
+//! SIGTERM/SIGINT or a shutdown request; pools stop their workers (SIGTERM to each group,
+//! SIGKILL after kill_timeout) within shutdown_timeout; then the socket files are removed.
+
+pub mod control;
+pub mod events;
+pub mod guard;
+pub mod output;
+pub mod pool;
+pub mod procs;
+pub mod socket;
+pub mod spawn;
+pub mod supervisor;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::ids::IdAllocator;
+use crate::spec::Spec;
+use events::EventLog;
+use output::OutputStore;
+use pool::PoolDeps;
+use procs::Procs;
+use socket::Access;
+use supervisor::Supervisor;
+
+/// Extra time, beyond shutdown_timeout, for SIGKILLed workers to be reaped.
+const REAP_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs the daemon until it is told to stop. Returns once every worker has been reaped.
+pub fn run(spec: Spec, guard: Option<guard::Guard>) -> anyhow::Result<()> {
+    // Orphans of workers (double-forked children) are re-parented to pitd, which reaps them.
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!("cannot become a child subreaper ({e}); orphans of workers go to init");
+    }
+    let procs = Procs::start(guard).context("starting the process thread")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("pitd-rt")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(spec, procs))
+}
+
+async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
+    let daemon = &spec.daemon;
+    let access = Access {
+        uid: nix::unistd::geteuid().as_raw(),
+        group: daemon.socket_group.as_ref().map(|g| g.gid),
+    };
+    let control = socket::bind(&daemon.control_socket, daemon.control_mode, access.group)?;
+    control.set_nonblocking(true)?;
+    let control = tokio::net::UnixListener::from_std(control)?;
+
+    let shutdown = CancellationToken::new();
+    let deps = PoolDeps {
+        spawner: Arc::new(procs),
+        ids: Arc::new(IdAllocator::default()),
+        output: Arc::new(OutputStore::default()),
+        events: Arc::new(EventLog::default()),
+    };
+    let sup = Arc::new(Supervisor::start(&spec, deps, shutdown.clone()));
+    let listeners = CancellationToken::new();
+    let control_task = tokio::spawn(control::serve(control, sup.clone(), access, listeners.clone()));
+    tracing::info!(
+        control_socket = %daemon.control_socket.display(),
+        pools = spec.pools.len(),
+        "pitd {} running (pid {})",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    );
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let why = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = shutdown.cancelled() => "a shutdown request",
+    };
+    shutdown.cancel();
+    tracing::info!(
+        "stopping on {why}: stopping workers (budget {:?})",
+        daemon.shutdown_timeout
+    );
+
+    // 1. Stop every pool: workers get SIGTERM, then SIGKILL after their kill_timeout.
+    if tokio::time::timeout(daemon.shutdown_timeout + REAP_GRACE, sup.stop_pools())
+        .await
+        .is_err()
+    {
+        tracing::error!("workers were still running after shutdown_timeout; exiting anyway (the guard kills them)");
+    }
+    // 2. Stop listening; 3. remove our socket files so the next pitd finds a clean path.
+    listeners.cancel();
+    let _ = control_task.await;
+    let _ = std::fs::remove_file(&daemon.control_socket);
+    tracing::info!("pitd stopped");
+    Ok(())
+}
+
+/// The current time as RFC 3339 with milliseconds, UTC.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}

@@ -1,0 +1,222 @@
+//! Worker stdout/stderr capture. Each stream is read by its own task, line by line, with a
+//! bounded line length, so a worker is never blocked on a full pipe by pitd. Lines go to
+//! the log (tagged with the worker id) and to a bounded ring per worker, kept a while after
+//! the worker exits for `pitctl logs` and crash reports.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::OwnedFd;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::broadcast;
+
+use crate::ids::WorkerId;
+use crate::proto::control::{LogLine, Stream};
+
+/// Longer lines are cut into pieces of this size: one line cannot eat the ring.
+pub const MAX_LINE: usize = 8 * 1024;
+/// Bytes of text kept per worker; older lines are dropped (and counted).
+pub const RING_BYTES: usize = 256 * 1024;
+/// Exited workers whose output is kept for `logs` and crash reports.
+pub const KEEP_EXITED: usize = 64;
+
+/// All captured output of the daemon run. Shared by the reader tasks (writers) and the
+/// control server (readers); a plain mutex suffices: each critical section is a push or a
+/// copy, never I/O.
+pub struct OutputStore {
+    inner: Mutex<Inner>,
+    seq: AtomicU64,
+    live_tx: broadcast::Sender<LogLine>,
+}
+
+#[derive(Default)]
+struct Inner {
+    rings: HashMap<WorkerId, Ring>,
+    exited: VecDeque<WorkerId>,
+}
+
+#[derive(Default)]
+struct Ring {
+    lines: VecDeque<LogLine>,
+    bytes: usize,
+    dropped: u64,
+}
+
+impl Default for OutputStore {
+    fn default() -> Self {
+        OutputStore {
+            inner: Mutex::default(),
+            seq: AtomicU64::new(0),
+            live_tx: broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl OutputStore {
+    fn push(&self, pool: &str, worker: WorkerId, stream: Stream, line: String) {
+        match stream {
+            Stream::Stdout => tracing::info!(target: "worker", pool, worker = %worker, "{line}"),
+            Stream::Stderr => tracing::warn!(target: "worker", pool, worker = %worker, "{line}"),
+        }
+        let entry = LogLine {
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            ts: super::now_rfc3339(),
+            pool: pool.to_string(),
+            worker,
+            stream,
+            line,
+        };
+        let _ = self.live_tx.send(entry.clone());
+        let mut inner = self.inner.lock().expect("output store lock");
+        let ring = inner.rings.entry(worker).or_default();
+        ring.bytes += entry.line.len();
+        ring.lines.push_back(entry);
+        while ring.bytes > RING_BYTES {
+            let Some(old) = ring.lines.pop_front() else { break };
+            ring.bytes -= old.line.len();
+            ring.dropped += 1;
+        }
+    }
+
+    /// Marks a worker as exited; its ring is kept until `KEEP_EXITED` newer exits push it out.
+    pub fn worker_exited(&self, worker: WorkerId) {
+        let mut inner = self.inner.lock().expect("output store lock");
+        inner.exited.push_back(worker);
+        while inner.exited.len() > KEEP_EXITED {
+            if let Some(old) = inner.exited.pop_front() {
+                inner.rings.remove(&old);
+            }
+        }
+    }
+
+    /// The last `n` lines of the workers matching `filter`, in capture order.
+    pub fn tail(&self, n: usize, filter: impl Fn(&LogLine) -> bool) -> Vec<LogLine> {
+        let inner = self.inner.lock().expect("output store lock");
+        let mut lines: Vec<LogLine> = inner
+            .rings
+            .values()
+            .flat_map(|r| r.lines.iter())
+            .filter(|l| filter(l))
+            .cloned()
+            .collect();
+        lines.sort_by_key(|l| l.seq);
+        let skip = lines.len().saturating_sub(n);
+        lines.split_off(skip)
+    }
+
+    /// The last `n` stderr lines of one worker, for crash reports.
+    pub fn last_stderr(&self, worker: WorkerId, n: usize) -> Vec<String> {
+        self.tail(n, |l| l.worker == worker && l.stream == Stream::Stderr)
+            .into_iter()
+            .map(|l| l.line)
+            .collect()
+    }
+
+    /// Lines captured from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<LogLine> {
+        self.live_tx.subscribe()
+    }
+
+    /// Lines dropped from a worker's ring because it was full.
+    pub fn dropped(&self, worker: WorkerId) -> u64 {
+        self.inner
+            .lock()
+            .expect("output store lock")
+            .rings
+            .get(&worker)
+            .map_or(0, |r| r.dropped)
+    }
+}
+
+/// Starts the reader tasks for a worker's stdout and stderr. Must be called inside the
+/// runtime. The tasks end at EOF (the worker's group is gone).
+pub fn capture(store: &std::sync::Arc<OutputStore>, pool: &str, worker: WorkerId, stdout: OwnedFd, stderr: OwnedFd) {
+    for (fd, stream) in [(stdout, Stream::Stdout), (stderr, Stream::Stderr)] {
+        let store = store.clone();
+        let pool = pool.to_string();
+        tokio::spawn(async move {
+            match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+                Ok(rx) => read_lines(rx, &store, &pool, worker, stream).await,
+                Err(e) => tracing::error!(pool, worker = %worker, "cannot read worker output: {e}"),
+            }
+        });
+    }
+}
+
+async fn read_lines(
+    mut rx: tokio::net::unix::pipe::Receiver,
+    store: &OutputStore,
+    pool: &str,
+    worker: WorkerId,
+    stream: Stream,
+) {
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = match rx.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut start = 0;
+        while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
+            let end = start + pos;
+            emit(store, pool, worker, stream, &buf[start..end]);
+            start = end + 1;
+        }
+        buf.drain(..start);
+        while buf.len() >= MAX_LINE {
+            let rest = buf.split_off(MAX_LINE);
+            emit(store, pool, worker, stream, &buf);
+            buf = rest;
+        }
+    }
+    if !buf.is_empty() {
+        emit(store, pool, worker, stream, &buf);
+    }
+}
+
+fn emit(store: &OutputStore, pool: &str, worker: WorkerId, stream: Stream, bytes: &[u8]) {
+    let line = String::from_utf8_lossy(bytes.strip_suffix(b"\r").unwrap_or(bytes)).into_owned();
+    store.push(pool, worker, stream, line);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_is_bounded_in_bytes_and_counts_drops() {
+        let store = OutputStore::default();
+        let w = WorkerId(1);
+        let line = "x".repeat(1000);
+        for _ in 0..(RING_BYTES / 1000 + 50) {
+            store.push("p", w, Stream::Stdout, line.clone());
+        }
+        let kept = store.tail(usize::MAX, |_| true);
+        assert!(kept.len() * 1000 <= RING_BYTES);
+        assert!(store.dropped(w) >= 50);
+    }
+
+    #[test]
+    fn tail_merges_workers_in_capture_order() {
+        let store = OutputStore::default();
+        store.push("p", WorkerId(1), Stream::Stdout, "a".into());
+        store.push("p", WorkerId(2), Stream::Stderr, "b".into());
+        store.push("p", WorkerId(1), Stream::Stdout, "c".into());
+        let got: Vec<String> = store.tail(2, |_| true).into_iter().map(|l| l.line).collect();
+        assert_eq!(got, ["b", "c"]);
+        assert_eq!(store.last_stderr(WorkerId(2), 5), ["b"]);
+    }
+
+    #[test]
+    fn exited_workers_are_forgotten_after_keep_exited_newer_exits() {
+        let store = OutputStore::default();
+        store.push("p", WorkerId(1), Stream::Stdout, "old".into());
+        for i in 1..=(KEEP_EXITED as u64 + 1) {
+            store.worker_exited(WorkerId(i));
+        }
+        assert!(store.tail(10, |l| l.worker == WorkerId(1)).is_empty());
+    }
+}

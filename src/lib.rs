@@ -1,0 +1,34 @@
+//! pit: a supervisor for pools of Python worker processes.
+//!
+//! ```text
+//!  pitctl ──control socket──▶ control ─▶ Supervisor ─▶ PoolHandle ─(PoolMsg)─▶ PoolActor
+//!                                                                              │  ▲
+//!                                                   spawn / signal requests    ▼  │ spawned / exited
+//!                                                                         procs thread
+//!                                                          fork+exec (spawn), waitpid(-1) (the one reaper)
+//!                                                                              │
+//!                    guard process ◀── worker pgids ──────────────────────────┘
+//!                    (kills them if pitd dies)            workers: own process group,
+//!                                                         rlimits, PDEATHSIG, stdout/stderr
+//!                                                         captured line by line (output)
+//! ```
+//!
+//! - `spec`: the TOML pool spec, raw serde types validated into plain types, errors with
+//!   file:line:column.
+//! - `lifecycle`: pure decisions: the worker state machine, restart backoff and the
+//!   crash-loop breaker, recycle triggers. No I/O, no clock.
+//! - `proto`: what travels on each socket: frames, control requests/replies, status,
+//!   events.
+//! - `daemon`: the running pitd. One actor task per pool owns its workers; one OS thread
+//!   forks every worker and reaps every child; a guard process kills worker groups if pitd
+//!   is SIGKILLed.
+//! - `client` and `cli`: pitctl.
+
+pub mod args;
+pub mod cli;
+pub mod client;
+pub mod daemon;
+pub mod ids;
+pub mod lifecycle;
+pub mod proto;
+pub mod spec;

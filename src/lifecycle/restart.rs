@@ -1,0 +1,473 @@
+//! Restart backoff with jitter, and the crash-loop breaker of a pool.
+//!
+//! The pool actor keeps one [`RestartHistory`] per pool. It records every unplanned worker
+//! exit and every failed start ([`RestartHistory::record_failure`]) and every worker that
+//! became ready ([`RestartHistory::record_ready`]); it asks how long to wait before the
+//! next start ([`RestartHistory::next_backoff`]) and whether the pool is
+//! [`PoolVerdict::Failing`] ([`RestartHistory::verdict`]).
+//!
+//! Two counters, two purposes:
+//! - the *consecutive* count drives the exponential backoff. Any unplanned exit raises it;
+//!   only a worker that stayed up `reset_after` brings it back to the start, because a
+//!   worker that gets ready and dies a second later is still a loop worth slowing down.
+//! - the *failed starts* within `crash_loop_window` drive the breaker, as the interface
+//!   defines it ("this many failed starts within crash_loop_window"). Crashes of workers
+//!   that did get ready do not count: one flaky worker among many healthy ones must not
+//!   make the whole pool fail its calls fast.
+//!
+//! Once tripped, the breaker stays tripped until a worker gets ready (the probe), even if
+//! the failures age out of the window meanwhile: "calls fail fast until a probe succeeds".
+//! Recycles (planned exits) are not failures and are never recorded here.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::spec::RestartPolicy;
+
+/// Lowest jitter factor applied to a backoff.
+const JITTER_MIN: f64 = 0.8;
+/// Width of the jitter range: factors are drawn in `[0.8, 1.2)`.
+const JITTER_SPAN: f64 = 0.4;
+
+/// An unplanned end of a worker, as the restart logic needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The worker exited, or missed `startup_timeout`, before it was ready.
+    Start,
+    /// The worker exited unplanned after it was ready, `uptime` after it was spawned.
+    Crash { uptime: Duration },
+}
+
+/// Whether a pool may serve calls or must fail them fast while it probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolVerdict {
+    Healthy,
+    /// In a crash loop: start one probe worker per backoff (`max`), fail calls fast.
+    Failing,
+}
+
+/// The restart record of one pool. Memory stays bounded: at most `crash_loop_failures`
+/// timestamps are kept, and only those still inside the window.
+#[derive(Debug, Clone, Default)]
+pub struct RestartHistory {
+    /// Unplanned exits since the last worker that stayed up `reset_after` (or since the
+    /// last recovery from a crash loop).
+    consecutive: u32,
+    /// Times of the most recent failed starts, oldest first.
+    failed_starts: VecDeque<Instant>,
+    /// The breaker tripped and no worker has got ready since.
+    failing: bool,
+}
+
+impl RestartHistory {
+    /// A history with no failures: backoff zero, verdict healthy.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records an unplanned exit or a failed start at `now`, and returns the verdict that
+    /// follows (the caller announces the pool as failing when it changes).
+    pub fn record_failure(&mut self, policy: &RestartPolicy, now: Instant, failure: Failure) -> PoolVerdict {
+        match failure {
+            // It ran long enough to count as stable: this failure starts a new series.
+            Failure::Crash { uptime } if uptime >= policy.reset_after => self.consecutive = 1,
+            Failure::Crash { .. } => self.consecutive = self.consecutive.saturating_add(1),
+            Failure::Start => {
+                self.consecutive = self.consecutive.saturating_add(1);
+                self.failed_starts.push_back(now);
+            }
+        }
+        self.forget_old(policy, now);
+        if Self::threshold_reached(policy, self.failed_starts.len()) {
+            self.failing = true;
+        }
+        self.verdict(policy, now)
+    }
+
+    /// Records that a worker became ready. Returns true when this ended a crash loop: the
+    /// probe succeeded, so the breaker is cleared and the backoff starts over, letting the
+    /// pool refill at once (a relapse trips the breaker again after as many failed starts).
+    /// A ready worker outside a crash loop changes nothing: only `reset_after` of uptime
+    /// proves a worker stable.
+    pub fn record_ready(&mut self) -> bool {
+        if !self.failing {
+            return false;
+        }
+        self.failing = false;
+        self.failed_starts.clear();
+        self.consecutive = 0;
+        true
+    }
+
+    /// How long to wait before the next start: `initial * 2^(consecutive-1)` capped at
+    /// `max` (exactly `max` while failing: the probe interval), times a jitter factor in
+    /// `[0.8, 1.2)`, never above `max`. Zero when nothing failed.
+    ///
+    /// `jitter` is a uniform value in `[0, 1)` (e.g. `rng.f64()`); values outside are
+    /// clamped and NaN counts as the neutral middle, so a bad value cannot cause a panic.
+    pub fn next_backoff(&self, policy: &RestartPolicy, jitter: f64) -> Duration {
+        if self.consecutive == 0 {
+            return Duration::ZERO;
+        }
+        let base = if self.failing {
+            policy.max
+        } else {
+            exponential(policy, self.consecutive)
+        };
+        let unit = if jitter.is_nan() { 0.5 } else { jitter.clamp(0.0, 1.0) };
+        let factor = JITTER_MIN + JITTER_SPAN * unit;
+        Duration::try_from_secs_f64(base.as_secs_f64() * factor)
+            .unwrap_or(policy.max)
+            .min(policy.max)
+    }
+
+    /// [`PoolVerdict::Failing`] while the breaker is tripped, or when the failed starts
+    /// within `crash_loop_window` before `now` reach `crash_loop_failures` (which also
+    /// covers a policy made stricter by a reload). A `crash_loop_failures` or a
+    /// `crash_loop_window` of zero disables the breaker.
+    pub fn verdict(&self, policy: &RestartPolicy, now: Instant) -> PoolVerdict {
+        let recent = self
+            .failed_starts
+            .iter()
+            .filter(|&&t| within_window(policy, now, t))
+            .count();
+        if self.failing || Self::threshold_reached(policy, recent) {
+            PoolVerdict::Failing
+        } else {
+            PoolVerdict::Healthy
+        }
+    }
+
+    /// Unplanned exits counted by the backoff.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive
+    }
+
+    fn threshold_reached(policy: &RestartPolicy, failed_starts: usize) -> bool {
+        policy.crash_loop_failures > 0 && failed_starts >= policy.crash_loop_failures as usize
+    }
+
+    /// Drops failed starts that left the window, then all but the newest
+    /// `crash_loop_failures`: if that many are inside the window, the newest ones are.
+    fn forget_old(&mut self, policy: &RestartPolicy, now: Instant) {
+        while let Some(&oldest) = self.failed_starts.front() {
+            if within_window(policy, now, oldest) {
+                break;
+            }
+            self.failed_starts.pop_front();
+        }
+        let keep = policy.crash_loop_failures as usize;
+        while self.failed_starts.len() > keep {
+            self.failed_starts.pop_front();
+        }
+    }
+}
+
+fn within_window(policy: &RestartPolicy, now: Instant, at: Instant) -> bool {
+    now.saturating_duration_since(at) < policy.crash_loop_window
+}
+
+/// `initial * 2^(consecutive-1)`, capped at `max`, without overflow.
+fn exponential(policy: &RestartPolicy, consecutive: u32) -> Duration {
+    let mut delay = policy.initial;
+    for _ in 1..consecutive {
+        // Stop once capped (or stuck at zero): the loop never runs past ~100 doublings.
+        if delay.is_zero() || delay >= policy.max {
+            break;
+        }
+        delay = delay.saturating_mul(2);
+    }
+    delay.min(policy.max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    const fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    /// The interface's example policy.
+    fn policy() -> RestartPolicy {
+        RestartPolicy {
+            initial: ms(100),
+            max: secs(30),
+            reset_after: secs(60),
+            crash_loop_failures: 5,
+            crash_loop_window: secs(60),
+        }
+    }
+
+    const SHORT: Failure = Failure::Crash { uptime: ms(500) };
+    const NEUTRAL: f64 = 0.5;
+
+    #[test]
+    fn no_failure_means_no_delay_whatever_the_jitter() {
+        let h = RestartHistory::new();
+        for jitter in [0.0, 0.5, 0.999, -3.0, 7.0, f64::NAN] {
+            assert_eq!(h.next_backoff(&policy(), jitter), Duration::ZERO);
+        }
+        assert_eq!(h.verdict(&policy(), Instant::now()), PoolVerdict::Healthy);
+    }
+
+    #[test]
+    fn backoff_doubles_from_initial_up_to_max() {
+        let p = policy();
+        let t0 = Instant::now();
+        let mut h = RestartHistory::new();
+        let expected = [100, 200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600, 30_000, 30_000];
+        for (i, &want) in expected.iter().enumerate() {
+            h.record_failure(&p, t0 + secs(i as u64), SHORT);
+            assert_eq!(h.consecutive_failures(), i as u32 + 1);
+            assert_eq!(h.next_backoff(&p, NEUTRAL), ms(want), "failure {}", i + 1);
+        }
+    }
+
+    #[test]
+    fn backoff_cap_holds_for_huge_counts_and_odd_policies() {
+        let t0 = Instant::now();
+        let cases = [
+            // (initial, max, failures, expected at neutral jitter)
+            (ms(100), secs(30), 10_000, secs(30)),
+            (Duration::from_nanos(1), secs(30), 200, secs(30)),
+            (secs(60), secs(30), 1, secs(30)),
+            (Duration::ZERO, secs(30), 50, Duration::ZERO),
+            (ms(100), ms(100), 7, ms(100)),
+            (Duration::MAX, Duration::MAX, 3, Duration::MAX),
+        ];
+        for (initial, max, failures, want) in cases {
+            let p = RestartPolicy {
+                initial,
+                max,
+                ..policy()
+            };
+            let mut h = RestartHistory::new();
+            for _ in 0..failures {
+                h.record_failure(&p, t0, SHORT);
+            }
+            assert_eq!(
+                h.next_backoff(&p, NEUTRAL),
+                want,
+                "initial {initial:?}, max {max:?}, {failures} failures"
+            );
+        }
+    }
+
+    #[test]
+    fn jitter_scales_by_0_8_to_1_2_and_never_exceeds_max() {
+        let p = policy();
+        let t0 = Instant::now();
+        let cases = [
+            // (failures, jitter, expected)
+            (3, 0.0, ms(320)),
+            (3, 0.25, ms(360)),
+            (3, 0.5, ms(400)),
+            (3, 0.75, ms(440)),
+            // Out-of-range values are clamped; NaN is the neutral middle.
+            (3, -1.0, ms(320)),
+            (3, 2.0, ms(480)),
+            (3, f64::NAN, ms(400)),
+            // At the cap, jitter can only lower the delay.
+            (12, 0.0, secs(24)),
+            (12, 0.5, secs(30)),
+            (12, 0.99, secs(30)),
+        ];
+        for (failures, jitter, want) in cases {
+            let mut h = RestartHistory::new();
+            for _ in 0..failures {
+                h.record_failure(&p, t0, SHORT);
+            }
+            let got = h.next_backoff(&p, jitter);
+            let diff = got.abs_diff(want);
+            assert!(
+                diff <= Duration::from_micros(1),
+                "{failures} failures, jitter {jitter}: got {got:?}, want {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn random_jitter_stays_within_bounds() {
+        let p = policy();
+        let t0 = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(7);
+        for failures in 1..=12u32 {
+            let mut h = RestartHistory::new();
+            for _ in 0..failures {
+                h.record_failure(&p, t0, SHORT);
+            }
+            let base = exponential(&p, failures);
+            for _ in 0..200 {
+                let got = h.next_backoff(&p, rng.f64());
+                assert!(got <= p.max, "{got:?} above max");
+                assert!(got >= base.mul_f64(0.8), "{got:?} below 0.8 x {base:?}");
+                assert!(got < base.mul_f64(1.2), "{got:?} not below 1.2 x {base:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_worker_up_for_reset_after_restarts_the_series() {
+        let p = policy();
+        let t0 = Instant::now();
+        let mut h = RestartHistory::new();
+        let steps = [
+            // (failure, consecutive after it, backoff at neutral jitter)
+            (SHORT, 1, ms(100)),
+            (SHORT, 2, ms(200)),
+            (SHORT, 3, ms(400)),
+            // Up for exactly reset_after: counts as stable, this failure is the first.
+            (Failure::Crash { uptime: secs(60) }, 1, ms(100)),
+            (Failure::Start, 2, ms(200)),
+            (Failure::Crash { uptime: secs(59) }, 3, ms(400)),
+            (Failure::Crash { uptime: secs(3600) }, 1, ms(100)),
+        ];
+        for (i, (failure, consecutive, backoff)) in steps.into_iter().enumerate() {
+            h.record_failure(&p, t0 + secs(i as u64), failure);
+            assert_eq!(h.consecutive_failures(), consecutive, "step {i}");
+            assert_eq!(h.next_backoff(&p, NEUTRAL), backoff, "step {i}");
+        }
+    }
+
+    #[test]
+    fn failed_starts_within_the_window_trip_the_breaker() {
+        let p = RestartPolicy {
+            crash_loop_failures: 3,
+            ..policy()
+        };
+        let t0 = Instant::now();
+        let mut h = RestartHistory::new();
+        let steps = [
+            // (seconds after t0, failure, verdict after it)
+            (0, Failure::Start, PoolVerdict::Healthy),
+            (10, Failure::Start, PoolVerdict::Healthy),
+            // Crashes after ready feed the backoff, not the breaker.
+            (11, SHORT, PoolVerdict::Healthy),
+            (12, SHORT, PoolVerdict::Healthy),
+            // The failure at 0 is exactly one window old: out.
+            (60, Failure::Start, PoolVerdict::Healthy),
+            (65, Failure::Start, PoolVerdict::Failing),
+        ];
+        for (at, failure, verdict) in steps {
+            let now = t0 + secs(at);
+            assert_eq!(h.record_failure(&p, now, failure), verdict, "t+{at}s");
+            assert_eq!(h.verdict(&p, now), verdict, "t+{at}s");
+        }
+    }
+
+    #[test]
+    fn failing_holds_until_a_probe_gets_ready() {
+        let p = policy();
+        let t0 = Instant::now();
+        let mut h = RestartHistory::new();
+        for i in 0..5 {
+            h.record_failure(&p, t0 + secs(i), Failure::Start);
+        }
+        assert_eq!(h.verdict(&p, t0 + secs(5)), PoolVerdict::Failing);
+        // The probe interval is `max` even though five doublings reach only 1.6 s.
+        assert_eq!(h.next_backoff(&p, NEUTRAL), p.max);
+        assert_eq!(h.next_backoff(&p, 0.0), p.max.mul_f64(0.8));
+
+        // Long after the failures left the window, nothing has proven the pool healthy.
+        assert_eq!(h.verdict(&p, t0 + secs(3600)), PoolVerdict::Failing);
+        // A failed probe keeps it failing.
+        let verdict = h.record_failure(&p, t0 + secs(3600), Failure::Start);
+        assert_eq!(verdict, PoolVerdict::Failing);
+
+        // The probe succeeds: healthy, the backoff and the window start over.
+        assert!(h.record_ready());
+        assert_eq!(h.verdict(&p, t0 + secs(3601)), PoolVerdict::Healthy);
+        assert_eq!(h.next_backoff(&p, NEUTRAL), Duration::ZERO);
+        assert!(h.failed_starts.is_empty());
+
+        // A relapse needs a full series of failed starts to trip again.
+        for i in 0..4 {
+            let v = h.record_failure(&p, t0 + secs(3602 + i), Failure::Start);
+            assert_eq!(v, PoolVerdict::Healthy, "relapse failure {}", i + 1);
+        }
+        let v = h.record_failure(&p, t0 + secs(3606), Failure::Start);
+        assert_eq!(v, PoolVerdict::Failing);
+    }
+
+    #[test]
+    fn ready_outside_a_crash_loop_changes_nothing() {
+        let p = policy();
+        let t0 = Instant::now();
+        let mut h = RestartHistory::new();
+        for _ in 0..3 {
+            h.record_failure(&p, t0, SHORT);
+        }
+        h.record_failure(&p, t0, Failure::Start);
+        assert!(!h.record_ready());
+        // A worker that gets ready and dies at once must keep slowing down.
+        assert_eq!(h.consecutive_failures(), 4);
+        assert_eq!(h.next_backoff(&p, NEUTRAL), ms(800));
+        assert_eq!(h.failed_starts.len(), 1);
+    }
+
+    #[test]
+    fn verdict_follows_the_window_when_the_policy_gets_stricter() {
+        let lax = policy();
+        let strict = RestartPolicy {
+            crash_loop_failures: 2,
+            ..policy()
+        };
+        let t0 = Instant::now();
+        let mut h = RestartHistory::new();
+        h.record_failure(&lax, t0, Failure::Start);
+        h.record_failure(&lax, t0 + secs(1), Failure::Start);
+        assert_eq!(h.verdict(&lax, t0 + secs(2)), PoolVerdict::Healthy);
+        assert_eq!(h.verdict(&strict, t0 + secs(2)), PoolVerdict::Failing);
+        // Not latched: once the failures age out, the stricter policy is satisfied too.
+        assert_eq!(h.verdict(&strict, t0 + secs(61)), PoolVerdict::Healthy);
+    }
+
+    #[test]
+    fn a_zero_threshold_or_window_disables_the_breaker() {
+        let t0 = Instant::now();
+        let policies = [
+            RestartPolicy {
+                crash_loop_failures: 0,
+                ..policy()
+            },
+            RestartPolicy {
+                crash_loop_window: Duration::ZERO,
+                ..policy()
+            },
+        ];
+        for p in policies {
+            let mut h = RestartHistory::new();
+            for _ in 0..100 {
+                assert_eq!(h.record_failure(&p, t0, Failure::Start), PoolVerdict::Healthy, "{p:?}");
+            }
+            // The backoff still grows to the cap.
+            assert_eq!(h.next_backoff(&p, NEUTRAL), p.max);
+        }
+    }
+
+    #[test]
+    fn memory_stays_bounded() {
+        let p = policy();
+        let t0 = Instant::now();
+        let mut h = RestartHistory::new();
+        for i in 0..10_000u64 {
+            h.record_failure(&p, t0 + ms(i), Failure::Start);
+            assert!(h.failed_starts.len() <= 5);
+        }
+        // Failures spread wider than the window keep only those inside it.
+        let mut h = RestartHistory::new();
+        let lax = RestartPolicy {
+            crash_loop_failures: 1_000,
+            ..policy()
+        };
+        for i in 0..1_000u64 {
+            h.record_failure(&lax, t0 + secs(i * 30), Failure::Start);
+            assert!(h.failed_starts.len() <= 2, "after failure {i}");
+        }
+    }
+}

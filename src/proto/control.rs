@@ -1,0 +1,102 @@
+//! The control socket's typed requests and replies, shared by pitd and pitctl. Each is one
+//! JSON object in one frame (see `frame`); a reply stream (`logs -f`) is a sequence of
+//! frames ending when the connection closes.
+
+use serde::{Deserialize, Serialize};
+
+use super::status::StatusReport;
+use crate::ids::WorkerId;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Status {
+        #[serde(default)]
+        pool: Option<String>,
+    },
+    Logs {
+        target: String,
+        lines: usize,
+        #[serde(default)]
+        follow: bool,
+    },
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Status(StatusReport),
+    Logs {
+        lines: Vec<LogLine>,
+    },
+    /// One line of a followed log stream.
+    LogLine(LogLine),
+    Done {
+        message: String,
+    },
+    Error {
+        kind: ControlErrorKind,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlErrorKind {
+    BadRequest,
+    NoSuchPool,
+    NoSuchWorker,
+    PermissionDenied,
+    ShuttingDown,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// One captured line of a worker's output.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogLine {
+    /// Global sequence number, so lines of several workers merge in capture order.
+    pub seq: u64,
+    /// RFC 3339, UTC.
+    pub ts: String,
+    pub pool: String,
+    pub worker: WorkerId,
+    pub stream: Stream,
+    pub line: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_through_json() {
+        let reqs = [
+            Request::Status { pool: None },
+            Request::Status {
+                pool: Some("echo".into()),
+            },
+            Request::Logs {
+                target: "worker-3".into(),
+                lines: 20,
+                follow: true,
+            },
+            Request::Shutdown,
+        ];
+        for r in reqs {
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), r, "{json}");
+        }
+    }
+
+    #[test]
+    fn unknown_command_is_a_decode_error() {
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"explode"}"#).is_err());
+    }
+}

@@ -1,0 +1,38 @@
+//! Lifecycle events: what `pitctl events` prints and what pitd keeps in its event ring.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::WorkerId;
+use crate::lifecycle::Reason;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    WorkerStarted,
+    WorkerReady,
+    WorkerExited,
+    WorkerRecycled,
+    WorkerDraining,
+    PoolFailing,
+    PoolRecovered,
+    PoolDrained,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    /// RFC 3339, UTC.
+    pub ts: String,
+    pub event: EventKind,
+    pub pool: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// "exit code 1" or "killed by signal 9 (SIGKILL)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

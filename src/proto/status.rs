@@ -1,0 +1,77 @@
+//! `StatusReport`: the reply to a status request and, byte for byte, what
+//! `pitctl status --json` prints (INTERFACE section 4).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::WorkerId;
+use crate::lifecycle::{Health, Reason, WorkerState};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatusReport {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_s: f64,
+    pub pools: Vec<PoolStatus>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolState {
+    Starting,
+    Running,
+    Draining,
+    Drained,
+    Failing,
+}
+
+impl PoolState {
+    pub const ALL: [PoolState; 5] = [
+        PoolState::Starting,
+        PoolState::Running,
+        PoolState::Draining,
+        PoolState::Drained,
+        PoolState::Failing,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolState::Starting => "starting",
+            PoolState::Running => "running",
+            PoolState::Draining => "draining",
+            PoolState::Drained => "drained",
+            PoolState::Failing => "failing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PoolStatus {
+    pub name: String,
+    pub state: PoolState,
+    pub size: u32,
+    pub workers: Vec<WorkerStatus>,
+    pub requests: u64,
+    pub errors: u64,
+    pub queued: u64,
+    pub recycled: u64,
+    pub restarts: u64,
+    /// Why the pool is `failing`: the last exit status and the last stderr lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WorkerStatus {
+    pub id: WorkerId,
+    pub pid: u32,
+    pub state: WorkerState,
+    pub health: Health,
+    pub rss_bytes: u64,
+    pub memory_bytes: u64,
+    pub rss_growth_bytes_per_s: i64,
+    pub cpu_percent: f64,
+    pub requests: u64,
+    pub errors: u64,
+    pub age_s: f64,
+    pub last_recycle_reason: Option<Reason>,
+}

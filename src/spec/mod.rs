@@ -1,0 +1,140 @@
+//! The pool spec: reads a TOML config file and turns it into a validated [`Spec`], or a
+//! [`SpecError`] that names file:line:column, the key, what was expected and what was found.
+//! This module is pure (no daemon code); `pitd` calls [`load`] at startup, on reload and for
+//! `--check`, and codes against the types in [`types`] only.
+//!
+//! The pipeline: `raw` (serde mirror of the TOML, values parsed by `units`) -> `validate` and
+//! `policy` (defaults from [`defaults`], rules) -> `support` (refuses what is not built yet).
+//! Errors carry byte spans until `locate` turns them into positions and key paths.
+
+pub mod defaults;
+mod error;
+mod host;
+mod locate;
+mod policy;
+mod raw;
+pub mod support;
+pub mod types;
+mod units;
+mod validate;
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+pub use error::SpecError;
+pub use types::*;
+
+use error::Problem;
+use host::Host;
+use locate::Locator;
+use support::Support;
+use units::{show_duration, show_size};
+
+/// Reads and validates the spec at `path`. Relative paths in it are relative to the file's
+/// directory; errors name the file as `path` was given.
+pub fn load(path: &Path) -> Result<Spec, SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Validates spec `text` as if read from `path` (which need not exist; it names the file in
+/// errors and anchors relative paths).
+pub fn parse(text: &str, path: &Path) -> Result<Spec, SpecError> {
+    parse_with(text, path, &Host::current(), Support::CURRENT)
+}
+
+/// [`parse`] with the host facts and the supported feature set given, so tests do not
+/// depend on who runs them or on what is built yet.
+pub(crate) fn parse_with(text: &str, path: &Path, host: &Host, support: Support) -> Result<Spec, SpecError> {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = absolute.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let locator = Locator::new(text);
+    let fail = |problem: Problem| problem.into_error(&locator, path.to_path_buf());
+
+    let raw: raw::RawSpec = toml::from_str(text).map_err(|e| fail(Problem::from_toml(&e)))?;
+    let ctx = validate::Ctx { dir: &dir, host };
+    let (daemon, pools) = validate::spec(raw, &ctx).map_err(fail)?;
+    // Both parsers share one TOML grammar, so a document serde accepted is always here.
+    let doc = locator
+        .doc()
+        .ok_or_else(|| fail(Problem::value(0..0, "not valid TOML")))?;
+    support::check(doc, &pools, support).map_err(fail)?;
+    Ok(Spec {
+        path: absolute,
+        daemon,
+        pools,
+    })
+}
+
+/// Where sockets go by default: `/run/pitd` when running as root, else
+/// `$XDG_RUNTIME_DIR/pitd`, else `/tmp/pitd-$UID`. `pitctl` uses it to find the daemon.
+pub fn default_socket_dir() -> PathBuf {
+    host::socket_dir_now(nix::unistd::geteuid().as_raw(), nix::unistd::getuid())
+}
+
+impl Spec {
+    /// One readable line per pool, for `pitd --check`; `no pools` when there are none.
+    pub fn summary_lines(&self) -> Vec<String> {
+        if self.pools.is_empty() {
+            return vec!["no pools".to_string()];
+        }
+        self.pools.iter().map(PoolSpec::summary).collect()
+    }
+}
+
+impl PoolSpec {
+    /// The argv a worker is started with.
+    pub fn argv(&self) -> Vec<String> {
+        match &self.program {
+            Program::App { module, python } => [python.as_str(), "-m", "pit", "serve", module]
+                .map(String::from)
+                .to_vec(),
+            Program::Command(argv) => argv.clone(),
+        }
+    }
+
+    /// e.g. `pool echo: 4 x python3 -m pit serve pit.examples.echo (protocol pit), max_rss 512.0 MiB`.
+    fn summary(&self) -> String {
+        let argv: Vec<String> = self.argv().iter().map(|a| quote(a)).collect();
+        let protocol = match self.protocol {
+            Protocol::Pit => "pit",
+            Protocol::None => "none",
+        };
+        let mut line = format!(
+            "pool {}: {} x {} (protocol {protocol})",
+            self.name,
+            self.size,
+            argv.join(" ")
+        );
+        let r = &self.recycle;
+        let triggers = [
+            r.max_rss.map(|b| format!("max_rss {}", show_size(b))),
+            r.hard_rss.map(|b| format!("hard_rss {}", show_size(b))),
+            r.max_requests.map(|n| format!("max_requests {n}")),
+            r.max_age.map(|d| format!("max_age {}", show_duration(d))),
+            r.max_errors.map(|n| format!("max_errors {n}")),
+        ];
+        for trigger in triggers.into_iter().flatten() {
+            line.push_str(", ");
+            line.push_str(&trigger);
+        }
+        line
+    }
+}
+
+/// Shell-style quoting, only where needed, so an argv with spaces reads unambiguously.
+fn quote(arg: &str) -> String {
+    let plain = !arg.is_empty() && arg.chars().all(|c| c.is_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}

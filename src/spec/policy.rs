@@ -1,0 +1,202 @@
+//! The per-pool policies: recycling, health checks, the call queue, restart backoff and
+//! resource limits, each validated from the raw pool with its defaults and range rules.
+
+use std::time::Duration;
+
+use super::defaults as def;
+use super::error::Problem;
+use super::host::HardLimits;
+use super::raw::{Opt, RawPool, RawRestart, RawRlimits};
+use super::types::{HealthPolicy, MemoryMetric, QueuePolicy, RecyclePolicy, RestartPolicy, Rlimits};
+use super::units::{Count, Dur, show_duration, show_size};
+use super::validate::{Result, choice, value_or};
+
+pub fn recycle(raw: &RawPool) -> Result<RecyclePolicy> {
+    let max_rss = raw.max_rss.as_ref().map(|s| s.get_ref().0);
+    let hard_rss = raw.hard_rss.as_ref().map(|s| s.get_ref().0);
+    if let (Some(max), Some(hard), Some(given)) = (max_rss, hard_rss, &raw.hard_rss)
+        && hard < max
+    {
+        let msg = format!(
+            "expected at least max_rss ({}), found {}",
+            show_size(max),
+            show_size(hard)
+        );
+        return Err(Problem::value(given.span(), msg));
+    }
+    Ok(RecyclePolicy {
+        max_rss,
+        hard_rss,
+        max_requests: optional_count(&raw.max_requests, 1)?,
+        max_requests_jitter: value_or(&raw.max_requests_jitter, def::MAX_REQUESTS_JITTER, |c| c.0),
+        max_age: match &raw.max_age {
+            Some(_) => Some(positive(&raw.max_age, Duration::ZERO)?),
+            None => None,
+        },
+        max_age_jitter: value_or(&raw.max_age_jitter, def::MAX_AGE_JITTER, |d| d.0),
+        max_errors: optional_count(&raw.max_errors, 1)?,
+        memory_metric: choice(
+            &raw.memory_metric,
+            &[
+                ("rss", MemoryMetric::Rss),
+                ("pss", MemoryMetric::Pss),
+                ("uss", MemoryMetric::Uss),
+            ],
+            def::MEMORY_METRIC,
+        )?,
+        max_surge: count(&raw.max_surge, 1, def::MAX_SURGE)?,
+    })
+}
+
+pub fn health(raw: &RawPool) -> Result<HealthPolicy> {
+    Ok(HealthPolicy {
+        interval: positive(&raw.health_interval, def::HEALTH_INTERVAL)?,
+        timeout: positive(&raw.health_timeout, def::HEALTH_TIMEOUT)?,
+        failures: count(&raw.health_failures, 1, def::HEALTH_FAILURES)?,
+    })
+}
+
+pub fn queue(raw: &RawPool) -> Result<QueuePolicy> {
+    Ok(QueuePolicy {
+        max: count(&raw.queue_max, 1, def::QUEUE_MAX)?,
+        timeout: positive(&raw.queue_timeout, def::QUEUE_TIMEOUT)?,
+        affinity_ttl: value_or(&raw.affinity_ttl, def::AFFINITY_TTL, |d| d.0),
+    })
+}
+
+pub fn restart(raw: Option<&RawRestart>) -> Result<RestartPolicy> {
+    let empty = RawRestart::default();
+    let raw = raw.unwrap_or(&empty);
+    let initial = value_or(&raw.initial, def::RESTART_INITIAL, |d| d.0);
+    let max = positive(&raw.max, def::RESTART_MAX)?;
+    if initial > max {
+        // Blame whichever of the two was written (initial if both): a default is not a mistake.
+        let (span, msg) = match (&raw.initial, &raw.max) {
+            (Some(i), _) => (
+                i.span(),
+                format!(
+                    "expected at most restart.max ({}), found {}",
+                    show_duration(max),
+                    show_duration(initial)
+                ),
+            ),
+            (None, Some(m)) => (
+                m.span(),
+                format!(
+                    "expected at least restart.initial ({}), found {}",
+                    show_duration(initial),
+                    show_duration(max)
+                ),
+            ),
+            (None, None) => unreachable!("the defaults keep initial <= max"),
+        };
+        return Err(Problem::value(span, msg));
+    }
+    Ok(RestartPolicy {
+        initial,
+        max,
+        reset_after: value_or(&raw.reset_after, def::RESTART_RESET_AFTER, |d| d.0),
+        crash_loop_failures: count(&raw.crash_loop_failures, 1, def::CRASH_LOOP_FAILURES)?,
+        crash_loop_window: positive(&raw.crash_loop_window, def::CRASH_LOOP_WINDOW)?,
+    })
+}
+
+pub fn rlimits(raw: Option<&RawRlimits>, hard: &HardLimits) -> Result<Rlimits> {
+    let Some(raw) = raw else { return Ok(Rlimits::default()) };
+    if let Some(rss) = &raw.rss {
+        let msg =
+            "RLIMIT_RSS has no effect on Linux; use the pool's max_rss (graceful recycle) or hard_rss (kill) instead";
+        return Err(Problem::key(rss.span(), msg));
+    }
+    let cpu = match &raw.cpu {
+        Some(d) if d.get_ref().0 < Duration::from_secs(1) || d.get_ref().0.subsec_nanos() != 0 => {
+            let msg = format!(
+                "expected a whole number of seconds, at least 1s, found {}",
+                show_duration(d.get_ref().0)
+            );
+            return Err(Problem::value(d.span(), msg));
+        }
+        Some(d) => Some(toml::Spanned::new(d.span(), d.get_ref().0.as_secs())),
+        None => None,
+    };
+    let count = |o: &Opt<Count>| o.as_ref().map(|c| toml::Spanned::new(c.span(), c.get_ref().0));
+    let size = |o: &Opt<super::units::Size>| o.as_ref().map(|s| toml::Spanned::new(s.span(), s.get_ref().0));
+    Ok(Rlimits {
+        nofile: within(count(&raw.nofile), hard.nofile, "nofile", |n| n.to_string())?,
+        nproc: within(count(&raw.nproc), hard.nproc, "nproc", |n| n.to_string())?,
+        cpu: within(cpu, hard.cpu, "cpu", |s| format!("{s}s"))?,
+        core: within(size(&raw.core), hard.core, "core", show_bytes)?,
+        address_space: within(size(&raw.address_space), hard.address_space, "as", show_bytes)?,
+    })
+}
+
+fn show_bytes(n: u64) -> String {
+    format!("{n} bytes ({})", show_size(n))
+}
+
+/// A limit pitd cannot grant: its children inherit its hard limit and cannot raise it.
+fn within(
+    value: Option<toml::Spanned<u64>>,
+    hard: Option<u64>,
+    key: &str,
+    show: fn(u64) -> String,
+) -> Result<Option<u64>> {
+    match (value, hard) {
+        (Some(v), Some(hard)) if *v.get_ref() > hard => {
+            let msg = format!(
+                "expected at most pitd's own hard limit for {key} ({}), found {}; pitd cannot raise it",
+                show(hard),
+                show(*v.get_ref())
+            );
+            Err(Problem::value(v.span(), msg))
+        }
+        (v, _) => Ok(v.map(toml::Spanned::into_inner)),
+    }
+}
+
+/// A duration that must be above zero, because zero would mean "never wait" or a busy loop.
+pub fn positive(raw: &Opt<Dur>, default: Duration) -> Result<Duration> {
+    match raw {
+        Some(d) if d.get_ref().0.is_zero() => Err(Problem::value(d.span(), "expected a duration above 0s, found 0s")),
+        Some(d) => Ok(d.get_ref().0),
+        None => Ok(default),
+    }
+}
+
+/// The integer types counts are stored in, with their largest value for messages.
+pub trait Int: TryFrom<u64> {
+    const MAX: u64;
+}
+
+impl Int for u32 {
+    const MAX: u64 = u32::MAX as u64;
+}
+
+impl Int for u64 {
+    const MAX: u64 = u64::MAX;
+}
+
+impl Int for usize {
+    const MAX: u64 = usize::MAX as u64;
+}
+
+/// An integer of type `T` that must be at least `min`.
+pub fn count<T: Int>(raw: &Opt<Count>, min: u64, default: T) -> Result<T> {
+    Ok(optional_count(raw, min)?.unwrap_or(default))
+}
+
+pub fn optional_count<T: Int>(raw: &Opt<Count>, min: u64) -> Result<Option<T>> {
+    let Some(given) = raw else { return Ok(None) };
+    let n = given.get_ref().0;
+    match T::try_from(n) {
+        Ok(v) if n >= min => Ok(Some(v)),
+        Ok(_) => Err(Problem::value(
+            given.span(),
+            format!("expected an integer >= {min}, found {n}"),
+        )),
+        Err(_) => {
+            let msg = format!("expected an integer from {min} to {}, found {n}", T::MAX);
+            Err(Problem::value(given.span(), msg))
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The validated pool spec: what the rest of pitd consumes. Every value here has been
+//! checked (ranges, exclusive keys, paths resolved against the config file's directory);
+//! code outside `spec` never sees raw TOML.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole validated config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    /// The file it was read from (absolute).
+    pub path: PathBuf,
+    pub daemon: DaemonSpec,
+    /// Pools in the order they appear in the file.
+    pub pools: Vec<PoolSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonSpec {
+    pub control_socket: PathBuf,
+    pub call_socket: PathBuf,
+    /// File mode bits, e.g. 0o600.
+    pub control_mode: u32,
+    pub call_mode: u32,
+    /// Group owning both sockets, resolved to its gid at validation time.
+    pub socket_group: Option<GroupRef>,
+    pub monitor_interval: Duration,
+    pub shutdown_timeout: Duration,
+    pub metrics_listen: Option<SocketAddr>,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRef {
+    pub name: String,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSpec {
+    pub name: String,
+    pub program: Program,
+    pub protocol: Protocol,
+    pub preload: Vec<String>,
+    pub size: u32,
+    /// Absolute working directory of the workers.
+    pub cwd: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub user: Option<UserRef>,
+    pub group: Option<GroupRef>,
+    pub startup_timeout: Duration,
+    pub request_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub kill_timeout: Duration,
+    pub recycle: RecyclePolicy,
+    pub health: HealthPolicy,
+    pub queue: QueuePolicy,
+    pub restart: RestartPolicy,
+    pub rlimits: Rlimits,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRef {
+    pub name: String,
+    pub uid: u32,
+    /// The user's primary group, used when `group` is not given.
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Program {
+    /// `app = "module"`: `python -m pit serve module`.
+    App { module: String, python: String },
+    /// `command = [argv...]`, no shell.
+    Command(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Calls are routed to the workers over fds 3/4.
+    Pit,
+    /// Supervise only.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryMetric {
+    Rss,
+    Pss,
+    Uss,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecyclePolicy {
+    pub max_rss: Option<u64>,
+    pub hard_rss: Option<u64>,
+    pub max_requests: Option<u64>,
+    pub max_requests_jitter: u64,
+    pub max_age: Option<Duration>,
+    pub max_age_jitter: Duration,
+    pub max_errors: Option<u32>,
+    pub memory_metric: MemoryMetric,
+    pub max_surge: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthPolicy {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub failures: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuePolicy {
+    pub max: usize,
+    pub timeout: Duration,
+    pub affinity_ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartPolicy {
+    pub initial: Duration,
+    pub max: Duration,
+    pub reset_after: Duration,
+    pub crash_loop_failures: u32,
+    pub crash_loop_window: Duration,
+}
+
+/// Resource limits applied in the child before exec, soft = hard. `None` = inherit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rlimits {
+    pub nofile: Option<u64>,
+    pub nproc: Option<u64>,
+    /// Seconds of CPU time.
+    pub cpu: Option<u64>,
+    pub core: Option<u64>,
+    /// Bytes of virtual address space.
+    pub address_space: Option<u64>,
+}

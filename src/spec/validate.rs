@@ -1,0 +1,252 @@
+//! Raw spec -> validated `Spec`: applies the defaults of `defaults.rs` and the rules that
+//! types alone cannot express (ranges, exclusive keys, names that must resolve, paths that
+//! must exist). The per-pool policies live in `policy.rs`. Every failure is a `Problem`
+//! at the span of the value (or key) at fault.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{Group, User};
+use toml::Spanned;
+
+use super::defaults as def;
+use super::error::Problem;
+use super::host::Host;
+use super::policy;
+use super::raw::{Opt, RawDaemon, RawPool, RawSpec};
+use super::types::{DaemonSpec, GroupRef, LogFormat, PoolSpec, Program, Protocol, UserRef};
+
+pub type Result<T> = std::result::Result<T, Problem>;
+
+/// What relative paths and privilege rules are judged against.
+pub struct Ctx<'a> {
+    /// The directory of the spec file: relative paths start here.
+    pub dir: &'a Path,
+    pub host: &'a Host,
+}
+
+pub fn spec(raw: RawSpec, ctx: &Ctx) -> Result<(DaemonSpec, Vec<PoolSpec>)> {
+    let daemon = daemon(&raw.daemon.unwrap_or_default(), ctx)?;
+    let mut pools: Vec<_> = raw.pools.unwrap_or_default().into_iter().collect();
+    // The map arrives sorted by name; the spec keeps pools in file order.
+    pools.sort_by_key(|(name, _)| name.span().start);
+    let pools = pools
+        .iter()
+        .map(|(name, raw)| pool(name, raw, ctx))
+        .collect::<Result<_>>()?;
+    Ok((daemon, pools))
+}
+
+fn daemon(raw: &RawDaemon, ctx: &Ctx) -> Result<DaemonSpec> {
+    let dir = &ctx.host.socket_dir;
+    Ok(DaemonSpec {
+        control_socket: path_or(&raw.control_socket, ctx.dir, || def::control_socket(dir)),
+        call_socket: path_or(&raw.call_socket, ctx.dir, || def::call_socket(dir)),
+        control_mode: value_or(&raw.control_mode, def::CONTROL_MODE, |m| m.0),
+        call_mode: value_or(&raw.call_mode, def::CALL_MODE, |m| m.0),
+        socket_group: raw.socket_group.as_ref().map(group).transpose()?,
+        monitor_interval: policy::positive(&raw.monitor_interval, def::MONITOR_INTERVAL)?,
+        shutdown_timeout: value_or(&raw.shutdown_timeout, def::SHUTDOWN_TIMEOUT, |d| d.0),
+        metrics_listen: raw.metrics_listen.as_ref().map(socket_addr).transpose()?,
+        log_format: choice(
+            &raw.log_format,
+            &[
+                ("auto", LogFormat::Auto),
+                ("text", LogFormat::Text),
+                ("json", LogFormat::Json),
+            ],
+            def::LOG_FORMAT,
+        )?,
+    })
+}
+
+fn pool(name: &Spanned<String>, spanned: &Spanned<RawPool>, ctx: &Ctx) -> Result<PoolSpec> {
+    let raw = spanned.get_ref();
+    if name.get_ref().is_empty()
+        || !name
+            .get_ref()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        let msg = format!(
+            "expected a pool name of letters, digits, `_` and `-`, found {:?}",
+            name.get_ref()
+        );
+        return Err(Problem::key(name.span(), msg));
+    }
+    let program = program(name, raw)?;
+    let protocol = choice(
+        &raw.protocol,
+        &[("pit", Protocol::Pit), ("none", Protocol::None)],
+        def::PROTOCOL,
+    )?;
+    if let (Some(preload), Protocol::None) = (&raw.preload, protocol) {
+        let msg = "only allowed with protocol = \"pit\" (preloading happens in the pit runtime's template process)";
+        return Err(Problem::key(preload.span(), msg));
+    }
+    let user = raw.user.as_ref().map(|u| user(u, ctx.host)).transpose()?;
+    let group = match &raw.group {
+        Some(g) => Some(root_only(g, ctx.host).and_then(|()| group(g))?),
+        None => None,
+    };
+    Ok(PoolSpec {
+        name: name.get_ref().clone(),
+        program,
+        protocol,
+        preload: value_or(&raw.preload, Vec::new(), Clone::clone),
+        size: policy::count(&raw.size, 1, def::SIZE)?,
+        cwd: cwd(&raw.cwd, ctx.dir)?,
+        env: value_or(&raw.env, BTreeMap::new(), Clone::clone),
+        user,
+        group,
+        startup_timeout: policy::positive(&raw.startup_timeout, def::STARTUP_TIMEOUT)?,
+        request_timeout: policy::positive(&raw.request_timeout, def::REQUEST_TIMEOUT)?,
+        drain_timeout: value_or(&raw.drain_timeout, def::DRAIN_TIMEOUT, |d| d.0),
+        kill_timeout: value_or(&raw.kill_timeout, def::KILL_TIMEOUT, |d| d.0),
+        recycle: policy::recycle(raw)?,
+        health: policy::health(raw)?,
+        queue: policy::queue(raw)?,
+        restart: policy::restart(raw.restart.as_ref())?,
+        rlimits: policy::rlimits(raw.rlimits.as_ref(), &ctx.host.hard_limits)?,
+    })
+}
+
+fn program(name: &Spanned<String>, raw: &RawPool) -> Result<Program> {
+    let one_of = "expected exactly one of `app` and `command`";
+    match (&raw.app, &raw.command) {
+        (Some(app), Some(command)) => {
+            let later = std::cmp::max_by_key(app.span(), command.span(), |s| s.start);
+            Err(Problem::key(later, format!("{one_of}, found both")))
+        }
+        (None, None) => Err(Problem::key(name.span(), format!("{one_of}, found neither"))),
+        (Some(app), None) => {
+            let module = app.get_ref();
+            let valid = module.split('.').all(|part| {
+                part.chars().next().is_some_and(|c| !c.is_ascii_digit())
+                    && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+            });
+            if !valid {
+                let msg = format!("expected a Python module name like \"myapp.handlers\", found {module:?}");
+                return Err(Problem::value(app.span(), msg));
+            }
+            Ok(Program::App {
+                module: module.clone(),
+                python: value_or(&raw.python, def::PYTHON.to_string(), Clone::clone),
+            })
+        }
+        (None, Some(command)) => {
+            if let Some(python) = &raw.python {
+                let msg = "only allowed with `app`; a `command` names its own program";
+                return Err(Problem::key(python.span(), msg));
+            }
+            match command.get_ref().first() {
+                None => Err(Problem::value(
+                    command.span(),
+                    "expected a non-empty array of strings, found []",
+                )),
+                Some(program) if program.is_empty() => Err(Problem::value(
+                    command.span(),
+                    "expected the program to run as the first element, found \"\"",
+                )),
+                Some(_) => Ok(Program::Command(command.get_ref().clone())),
+            }
+        }
+    }
+}
+
+/// The working directory: the spec's directory unless given, and then relative to it.
+fn cwd(raw: &Opt<String>, dir: &Path) -> Result<PathBuf> {
+    let Some(given) = raw else { return Ok(dir.to_path_buf()) };
+    let path = dir.join(given.get_ref());
+    if path.is_dir() {
+        return Ok(path);
+    }
+    let what = if path.exists() {
+        "not a directory"
+    } else {
+        "no such directory"
+    };
+    let msg = format!(
+        "expected an existing directory, found {:?} ({what}: {})",
+        given.get_ref(),
+        path.display()
+    );
+    Err(Problem::value(given.span(), msg))
+}
+
+fn user(raw: &Spanned<String>, host: &Host) -> Result<UserRef> {
+    root_only(raw, host)?;
+    match User::from_name(raw.get_ref()) {
+        Ok(Some(u)) => Ok(UserRef {
+            name: u.name,
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+        }),
+        Ok(None) => Err(Problem::value(
+            raw.span(),
+            format!("expected an existing user, found {:?}", raw.get_ref()),
+        )),
+        Err(e) => Err(Problem::value(
+            raw.span(),
+            format!("cannot look up user {:?}: {e}", raw.get_ref()),
+        )),
+    }
+}
+
+fn group(raw: &Spanned<String>) -> Result<GroupRef> {
+    match Group::from_name(raw.get_ref()) {
+        Ok(Some(g)) => Ok(GroupRef {
+            name: g.name,
+            gid: g.gid.as_raw(),
+        }),
+        Ok(None) => Err(Problem::value(
+            raw.span(),
+            format!("expected an existing group, found {:?}", raw.get_ref()),
+        )),
+        Err(e) => Err(Problem::value(
+            raw.span(),
+            format!("cannot look up group {:?}: {e}", raw.get_ref()),
+        )),
+    }
+}
+
+/// Switching a worker's user or group needs root; say so rather than fail at spawn time.
+fn root_only(raw: &Spanned<String>, host: &Host) -> Result<()> {
+    if host.euid == 0 {
+        return Ok(());
+    }
+    let msg = format!("only allowed when pitd runs as root (it runs as uid {})", host.euid);
+    Err(Problem::key(raw.span(), msg))
+}
+
+fn socket_addr(raw: &Spanned<String>) -> Result<SocketAddr> {
+    raw.get_ref().parse().map_err(|_| {
+        let msg = format!(
+            "expected a socket address like \"127.0.0.1:9464\", found {:?}",
+            raw.get_ref()
+        );
+        Problem::value(raw.span(), msg)
+    })
+}
+
+/// A path from the spec, relative to the spec's directory, or the default.
+fn path_or(raw: &Opt<String>, dir: &Path, default: impl FnOnce() -> PathBuf) -> PathBuf {
+    raw.as_ref().map_or_else(default, |p| dir.join(p.get_ref()))
+}
+
+pub fn value_or<T, U>(raw: &Opt<T>, default: U, f: impl FnOnce(&T) -> U) -> U {
+    raw.as_ref().map_or(default, |v| f(v.get_ref()))
+}
+
+/// One of a fixed set of words.
+pub fn choice<T: Copy>(raw: &Opt<String>, choices: &[(&str, T)], default: T) -> Result<T> {
+    let Some(given) = raw else { return Ok(default) };
+    if let Some((_, value)) = choices.iter().find(|(word, _)| word == given.get_ref()) {
+        return Ok(*value);
+    }
+    let words: Vec<String> = choices.iter().map(|(w, _)| format!("\"{w}\"")).collect();
+    let (last, rest) = words.split_last().expect("choices are never empty");
+    let msg = format!("expected {} or {last}, found {:?}", rest.join(", "), given.get_ref());
+    Err(Problem::value(given.span(), msg))
+}

@@ -1,0 +1,132 @@
+//! The control socket and pitctl as a user meets them: modes, garbage, JSON, exit codes.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+
+use crate::harness::{TestDaemon, python, wait_until, worker};
+
+fn one_sleeper() -> String {
+    format!(
+        "[pools.p]\ncommand = [\"{}\", \"{}\"]\nprotocol = \"none\"\n",
+        python(),
+        worker("sleeper.py")
+    )
+}
+
+#[test]
+fn control_socket_is_0600_by_default_and_honours_control_mode() {
+    let d = TestDaemon::start(&one_sleeper());
+    let mode = std::fs::metadata(&d.control).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    drop(d);
+    let d = TestDaemon::start(&format!("control_mode = \"0660\"\n{}", one_sleeper()));
+    let mode = std::fs::metadata(&d.control).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+}
+
+#[test]
+fn garbage_on_the_control_socket_gets_an_error_and_pitd_keeps_serving() {
+    let d = TestDaemon::start(&one_sleeper());
+    let cases: [&[u8]; 3] = [
+        b"\x00\x00\x00\x05hello",                // not JSON
+        b"\x00\x00\x00\x10{\"cmd\":\"boom\"}  ", // unknown command
+        b"\xff\xff\xff\xffxxxx",                 // oversized length
+    ];
+    for garbage in cases {
+        let mut s = UnixStream::connect(&d.control).unwrap();
+        s.write_all(garbage).unwrap();
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply).unwrap();
+        let text = String::from_utf8_lossy(&reply);
+        assert!(text.contains("bad_request"), "reply to {garbage:?}: {text}");
+    }
+    // Truncated frame, then hang up.
+    let mut s = UnixStream::connect(&d.control).unwrap();
+    s.write_all(b"\x00\x00\x01\x00{\"cm").unwrap();
+    drop(s);
+    assert_eq!(d.status().pools.len(), 1);
+}
+
+#[test]
+fn status_json_has_the_interface_shape() {
+    let d = TestDaemon::start(&one_sleeper());
+    d.wait_pool("the worker to be idle", "p", |p| {
+        p.workers.iter().any(|w| w.state.as_str() == "idle")
+    });
+    let out = d.pitctl(&["status", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["version", "pid", "uptime_s", "pools"] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    let pool = &v["pools"][0];
+    for key in [
+        "name", "state", "size", "workers", "requests", "errors", "queued", "recycled", "restarts",
+    ] {
+        assert!(pool.get(key).is_some(), "pool misses {key}");
+    }
+    let w = &pool["workers"][0];
+    for key in [
+        "id",
+        "pid",
+        "state",
+        "health",
+        "rss_bytes",
+        "memory_bytes",
+        "rss_growth_bytes_per_s",
+        "cpu_percent",
+        "requests",
+        "errors",
+        "age_s",
+        "last_recycle_reason",
+    ] {
+        assert!(w.get(key).is_some(), "worker misses {key}");
+    }
+    assert_eq!(w["id"], "worker-1");
+    assert_eq!(w["state"], "idle");
+}
+
+#[test]
+fn pitctl_exit_codes_follow_the_contract() {
+    let d = TestDaemon::start(&one_sleeper());
+    assert_eq!(d.pitctl(&["status"]).status.code(), Some(0));
+    let missing = d.pitctl(&["status", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no pool named \"nope\""));
+    assert_eq!(d.pitctl(&["logs", "worker-999"]).status.code(), Some(1));
+    assert_eq!(d.pitctl(&["frobnicate"]).status.code(), Some(2));
+    let nobody = std::process::Command::new(env!("CARGO_BIN_EXE_pitctl"))
+        .args(["--socket", d.dir.path().join("absent.sock").to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
+    assert_eq!(nobody.status.code(), Some(3));
+}
+
+#[test]
+fn logs_show_worker_output_tagged_per_worker_and_pool() {
+    let d = TestDaemon::start(&one_sleeper());
+    let text = wait_until("the worker's hello in its logs", || {
+        let out = d.pitctl(&["logs", "worker-1"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains("sleeper up") && text.contains("sleeper stderr hello") {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    });
+    assert!(text.lines().all(|l| l.contains("worker-1")), "{text}");
+    let pool = d.pitctl(&["logs", "p", "--json"]);
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&pool.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(first["pool"], "p");
+    assert_eq!(first["worker"], "worker-1");
+}
+
+#[test]
+fn shutdown_request_stops_the_daemon() {
+    let d = TestDaemon::start(&one_sleeper());
+    let out = d.pitctl(&["shutdown"]);
+    assert_eq!(out.status.code(), Some(0));
+    d.wait_no_survivors();
+}

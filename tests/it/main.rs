@@ -1,0 +1,8 @@
+//! Integration tests: the real pitd and pitctl binaries with real Python workers.
+
+mod harness;
+
+mod check;
+mod control;
+mod man;
+mod supervise;
