@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import os
 import time
 import traceback
 from types import TracebackType
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
-from . import _frames
+from . import _frames, _json
 from .handlers import BUILTIN_NAMES, Context, Handler
 
-# Precompiled: json.dumps with keyword arguments builds a new encoder on every call.
-# allow_nan=False because NaN/Infinity are not JSON and pitd's parser rejects them.
-_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-_decode_json = json.JSONDecoder().decode
-
+# Results of these types are final; anything else may be an awaitable to run on the loop
+# (a sync wrapper around a coroutine function, say).
+_PLAIN_RESULTS = frozenset({dict, list, str, int, float, bool, type(None)})
 _PONG_JSON = b'"pong"'
 # Frames of this runtime and of asyncio are noise at the top of a handler's traceback.
 _OWN_FILES = (os.path.abspath(__file__),)
@@ -49,11 +46,12 @@ class Dispatcher:
         self.pool = pool
         self._loop: Optional[asyncio.AbstractEventLoop] = None
 
-    def names(self) -> list:
+    def names(self) -> List[str]:
         """Every method this worker answers, built-ins included, sorted."""
         return sorted(set(self.handlers) | set(BUILTIN_NAMES))
 
     def reply(self, call: _frames.Call) -> bytes:
+        """Runs ``call`` and returns its reply frame; never raises for the handler's faults."""
         req_id = call.req_id
         h = self.handlers.get(call.method)
         if h is None:
@@ -65,7 +63,7 @@ class Dispatcher:
                 f"no handler {call.method!r} in {self.module_name}; available: {', '.join(self.names())}",
             )
         try:
-            args = _decode_json(call.args.decode("utf-8")) if call.args else None
+            args = _json.loads(call.args.decode("utf-8")) if call.args else None
         except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             return self._error(req_id, "bad_request", f"args of {call.method!r} are not valid JSON: {e}")
 
@@ -78,7 +76,7 @@ class Dispatcher:
                 result = h.fn(args)
             else:
                 result = h.fn()
-            if inspect.isawaitable(result):
+            if h.is_async or (type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result)):
                 result = self._event_loop().run_until_complete(result)
         except Exception as e:
             return self._error(
@@ -90,8 +88,8 @@ class Dispatcher:
             )
 
         try:
-            payload = _encode_json(result).encode("utf-8")
-        except (TypeError, ValueError) as e:  # unsupported type, NaN, cycle, lone surrogate
+            payload = _json.dumps(result).encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as e:  # odd type, NaN, cycle, lone surrogate
             return self._error(
                 req_id,
                 "handler_error",
@@ -139,14 +137,17 @@ class Dispatcher:
                 "type": exc_type,
                 "traceback": _clip(tb, limit),
             }
-            payload = _encode_json(err).encode("utf-8")
+            payload = _json.dumps(err).encode("utf-8")
             if len(payload) + _frames.ID_FRAME_OVERHEAD <= self.max_frame or limit == 0:
                 return _frames.encode_err(req_id, payload)
             limit = max(len(message), len(tb or "")) // 2 if limit is None else limit // 2
 
 
 def _exc_message(e: BaseException) -> str:
-    text = str(e)
+    try:
+        text = str(e)
+    except Exception:  # a broken __str__ must not take the worker down
+        text = "<str() of the exception failed>"
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 

@@ -127,7 +127,7 @@ def decode_id(body: bytes) -> int:
     """The req_id of a ``PING`` or ``PONG`` body (exactly 8 bytes)."""
     if len(body) != _ID.size:
         raise FrameError(f"expected an 8-byte req_id body, got {len(body)} bytes")
-    return _ID.unpack(body)[0]
+    return int(_ID.unpack(body)[0])
 
 
 def split_reply(body: bytes) -> Tuple[int, bytes]:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict
 _stock_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _stock_decoder = json.JSONDecoder()
 _stock_decode = _stock_decoder.decode
-_scan_once = _stock_decoder.scan_once
+_scan_once = _stock_decoder.scan_once  # type: ignore[attr-defined]  # set in __init__
 
 
 def _not_serialisable(obj: Any) -> Any:
@@ -27,12 +27,14 @@ def _not_serialisable(obj: Any) -> Any:
 
 
 def _make_fast_encoder() -> "tuple[Callable[[Any, int], Any], Dict[int, Any]] | None":
-    make = json.encoder.c_make_encoder
+    make = getattr(json.encoder, "c_make_encoder", None)  # None without the C accelerator
     if make is None:
         return None
     markers: Dict[int, Any] = {}
     try:
-        encoder = make(markers, _not_serialisable, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+        encoder = make(
+            markers, _not_serialisable, json.encoder.encode_basestring, None, ":", ",", False, False, False
+        )
         probe = {"a": [1, 2.5, None, True, "é"]}
         if "".join(encoder(probe, 0)) != _stock_encode(probe):
             return None

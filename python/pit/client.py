@@ -16,7 +16,7 @@ import threading
 from typing import Any, Dict, Optional, Union
 
 from . import _callwire
-from .errors import CallError, ConnectionLost
+from .errors import ConnectionLost
 from .paths import default_call_socket
 
 
@@ -148,7 +148,9 @@ class _Connection:
             with self._send_lock:
                 self._sock.sendall(message)
         except OSError as e:
-            self._end(f"sending to pitd at {self.path} failed: {e.strerror or e}; the call was not sent whole")
+            self._end(
+                f"sending to pitd at {self.path} failed: {e.strerror or e}; the call was not sent whole"
+            )
         return waiter
 
     def forget(self, req_id: int) -> bool:
@@ -208,4 +210,3 @@ class _Connection:
         for waiter in pending.values():
             waiter.lost = self.lost
             waiter.lock.release()
-

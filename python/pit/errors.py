@@ -8,7 +8,7 @@ client raises it when the socket itself fails.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 ERROR_KINDS: Tuple[str, ...] = (
     "bad_request",
@@ -72,5 +72,5 @@ class ConnectionLost(CallError):
         super().__init__(CONNECTION_LOST, message)
         self.path = path
 
-    def __reduce__(self):  # type: ignore[override]
+    def __reduce__(self) -> Tuple[Any, ...]:
         return (type(self), (self.message, self.path))

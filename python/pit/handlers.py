@@ -58,12 +58,12 @@ class Context:
 
 
 @overload
-def handler(fn: F) -> F: ...
+def handler(fn: F, /) -> F: ...
 @overload
-def handler(name: Optional[str] = None) -> Callable[[F], F]: ...
+def handler(name: Optional[str] = None, /) -> Callable[[F], F]: ...
 
 
-def handler(arg: Union[Callable[..., Any], str, None] = None) -> Any:
+def handler(arg: Union[Callable[..., Any], str, None] = None, /) -> Any:
     """Exposes a function as a pit method: ``@pit.handler`` or ``@pit.handler("name")``.
 
     The function takes ``(args, ctx)``, ``(args)`` or nothing; ``async def`` works too.
@@ -84,7 +84,7 @@ def _mark(fn: F, name: str) -> F:
     if name in BUILTIN_NAMES:
         raise ValueError(
             f"handler {where} would override the built-in {name!r} that pitd's health checks "
-            f"use; rename it with @pit.handler(\"other_name\")"
+            f'use; rename it with @pit.handler("other_name")'
         )
     setattr(fn, _MARK, name)
     return fn
@@ -96,6 +96,7 @@ class Handler(NamedTuple):
     name: str
     fn: Callable[..., Any]
     nargs: int
+    is_async: bool
 
 
 def collect(module: ModuleType) -> Dict[str, Handler]:
@@ -105,7 +106,7 @@ def collect(module: ModuleType) -> Dict[str, Handler]:
     when a handler's signature cannot take ``(args, ctx)``.
     """
     found: Dict[str, Handler] = {}
-    for attr, obj in vars(module).items():
+    for obj in list(vars(module).values()):
         name = getattr(obj, _MARK, None) if callable(obj) else None
         if not isinstance(name, str):
             continue
@@ -117,7 +118,7 @@ def collect(module: ModuleType) -> Dict[str, Handler]:
                 f"module {module.__name__}: method {name!r} is claimed by both "
                 f"{_describe(other.fn)} and {_describe(obj)}"
             )
-        found[name] = Handler(name, obj, _arity(name, obj))
+        found[name] = Handler(name, obj, _arity(name, obj), inspect.iscoroutinefunction(obj))
     return found
 
 

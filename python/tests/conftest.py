@@ -17,7 +17,9 @@ def spawn_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     copy_apps(tmp_path)
     started: List[WorkerProcess] = []
 
-    def spawn(module: str = "sample_app", env: Optional[Dict[str, str]] = None, fds: bool = True) -> WorkerProcess:
+    def spawn(
+        module: str = "sample_app", env: Optional[Dict[str, str]] = None, fds: bool = True
+    ) -> WorkerProcess:
         worker = WorkerProcess(module, tmp_path, env, fds)
         started.append(worker)
         return worker

@@ -56,7 +56,9 @@ class Reply(NamedTuple):
 class WorkerProcess:
     """``python -m pit serve MODULE`` with its protocol pipes on fds 3/4, driven like pitd."""
 
-    def __init__(self, module: str, cwd: Path, env: Optional[Dict[str, str]] = None, fds: bool = True) -> None:
+    def __init__(
+        self, module: str, cwd: Path, env: Optional[Dict[str, str]] = None, fds: bool = True
+    ) -> None:
         full_env = dict(os.environ)
         full_env.update(
             PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")])),
@@ -155,7 +157,9 @@ class WorkerProcess:
         try:
             return self.proc.wait(timeout=DEADLINE)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"worker still running after {DEADLINE}s; stderr: {self.output('stderr')!r}") from None
+            raise AssertionError(
+                f"worker still running after {DEADLINE}s; stderr: {self.output('stderr')!r}"
+            ) from None
 
     def output(self, stream: str) -> str:
         """Everything the worker wrote to ``stream`` so far (reads what is available)."""

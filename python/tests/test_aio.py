@@ -39,8 +39,13 @@ def test_concurrent_calls_share_one_connection_and_get_out_of_order_replies(call
 
 def test_error_reply_raises_call_error(call_server):
     def fail(conn: FakeConnection, request: dict) -> None:
-        conn.send({"id": request["id"], "ok": False,
-                   "error": {"kind": "queue_full", "message": "pool p has 1024 calls waiting"}})
+        conn.send(
+            {
+                "id": request["id"],
+                "ok": False,
+                "error": {"kind": "queue_full", "message": "pool p has 1024 calls waiting"},
+            }
+        )
 
     server = call_server(fail)
 

@@ -16,9 +16,18 @@ from harness import DEADLINE, FakeConnection, wait_until
 
 def test_error_kinds_are_the_twelve_of_the_interface_in_order():
     assert pit.ERROR_KINDS == (
-        "bad_request", "no_such_pool", "no_such_method", "handler_error", "timeout",
-        "worker_crashed", "queue_full", "queue_timeout", "pool_drained", "pool_failing",
-        "too_large", "shutting_down",
+        "bad_request",
+        "no_such_pool",
+        "no_such_method",
+        "handler_error",
+        "timeout",
+        "worker_crashed",
+        "queue_full",
+        "queue_timeout",
+        "pool_drained",
+        "pool_failing",
+        "too_large",
+        "shutting_down",
     )
     assert "connection_lost" not in pit.ERROR_KINDS
 
@@ -38,11 +47,18 @@ def test_call_returns_the_result_and_sends_only_given_fields(call_server):
 
 def test_error_reply_raises_call_error_with_kind_message_traceback_and_worker(call_server):
     def fail(conn: FakeConnection, request: dict) -> None:
-        conn.send({
-            "id": request["id"], "ok": False, "worker": "worker-3",
-            "error": {"kind": "handler_error", "message": "ValueError: boom",
-                      "traceback": "Traceback (most recent call last):\n  ...\nValueError: boom\n"},
-        })
+        conn.send(
+            {
+                "id": request["id"],
+                "ok": False,
+                "worker": "worker-3",
+                "error": {
+                    "kind": "handler_error",
+                    "message": "ValueError: boom",
+                    "traceback": "Traceback (most recent call last):\n  ...\nValueError: boom\n",
+                },
+            }
+        )
 
     server = call_server(fail)
     with pit.Client(server.path) as client, pytest.raises(pit.CallError) as caught:
@@ -57,8 +73,9 @@ def test_error_reply_raises_call_error_with_kind_message_traceback_and_worker(ca
 
 def test_error_without_traceback_reads_as_one_line(call_server):
     def no_pool(conn: FakeConnection, request: dict) -> None:
-        conn.send({"id": request["id"], "ok": False,
-                   "error": {"kind": "no_such_pool", "message": "no pool 'x'"}})
+        conn.send(
+            {"id": request["id"], "ok": False, "error": {"kind": "no_such_pool", "message": "no pool 'x'"}}
+        )
 
     server = call_server(no_pool)
     with pit.Client(server.path) as client, pytest.raises(pit.CallError) as caught:
@@ -91,6 +108,7 @@ def test_many_threads_pipeline_over_one_connection_and_get_their_own_out_of_orde
 def test_concurrent_callers_each_get_the_reply_to_their_own_call(call_server):
     server = call_server()
     with pit.Client(server.path) as client, ThreadPoolExecutor(8) as pool:
+
         def run(thread: int) -> list:
             return [client.call("echo", "echo", [thread, i]) for i in range(200)]
 

@@ -15,7 +15,11 @@ def test_echo_sleep_fail_and_pid(spawn_worker):
     assert worker.call("sleep", 0.01).value == 0.01
     assert worker.call("sleep", "soon").value["kind"] == "handler_error"
     err = worker.call("fail", "on purpose").value
-    assert (err["kind"], err["type"], err["message"]) == ("handler_error", "ValueError", "ValueError: on purpose")
+    assert (err["kind"], err["type"], err["message"]) == (
+        "handler_error",
+        "ValueError",
+        "ValueError: on purpose",
+    )
     assert worker.call("pid").value == worker.proc.pid
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Callable, List
+from typing import List
 
 import pytest
 

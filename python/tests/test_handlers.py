@@ -58,10 +58,16 @@ def test_collect_finds_marked_functions_by_exposed_name_and_their_arity():
     def star(*a): ...
     def unmarked(args): ...
 
-    found = collect(module_with(
-        two=pit.handler(two), one=pit.handler("uno")(one), none=pit.handler(none),
-        star=pit.handler(star), unmarked=unmarked, again=two,
-    ))
+    found = collect(
+        module_with(
+            two=pit.handler(two),
+            one=pit.handler("uno")(one),
+            none=pit.handler(none),
+            star=pit.handler(star),
+            unmarked=unmarked,
+            again=two,
+        )
+    )
     assert {name: h.nargs for name, h in found.items()} == {"two": 2, "uno": 1, "none": 0, "star": 2}
 
 

@@ -16,8 +16,23 @@ def test_ready_lists_every_handler_with_ping_and_the_pid(spawn_worker):
     assert ready["protocol"] == 1
     assert ready["pid"] == worker.proc.pid
     assert ready["handlers"] == sorted(
-        ["add", "renamed", "context", "boom", "chatty", "double_later", "loop_id", "a_set",
-         "not_a_number", "big", "huge_error", "no_args", "ping"]
+        [
+            "add",
+            "renamed",
+            "context",
+            "boom",
+            "chatty",
+            "double_later",
+            "loop_id",
+            "async_boom",
+            "a_set",
+            "not_a_number",
+            "unprintable",
+            "big",
+            "huge_error",
+            "no_args",
+            "ping",
+        ]
     )
 
 
@@ -65,6 +80,9 @@ def test_raising_handler_gives_handler_error_with_traceback_and_worker_keeps_ser
     assert "in boom" in tb and "in _parse" in tb
     assert "_dispatch.py" not in tb, "the runtime's own frames are noise in a user traceback"
     assert worker.call("add", {"a": 1, "b": 1}).value == 2
+    odd = worker.call("unprintable").value
+    assert (odd["kind"], odd["type"]) == ("handler_error", "_Unprintable")
+    assert worker.call("add", {"a": 2, "b": 2}).value == 4
 
 
 def test_unknown_method_lists_available_handlers(spawn_worker):
@@ -73,7 +91,7 @@ def test_unknown_method_lists_available_handlers(spawn_worker):
     err = worker.call("nope").value
     assert err["kind"] == "no_such_method"
     assert "'nope'" in err["message"]
-    assert "add, big, boom" in err["message"] and "ping" in err["message"]
+    assert "available: a_set, add, async_boom, big, boom" in err["message"] and "ping" in err["message"]
     assert err["type"] is None and err["traceback"] is None
 
 
@@ -102,6 +120,10 @@ def test_async_handlers_run_on_one_loop_kept_for_the_worker_life(spawn_worker):
     assert worker.call("double_later", 21).value == 42
     first = worker.call("loop_id").value
     assert worker.call("loop_id").value == first
+    err = worker.call("async_boom").value
+    assert (err["kind"], err["message"]) == ("handler_error", "LookupError: nothing here")
+    first_frame = err["traceback"].splitlines()[1]
+    assert "sample_app.py" in first_frame and "in async_boom" in first_frame, err["traceback"]
 
 
 def test_non_serialisable_result_is_a_handler_error(spawn_worker):

@@ -137,7 +137,7 @@ mod tests {
         );
         assert!(text.contains("failing: crash loop: worker-2 exit code 1"), "{text}");
         let row = text.lines().find(|l| l.contains("worker-3")).unwrap();
-        for cell in ["4242", "idle", "ok", "12.0MiB", "1.5", "40", "12s", "max_rss"] {
+        for cell in ["4242", "idle", "ok", "12.0M", "1.5", "40", "12s", "max_rss"] {
             assert!(row.contains(cell), "{cell} missing in {row:?}");
         }
     }

@@ -6,6 +6,7 @@
 //! SIGTERM/SIGINT or a shutdown request; pools stop their workers (SIGTERM to each group,
 //! SIGKILL after kill_timeout) within shutdown_timeout; then the socket files are removed.
 
+pub mod calls;
 pub mod control;
 pub mod events;
 pub mod guard;
@@ -15,6 +16,7 @@ pub mod procs;
 pub mod socket;
 pub mod spawn;
 pub mod supervisor;
+pub mod worker_io;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,8 +73,13 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
     let sup = Arc::new(Supervisor::start(&spec, deps, shutdown.clone()));
     let listeners = CancellationToken::new();
     let control_task = tokio::spawn(control::serve(control, sup.clone(), access, listeners.clone()));
+    let call = socket::bind(&daemon.call_socket, daemon.call_mode, access.group)?;
+    call.set_nonblocking(true)?;
+    let call = tokio::net::UnixListener::from_std(call)?;
+    let call_task = tokio::spawn(calls::serve(call, sup.pool_table(), access, listeners.clone()));
     tracing::info!(
         control_socket = %daemon.control_socket.display(),
+        call_socket = %daemon.call_socket.display(),
         pools = spec.pools.len(),
         "pitd {} running (pid {})",
         env!("CARGO_PKG_VERSION"),
@@ -92,8 +99,10 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
         daemon.shutdown_timeout
     );
 
-    // 1. Stop every pool: workers get SIGTERM, then SIGKILL after their kill_timeout.
-    if tokio::time::timeout(daemon.shutdown_timeout + REAP_GRACE, sup.stop_pools())
+    // 1. Stop every pool: queued calls get `shutting_down`, running calls may finish until
+    //    the deadline, then workers get SIGTERM, and SIGKILL after their kill_timeout.
+    let deadline = std::time::Instant::now() + daemon.shutdown_timeout;
+    if tokio::time::timeout(daemon.shutdown_timeout + REAP_GRACE, sup.stop_pools(deadline))
         .await
         .is_err()
     {
@@ -102,7 +111,9 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
     // 2. Stop listening; 3. remove our socket files so the next pitd finds a clean path.
     listeners.cancel();
     let _ = control_task.await;
+    let _ = call_task.await;
     let _ = std::fs::remove_file(&daemon.control_socket);
+    let _ = std::fs::remove_file(&daemon.call_socket);
     tracing::info!("pitd stopped");
     Ok(())
 }

@@ -29,6 +29,9 @@ pub struct ExitInfo {
     pub pid: u32,
     pub status: ExitStatusInfo,
     pub at: Instant,
+    /// CPU time (user + system) the worker used, read from the zombie before reaping: a
+    /// SIGKILL at RLIMIT_CPU (soft = hard) is told from any other SIGKILL by it.
+    pub cpu_time: Option<std::time::Duration>,
 }
 
 /// Called on the process thread with the spawn result; must not block.
@@ -190,6 +193,7 @@ impl ProcThread {
                 _ => ExitStatusInfo::Exited(-1),
             };
             if let Some(live) = self.live.remove(&raw) {
+                let cpu_time = zombie_cpu_time(raw);
                 // The zombie leader still pins the pgid: kill what it left behind, then reap.
                 let _ = killpg(pid, Signal::SIGKILL);
                 let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
@@ -200,6 +204,7 @@ impl ProcThread {
                     pid: raw,
                     status: info,
                     at: Instant::now(),
+                    cpu_time,
                 });
             } else {
                 let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
@@ -213,4 +218,17 @@ impl ProcThread {
             }
         }
     }
+}
+
+/// utime + stime of a not yet reaped child, from /proc/PID/stat (fields 14 and 15).
+fn zombie_cpu_time(pid: u32) -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // After the comm field: state is field 3, so utime (14) is index 11 here.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    Some(std::time::Duration::from_millis(ticks * 1000 / hz.max(1)))
 }

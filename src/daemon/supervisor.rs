@@ -47,6 +47,11 @@ impl Supervisor {
         }
     }
 
+    /// Pools by name, for the call server.
+    pub fn pool_table(&self) -> super::calls::PoolTable {
+        Arc::new(self.pools.iter().map(|p| (p.name.clone(), p.clone())).collect())
+    }
+
     fn pool(&self, name: &str) -> Result<&PoolHandle, Refusal> {
         self.pools.iter().find(|p| p.name == name).ok_or_else(|| Refusal {
             kind: ControlErrorKind::NoSuchPool,
@@ -104,12 +109,15 @@ impl Supervisor {
         Ok(LogTarget::Pool(target.to_string()))
     }
 
-    /// Stops every pool (all in parallel) and returns when their workers are reaped.
-    pub async fn stop_pools(&self) {
-        let stops = self.pools.iter().map(|p| p.shutdown());
-        for stop in stops.collect::<Vec<_>>() {
-            stop.await;
+    /// Stops every pool (all in parallel; running calls may finish until `deadline`) and
+    /// returns when their workers are reaped.
+    pub async fn stop_pools(&self, deadline: Instant) {
+        let mut stops = tokio::task::JoinSet::new();
+        for pool in &self.pools {
+            let pool = pool.clone();
+            stops.spawn(async move { pool.shutdown(deadline).await });
         }
+        while stops.join_next().await.is_some() {}
     }
 }
 

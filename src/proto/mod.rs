@@ -2,7 +2,9 @@
 //! encoding and decoding bytes; `daemon` and `cli` both build on these types, so the JSON a
 //! user sees from `pitctl status --json` is the very struct pitd sent.
 
+pub mod call;
 pub mod control;
 pub mod event;
 pub mod frame;
 pub mod status;
+pub mod worker;

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use super::locate::Locator;
+use super::raw::REFUSED_KEYS;
 
 #[derive(Debug, Error)]
 pub enum SpecError {
@@ -71,9 +72,15 @@ impl Problem {
         self
     }
 
-    /// From a TOML syntax or deserialization error.
-    pub fn from_toml(err: &toml::de::Error) -> Self {
-        Problem::value(err.span().unwrap_or(0..0), reword(err.message()))
+    /// From a TOML syntax or deserialization error in `text`.
+    pub fn from_toml(err: &toml::de::Error, text: &str) -> Self {
+        let span = err.span().unwrap_or(0..0);
+        let message = match (err.message(), text.get(span.clone())) {
+            // The document cannot be walked for a key path then, so name the key here.
+            ("duplicate key", Some(key)) => format!("expected each key once, found `{key}` again"),
+            (message, _) => reword(message),
+        };
+        Problem::value(span, message)
     }
 
     pub fn into_error(self, locator: &Locator, file: PathBuf) -> SpecError {
@@ -111,7 +118,11 @@ pub fn reword(message: &str) -> String {
 /// `rest` is "`name`, expected one of `a`, `b`" (or "expected `a` or `b`", "there are no
 /// fields"): every backquoted word after the first is an allowed key.
 fn unknown_key(rest: &str) -> String {
-    let quoted: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    let mut quoted: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    // Keys the parser accepts only to refuse them with a better message are not offered.
+    if quoted.len() > 1 {
+        quoted.retain(|k| !REFUSED_KEYS.contains(k));
+    }
     match quoted.split_first() {
         Some((name, [])) => format!("unknown key `{name}`, this table takes no keys"),
         Some((name, allowed)) => {
@@ -121,10 +132,11 @@ fn unknown_key(rest: &str) -> String {
     }
 }
 
-/// serde speaks of sequences and maps; a TOML user knows arrays and tables. Only whole
-/// phrases are mapped, since a found value may itself contain these words.
+/// serde speaks of sequences, maps and structs; a TOML user knows arrays and tables. Only
+/// whole phrases are mapped, since a found value may itself contain these words.
 fn toml_words(s: &str) -> &str {
     match s {
+        _ if s.starts_with("struct ") => "a table",
         "a sequence" => "an array",
         "a map" => "a table",
         "sequence" => "array",
@@ -173,6 +185,10 @@ mod tests {
                 "unknown key `b`, expected one of: a, c",
             ),
             ("unknown field `b`, expected `a`", "unknown key `b`, expected one of: a"),
+            (
+                "unknown field `stack`, expected one of `nofile`, `as`, `rss`",
+                "unknown key `stack`, expected one of: nofile, as",
+            ),
             (
                 "unknown field `b`, there are no fields",
                 "unknown key `b`, this table takes no keys",

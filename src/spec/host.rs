@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use nix::sys::resource::{Resource, getrlimit, rlim_t};
-use nix::unistd::{Uid, geteuid, getuid};
+use nix::unistd::{geteuid, getuid};
 
 use super::defaults;
 
@@ -36,15 +36,15 @@ impl Host {
         let euid = geteuid().as_raw();
         Host {
             euid,
-            socket_dir: socket_dir_now(euid, getuid()),
+            socket_dir: socket_dir_now(euid, getuid().as_raw()),
             hard_limits: HardLimits::current(),
         }
     }
 }
 
 /// The default socket directory for this process.
-pub fn socket_dir_now(euid: u32, uid: Uid) -> PathBuf {
-    defaults::socket_dir(euid, uid.as_raw(), std::env::var_os("XDG_RUNTIME_DIR"))
+pub fn socket_dir_now(euid: u32, uid: u32) -> PathBuf {
+    defaults::socket_dir(euid, uid, std::env::var_os("XDG_RUNTIME_DIR"))
 }
 
 impl HardLimits {

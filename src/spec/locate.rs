@@ -84,9 +84,20 @@ fn contains(span: Option<Range<usize>>, offset: usize) -> bool {
     span.is_some_and(|s| s.start <= offset && offset < s.end.max(s.start + 1))
 }
 
+/// Whether `key` can be written unquoted in TOML: `[A-Za-z0-9_-]+`.
+pub fn is_bare_key(key: &str) -> bool {
+    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Appends `key` to a dotted path, quoted as TOML would need it (`pools."a b"`).
 fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
+    let key = if is_bare_key(key) {
         key.to_string()
+    } else {
+        format!("{key:?}")
+    };
+    if prefix.is_empty() {
+        key
     } else {
         format!("{prefix}.{key}")
     }
@@ -218,6 +229,10 @@ rlimits = { nofile = 9 }
         assert_eq!(path(text, "2,"), Some("pools.a.size".into()));
         assert_eq!(path(text, "\"x\""), Some("pools.a.restart.max".into()));
         assert_eq!(path(text, "2\n"), Some("t[1].v".into()));
+        assert_eq!(
+            path("[pools.\"a b\"]\nsize = 1\n", "1"),
+            Some("pools.\"a b\".size".into())
+        );
     }
 
     #[test]

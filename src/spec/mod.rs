@@ -1,7 +1,8 @@
 //! The pool spec: reads a TOML config file and turns it into a validated [`Spec`], or a
 //! [`SpecError`] that names file:line:column, the key, what was expected and what was found.
-//! This module is pure (no daemon code); `pitd` calls [`load`] at startup, on reload and for
-//! `--check`, and codes against the types in [`types`] only.
+//! It holds no daemon code: besides reading the file it only consults the filesystem (`cwd`),
+//! the user and group database and pitd's own rlimits. `pitd` calls [`load`] at startup, on
+//! reload and for `--check`, and codes against the types in [`types`] only.
 //!
 //! The pipeline: `raw` (serde mirror of the TOML, values parsed by `units`) -> `validate` and
 //! `policy` (defaults from [`defaults`], rules) -> `support` (refuses what is not built yet).
@@ -18,8 +19,6 @@ pub mod types;
 mod units;
 mod validate;
 
-#[cfg(test)]
-mod fixtures;
 #[cfg(test)]
 mod tests;
 
@@ -58,7 +57,7 @@ pub(crate) fn parse_with(text: &str, path: &Path, host: &Host, support: Support)
     let locator = Locator::new(text);
     let fail = |problem: Problem| problem.into_error(&locator, path.to_path_buf());
 
-    let raw: raw::RawSpec = toml::from_str(text).map_err(|e| fail(Problem::from_toml(&e)))?;
+    let raw: raw::RawSpec = toml::from_str(text).map_err(|e| fail(Problem::from_toml(&e, text)))?;
     let ctx = validate::Ctx { dir: &dir, host };
     let (daemon, pools) = validate::spec(raw, &ctx).map_err(fail)?;
     // Both parsers share one TOML grammar, so a document serde accepted is always here.
@@ -76,7 +75,7 @@ pub(crate) fn parse_with(text: &str, path: &Path, host: &Host, support: Support)
 /// Where sockets go by default: `/run/pitd` when running as root, else
 /// `$XDG_RUNTIME_DIR/pitd`, else `/tmp/pitd-$UID`. `pitctl` uses it to find the daemon.
 pub fn default_socket_dir() -> PathBuf {
-    host::socket_dir_now(nix::unistd::geteuid().as_raw(), nix::unistd::getuid())
+    host::socket_dir_now(nix::unistd::geteuid().as_raw(), nix::unistd::getuid().as_raw())
 }
 
 impl Spec {

@@ -29,10 +29,7 @@ pub fn recycle(raw: &RawPool) -> Result<RecyclePolicy> {
         hard_rss,
         max_requests: optional_count(&raw.max_requests, 1)?,
         max_requests_jitter: value_or(&raw.max_requests_jitter, def::MAX_REQUESTS_JITTER, |c| c.0),
-        max_age: match &raw.max_age {
-            Some(_) => Some(positive(&raw.max_age, Duration::ZERO)?),
-            None => None,
-        },
+        max_age: optional_positive(&raw.max_age)?,
         max_age_jitter: value_or(&raw.max_age_jitter, def::MAX_AGE_JITTER, |d| d.0),
         max_errors: optional_count(&raw.max_errors, 1)?,
         memory_metric: choice(
@@ -102,31 +99,29 @@ pub fn restart(raw: Option<&RawRestart>) -> Result<RestartPolicy> {
 }
 
 pub fn rlimits(raw: Option<&RawRlimits>, hard: &HardLimits) -> Result<Rlimits> {
-    let Some(raw) = raw else { return Ok(Rlimits::default()) };
+    let Some(raw) = raw else {
+        return Ok(Rlimits::default());
+    };
     if let Some(rss) = &raw.rss {
         let msg =
             "RLIMIT_RSS has no effect on Linux; use the pool's max_rss (graceful recycle) or hard_rss (kill) instead";
         return Err(Problem::key(rss.span(), msg));
     }
-    let cpu = match &raw.cpu {
-        Some(d) if d.get_ref().0 < Duration::from_secs(1) || d.get_ref().0.subsec_nanos() != 0 => {
-            let msg = format!(
-                "expected a whole number of seconds, at least 1s, found {}",
-                show_duration(d.get_ref().0)
-            );
-            return Err(Problem::value(d.span(), msg));
-        }
-        Some(d) => Some(toml::Spanned::new(d.span(), d.get_ref().0.as_secs())),
-        None => None,
-    };
-    let count = |o: &Opt<Count>| o.as_ref().map(|c| toml::Spanned::new(c.span(), c.get_ref().0));
-    let size = |o: &Opt<super::units::Size>| o.as_ref().map(|s| toml::Spanned::new(s.span(), s.get_ref().0));
+    // RLIMIT_CPU counts whole seconds; rounding a written "1500ms" either way would be a guess.
+    if let Some(cpu) = &raw.cpu
+        && (cpu.get_ref().0 < Duration::from_secs(1) || cpu.get_ref().0.subsec_nanos() != 0)
+    {
+        let found = show_duration(cpu.get_ref().0);
+        let msg = format!("expected a whole number of seconds, at least 1s, found {found}");
+        return Err(Problem::value(cpu.span(), msg));
+    }
+    let plain = |n: u64| n.to_string();
     Ok(Rlimits {
-        nofile: within(count(&raw.nofile), hard.nofile, "nofile", |n| n.to_string())?,
-        nproc: within(count(&raw.nproc), hard.nproc, "nproc", |n| n.to_string())?,
-        cpu: within(cpu, hard.cpu, "cpu", |s| format!("{s}s"))?,
-        core: within(size(&raw.core), hard.core, "core", show_bytes)?,
-        address_space: within(size(&raw.address_space), hard.address_space, "as", show_bytes)?,
+        nofile: limit(&raw.nofile, |c| c.0, hard.nofile, "nofile", plain)?,
+        nproc: limit(&raw.nproc, |c| c.0, hard.nproc, "nproc", plain)?,
+        cpu: limit(&raw.cpu, |d| d.0.as_secs(), hard.cpu, "cpu", |s| format!("{s}s"))?,
+        core: limit(&raw.core, |s| s.0, hard.core, "core", show_bytes)?,
+        address_space: limit(&raw.address_space, |s| s.0, hard.address_space, "as", show_bytes)?,
     })
 }
 
@@ -134,32 +129,37 @@ fn show_bytes(n: u64) -> String {
     format!("{n} bytes ({})", show_size(n))
 }
 
-/// A limit pitd cannot grant: its children inherit its hard limit and cannot raise it.
-fn within(
-    value: Option<toml::Spanned<u64>>,
+/// A limit within pitd's own hard limit: children inherit it, and pitd cannot grant more.
+fn limit<T>(
+    raw: &Opt<T>,
+    value: fn(&T) -> u64,
     hard: Option<u64>,
     key: &str,
     show: fn(u64) -> String,
 ) -> Result<Option<u64>> {
-    match (value, hard) {
-        (Some(v), Some(hard)) if *v.get_ref() > hard => {
-            let msg = format!(
-                "expected at most pitd's own hard limit for {key} ({}), found {}; pitd cannot raise it",
-                show(hard),
-                show(*v.get_ref())
-            );
-            Err(Problem::value(v.span(), msg))
+    let Some(given) = raw else { return Ok(None) };
+    let v = value(given.get_ref());
+    match hard {
+        Some(hard) if v > hard => {
+            let (hard, v) = (show(hard), show(v));
+            let msg =
+                format!("expected at most pitd's own hard limit for {key} ({hard}), found {v}; pitd cannot raise it");
+            Err(Problem::value(given.span(), msg))
         }
-        (v, _) => Ok(v.map(toml::Spanned::into_inner)),
+        _ => Ok(Some(v)),
     }
 }
 
 /// A duration that must be above zero, because zero would mean "never wait" or a busy loop.
 pub fn positive(raw: &Opt<Dur>, default: Duration) -> Result<Duration> {
+    Ok(optional_positive(raw)?.unwrap_or(default))
+}
+
+pub fn optional_positive(raw: &Opt<Dur>) -> Result<Option<Duration>> {
     match raw {
         Some(d) if d.get_ref().0.is_zero() => Err(Problem::value(d.span(), "expected a duration above 0s, found 0s")),
-        Some(d) => Ok(d.get_ref().0),
-        None => Ok(default),
+        Some(d) => Ok(Some(d.get_ref().0)),
+        None => Ok(None),
     }
 }
 

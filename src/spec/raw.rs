@@ -9,6 +9,10 @@ use toml::Spanned;
 
 use super::units::{Count, Dur, Mode, Size};
 
+/// Keys that are parsed only to be refused with a specific message (see `RawRlimits::rss`);
+/// error messages do not offer them as valid choices.
+pub const REFUSED_KEYS: &[&str] = &["rss"];
+
 /// A key that may be absent, with the span of its value when present.
 pub type Opt<T> = Option<Spanned<T>>;
 
@@ -18,7 +22,7 @@ pub struct RawSpec {
     pub daemon: Option<RawDaemon>,
     /// Keyed by the spanned pool name; serde hands the map over sorted by name, so the file
     /// order is recovered from the key spans.
-    pub pools: Option<BTreeMap<Spanned<String>, Spanned<RawPool>>>,
+    pub pools: Option<BTreeMap<Spanned<String>, RawPool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

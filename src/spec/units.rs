@@ -110,10 +110,13 @@ impl<'de> Deserialize<'de> for Mode {
     }
 }
 
+/// Parses a unit string to a number, or says what was expected.
+type ParseNum = fn(&str) -> Result<u64, String>;
+
 /// Accepts non-negative integers, and strings when `parse` is given (sizes).
 struct NumVisitor {
     expecting: &'static str,
-    parse: Option<fn(&str) -> Result<u64, String>>,
+    parse: Option<ParseNum>,
 }
 
 impl Visitor<'_> for NumVisitor {
@@ -171,12 +174,13 @@ mod tests {
             ("5m", Duration::from_secs(300)),
             ("1h", Duration::from_secs(3600)),
             ("1m 30s", Duration::from_secs(90)),
+            ("1.5h", Duration::from_secs(5400)),
             ("0s", Duration::ZERO),
         ];
         for (text, want) in ok {
             assert_eq!(parse_duration(text), Ok(want), "{text}");
         }
-        for text in ["", "30", "soon", "-1s", "1.5h", "30 parsecs"] {
+        for text in ["", "30", "soon", "-1s", "1h30", "30 parsecs"] {
             let err = parse_duration(text).unwrap_err();
             assert!(err.starts_with("expected a duration"), "{text}: {err}");
             assert!(err.ends_with(&format!("found {text:?}")), "{text}: {err}");

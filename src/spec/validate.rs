@@ -13,6 +13,7 @@ use toml::Spanned;
 use super::defaults as def;
 use super::error::Problem;
 use super::host::Host;
+use super::locate::is_bare_key;
 use super::policy;
 use super::raw::{Opt, RawDaemon, RawPool, RawSpec};
 use super::types::{DaemonSpec, GroupRef, LogFormat, PoolSpec, Program, Protocol, UserRef};
@@ -61,14 +62,10 @@ fn daemon(raw: &RawDaemon, ctx: &Ctx) -> Result<DaemonSpec> {
     })
 }
 
-fn pool(name: &Spanned<String>, spanned: &Spanned<RawPool>, ctx: &Ctx) -> Result<PoolSpec> {
-    let raw = spanned.get_ref();
-    if name.get_ref().is_empty()
-        || !name
-            .get_ref()
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+fn pool(name: &Spanned<String>, raw: &RawPool, ctx: &Ctx) -> Result<PoolSpec> {
+    // Pool names are exactly TOML's bare keys: they appear unquoted in the spec, in
+    // `pitctl` arguments and in key paths of error messages.
+    if !is_bare_key(name.get_ref()) {
         let msg = format!(
             "expected a pool name of letters, digits, `_` and `-`, found {:?}",
             name.get_ref()
@@ -157,7 +154,9 @@ fn program(name: &Spanned<String>, raw: &RawPool) -> Result<Program> {
 
 /// The working directory: the spec's directory unless given, and then relative to it.
 fn cwd(raw: &Opt<String>, dir: &Path) -> Result<PathBuf> {
-    let Some(given) = raw else { return Ok(dir.to_path_buf()) };
+    let Some(given) = raw else {
+        return Ok(dir.to_path_buf());
+    };
     let path = dir.join(given.get_ref());
     if path.is_dir() {
         return Ok(path);
@@ -177,36 +176,34 @@ fn cwd(raw: &Opt<String>, dir: &Path) -> Result<PathBuf> {
 
 fn user(raw: &Spanned<String>, host: &Host) -> Result<UserRef> {
     root_only(raw, host)?;
-    match User::from_name(raw.get_ref()) {
-        Ok(Some(u)) => Ok(UserRef {
-            name: u.name,
-            uid: u.uid.as_raw(),
-            gid: u.gid.as_raw(),
-        }),
-        Ok(None) => Err(Problem::value(
-            raw.span(),
-            format!("expected an existing user, found {:?}", raw.get_ref()),
-        )),
-        Err(e) => Err(Problem::value(
-            raw.span(),
-            format!("cannot look up user {:?}: {e}", raw.get_ref()),
-        )),
-    }
+    let u = resolved(raw, "user", User::from_name(raw.get_ref()))?;
+    Ok(UserRef {
+        name: u.name,
+        uid: u.uid.as_raw(),
+        gid: u.gid.as_raw(),
+    })
 }
 
 fn group(raw: &Spanned<String>) -> Result<GroupRef> {
-    match Group::from_name(raw.get_ref()) {
-        Ok(Some(g)) => Ok(GroupRef {
-            name: g.name,
-            gid: g.gid.as_raw(),
-        }),
+    let g = resolved(raw, "group", Group::from_name(raw.get_ref()))?;
+    Ok(GroupRef {
+        name: g.name,
+        gid: g.gid.as_raw(),
+    })
+}
+
+/// The result of a user or group database lookup of `raw`; `what` names the database.
+fn resolved<T>(raw: &Spanned<String>, what: &str, lookup: nix::Result<Option<T>>) -> Result<T> {
+    let name = raw.get_ref();
+    match lookup {
+        Ok(Some(entry)) => Ok(entry),
         Ok(None) => Err(Problem::value(
             raw.span(),
-            format!("expected an existing group, found {:?}", raw.get_ref()),
+            format!("expected an existing {what}, found {name:?}"),
         )),
         Err(e) => Err(Problem::value(
             raw.span(),
-            format!("cannot look up group {:?}: {e}", raw.get_ref()),
+            format!("cannot look up {what} {name:?}: {e}"),
         )),
     }
 }

@@ -57,13 +57,15 @@ def pid(args: Any) -> int:
 
 @pit.handler
 def env(args: Any, ctx: pit.Context) -> Dict[str, Any]:
-    """Returns the call context (session, worker id, pool, request id, seconds left before
-    the deadline) and the worker's ``PIT_*`` environment variables."""
+    """Returns the call context (session, worker id, pool, request id, deadline as a
+    ``time.monotonic()`` value and the seconds left before it) and the worker's ``PIT_*``
+    environment variables under ``env``."""
     return {
         "session": ctx.session,
         "worker_id": ctx.worker_id,
         "pool": ctx.pool,
         "request_id": ctx.request_id,
+        "deadline": ctx.deadline,
         "time_left": ctx.time_left(),
         "env": {k: v for k, v in os.environ.items() if k.startswith("PIT_")},
     }

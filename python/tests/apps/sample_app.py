@@ -80,3 +80,19 @@ def no_args():
 
 
 alias = add  # the same handler under a second attribute is not a conflict
+
+
+@pit.handler
+async def async_boom(args):
+    await asyncio.sleep(0)
+    raise LookupError("nothing here")
+
+
+class _Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no text for you")
+
+
+@pit.handler
+def unprintable(args):
+    raise _Unprintable()

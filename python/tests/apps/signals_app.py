@@ -1,4 +1,4 @@
-"""Reports readiness through stdout so a test can signal the worker while it is idle."""
+"""Prints from an atexit hook, to show that SIGTERM exits through the normal shutdown path."""
 
 import atexit
 

@@ -1,0 +1,171 @@
+//! The call socket server (INTERFACE section 5). Per connection: a reader that parses
+//! requests and hands each to its pool without waiting for the result, and a writer that
+//! sends replies in completion order, batching whatever is ready into one write. A slow
+//! caller only slows its own connection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::pool::{Call, PoolHandle, PoolMsg, ReplyTx};
+use super::socket::Access;
+use crate::proto::call::{CALL_MAX, CallRequest, ErrorKind, error_frame, sniff_id};
+use crate::proto::frame;
+use crate::proto::worker::encode_call;
+
+/// Pools by name, as the call server routes them.
+pub type PoolTable = Arc<HashMap<String, PoolHandle>>;
+
+/// pitd's call ids on worker pipes: unique per daemon run.
+static NEXT_REQ_ID: AtomicU64 = AtomicU64::new(1);
+
+pub async fn serve(listener: UnixListener, pools: PoolTable, access: Access, stop: CancellationToken) {
+    loop {
+        let conn = tokio::select! {
+            c = listener.accept() => c,
+            _ = stop.cancelled() => return,
+        };
+        match conn {
+            Ok((stream, _)) => {
+                let pools = pools.clone();
+                tokio::spawn(connection(stream, pools, access));
+            }
+            Err(e) => {
+                tracing::warn!("call socket accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn connection(stream: UnixStream, pools: PoolTable, access: Access) {
+    let allowed = stream
+        .peer_cred()
+        .is_ok_and(|c| access.allows(c.uid(), c.gid(), c.pid()));
+    let (reader, writer) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(write_replies(writer, rx));
+    if !allowed {
+        let _ = tx.send(error_frame(
+            b"null",
+            ErrorKind::BadRequest,
+            "not allowed to use this call socket",
+        ));
+        return;
+    }
+    read_requests(reader, &pools, tx).await;
+}
+
+/// Reads frames until EOF or a broken stream. An oversized frame is answered `too_large`
+/// and skipped, so the connection stays usable.
+async fn read_requests(mut reader: OwnedReadHalf, pools: &PoolTable, tx: ReplyTx) {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut skip: usize = 0;
+    loop {
+        let n = match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut data = &chunk[..n];
+        if skip > 0 {
+            let k = skip.min(data.len());
+            skip -= k;
+            data = &data[k..];
+        }
+        buf.extend_from_slice(data);
+        let mut at = 0;
+        loop {
+            match frame::decode(&buf[at..], CALL_MAX) {
+                Ok(Some((range, used))) => {
+                    let now = Instant::now();
+                    handle_request(&buf[at..][range], pools, &tx, now);
+                    at += used;
+                }
+                Ok(None) => break,
+                Err(frame::FrameError::TooLarge { len, max }) => {
+                    let id = sniff_id(&buf[at + 4..]);
+                    let msg = format!("request of {len} bytes exceeds the limit of {max} bytes");
+                    let _ = tx.send(error_frame(&id, ErrorKind::TooLarge, &msg));
+                    let have = buf.len() - at - 4;
+                    skip = len.saturating_sub(have);
+                    at = buf.len().min(at + 4 + len);
+                    if skip > 0 {
+                        break;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+        buf.drain(..at);
+    }
+}
+
+fn handle_request(body: &[u8], pools: &PoolTable, tx: &ReplyTx, now: Instant) {
+    let req: CallRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("invalid call request: {e}");
+            let _ = tx.send(error_frame(&sniff_id(body), ErrorKind::BadRequest, &msg));
+            return;
+        }
+    };
+    let id = req.id.get().as_bytes();
+    let Some(pool) = pools.get(req.pool.as_ref()) else {
+        let mut names: Vec<&str> = pools.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let msg = format!("no pool named {:?} (pools: {})", req.pool, names.join(", "));
+        let _ = tx.send(error_frame(id, ErrorKind::NoSuchPool, &msg));
+        return;
+    };
+    if req.method.len() > u16::MAX as usize || req.session.as_ref().is_some_and(|s| s.len() > u16::MAX as usize) {
+        let _ = tx.send(error_frame(
+            id,
+            ErrorKind::BadRequest,
+            "method or session longer than 65535 bytes",
+        ));
+        return;
+    }
+    let req_id = NEXT_REQ_ID.fetch_add(1, Ordering::Relaxed);
+    let args = req.args.map_or(&b"null"[..], |a| a.get().as_bytes());
+    let call = Call {
+        req_id,
+        client_id: id.into(),
+        frame: encode_call(req_id, 0, &req.method, req.session.as_deref(), args),
+        method: req.method.into_owned(),
+        session: req.session.map(|s| s.into_owned()),
+        timeout: req.timeout_ms.map(Duration::from_millis),
+        idempotent: req.idempotent,
+        retried: false,
+        reply: tx.clone(),
+        received: now,
+    };
+    if !pool.send(PoolMsg::Call(call)) {
+        let _ = tx.send(error_frame(id, ErrorKind::ShuttingDown, "pitd is shutting down"));
+    }
+}
+
+/// Writes reply frames as they complete; ends when every sender is gone (the reader hit
+/// EOF and every call of this connection was answered) or the peer stopped reading.
+async fn write_replies(mut writer: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
+    let mut batch = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        batch.extend_from_slice(&first);
+        while batch.len() < 256 * 1024
+            && let Ok(more) = rx.try_recv()
+        {
+            batch.extend_from_slice(&more);
+        }
+        if writer.write_all(&batch).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The call half of the pool actor: admission, the FIFO queue, session affinity,
+//! timeouts and replies.
+//!
+//! Invariants: a worker runs at most one call; a call is in exactly one place (the queue, a
+//! worker's `running`, or answered); every call gets exactly one reply.
+
+use std::time::Instant;
+
+use super::routing::{Bound, Choice, choose_worker};
+use super::{Affinity, Call, PoolActor};
+use crate::ids::WorkerId;
+use crate::lifecycle::{Reason, WorkerEvent, WorkerState, transition};
+use crate::proto::call::{ErrorKind, error_frame, error_frame_raw, ok_frame};
+use crate::proto::worker::set_call_timeout;
+use crate::spec::Protocol;
+
+impl PoolActor {
+    pub(super) fn on_call(&mut self, call: Call, now: Instant) {
+        let refuse = if self.spec.protocol == Protocol::None {
+            Some(ErrorKind::BadRequest)
+        } else if self.shutdown.is_some() {
+            Some(ErrorKind::ShuttingDown)
+        } else if self.failing.is_some() {
+            Some(ErrorKind::PoolFailing)
+        } else if self.queue.len() >= self.spec.queue.max {
+            Some(ErrorKind::QueueFull)
+        } else {
+            None
+        };
+        if let Some(kind) = refuse {
+            self.requests += 1;
+            self.errors += 1;
+            return call.answer(self.error_reply(&call, kind));
+        }
+        self.queue.push_back(call);
+        self.dispatch(now);
+    }
+
+    /// The reply frame for a call pitd itself fails, with a message that says why.
+    pub(super) fn error_reply(&self, call: &Call, kind: ErrorKind) -> Vec<u8> {
+        let pool = &self.spec.name;
+        let message = match kind {
+            ErrorKind::BadRequest => format!("pool {pool} is supervise-only (protocol = \"none\"): it takes no calls"),
+            ErrorKind::ShuttingDown => "pitd is shutting down".to_string(),
+            ErrorKind::PoolFailing => {
+                format!("pool {pool} is failing: {}", self.failing_reason().unwrap_or_default())
+            }
+            ErrorKind::QueueFull => format!("pool {pool}: {} calls already waiting (queue_max)", self.spec.queue.max),
+            ErrorKind::QueueTimeout => {
+                format!(
+                    "pool {pool}: no worker free within queue_timeout ({:?})",
+                    self.spec.queue.timeout
+                )
+            }
+            ErrorKind::Timeout => format!("call to {pool}.{} timed out", call.method),
+            other => other.as_str().to_string(),
+        };
+        error_frame(&call.client_id, kind, &message)
+    }
+
+    /// Hands queued calls to idle workers, oldest call first. A call whose session is bound
+    /// to a busy worker keeps its place while later calls go ahead.
+    pub(super) fn dispatch(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.queue.len() {
+            let Some(longest_idle) = self.longest_idle() else {
+                return;
+            };
+            let call = &self.queue[i];
+            if call.reply.is_closed() {
+                // The caller hung up while waiting: nobody would read the result.
+                self.queue.remove(i);
+                continue;
+            }
+            let bound = self.bound_worker(call, now);
+            match choose_worker(bound, Some(longest_idle)) {
+                Choice::Worker(id) => {
+                    let call = self.queue.remove(i).expect("index checked");
+                    self.start_call(id, call, now);
+                }
+                Choice::Wait => i += 1,
+            }
+        }
+    }
+
+    fn longest_idle(&self) -> Option<WorkerId> {
+        self.workers
+            .values()
+            .filter(|w| w.state == WorkerState::Idle)
+            .min_by_key(|w| w.idle_since)
+            .map(|w| w.id)
+    }
+
+    /// The live worker a call's session sticks to, if any.
+    fn bound_worker(&self, call: &Call, now: Instant) -> Option<Bound> {
+        let a = self.affinity.get(call.session.as_deref()?)?;
+        if now.saturating_duration_since(a.last_used) > self.spec.queue.affinity_ttl {
+            return None;
+        }
+        let w = self
+            .workers
+            .get(&a.worker)
+            .filter(|w| matches!(w.state, WorkerState::Idle | WorkerState::Busy))?;
+        Some(Bound {
+            worker: w.id,
+            idle: w.state == WorkerState::Idle,
+        })
+    }
+
+    fn start_call(&mut self, id: WorkerId, mut call: Call, now: Instant) {
+        let deadline = self.call_deadline(&call, now);
+        let Some(w) = self.workers.get_mut(&id) else {
+            return self.queue.push_front(call);
+        };
+        if !w.handlers.iter().any(|h| *h == call.method) {
+            let message = format!(
+                "pool {} has no method {:?} (methods: {})",
+                self.spec.name,
+                call.method,
+                w.handlers.join(", ")
+            );
+            self.requests += 1;
+            self.errors += 1;
+            return call.answer(error_frame(&call.client_id, ErrorKind::NoSuchMethod, &message));
+        }
+        let remaining = deadline
+            .saturating_duration_since(now)
+            .as_millis()
+            .clamp(1, u32::MAX as u128) as u32;
+        set_call_timeout(&mut call.frame, remaining);
+        let frame = if call.idempotent {
+            call.frame.clone()
+        } else {
+            std::mem::take(&mut call.frame)
+        };
+        let sent = match w.io.as_ref() {
+            Some(io) => io.send(frame),
+            None => Err(frame),
+        };
+        if let Err(frame) = sent {
+            // Its pipe is full or gone: the worker stopped reading. Replace it; the call
+            // waits for another worker.
+            if call.frame.is_empty() {
+                call.frame = frame;
+            }
+            tracing::error!(pool = %self.spec.name, worker = %id, "not reading its calls; killing it");
+            self.queue.push_front(call);
+            return self.kill_worker(id, Reason::ProtocolError);
+        }
+        if let Ok(next) = transition(w.state, WorkerEvent::CallStarted) {
+            w.state = next;
+        }
+        if let Some(s) = &call.session {
+            self.affinity.insert(
+                s.clone(),
+                Affinity {
+                    worker: id,
+                    last_used: now,
+                },
+            );
+        }
+        w.running = Some((call, deadline));
+    }
+
+    /// A call may run until its caller's `timeout_ms` (counted from arrival) or the pool's
+    /// `request_timeout` (counted from dispatch), whichever comes first.
+    fn call_deadline(&self, call: &Call, now: Instant) -> Instant {
+        let pool_limit = now + self.spec.request_timeout;
+        match call.timeout {
+            Some(t) => pool_limit.min(call.received + t),
+            None => pool_limit,
+        }
+    }
+
+    pub(super) fn on_reply(&mut self, id: WorkerId, req_id: u64, ok: bool, body: Vec<u8>, now: Instant) {
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        let matches = w.running.as_ref().is_some_and(|(c, _)| c.req_id == req_id);
+        if !matches {
+            tracing::error!(pool = %self.spec.name, worker = %id, req_id, "replied to a call it was not given; killing it");
+            return self.kill_worker(id, Reason::ProtocolError);
+        }
+        let (call, _) = w.running.take().expect("checked above");
+        let worker = id.to_string();
+        let frame = if ok {
+            ok_frame(&call.client_id, &body, &worker)
+        } else {
+            error_frame_raw(&call.client_id, &body, Some(&worker))
+        };
+        call.answer(frame);
+        w.requests += 1;
+        self.requests += 1;
+        if !ok {
+            w.errors += 1;
+            self.errors += 1;
+        }
+        if let Some(s) = &call.session
+            && let Some(a) = self.affinity.get_mut(s)
+        {
+            a.last_used = now;
+        }
+        if let Ok(next) = transition(w.state, WorkerEvent::CallsFinished) {
+            w.state = next;
+        }
+        if w.state == WorkerState::Idle {
+            w.idle_since = now;
+        }
+    }
+
+    /// A call whose worker died before replying: retried once elsewhere when idempotent,
+    /// else answered `worker_crashed` (or `shutting_down` when pitd stopped the worker).
+    pub(super) fn call_lost(&mut self, mut call: Call, worker: &WorkerId, status: &str) {
+        if call.idempotent && !call.retried && self.shutdown.is_none() && !call.frame.is_empty() {
+            call.retried = true;
+            tracing::info!(pool = %self.spec.name, worker = %worker, "retrying idempotent call {} on another worker", call.req_id);
+            return self.queue.push_front(call);
+        }
+        self.requests += 1;
+        self.errors += 1;
+        let (kind, message) = if self.shutdown.is_some() {
+            (
+                ErrorKind::ShuttingDown,
+                "pitd is shutting down; the call was stopped".to_string(),
+            )
+        } else {
+            (
+                ErrorKind::WorkerCrashed,
+                format!("{worker} ({}) died during the call: {status}", self.spec.name),
+            )
+        };
+        call.answer(error_frame(&call.client_id, kind, &message));
+    }
+
+    /// Times out running calls (their worker is killed: it may be stuck) and queued calls.
+    pub(super) fn expire_calls(&mut self, now: Instant) {
+        let overdue: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| w.running.as_ref().is_some_and(|(_, t)| *t <= now))
+            .map(|w| w.id)
+            .collect();
+        for id in overdue {
+            let Some((call, _)) = self.workers.get_mut(&id).and_then(|w| w.running.take()) else {
+                continue;
+            };
+            self.requests += 1;
+            self.errors += 1;
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.errors += 1;
+            }
+            call.answer(self.error_reply(&call, ErrorKind::Timeout));
+            tracing::warn!(pool = %self.spec.name, worker = %id, "call {} timed out; killing the worker", call.method);
+            self.kill_worker(id, Reason::Timeout);
+        }
+        let queue_timeout = self.spec.queue.timeout;
+        let mut i = 0;
+        while i < self.queue.len() {
+            let call = &self.queue[i];
+            let kind = if call.timeout.is_some_and(|t| call.received + t <= now) {
+                Some(ErrorKind::Timeout)
+            } else if call.received + queue_timeout <= now {
+                Some(ErrorKind::QueueTimeout)
+            } else {
+                None
+            };
+            match kind {
+                Some(kind) => {
+                    let call = self.queue.remove(i).expect("index checked");
+                    self.requests += 1;
+                    self.errors += 1;
+                    call.answer(self.error_reply(&call, kind));
+                }
+                None => i += 1,
+            }
+        }
+    }
+
+    pub(super) fn calls_deadline(&self) -> Option<Instant> {
+        let running = self
+            .workers
+            .values()
+            .filter_map(|w| w.running.as_ref().map(|(_, t)| *t));
+        let queue_timeout = self.spec.queue.timeout;
+        let queued = self.queue.iter().map(|c| {
+            let q = c.received + queue_timeout;
+            c.timeout.map_or(q, |t| q.min(c.received + t))
+        });
+        running.chain(queued).min()
+    }
+}

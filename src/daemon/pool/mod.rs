@@ -1,0 +1,288 @@
+//! The pool actor: one tokio task per pool owns its workers, call queue, session affinity,
+//! restart history and counters. Everyone else holds a `PoolHandle` and sends `PoolMsg`s;
+//! status is answered from the actor's own state. The message handler is synchronous:
+//! effects leave as calls on the `Spawner` (which only enqueues work for the process
+//! thread), as `try_send`s to worker pipes, or as reply frames to callers' connections.
+//!
+//! - `workers`: starting, readiness, exits, restarts with backoff, stopping.
+//! - `dispatch`: calls: queue, affinity, timeouts, replies.
+//! - `routing`: the pure choice of a worker for a call.
+//! - `report`: status built from the actor's state.
+
+mod dispatch;
+mod report;
+pub mod routing;
+mod workers;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tokio::sync::{mpsc, oneshot};
+
+use super::events::EventLog;
+use super::output::OutputStore;
+use super::procs::{ExitInfo, OnExit, OnSpawned, Procs};
+use super::spawn::{SpawnError, SpawnRequest, Spawned};
+use super::worker_io::WorkerMsg;
+use crate::ids::{IdAllocator, WorkerId};
+use crate::lifecycle::RestartHistory;
+use crate::proto::event::{Event, EventKind};
+use crate::proto::status::PoolStatus;
+use crate::spec::PoolSpec;
+use workers::Worker;
+
+/// Starting and signalling processes, behind a seam so the actor can be tested with a fake.
+pub trait Spawner: Send + Sync + 'static {
+    fn spawn(&self, req: SpawnRequest, on_spawned: OnSpawned, on_exit: OnExit);
+    fn signal_group(&self, pid: u32, signal: Signal);
+}
+
+impl Spawner for Procs {
+    fn spawn(&self, req: SpawnRequest, on_spawned: OnSpawned, on_exit: OnExit) {
+        Procs::spawn(self, req, on_spawned, on_exit)
+    }
+    fn signal_group(&self, pid: u32, signal: Signal) {
+        Procs::signal_group(self, pid, signal)
+    }
+}
+
+/// Where a call's reply frame goes: the caller's connection writer. Closed when the caller
+/// hung up; its queued calls are then dropped instead of run.
+pub type ReplyTx = mpsc::UnboundedSender<Vec<u8>>;
+
+/// One call on its way through the pool.
+#[derive(Debug)]
+pub struct Call {
+    /// pitd's id for the call on the worker pipe (unique per daemon run).
+    pub req_id: u64,
+    /// The caller's `id`, as raw JSON, echoed in the reply.
+    pub client_id: Box<[u8]>,
+    pub method: String,
+    pub session: Option<String>,
+    /// The caller's `timeout_ms`, if any.
+    pub timeout: Option<Duration>,
+    pub idempotent: bool,
+    /// Already retried once after its worker died.
+    pub retried: bool,
+    /// The complete CALL frame for the worker (timeout patched at dispatch).
+    pub frame: Vec<u8>,
+    pub reply: ReplyTx,
+    pub received: Instant,
+}
+
+impl Call {
+    fn answer(&self, frame: Vec<u8>) {
+        let _ = self.reply.send(frame);
+    }
+}
+
+/// Messages a pool understands. Senders: the control server (Status, Shutdown), the call
+/// server (Call), the process thread's callbacks (Spawned, Exited) and the worker I/O tasks
+/// (FromWorker).
+#[derive(Debug)]
+pub enum PoolMsg {
+    Status(oneshot::Sender<PoolStatus>),
+    Call(Call),
+    Spawned {
+        id: WorkerId,
+        result: Result<Spawned, SpawnError>,
+    },
+    Exited {
+        id: WorkerId,
+        info: ExitInfo,
+    },
+    FromWorker {
+        id: WorkerId,
+        msg: WorkerMsg,
+    },
+    /// Stop taking calls (queued ones get `shutting_down`), let running calls finish until
+    /// `deadline`, stop every worker (SIGTERM, SIGKILL after kill_timeout); the reply is
+    /// sent once all have been reaped, and the actor ends.
+    Shutdown {
+        deadline: Instant,
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// The only way to talk to a pool.
+#[derive(Debug, Clone)]
+pub struct PoolHandle {
+    pub name: String,
+    tx: mpsc::UnboundedSender<PoolMsg>,
+}
+
+impl PoolHandle {
+    pub fn send(&self, msg: PoolMsg) -> bool {
+        self.tx.send(msg).is_ok()
+    }
+
+    pub async fn status(&self) -> Option<PoolStatus> {
+        let (tx, rx) = oneshot::channel();
+        self.send(PoolMsg::Status(tx));
+        rx.await.ok()
+    }
+
+    pub async fn shutdown(&self, deadline: Instant) {
+        let (done, rx) = oneshot::channel();
+        if self.send(PoolMsg::Shutdown { deadline, done }) {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// What a pool needs from the daemon.
+#[derive(Clone)]
+pub struct PoolDeps {
+    pub spawner: Arc<dyn Spawner>,
+    pub ids: Arc<IdAllocator>,
+    pub output: Arc<OutputStore>,
+    pub events: Arc<EventLog>,
+}
+
+/// Starts a pool actor on the current runtime and returns its handle.
+pub fn start(spec: PoolSpec, deps: PoolDeps) -> PoolHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handle = PoolHandle {
+        name: spec.name.clone(),
+        tx: tx.clone(),
+    };
+    let mut actor = PoolActor::new(spec, deps, tx);
+    actor.fill(Instant::now());
+    tokio::spawn(actor.run(rx));
+    handle
+}
+
+/// A session's sticky worker.
+#[derive(Debug, Clone, Copy)]
+struct Affinity {
+    worker: WorkerId,
+    last_used: Instant,
+}
+
+pub struct PoolActor {
+    spec: PoolSpec,
+    deps: PoolDeps,
+    /// Our own mailbox, for the process thread's callbacks and worker I/O tasks.
+    me: mpsc::UnboundedSender<PoolMsg>,
+    workers: BTreeMap<WorkerId, Worker>,
+    queue: VecDeque<Call>,
+    affinity: HashMap<String, Affinity>,
+    restart: RestartHistory,
+    /// No start before this instant (backoff after a crash, or the failing probe delay).
+    restart_at: Option<Instant>,
+    /// Crashed workers not yet replaced: their replacements count as restarts.
+    owed_restarts: u32,
+    /// Set while failing: the worker whose exit tipped the pool, and how it ended.
+    failing: Option<(WorkerId, String)>,
+    reached_size: bool,
+    /// Set by Shutdown: running calls may finish until the deadline.
+    shutdown: Option<(Instant, Vec<oneshot::Sender<()>>)>,
+    requests: u64,
+    errors: u64,
+    recycled: u64,
+    restarts: u64,
+    rng: fastrand::Rng,
+}
+
+impl PoolActor {
+    pub fn new(spec: PoolSpec, deps: PoolDeps, me: mpsc::UnboundedSender<PoolMsg>) -> PoolActor {
+        PoolActor {
+            spec,
+            deps,
+            me,
+            workers: BTreeMap::new(),
+            queue: VecDeque::new(),
+            affinity: HashMap::new(),
+            restart: RestartHistory::default(),
+            restart_at: None,
+            owed_restarts: 0,
+            failing: None,
+            reached_size: false,
+            shutdown: None,
+            requests: 0,
+            errors: 0,
+            recycled: 0,
+            restarts: 0,
+            rng: fastrand::Rng::new(),
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<PoolMsg>) {
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.handle(msg, Instant::now()),
+                    None => break,
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => self.tick(Instant::now()),
+            }
+            if self.finished() {
+                if let Some((_, replies)) = self.shutdown.take() {
+                    for done in replies {
+                        let _ = done.send(());
+                    }
+                }
+                break;
+            }
+        }
+    }
+
+    pub fn handle(&mut self, msg: PoolMsg, now: Instant) {
+        match msg {
+            PoolMsg::Call(call) => return self.on_call(call, now),
+            PoolMsg::Status(reply) => {
+                let _ = reply.send(self.status(now));
+                return;
+            }
+            PoolMsg::FromWorker { id, msg } => self.on_worker_msg(id, msg, now),
+            PoolMsg::Spawned { id, result } => self.on_spawned(id, result, now),
+            PoolMsg::Exited { id, info } => self.on_exited(id, info, now),
+            PoolMsg::Shutdown { deadline, done } => self.begin_shutdown(deadline, done, now),
+        }
+        self.tick(now);
+    }
+
+    /// Timers: overdue kills and calls, stable workers ending a crash loop, replacements.
+    pub fn tick(&mut self, now: Instant) {
+        self.expire_calls(now);
+        self.expire_workers(now);
+        self.fill(now);
+        self.dispatch(now);
+    }
+
+    fn finished(&self) -> bool {
+        self.shutdown.is_some() && self.workers.is_empty()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [self.workers_deadline(), self.calls_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn emit(&self, kind: EventKind, worker: Option<WorkerId>, pid: Option<u32>, fill: impl FnOnce(&mut Event)) {
+        let mut ev = Event {
+            ts: super::now_rfc3339(),
+            event: kind,
+            pool: self.spec.name.clone(),
+            worker,
+            pid,
+            reason: None,
+            exit_status: None,
+            message: None,
+        };
+        fill(&mut ev);
+        self.deps.events.emit(ev);
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,66 @@
+//! Status of a pool, built from the actor's own state.
+
+use std::time::Instant;
+
+use super::PoolActor;
+use crate::proto::status::{PoolState, PoolStatus, WorkerStatus};
+
+/// stderr lines quoted in a failing pool's reason.
+const CRASH_REPORT_LINES: usize = 5;
+
+impl PoolActor {
+    /// Why the pool is failing: the exit that tipped it and the worker's last stderr lines
+    /// (read at report time, so lines captured after the exit are included).
+    pub(super) fn failing_reason(&self) -> Option<String> {
+        let (id, status) = self.failing.as_ref()?;
+        let lines = self.deps.output.last_stderr(*id, CRASH_REPORT_LINES);
+        Some(if lines.is_empty() {
+            format!("crash loop: {id} {status}")
+        } else {
+            format!("crash loop: {id} {status}; last stderr: {}", lines.join(" | "))
+        })
+    }
+
+    fn pool_state(&self) -> PoolState {
+        if self.failing.is_some() {
+            PoolState::Failing
+        } else if self.reached_size {
+            PoolState::Running
+        } else {
+            PoolState::Starting
+        }
+    }
+
+    pub(super) fn status(&self, now: Instant) -> PoolStatus {
+        let workers = self
+            .workers
+            .values()
+            .map(|w| WorkerStatus {
+                id: w.id,
+                pid: w.pid.unwrap_or(0),
+                state: w.state,
+                health: w.health,
+                rss_bytes: 0,
+                memory_bytes: 0,
+                rss_growth_bytes_per_s: 0,
+                cpu_percent: 0.0,
+                requests: w.requests,
+                errors: w.errors,
+                age_s: now.saturating_duration_since(w.started_at).as_secs_f64(),
+                last_recycle_reason: None,
+            })
+            .collect();
+        PoolStatus {
+            name: self.spec.name.clone(),
+            state: self.pool_state(),
+            size: self.spec.size,
+            workers,
+            requests: self.requests,
+            errors: self.errors,
+            queued: self.queue.len() as u64,
+            recycled: self.recycled,
+            restarts: self.restarts,
+            failing_reason: self.failing_reason(),
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! The worker half of the pool actor: starting workers, readiness, exits, restarts with
+//! backoff and the crash-loop breaker, stopping and killing.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tokio::sync::oneshot;
+
+use super::{PoolActor, PoolMsg};
+use crate::daemon::output;
+use crate::daemon::procs::ExitInfo;
+use crate::daemon::spawn::{SpawnError, SpawnRequest, Spawned};
+use crate::daemon::worker_io::{self, WorkerIo, WorkerMsg};
+use crate::ids::WorkerId;
+use crate::lifecycle::{
+    Failure, Health, PoolVerdict, Reason, WorkerEvent, WorkerState, exit_reason, exit_reason_with_cpu, transition,
+};
+use crate::proto::call::ErrorKind;
+use crate::proto::event::EventKind;
+use crate::proto::worker::MAX_FRAME;
+use crate::spec::Protocol;
+
+/// A supervise-only worker has no ready frame: one that stays up this long counts as a
+/// successful start (this is what ends a `failing` state).
+pub const SUPERVISED_STABLE_AFTER: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+pub struct Worker {
+    pub id: WorkerId,
+    pub pid: Option<u32>,
+    pub state: WorkerState,
+    pub health: Health,
+    pub started_at: Instant,
+    pub ready_at: Option<Instant>,
+    /// When it last became idle: the longest idle worker takes the next call.
+    pub idle_since: Instant,
+    pub requests: u64,
+    pub errors: u64,
+    /// Methods the worker announced in its ready frame.
+    pub handlers: Vec<String>,
+    pub io: Option<WorkerIo>,
+    /// The call it is running, with the instant it times out.
+    pub running: Option<(super::Call, Instant)>,
+    /// Set when pitd asked it to stop: SIGKILL is due at this instant.
+    pub kill_at: Option<Instant>,
+    /// Why pitd stopped it; `None` for an exit nobody asked for.
+    pub stop_reason: Option<Reason>,
+}
+
+impl Worker {
+    pub fn live(&self) -> bool {
+        !matches!(self.state, WorkerState::Stopping | WorkerState::Exited)
+    }
+
+    fn startup_deadline(&self, timeout: Duration) -> Option<Instant> {
+        (self.state == WorkerState::Starting).then_some(self.started_at + timeout)
+    }
+}
+
+impl PoolActor {
+    /// Workers that count towards `size`.
+    pub(super) fn live_count(&self) -> usize {
+        self.workers.values().filter(|w| w.live()).count()
+    }
+
+    fn starting_count(&self) -> usize {
+        self.workers
+            .values()
+            .filter(|w| w.state == WorkerState::Starting)
+            .count()
+    }
+
+    pub(super) fn ready_count(&self) -> usize {
+        self.workers
+            .values()
+            .filter(|w| matches!(w.state, WorkerState::Idle | WorkerState::Busy))
+            .count()
+    }
+
+    /// Starts workers until the pool has `size` live ones, unless a backoff or a failing
+    /// state says to wait (then one probe at a time).
+    pub(super) fn fill(&mut self, now: Instant) {
+        if self.shutdown.is_some() || self.restart_at.is_some_and(|t| now < t) {
+            return;
+        }
+        self.restart_at = None;
+        let missing = (self.spec.size as usize).saturating_sub(self.live_count());
+        let allowed = if self.failing.is_some() {
+            missing.min(1).saturating_sub(self.starting_count())
+        } else {
+            missing
+        };
+        for _ in 0..allowed {
+            self.start_worker(now);
+        }
+    }
+
+    fn start_worker(&mut self, now: Instant) {
+        let id = self.deps.ids.next();
+        if self.owed_restarts > 0 {
+            self.owed_restarts -= 1;
+            self.restarts += 1;
+        }
+        let mut env: Vec<(String, String)> = self.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        env.push(("PIT_MAX_FRAME".into(), MAX_FRAME.to_string()));
+        let req = SpawnRequest {
+            pool: self.spec.name.clone(),
+            id,
+            argv: self.spec.argv(),
+            cwd: self.spec.cwd.clone(),
+            env,
+            rlimits: self.spec.rlimits.clone(),
+            credentials: self
+                .spec
+                .user
+                .as_ref()
+                .map(|u| (u.uid, self.spec.group.as_ref().map_or(u.gid, |g| g.gid))),
+            protocol_fds: self.spec.protocol == Protocol::Pit,
+        };
+        let worker = Worker {
+            id,
+            pid: None,
+            state: WorkerState::Starting,
+            health: Health::Unknown,
+            started_at: now,
+            ready_at: None,
+            idle_since: now,
+            requests: 0,
+            errors: 0,
+            handlers: Vec::new(),
+            io: None,
+            running: None,
+            kill_at: None,
+            stop_reason: None,
+        };
+        self.workers.insert(id, worker);
+        let (spawned_tx, exit_tx) = (self.me.clone(), self.me.clone());
+        self.deps.spawner.spawn(
+            req,
+            Box::new(move |result| {
+                let _ = spawned_tx.send(PoolMsg::Spawned { id, result });
+            }),
+            Box::new(move |info| {
+                let _ = exit_tx.send(PoolMsg::Exited { id, info });
+            }),
+        );
+    }
+
+    pub(super) fn on_spawned(&mut self, id: WorkerId, result: Result<Spawned, SpawnError>, now: Instant) {
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        let spawned = match result {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(pool = %self.spec.name, worker = %id, "{e}");
+                self.workers.remove(&id);
+                let status = format!("could not start: {}", e.source);
+                self.emit(EventKind::WorkerExited, Some(id), None, |ev| {
+                    ev.reason = Some(Reason::Crash);
+                    ev.message = Some(e.to_string());
+                });
+                return self.count_failure(id, status, Failure::Start, now);
+            }
+        };
+        w.pid = Some(spawned.pid);
+        w.started_at = spawned.started_at;
+        let pid = spawned.pid;
+        output::capture(&self.deps.output, &self.spec.name, id, spawned.stdout, spawned.stderr);
+        if let (Some(to), Some(from)) = (spawned.to_worker, spawned.from_worker) {
+            match worker_io::start(id, to, from, self.me.clone(), MAX_FRAME) {
+                Ok(io) => w.io = Some(io),
+                Err(e) => {
+                    tracing::error!(pool = %self.spec.name, worker = %id, "cannot use the worker's pipes: {e}");
+                    self.kill_worker(id, Reason::ProtocolError);
+                }
+            }
+        }
+        self.emit(EventKind::WorkerStarted, Some(id), Some(pid), |_| {});
+        if self.shutdown.is_some() {
+            self.stop_worker(id, None, now);
+        } else if self.spec.protocol == Protocol::None {
+            // Supervise-only workers have no ready frame: running is ready.
+            self.worker_ready(id, Vec::new(), now);
+        }
+    }
+
+    pub(super) fn on_worker_msg(&mut self, id: WorkerId, msg: WorkerMsg, now: Instant) {
+        match msg {
+            WorkerMsg::Ready(ready) => {
+                if ready.protocol != 1 {
+                    let why = format!("speaks protocol version {}, pitd speaks 1", ready.protocol);
+                    tracing::error!(pool = %self.spec.name, worker = %id, "{why}");
+                    return self.kill_worker(id, Reason::ProtocolError);
+                }
+                self.worker_ready(id, ready.handlers, now)
+            }
+            WorkerMsg::Reply { req_id, ok, body } => self.on_reply(id, req_id, ok, body, now),
+            WorkerMsg::Pong { .. } => {}
+            WorkerMsg::ProtocolError(why) => {
+                tracing::error!(pool = %self.spec.name, worker = %id, "protocol error, killing the worker: {why}");
+                self.kill_worker(id, Reason::ProtocolError);
+            }
+        }
+    }
+
+    fn worker_ready(&mut self, id: WorkerId, handlers: Vec<String>, now: Instant) {
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        match transition(w.state, WorkerEvent::Ready) {
+            Ok(next) => w.state = next,
+            Err(e) => {
+                tracing::error!(pool = %self.spec.name, worker = %id, "{e}");
+                return;
+            }
+        }
+        w.ready_at = Some(now);
+        w.idle_since = now;
+        w.health = Health::Ok;
+        w.handlers = handlers;
+        let pid = w.pid;
+        self.emit(EventKind::WorkerReady, Some(id), pid, |_| {});
+        if !self.reached_size && self.ready_count() >= self.spec.size as usize {
+            self.reached_size = true;
+        }
+    }
+
+    pub(super) fn on_exited(&mut self, id: WorkerId, info: ExitInfo, now: Instant) {
+        self.deps.output.worker_exited(id);
+        let Some(mut w) = self.workers.remove(&id) else { return };
+        let planned = w.stop_reason.is_some() || w.state == WorkerState::Stopping;
+        let cpu_limit = self.spec.rlimits.cpu.map(Duration::from_secs);
+        let reason = w.stop_reason.unwrap_or_else(|| match info.cpu_time {
+            Some(used) => exit_reason_with_cpu(&info.status, used, cpu_limit),
+            None => exit_reason(&info.status),
+        });
+        let status = info.status.to_string();
+        if let Some((call, _)) = w.running.take() {
+            self.call_lost(call, &id, &status);
+        }
+        self.emit(EventKind::WorkerExited, Some(id), w.pid, |ev| {
+            ev.reason = Some(reason);
+            ev.exit_status = Some(status.clone());
+        });
+        if planned {
+            return;
+        }
+        tracing::warn!(pool = %self.spec.name, worker = %id, "exited unexpectedly: {status}");
+        let uptime = info.at.saturating_duration_since(w.started_at);
+        // A supervised worker has no ready frame: dying before it was stable is a failed
+        // start, which is what the crash-loop breaker counts.
+        let started = match self.spec.protocol {
+            Protocol::None => uptime >= SUPERVISED_STABLE_AFTER,
+            Protocol::Pit => w.ready_at.is_some(),
+        };
+        let failure = if started {
+            Failure::Crash { uptime }
+        } else {
+            Failure::Start
+        };
+        self.count_failure(id, status, failure, now);
+    }
+
+    /// Books an unplanned exit or failed start and decides when the replacement may start.
+    fn count_failure(&mut self, id: WorkerId, status: String, failure: Failure, now: Instant) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        self.owed_restarts += 1;
+        let policy = &self.spec.restart;
+        match self.restart.record_failure(policy, now, failure) {
+            PoolVerdict::Failing => {
+                self.restart_at = Some(now + policy.max);
+                let first = self.failing.is_none();
+                self.failing = Some((id, status));
+                if first {
+                    // Calls would wait for a pool that cannot start workers: fail them fast.
+                    for call in std::mem::take(&mut self.queue) {
+                        call.answer(self.error_reply(&call, ErrorKind::PoolFailing));
+                    }
+                    let msg = self.failing_reason();
+                    self.emit(EventKind::PoolFailing, Some(id), None, |ev| ev.message = msg);
+                }
+            }
+            PoolVerdict::Healthy => {
+                let delay = self.restart.next_backoff(policy, self.rng.f64());
+                self.restart_at = Some(now + delay);
+            }
+        }
+    }
+
+    /// SIGTERM to the worker's group now, SIGKILL after kill_timeout.
+    pub(super) fn stop_worker(&mut self, id: WorkerId, reason: Option<Reason>, now: Instant) {
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        if w.state == WorkerState::Stopping {
+            return;
+        }
+        match transition(w.state, WorkerEvent::Stop) {
+            Ok(next) => w.state = next,
+            Err(e) => {
+                tracing::error!(pool = %self.spec.name, worker = %id, "{e}");
+                return;
+            }
+        }
+        w.stop_reason = reason.or(w.stop_reason);
+        if let Some(pid) = w.pid {
+            self.deps.spawner.signal_group(pid, Signal::SIGTERM);
+            w.kill_at = Some(now + self.spec.kill_timeout);
+        }
+    }
+
+    /// SIGKILL to the worker's group at once (a stuck, timed-out or garbling worker).
+    pub(super) fn kill_worker(&mut self, id: WorkerId, reason: Reason) {
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        if let Ok(next) = transition(w.state, WorkerEvent::Stop) {
+            w.state = next;
+        }
+        w.stop_reason = Some(reason);
+        w.kill_at = None;
+        w.io = None;
+        if let Some(pid) = w.pid {
+            self.deps.spawner.signal_group(pid, Signal::SIGKILL);
+        }
+        self.recycled += 1;
+        let pid = w.pid;
+        self.emit(EventKind::WorkerRecycled, Some(id), pid, |ev| ev.reason = Some(reason));
+    }
+
+    pub(super) fn begin_shutdown(&mut self, deadline: Instant, done: oneshot::Sender<()>, now: Instant) {
+        if let Some((_, replies)) = self.shutdown.as_mut() {
+            replies.push(done);
+            return;
+        }
+        self.shutdown = Some((deadline, vec![done]));
+        for call in std::mem::take(&mut self.queue) {
+            call.answer(self.error_reply(&call, ErrorKind::ShuttingDown));
+        }
+        // Busy workers finish their call first (see `expire_workers`).
+        let idle: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| w.running.is_none())
+            .map(|w| w.id)
+            .collect();
+        for id in idle {
+            self.stop_worker(id, None, now);
+        }
+    }
+
+    /// Kills overdue workers (startup timeout, kill_timeout, shutdown budget) and ends a
+    /// crash loop once a worker has proven stable.
+    pub(super) fn expire_workers(&mut self, now: Instant) {
+        let startup = self.spec.startup_timeout;
+        let overdue_start: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| w.startup_deadline(startup).is_some_and(|t| t <= now) && w.pid.is_some())
+            .map(|w| w.id)
+            .collect();
+        for id in overdue_start {
+            tracing::warn!(pool = %self.spec.name, worker = %id, "not ready within startup_timeout ({startup:?}); killing it");
+            self.kill_worker(id, Reason::Timeout);
+            // It never started: the breaker counts it (the exit itself is planned).
+            self.count_failure(
+                id,
+                format!("not ready within startup_timeout ({startup:?})"),
+                Failure::Start,
+                now,
+            );
+        }
+        if let Some((deadline, _)) = self.shutdown {
+            let busy: Vec<WorkerId> = self.workers.values().filter(|w| w.live()).map(|w| w.id).collect();
+            for id in busy {
+                let idle = self.workers.get(&id).is_some_and(|w| w.running.is_none());
+                if idle || deadline <= now {
+                    self.stop_worker(id, None, now);
+                }
+            }
+        }
+        for w in self.workers.values_mut() {
+            if let (Some(at), Some(pid)) = (w.kill_at, w.pid)
+                && at <= now
+            {
+                tracing::warn!(pool = %self.spec.name, worker = %w.id, "did not stop within kill_timeout; sending SIGKILL");
+                self.deps.spawner.signal_group(pid, Signal::SIGKILL);
+                w.kill_at = None;
+            }
+        }
+        if self.failing.is_some() && self.has_stable_worker(now) {
+            self.restart.record_ready();
+            self.failing = None;
+            self.restart_at = None;
+            self.emit(EventKind::PoolRecovered, None, None, |_| {});
+        }
+    }
+
+    pub(super) fn workers_deadline(&self) -> Option<Instant> {
+        let kills = self.workers.values().filter_map(|w| w.kill_at);
+        let startups = self
+            .workers
+            .values()
+            .filter_map(|w| w.startup_deadline(self.spec.startup_timeout));
+        let stable = self
+            .failing
+            .as_ref()
+            .and_then(|_| self.workers.values().filter_map(|w| w.ready_at).min())
+            .map(|t| t + self.stable_after());
+        let restart = self.restart_at.filter(|_| self.live_count() < self.spec.size as usize);
+        let shutdown = self.shutdown.as_ref().map(|(t, _)| *t);
+        kills.chain(startups).chain(stable).chain(restart).chain(shutdown).min()
+    }
+
+    fn stable_after(&self) -> Duration {
+        match self.spec.protocol {
+            Protocol::None => SUPERVISED_STABLE_AFTER,
+            Protocol::Pit => Duration::ZERO,
+        }
+    }
+
+    fn has_stable_worker(&self, now: Instant) -> bool {
+        let after = self.stable_after();
+        self.workers.values().any(|w| {
+            matches!(w.state, WorkerState::Idle | WorkerState::Busy) && w.ready_at.is_some_and(|t| t + after <= now)
+        })
+    }
+}

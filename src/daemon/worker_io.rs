@@ -1,0 +1,151 @@
+//! Per-worker pipe I/O on fds 3/4: a writer task fed by a small bounded queue (the pool
+//! never awaits a worker: `try_send`, and a full queue means the worker stopped reading),
+//! and a reader task that decodes frames and forwards them to the pool. A frame that does
+//! not decode, or is over the limit, is reported once as a protocol error; the pool kills
+//! the worker.
+
+use std::os::fd::OwnedFd;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::pool::PoolMsg;
+use crate::ids::WorkerId;
+use crate::proto::frame;
+use crate::proto::worker::{FromWorker, Ready, decode_from_worker};
+
+/// Frames waiting to be written to one worker. A worker holds at most one call and one
+/// ping at a time, so this only fills when the worker stops reading.
+const OUTBOX: usize = 8;
+
+/// What a worker said, owned, for the pool's mailbox.
+#[derive(Debug)]
+pub enum WorkerMsg {
+    Ready(Ready),
+    /// OK (`ok = true`, body = result JSON) or ERR (body = error object JSON).
+    Reply {
+        req_id: u64,
+        ok: bool,
+        body: Vec<u8>,
+    },
+    Pong {
+        req_id: u64,
+    },
+    /// Garbage, an oversized frame, or a broken pipe: the worker must go.
+    ProtocolError(String),
+}
+
+/// The pool's end of a worker's pipes.
+#[derive(Debug)]
+pub struct WorkerIo {
+    outbox: mpsc::Sender<Vec<u8>>,
+}
+
+impl WorkerIo {
+    /// Queues a complete frame. Gives it back when the worker is not reading (queue full)
+    /// or gone.
+    pub fn send(&self, frame: Vec<u8>) -> Result<(), Vec<u8>> {
+        self.outbox.try_send(frame).map_err(|e| e.into_inner())
+    }
+}
+
+/// Starts the reader and writer tasks of a worker. Must run inside the runtime.
+pub fn start(
+    id: WorkerId,
+    to_worker: OwnedFd,
+    from_worker: OwnedFd,
+    pool: mpsc::UnboundedSender<PoolMsg>,
+    max_frame: usize,
+) -> std::io::Result<WorkerIo> {
+    let writer = tokio::net::unix::pipe::Sender::from_owned_fd(to_worker)?;
+    let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(from_worker)?;
+    let (outbox, inbox) = mpsc::channel(OUTBOX);
+    tokio::spawn(write_loop(writer, inbox));
+    tokio::spawn(read_loop(id, reader, pool, max_frame));
+    Ok(WorkerIo { outbox })
+}
+
+async fn write_loop(mut pipe: tokio::net::unix::pipe::Sender, mut inbox: mpsc::Receiver<Vec<u8>>) {
+    let mut batch = Vec::new();
+    while let Some(first) = inbox.recv().await {
+        // Whatever else is already queued goes out in the same write.
+        batch.clear();
+        batch.extend_from_slice(&first);
+        while let Ok(more) = inbox.try_recv() {
+            batch.extend_from_slice(&more);
+        }
+        if pipe.write_all(&batch).await.is_err() {
+            // The worker is gone or closed fd 3; the reaper reports its exit.
+            return;
+        }
+    }
+}
+
+async fn read_loop(
+    id: WorkerId,
+    mut pipe: tokio::net::unix::pipe::Receiver,
+    pool: mpsc::UnboundedSender<PoolMsg>,
+    max_frame: usize,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match pipe.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut at = 0;
+        loop {
+            match frame::decode(&buf[at..], max_frame) {
+                Ok(Some((range, used))) => {
+                    let body = &buf[at..][range];
+                    let msg = match decode_from_worker(body) {
+                        Ok(FromWorker::Ready(r)) => WorkerMsg::Ready(r),
+                        Ok(FromWorker::Ok { req_id, result }) => match valid_json(result) {
+                            true => WorkerMsg::Reply {
+                                req_id,
+                                ok: true,
+                                body: result.to_vec(),
+                            },
+                            false => WorkerMsg::ProtocolError("an OK frame carried invalid JSON".into()),
+                        },
+                        Ok(FromWorker::Err { req_id, error }) => match valid_error(error) {
+                            true => WorkerMsg::Reply {
+                                req_id,
+                                ok: false,
+                                body: error.to_vec(),
+                            },
+                            false => WorkerMsg::ProtocolError("an ERR frame carried no valid error object".into()),
+                        },
+                        Ok(FromWorker::Pong { req_id }) => WorkerMsg::Pong { req_id },
+                        Err(e) => WorkerMsg::ProtocolError(e.to_string()),
+                    };
+                    let fatal = matches!(msg, WorkerMsg::ProtocolError(_));
+                    if pool.send(PoolMsg::FromWorker { id, msg }).is_err() || fatal {
+                        return;
+                    }
+                    at += used;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = pool.send(PoolMsg::FromWorker {
+                        id,
+                        msg: WorkerMsg::ProtocolError(e.to_string()),
+                    });
+                    return;
+                }
+            }
+        }
+        buf.drain(..at);
+    }
+}
+
+fn valid_json(bytes: &[u8]) -> bool {
+    bytes.is_empty() || serde_json::from_slice::<&serde_json::value::RawValue>(bytes).is_ok()
+}
+
+/// An ERR body must be an object with a known error kind.
+fn valid_error(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<crate::proto::call::CallError>(bytes).is_ok()
+}

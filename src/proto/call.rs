@@ -1,0 +1,211 @@
+//! The call socket (INTERFACE section 5): requests, replies and the wire-stable error kinds.
+//!
+//! A request is parsed once, borrowing its `args` as raw JSON; a worker's result is spliced
+//! into the reply as the bytes the worker sent. The hot path never re-encodes a payload.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Largest call request or reply frame on the call socket.
+pub const CALL_MAX: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    BadRequest,
+    NoSuchPool,
+    NoSuchMethod,
+    HandlerError,
+    Timeout,
+    WorkerCrashed,
+    QueueFull,
+    QueueTimeout,
+    PoolDrained,
+    PoolFailing,
+    TooLarge,
+    ShuttingDown,
+}
+
+impl ErrorKind {
+    /// In INTERFACE order; the Python package's `pit.ERROR_KINDS` must list the same.
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::BadRequest,
+        ErrorKind::NoSuchPool,
+        ErrorKind::NoSuchMethod,
+        ErrorKind::HandlerError,
+        ErrorKind::Timeout,
+        ErrorKind::WorkerCrashed,
+        ErrorKind::QueueFull,
+        ErrorKind::QueueTimeout,
+        ErrorKind::PoolDrained,
+        ErrorKind::PoolFailing,
+        ErrorKind::TooLarge,
+        ErrorKind::ShuttingDown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::NoSuchPool => "no_such_pool",
+            ErrorKind::NoSuchMethod => "no_such_method",
+            ErrorKind::HandlerError => "handler_error",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::WorkerCrashed => "worker_crashed",
+            ErrorKind::QueueFull => "queue_full",
+            ErrorKind::QueueTimeout => "queue_timeout",
+            ErrorKind::PoolDrained => "pool_drained",
+            ErrorKind::PoolFailing => "pool_failing",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// A request as it arrives, borrowing from the frame.
+#[derive(Debug, Deserialize)]
+pub struct CallRequest<'a> {
+    #[serde(borrow)]
+    pub id: &'a RawValue,
+    #[serde(borrow)]
+    pub pool: Cow<'a, str>,
+    #[serde(borrow)]
+    pub method: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub args: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub session: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub idempotent: bool,
+}
+
+/// The error object of a failed call.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CallError {
+    pub kind: ErrorKind,
+    pub message: String,
+    #[serde(default)]
+    pub traceback: Option<String>,
+}
+
+/// A complete success reply frame (length prefix included): `result` is spliced verbatim.
+pub fn ok_frame(id: &[u8], result: &[u8], worker: &str) -> Vec<u8> {
+    const A: &[u8] = b"{\"id\":";
+    const B: &[u8] = b",\"ok\":true,\"result\":";
+    const C: &[u8] = b",\"worker\":\"";
+    const D: &[u8] = b"\"}";
+    let result = if result.is_empty() { b"null" } else { result };
+    let len = A.len() + id.len() + B.len() + result.len() + C.len() + worker.len() + D.len();
+    let mut f = Vec::with_capacity(4 + len);
+    f.extend_from_slice(&(len as u32).to_be_bytes());
+    for part in [A, id, B, result, C, worker.as_bytes(), D] {
+        f.extend_from_slice(part);
+    }
+    f
+}
+
+/// A complete error reply frame. `error` is a JSON object (a worker's ERR body, or one made
+/// by `error_json`).
+pub fn error_frame_raw(id: &[u8], error: &[u8], worker: Option<&str>) -> Vec<u8> {
+    let mut body = Vec::with_capacity(40 + id.len() + error.len());
+    body.extend_from_slice(b"{\"id\":");
+    body.extend_from_slice(id);
+    body.extend_from_slice(b",\"ok\":false,\"error\":");
+    body.extend_from_slice(error);
+    if let Some(w) = worker {
+        body.extend_from_slice(b",\"worker\":\"");
+        body.extend_from_slice(w.as_bytes());
+        body.push(b'"');
+    }
+    body.push(b'}');
+    let mut f = Vec::with_capacity(4 + body.len());
+    crate::proto::frame::encode_into(&mut f, &body);
+    f
+}
+
+pub fn error_json(kind: ErrorKind, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&CallError {
+        kind,
+        message: message.to_string(),
+        traceback: None,
+    })
+    .expect("plain struct")
+}
+
+pub fn error_frame(id: &[u8], kind: ErrorKind, message: &str) -> Vec<u8> {
+    error_frame_raw(id, &error_json(kind, message), None)
+}
+
+/// Best effort at the `id` of a request that cannot be parsed (too large, invalid JSON),
+/// so a pipelining client can still match the error to its call: a leading `{"id": N`.
+pub fn sniff_id(body: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(&body[..body.len().min(64)]);
+    let rest = text.trim_start().strip_prefix('{').map(str::trim_start);
+    let rest = rest.and_then(|r| r.strip_prefix("\"id\"")).map(str::trim_start);
+    let rest = rest.and_then(|r| r.strip_prefix(':')).map(str::trim_start);
+    let digits: String = rest
+        .map(|r| r.chars().take_while(|c| c.is_ascii_digit()).collect())
+        .unwrap_or_default();
+    if digits.is_empty() || digits.len() > 19 {
+        b"null".to_vec()
+    } else {
+        digits.into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(frame: &[u8]) -> serde_json::Value {
+        assert_eq!(
+            u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize,
+            frame.len() - 4
+        );
+        serde_json::from_slice(&frame[4..]).unwrap()
+    }
+
+    #[test]
+    fn kinds_serialize_to_their_wire_names() {
+        for k in ErrorKind::ALL {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+    }
+
+    #[test]
+    fn replies_splice_id_and_result_verbatim() {
+        let v = body(&ok_frame(b"\"abc\"", br#"{"x":[1,2]}"#, "worker-3"));
+        assert_eq!(
+            v,
+            serde_json::json!({"id": "abc", "ok": true, "result": {"x": [1, 2]}, "worker": "worker-3"})
+        );
+        let v = body(&error_frame(b"7", ErrorKind::QueueFull, "queue \"q\" full"));
+        assert_eq!(v["id"], 7);
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["error"]["kind"], "queue_full");
+        assert_eq!(v["error"]["message"], "queue \"q\" full");
+    }
+
+    #[test]
+    fn request_parses_with_optional_fields() {
+        let r: CallRequest = serde_json::from_str(r#"{"id":1,"pool":"p","method":"m"}"#).unwrap();
+        assert!(r.args.is_none() && r.session.is_none() && !r.idempotent);
+        let r: CallRequest = serde_json::from_str(
+            r#"{"id":"x","pool":"p\u0041","method":"m","args":[1, 2],"session":"s","timeout_ms":5}"#,
+        )
+        .unwrap();
+        assert_eq!(r.pool, "pA");
+        assert_eq!(r.args.unwrap().get(), "[1, 2]");
+        assert_eq!(r.timeout_ms, Some(5));
+    }
+
+    #[test]
+    fn sniff_id_finds_a_leading_numeric_id_only() {
+        assert_eq!(sniff_id(br#"{"id": 42, "pool": "#), b"42");
+        assert_eq!(sniff_id(br#"{"pool":"p","id":1}"#), b"null");
+        assert_eq!(sniff_id(b"garbage"), b"null");
+    }
+}

@@ -1,0 +1,229 @@
+//! The pitd <-> worker protocol on fds 3 (pitd -> worker) and 4 (worker -> pitd).
+//!
+//! Binary and small: every frame is a `u32` big-endian length, a `u8` type, then the body.
+//! The call's args and the worker's result travel as the raw JSON bytes the client and the
+//! handler produced; pitd never re-encodes them.
+//!
+//! ```text
+//! pitd -> worker  0x01 CALL  u64 req_id, u32 timeout_ms (0 = none), u16 method_len,
+//!                            u16 session_len (0 = none), method, session, args JSON (rest)
+//!                 0x02 PING  u64 req_id
+//! worker -> pitd  0x81 READY JSON {"protocol": 1, "pid": N, "handlers": [...]}
+//!                 0x82 OK    u64 req_id, result JSON (rest)
+//!                 0x83 ERR   u64 req_id, JSON {"kind", "message", "type", "traceback"}
+//!                 0x84 PONG  u64 req_id
+//! ```
+
+pub const CALL: u8 = 0x01;
+pub const PING: u8 = 0x02;
+pub const READY: u8 = 0x81;
+pub const OK: u8 = 0x82;
+pub const ERR: u8 = 0x83;
+pub const PONG: u8 = 0x84;
+
+/// Byte offset of `timeout_ms` inside an encoded CALL frame (length prefix included), so
+/// the pool can set the effective timeout without rebuilding the frame.
+pub const CALL_TIMEOUT_OFFSET: usize = 4 + 1 + 8;
+
+/// Default largest frame in either direction (the worker learns it from `PIT_MAX_FRAME`).
+pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkerFrameError {
+    #[error("empty frame")]
+    Empty,
+    #[error("unknown frame type 0x{0:02x}")]
+    UnknownType(u8),
+    #[error("frame type 0x{kind:02x} is {len} bytes, too short")]
+    Short { kind: u8, len: usize },
+    #[error("invalid READY frame: {0}")]
+    BadReady(String),
+    #[error("invalid UTF-8 in the method or session")]
+    BadText,
+}
+
+/// Encodes a complete CALL frame (length prefix included).
+pub fn encode_call(req_id: u64, timeout_ms: u32, method: &str, session: Option<&str>, args: &[u8]) -> Vec<u8> {
+    let session = session.unwrap_or("");
+    let body_len = 1 + 8 + 4 + 2 + 2 + method.len() + session.len() + args.len();
+    let mut f = Vec::with_capacity(4 + body_len);
+    f.extend_from_slice(&(body_len as u32).to_be_bytes());
+    f.push(CALL);
+    f.extend_from_slice(&req_id.to_be_bytes());
+    f.extend_from_slice(&timeout_ms.to_be_bytes());
+    f.extend_from_slice(&(method.len() as u16).to_be_bytes());
+    f.extend_from_slice(&(session.len() as u16).to_be_bytes());
+    f.extend_from_slice(method.as_bytes());
+    f.extend_from_slice(session.as_bytes());
+    f.extend_from_slice(args);
+    f
+}
+
+/// Sets the timeout field of a frame made by `encode_call`.
+pub fn set_call_timeout(frame: &mut [u8], timeout_ms: u32) {
+    frame[CALL_TIMEOUT_OFFSET..CALL_TIMEOUT_OFFSET + 4].copy_from_slice(&timeout_ms.to_be_bytes());
+}
+
+pub fn encode_ping(req_id: u64) -> Vec<u8> {
+    let mut f = Vec::with_capacity(13);
+    f.extend_from_slice(&9u32.to_be_bytes());
+    f.push(PING);
+    f.extend_from_slice(&req_id.to_be_bytes());
+    f
+}
+
+/// A decoded frame from a worker, borrowing the frame body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FromWorker<'a> {
+    Ready(Ready),
+    Ok { req_id: u64, result: &'a [u8] },
+    Err { req_id: u64, error: &'a [u8] },
+    Pong { req_id: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Ready {
+    pub protocol: u32,
+    pub pid: u32,
+    pub handlers: Vec<String>,
+}
+
+/// Decodes one frame body (after the length prefix) sent by a worker.
+pub fn decode_from_worker(body: &[u8]) -> Result<FromWorker<'_>, WorkerFrameError> {
+    let (&kind, rest) = body.split_first().ok_or(WorkerFrameError::Empty)?;
+    let req_id = |rest: &[u8]| -> Result<u64, WorkerFrameError> {
+        rest.get(..8)
+            .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
+            .ok_or(WorkerFrameError::Short { kind, len: body.len() })
+    };
+    match kind {
+        READY => serde_json::from_slice(rest)
+            .map(FromWorker::Ready)
+            .map_err(|e| WorkerFrameError::BadReady(e.to_string())),
+        OK => Ok(FromWorker::Ok {
+            req_id: req_id(rest)?,
+            result: &rest[8..],
+        }),
+        ERR => Ok(FromWorker::Err {
+            req_id: req_id(rest)?,
+            error: &rest[8..],
+        }),
+        PONG => Ok(FromWorker::Pong { req_id: req_id(rest)? }),
+        other => Err(WorkerFrameError::UnknownType(other)),
+    }
+}
+
+/// A decoded frame to a worker (used by tests and the fuzz targets; the worker side of the
+/// protocol is Python).
+#[derive(Debug, PartialEq, Eq)]
+pub enum ToWorker<'a> {
+    Call {
+        req_id: u64,
+        timeout_ms: u32,
+        method: &'a str,
+        session: Option<&'a str>,
+        args: &'a [u8],
+    },
+    Ping {
+        req_id: u64,
+    },
+}
+
+pub fn decode_to_worker(body: &[u8]) -> Result<ToWorker<'_>, WorkerFrameError> {
+    let (&kind, rest) = body.split_first().ok_or(WorkerFrameError::Empty)?;
+    let short = WorkerFrameError::Short { kind, len: body.len() };
+    match kind {
+        CALL => {
+            if rest.len() < 16 {
+                return Err(short);
+            }
+            let req_id = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
+            let timeout_ms = u32::from_be_bytes(rest[8..12].try_into().expect("4 bytes"));
+            let mlen = u16::from_be_bytes([rest[12], rest[13]]) as usize;
+            let slen = u16::from_be_bytes([rest[14], rest[15]]) as usize;
+            let text = &rest[16..];
+            if text.len() < mlen + slen {
+                return Err(short);
+            }
+            let method = std::str::from_utf8(&text[..mlen]).map_err(|_| WorkerFrameError::BadText)?;
+            let session = std::str::from_utf8(&text[mlen..mlen + slen]).map_err(|_| WorkerFrameError::BadText)?;
+            let session = (slen > 0).then_some(session);
+            Ok(ToWorker::Call {
+                req_id,
+                timeout_ms,
+                method,
+                session,
+                args: &text[mlen + slen..],
+            })
+        }
+        PING if rest.len() >= 8 => Ok(ToWorker::Ping {
+            req_id: u64::from_be_bytes(rest[..8].try_into().expect("8")),
+        }),
+        PING => Err(short),
+        other => Err(WorkerFrameError::UnknownType(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn call_frame_round_trips_and_timeout_can_be_patched() {
+        let mut f = encode_call(7, 0, "echo", Some("u-1"), br#"{"a":1}"#);
+        set_call_timeout(&mut f, 1500);
+        let len = u32::from_be_bytes(f[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, f.len() - 4);
+        let got = decode_to_worker(&f[4..]).unwrap();
+        let want = ToWorker::Call {
+            req_id: 7,
+            timeout_ms: 1500,
+            method: "echo",
+            session: Some("u-1"),
+            args: br#"{"a":1}"#,
+        };
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn worker_frames_decode_and_garbage_is_an_error() {
+        let mut ok = vec![OK];
+        ok.extend_from_slice(&9u64.to_be_bytes());
+        ok.extend_from_slice(b"[1]");
+        assert_eq!(
+            decode_from_worker(&ok).unwrap(),
+            FromWorker::Ok {
+                req_id: 9,
+                result: b"[1]"
+            }
+        );
+        let ready = [&[READY][..], br#"{"protocol":1,"pid":5,"handlers":["echo"]}"#].concat();
+        assert!(matches!(decode_from_worker(&ready).unwrap(), FromWorker::Ready(r) if r.handlers == ["echo"]));
+        assert_eq!(decode_from_worker(&[]), Err(WorkerFrameError::Empty));
+        assert_eq!(decode_from_worker(b"hello"), Err(WorkerFrameError::UnknownType(b'h')));
+        assert!(matches!(
+            decode_from_worker(&[PONG, 1, 2]),
+            Err(WorkerFrameError::Short { .. })
+        ));
+        assert!(matches!(
+            decode_from_worker(&[READY, b'{']),
+            Err(WorkerFrameError::BadReady(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode_from_worker(&bytes);
+            let _ = decode_to_worker(&bytes);
+        }
+
+        #[test]
+        fn any_call_round_trips(id in any::<u64>(), t in any::<u32>(), m in "[a-z_]{1,20}", s in proptest::option::of("[a-z0-9-]{1,20}"), a in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let f = encode_call(id, t, &m, s.as_deref(), &a);
+            let got = decode_to_worker(&f[4..]).unwrap();
+            prop_assert_eq!(got, ToWorker::Call { req_id: id, timeout_ms: t, method: &m, session: s.as_deref(), args: &a });
+        }
+    }
+}
