@@ -25,6 +25,7 @@
 //! - `client` and `cli`: pitctl.
 
 pub mod args;
+pub mod call_client;
 pub mod cli;
 pub mod client;
 pub mod daemon;

@@ -1,6 +1,8 @@
 //! pitctl: the operator's client. One file per command group; errors map to exit codes in
 //! one place (`Failure::exit_code`): 0 success, 1 refused or failed, 2 usage, 3 no daemon.
 
+pub mod bench;
+pub mod call;
 mod logs;
 mod status;
 
@@ -53,6 +55,51 @@ pub enum Command {
         /// One JSON object per line
         #[arg(long)]
         json: bool,
+    },
+    /// One call through the call socket; prints the result (exit 1 with the error kind and message on failure)
+    Call {
+        pool: String,
+        method: String,
+        /// Arguments as JSON [default: null]
+        #[arg(value_parser = call::parse_json)]
+        args: Option<String>,
+        /// Session id: calls of one session stick to one worker
+        #[arg(long)]
+        session: Option<String>,
+        /// Give up after this long, e.g. 500ms, 5s
+        #[arg(long, value_parser = call::parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// Retry once on another worker if the worker dies before replying
+        #[arg(long)]
+        idempotent: bool,
+        /// Print the whole reply as JSON
+        #[arg(long)]
+        json: bool,
+        /// Call socket [default: the one the daemon reports]
+        #[arg(long, env = "PITD_CALL_SOCKET", hide_env_values = true, value_name = "PATH")]
+        call_socket: Option<PathBuf>,
+    },
+    /// Load generator: calls/s and latency p50/p90/p99/max
+    Bench {
+        pool: String,
+        /// Method to call
+        #[arg(long, default_value = "echo")]
+        method: String,
+        /// Arguments as JSON
+        #[arg(long, default_value = "null", value_parser = call::parse_json)]
+        args: String,
+        /// Calls in flight at once (one connection each)
+        #[arg(long, short = 'c', default_value_t = 1)]
+        concurrency: usize,
+        /// How long to run, e.g. 5s
+        #[arg(long, short = 'd', default_value = "5s", value_parser = call::parse_duration)]
+        duration: std::time::Duration,
+        /// Print one JSON object (calls_per_s, p50_us, p90_us, p99_us, max_us, errors)
+        #[arg(long)]
+        json: bool,
+        /// Call socket [default: the one the daemon reports]
+        #[arg(long, env = "PITD_CALL_SOCKET", hide_env_values = true, value_name = "PATH")]
+        call_socket: Option<PathBuf>,
     },
     /// Graceful stop of the daemon
     Shutdown,
@@ -110,16 +157,54 @@ impl From<std::io::Error> for Failure {
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let socket = cli.socket.unwrap_or_else(crate::client::default_control_socket);
-    let mut client = ControlClient::connect(&socket)?;
+    let control = || ControlClient::connect(&socket);
     match cli.command {
-        Command::Status { pool, json } => status::run(&mut client, pool, json),
+        Command::Status { pool, json } => status::run(&mut control()?, pool, json),
         Command::Logs {
             target,
             lines,
             follow,
             json,
-        } => logs::run(&mut client, target, lines, follow, json),
-        Command::Shutdown => match client.request(&Request::Shutdown)? {
+        } => logs::run(&mut control()?, target, lines, follow, json),
+        Command::Call {
+            pool,
+            method,
+            args,
+            session,
+            timeout,
+            idempotent,
+            json,
+            call_socket,
+        } => {
+            let path = call::call_socket(call_socket, &socket)?;
+            let opts = crate::call_client::CallOptions {
+                session,
+                timeout,
+                idempotent,
+            };
+            call::run(&path, &pool, &method, args.as_deref().unwrap_or("null"), opts, json)
+        }
+        Command::Bench {
+            pool,
+            method,
+            args,
+            concurrency,
+            duration,
+            json,
+            call_socket,
+        } => {
+            let path = call::call_socket(call_socket, &socket)?;
+            let a = bench::BenchArgs {
+                socket: &path,
+                pool: &pool,
+                method: &method,
+                args: &args,
+                concurrency,
+                duration,
+            };
+            bench::run(a, json)
+        }
+        Command::Shutdown => match control()?.request(&Request::Shutdown)? {
             Reply::Done { message } => {
                 println!("{message}");
                 Ok(())

@@ -10,6 +10,7 @@ pub mod calls;
 pub mod control;
 pub mod events;
 pub mod guard;
+pub mod monitor;
 pub mod output;
 pub mod pool;
 pub mod procs;
@@ -44,9 +45,10 @@ pub fn run(spec: Spec, guard: Option<guard::Guard>) -> anyhow::Result<()> {
         tracing::warn!("cannot become a child subreaper ({e}); orphans of workers go to init");
     }
     let procs = Procs::start(guard).context("starting the process thread")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("pitd-rt")
+    // One runtime thread: every hop of a call (socket -> pool actor -> worker pipe and back)
+    // is a task wake-up, and on one thread those cost no futex round trip. pitd's work per
+    // call is small; forking, reaping and sampling have OS threads of their own.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;

@@ -16,6 +16,7 @@ use crate::spec::Spec;
 
 pub struct Supervisor {
     pools: Vec<PoolHandle>,
+    call_socket: String,
     started: Instant,
     pub output: Arc<OutputStore>,
     pub events: Arc<EventLog>,
@@ -40,6 +41,7 @@ impl Supervisor {
             .collect();
         Supervisor {
             pools,
+            call_socket: spec.daemon.call_socket.display().to_string(),
             started: Instant::now(),
             output: deps.output,
             events: deps.events,
@@ -84,6 +86,7 @@ impl Supervisor {
             pid: std::process::id(),
             uptime_s: self.started.elapsed().as_secs_f64(),
             pools,
+            call_socket: Some(self.call_socket.clone()),
         })
     }
 

@@ -12,6 +12,9 @@ pub struct StatusReport {
     pub pid: u32,
     pub uptime_s: f64,
     pub pools: Vec<PoolStatus>,
+    /// Where calls go (lets `pitctl call` find it from the control socket alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_socket: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
