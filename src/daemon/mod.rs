@@ -57,6 +57,7 @@ pub fn run(spec: Spec, guard: Option<guard::Guard>) -> anyhow::Result<()> {
 
 async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
     let daemon = &spec.daemon;
+    let monitor = monitor::Monitor::start(daemon.monitor_interval).context("starting the monitor thread")?;
     let access = Access {
         uid: nix::unistd::geteuid().as_raw(),
         group: daemon.socket_group.as_ref().map(|g| g.gid),
@@ -71,6 +72,7 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
         ids: Arc::new(IdAllocator::default()),
         output: Arc::new(OutputStore::default()),
         events: Arc::new(EventLog::default()),
+        monitor: Some(monitor),
     };
     let sup = Arc::new(Supervisor::start(&spec, deps, shutdown.clone()));
     let listeners = CancellationToken::new();

@@ -20,7 +20,6 @@ pub const NOT_SUPPORTED_YET: &[&str] = &[
     "max_age",
     "max_age_jitter",
     "max_errors",
-    "memory_metric",
     "max_surge",
     "health_interval",
     "health_timeout",

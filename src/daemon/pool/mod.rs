@@ -22,6 +22,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
 use super::events::EventLog;
+use super::monitor::{Monitor, TreeSample};
 use super::output::OutputStore;
 use super::procs::{ExitInfo, OnExit, OnSpawned, Procs};
 use super::spawn::{SpawnError, SpawnRequest, Spawned};
@@ -97,6 +98,11 @@ pub enum PoolMsg {
         id: WorkerId,
         msg: WorkerMsg,
     },
+    /// A memory/CPU sample of a worker's process tree, from the monitor thread.
+    Sample {
+        id: WorkerId,
+        sample: TreeSample,
+    },
     /// Stop taking calls (queued ones get `shutting_down`), let running calls finish until
     /// `deadline`, stop every worker (SIGTERM, SIGKILL after kill_timeout); the reply is
     /// sent once all have been reaped, and the actor ends.
@@ -139,6 +145,8 @@ pub struct PoolDeps {
     pub ids: Arc<IdAllocator>,
     pub output: Arc<OutputStore>,
     pub events: Arc<EventLog>,
+    /// Samples workers' process trees; `None` in tests that run no processes.
+    pub monitor: Option<Monitor>,
 }
 
 /// Starts a pool actor on the current runtime and returns its handle.
@@ -238,6 +246,12 @@ impl PoolActor {
                 return;
             }
             PoolMsg::FromWorker { id, msg } => self.on_worker_msg(id, msg, now),
+            PoolMsg::Sample { id, sample } => {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    w.record_sample(sample);
+                }
+                return;
+            }
             PoolMsg::Spawned { id, result } => self.on_spawned(id, result, now),
             PoolMsg::Exited { id, info } => self.on_exited(id, info, now),
             PoolMsg::Shutdown { deadline, done } => self.begin_shutdown(deadline, done, now),

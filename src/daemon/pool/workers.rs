@@ -1,12 +1,14 @@
 //! The worker half of the pool actor: starting workers, readiness, exits, restarts with
 //! backoff and the crash-loop breaker, stopping and killing.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use tokio::sync::oneshot;
 
 use super::{PoolActor, PoolMsg};
+use crate::daemon::monitor::{TreeSample, growth_rate};
 use crate::daemon::output;
 use crate::daemon::procs::ExitInfo;
 use crate::daemon::spawn::{SpawnError, SpawnRequest, Spawned};
@@ -45,9 +47,30 @@ pub struct Worker {
     pub kill_at: Option<Instant>,
     /// Why pitd stopped it; `None` for an exit nobody asked for.
     pub stop_reason: Option<Reason>,
+    /// The latest sample of its process tree.
+    pub sample: Option<TreeSample>,
+    /// Recent (time, RSS) points for the growth rate.
+    pub rss_history: VecDeque<(Instant, u64)>,
 }
 
+/// Samples kept for the RSS growth rate (at 1 s sampling: the last half minute).
+const RSS_HISTORY: usize = 30;
+
 impl Worker {
+    pub fn record_sample(&mut self, sample: TreeSample) {
+        self.rss_history.push_back((sample.at, sample.rss_bytes));
+        while self.rss_history.len() > RSS_HISTORY {
+            self.rss_history.pop_front();
+        }
+        self.sample = Some(sample);
+    }
+
+    /// RSS growth in bytes per second over the recent samples.
+    pub fn rss_growth(&self) -> i64 {
+        let points: Vec<(Instant, u64)> = self.rss_history.iter().copied().collect();
+        growth_rate(&points)
+    }
+
     pub fn live(&self) -> bool {
         !matches!(self.state, WorkerState::Stopping | WorkerState::Exited)
     }
@@ -132,6 +155,8 @@ impl PoolActor {
             running: None,
             kill_at: None,
             stop_reason: None,
+            sample: None,
+            rss_history: VecDeque::new(),
         };
         self.workers.insert(id, worker);
         let (spawned_tx, exit_tx) = (self.me.clone(), self.me.clone());
@@ -165,6 +190,13 @@ impl PoolActor {
         w.started_at = spawned.started_at;
         let pid = spawned.pid;
         output::capture(&self.deps.output, &self.spec.name, id, spawned.stdout, spawned.stderr);
+        if let Some(monitor) = &self.deps.monitor {
+            let me = self.me.clone();
+            let sink = Box::new(move |sample| {
+                let _ = me.send(PoolMsg::Sample { id, sample });
+            });
+            monitor.watch(pid, self.spec.recycle.memory_metric, sink);
+        }
         if let (Some(to), Some(from)) = (spawned.to_worker, spawned.from_worker) {
             match worker_io::start(id, to, from, self.me.clone(), MAX_FRAME) {
                 Ok(io) => w.io = Some(io),
@@ -225,6 +257,9 @@ impl PoolActor {
     pub(super) fn on_exited(&mut self, id: WorkerId, info: ExitInfo, now: Instant) {
         self.deps.output.worker_exited(id);
         let Some(mut w) = self.workers.remove(&id) else { return };
+        if let (Some(monitor), Some(pid)) = (&self.deps.monitor, w.pid) {
+            monitor.unwatch(pid);
+        }
         let planned = w.stop_reason.is_some() || w.state == WorkerState::Stopping;
         let cpu_limit = self.spec.rlimits.cpu.map(Duration::from_secs);
         let reason = w.stop_reason.unwrap_or_else(|| match info.cpu_time {
