@@ -23,6 +23,9 @@ use crate::proto::worker::encode_call;
 /// Pools by name, as the call server routes them.
 pub type PoolTable = Arc<HashMap<String, PoolHandle>>;
 
+/// Bytes of an oversized request read before answering `too_large`, to find its id.
+const ID_SNIFF_BYTES: usize = 64;
+
 /// pitd's call ids on worker pipes: unique per daemon run.
 static NEXT_REQ_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -91,10 +94,14 @@ async fn read_requests(mut reader: OwnedReadHalf, pools: &PoolTable, tx: ReplyTx
                 }
                 Ok(None) => break,
                 Err(frame::FrameError::TooLarge { len, max }) => {
+                    // Wait for the start of the body: the reply should carry the call's id.
+                    let have = buf.len() - at - 4;
+                    if have < ID_SNIFF_BYTES {
+                        break;
+                    }
                     let id = sniff_id(&buf[at + 4..]);
                     let msg = format!("request of {len} bytes exceeds the limit of {max} bytes");
                     let _ = tx.send(error_frame(&id, ErrorKind::TooLarge, &msg));
-                    let have = buf.len() - at - 4;
                     skip = len.saturating_sub(have);
                     at = buf.len().min(at + 4 + len);
                     if skip > 0 {

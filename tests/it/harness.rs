@@ -59,7 +59,12 @@ impl TestDaemon {
         let dir = tempfile::Builder::new().prefix("pit-it-").tempdir().expect("temp dir");
         let control = dir.path().join("control.sock");
         let config = dir.path().join("pitd.toml");
-        let spec = format!("[daemon]\ncontrol_socket = \"{}\"\n{body}", control.display());
+        // Both sockets in the temp dir: tests run in parallel and must not meet.
+        let spec = format!(
+            "[daemon]\ncontrol_socket = \"{}\"\ncall_socket = \"{}\"\n{body}",
+            control.display(),
+            dir.path().join("call.sock").display()
+        );
         std::fs::write(&config, spec).expect("write spec");
         let marker = format!("{}-{}", std::process::id(), fastrand::u64(..));
         TestDaemon {
@@ -69,6 +74,10 @@ impl TestDaemon {
             marker,
             child: None,
         }
+    }
+
+    pub fn call_socket(&self) -> PathBuf {
+        self.dir.path().join("call.sock")
     }
 
     pub fn launch(mut self) -> TestDaemon {

@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod calls;
 mod check;
 mod control;
 mod man;

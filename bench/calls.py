@@ -1,0 +1,605 @@
+#!/usr/bin/env python3
+"""Round trips of a small call: pit against its physical floor and against Python's own pools.
+
+Every row echoes the same 32-character string through the same ``echo`` function
+(``pit.examples.echo.echo``, a module-level function returning its argument), and all rows
+are measured in one run of this script, with one interpreter (the one running it):
+
+``floor-raw``
+    A minimal Python loop (no pit code) echoing length-prefixed 32-byte frames over two
+    pipes, driven one frame at a time from here: the cost of one hop between two Python
+    processes.
+``floor-pit-runtime``
+    The real worker, ``python -m pit serve pit.examples.echo``, started here with its
+    protocol pipes on fds 3/4 exactly as pitd starts it; after its ``READY`` frame it gets
+    ``CALL`` frames for ``echo`` one at a time. The gap to ``floor-raw`` is what the pit
+    runtime itself costs per call; this row is the floor pitd is judged against.
+``pit c=N``
+    The real ``pitd`` with a 2-worker ``echo`` pool (sockets and spec in a temporary
+    directory), loaded by ``pitctl bench --concurrency N``: N client threads, each with one
+    call in flight. A call crosses three processes: client -> pitd -> worker and back.
+``mp.Pool c=N`` / ``ProcessPoolExecutor c=N``
+    ``multiprocessing.Pool(2).apply_async`` and ``ProcessPoolExecutor(2).submit`` with N
+    calls kept in flight: N=1 is latency, N=64 is throughput.
+
+Each measurement runs for a fixed time (after a short warm-up that is not counted) and
+records every call's latency from just before the request leaves the caller to just after
+the reply is back; calls/s is completed calls over the measured time. Percentiles are
+nearest-rank (the method ``pitctl bench`` uses). Each row is measured ``--runs`` times and
+the table shows the median of each column over those runs; ``--json FILE`` keeps every
+run. Every loop is bounded by a deadline and a call count, every wait by a timeout. pitd
+is stopped at the end (also on errors or Ctrl-C), and the script checks that none of the
+processes pitd started outlive it.
+
+Linux only (pitd is). Usage::
+
+    cargo build --release
+    python3 bench/calls.py [--runs N] [--duration S] [--quick] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import fcntl
+import functools
+import json
+import multiprocessing
+import os
+import platform
+import select
+import shutil
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON_DIR = REPO / "python"
+sys.path.insert(0, str(PYTHON_DIR))
+
+from pit import _frames  # noqa: E402  (the frame layout pitd and the worker share)
+from pit.examples.echo import echo  # noqa: E402  (the function every row calls)
+
+PAYLOAD = "abcdefghijklmnopqrstuvwxyz012345"
+ARGS_JSON = json.dumps(PAYLOAD).encode("utf-8")
+assert len(PAYLOAD.encode("utf-8")) == 32
+
+POOL_SIZE = 2
+PIT_CONCURRENCY = (1, 2, 4)
+WINDOWS = (1, 64)  # calls in flight for the Python pools
+MAX_CALLS = 5_000_000  # per measurement, on top of the time bound
+WAIT_S = 30.0  # bound on every start-up, reply and shutdown wait
+
+# A minimal echo over fds 3 (in) and 4 (out): read one length-prefixed frame, write it back.
+RAW_ECHO = """\
+import os
+read, write = os.read, os.write
+while True:
+    data = read(3, 65536)
+    if not data:
+        break
+    while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+        more = read(3, 65536)
+        if not more:
+            raise SystemExit(1)
+        data += more
+    write(4, data)
+"""
+
+
+# --- statistics -------------------------------------------------------------------------
+
+FIELDS = ("calls_per_s", "p50_us", "p90_us", "p99_us", "max_us")
+
+
+def summarize(lat_ns: List[int], elapsed_s: float, errors: int = 0) -> Dict[str, float]:
+    """calls/s and nearest-rank percentiles (µs) of one measurement."""
+    lat = sorted(lat_ns)
+    if not lat:
+        raise RuntimeError("no call completed")
+
+    def pct(p: float) -> float:
+        return lat[round((len(lat) - 1) * p)] / 1000.0
+
+    return {
+        "calls": len(lat),
+        "errors": errors,
+        "seconds": elapsed_s,
+        "calls_per_s": len(lat) / elapsed_s,
+        "p50_us": pct(0.50),
+        "p90_us": pct(0.90),
+        "p99_us": pct(0.99),
+        "max_us": lat[-1] / 1000.0,
+    }
+
+
+def median_row(runs: List[Dict[str, float]]) -> Dict[str, float]:
+    """Each column's median over the runs of one row."""
+    return {f: statistics.median(r[f] for r in runs) for f in FIELDS}
+
+
+# --- floors: one child on two pipes, driven one frame at a time --------------------------
+
+
+class PipeChild:
+    """A child process reading our frames on its fd 3 and answering on its fd 4."""
+
+    def __init__(self, argv: List[str], env: Dict[str, str]) -> None:
+        to_child_r, self.wfd = os.pipe()
+        self.rfd, from_child_w = os.pipe()
+        # Park the child's ends above fd 4, so that dup2 onto 3 and 4 always makes fresh,
+        # inheritable copies; every other pipe fd is close-on-exec.
+        child_in = fcntl.fcntl(to_child_r, fcntl.F_DUPFD_CLOEXEC, 10)
+        child_out = fcntl.fcntl(from_child_w, fcntl.F_DUPFD_CLOEXEC, 10)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        try:
+            self.pid = os.posix_spawn(
+                argv[0],
+                argv,
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, child_in, 3),
+                    (os.POSIX_SPAWN_DUP2, child_out, 4),
+                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                ],
+            )
+        finally:
+            os.close(child_in)
+            os.close(child_out)
+
+    def read_frame(self, timeout: Optional[float] = None) -> bytes:
+        """One whole frame (length prefix included); only one is ever in flight."""
+        data = b""
+        while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+            if timeout is not None and not select.select([self.rfd], [], [], timeout)[0]:
+                raise RuntimeError(f"no reply from pid {self.pid} within {timeout:.0f} s")
+            more = os.read(self.rfd, 65536)
+            if not more:
+                raise RuntimeError(f"pid {self.pid} closed its reply pipe")
+            data += more
+        return data
+
+    def close(self) -> None:
+        """End of input makes both echo loops exit; a child that does not is killed."""
+        os.close(self.wfd)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            if os.waitpid(self.pid, os.WNOHANG)[0]:
+                break
+            time.sleep(0.01)
+        else:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        os.close(self.rfd)
+
+
+def ping_pong(
+    child: PipeChild,
+    frame: Callable[[int], bytes],
+    reply: Callable[[int], bytes],
+    duration_s: float,
+) -> Dict[str, float]:
+    """Sends ``frame(i)``, waits for exactly ``reply(i)``, times it; for ``duration_s``."""
+    write, read_frame, wfd = os.write, child.read_frame, child.wfd
+    clock = time.perf_counter_ns
+    lat: List[int] = []
+    start = clock()
+    end = start + int(duration_s * 1e9)
+    t1 = start
+    for i in range(MAX_CALLS):
+        request, expected = frame(i), reply(i)
+        t0 = clock()
+        if t0 >= end:
+            break
+        write(wfd, request)
+        got = read_frame()
+        t1 = clock()
+        if got != expected:
+            raise RuntimeError(f"unexpected reply {got[:64]!r}, wanted {expected[:64]!r}")
+        lat.append(t1 - t0)
+    return summarize(lat, (t1 - start) / 1e9)
+
+
+def floor_raw(runs: int, duration_s: float, warmup_s: float) -> List[Dict[str, float]]:
+    child = PipeChild([sys.executable, "-c", RAW_ECHO], dict(os.environ))
+    try:
+        message = len(PAYLOAD).to_bytes(4, "big") + PAYLOAD.encode("utf-8")
+        same = lambda i: message  # noqa: E731
+        ping_pong(child, same, same, warmup_s)
+        return [ping_pong(child, same, same, duration_s) for _ in range(runs)]
+    finally:
+        child.close()
+
+
+def floor_pit_runtime(runs: int, duration_s: float, warmup_s: float) -> List[Dict[str, float]]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PYTHON_DIR), env.get("PYTHONPATH")]))
+    child = PipeChild([sys.executable, "-m", "pit", "serve", "pit.examples.echo"], env)
+    try:
+        ftype = child.read_frame(timeout=WAIT_S)[4]
+        if ftype != _frames.READY:
+            raise RuntimeError(f"the worker's first frame is 0x{ftype:02x}, not READY")
+        # CALL/OK frames whose only varying part is the req_id, built as pitd builds them.
+        call = _frames.encode_call(0, "echo", ARGS_JSON)
+        ok = _frames.encode_ok(0, ARGS_JSON)
+        call_head, call_tail = call[:5], call[13:]
+        ok_head, ok_tail = ok[:5], ok[13:]
+        pack_id = struct.Struct(">Q").pack
+        frame = lambda i: call_head + pack_id(i) + call_tail  # noqa: E731
+        reply = lambda i: ok_head + pack_id(i) + ok_tail  # noqa: E731
+        ping_pong(child, frame, reply, warmup_s)
+        return [ping_pong(child, frame, reply, duration_s) for _ in range(runs)]
+    finally:
+        child.close()
+
+
+# --- pit: the real daemon ---------------------------------------------------------------
+
+
+def _proc_start_time(pid: int) -> Optional[str]:
+    """Field 22 of /proc/PID/stat (start time), or None when PID is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _descendants(root: int) -> Dict[int, str]:
+    """Every live descendant of ``root``: pid -> start time (to tell a reused pid apart)."""
+    children: Dict[int, List[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found: Dict[int, str] = {}
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        started = _proc_start_time(pid)
+        if started is not None:
+            found[pid] = started
+            todo.extend(children.get(pid, []))
+    return found
+
+
+class Pitd:
+    """pitd in the foreground with one 2-worker echo pool, in a temporary directory."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.pitd = bin_dir / "pitd"
+        self.pitctl = bin_dir / "pitctl"
+        for exe in (self.pitd, self.pitctl):
+            if not os.access(exe, os.X_OK):
+                raise SystemExit(f"{exe} not found: run `cargo build --release` first")
+        self.dir = Path(tempfile.mkdtemp(prefix="pit-bench-"))
+        self.control = self.dir / "control.sock"
+        spec = self.dir / "pitd.toml"
+        spec.write_text(
+            "[daemon]\n"
+            f"control_socket = {json.dumps(str(self.control))}\n"
+            f"call_socket = {json.dumps(str(self.dir / 'call.sock'))}\n"
+            "[pools.echo]\n"
+            'app = "pit.examples.echo"\n'
+            f"python = {json.dumps(sys.executable)}\n"
+            f"cwd = {json.dumps(str(PYTHON_DIR))}\n"
+            f"size = {POOL_SIZE}\n"
+        )
+        self.log = open(self.dir / "pitd.log", "wb")
+        self.proc = subprocess.Popen(
+            [str(self.pitd), "--config", str(spec)], stdout=subprocess.DEVNULL, stderr=self.log
+        )
+        self.started: Dict[int, str] = {}
+
+    def ctl(self, *args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(self.pitctl), "--socket", str(self.control), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def wait_ready(self) -> None:
+        """Until both workers are idle; records every process pitd started."""
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pitd exited with {self.proc.returncode}:\n{self.log_tail()}")
+            out = self.ctl("status", "echo", "--json")
+            if out.returncode == 0:
+                pool = json.loads(out.stdout)["pools"][0]
+                idle = [w for w in pool["workers"] if w["state"] == "idle"]
+                if pool["state"] == "running" and len(idle) == POOL_SIZE:
+                    self.started = _descendants(self.proc.pid)
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"the echo pool was not ready within {WAIT_S:.0f} s:\n{self.log_tail()}")
+
+    def bench(self, concurrency: int, duration_s: float) -> Dict[str, float]:
+        out = self.ctl(
+            "bench", "echo", "--method", "echo", "--args", ARGS_JSON.decode(),
+            "--concurrency", str(concurrency), "--duration", f"{round(duration_s * 1000)}ms", "--json",
+            timeout=duration_s + WAIT_S,
+        )  # fmt: skip
+        if out.returncode != 0:
+            raise RuntimeError(f"pitctl bench failed ({out.returncode}): {out.stderr.strip()}")
+        r = json.loads(out.stdout)
+        if r["errors"]:
+            raise RuntimeError(f"pitctl bench saw {r['errors']} failed calls")
+        return {
+            "calls": r["calls"],
+            "errors": r["errors"],
+            "seconds": r["duration_s"],
+            **{f: float(r[f]) for f in FIELDS},
+        }
+
+    def stop(self) -> List[str]:
+        """Stops pitd (shutdown, then SIGTERM, then SIGKILL) and returns what outlived it."""
+        if self.proc.poll() is None:
+            try:
+                self.ctl("shutdown", timeout=10.0)
+            except subprocess.TimeoutExpired:
+                pass
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    self.proc.wait(timeout=WAIT_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    self.proc.send_signal(sig)
+            self.proc.wait(timeout=WAIT_S)
+        # pitd's children (workers and its guard process) must go with it.
+        deadline = time.monotonic() + 5.0
+        left = dict(self.started)
+        while left and time.monotonic() < deadline:
+            left = {p: s for p, s in left.items() if _proc_start_time(p) == s}
+            time.sleep(0.05)
+        survivors = []
+        for pid in left:
+            survivors.append(f"pid {pid}: {self._cmdline(pid)}")
+            os.kill(pid, signal.SIGKILL)
+        self.log.close()
+        return survivors
+
+    def log_tail(self, lines: int = 20) -> str:
+        self.log.flush()
+        text = (self.dir / "pitd.log").read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @staticmethod
+    def _cmdline(pid: int) -> str:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            return "?"
+
+
+def pit_rows(bin_dir: Path, runs: int, duration_s: float, warmup_s: float):
+    """``{"pit c=N": [run, ...]}``, the pitd version line, and what outlived pitd."""
+    daemon = Pitd(bin_dir)
+    rows: Dict[str, List[Dict[str, float]]] = {f"pit c={c}": [] for c in PIT_CONCURRENCY}
+    survivors: List[str] = []
+    try:
+        daemon.wait_ready()
+        daemon.bench(PIT_CONCURRENCY[-1], warmup_s)
+        for run in range(runs):
+            for c in PIT_CONCURRENCY:
+                progress(f"pit c={c}", run, runs)
+                rows[f"pit c={c}"].append(daemon.bench(c, duration_s))
+    finally:
+        survivors = daemon.stop()
+        daemon.cleanup()
+    return rows, survivors
+
+
+# --- Python's process pools -------------------------------------------------------------
+
+
+def windowed(submit: Callable[[Callable[..., None]], None], window: int, duration_s: float) -> Dict[str, float]:
+    """Keeps ``window`` calls in flight for ``duration_s``, then waits for the last ones.
+
+    ``submit(done)`` starts one call of ``echo(PAYLOAD)``; its completion (in the pool's
+    result thread) must call ``done(result)``.
+    """
+    clock = time.perf_counter_ns
+    slots = threading.Semaphore(window)
+    lat: List[int] = []
+    errors = [0]
+
+    def done(t0: int, result: object) -> None:
+        lat.append(clock() - t0)
+        if result != PAYLOAD:
+            errors[0] += 1
+        slots.release()
+
+    start = clock()
+    end = start + int(duration_s * 1e9)
+    for _ in range(MAX_CALLS):
+        if not slots.acquire(timeout=WAIT_S):
+            raise RuntimeError(f"no call completed within {WAIT_S:.0f} s")
+        t0 = clock()
+        if t0 >= end:
+            slots.release()
+            break
+        submit(functools.partial(done, t0))
+    for _ in range(window):  # the calls still in flight
+        if not slots.acquire(timeout=WAIT_S):
+            raise RuntimeError(f"calls still running after {WAIT_S:.0f} s")
+    elapsed = (clock() - start) / 1e9
+    if errors[0]:
+        raise RuntimeError(f"{errors[0]} calls returned something else than their argument")
+    return summarize(lat, elapsed)
+
+
+def mp_pool_rows(runs: int, duration_s: float, warmup_s: float) -> Dict[str, List[Dict[str, float]]]:
+    rows: Dict[str, List[Dict[str, float]]] = {f"mp.Pool c={w}": [] for w in WINDOWS}
+    with multiprocessing.Pool(POOL_SIZE) as pool:
+
+        def submit(done: Callable[..., None]) -> None:
+            pool.apply_async(echo, (PAYLOAD,), callback=done, error_callback=done)
+
+        windowed(submit, WINDOWS[-1], warmup_s)
+        for run in range(runs):
+            for w in WINDOWS:
+                progress(f"mp.Pool c={w}", run, runs)
+                rows[f"mp.Pool c={w}"].append(windowed(submit, w, duration_s))
+    return rows
+
+
+def executor_rows(runs: int, duration_s: float, warmup_s: float) -> Dict[str, List[Dict[str, float]]]:
+    rows: Dict[str, List[Dict[str, float]]] = {f"ProcessPoolExecutor c={w}": [] for w in WINDOWS}
+    with concurrent.futures.ProcessPoolExecutor(POOL_SIZE) as ex:
+
+        def submit(done: Callable[..., None]) -> None:
+            def finished(fut: concurrent.futures.Future) -> None:
+                error = fut.exception()
+                done(error if error is not None else fut.result())
+
+            ex.submit(echo, PAYLOAD).add_done_callback(finished)
+
+        windowed(submit, WINDOWS[-1], warmup_s)
+        for run in range(runs):
+            for w in WINDOWS:
+                progress(f"ProcessPoolExecutor c={w}", run, runs)
+                rows[f"ProcessPoolExecutor c={w}"].append(windowed(submit, w, duration_s))
+    return rows
+
+
+# --- report -----------------------------------------------------------------------------
+
+
+def progress(row: str, run: int, runs: int) -> None:
+    print(f"  {row} (run {run + 1}/{runs})", file=sys.stderr, flush=True)
+
+
+def fmt_us(us: float) -> str:
+    return f"{us:.1f}" if us < 100 else f"{us:.0f}"
+
+
+def best(medians: Dict[str, Dict[str, float]], prefix: str) -> Tuple[str, float]:
+    name = max((n for n in medians if n.startswith(prefix)), key=lambda n: medians[n]["calls_per_s"])
+    return name, medians[name]["calls_per_s"]
+
+
+def report(info: Dict[str, object], medians: Dict[str, Dict[str, float]]) -> Dict[str, Dict[str, object]]:
+    width = max(len(n) for n in medians) + 2
+    print(f"\n{'':<{width}}{'calls/s':>10}{'p50 µs':>10}{'p90 µs':>10}{'p99 µs':>10}{'max µs':>10}")
+    for name, m in medians.items():
+        cells = "".join(f"{fmt_us(m[f]):>10}" for f in FIELDS[1:])
+        print(f"{name:<{width}}{m['calls_per_s']:>10.0f}{cells}")
+
+    pit_name, pit_cps = best(medians, "pit ")
+    mp_name, mp_cps = best(medians, "mp.Pool")
+    pit_p50 = medians["pit c=1"]["p50_us"]
+    floor_p50 = medians["floor-pit-runtime"]["p50_us"]
+    ratios = {
+        "throughput": {
+            "what": f"{pit_name} / {mp_name} calls/s",
+            "value": pit_cps / mp_cps,
+            "target": ">= 2",
+            "met": pit_cps / mp_cps >= 2.0,
+        },
+        "latency": {
+            "what": "pit c=1 / floor-pit-runtime p50",
+            "value": pit_p50 / floor_p50,
+            "target": "<= 2.5",
+            "met": pit_p50 / floor_p50 <= 2.5,
+        },
+    }
+    print()
+    print(
+        f"throughput  {pit_name} / {mp_name}: {pit_cps:.0f} / {mp_cps:.0f} calls/s = "
+        f"{ratios['throughput']['value']:.2f}x  (target >= 2x: "
+        f"{'met' if ratios['throughput']['met'] else 'NOT met'})"
+    )
+    print(
+        f"latency     pit c=1 / floor-pit-runtime p50: {fmt_us(pit_p50)} / {fmt_us(floor_p50)} µs = "
+        f"{ratios['latency']['value']:.2f}x  (target <= 2.5x: "
+        f"{'met' if ratios['latency']['met'] else 'NOT met'})"
+    )
+    return ratios
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per row; the table shows medians (default 3)")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per run (default 3)")
+    parser.add_argument("--quick", action="store_true", help="1 run of 1 s per row")
+    parser.add_argument("--json", metavar="FILE", help="also write every figure (each run, medians, ratios) here")
+    parser.add_argument(
+        "--bin-dir",
+        type=Path,
+        default=REPO / "target" / "release",
+        help="directory holding pitd and pitctl (default: this repository's target/release)",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.runs, args.duration = 1, 1.0
+    if not 1 <= args.runs <= 20 or not 0.1 <= args.duration <= 60:
+        parser.error("--runs must be 1..20 and --duration 0.1..60 seconds")
+    warmup_s = min(0.5, args.duration / 4)
+
+    cpus = os.cpu_count()
+    usable = len(os.sched_getaffinity(0))
+    info: Dict[str, object] = {
+        "cores": cpus,
+        "usable_cores": usable,
+        "load_average": os.getloadavg(),
+        "python_version": platform.python_version(),
+        "python": sys.executable,
+        "mp_start_method": multiprocessing.get_start_method(),
+        "pitd": str(args.bin_dir / "pitd"),
+        "pool_size": POOL_SIZE,
+        "payload": PAYLOAD,
+        "runs": args.runs,
+        "duration_s": args.duration,
+    }
+    print(f"cores: {cpus} ({usable} usable by this process), load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"python: {platform.python_version()} at {sys.executable} (driver, floors, pit workers, pools)")
+    print(f"pitd: {args.bin_dir / 'pitd'}, pool of {POOL_SIZE} workers; multiprocessing start method: {info['mp_start_method']}")
+    print(f"each row: 32-character string echo, median of {args.runs} run(s) of {args.duration:g} s", flush=True)
+
+    started = time.monotonic()
+    runs: Dict[str, List[Dict[str, float]]] = {}
+    progress("floor-raw", 0, 1)
+    runs["floor-raw"] = floor_raw(args.runs, args.duration, warmup_s)
+    progress("floor-pit-runtime", 0, 1)
+    runs["floor-pit-runtime"] = floor_pit_runtime(args.runs, args.duration, warmup_s)
+    pit, survivors = pit_rows(args.bin_dir, args.runs, args.duration, warmup_s)
+    runs.update(pit)
+    runs.update(mp_pool_rows(args.runs, args.duration, warmup_s))
+    runs.update(executor_rows(args.runs, args.duration, warmup_s))
+    medians = {name: median_row(r) for name, r in runs.items()}
+
+    ratios = report(info, medians)
+    if survivors:
+        print("\nprocesses started by pitd outlived it (killed now):\n  " + "\n  ".join(survivors))
+    else:
+        print("\npitd stopped; none of the processes it started outlived it")
+    print(f"total time {time.monotonic() - started:.0f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"info": info, "medians": medians, "runs": runs, "ratios": ratios, "survivors": survivors}, f, indent=2)
+            f.write("\n")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

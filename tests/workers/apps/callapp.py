@@ -1,0 +1,57 @@
+"""Handlers for pitd's call tests: each one misbehaves in a way production code does."""
+import os
+import sys
+import time
+
+import pit
+
+
+@pit.handler
+def echo(args):
+    return args
+
+
+@pit.handler
+def sleep(args):
+    time.sleep(float(args))
+    return args
+
+
+@pit.handler
+def whoami(args, ctx):
+    return {"worker": ctx.worker_id, "session": ctx.session, "pid": os.getpid()}
+
+
+@pit.handler
+def fail(args):
+    raise ValueError(f"bad input: {args}")
+
+
+@pit.handler
+def shout(args):
+    print(f"shouting {args}")
+    print(f"to stderr {args}", file=sys.stderr)
+    return str(args).upper()
+
+
+@pit.handler
+def die(args):
+    """The worker dies in the middle of the call."""
+    os._exit(int(args or 7))
+
+
+@pit.handler
+def die_once(args):
+    """Dies the first time it runs anywhere (marker file `args`), answers afterwards."""
+    if not os.path.exists(args):
+        open(args, "w").close()
+        os._exit(9)
+    return "survived"
+
+
+@pit.handler
+def garbage(args):
+    """Writes bytes that are not a frame onto the protocol pipe."""
+    os.write(4, b"\xff\xff\xff\xffnot a frame at all")
+    time.sleep(5)
+    return "unreachable"
