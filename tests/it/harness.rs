@@ -2,7 +2,7 @@
 //! Every process of the run carries a unique marker in its environment; on drop the daemon
 //! is stopped and the test fails if any marked process survives.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -281,10 +281,4 @@ pub fn describe(pids: &[u32]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-pub fn write_file(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, body).unwrap();
-    p
 }

@@ -112,7 +112,7 @@ impl PoolActor {
         let Some(w) = self.workers.get_mut(&id) else {
             return self.queue.push_front(call);
         };
-        if !w.handlers.iter().any(|h| *h == call.method) {
+        if !w.handlers.contains(&call.method) {
             let message = format!(
                 "pool {} has no method {:?} (methods: {})",
                 self.spec.name,
