@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod call;
+mod events;
 mod logs;
 mod status;
 
@@ -100,6 +101,35 @@ pub enum Command {
         /// Call socket [default: the one the daemon reports]
         #[arg(long, env = "PITD_CALL_SOCKET", hide_env_values = true, value_name = "PATH")]
         call_socket: Option<PathBuf>,
+    },
+    /// Graceful recycle of worker-N, or of every worker of a pool one at a time (replacement first)
+    Recycle {
+        /// worker-N or a pool name
+        target: String,
+        /// Kill at once instead of draining, then replace
+        #[arg(long)]
+        now: bool,
+    },
+    /// Take worker-N or a pool out of rotation: in-flight calls finish, then the workers exit and are not replaced
+    Drain {
+        /// worker-N or a pool name
+        target: String,
+        /// Return only when the drain is complete
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Undo a drain: the pool starts its workers again
+    Resume { pool: String },
+    /// Change a pool's size at run time
+    Scale { pool: String, size: u32 },
+    /// Lifecycle events: worker started/ready/exited/recycled (with reason), pool failing/recovered
+    Events {
+        /// Keep printing new events as they happen
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
     },
     /// Graceful stop of the daemon
     Shutdown,
@@ -204,13 +234,23 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             };
             bench::run(a, json)
         }
-        Command::Shutdown => match control()?.request(&Request::Shutdown)? {
-            Reply::Done { message } => {
-                println!("{message}");
-                Ok(())
-            }
-            other => Err(unexpected(&other)),
-        },
+        Command::Recycle { target, now } => done(control()?.request(&Request::Recycle { target, now })?),
+        Command::Drain { target, wait } => done(control()?.request(&Request::Drain { target, wait })?),
+        Command::Resume { pool } => done(control()?.request(&Request::Resume { pool })?),
+        Command::Scale { pool, size } => done(control()?.request(&Request::Scale { pool, size })?),
+        Command::Events { follow, json } => events::run(&mut control()?, follow, json),
+        Command::Shutdown => done(control()?.request(&Request::Shutdown)?),
+    }
+}
+
+/// Prints the message of a command's `Done` reply.
+fn done(reply: Reply) -> Result<(), Failure> {
+    match reply {
+        Reply::Done { message } => {
+            println!("{message}");
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
     }
 }
 

@@ -8,10 +8,12 @@ use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
+use super::pool::PoolMsg;
 use super::socket::Access;
 use super::supervisor::{Refusal, Supervisor};
 use crate::proto::control::{ControlErrorKind, Reply, Request};
 use crate::proto::frame::{self, CONTROL_MAX, FrameError};
+use tokio::sync::oneshot;
 
 /// A connection that sends nothing for this long is closed: idle clients cannot pile up.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -108,6 +110,55 @@ async fn dispatch(request: Request, stream: &mut UnixStream, sup: &Supervisor) -
                 }
             }
         }
+        Request::Recycle { target, now } => {
+            let r = sup
+                .command(&target, |worker, reply| PoolMsg::Recycle { worker, now, reply })
+                .await;
+            send(stream, &done(r)).await
+        }
+        Request::Drain { target, wait } => {
+            let (done_tx, done_rx) = oneshot::channel();
+            let done_tx = wait.then_some(done_tx);
+            let r = sup
+                .command(&target, |worker, reply| PoolMsg::Drain {
+                    worker,
+                    done: done_tx,
+                    reply,
+                })
+                .await;
+            if wait && r.is_ok() {
+                tokio::select! {
+                    _ = done_rx => {}
+                    _ = sup.shutdown.cancelled() => {}
+                }
+            }
+            send(stream, &done(r)).await
+        }
+        Request::Resume { pool } => {
+            let r = sup.command(&pool, |_, reply| PoolMsg::Resume { reply }).await;
+            send(stream, &done(r)).await
+        }
+        Request::Scale { pool, size } => {
+            let r = sup.command(&pool, |_, reply| PoolMsg::Scale { size, reply }).await;
+            send(stream, &done(r)).await
+        }
+        Request::Events { follow } => {
+            let (events, mut live) = sup.events.recent_and_subscribe();
+            send(stream, &Reply::Events { events }).await?;
+            if !follow {
+                return Ok(());
+            }
+            loop {
+                tokio::select! {
+                    ev = live.recv() => match ev {
+                        Ok(ev) => send(stream, &Reply::Event(ev)).await?,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => return Ok(()),
+                    },
+                    _ = sup.shutdown.cancelled() => return Ok(()),
+                }
+            }
+        }
         Request::Shutdown => {
             sup.shutdown.cancel();
             send(
@@ -147,6 +198,10 @@ fn refuse(kind: ControlErrorKind, message: &str) -> Reply {
         kind,
         message: message.to_string(),
     }
+}
+
+fn done(r: Result<String, Refusal>) -> Reply {
+    r.map(|message| Reply::Done { message }).unwrap_or_else(refusal)
 }
 
 fn refusal(r: Refusal) -> Reply {

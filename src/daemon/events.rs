@@ -37,19 +37,18 @@ impl EventLog {
             "{}",
             serde_json::to_value(event.event).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
         );
-        let _ = self.tx.send(event.clone());
+        // Send under the ring lock: a follower's snapshot plus stream never repeats an event.
         let mut ring = self.ring.lock().expect("event ring lock");
+        let _ = self.tx.send(event.clone());
         ring.push_back(event);
         while ring.len() > KEEP_EVENTS {
             ring.pop_front();
         }
     }
 
-    pub fn recent(&self) -> Vec<Event> {
-        self.ring.lock().expect("event ring lock").iter().cloned().collect()
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.tx.subscribe()
+    /// The events kept so far, and a receiver of every later one.
+    pub fn recent_and_subscribe(&self) -> (Vec<Event>, broadcast::Receiver<Event>) {
+        let ring = self.ring.lock().expect("event ring lock");
+        (ring.iter().cloned().collect(), self.tx.subscribe())
     }
 }

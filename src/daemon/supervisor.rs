@@ -8,7 +8,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::EventLog;
 use super::output::OutputStore;
-use super::pool::{self, PoolDeps, PoolHandle};
+use super::pool::{self, PoolDeps, PoolHandle, PoolMsg};
+use tokio::sync::oneshot;
+
+/// Where a pool command's answer goes.
+pub type Reply = oneshot::Sender<Result<String, String>>;
 use crate::ids::WorkerId;
 use crate::proto::control::{ControlErrorKind, LogLine};
 use crate::proto::status::StatusReport;
@@ -88,6 +92,53 @@ impl Supervisor {
             pools,
             call_socket: Some(self.call_socket.clone()),
         })
+    }
+
+    /// The pool that owns `target` (a pool name or a running worker's id), and the worker.
+    async fn resolve(&self, target: &str) -> Result<(&PoolHandle, Option<WorkerId>), Refusal> {
+        let Some(id) = WorkerId::parse(target) else {
+            return Ok((self.pool(target)?, None));
+        };
+        for pool in &self.pools {
+            if pool
+                .status()
+                .await
+                .is_some_and(|s| s.workers.iter().any(|w| w.id == id))
+            {
+                return Ok((pool, Some(id)));
+            }
+        }
+        Err(Refusal {
+            kind: ControlErrorKind::NoSuchWorker,
+            message: format!("no running worker {target}"),
+        })
+    }
+
+    /// Sends a command to the pool owning `target` and returns its answer.
+    pub async fn command(
+        &self,
+        target: &str,
+        build: impl FnOnce(Option<WorkerId>, Reply) -> PoolMsg,
+    ) -> Result<String, Refusal> {
+        let (pool, worker) = self.resolve(target).await?;
+        let (tx, rx) = oneshot::channel();
+        if !pool.send(build(worker, tx)) {
+            return Err(Refusal {
+                kind: ControlErrorKind::ShuttingDown,
+                message: "pitd is shutting down".into(),
+            });
+        }
+        match rx.await {
+            Ok(Ok(message)) => Ok(message),
+            Ok(Err(message)) => Err(Refusal {
+                kind: ControlErrorKind::BadRequest,
+                message,
+            }),
+            Err(_) => Err(Refusal {
+                kind: ControlErrorKind::ShuttingDown,
+                message: "pitd is shutting down".into(),
+            }),
+        }
     }
 
     /// Which lines `logs TARGET` selects: a worker id or a pool name.

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::event::Event;
 use super::status::StatusReport;
 use crate::ids::WorkerId;
 
@@ -21,6 +22,30 @@ pub enum Request {
         follow: bool,
     },
     Shutdown,
+    /// Graceful recycle of `worker-N` or of every worker of a pool; `now` kills at once.
+    Recycle {
+        target: String,
+        #[serde(default)]
+        now: bool,
+    },
+    /// Take `worker-N` or a pool out of rotation; with `wait`, reply when it is done.
+    Drain {
+        target: String,
+        #[serde(default)]
+        wait: bool,
+    },
+    Resume {
+        pool: String,
+    },
+    Scale {
+        pool: String,
+        size: u32,
+    },
+    /// The recent events; with `follow`, new ones as they happen.
+    Events {
+        #[serde(default)]
+        follow: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -32,6 +57,11 @@ pub enum Reply {
     },
     /// One line of a followed log stream.
     LogLine(LogLine),
+    Events {
+        events: Vec<Event>,
+    },
+    /// One event of a followed stream.
+    Event(Event),
     Done {
         message: String,
     },
@@ -88,6 +118,20 @@ mod tests {
                 follow: true,
             },
             Request::Shutdown,
+            Request::Recycle {
+                target: "echo".into(),
+                now: true,
+            },
+            Request::Drain {
+                target: "worker-2".into(),
+                wait: false,
+            },
+            Request::Resume { pool: "echo".into() },
+            Request::Scale {
+                pool: "echo".into(),
+                size: 3,
+            },
+            Request::Events { follow: true },
         ];
         for r in reqs {
             let json = serde_json::to_string(&r).unwrap();

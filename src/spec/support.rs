@@ -10,22 +10,7 @@ use super::types::{PoolSpec, Protocol};
 
 /// Keys whose behaviour is not built: relative to a pool (`"max_rss"`, `"restart.max"`), or
 /// to the root for daemon keys (`"daemon.metrics_listen"`).
-pub const NOT_SUPPORTED_YET: &[&str] = &[
-    "preload",
-    "drain_timeout",
-    "max_rss",
-    "hard_rss",
-    "max_requests",
-    "max_requests_jitter",
-    "max_age",
-    "max_age_jitter",
-    "max_errors",
-    "max_surge",
-    "health_interval",
-    "health_timeout",
-    "health_failures",
-    "daemon.metrics_listen",
-];
+pub const NOT_SUPPORTED_YET: &[&str] = &["preload", "daemon.metrics_listen"];
 
 /// Whether pools may speak the pit protocol (calls routed to workers). Until they can, such
 /// a pool is refused, whether `protocol = "pit"` is written or taken as the default.

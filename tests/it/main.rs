@@ -5,5 +5,6 @@ mod harness;
 mod calls;
 mod check;
 mod control;
+mod lifecycle;
 mod man;
 mod supervise;

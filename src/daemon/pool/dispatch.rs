@@ -20,6 +20,8 @@ impl PoolActor {
             Some(ErrorKind::BadRequest)
         } else if self.shutdown.is_some() {
             Some(ErrorKind::ShuttingDown)
+        } else if self.draining {
+            Some(ErrorKind::PoolDrained)
         } else if self.failing.is_some() {
             Some(ErrorKind::PoolFailing)
         } else if self.queue.len() >= self.spec.queue.max {
@@ -53,6 +55,7 @@ impl PoolActor {
                 )
             }
             ErrorKind::Timeout => format!("call to {pool}.{} timed out", call.method),
+            ErrorKind::PoolDrained => format!("pool {pool} is drained (`pitctl resume {pool}` brings it back)"),
             other => other.as_str().to_string(),
         };
         error_frame(&call.client_id, kind, &message)
@@ -188,9 +191,13 @@ impl PoolActor {
         };
         call.answer(frame);
         w.requests += 1;
+        w.last_seen = now;
         self.requests += 1;
-        if !ok {
+        if ok {
+            w.consecutive_errors = 0;
+        } else {
             w.errors += 1;
+            w.consecutive_errors += 1;
             self.errors += 1;
         }
         if let Some(s) = &call.session
@@ -204,6 +211,7 @@ impl PoolActor {
         if w.state == WorkerState::Idle {
             w.idle_since = now;
         }
+        self.check_triggers(id, now);
     }
 
     /// A call whose worker died before replying: retried once elsewhere when idempotent,

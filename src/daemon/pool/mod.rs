@@ -10,6 +10,8 @@
 //! - `report`: status built from the actor's state.
 
 mod dispatch;
+mod health;
+mod recycle;
 mod report;
 pub mod routing;
 mod workers;
@@ -28,7 +30,7 @@ use super::procs::{ExitInfo, OnExit, OnSpawned, Procs};
 use super::spawn::{SpawnError, SpawnRequest, Spawned};
 use super::worker_io::WorkerMsg;
 use crate::ids::{IdAllocator, WorkerId};
-use crate::lifecycle::RestartHistory;
+use crate::lifecycle::{Reason, RestartHistory};
 use crate::proto::event::{Event, EventKind};
 use crate::proto::status::PoolStatus;
 use crate::spec::PoolSpec;
@@ -102,6 +104,25 @@ pub enum PoolMsg {
     Sample {
         id: WorkerId,
         sample: TreeSample,
+    },
+    /// `pitctl recycle`: a worker or (None) the whole pool; `now` kills at once.
+    Recycle {
+        worker: Option<WorkerId>,
+        now: bool,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// `pitctl drain`: a worker or (None) the whole pool; `done` fires when it is over.
+    Drain {
+        worker: Option<WorkerId>,
+        done: Option<oneshot::Sender<()>>,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    Resume {
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    Scale {
+        size: u32,
+        reply: oneshot::Sender<Result<String, String>>,
     },
     /// Stop taking calls (queued ones get `shutting_down`), let running calls finish until
     /// `deadline`, stop every worker (SIGTERM, SIGKILL after kill_timeout); the reply is
@@ -185,6 +206,20 @@ pub struct PoolActor {
     /// Set while failing: the worker whose exit tipped the pool, and how it ended.
     failing: Option<(WorkerId, String)>,
     reached_size: bool,
+    /// Workers kept: the spec's size until `pitctl scale` changes it.
+    size: u32,
+    /// Workers drained one by one (`pitctl drain worker-N`): the pool keeps that many fewer.
+    drained_out: u32,
+    /// The whole pool is drained (`pitctl drain POOL`) until `resume`.
+    draining: bool,
+    /// `drain --wait` callers: for the pool, and for single workers.
+    drain_waiters: Vec<oneshot::Sender<()>>,
+    worker_waiters: Vec<(WorkerId, oneshot::Sender<()>)>,
+    /// Graceful recycles waiting for a surge slot, oldest first.
+    recycle_queue: VecDeque<(WorkerId, Reason)>,
+    /// Why the next workers are started (their predecessors' recycle reasons).
+    replacing: VecDeque<Reason>,
+    next_ping: u64,
     /// Set by Shutdown: running calls may finish until the deadline.
     shutdown: Option<(Instant, Vec<oneshot::Sender<()>>)>,
     requests: u64,
@@ -197,7 +232,6 @@ pub struct PoolActor {
 impl PoolActor {
     pub fn new(spec: PoolSpec, deps: PoolDeps, me: mpsc::UnboundedSender<PoolMsg>) -> PoolActor {
         PoolActor {
-            spec,
             deps,
             me,
             workers: BTreeMap::new(),
@@ -208,6 +242,15 @@ impl PoolActor {
             owed_restarts: 0,
             failing: None,
             reached_size: false,
+            size: spec.size,
+            spec,
+            drained_out: 0,
+            draining: false,
+            drain_waiters: Vec::new(),
+            worker_waiters: Vec::new(),
+            recycle_queue: VecDeque::new(),
+            replacing: VecDeque::new(),
+            next_ping: 1,
             shutdown: None,
             requests: 0,
             errors: 0,
@@ -250,11 +293,28 @@ impl PoolActor {
                 if let Some(w) = self.workers.get_mut(&id) {
                     w.record_sample(sample);
                 }
-                return;
+                self.check_triggers(id, now);
+                return self.fill(now);
             }
             PoolMsg::Spawned { id, result } => self.on_spawned(id, result, now),
             PoolMsg::Exited { id, info } => self.on_exited(id, info, now),
             PoolMsg::Shutdown { deadline, done } => self.begin_shutdown(deadline, done, now),
+            PoolMsg::Recycle {
+                worker,
+                now: at_once,
+                reply,
+            } => {
+                let _ = reply.send(self.recycle_command(worker, at_once, now));
+            }
+            PoolMsg::Drain { worker, done, reply } => {
+                let _ = reply.send(self.drain_command(worker, done, now));
+            }
+            PoolMsg::Resume { reply } => {
+                let _ = reply.send(self.resume_command(now));
+            }
+            PoolMsg::Scale { size, reply } => {
+                let _ = reply.send(self.scale_command(size, now));
+            }
         }
         self.tick(now);
     }
@@ -263,6 +323,10 @@ impl PoolActor {
     pub fn tick(&mut self, now: Instant) {
         self.expire_calls(now);
         self.expire_workers(now);
+        self.check_health(now);
+        self.check_ages(now);
+        self.finish_drains(now);
+        self.advance_recycles(now);
         self.fill(now);
         self.dispatch(now);
     }
@@ -272,7 +336,7 @@ impl PoolActor {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        [self.workers_deadline(), self.calls_deadline()]
+        [self.workers_deadline(), self.calls_deadline(), self.health_deadline()]
             .into_iter()
             .flatten()
             .min()

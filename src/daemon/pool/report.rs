@@ -22,7 +22,13 @@ impl PoolActor {
     }
 
     fn pool_state(&self) -> PoolState {
-        if self.failing.is_some() {
+        if self.draining {
+            if self.workers.is_empty() {
+                PoolState::Drained
+            } else {
+                PoolState::Draining
+            }
+        } else if self.failing.is_some() {
             PoolState::Failing
         } else if self.reached_size {
             PoolState::Running
@@ -47,13 +53,13 @@ impl PoolActor {
                 requests: w.requests,
                 errors: w.errors,
                 age_s: now.saturating_duration_since(w.started_at).as_secs_f64(),
-                last_recycle_reason: None,
+                last_recycle_reason: w.retire.or(w.started_for),
             })
             .collect();
         PoolStatus {
             name: self.spec.name.clone(),
             state: self.pool_state(),
-            size: self.spec.size,
+            size: self.desired() as u32,
             workers,
             requests: self.requests,
             errors: self.errors,

@@ -15,7 +15,8 @@ use crate::daemon::spawn::{SpawnError, SpawnRequest, Spawned};
 use crate::daemon::worker_io::{self, WorkerIo, WorkerMsg};
 use crate::ids::WorkerId;
 use crate::lifecycle::{
-    Failure, Health, PoolVerdict, Reason, WorkerEvent, WorkerState, exit_reason, exit_reason_with_cpu, transition,
+    Failure, Health, PoolVerdict, Reason, WorkerEvent, WorkerLimits, WorkerState, exit_reason, exit_reason_with_cpu,
+    transition,
 };
 use crate::proto::call::ErrorKind;
 use crate::proto::event::EventKind;
@@ -49,6 +50,21 @@ pub struct Worker {
     pub stop_reason: Option<Reason>,
     /// The latest sample of its process tree.
     pub sample: Option<TreeSample>,
+    /// Its own draw of max_requests/max_age (jitter keeps workers from recycling together).
+    pub limits: WorkerLimits,
+    pub consecutive_errors: u32,
+    /// Selected for retirement: it no longer counts towards `size` (so a replacement
+    /// starts) but keeps serving until the pool has `size` other ready workers.
+    pub retire: Option<Reason>,
+    /// Why this worker was started, when it replaced a recycled one.
+    pub started_for: Option<Reason>,
+    /// While draining: stop it at this instant even if its call has not finished.
+    pub drain_deadline: Option<Instant>,
+    /// An unanswered health ping: its id and when it was sent.
+    pub ping: Option<(u64, Instant)>,
+    /// Last time it proved alive (ready, a reply, a pong): pings go to workers idle since.
+    pub last_seen: Instant,
+    pub health_failures: u32,
     /// Recent (time, RSS) points for the growth rate.
     pub rss_history: VecDeque<(Instant, u64)>,
 }
@@ -81,9 +97,9 @@ impl Worker {
 }
 
 impl PoolActor {
-    /// Workers that count towards `size`.
+    /// Workers that count towards `size`: live and not being retired.
     pub(super) fn live_count(&self) -> usize {
-        self.workers.values().filter(|w| w.live()).count()
+        self.workers.values().filter(|w| w.live() && w.retire.is_none()).count()
     }
 
     fn starting_count(&self) -> usize {
@@ -107,7 +123,7 @@ impl PoolActor {
             return;
         }
         self.restart_at = None;
-        let missing = (self.spec.size as usize).saturating_sub(self.live_count());
+        let missing = self.desired().saturating_sub(self.live_count());
         let allowed = if self.failing.is_some() {
             missing.min(1).saturating_sub(self.starting_count())
         } else {
@@ -157,6 +173,14 @@ impl PoolActor {
             stop_reason: None,
             sample: None,
             rss_history: VecDeque::new(),
+            limits: WorkerLimits::draw(&self.spec.recycle, &mut self.rng),
+            consecutive_errors: 0,
+            retire: None,
+            started_for: self.replacing.pop_front(),
+            drain_deadline: None,
+            ping: None,
+            last_seen: now,
+            health_failures: 0,
         };
         self.workers.insert(id, worker);
         let (spawned_tx, exit_tx) = (self.me.clone(), self.me.clone());
@@ -226,7 +250,7 @@ impl PoolActor {
                 self.worker_ready(id, ready.handlers, now)
             }
             WorkerMsg::Reply { req_id, ok, body } => self.on_reply(id, req_id, ok, body, now),
-            WorkerMsg::Pong { .. } => {}
+            WorkerMsg::Pong { req_id } => self.on_pong(id, req_id, now),
             WorkerMsg::ProtocolError(why) => {
                 tracing::error!(pool = %self.spec.name, worker = %id, "protocol error, killing the worker: {why}");
                 self.kill_worker(id, Reason::ProtocolError);
@@ -245,13 +269,15 @@ impl PoolActor {
         }
         w.ready_at = Some(now);
         w.idle_since = now;
+        w.last_seen = now;
         w.health = Health::Ok;
         w.handlers = handlers;
         let pid = w.pid;
         self.emit(EventKind::WorkerReady, Some(id), pid, |_| {});
-        if !self.reached_size && self.ready_count() >= self.spec.size as usize {
+        if !self.reached_size && self.ready_count() >= self.desired() {
             self.reached_size = true;
         }
+        self.retire_replaced(now);
     }
 
     pub(super) fn on_exited(&mut self, id: WorkerId, info: ExitInfo, now: Instant) {
@@ -269,6 +295,9 @@ impl PoolActor {
         let status = info.status.to_string();
         if let Some((call, _)) = w.running.take() {
             self.call_lost(call, &id, &status);
+        }
+        for (_, done) in self.worker_waiters.extract_if(.., |(waited, _)| *waited == id) {
+            let _ = done.send(());
         }
         self.emit(EventKind::WorkerExited, Some(id), w.pid, |ev| {
             ev.reason = Some(reason);
@@ -437,9 +466,25 @@ impl PoolActor {
             .as_ref()
             .and_then(|_| self.workers.values().filter_map(|w| w.ready_at).min())
             .map(|t| t + self.stable_after());
-        let restart = self.restart_at.filter(|_| self.live_count() < self.spec.size as usize);
+        let restart = self.restart_at.filter(|_| self.live_count() < self.desired());
         let shutdown = self.shutdown.as_ref().map(|(t, _)| *t);
-        kills.chain(startups).chain(stable).chain(restart).chain(shutdown).min()
+        let drains = self
+            .workers
+            .values()
+            .filter_map(|w| w.drain_deadline.filter(|_| w.state == WorkerState::Draining));
+        let ages = self
+            .workers
+            .values()
+            .filter(|w| w.retire.is_none() && matches!(w.state, WorkerState::Idle | WorkerState::Busy))
+            .filter_map(|w| w.limits.max_age.map(|a| w.started_at + a));
+        kills
+            .chain(startups)
+            .chain(stable)
+            .chain(restart)
+            .chain(shutdown)
+            .chain(drains)
+            .chain(ages)
+            .min()
     }
 
     fn stable_after(&self) -> Duration {

@@ -55,3 +55,16 @@ def garbage(args):
     os.write(4, b"\xff\xff\xff\xffnot a frame at all")
     time.sleep(5)
     return "unreachable"
+
+
+_kept = []
+
+
+@pit.handler
+def allocate(args):
+    """Keeps `args` MiB alive (every page touched so it counts in RSS); returns the total."""
+    block = bytearray(int(args) * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    _kept.append(block)
+    return sum(len(b) for b in _kept) // (1024 * 1024)

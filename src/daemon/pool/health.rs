@@ -1,0 +1,72 @@
+//! Health checks: idle workers of a pit-protocol pool get a PING after `health_interval`
+//! without a sign of life; no PONG within `health_timeout` is a failure, and
+//! `health_failures` consecutive failures recycle the worker (reason `health`). A worker's
+//! health shows `failing` meanwhile and `ok` again after a PONG.
+
+use std::time::Instant;
+
+use super::PoolActor;
+use crate::ids::WorkerId;
+use crate::lifecycle::{Health, WorkerState};
+use crate::proto::worker::encode_ping;
+use crate::spec::Protocol;
+
+impl PoolActor {
+    /// Sends due pings and books overdue ones as failures.
+    pub(super) fn check_health(&mut self, now: Instant) {
+        if self.spec.protocol != Protocol::Pit {
+            return;
+        }
+        let policy = self.spec.health.clone();
+        let mut failed = Vec::new();
+        for w in self.workers.values_mut() {
+            if let Some((_, sent)) = w.ping
+                && sent + policy.timeout <= now
+            {
+                w.ping = None;
+                w.health_failures += 1;
+                w.health = Health::Failing;
+                w.last_seen = now;
+                tracing::warn!(worker = %w.id, failures = w.health_failures, "no answer to a health ping within health_timeout");
+                failed.push(w.id);
+                continue;
+            }
+            let due = w.state == WorkerState::Idle && w.ping.is_none() && w.last_seen + policy.interval <= now;
+            if due && let Some(io) = &w.io {
+                let req_id = self.next_ping;
+                self.next_ping += 1;
+                if io.send(encode_ping(req_id)).is_ok() {
+                    w.ping = Some((req_id, now));
+                }
+            }
+        }
+        for id in failed {
+            self.check_triggers(id, now);
+        }
+    }
+
+    pub(super) fn on_pong(&mut self, id: WorkerId, req_id: u64, now: Instant) {
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        if w.ping.is_some_and(|(expected, _)| expected == req_id) {
+            w.ping = None;
+            w.health = Health::Ok;
+            w.health_failures = 0;
+            w.last_seen = now;
+        }
+    }
+
+    pub(super) fn health_deadline(&self) -> Option<Instant> {
+        if self.spec.protocol != Protocol::Pit {
+            return None;
+        }
+        let h = &self.spec.health;
+        self.workers
+            .values()
+            .filter_map(|w| match w.ping {
+                Some((_, sent)) => Some(sent + h.timeout),
+                None if w.state == WorkerState::Idle => Some(w.last_seen + h.interval),
+                None => None,
+            })
+            .min()
+    }
+}

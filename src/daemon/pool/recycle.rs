@@ -1,0 +1,288 @@
+//! Recycling, draining and scaling: the replacement starts first, the old worker retires
+//! only when the pool has `size` other ready workers, and at most `max_surge` workers of a
+//! pool are being replaced at a time. `hard_rss` and `--now` are the exceptions: they kill
+//! at once, then replace.
+
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::PoolActor;
+use crate::ids::WorkerId;
+use crate::lifecycle::{Reason, WorkerEvent, WorkerState, WorkerStats, recycle_decision, transition};
+use crate::proto::call::ErrorKind;
+use crate::proto::event::EventKind;
+
+impl PoolActor {
+    /// How many workers the pool keeps: `size` (spec or `scale`), less the workers drained
+    /// one by one, none while the pool is drained.
+    pub(super) fn desired(&self) -> usize {
+        if self.draining {
+            0
+        } else {
+            (self.size as usize).saturating_sub(self.drained_out as usize)
+        }
+    }
+
+    /// Evaluates the recycle triggers of one worker and acts on the first that fires.
+    pub(super) fn check_triggers(&mut self, id: WorkerId, now: Instant) {
+        let Some(w) = self.workers.get(&id) else { return };
+        if w.retire.is_some() || !matches!(w.state, WorkerState::Idle | WorkerState::Busy) {
+            return;
+        }
+        let stats = WorkerStats {
+            started_at: w.started_at,
+            requests: w.requests,
+            consecutive_errors: w.consecutive_errors,
+            memory_bytes: w.sample.as_ref().map(|s| s.memory_bytes),
+            health_failures: w.health_failures,
+        };
+        match recycle_decision(&stats, &w.limits, &self.spec.recycle, &self.spec.health, now) {
+            Some(Reason::HardRss) => {
+                tracing::warn!(pool = %self.spec.name, worker = %id, "over hard_rss: killing it at once");
+                self.replacing.push_back(Reason::HardRss);
+                self.kill_worker(id, Reason::HardRss);
+            }
+            Some(reason) => self.request_recycle(id, reason, now),
+            None => {}
+        }
+    }
+
+    /// Workers past their own max_age.
+    pub(super) fn check_ages(&mut self, now: Instant) {
+        let old: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| w.retire.is_none() && w.limits.max_age.is_some_and(|a| w.started_at + a <= now))
+            .map(|w| w.id)
+            .collect();
+        for id in old {
+            self.check_triggers(id, now);
+        }
+    }
+
+    /// Queues a graceful recycle; it starts when a surge slot is free.
+    pub(super) fn request_recycle(&mut self, id: WorkerId, reason: Reason, now: Instant) {
+        let queued = self.recycle_queue.iter().any(|(w, _)| *w == id);
+        if queued || self.workers.get(&id).is_none_or(|w| w.retire.is_some() || !w.live()) {
+            return;
+        }
+        self.recycle_queue.push_back((id, reason));
+        self.advance_recycles(now);
+    }
+
+    /// Selects queued recycles while fewer than `max_surge` replacements are under way.
+    pub(super) fn advance_recycles(&mut self, now: Instant) {
+        while let Some(&(id, reason)) = self.recycle_queue.front() {
+            let in_flight = self.workers.values().filter(|w| w.retire.is_some() && w.live()).count();
+            if in_flight >= self.spec.recycle.max_surge as usize {
+                return;
+            }
+            self.recycle_queue.pop_front();
+            let Some(w) = self.workers.get_mut(&id).filter(|w| w.live() && w.retire.is_none()) else {
+                continue;
+            };
+            if w.state == WorkerState::Starting {
+                // Nothing to hand over: replace it outright.
+                self.replacing.push_back(reason);
+                self.kill_worker(id, reason);
+                continue;
+            }
+            w.retire = Some(reason);
+            let pid = w.pid;
+            self.recycled += 1;
+            self.replacing.push_back(reason);
+            self.emit(EventKind::WorkerRecycled, Some(id), pid, |ev| ev.reason = Some(reason));
+        }
+        self.fill(now);
+    }
+
+    /// Retires workers whose replacements are ready: once the pool has `desired` ready
+    /// workers not being retired, each retiring worker drains.
+    pub(super) fn retire_replaced(&mut self, now: Instant) {
+        let ready_members = self
+            .workers
+            .values()
+            .filter(|w| w.retire.is_none() && matches!(w.state, WorkerState::Idle | WorkerState::Busy))
+            .count();
+        if ready_members < self.desired() {
+            return;
+        }
+        let retiring: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| w.retire.is_some() && matches!(w.state, WorkerState::Idle | WorkerState::Busy))
+            .map(|w| w.id)
+            .collect();
+        for id in retiring {
+            self.drain_worker(id, now);
+        }
+        self.advance_recycles(now);
+    }
+
+    /// Takes a worker out of rotation: it finishes its call (within drain_timeout), then stops.
+    pub(super) fn drain_worker(&mut self, id: WorkerId, now: Instant) {
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        if w.state == WorkerState::Starting {
+            let reason = w.retire.or(Some(Reason::Manual));
+            return self.stop_worker(id, reason, now);
+        }
+        match transition(w.state, WorkerEvent::Drain) {
+            Ok(next) => w.state = next,
+            Err(_) => return, // already draining or stopping
+        }
+        w.drain_deadline = Some(now + self.spec.drain_timeout);
+        let (idle, pid, reason) = (w.running.is_none(), w.pid, w.retire);
+        self.emit(EventKind::WorkerDraining, Some(id), pid, |ev| ev.reason = reason);
+        // Sessions bound to it move on their next call (only idle/busy workers bind).
+        if idle {
+            self.stop_worker(id, reason.or(Some(Reason::Manual)), now);
+        }
+    }
+
+    /// Stops draining workers that are done or out of time.
+    pub(super) fn finish_drains(&mut self, now: Instant) {
+        let done: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| w.state == WorkerState::Draining)
+            .filter(|w| w.running.is_none() || w.drain_deadline.is_some_and(|t| t <= now))
+            .map(|w| w.id)
+            .collect();
+        for id in done {
+            let reason = self.workers.get(&id).and_then(|w| w.retire).or(Some(Reason::Manual));
+            self.stop_worker(id, reason, now);
+        }
+        if self.draining && self.workers.is_empty() && !self.drain_waiters.is_empty() {
+            for done in self.drain_waiters.drain(..) {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// `pitctl recycle`: one worker, or every worker of the pool one after another.
+    pub(super) fn recycle_command(
+        &mut self,
+        worker: Option<WorkerId>,
+        now: bool,
+        at: Instant,
+    ) -> Result<String, String> {
+        let targets: Vec<WorkerId> = match worker {
+            Some(id) => vec![self.known_worker(id)?],
+            None => self
+                .workers
+                .values()
+                .filter(|w| w.live() && w.retire.is_none())
+                .map(|w| w.id)
+                .collect(),
+        };
+        for &id in &targets {
+            if now {
+                self.replacing.push_back(Reason::Manual);
+                self.kill_worker(id, Reason::Manual);
+            } else {
+                self.request_recycle(id, Reason::Manual, at);
+            }
+        }
+        self.fill(at);
+        let how = if now {
+            "killed and replaced"
+        } else {
+            "recycling (replacement first)"
+        };
+        Ok(format!("{} worker(s) of pool {}: {how}", targets.len(), self.spec.name))
+    }
+
+    /// `pitctl drain`: a worker (the pool keeps one worker fewer) or the whole pool.
+    pub(super) fn drain_command(
+        &mut self,
+        worker: Option<WorkerId>,
+        done: Option<oneshot::Sender<()>>,
+        now: Instant,
+    ) -> Result<String, String> {
+        let message = match worker {
+            Some(id) => {
+                let id = self.known_worker(id)?;
+                if self.workers.get(&id).is_some_and(|w| w.retire.is_none() && w.live()) {
+                    self.drained_out += 1;
+                }
+                self.drain_worker(id, now);
+                if let Some(done) = done {
+                    self.worker_waiters.push((id, done));
+                }
+                format!("draining {id} of pool {}; it will not be replaced", self.spec.name)
+            }
+            None => {
+                self.draining = true;
+                for call in std::mem::take(&mut self.queue) {
+                    call.answer(self.error_reply(&call, ErrorKind::PoolDrained));
+                }
+                let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
+                for id in ids {
+                    self.drain_worker(id, now);
+                }
+                if let Some(done) = done {
+                    self.drain_waiters.push(done);
+                }
+                format!("draining pool {}: new calls get pool_drained", self.spec.name)
+            }
+        };
+        self.finish_drains(now);
+        Ok(message)
+    }
+
+    /// `pitctl resume`: undoes drains; the pool starts its workers again.
+    pub(super) fn resume_command(&mut self, now: Instant) -> Result<String, String> {
+        let was = self.draining || self.drained_out > 0;
+        self.draining = false;
+        self.drained_out = 0;
+        self.fill(now);
+        Ok(if was {
+            format!("pool {} resumed: {} workers", self.spec.name, self.desired())
+        } else {
+            format!("pool {} was not drained", self.spec.name)
+        })
+    }
+
+    /// `pitctl scale`: a new size; extra workers drain (the newest idle first).
+    pub(super) fn scale_command(&mut self, size: u32, now: Instant) -> Result<String, String> {
+        if size == 0 {
+            return Err("a pool's size must be at least 1 (use `pitctl drain` to empty it)".into());
+        }
+        let old = self.size;
+        self.size = size;
+        self.drained_out = 0;
+        let mut members: Vec<(bool, bool, Instant, WorkerId)> = self
+            .workers
+            .values()
+            .filter(|w| w.live() && w.retire.is_none())
+            .map(|w| {
+                (
+                    w.state != WorkerState::Starting,
+                    w.running.is_some(),
+                    w.started_at,
+                    w.id,
+                )
+            })
+            .collect();
+        // Starting first, then idle before busy, newest first.
+        members.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then(b.2.cmp(&a.2)));
+        let extra = members.len().saturating_sub(self.desired());
+        for &(_, _, _, id) in members.iter().take(extra) {
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.retire = Some(Reason::Manual);
+            }
+            self.drain_worker(id, now);
+        }
+        self.fill(now);
+        Ok(format!("pool {} scaled from {old} to {size} workers", self.spec.name))
+    }
+
+    fn known_worker(&self, id: WorkerId) -> Result<WorkerId, String> {
+        self.workers
+            .get(&id)
+            .filter(|w| w.live())
+            .map(|w| w.id)
+            .ok_or_else(|| format!("{id} is not a running worker of pool {}", self.spec.name))
+    }
+}
