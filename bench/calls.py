@@ -21,14 +21,26 @@ are measured in one run of this script, with one interpreter (the one running it
 ``mp.Pool c=N`` / ``ProcessPoolExecutor c=N``
     ``multiprocessing.Pool(2).apply_async`` and ``ProcessPoolExecutor(2).submit`` with N
     calls kept in flight: N=1 is latency, N=64 is throughput.
+``..., 1 CPU``
+    ``floor-raw``, ``floor-pit-runtime`` and ``pit c=1`` again, with every process of the
+    row (driver or client, pitd with all its threads, workers) pinned to one CPU. A
+    one-at-a-time round trip is a chain of wake-ups, and waking a process on another CPU
+    can cost several times a switch on the same CPU (much more in a virtual machine, where
+    an idle virtual CPU has to be woken by the host). Without pinning the scheduler decides
+    which kind each hop is, so the unpinned c=1 rows can move between runs; the pinned rows
+    show the cost without cross-CPU wake-ups.
 
 Each measurement runs for a fixed time (after a short warm-up that is not counted) and
 records every call's latency from just before the request leaves the caller to just after
 the reply is back; calls/s is completed calls over the measured time. Percentiles are
-nearest-rank (the method ``pitctl bench`` uses). Each row is measured ``--runs`` times and
-the table shows the median of each column over those runs; ``--json FILE`` keeps every
-run. Every loop is bounded by a deadline and a call count, every wait by a timeout. pitd
-is stopped at the end (also on errors or Ctrl-C), and the script checks that none of the
+nearest-rank (the method ``pitctl bench`` uses). Each row is measured ``--runs`` times,
+the rows of one kind taking turns in each round so that drift on the machine affects them
+alike, and the table shows the median of each column over the runs; ``--json FILE`` keeps
+every run. Other load on the machine skews everything: the script prints the load average
+and the CPU steal time (time the hypervisor gave to other guests) during the run.
+
+Every loop is bounded by a deadline and a call count, every wait by a timeout. pitd is
+stopped at the end (also on errors or Ctrl-C), and the script checks that none of the
 processes pitd started outlive it.
 
 Linux only (pitd is). Usage::
@@ -41,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import fcntl
 import functools
 import json
@@ -58,7 +71,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON_DIR = REPO / "python"
@@ -76,6 +89,7 @@ PIT_CONCURRENCY = (1, 2, 4)
 WINDOWS = (1, 64)  # calls in flight for the Python pools
 MAX_CALLS = 5_000_000  # per measurement, on top of the time bound
 WAIT_S = 30.0  # bound on every start-up, reply and shutdown wait
+ONE_CPU = " 1 CPU"  # suffix of the pinned rows
 
 # A minimal echo over fds 3 (in) and 4 (out): read one length-prefixed frame, write it back.
 RAW_ECHO = """\
@@ -93,13 +107,16 @@ while True:
     write(4, data)
 """
 
+Run = Dict[str, float]
+Rows = Dict[str, List[Run]]
+
 
 # --- statistics -------------------------------------------------------------------------
 
 FIELDS = ("calls_per_s", "p50_us", "p90_us", "p99_us", "max_us")
 
 
-def summarize(lat_ns: List[int], elapsed_s: float, errors: int = 0) -> Dict[str, float]:
+def summarize(lat_ns: List[int], elapsed_s: float) -> Run:
     """calls/s and nearest-rank percentiles (µs) of one measurement."""
     lat = sorted(lat_ns)
     if not lat:
@@ -110,7 +127,6 @@ def summarize(lat_ns: List[int], elapsed_s: float, errors: int = 0) -> Dict[str,
 
     return {
         "calls": len(lat),
-        "errors": errors,
         "seconds": elapsed_s,
         "calls_per_s": len(lat) / elapsed_s,
         "p50_us": pct(0.50),
@@ -120,9 +136,44 @@ def summarize(lat_ns: List[int], elapsed_s: float, errors: int = 0) -> Dict[str,
     }
 
 
-def median_row(runs: List[Dict[str, float]]) -> Dict[str, float]:
+def median_row(runs: List[Run]) -> Run:
     """Each column's median over the runs of one row."""
     return {f: statistics.median(r[f] for r in runs) for f in FIELDS}
+
+
+def cpu_ticks() -> Tuple[int, int]:
+    """(all, steal) jiffies of the machine, from the ``cpu`` line of /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return sum(fields[:8]), fields[7]  # user..steal; guest time is already in user
+
+
+# --- CPU pinning ------------------------------------------------------------------------
+
+
+def set_affinity(pids: Iterable[int], cpus: Iterable[int]) -> None:
+    """Every thread of every process in ``pids`` may run on ``cpus`` only."""
+    cpus = set(cpus)
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except FileNotFoundError:
+            continue
+        for tid in tids:
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(int(tid), cpus)
+
+
+@contextlib.contextmanager
+def pinned(pids: Iterable[int], cpu: int) -> Iterator[None]:
+    """This process (so the children it starts) and ``pids`` on one CPU, then back."""
+    pids = list(pids)
+    every = os.sched_getaffinity(0)
+    set_affinity([os.getpid(), *pids], {cpu})
+    try:
+        yield
+    finally:
+        set_affinity([os.getpid(), *pids], every)
 
 
 # --- floors: one child on two pipes, driven one frame at a time --------------------------
@@ -186,7 +237,7 @@ def ping_pong(
     frame: Callable[[int], bytes],
     reply: Callable[[int], bytes],
     duration_s: float,
-) -> Dict[str, float]:
+) -> Run:
     """Sends ``frame(i)``, waits for exactly ``reply(i)``, times it; for ``duration_s``."""
     write, read_frame, wfd = os.write, child.read_frame, child.wfd
     clock = time.perf_counter_ns
@@ -208,18 +259,30 @@ def ping_pong(
     return summarize(lat, (t1 - start) / 1e9)
 
 
-def floor_raw(runs: int, duration_s: float, warmup_s: float) -> List[Dict[str, float]]:
+def floor_rows(name: str, child: PipeChild, frame, reply, cfg: "Config") -> Rows:
+    """``name`` and ``name 1 CPU``, alternating, ``cfg.runs`` times each."""
+    rows: Rows = {name: [], name + ONE_CPU: []}
+    ping_pong(child, frame, reply, cfg.warmup_s)
+    for run in range(cfg.runs):
+        progress(name, run, cfg.runs)
+        rows[name].append(ping_pong(child, frame, reply, cfg.duration_s))
+        with pinned([child.pid], cfg.cpu):
+            ping_pong(child, frame, reply, cfg.warmup_s)
+            rows[name + ONE_CPU].append(ping_pong(child, frame, reply, cfg.duration_s))
+    return rows
+
+
+def floor_raw(cfg: "Config") -> Rows:
     child = PipeChild([sys.executable, "-c", RAW_ECHO], dict(os.environ))
     try:
         message = len(PAYLOAD).to_bytes(4, "big") + PAYLOAD.encode("utf-8")
         same = lambda i: message  # noqa: E731
-        ping_pong(child, same, same, warmup_s)
-        return [ping_pong(child, same, same, duration_s) for _ in range(runs)]
+        return floor_rows("floor-raw", child, same, same, cfg)
     finally:
         child.close()
 
 
-def floor_pit_runtime(runs: int, duration_s: float, warmup_s: float) -> List[Dict[str, float]]:
+def floor_pit_runtime(cfg: "Config") -> Rows:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PYTHON_DIR), env.get("PYTHONPATH")]))
     child = PipeChild([sys.executable, "-m", "pit", "serve", "pit.examples.echo"], env)
@@ -235,8 +298,7 @@ def floor_pit_runtime(runs: int, duration_s: float, warmup_s: float) -> List[Dic
         pack_id = struct.Struct(">Q").pack
         frame = lambda i: call_head + pack_id(i) + call_tail  # noqa: E731
         reply = lambda i: ok_head + pack_id(i) + ok_tail  # noqa: E731
-        ping_pong(child, frame, reply, warmup_s)
-        return [ping_pong(child, frame, reply, duration_s) for _ in range(runs)]
+        return floor_rows("floor-pit-runtime", child, frame, reply, cfg)
     finally:
         child.close()
 
@@ -303,7 +365,7 @@ class Pitd:
         self.proc = subprocess.Popen(
             [str(self.pitd), "--config", str(spec)], stdout=subprocess.DEVNULL, stderr=self.log
         )
-        self.started: Dict[int, str] = {}
+        self.started: Dict[int, str] = {}  # pitd's descendants once the pool is ready
 
     def ctl(self, *args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -329,7 +391,7 @@ class Pitd:
             time.sleep(0.1)
         raise RuntimeError(f"the echo pool was not ready within {WAIT_S:.0f} s:\n{self.log_tail()}")
 
-    def bench(self, concurrency: int, duration_s: float) -> Dict[str, float]:
+    def bench(self, concurrency: int, duration_s: float) -> Run:
         out = self.ctl(
             "bench", "echo", "--method", "echo", "--args", ARGS_JSON.decode(),
             "--concurrency", str(concurrency), "--duration", f"{round(duration_s * 1000)}ms", "--json",
@@ -340,20 +402,13 @@ class Pitd:
         r = json.loads(out.stdout)
         if r["errors"]:
             raise RuntimeError(f"pitctl bench saw {r['errors']} failed calls")
-        return {
-            "calls": r["calls"],
-            "errors": r["errors"],
-            "seconds": r["duration_s"],
-            **{f: float(r[f]) for f in FIELDS},
-        }
+        return {"calls": r["calls"], "seconds": r["duration_s"], **{f: float(r[f]) for f in FIELDS}}
 
     def stop(self) -> List[str]:
         """Stops pitd (shutdown, then SIGTERM, then SIGKILL) and returns what outlived it."""
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.ctl("shutdown", timeout=10.0)
-            except subprocess.TimeoutExpired:
-                pass
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 try:
                     self.proc.wait(timeout=WAIT_S)
@@ -361,7 +416,7 @@ class Pitd:
                 except subprocess.TimeoutExpired:
                     self.proc.send_signal(sig)
             self.proc.wait(timeout=WAIT_S)
-        # pitd's children (workers and its guard process) must go with it.
+        # Its children (the workers and its guard process) must go with it.
         deadline = time.monotonic() + 5.0
         left = dict(self.started)
         while left and time.monotonic() < deadline:
@@ -370,7 +425,8 @@ class Pitd:
         survivors = []
         for pid in left:
             survivors.append(f"pid {pid}: {self._cmdline(pid)}")
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.log.close()
         return survivors
 
@@ -391,18 +447,21 @@ class Pitd:
             return "?"
 
 
-def pit_rows(bin_dir: Path, runs: int, duration_s: float, warmup_s: float):
-    """``{"pit c=N": [run, ...]}``, the pitd version line, and what outlived pitd."""
-    daemon = Pitd(bin_dir)
-    rows: Dict[str, List[Dict[str, float]]] = {f"pit c={c}": [] for c in PIT_CONCURRENCY}
-    survivors: List[str] = []
+def pit_rows(cfg: "Config") -> Tuple[Rows, List[str]]:
+    """The ``pit`` rows, and what outlived pitd (nothing, normally)."""
+    daemon = Pitd(cfg.bin_dir)
+    rows: Rows = {f"pit c={c}": [] for c in PIT_CONCURRENCY}
+    rows["pit c=1" + ONE_CPU] = []
     try:
         daemon.wait_ready()
-        daemon.bench(PIT_CONCURRENCY[-1], warmup_s)
-        for run in range(runs):
+        daemon.bench(PIT_CONCURRENCY[-1], cfg.warmup_s)
+        for run in range(cfg.runs):
             for c in PIT_CONCURRENCY:
-                progress(f"pit c={c}", run, runs)
-                rows[f"pit c={c}"].append(daemon.bench(c, duration_s))
+                progress(f"pit c={c}", run, cfg.runs)
+                rows[f"pit c={c}"].append(daemon.bench(c, cfg.duration_s))
+            with pinned([daemon.proc.pid, *daemon.started], cfg.cpu):
+                daemon.bench(1, cfg.warmup_s)
+                rows["pit c=1" + ONE_CPU].append(daemon.bench(1, cfg.duration_s))
     finally:
         survivors = daemon.stop()
         daemon.cleanup()
@@ -412,7 +471,7 @@ def pit_rows(bin_dir: Path, runs: int, duration_s: float, warmup_s: float):
 # --- Python's process pools -------------------------------------------------------------
 
 
-def windowed(submit: Callable[[Callable[..., None]], None], window: int, duration_s: float) -> Dict[str, float]:
+def windowed(submit: Callable[[Callable[[object], None]], None], window: int, duration_s: float) -> Run:
     """Keeps ``window`` calls in flight for ``duration_s``, then waits for the last ones.
 
     ``submit(done)`` starts one call of ``echo(PAYLOAD)``; its completion (in the pool's
@@ -448,41 +507,64 @@ def windowed(submit: Callable[[Callable[..., None]], None], window: int, duratio
     return summarize(lat, elapsed)
 
 
-def mp_pool_rows(runs: int, duration_s: float, warmup_s: float) -> Dict[str, List[Dict[str, float]]]:
-    rows: Dict[str, List[Dict[str, float]]] = {f"mp.Pool c={w}": [] for w in WINDOWS}
-    with multiprocessing.Pool(POOL_SIZE) as pool:
-
-        def submit(done: Callable[..., None]) -> None:
-            pool.apply_async(echo, (PAYLOAD,), callback=done, error_callback=done)
-
-        windowed(submit, WINDOWS[-1], warmup_s)
-        for run in range(runs):
-            for w in WINDOWS:
-                progress(f"mp.Pool c={w}", run, runs)
-                rows[f"mp.Pool c={w}"].append(windowed(submit, w, duration_s))
+def python_pool_rows(name: str, submit: Callable[[Callable[[object], None]], None], cfg: "Config") -> Rows:
+    rows: Rows = {f"{name} c={w}": [] for w in WINDOWS}
+    windowed(submit, WINDOWS[-1], cfg.warmup_s)
+    for run in range(cfg.runs):
+        for w in WINDOWS:
+            progress(f"{name} c={w}", run, cfg.runs)
+            rows[f"{name} c={w}"].append(windowed(submit, w, cfg.duration_s))
     return rows
 
 
-def executor_rows(runs: int, duration_s: float, warmup_s: float) -> Dict[str, List[Dict[str, float]]]:
-    rows: Dict[str, List[Dict[str, float]]] = {f"ProcessPoolExecutor c={w}": [] for w in WINDOWS}
+def mp_pool_rows(cfg: "Config") -> Rows:
+    with multiprocessing.Pool(POOL_SIZE) as pool:
+
+        def submit(done: Callable[[object], None]) -> None:
+            pool.apply_async(echo, (PAYLOAD,), callback=done, error_callback=done)
+
+        return python_pool_rows("mp.Pool", submit, cfg)
+
+
+def executor_rows(cfg: "Config") -> Rows:
     with concurrent.futures.ProcessPoolExecutor(POOL_SIZE) as ex:
 
-        def submit(done: Callable[..., None]) -> None:
+        def submit(done: Callable[[object], None]) -> None:
             def finished(fut: concurrent.futures.Future) -> None:
                 error = fut.exception()
                 done(error if error is not None else fut.result())
 
             ex.submit(echo, PAYLOAD).add_done_callback(finished)
 
-        windowed(submit, WINDOWS[-1], warmup_s)
-        for run in range(runs):
-            for w in WINDOWS:
-                progress(f"ProcessPoolExecutor c={w}", run, runs)
-                rows[f"ProcessPoolExecutor c={w}"].append(windowed(submit, w, duration_s))
-    return rows
+        return python_pool_rows("ProcessPoolExecutor", submit, cfg)
 
 
 # --- report -----------------------------------------------------------------------------
+
+
+class Config:
+    def __init__(self, runs: int, duration_s: float, bin_dir: Path, cpu: int) -> None:
+        self.runs = runs
+        self.duration_s = duration_s
+        self.warmup_s = min(0.5, duration_s / 4)
+        self.bin_dir = bin_dir
+        self.cpu = cpu  # where the "1 CPU" rows run
+
+
+ROW_ORDER = (
+    "floor-raw",
+    "floor-pit-runtime",
+    "pit c=1",
+    "pit c=2",
+    "pit c=4",
+    "mp.Pool c=1",
+    "mp.Pool c=64",
+    "ProcessPoolExecutor c=1",
+    "ProcessPoolExecutor c=64",
+    "floor-raw" + ONE_CPU,
+    "floor-pit-runtime" + ONE_CPU,
+    "pit c=1" + ONE_CPU,
+)
 
 
 def progress(row: str, run: int, runs: int) -> None:
@@ -493,48 +575,61 @@ def fmt_us(us: float) -> str:
     return f"{us:.1f}" if us < 100 else f"{us:.0f}"
 
 
-def best(medians: Dict[str, Dict[str, float]], prefix: str) -> Tuple[str, float]:
-    name = max((n for n in medians if n.startswith(prefix)), key=lambda n: medians[n]["calls_per_s"])
+def best(medians: Dict[str, Run], prefix: str) -> Tuple[str, float]:
+    name = max(
+        (n for n in medians if n.startswith(prefix) and not n.endswith(ONE_CPU)),
+        key=lambda n: medians[n]["calls_per_s"],
+    )
     return name, medians[name]["calls_per_s"]
 
 
-def report(info: Dict[str, object], medians: Dict[str, Dict[str, float]]) -> Dict[str, Dict[str, object]]:
+def print_table(medians: Dict[str, Run]) -> None:
     width = max(len(n) for n in medians) + 2
     print(f"\n{'':<{width}}{'calls/s':>10}{'p50 µs':>10}{'p90 µs':>10}{'p99 µs':>10}{'max µs':>10}")
-    for name, m in medians.items():
+    for name in ROW_ORDER:
+        m = medians[name]
+        if name == ROW_ORDER[9]:
+            print(f"{'(every process of the row pinned to one CPU)':<{width}}")
         cells = "".join(f"{fmt_us(m[f]):>10}" for f in FIELDS[1:])
         print(f"{name:<{width}}{m['calls_per_s']:>10.0f}{cells}")
 
+
+def ratios(medians: Dict[str, Run]) -> Dict[str, Dict[str, object]]:
     pit_name, pit_cps = best(medians, "pit ")
     mp_name, mp_cps = best(medians, "mp.Pool")
-    pit_p50 = medians["pit c=1"]["p50_us"]
-    floor_p50 = medians["floor-pit-runtime"]["p50_us"]
-    ratios = {
+    out: Dict[str, Dict[str, object]] = {
         "throughput": {
             "what": f"{pit_name} / {mp_name} calls/s",
             "value": pit_cps / mp_cps,
             "target": ">= 2",
             "met": pit_cps / mp_cps >= 2.0,
         },
-        "latency": {
-            "what": "pit c=1 / floor-pit-runtime p50",
+    }
+    for key, suffix in (("latency", ""), ("latency_one_cpu", ONE_CPU)):
+        pit_p50 = medians["pit c=1" + suffix]["p50_us"]
+        floor_p50 = medians["floor-pit-runtime" + suffix]["p50_us"]
+        out[key] = {
+            "what": f"pit c=1{suffix} / floor-pit-runtime{suffix} p50",
             "value": pit_p50 / floor_p50,
             "target": "<= 2.5",
             "met": pit_p50 / floor_p50 <= 2.5,
-        },
-    }
+        }
+
     print()
+    t = out["throughput"]
     print(
-        f"throughput  {pit_name} / {mp_name}: {pit_cps:.0f} / {mp_cps:.0f} calls/s = "
-        f"{ratios['throughput']['value']:.2f}x  (target >= 2x: "
-        f"{'met' if ratios['throughput']['met'] else 'NOT met'})"
+        f"throughput  {t['what']}: {pit_cps:.0f} / {mp_cps:.0f} = {t['value']:.2f}x"
+        f"  (target >= 2x: {'met' if t['met'] else 'NOT met'})"
     )
-    print(
-        f"latency     pit c=1 / floor-pit-runtime p50: {fmt_us(pit_p50)} / {fmt_us(floor_p50)} µs = "
-        f"{ratios['latency']['value']:.2f}x  (target <= 2.5x: "
-        f"{'met' if ratios['latency']['met'] else 'NOT met'})"
-    )
-    return ratios
+    for label, key, suffix in (("latency", "latency", ""), ("", "latency_one_cpu", ONE_CPU)):
+        r = out[key]
+        pit_p50 = medians["pit c=1" + suffix]["p50_us"]
+        floor_p50 = medians["floor-pit-runtime" + suffix]["p50_us"]
+        print(
+            f"{label:<12}{r['what']}: {fmt_us(pit_p50)} / {fmt_us(floor_p50)} µs = {r['value']:.2f}x"
+            f"  (target <= 2.5x: {'met' if r['met'] else 'NOT met'})"
+        )
+    return out
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -554,49 +649,57 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.runs, args.duration = 1, 1.0
     if not 1 <= args.runs <= 20 or not 0.1 <= args.duration <= 60:
         parser.error("--runs must be 1..20 and --duration 0.1..60 seconds")
-    warmup_s = min(0.5, args.duration / 4)
+    usable = sorted(os.sched_getaffinity(0))
+    cfg = Config(args.runs, args.duration, args.bin_dir, cpu=usable[-1])
 
-    cpus = os.cpu_count()
-    usable = len(os.sched_getaffinity(0))
     info: Dict[str, object] = {
-        "cores": cpus,
-        "usable_cores": usable,
-        "load_average": os.getloadavg(),
+        "cores": os.cpu_count(),
+        "usable_cores": len(usable),
+        "one_cpu_rows_on": cfg.cpu,
         "python_version": platform.python_version(),
         "python": sys.executable,
         "mp_start_method": multiprocessing.get_start_method(),
-        "pitd": str(args.bin_dir / "pitd"),
+        "pitd": str(cfg.bin_dir / "pitd"),
         "pool_size": POOL_SIZE,
         "payload": PAYLOAD,
-        "runs": args.runs,
-        "duration_s": args.duration,
+        "runs": cfg.runs,
+        "duration_s": cfg.duration_s,
+        "load_average_before": os.getloadavg(),
     }
-    print(f"cores: {cpus} ({usable} usable by this process), load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"python: {platform.python_version()} at {sys.executable} (driver, floors, pit workers, pools)")
-    print(f"pitd: {args.bin_dir / 'pitd'}, pool of {POOL_SIZE} workers; multiprocessing start method: {info['mp_start_method']}")
-    print(f"each row: 32-character string echo, median of {args.runs} run(s) of {args.duration:g} s", flush=True)
+    print(f"cores: {os.cpu_count()} ({len(usable)} usable here); load average {os.getloadavg()[0]:.2f}")
+    print(f"python: {platform.python_version()}, {sys.executable} (driver, floors, pit workers, pools)")
+    print(f"pitd: {cfg.bin_dir / 'pitd'} with {POOL_SIZE} workers; multiprocessing start method: {info['mp_start_method']}")
+    print(f"each row: 32-character string echo, median of {cfg.runs} run(s) of {cfg.duration_s:g} s", flush=True)
 
     started = time.monotonic()
-    runs: Dict[str, List[Dict[str, float]]] = {}
-    progress("floor-raw", 0, 1)
-    runs["floor-raw"] = floor_raw(args.runs, args.duration, warmup_s)
-    progress("floor-pit-runtime", 0, 1)
-    runs["floor-pit-runtime"] = floor_pit_runtime(args.runs, args.duration, warmup_s)
-    pit, survivors = pit_rows(args.bin_dir, args.runs, args.duration, warmup_s)
+    ticks_before = cpu_ticks()
+    runs: Rows = {}
+    runs.update(floor_raw(cfg))
+    runs.update(floor_pit_runtime(cfg))
+    pit, survivors = pit_rows(cfg)
     runs.update(pit)
-    runs.update(mp_pool_rows(args.runs, args.duration, warmup_s))
-    runs.update(executor_rows(args.runs, args.duration, warmup_s))
-    medians = {name: median_row(r) for name, r in runs.items()}
+    runs.update(mp_pool_rows(cfg))
+    runs.update(executor_rows(cfg))
+    ticks_after = cpu_ticks()
+    medians = {name: median_row(runs[name]) for name in ROW_ORDER}
 
-    ratios = report(info, medians)
+    print_table(medians)
+    info["ratios"] = ratios(medians)
+    all_ticks = ticks_after[0] - ticks_before[0]
+    info["steal_percent"] = 100.0 * (ticks_after[1] - ticks_before[1]) / max(all_ticks, 1)
+    info["load_average_after"] = os.getloadavg()
+    info["seconds"] = time.monotonic() - started
+    print(
+        f"\nCPU steal during the run: {info['steal_percent']:.1f}%; load average now "
+        f"{os.getloadavg()[0]:.2f}; total {info['seconds']:.0f} s"
+    )
     if survivors:
-        print("\nprocesses started by pitd outlived it (killed now):\n  " + "\n  ".join(survivors))
+        print("processes started by pitd outlived it (killed now):\n  " + "\n  ".join(survivors))
     else:
-        print("\npitd stopped; none of the processes it started outlived it")
-    print(f"total time {time.monotonic() - started:.0f} s")
+        print("pitd stopped; none of the processes it started outlived it")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"info": info, "medians": medians, "runs": runs, "ratios": ratios, "survivors": survivors}, f, indent=2)
+            json.dump({"info": info, "medians": medians, "runs": runs, "survivors": survivors}, f, indent=2)
             f.write("\n")
     return 1 if survivors else 0
 

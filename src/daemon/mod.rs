@@ -11,6 +11,7 @@ pub mod control;
 pub mod events;
 pub mod guard;
 pub mod monitor;
+pub mod notify;
 pub mod output;
 pub mod pool;
 pub mod procs;
@@ -81,6 +82,7 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
     call.set_nonblocking(true)?;
     let call = tokio::net::UnixListener::from_std(call)?;
     let call_task = tokio::spawn(calls::serve(call, sup.pool_table(), access, listeners.clone()));
+    let notify_task = tokio::spawn(notify::run(sup.clone(), shutdown.clone()));
     tracing::info!(
         control_socket = %daemon.control_socket.display(),
         call_socket = %daemon.call_socket.display(),
@@ -98,6 +100,8 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
         _ = shutdown.cancelled() => "a shutdown request",
     };
     shutdown.cancel();
+    notify::stopping();
+    let _ = notify_task.await;
     tracing::info!(
         "stopping on {why}: stopping workers (budget {:?})",
         daemon.shutdown_timeout

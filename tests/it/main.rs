@@ -8,3 +8,4 @@ mod control;
 mod lifecycle;
 mod man;
 mod supervise;
+mod systemd;
