@@ -122,6 +122,8 @@ pub enum Command {
     Resume { pool: String },
     /// Change a pool's size at run time
     Scale { pool: String, size: u32 },
+    /// Re-read the spec (same as SIGHUP): changed pools are recycled worker by worker, removed pools drained, new pools started; an invalid spec is refused and the running one kept
+    Reload,
     /// Lifecycle events: worker started/ready/exited/recycled (with reason), pool failing/recovered
     Events {
         /// Keep printing new events as they happen
@@ -239,6 +241,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Resume { pool } => done(control()?.request(&Request::Resume { pool })?),
         Command::Scale { pool, size } => done(control()?.request(&Request::Scale { pool, size })?),
         Command::Events { follow, json } => events::run(&mut control()?, follow, json),
+        Command::Reload => done(control()?.request(&Request::Reload)?),
         Command::Shutdown => done(control()?.request(&Request::Shutdown)?),
     }
 }

@@ -29,7 +29,10 @@ const ID_SNIFF_BYTES: usize = 64;
 /// pitd's call ids on worker pipes: unique per daemon run.
 static NEXT_REQ_ID: AtomicU64 = AtomicU64::new(1);
 
-pub async fn serve(listener: UnixListener, pools: PoolTable, access: Access, stop: CancellationToken) {
+/// Pools as the call server sees them: replaced wholesale on reload.
+pub type PoolTableRx = tokio::sync::watch::Receiver<PoolTable>;
+
+pub async fn serve(listener: UnixListener, pools: PoolTableRx, access: Access, stop: CancellationToken) {
     loop {
         let conn = tokio::select! {
             c = listener.accept() => c,
@@ -48,7 +51,7 @@ pub async fn serve(listener: UnixListener, pools: PoolTable, access: Access, sto
     }
 }
 
-async fn connection(stream: UnixStream, pools: PoolTable, access: Access) {
+async fn connection(stream: UnixStream, pools: PoolTableRx, access: Access) {
     let allowed = stream
         .peer_cred()
         .is_ok_and(|c| access.allows(c.uid(), c.gid(), c.pid()));
@@ -68,7 +71,7 @@ async fn connection(stream: UnixStream, pools: PoolTable, access: Access) {
 
 /// Reads frames until EOF or a broken stream. An oversized frame is answered `too_large`
 /// and skipped, so the connection stays usable.
-async fn read_requests(mut reader: OwnedReadHalf, pools: &PoolTable, tx: ReplyTx) {
+async fn read_requests(mut reader: OwnedReadHalf, pools: &PoolTableRx, tx: ReplyTx) {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     let mut skip: usize = 0;
@@ -115,7 +118,7 @@ async fn read_requests(mut reader: OwnedReadHalf, pools: &PoolTable, tx: ReplyTx
     }
 }
 
-fn handle_request(body: &[u8], pools: &PoolTable, tx: &ReplyTx, now: Instant) {
+fn handle_request(body: &[u8], pools: &PoolTableRx, tx: &ReplyTx, now: Instant) {
     let req: CallRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => {
@@ -125,6 +128,7 @@ fn handle_request(body: &[u8], pools: &PoolTable, tx: &ReplyTx, now: Instant) {
         }
     };
     let id = req.id.get().as_bytes();
+    let pools = pools.borrow();
     let Some(pool) = pools.get(req.pool.as_ref()) else {
         let mut names: Vec<&str> = pools.keys().map(String::as_str).collect();
         names.sort_unstable();

@@ -159,6 +159,7 @@ async fn dispatch(request: Request, stream: &mut UnixStream, sup: &Supervisor) -
                 }
             }
         }
+        Request::Reload => send(stream, &done(sup.reload())).await,
         Request::Shutdown => {
             sup.shutdown.cancel();
             send(

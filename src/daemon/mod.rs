@@ -75,7 +75,7 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
         events: Arc::new(EventLog::default()),
         monitor: Some(monitor),
     };
-    let sup = Arc::new(Supervisor::start(&spec, deps, shutdown.clone()));
+    let sup = Arc::new(Supervisor::start(spec.clone(), deps, shutdown.clone()));
     let listeners = CancellationToken::new();
     let control_task = tokio::spawn(control::serve(control, sup.clone(), access, listeners.clone()));
     let call = socket::bind(&daemon.call_socket, daemon.call_mode, access.group)?;
@@ -94,10 +94,19 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let why = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-        _ = shutdown.cancelled() => "a shutdown request",
+    let mut hup = signal(SignalKind::hangup())?;
+    let why = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = shutdown.cancelled() => break "a shutdown request",
+            _ = hup.recv() => {
+                // An invalid spec is refused and logged; the running one stays.
+                if let Err(refusal) = sup.reload() {
+                    tracing::error!("{}", refusal.message);
+                }
+            }
+        }
     };
     shutdown.cancel();
     notify::stopping();

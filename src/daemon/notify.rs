@@ -64,13 +64,25 @@ pub fn summary(report: &StatusReport) -> String {
     let ready: usize = report
         .pools
         .iter()
-        .map(|p| p.workers.iter().filter(|w| matches!(w.state.as_str(), "idle" | "busy")).count())
+        .map(|p| {
+            p.workers
+                .iter()
+                .filter(|w| matches!(w.state.as_str(), "idle" | "busy"))
+                .count()
+        })
         .sum();
     let wanted: u32 = report.pools.iter().map(|p| p.size).sum();
     let calls: u64 = report.pools.iter().map(|p| p.requests).sum();
-    let failing: Vec<&str> =
-        report.pools.iter().filter(|p| p.state == PoolState::Failing).map(|p| p.name.as_str()).collect();
-    let mut line = format!("{} pools, {ready}/{wanted} workers ready, {calls} calls", report.pools.len());
+    let failing: Vec<&str> = report
+        .pools
+        .iter()
+        .filter(|p| p.state == PoolState::Failing)
+        .map(|p| p.name.as_str())
+        .collect();
+    let mut line = format!(
+        "{} pools, {ready}/{wanted} workers ready, {calls} calls",
+        report.pools.len()
+    );
     if !failing.is_empty() {
         line.push_str(&format!(", failing: {}", failing.join(", ")));
     }

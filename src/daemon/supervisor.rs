@@ -1,26 +1,34 @@
-//! The supervisor: pools by name, and the routing of control requests to them. It holds
-//! only handles; every pool's state lives in its own actor.
+//! The supervisor: pools by name, the routing of control requests to them, and reload. It
+//! holds only handles; every pool's state lives in its own actor. The set of pools changes
+//! only on reload; readers take a snapshot (`handles`) and never hold the lock across an
+//! await.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::calls::PoolTable;
 use super::events::EventLog;
 use super::output::OutputStore;
 use super::pool::{self, PoolDeps, PoolHandle, PoolMsg};
-use tokio::sync::oneshot;
-
-/// Where a pool command's answer goes.
-pub type Reply = oneshot::Sender<Result<String, String>>;
 use crate::ids::WorkerId;
 use crate::proto::control::{ControlErrorKind, LogLine};
 use crate::proto::status::StatusReport;
-use crate::spec::Spec;
+use crate::spec::{self, Spec};
+
+/// Where a pool command's answer goes.
+pub type Reply = oneshot::Sender<Result<String, String>>;
 
 pub struct Supervisor {
-    pools: Vec<PoolHandle>,
-    call_socket: String,
+    /// Pools in spec order. Written only by `reload`.
+    pools: RwLock<Vec<PoolHandle>>,
+    /// The same pools by name for the call server; replaced on reload.
+    table: watch::Sender<PoolTable>,
+    /// The spec running now (reload diffs against it).
+    spec: Mutex<Spec>,
+    deps: PoolDeps,
     started: Instant,
     pub output: Arc<OutputStore>,
     pub events: Arc<EventLog>,
@@ -35,49 +43,60 @@ pub struct Refusal {
     pub message: String,
 }
 
+fn table_of(pools: &[PoolHandle]) -> PoolTable {
+    Arc::new(pools.iter().map(|p| (p.name.clone(), p.clone())).collect())
+}
+
 impl Supervisor {
     /// Starts every pool of the spec. Must run inside the runtime.
-    pub fn start(spec: &Spec, deps: PoolDeps, shutdown: CancellationToken) -> Supervisor {
-        let pools = spec
+    pub fn start(spec: Spec, deps: PoolDeps, shutdown: CancellationToken) -> Supervisor {
+        let pools: Vec<PoolHandle> = spec
             .pools
             .iter()
             .map(|p| pool::start(p.clone(), deps.clone()))
             .collect();
+        let (table, _) = watch::channel(table_of(&pools));
         Supervisor {
-            pools,
-            call_socket: spec.daemon.call_socket.display().to_string(),
+            pools: RwLock::new(pools),
+            table,
+            spec: Mutex::new(spec),
+            output: deps.output.clone(),
+            events: deps.events.clone(),
+            deps,
             started: Instant::now(),
-            output: deps.output,
-            events: deps.events,
             shutdown,
         }
     }
 
-    /// Pools by name, for the call server.
-    pub fn pool_table(&self) -> super::calls::PoolTable {
-        Arc::new(self.pools.iter().map(|p| (p.name.clone(), p.clone())).collect())
+    /// Pools by name, kept current across reloads, for the call server.
+    pub fn pool_table(&self) -> watch::Receiver<PoolTable> {
+        self.table.subscribe()
     }
 
-    fn pool(&self, name: &str) -> Result<&PoolHandle, Refusal> {
-        self.pools.iter().find(|p| p.name == name).ok_or_else(|| Refusal {
-            kind: ControlErrorKind::NoSuchPool,
-            message: format!("no pool named {name:?} (pools: {})", self.pool_names()),
+    fn handles(&self) -> Vec<PoolHandle> {
+        self.pools.read().expect("pools lock").clone()
+    }
+
+    fn pool(&self, name: &str) -> Result<PoolHandle, Refusal> {
+        let pools = self.handles();
+        pools.iter().find(|p| p.name == name).cloned().ok_or_else(|| {
+            let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+            let names = if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            };
+            Refusal {
+                kind: ControlErrorKind::NoSuchPool,
+                message: format!("no pool named {name:?} (pools: {names})"),
+            }
         })
     }
 
-    fn pool_names(&self) -> String {
-        let names: Vec<&str> = self.pools.iter().map(|p| p.name.as_str()).collect();
-        if names.is_empty() {
-            "none".into()
-        } else {
-            names.join(", ")
-        }
-    }
-
     pub async fn status(&self, only: Option<&str>) -> Result<StatusReport, Refusal> {
-        let handles: Vec<&PoolHandle> = match only {
+        let handles = match only {
             Some(name) => vec![self.pool(name)?],
-            None => self.pools.iter().collect(),
+            None => self.handles(),
         };
         let mut pools = Vec::with_capacity(handles.len());
         for h in handles {
@@ -85,21 +104,29 @@ impl Supervisor {
                 pools.push(s);
             }
         }
+        let call_socket = self
+            .spec
+            .lock()
+            .expect("spec lock")
+            .daemon
+            .call_socket
+            .display()
+            .to_string();
         Ok(StatusReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             uptime_s: self.started.elapsed().as_secs_f64(),
             pools,
-            call_socket: Some(self.call_socket.clone()),
+            call_socket: Some(call_socket),
         })
     }
 
     /// The pool that owns `target` (a pool name or a running worker's id), and the worker.
-    async fn resolve(&self, target: &str) -> Result<(&PoolHandle, Option<WorkerId>), Refusal> {
+    async fn resolve(&self, target: &str) -> Result<(PoolHandle, Option<WorkerId>), Refusal> {
         let Some(id) = WorkerId::parse(target) else {
             return Ok((self.pool(target)?, None));
         };
-        for pool in &self.pools {
+        for pool in self.handles() {
             if pool
                 .status()
                 .await
@@ -122,11 +149,12 @@ impl Supervisor {
     ) -> Result<String, Refusal> {
         let (pool, worker) = self.resolve(target).await?;
         let (tx, rx) = oneshot::channel();
+        let gone = || Refusal {
+            kind: ControlErrorKind::ShuttingDown,
+            message: "pitd is shutting down".into(),
+        };
         if !pool.send(build(worker, tx)) {
-            return Err(Refusal {
-                kind: ControlErrorKind::ShuttingDown,
-                message: "pitd is shutting down".into(),
-            });
+            return Err(gone());
         }
         match rx.await {
             Ok(Ok(message)) => Ok(message),
@@ -134,10 +162,7 @@ impl Supervisor {
                 kind: ControlErrorKind::BadRequest,
                 message,
             }),
-            Err(_) => Err(Refusal {
-                kind: ControlErrorKind::ShuttingDown,
-                message: "pitd is shutting down".into(),
-            }),
+            Err(_) => Err(gone()),
         }
     }
 
@@ -163,12 +188,67 @@ impl Supervisor {
         Ok(LogTarget::Pool(target.to_string()))
     }
 
+    /// Re-reads the spec file and applies the difference: changed pools are recycled worker
+    /// by worker (reason `reload`), size-only changes scale, removed pools drain, new pools
+    /// start. An invalid spec changes nothing and the error is returned.
+    pub fn reload(&self) -> Result<String, Refusal> {
+        let path = self.spec.lock().expect("spec lock").path.clone();
+        let new = spec::load(&path).map_err(|e| Refusal {
+            kind: ControlErrorKind::BadRequest,
+            message: format!("reload refused, the running spec is kept: {e}"),
+        })?;
+        let mut current = self.spec.lock().expect("spec lock");
+        if new.daemon != current.daemon {
+            tracing::warn!("reload: [daemon] settings changed; they take effect when pitd restarts");
+        }
+        let mut pools = self.pools.write().expect("pools lock");
+        let mut summary = Vec::new();
+        let mut next = Vec::with_capacity(new.pools.len());
+        for spec in &new.pools {
+            match (
+                current.pools.iter().find(|p| p.name == spec.name),
+                pools.iter().find(|h| h.name == spec.name),
+            ) {
+                (Some(old), Some(handle)) => {
+                    if old != spec {
+                        handle.send(PoolMsg::Reconfigure(Box::new(spec.clone())));
+                        summary.push(format!("{} changed", spec.name));
+                    }
+                    next.push(handle.clone());
+                }
+                _ => {
+                    next.push(pool::start(spec.clone(), self.deps.clone()));
+                    summary.push(format!("{} added", spec.name));
+                }
+            }
+        }
+        for old in pools.iter().filter(|h| !new.pools.iter().any(|p| p.name == h.name)) {
+            let drain = current
+                .pools
+                .iter()
+                .find(|p| p.name == old.name)
+                .map_or(new.daemon.shutdown_timeout, |p| p.drain_timeout);
+            let handle = old.clone();
+            tokio::spawn(async move { handle.shutdown(Instant::now() + drain).await });
+            summary.push(format!("{} removed (draining)", old.name));
+        }
+        *pools = next;
+        self.table.send_replace(table_of(&pools));
+        *current = new;
+        let summary = if summary.is_empty() {
+            "no changes".to_string()
+        } else {
+            summary.join(", ")
+        };
+        tracing::info!("reloaded {}: {summary}", path.display());
+        Ok(format!("reloaded {}: {summary}", path.display()))
+    }
+
     /// Stops every pool (all in parallel; running calls may finish until `deadline`) and
     /// returns when their workers are reaped.
     pub async fn stop_pools(&self, deadline: Instant) {
         let mut stops = tokio::task::JoinSet::new();
-        for pool in &self.pools {
-            let pool = pool.clone();
+        for pool in self.handles() {
             stops.spawn(async move { pool.shutdown(deadline).await });
         }
         while stops.join_next().await.is_some() {}

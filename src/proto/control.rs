@@ -41,6 +41,8 @@ pub enum Request {
         pool: String,
         size: u32,
     },
+    /// Re-read the spec (same as SIGHUP).
+    Reload,
     /// The recent events; with `follow`, new ones as they happen.
     Events {
         #[serde(default)]

@@ -7,5 +7,6 @@ mod check;
 mod control;
 mod lifecycle;
 mod man;
+mod reload;
 mod supervise;
 mod systemd;

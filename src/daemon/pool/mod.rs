@@ -124,6 +124,8 @@ pub enum PoolMsg {
         size: u32,
         reply: oneshot::Sender<Result<String, String>>,
     },
+    /// A reloaded spec for this pool.
+    Reconfigure(Box<PoolSpec>),
     /// Stop taking calls (queued ones get `shutting_down`), let running calls finish until
     /// `deadline`, stop every worker (SIGTERM, SIGKILL after kill_timeout); the reply is
     /// sent once all have been reaped, and the actor ends.
@@ -315,6 +317,7 @@ impl PoolActor {
             PoolMsg::Scale { size, reply } => {
                 let _ = reply.send(self.scale_command(size, now));
             }
+            PoolMsg::Reconfigure(spec) => self.reconfigure(*spec, now),
         }
         self.tick(now);
     }

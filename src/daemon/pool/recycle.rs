@@ -250,6 +250,38 @@ impl PoolActor {
             return Err("a pool's size must be at least 1 (use `pitctl drain` to empty it)".into());
         }
         let old = self.size;
+        self.resize(size, now);
+        Ok(format!("pool {} scaled from {old} to {size} workers", self.spec.name))
+    }
+
+    /// A reloaded spec: a change beyond `size` recycles every worker (reason `reload`), one
+    /// surge at a time, and the new workers run the new spec; `size` scales.
+    pub(super) fn reconfigure(&mut self, spec: crate::spec::PoolSpec, now: Instant) {
+        let size_only = crate::spec::PoolSpec {
+            size: spec.size,
+            ..self.spec.clone()
+        } == spec;
+        let size = spec.size;
+        self.spec = spec;
+        if !size_only {
+            // A fixed spec deserves a fresh start, not the old crash loop's backoff.
+            self.failing = None;
+            self.restart = Default::default();
+            self.restart_at = None;
+            let ids: Vec<WorkerId> = self
+                .workers
+                .values()
+                .filter(|w| w.live() && w.retire.is_none())
+                .map(|w| w.id)
+                .collect();
+            for id in ids {
+                self.request_recycle(id, Reason::Reload, now);
+            }
+        }
+        self.resize(size, now);
+    }
+
+    fn resize(&mut self, size: u32, now: Instant) {
         self.size = size;
         self.drained_out = 0;
         let mut members: Vec<(bool, bool, Instant, WorkerId)> = self
@@ -275,7 +307,6 @@ impl PoolActor {
             self.drain_worker(id, now);
         }
         self.fill(now);
-        Ok(format!("pool {} scaled from {old} to {size} workers", self.spec.name))
     }
 
     fn known_worker(&self, id: WorkerId) -> Result<WorkerId, String> {
