@@ -36,8 +36,9 @@ the reply is back; calls/s is completed calls over the measured time. Percentile
 nearest-rank (the method ``pitctl bench`` uses). Each row is measured ``--runs`` times,
 the rows of one kind taking turns in each round so that drift on the machine affects them
 alike, and the table shows the median of each column over the runs; ``--json FILE`` keeps
-every run. Other load on the machine skews everything: the script prints the load average
-and the CPU steal time (time the hypervisor gave to other guests) during the run.
+every run. Other load on the machine skews everything, so the script also reports how the
+machine's CPU time was spent during the run: by this benchmark and what it started, by
+other processes, and stolen by the hypervisor.
 
 Every loop is bounded by a deadline and a call count, every wait by a timeout. pitd is
 stopped at the end (also on errors or Ctrl-C), and the script checks that none of the
@@ -141,11 +142,37 @@ def median_row(runs: List[Run]) -> Run:
     return {f: statistics.median(r[f] for r in runs) for f in FIELDS}
 
 
-def cpu_ticks() -> Tuple[int, int]:
-    """(all, steal) jiffies of the machine, from the ``cpu`` line of /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    return sum(fields[:8]), fields[7]  # user..steal; guest time is already in user
+class CpuUse:
+    """Where the machine's CPU time went between two samples: this script with everything
+    it started (counted once waited for), everyone else, and steal (time the hypervisor
+    gave to other guests)."""
+
+    def __init__(self) -> None:
+        self.t0, self.machine0, self.ours0 = time.monotonic(), self._machine(), self._ours()
+
+    @staticmethod
+    def _machine() -> Tuple[float, float]:
+        """(busy, steal) seconds of all CPUs from /proc/stat."""
+        with open("/proc/stat") as f:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in f.readline().split()[1:9])
+        tick = os.sysconf("SC_CLK_TCK")
+        return (user + nice + system + irq + softirq) / tick, steal / tick
+
+    @staticmethod
+    def _ours() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def summary(self) -> Dict[str, float]:
+        """Percentages of the machine's capacity (all CPUs) since construction."""
+        capacity = (time.monotonic() - self.t0) * (os.cpu_count() or 1)
+        busy, steal = (a - b for a, b in zip(self._machine(), self.machine0))
+        ours = self._ours() - self.ours0
+        return {
+            "ours_percent": 100.0 * ours / capacity,
+            "others_percent": 100.0 * max(busy - ours, 0.0) / capacity,
+            "steal_percent": 100.0 * steal / capacity,
+        }
 
 
 # --- CPU pinning ------------------------------------------------------------------------
@@ -664,15 +691,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         "payload": PAYLOAD,
         "runs": cfg.runs,
         "duration_s": cfg.duration_s,
-        "load_average_before": os.getloadavg(),
     }
-    print(f"cores: {os.cpu_count()} ({len(usable)} usable here); load average {os.getloadavg()[0]:.2f}")
+    print(f"cores: {os.cpu_count()} ({len(usable)} usable here)")
     print(f"python: {platform.python_version()}, {sys.executable} (driver, floors, pit workers, pools)")
     print(f"pitd: {cfg.bin_dir / 'pitd'} with {POOL_SIZE} workers; multiprocessing start method: {info['mp_start_method']}")
     print(f"each row: 32-character string echo, median of {cfg.runs} run(s) of {cfg.duration_s:g} s", flush=True)
 
     started = time.monotonic()
-    ticks_before = cpu_ticks()
+    cpu_use = CpuUse()
     runs: Rows = {}
     runs.update(floor_raw(cfg))
     runs.update(floor_pit_runtime(cfg))
@@ -680,19 +706,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     runs.update(pit)
     runs.update(mp_pool_rows(cfg))
     runs.update(executor_rows(cfg))
-    ticks_after = cpu_ticks()
+    info["cpu_use"] = use = cpu_use.summary()
     medians = {name: median_row(runs[name]) for name in ROW_ORDER}
 
     print_table(medians)
     info["ratios"] = ratios(medians)
-    all_ticks = ticks_after[0] - ticks_before[0]
-    info["steal_percent"] = 100.0 * (ticks_after[1] - ticks_before[1]) / max(all_ticks, 1)
-    info["load_average_after"] = os.getloadavg()
     info["seconds"] = time.monotonic() - started
     print(
-        f"\nCPU steal during the run: {info['steal_percent']:.1f}%; load average now "
-        f"{os.getloadavg()[0]:.2f}; total {info['seconds']:.0f} s"
+        f"\nCPU time during the run, of {os.cpu_count()} CPUs: this benchmark {use['ours_percent']:.0f}%, "
+        f"other processes {use['others_percent']:.0f}%, steal {use['steal_percent']:.1f}%; "
+        f"total {info['seconds']:.0f} s"
     )
+    if use["others_percent"] > 5:
+        print("other processes used the CPUs during the run: the figures are skewed; rerun when idle")
     if survivors:
         print("processes started by pitd outlived it (killed now):\n  " + "\n  ".join(survivors))
     else:

@@ -614,6 +614,8 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
             src = min(known, key=known.get)
             cross = known[src]
             row.update(crossed_at=cross - t0, crossing_source=src)
+            if len(known) == 2:
+                row["sampler_after_handler_ms"] = (known["sampler"] - known["handler"]) * 1000
             row["detect_ms"] = (rec["t"] - cross) * 1000
             if repl is not None and repl["worker"] in ready:
                 r_ready = ready[repl["worker"]]["t"]
@@ -622,6 +624,18 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
                 row["reaction_ms"] = (r_ready - cross) * 1000
                 row["ready_at"] = r_ready - t0
         reactions.append(row)
+
+    # A recycle "waited" when another worker's replacement was under way at some moment
+    # between its crossing and its worker_recycled event (max_surge = 1 admits one at a time).
+    for row in reactions:
+        if "crossed_at" not in row:
+            continue
+        row["waited"] = any(
+            o is not row
+            and o["recycled_at"] < row["recycled_at"]
+            and o.get("ready_at", float("inf")) > row["crossed_at"]
+            for o in reactions
+        )
 
     drains = [e for e in evs if e["event"] == "worker_draining"]
     exits = [e for e in evs if e["event"] == "worker_exited"]
@@ -638,7 +652,7 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
         pool_rss_mean=statistics.fmean([r for _, r in pool_rss]) if pool_rss else 0,
         pool_rss_series=pool_rss,
         worker_rss_series={
-            wid: [(t - t0, w[wid][0]) for t, w in status_samples if wid in w and t <= load_end]
+            wid: [(t - t0, w[wid][0]) for t, w in status_samples if wid in w and w[wid][0] > 0 and t <= load_end]
             for wid in sorted({wid for _, w in status_samples for wid in w}, key=lambda s: int(s.split("-")[1]))
         },
         recycles=len(recycles),
@@ -692,6 +706,7 @@ def monitor_cost(n: int, interval: str, window: float) -> Dict[str, Any]:
         ns1, ticks1 = process_cpu_ns(pid), cpu_ticks(tick_path)
         mon1 = cpu_ticks(mon_path) if mon_path else None
         elapsed = time.monotonic() - w0
+        floor_us = read_floor_us([p for p in descendants(pid) if "sleep" in cmdline(p)])
     finally:
         stop_s, survivors = d.stop()
         d.cleanup()
@@ -703,9 +718,28 @@ def monitor_cost(n: int, interval: str, window: float) -> Dict[str, Any]:
         "cpu_ms": (ns1 - ns0) / 1e6 if ns0 is not None and ns1 is not None else None,
         "cpu_ticks_ms": (ticks1 - ticks0) * 1000 / CLK_TCK,
         "monitor_thread_ticks_ms": (mon1 - mon0) * 1000 / CLK_TCK if mon0 is not None else None,
+        "python_read_us_per_process": floor_us,
         "stop_s": stop_s,
         "survivors": survivors,
     }
+
+
+def read_floor_us(pids: List[int], passes: int = 20) -> Optional[float]:
+    """A yardstick: this script's own CPU time (µs) per process to read /proc/PID/stat and
+    /proc/PID/statm once, the two files a sample needs, averaged over ``passes``."""
+    if not pids:
+        return None
+    t = time.process_time_ns()
+    for _ in range(passes):
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    f.read()
+                with open(f"/proc/{pid}/statm", "rb") as f:
+                    f.read()
+            except OSError:
+                pass
+    return (time.process_time_ns() - t) / passes / len(pids) / 1000
 
 
 # --------------------------------------------------------------------------- SVG
@@ -903,20 +937,32 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
             f"reaction (RSS crosses max_rss -> replacement ready): median {fmt_ms(statistics.median(rt))} ms, "
             f"max {fmt_ms(max(rt))} ms over {len(rt)} recycles; {within}/{len(rt)} within {fmt_ms(target)} ms"
         )
+        for waited, what in ((False, "first in line"), (True, "waited for another replacement (max_surge 1)")):
+            vals = [r["reaction_ms"] for r in reactions if r.get("waited") == waited]
+            summary[f"reaction_{'waited' if waited else 'first'}_ms"] = (
+                {"n": len(vals), "median": statistics.median(vals), "max": max(vals)} if vals else None
+            )
+            if vals:
+                print(
+                    f"  {what + ':':<46} n {len(vals):>3}   median {fmt_ms(statistics.median(vals)):>6} ms"
+                    f"   max {fmt_ms(max(vals)):>6} ms"
+                )
         for key, what in (
             ("detect_ms", "crossing -> worker_recycled"),
             ("spawn_ms", "worker_recycled -> replacement started"),
             ("startup_ms", "replacement started -> ready"),
         ):
             vals = [r[key] for r in reactions]
-            print(f"  {what:<40} median {fmt_ms(statistics.median(vals)):>6} ms   max {fmt_ms(max(vals)):>6} ms")
+            print(f"  {what + ':':<46} median {fmt_ms(statistics.median(vals)):>6} ms   max {fmt_ms(max(vals)):>6} ms")
         print(
             f"  reaction less its own replacement's start-up: median {fmt_ms(statistics.median(own))} ms, "
             f"max {fmt_ms(max(own))} ms; {within_own}/{len(own)} within 100 + 50 ms"
         )
+        lag = [r["sampler_after_handler_ms"] for r in reactions if "sampler_after_handler_ms" in r]
         print(
             f"  crossing taken from: 5 ms /proc sampler {srcs['sampler']}, handler's own report {srcs['handler']} "
-            f"(the earlier of the two)"
+            f"(the earlier of the two); sampler saw it "
+            + (f"{fmt_ms(statistics.median(lag))} ms later (median, max {fmt_ms(max(lag))} ms)" if lag else "-")
         )
     else:
         print("reaction: no recycle with a measured crossing and a ready replacement")
@@ -933,7 +979,7 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
         print("monitor CPU cost: pitd CPU over the window, 100ms sampling vs 1h (no sample in the window)")
         print(
             f"{'processes':>9}{'cpu @100ms':>12}{'cpu @1h':>10}{'samples':>9}{'per sample':>12}"
-            f"{'per process':>13}{'ticks @100ms/1h':>17}{'monitor thread':>16}"
+            f"{'per process':>13}{'ticks @100ms/1h':>17}{'monitor thread':>16}{'floor':>9}"
         )
         rows = []
         for n in MONITOR_NS:
@@ -945,17 +991,31 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
             a_ms = a["cpu_ms"] if a["cpu_ms"] is not None else a["cpu_ticks_ms"]
             b_ms = (b["cpu_ms"] if b["cpu_ms"] is not None else b["cpu_ticks_ms"]) * a["window_s"] / b["window_s"]
             per = (a_ms - b_ms) / samples
-            rows.append({"processes": n, "samples": samples, "per_sample_ms": per, "per_process_us": per * 1000 / n})
             mt = a["monitor_thread_ticks_ms"]
+            floor = a.get("python_read_us_per_process")
+            rows.append(
+                {
+                    "processes": n,
+                    "samples": samples,
+                    "per_sample_ms": per,
+                    "per_process_us": per * 1000 / n,
+                    "monitor_thread_per_sample_ms": mt / samples if mt is not None else None,
+                    "python_read_us_per_process": floor,
+                }
+            )
+            ticks = f"{a['cpu_ticks_ms']:.0f}/{b['cpu_ticks_ms']:.0f} ms"
             print(
                 f"{n:>9}{a_ms:>9.1f} ms{b_ms:>7.1f} ms{samples:>9.0f}{per:>9.3f} ms{per * 1000 / n:>10.1f} µs"
-                f"{a['cpu_ticks_ms']:>8.0f}/{b['cpu_ticks_ms']:.0f} ms"
-                f"{(mt / samples if mt is not None else float('nan')):>10.3f} ms/s."
+                f"{ticks:>17}{(mt / samples if mt is not None else float('nan')):>13.3f} ms"
+                f"{(floor if floor is not None else float('nan')):>6.1f} µs"
             )
         summary["monitor"] = rows
         print(
             f"(cpu = pitd's process CPU clock in ns precision over a {mon[0]['window_s']:.1f} s window; ticks = "
-            f"utime+stime at {1000 // CLK_TCK} ms resolution; monitor thread = its own ticks per sample)"
+            f"utime+stime at {1000 // CLK_TCK} ms resolution; monitor thread = its own ticks per sample;"
+        )
+        print(
+            "floor = a yardstick, not pitd: this script's CPU per process to read /proc/PID/stat and statm once)"
         )
     leftovers = [s for r in runs for s in r["survivors"]] + [s for m in mon for s in m["survivors"]]
     print()

@@ -506,7 +506,7 @@ def report(runs: List[Dict[str, float]], sizes: List[int], idle_s: float) -> Dic
         p = f"{fmt(med[p99])} {unit}" if p99 else ""
         if ok is not None:
             target = f"{target}: {'met' if ok else 'NOT met'}"
-            verdicts[label.strip()] = {"value": med[key], "target": target, "met": ok}
+            verdicts[key] = {"value": med[key], "target": target, "met": ok}
         rows.append((label, value, p, spread, target))
 
     py = med["python_startup"]
@@ -517,7 +517,8 @@ def report(runs: List[Dict[str, float]], sizes: List[int], idle_s: float) -> Dic
         up = f"{pool}.c_up"
         row("  (a) new worker idle in status", f"{pool}.a_status")
         row("  (b) new process exec'd (/proc)", f"{pool}.b_proc", target="pitd's share of (c)")
-        row("  (c) its Python at its first line", up, target=f"<= py start-up + 5 = {fmt_ms(py + 5)} ms",
+        note = "" if pool == "initial-1ms" else " (the backoff alone is 80-120 ms)"
+        row("  (c) its Python at its first line", up, target=f"<= py start-up + 5 = {fmt_ms(py + 5)} ms{note}",
             ok=med.get(up, 1e9) <= py + 5)  # fmt: skip
         row("      kill -> exit handled (events)", f"{pool}.to_exit_ms", target="1 ms resolution")
         row("      exit -> replacement exec'd (events)", f"{pool}.exit_to_start_ms", target="backoff + fork/exec")
@@ -529,7 +530,7 @@ def report(runs: List[Dict[str, float]], sizes: List[int], idle_s: float) -> Dic
             ok=med[f"status_p99_{n}"] < 5)  # fmt: skip
     row("pitctl status --json (process wall)", None)
     for n in sizes:
-        row(f"  {n} workers", f"pitctl_{n}")
+        row(f"  {n} workers", f"pitctl_{n}", target="< 5 ms", ok=med[f"pitctl_{n}"] < 5)
     rows.append(("", "", "", "", ""))
     row("pitd RSS (VmRSS, workers excluded)", None)
     mb = lambda v: f"{v:.1f}"  # noqa: E731
@@ -564,7 +565,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release",
                         help="directory holding pitd and pitctl (default: this repository's target/release)")  # fmt: skip
     args = parser.parse_args(argv)
-    kills, status_n, pitctl_n, py_n = 6, 200, 20, 20
+    kills, status_n, pitctl_n, py_n = 10, 200, 20, 20
     if args.quick:
         args.runs, kills, status_n, pitctl_n, py_n = 1, 4, 100, 10, 10
     if not 1 <= args.runs <= 20 or not 0 <= args.idle <= 120:
@@ -612,7 +613,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("processes started by pitd outlived it (killed now):\n  " + "\n  ".join(survivors))
     else:
         print(f"pitd stopped {daemons} times with SIGTERM; none of the processes it started outlived it")
-    print(f"total time {time.monotonic() - started:.0f} s")
+    print(f"total time {time.monotonic() - started:.0f} s, load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"python": PYTHON, "cores": os.cpu_count(), "runs": runs, **result, "survivors": survivors},

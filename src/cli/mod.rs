@@ -133,6 +133,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prometheus metrics (the Prometheus text format; --openmetrics for OpenMetrics)
+    Metrics {
+        /// Print the OpenMetrics exposition instead
+        #[arg(long)]
+        openmetrics: bool,
+    },
     /// Graceful stop of the daemon
     Shutdown,
 }
@@ -242,6 +248,19 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Scale { pool, size } => done(control()?.request(&Request::Scale { pool, size })?),
         Command::Events { follow, json } => events::run(&mut control()?, follow, json),
         Command::Reload => done(control()?.request(&Request::Reload)?),
+        Command::Metrics { openmetrics } => match control()?.request(&Request::Metrics)? {
+            Reply::Metrics { text } => {
+                use std::io::Write;
+                let text = if openmetrics {
+                    text
+                } else {
+                    crate::daemon::metrics::to_prometheus_text(&text)
+                };
+                std::io::stdout().lock().write_all(text.as_bytes())?;
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        },
         Command::Shutdown => done(control()?.request(&Request::Shutdown)?),
     }
 }

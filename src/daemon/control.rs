@@ -160,6 +160,15 @@ async fn dispatch(request: Request, stream: &mut UnixStream, sup: &Supervisor) -
             }
         }
         Request::Reload => send(stream, &done(sup.reload())).await,
+        Request::Metrics => {
+            send(
+                stream,
+                &Reply::Metrics {
+                    text: sup.metrics_text().await,
+                },
+            )
+            .await
+        }
         Request::Shutdown => {
             sup.shutdown.cancel();
             send(

@@ -10,6 +10,7 @@ pub mod calls;
 pub mod control;
 pub mod events;
 pub mod guard;
+pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod output;
@@ -68,12 +69,14 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
     let control = tokio::net::UnixListener::from_std(control)?;
 
     let shutdown = CancellationToken::new();
+    let metrics = Arc::new(metrics::Metrics::default());
     let deps = PoolDeps {
         spawner: Arc::new(procs),
         ids: Arc::new(IdAllocator::default()),
         output: Arc::new(OutputStore::default()),
         events: Arc::new(EventLog::default()),
         monitor: Some(monitor),
+        metrics: metrics.clone(),
     };
     let sup = Arc::new(Supervisor::start(spec.clone(), deps, shutdown.clone()));
     let listeners = CancellationToken::new();
@@ -83,6 +86,13 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
     let call = tokio::net::UnixListener::from_std(call)?;
     let call_task = tokio::spawn(calls::serve(call, sup.pool_table(), access, listeners.clone()));
     let notify_task = tokio::spawn(notify::run(sup.clone(), shutdown.clone()));
+    if let Some(addr) = daemon.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding metrics_listen {addr}"))?;
+        tokio::spawn(metrics::serve_http(listener, sup.clone(), listeners.clone()));
+        tracing::info!("serving metrics at http://{addr}/metrics");
+    }
     tracing::info!(
         control_socket = %daemon.control_socket.display(),
         call_socket = %daemon.call_socket.display(),

@@ -121,6 +121,14 @@ impl Supervisor {
         })
     }
 
+    /// The Prometheus exposition of the whole daemon.
+    pub async fn metrics_text(&self) -> String {
+        match self.status(None).await {
+            Ok(report) => self.deps.metrics.render(&report),
+            Err(r) => format!("# {}\n", r.message),
+        }
+    }
+
     /// The pool that owns `target` (a pool name or a running worker's id), and the worker.
     async fn resolve(&self, target: &str) -> Result<(PoolHandle, Option<WorkerId>), Refusal> {
         let Some(id) = WorkerId::parse(target) else {

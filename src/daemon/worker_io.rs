@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use super::pool::PoolMsg;
 use crate::ids::WorkerId;
+use crate::proto::call::ErrorKind;
 use crate::proto::frame;
 use crate::proto::worker::{FromWorker, Ready, decode_from_worker};
 
@@ -22,10 +23,11 @@ const OUTBOX: usize = 8;
 #[derive(Debug)]
 pub enum WorkerMsg {
     Ready(Ready),
-    /// OK (`ok = true`, body = result JSON) or ERR (body = error object JSON).
+    /// OK (`error = None`, body = result JSON) or ERR (`error` = its kind, body = the
+    /// error object JSON).
     Reply {
         req_id: u64,
-        ok: bool,
+        error: Option<ErrorKind>,
         body: Vec<u8>,
     },
     Pong {
@@ -105,18 +107,18 @@ async fn read_loop(
                         Ok(FromWorker::Ok { req_id, result }) => match valid_json(result) {
                             true => WorkerMsg::Reply {
                                 req_id,
-                                ok: true,
+                                error: None,
                                 body: result.to_vec(),
                             },
                             false => WorkerMsg::ProtocolError("an OK frame carried invalid JSON".into()),
                         },
-                        Ok(FromWorker::Err { req_id, error }) => match valid_error(error) {
-                            true => WorkerMsg::Reply {
+                        Ok(FromWorker::Err { req_id, error }) => match error_kind(error) {
+                            Some(kind) => WorkerMsg::Reply {
                                 req_id,
-                                ok: false,
+                                error: Some(kind),
                                 body: error.to_vec(),
                             },
-                            false => WorkerMsg::ProtocolError("an ERR frame carried no valid error object".into()),
+                            None => WorkerMsg::ProtocolError("an ERR frame carried no valid error object".into()),
                         },
                         Ok(FromWorker::Pong { req_id }) => WorkerMsg::Pong { req_id },
                         Err(e) => WorkerMsg::ProtocolError(e.to_string()),
@@ -146,6 +148,8 @@ fn valid_json(bytes: &[u8]) -> bool {
 }
 
 /// An ERR body must be an object with a known error kind.
-fn valid_error(bytes: &[u8]) -> bool {
-    serde_json::from_slice::<crate::proto::call::CallError>(bytes).is_ok()
+fn error_kind(bytes: &[u8]) -> Option<ErrorKind> {
+    serde_json::from_slice::<crate::proto::call::CallError>(bytes)
+        .ok()
+        .map(|e| e.kind)
 }

@@ -43,6 +43,8 @@ pub enum Request {
     },
     /// Re-read the spec (same as SIGHUP).
     Reload,
+    /// The Prometheus text exposition.
+    Metrics,
     /// The recent events; with `follow`, new ones as they happen.
     Events {
         #[serde(default)]
@@ -64,6 +66,9 @@ pub enum Reply {
     },
     /// One event of a followed stream.
     Event(Event),
+    Metrics {
+        text: String,
+    },
     Done {
         message: String,
     },

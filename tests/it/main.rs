@@ -7,6 +7,7 @@ mod check;
 mod control;
 mod lifecycle;
 mod man;
+mod metrics;
 mod reload;
 mod supervise;
 mod systemd;

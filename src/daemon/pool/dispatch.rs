@@ -30,12 +30,29 @@ impl PoolActor {
             None
         };
         if let Some(kind) = refuse {
-            self.requests += 1;
-            self.errors += 1;
-            return call.answer(self.error_reply(&call, kind));
+            return self.fail_call(call, kind);
         }
         self.queue.push_back(call);
         self.dispatch(now);
+    }
+
+    /// Answers a call that pitd itself fails, with a message saying why.
+    pub(super) fn fail_call(&mut self, call: Call, kind: ErrorKind) {
+        let frame = self.error_reply(&call, kind);
+        self.answer(call, frame, Some(kind));
+    }
+
+    /// Sends a call's one reply and books it: counters and metrics by outcome.
+    fn answer(&mut self, call: Call, frame: Vec<u8>, error: Option<ErrorKind>) {
+        self.requests += 1;
+        if error.is_some() {
+            self.errors += 1;
+        }
+        let outcome = error.map_or("ok", ErrorKind::as_str);
+        self.deps
+            .metrics
+            .call(&self.spec.name, outcome, call.received.elapsed());
+        call.answer(frame);
     }
 
     /// The reply frame for a call pitd itself fails, with a message that says why.
@@ -122,9 +139,8 @@ impl PoolActor {
                 call.method,
                 w.handlers.join(", ")
             );
-            self.requests += 1;
-            self.errors += 1;
-            return call.answer(error_frame(&call.client_id, ErrorKind::NoSuchMethod, &message));
+            let frame = error_frame(&call.client_id, ErrorKind::NoSuchMethod, &message);
+            return self.answer(call, frame, Some(ErrorKind::NoSuchMethod));
         }
         let remaining = deadline
             .saturating_duration_since(now)
@@ -175,7 +191,14 @@ impl PoolActor {
         }
     }
 
-    pub(super) fn on_reply(&mut self, id: WorkerId, req_id: u64, ok: bool, body: Vec<u8>, now: Instant) {
+    pub(super) fn on_reply(
+        &mut self,
+        id: WorkerId,
+        req_id: u64,
+        error: Option<ErrorKind>,
+        body: Vec<u8>,
+        now: Instant,
+    ) {
         let Some(w) = self.workers.get_mut(&id) else { return };
         let matches = w.running.as_ref().is_some_and(|(c, _)| c.req_id == req_id);
         if !matches {
@@ -183,27 +206,13 @@ impl PoolActor {
             return self.kill_worker(id, Reason::ProtocolError);
         }
         let (call, _) = w.running.take().expect("checked above");
-        let worker = id.to_string();
-        let frame = if ok {
-            ok_frame(&call.client_id, &body, &worker)
-        } else {
-            error_frame_raw(&call.client_id, &body, Some(&worker))
-        };
-        call.answer(frame);
         w.requests += 1;
         w.last_seen = now;
-        self.requests += 1;
-        if ok {
+        if error.is_none() {
             w.consecutive_errors = 0;
         } else {
             w.errors += 1;
             w.consecutive_errors += 1;
-            self.errors += 1;
-        }
-        if let Some(s) = &call.session
-            && let Some(a) = self.affinity.get_mut(s)
-        {
-            a.last_used = now;
         }
         if let Ok(next) = transition(w.state, WorkerEvent::CallsFinished) {
             w.state = next;
@@ -211,6 +220,17 @@ impl PoolActor {
         if w.state == WorkerState::Idle {
             w.idle_since = now;
         }
+        if let Some(s) = &call.session
+            && let Some(a) = self.affinity.get_mut(s)
+        {
+            a.last_used = now;
+        }
+        let worker = id.to_string();
+        let frame = match error {
+            None => ok_frame(&call.client_id, &body, &worker),
+            Some(_) => error_frame_raw(&call.client_id, &body, Some(&worker)),
+        };
+        self.answer(call, frame, error);
         self.check_triggers(id, now);
     }
 
@@ -222,8 +242,6 @@ impl PoolActor {
             tracing::info!(pool = %self.spec.name, worker = %worker, "retrying idempotent call {} on another worker", call.req_id);
             return self.queue.push_front(call);
         }
-        self.requests += 1;
-        self.errors += 1;
         let (kind, message) = if self.shutdown.is_some() {
             (
                 ErrorKind::ShuttingDown,
@@ -235,7 +253,8 @@ impl PoolActor {
                 format!("{worker} ({}) died during the call: {status}", self.spec.name),
             )
         };
-        call.answer(error_frame(&call.client_id, kind, &message));
+        let frame = error_frame(&call.client_id, kind, &message);
+        self.answer(call, frame, Some(kind));
     }
 
     /// Times out running calls (their worker is killed: it may be stuck) and queued calls.
@@ -250,13 +269,11 @@ impl PoolActor {
             let Some((call, _)) = self.workers.get_mut(&id).and_then(|w| w.running.take()) else {
                 continue;
             };
-            self.requests += 1;
-            self.errors += 1;
             if let Some(w) = self.workers.get_mut(&id) {
                 w.errors += 1;
             }
-            call.answer(self.error_reply(&call, ErrorKind::Timeout));
             tracing::warn!(pool = %self.spec.name, worker = %id, "call {} timed out; killing the worker", call.method);
+            self.fail_call(call, ErrorKind::Timeout);
             self.kill_worker(id, Reason::Timeout);
         }
         let queue_timeout = self.spec.queue.timeout;
@@ -273,9 +290,7 @@ impl PoolActor {
             match kind {
                 Some(kind) => {
                     let call = self.queue.remove(i).expect("index checked");
-                    self.requests += 1;
-                    self.errors += 1;
-                    call.answer(self.error_reply(&call, kind));
+                    self.fail_call(call, kind);
                 }
                 None => i += 1,
             }

@@ -24,6 +24,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
 use super::events::EventLog;
+use super::metrics::Metrics;
 use super::monitor::{Monitor, TreeSample};
 use super::output::OutputStore;
 use super::procs::{ExitInfo, OnExit, OnSpawned, Procs};
@@ -170,6 +171,7 @@ pub struct PoolDeps {
     pub events: Arc<EventLog>,
     /// Samples workers' process trees; `None` in tests that run no processes.
     pub monitor: Option<Monitor>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Starts a pool actor on the current runtime and returns its handle.

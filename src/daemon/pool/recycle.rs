@@ -91,6 +91,7 @@ impl PoolActor {
             w.retire = Some(reason);
             let pid = w.pid;
             self.recycled += 1;
+            self.deps.metrics.recycle(&self.spec.name, reason);
             self.replacing.push_back(reason);
             self.emit(EventKind::WorkerRecycled, Some(id), pid, |ev| ev.reason = Some(reason));
         }
@@ -215,7 +216,7 @@ impl PoolActor {
             None => {
                 self.draining = true;
                 for call in std::mem::take(&mut self.queue) {
-                    call.answer(self.error_reply(&call, ErrorKind::PoolDrained));
+                    self.fail_call(call, ErrorKind::PoolDrained);
                 }
                 let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
                 for id in ids {

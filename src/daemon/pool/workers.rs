@@ -139,6 +139,7 @@ impl PoolActor {
         if self.owed_restarts > 0 {
             self.owed_restarts -= 1;
             self.restarts += 1;
+            self.deps.metrics.restart(&self.spec.name);
         }
         let mut env: Vec<(String, String)> = self.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         env.push(("PIT_MAX_FRAME".into(), MAX_FRAME.to_string()));
@@ -249,7 +250,7 @@ impl PoolActor {
                 }
                 self.worker_ready(id, ready.handlers, now)
             }
-            WorkerMsg::Reply { req_id, ok, body } => self.on_reply(id, req_id, ok, body, now),
+            WorkerMsg::Reply { req_id, error, body } => self.on_reply(id, req_id, error, body, now),
             WorkerMsg::Pong { req_id } => self.on_pong(id, req_id, now),
             WorkerMsg::ProtocolError(why) => {
                 tracing::error!(pool = %self.spec.name, worker = %id, "protocol error, killing the worker: {why}");
@@ -337,7 +338,7 @@ impl PoolActor {
                 if first {
                     // Calls would wait for a pool that cannot start workers: fail them fast.
                     for call in std::mem::take(&mut self.queue) {
-                        call.answer(self.error_reply(&call, ErrorKind::PoolFailing));
+                        self.fail_call(call, ErrorKind::PoolFailing);
                     }
                     let msg = self.failing_reason();
                     self.emit(EventKind::PoolFailing, Some(id), None, |ev| ev.message = msg);
@@ -383,6 +384,7 @@ impl PoolActor {
             self.deps.spawner.signal_group(pid, Signal::SIGKILL);
         }
         self.recycled += 1;
+        self.deps.metrics.recycle(&self.spec.name, reason);
         let pid = w.pid;
         self.emit(EventKind::WorkerRecycled, Some(id), pid, |ev| ev.reason = Some(reason));
     }
@@ -394,7 +396,7 @@ impl PoolActor {
         }
         self.shutdown = Some((deadline, vec![done]));
         for call in std::mem::take(&mut self.queue) {
-            call.answer(self.error_reply(&call, ErrorKind::ShuttingDown));
+            self.fail_call(call, ErrorKind::ShuttingDown);
         }
         // Busy workers finish their call first (see `expire_workers`).
         let idle: Vec<WorkerId> = self

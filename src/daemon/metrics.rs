@@ -1,0 +1,286 @@
+//! Prometheus metrics (OpenMetrics text, via prometheus-client). Counters and the latency
+//! histogram are updated by the pool actors as things happen; gauges (workers by state,
+//! per-worker RSS and CPU, queue depth) are set from a status report at scrape time, so a
+//! worker that is gone leaves no stale series behind. Served by `pitctl metrics` and, with
+//! `metrics_listen`, over HTTP at `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::lifecycle::{Reason, WorkerState};
+use crate::proto::status::StatusReport;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabel {
+    pub pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub pool: String,
+    /// `ok` or an error kind of the call protocol.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub pool: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub pool: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabels {
+    pub pool: String,
+    pub worker: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~105 s: a no-op call to a slow model call.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.00005, 2.0, 22,
+    ))
+}
+
+type LatencyFamily = Family<PoolLabel, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    calls: Family<OutcomeLabels, Counter>,
+    latency: LatencyFamily,
+    recycles: Family<ReasonLabels, Counter>,
+    restarts: Family<PoolLabel, Counter>,
+    workers: Family<StateLabels, Gauge>,
+    worker_rss: Family<WorkerLabels, Gauge>,
+    worker_cpu: Family<WorkerLabels, Gauge<f64, AtomicU64>>,
+    queue_depth: Family<PoolLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("pit");
+        let m = Metrics {
+            calls: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            recycles: Family::default(),
+            restarts: Family::default(),
+            workers: Family::default(),
+            worker_rss: Family::default(),
+            worker_cpu: Family::default(),
+            queue_depth: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "calls",
+            "Calls answered, by pool and outcome (ok or error kind)",
+            m.calls.clone(),
+        );
+        registry.register(
+            "call_duration_seconds",
+            "Call latency from arrival to reply",
+            m.latency.clone(),
+        );
+        registry.register("recycles", "Workers recycled, by pool and reason", m.recycles.clone());
+        registry.register("restarts", "Workers restarted after a crash", m.restarts.clone());
+        registry.register("workers", "Workers by pool and state", m.workers.clone());
+        registry.register(
+            "worker_rss_bytes",
+            "RSS of a worker's process tree",
+            m.worker_rss.clone(),
+        );
+        registry.register(
+            "worker_cpu_percent",
+            "CPU of a worker's process tree (100 = one core)",
+            m.worker_cpu.clone(),
+        );
+        registry.register("queue_depth", "Calls waiting for a worker", m.queue_depth.clone());
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    pub fn call(&self, pool: &str, outcome: &str, took: Duration) {
+        self.calls
+            .get_or_create(&OutcomeLabels {
+                pool: pool.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&PoolLabel { pool: pool.into() })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn recycle(&self, pool: &str, reason: Reason) {
+        self.recycles
+            .get_or_create(&ReasonLabels {
+                pool: pool.into(),
+                reason: reason.as_str().into(),
+            })
+            .inc();
+    }
+
+    pub fn restart(&self, pool: &str) {
+        self.restarts.get_or_create(&PoolLabel { pool: pool.into() }).inc();
+    }
+
+    /// The OpenMetrics exposition, with the gauges set from `status`.
+    pub fn render(&self, status: &StatusReport) -> String {
+        self.workers.clear();
+        self.worker_rss.clear();
+        self.worker_cpu.clear();
+        self.queue_depth.clear();
+        for pool in &status.pools {
+            for state in WorkerState::ALL {
+                let n = pool.workers.iter().filter(|w| w.state == state).count();
+                self.workers
+                    .get_or_create(&StateLabels {
+                        pool: pool.name.clone(),
+                        state: state.as_str().into(),
+                    })
+                    .set(n as i64);
+            }
+            self.queue_depth
+                .get_or_create(&PoolLabel {
+                    pool: pool.name.clone(),
+                })
+                .set(pool.queued as i64);
+            for w in &pool.workers {
+                let labels = WorkerLabels {
+                    pool: pool.name.clone(),
+                    worker: w.id.to_string(),
+                };
+                self.worker_rss.get_or_create(&labels).set(w.rss_bytes as i64);
+                self.worker_cpu.get_or_create(&labels).set(w.cpu_percent);
+            }
+        }
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!("encoding metrics: {e}");
+        }
+        out
+    }
+}
+
+/// The same exposition in the Prometheus text format (0.0.4), which promtool and older
+/// scrapers read: counters are announced under their `_total` sample name, and there is no
+/// `# EOF` marker.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(&name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// Serves `GET /metrics` on `metrics_listen` until `stop`. A deliberately tiny HTTP/1.1
+/// responder: one request per connection, bounded request size and time.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    sup: Arc<super::supervisor::Supervisor>,
+    stop: CancellationToken,
+) {
+    loop {
+        let (mut conn, _) = tokio::select! {
+            c = listener.accept() => match c {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("metrics listener accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        let sup = sup.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            let mut len = 0;
+            let read = async {
+                while len < buf.len() {
+                    match conn.read(&mut buf[len..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => len += n,
+                    }
+                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(5), read).await.is_err() {
+                return;
+            }
+            let head = String::from_utf8_lossy(&buf[..len]);
+            let target = head.split_whitespace().nth(1).unwrap_or("");
+            // OpenMetrics for scrapers that ask for it, the Prometheus text format otherwise.
+            let openmetrics = head
+                .lines()
+                .any(|l| l.to_ascii_lowercase().starts_with("accept:") && l.contains("application/openmetrics-text"));
+            let is_metrics = head.starts_with("GET ") && (target == "/metrics" || target.starts_with("/metrics?"));
+            let (status, ctype, body) = match (is_metrics, openmetrics) {
+                (true, true) => (
+                    "200 OK",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    sup.metrics_text().await,
+                ),
+                (true, false) => (
+                    "200 OK",
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    to_prometheus_text(&sup.metrics_text().await),
+                ),
+                (false, _) => ("404 Not Found", "text/plain", "try /metrics\n".to_string()),
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(reply.as_bytes()).await;
+            let _ = conn.shutdown().await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_names_counters_by_their_sample_and_drops_eof() {
+        let om = "# HELP pit_calls Calls.\n# TYPE pit_calls counter\npit_calls_total{pool=\"a\"} 3\n\
+                  # HELP pit_workers Workers.\n# TYPE pit_workers gauge\npit_workers 2\n# EOF\n";
+        let text = to_prometheus_text(om);
+        assert_eq!(
+            text,
+            "# HELP pit_calls_total Calls.\n# TYPE pit_calls_total counter\npit_calls_total{pool=\"a\"} 3\n\
+             # HELP pit_workers Workers.\n# TYPE pit_workers gauge\npit_workers 2\n"
+        );
+    }
+}
