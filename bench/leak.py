@@ -24,8 +24,8 @@ Leak runs (one with ``max_rss`` set, one without; same load, same duration)
       the whole run.
 
     The run without ``max_rss`` stops early if the pool's RSS passes half of the memory
-    available when the script started (it grows by the call rate in MiB/s); the table says
-    so if it happened.
+    available when the script started, or 8 GiB (it grows by the call rate in MiB/s); the
+    table says so if it happened.
 
 Reaction time (``max_rss`` run)
     The moment a worker crosses ``max_rss`` is taken two ways, and the earlier one is used:
@@ -37,7 +37,10 @@ Reaction time (``max_rss`` run)
     ``worker_ready`` event. It is split into: crossing -> ``worker_recycled`` (the
     monitor's sampling delay plus, when another replacement is under way, the wait for
     it), ``worker_recycled`` -> ``worker_started`` (the fork), and ``worker_started`` ->
-    ``worker_ready`` (the worker's start-up). The project's target is
+    ``worker_ready`` (the worker's start-up). Recycles are also shown apart by whether
+    another worker's replacement was under way between the crossing and the
+    ``worker_recycled`` event (it then waits for that one to be ready: both workers get
+    the same calls, round robin, so they tend to cross together). The project's target is
     ``monitor_interval + 50 ms + worker start-up``, with the start-up taken as the median
     ``worker_started`` -> ``worker_ready`` time over every worker of the run; each
     recycle is also checked against ``100 ms + 50 ms + its own replacement's start-up``.
@@ -58,7 +61,8 @@ Monitor cost
     and ``utime + stime`` from ``/proc/PID/stat`` (clock ticks), plus the monitor thread's
     own ticks from ``/proc/PID/task/TID/stat``. The cost per sample is the difference
     between the two intervals' CPU time divided by the number of samples in the window
-    (window / 100 ms).
+    (window / 100 ms). As a yardstick (not part of pitd's figure), the script's own CPU
+    time per process to read ``/proc/PID/stat`` and ``/proc/PID/statm`` once is shown.
 
 After every pitd run it is stopped with SIGTERM, and the script checks that no process it
 started (every worker pid seen in events, and every descendant of pitd seen while it ran,
@@ -74,9 +78,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
-import select
 import shutil
 import signal
 import statistics
@@ -471,7 +475,7 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
         d.wait_workers(POOL, POOL_SIZE)
 
         sys.path.insert(0, str(PYTHON_DIR))
-        import pit  # noqa: E402  (the project's own client)
+        import pit  # the project's own client, from python/
 
         client = pit.Client(str(d.call))
         stop = threading.Event()
@@ -518,7 +522,7 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
                 try:
                     r = client.call(POOL, "leak", MIB, timeout=CALL_TIMEOUT_S)
                     local.append((start, time.time(), None, r))
-                except Exception as e:  # noqa: BLE001  (every failure counts)
+                except Exception as e:  # every failure counts
                     local.append((start, time.time(), f"{getattr(e, 'kind', type(e).__name__)}: {e}", None))
                 i += 1
             with calls_lock:
@@ -567,7 +571,7 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
         elif parts[0] == "peak":
             peaks[int(parts[1])] = int(parts[2])
 
-    measured_s = (stopped_early[0] if stopped_early else duration)
+    measured_s = stopped_early[0] if stopped_early else duration
     ok = [c for c in calls if c[2] is None]
     failed = [c for c in calls if c[2] is not None]
     lat_ms = [(c[1] - c[0]) * 1000 for c in calls]
@@ -594,7 +598,11 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
     taken: set = set()
     for rec in recycles:
         repl = next(
-            (s for s in evs if s["event"] == "worker_started" and s["t"] >= rec["t"] and s["worker"] not in taken),
+            (
+                s
+                for s in evs
+                if s["event"] == "worker_started" and s["t"] >= rec["t"] and s["worker"] not in taken
+            ),
             None,
         )
         if repl is not None:
@@ -647,26 +655,37 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
         calls_per_s=len(ok) / measured_s,
         failed=len(failed),
         failures=[{"at_s": c[0] - t0, "error": c[2]} for c in failed][:50],
-        latency_ms={"p50": pct(lat_ms, 50), "p99": pct(lat_ms, 99), "max": max(lat_ms) if lat_ms else float("nan")},
+        latency_ms={
+            "p50": pct(lat_ms, 50),
+            "p99": pct(lat_ms, 99),
+            "max": max(lat_ms) if lat_ms else float("nan"),
+        },
         pool_rss_peak=max((r for _, r in pool_rss), default=0),
         pool_rss_mean=statistics.fmean([r for _, r in pool_rss]) if pool_rss else 0,
         pool_rss_series=pool_rss,
         worker_rss_series={
-            wid: [(t - t0, w[wid][0]) for t, w in status_samples if wid in w and w[wid][0] > 0 and t <= load_end]
-            for wid in sorted({wid for _, w in status_samples for wid in w}, key=lambda s: int(s.split("-")[1]))
+            wid: [
+                (t - t0, w[wid][0]) for t, w in status_samples if wid in w and w[wid][0] > 0 and t <= load_end
+            ]
+            for wid in sorted(
+                {wid for _, w in status_samples for wid in w}, key=lambda s: int(s.split("-")[1])
+            )
         },
         recycles=len(recycles),
-        recycle_reasons={r: sum(e.get("reason") == r for e in recycles) for r in {e.get("reason") for e in recycles}},
-        status_recycled=next((p["recycled"] for p in (final or {}).get("pools", []) if p["name"] == POOL), None),
-        status_restarts=next((p["restarts"] for p in (final or {}).get("pools", []) if p["name"] == POOL), None),
+        recycle_reasons={
+            r: sum(e.get("reason") == r for e in recycles) for r in {e.get("reason") for e in recycles}
+        },
+        status_recycled=next(
+            (p["recycled"] for p in (final or {}).get("pools", []) if p["name"] == POOL), None
+        ),
+        status_restarts=next(
+            (p["restarts"] for p in (final or {}).get("pools", []) if p["name"] == POOL), None
+        ),
         crash_exits=sum(e.get("reason") in ("crash", "hard_rss", "timeout") for e in exits),
         startups=startups,
         reactions=reactions,
         worker_peak_rss=max(peaks.values(), default=0),
-        events=[
-            {k: v for k, v in e.items() if k not in ("_recv",)} | {"t": e["t"] - t0}
-            for e in evs
-        ],
+        events=[{k: v for k, v in e.items() if k not in ("_recv",)} | {"t": e["t"] - t0} for e in evs],
         drains=len(drains),
         stop_s=stop_s,
         survivors=survivors,
@@ -683,7 +702,7 @@ def monitor_cost(n: int, interval: str, window: float) -> Dict[str, Any]:
     body = (
         f'monitor_interval = "{interval}"\n'
         "[pools.sleepers]\n"
-        f"command = [{json.dumps(sleep)}, \"3600\"]\n"
+        f'command = [{json.dumps(sleep)}, "3600"]\n'
         'protocol = "none"\n'
         f"size = {n}\n"
         'kill_timeout = "2s"\n'
@@ -794,8 +813,12 @@ def panel(
     t = 0.0
     while t <= x_max + 1e-9:
         x = X(t)
-        out.append(f'<line x1="{x:.1f}" y1="{top + pad_top + ph}" x2="{x:.1f}" y2="{top + pad_top + ph + 4}" stroke="#444"/>')
-        out.append(f'<text x="{x:.1f}" y="{top + pad_top + ph + 16}" font-size="11" text-anchor="middle">{t:g}</text>')
+        out.append(
+            f'<line x1="{x:.1f}" y1="{top + pad_top + ph}" x2="{x:.1f}" y2="{top + pad_top + ph + 4}" stroke="#444"/>'
+        )
+        out.append(
+            f'<text x="{x:.1f}" y="{top + pad_top + ph + 16}" font-size="11" text-anchor="middle">{t:g}</text>'
+        )
         t += x_step
     out.append(
         f'<text x="{left + pw / 2}" y="{top + height - 6}" font-size="12" text-anchor="middle">seconds since the load started</text>'
@@ -809,7 +832,9 @@ def panel(
         out.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#888" stroke-dasharray="6,4"/>'
         )
-        out.append(f'<text x="{left + pw - 4}" y="{y - 4:.1f}" font-size="11" text-anchor="end" fill="#555">{esc(label)}</text>')
+        out.append(
+            f'<text x="{left + pw - 4}" y="{y - 4:.1f}" font-size="11" text-anchor="end" fill="#555">{esc(label)}</text>'
+        )
     for t in vlines:
         x = X(t)
         out.append(
@@ -821,20 +846,31 @@ def panel(
             continue
         path = " ".join(f"{X(t):.1f},{Y(v):.1f}" for t, v in points)
         out.append(f'<polyline fill="none" stroke="{color}" stroke-width="{stroke}" points="{path}"/>')
-    # legend
+    # legend, on a white box so that lines under it do not cross the text
     lx, ly = left + 10, top + pad_top + 16
+    entries = sum(1 for _, _, _, label in series if label) + (1 if vlines else 0)
+    out.append(
+        f'<rect x="{lx - 6}" y="{ly - 14}" width="230" height="{16 * entries + 6}" '
+        'fill="white" fill-opacity="0.85" stroke="#ccc"/>'
+    )
     for _, color, stroke, label in series:
         if not label:
             continue
-        out.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="{color}" stroke-width="{max(stroke, 2)}"/>')
+        out.append(
+            f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="{color}" stroke-width="{max(stroke, 2)}"/>'
+        )
         out.append(f'<text x="{lx + 30}" y="{ly}" font-size="12">{esc(label)}</text>')
         ly += 16
     if vlines:
-        out.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="#d62728" stroke-width="2"/>')
+        out.append(
+            f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="#d62728" stroke-width="2"/>'
+        )
         out.append(f'<text x="{lx + 30}" y="{ly}" font-size="12">worker_recycled (max_rss)</text>')
 
 
-def write_svg(path: Path, with_rss: Dict[str, Any], without: Dict[str, Any], max_rss: int, rate: float) -> None:
+def write_svg(
+    path: Path, with_rss: Dict[str, Any], without: Dict[str, Any], max_rss: int, rate: float
+) -> None:
     def mib(series: List[Tuple[float, int]]) -> List[Tuple[float, float]]:
         return [(t, v / MIB) for t, v in series]
 
@@ -842,11 +878,16 @@ def write_svg(path: Path, with_rss: Dict[str, Any], without: Dict[str, Any], max
     recycled = [e["t"] for e in with_rss["events"] if e["event"] == "worker_recycled"]
     width, height = 960, 300
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{2 * height + 40}" '
-        f'viewBox="0 0 {width} {2 * height + 40}" font-family="DejaVu Sans, Arial, sans-serif">',
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{2 * height + 40}" '
+            f'viewBox="0 0 {width} {2 * height + 40}" font-family="DejaVu Sans, Arial, sans-serif">'
+        ),
         f'<rect width="{width}" height="{2 * height + 40}" fill="white"/>',
-        f'<text x="{width / 2}" y="22" font-size="15" text-anchor="middle">'
-        f'{esc(f"Pool RSS of 2 leaking workers (1 MiB kept per call, {rate:g} calls/s), sampled every 100 ms")}</text>',
+        (
+            f'<text x="{width / 2}" y="22" font-size="15" text-anchor="middle">'
+            f"{esc(f'Pool RSS of 2 leaking workers (1 MiB kept per call, {rate:g} calls/s), sampled every 100 ms')}"
+            "</text>"
+        ),
     ]
     panel(
         out,
@@ -881,11 +922,11 @@ def write_svg(path: Path, with_rss: Dict[str, Any], without: Dict[str, Any], max
 
 
 def fmt_ms(v: Optional[float]) -> str:
-    return "-" if v is None or v != v else (f"{v:.0f}" if v >= 100 else f"{v:.1f}")
+    return "-" if v is None or math.isnan(v) else (f"{v:.0f}" if v >= 100 else f"{v:.1f}")
 
 
 def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss: int) -> Dict[str, Any]:
-    with_rss, without = runs
+    with_rss = runs[0]
     print()
     print(
         f"leak load: {args.rate:g} calls/s offered, 1 MiB kept per call, {CLIENT_THREADS} client threads, "
@@ -903,7 +944,9 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
             f"{r['calls_per_s']:>9.1f}{r['failed']:>8}{r['recycles']:>10}{cells:>22}"
         )
         if r["stopped_early_at_s"] is not None:
-            print(f"{'':<18}(stopped early at {r['stopped_early_at_s']:.1f} s: pool RSS passed the safety cap)")
+            print(
+                f"{'':<18}(stopped early at {r['stopped_early_at_s']:.1f} s: pool RSS passed the safety cap)"
+            )
     print()
 
     startups = [s["ms"] for s in with_rss["startups"]]
@@ -919,7 +962,9 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
         f"(the {len(initial)} initial: {', '.join(fmt_ms(v) for v in initial)} ms; "
         f"replacements under load: median {fmt_ms(statistics.median(repl_startups) if repl_startups else None)} ms)"
     )
-    print(f"target = monitor_interval 100 ms + 50 ms + start-up {fmt_ms(startup_med)} ms = {fmt_ms(target)} ms")
+    print(
+        f"target = monitor_interval 100 ms + 50 ms + start-up {fmt_ms(startup_med)} ms = {fmt_ms(target)} ms"
+    )
     if reactions:
         rt = [r["reaction_ms"] for r in reactions]
         own = [r["reaction_ms"] - r["startup_ms"] for r in reactions]
@@ -937,7 +982,10 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
             f"reaction (RSS crosses max_rss -> replacement ready): median {fmt_ms(statistics.median(rt))} ms, "
             f"max {fmt_ms(max(rt))} ms over {len(rt)} recycles; {within}/{len(rt)} within {fmt_ms(target)} ms"
         )
-        for waited, what in ((False, "first in line"), (True, "waited for another replacement (max_surge 1)")):
+        for waited, what in (
+            (False, "first in line"),
+            (True, "waited for another replacement (max_surge 1)"),
+        ):
             vals = [r["reaction_ms"] for r in reactions if r.get("waited") == waited]
             summary[f"reaction_{'waited' if waited else 'first'}_ms"] = (
                 {"n": len(vals), "median": statistics.median(vals), "max": max(vals)} if vals else None
@@ -953,7 +1001,9 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
             ("startup_ms", "replacement started -> ready"),
         ):
             vals = [r[key] for r in reactions]
-            print(f"  {what + ':':<46} median {fmt_ms(statistics.median(vals)):>6} ms   max {fmt_ms(max(vals)):>6} ms")
+            print(
+                f"  {what + ':':<46} median {fmt_ms(statistics.median(vals)):>6} ms   max {fmt_ms(max(vals)):>6} ms"
+            )
         print(
             f"  reaction less its own replacement's start-up: median {fmt_ms(statistics.median(own))} ms, "
             f"max {fmt_ms(max(own))} ms; {within_own}/{len(own)} within 100 + 50 ms"
@@ -962,7 +1012,11 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
         print(
             f"  crossing taken from: 5 ms /proc sampler {srcs['sampler']}, handler's own report {srcs['handler']} "
             f"(the earlier of the two); sampler saw it "
-            + (f"{fmt_ms(statistics.median(lag))} ms later (median, max {fmt_ms(max(lag))} ms)" if lag else "-")
+            + (
+                f"{fmt_ms(statistics.median(lag))} ms later (median, max {fmt_ms(max(lag))} ms)"
+                if lag
+                else "-"
+            )
         )
     else:
         print("reaction: no recycle with a measured crossing and a ready replacement")
@@ -989,7 +1043,11 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
                 continue
             samples = a["window_s"] / MONITOR_INTERVAL_S
             a_ms = a["cpu_ms"] if a["cpu_ms"] is not None else a["cpu_ticks_ms"]
-            b_ms = (b["cpu_ms"] if b["cpu_ms"] is not None else b["cpu_ticks_ms"]) * a["window_s"] / b["window_s"]
+            b_ms = (
+                (b["cpu_ms"] if b["cpu_ms"] is not None else b["cpu_ticks_ms"])
+                * a["window_s"]
+                / b["window_s"]
+            )
             per = (a_ms - b_ms) / samples
             mt = a["monitor_thread_ticks_ms"]
             floor = a.get("python_read_us_per_process")
@@ -1029,14 +1087,20 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds of load per leak run (default 30)")
+    parser.add_argument(
+        "--duration", type=float, default=30.0, help="seconds of load per leak run (default 30)"
+    )
     parser.add_argument("--rate", type=float, default=80.0, help="calls/s offered, 1 MiB each (default 80)")
     parser.add_argument("--max-rss", type=int, default=200, help="max_rss in MiB (default 200)")
-    parser.add_argument("--window", type=float, default=10.0, help="monitor cost window in seconds (default 10)")
+    parser.add_argument(
+        "--window", type=float, default=10.0, help="monitor cost window in seconds (default 10)"
+    )
     parser.add_argument("--quick", action="store_true", help="8 s leak runs and 3 s monitor windows")
     parser.add_argument("--no-monitor", action="store_true", help="skip the monitor cost measurement")
     parser.add_argument("--json", metavar="FILE", help="also write every figure and event here")
-    parser.add_argument("--svg", metavar="FILE", default=str(SVG_PATH), help="where the plot goes (default bench/leak.svg)")
+    parser.add_argument(
+        "--svg", metavar="FILE", default=str(SVG_PATH), help="where the plot goes (default bench/leak.svg)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration = min(args.duration, 8.0)
@@ -1051,9 +1115,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "loadavg_at_start": os.getloadavg(),
-        "pitd": subprocess.run([str(BIN_DIR / "pitd"), "--version"], capture_output=True, text=True).stdout.strip(),
+        "pitd": subprocess.run(
+            [str(BIN_DIR / "pitd"), "--version"], capture_output=True, text=True
+        ).stdout.strip(),
     }
-    print(f"leak benchmark ({info['pitd'] or 'pitd'}, Python {info['python']}, {info['cpus']} CPUs)", file=sys.stderr)
+    print(
+        f"leak benchmark ({info['pitd'] or 'pitd'}, Python {info['python']}, {info['cpus']} CPUs)",
+        file=sys.stderr,
+    )
     runs = [
         leak_run(f"max_rss {args.max_rss} MiB", max_rss, args.duration, args.rate, cap),
         leak_run("max_rss unset", None, args.duration, args.rate, cap),
@@ -1063,12 +1132,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.no_monitor:
         for n in MONITOR_NS:
             for interval in ("1h", "100ms"):
-                print(f"  monitor cost: {n} processes, monitor_interval {interval} ...", file=sys.stderr, flush=True)
+                print(
+                    f"  monitor cost: {n} processes, monitor_interval {interval} ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 mon.append(monitor_cost(n, interval, args.window))
     summary = report(runs, mon, args, max_rss)
     print(f"plot: {args.svg}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"info": info, "runs": runs, "monitor": mon, "summary": summary}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"info": info, "runs": runs, "monitor": mon, "summary": summary}, indent=1)
+        )
     bad = runs[0]["failed"] > 0 or summary["leftovers"]
     return 1 if bad else 0
 

@@ -141,6 +141,11 @@ pub enum Command {
     },
     /// Graceful stop of the daemon
     Shutdown,
+    /// Print a shell completion script, e.g. `pitctl completions bash > /etc/bash_completion.d/pitctl`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Why pitctl failed, and so its exit code.
@@ -262,6 +267,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             other => Err(unexpected(&other)),
         },
         Command::Shutdown => done(control()?.request(&Request::Shutdown)?),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "pitctl", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 

@@ -130,3 +130,16 @@ fn shutdown_request_stops_the_daemon() {
     assert_eq!(out.status.code(), Some(0));
     d.wait_no_survivors();
 }
+
+#[test]
+fn completions_are_printed_for_each_shell_without_a_daemon() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pitctl"))
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("recycle") && text.contains("status"), "{shell}: {text}");
+    }
+}
