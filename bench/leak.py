@@ -833,7 +833,7 @@ def panel(
             f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#888" stroke-dasharray="6,4"/>'
         )
         out.append(
-            f'<text x="{left + pw - 4}" y="{y - 4:.1f}" font-size="11" text-anchor="end" fill="#555">{esc(label)}</text>'
+            f'<text x="{left + pw - 4}" y="{y + 13:.1f}" font-size="11" text-anchor="end" fill="#555">{esc(label)}</text>'
         )
     for t in vlines:
         x = X(t)
@@ -846,26 +846,18 @@ def panel(
             continue
         path = " ".join(f"{X(t):.1f},{Y(v):.1f}" for t, v in points)
         out.append(f'<polyline fill="none" stroke="{color}" stroke-width="{stroke}" points="{path}"/>')
-    # legend, on a white box so that lines under it do not cross the text
-    lx, ly = left + 10, top + pad_top + 16
-    entries = sum(1 for _, _, _, label in series if label) + (1 if vlines else 0)
-    out.append(
-        f'<rect x="{lx - 6}" y="{ly - 14}" width="230" height="{16 * entries + 6}" '
-        'fill="white" fill-opacity="0.85" stroke="#ccc"/>'
-    )
-    for _, color, stroke, label in series:
-        if not label:
-            continue
+    # legend: one row in the panel's title line, right-aligned, clear of the data
+    entries = [(color, max(stroke, 2.0), label) for _, color, stroke, label in series if label]
+    if vlines:
+        entries.append(("#d62728", 2.0, "worker_recycled (max_rss)"))
+    widths = [30 + 7 * len(label) + 16 for _, _, label in entries]  # ~7 px a character at 12 px
+    lx, ly = left + pw - sum(widths), top + 18
+    for (color, stroke, label), w in zip(entries, widths):
         out.append(
-            f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="{color}" stroke-width="{max(stroke, 2)}"/>'
+            f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="{color}" stroke-width="{stroke}"/>'
         )
         out.append(f'<text x="{lx + 30}" y="{ly}" font-size="12">{esc(label)}</text>')
-        ly += 16
-    if vlines:
-        out.append(
-            f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="#d62728" stroke-width="2"/>'
-        )
-        out.append(f'<text x="{lx + 30}" y="{ly}" font-size="12">worker_recycled (max_rss)</text>')
+        lx += w
 
 
 def write_svg(

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::pool::{Call, PoolHandle, PoolMsg, ReplyTx};
+use super::pool::{Call, PoolHandle, PoolMsg, ReplyFrame, ReplyTx};
 use super::socket::Access;
 use crate::proto::call::{CALL_MAX, CallRequest, ErrorKind, error_frame, sniff_id};
 use crate::proto::frame;
@@ -22,6 +22,15 @@ use crate::proto::worker::encode_call;
 
 /// Pools by name, as the call server routes them.
 pub type PoolTable = Arc<HashMap<String, PoolHandle>>;
+
+/// Calls in flight per connection; beyond it the connection is not read until replies
+/// have been written (backpressure on a caller that does not read its replies).
+const IN_FLIGHT_PER_CONNECTION: usize = 256;
+
+/// An error reply pitd sends before a call reaches a pool (no in-flight slot held).
+fn reply(tx: &ReplyTx, bytes: Vec<u8>) {
+    let _ = tx.send(ReplyFrame { bytes, slot: None });
+}
 
 /// Bytes of an oversized request read before answering `too_large`, to find its id.
 const ID_SNIFF_BYTES: usize = 64;
@@ -59,40 +68,43 @@ async fn connection(stream: UnixStream, pools: PoolTableRx, access: Access) {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(write_replies(writer, rx));
     if !allowed {
-        let _ = tx.send(error_frame(
-            b"null",
-            ErrorKind::BadRequest,
-            "not allowed to use this call socket",
-        ));
+        reply(
+            &tx,
+            error_frame(b"null", ErrorKind::BadRequest, "not allowed to use this call socket"),
+        );
         return;
     }
     read_requests(reader, &pools, tx).await;
 }
 
 /// Reads frames until EOF or a broken stream. An oversized frame is answered `too_large`
-/// and skipped, so the connection stays usable.
+/// and skipped, so the connection stays usable. The buffer starts small and grows with the
+/// frames, so a thousand idle connections cost little.
 async fn read_requests(mut reader: OwnedReadHalf, pools: &PoolTableRx, tx: ReplyTx) {
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION));
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut skip: usize = 0;
     loop {
-        let n = match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        let mut data = &chunk[..n];
-        if skip > 0 {
-            let k = skip.min(data.len());
-            skip -= k;
-            data = &data[k..];
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(buf.len().max(4096));
         }
-        buf.extend_from_slice(data);
+        match reader.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if skip > 0 {
+            let k = skip.min(buf.len());
+            buf.drain(..k);
+            skip -= k;
+        }
         let mut at = 0;
         loop {
             match frame::decode(&buf[at..], CALL_MAX) {
                 Ok(Some((range, used))) => {
-                    let now = Instant::now();
-                    handle_request(&buf[at..][range], pools, &tx, now);
+                    let Ok(slot) = slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    handle_request(&buf[at..][range], pools, &tx, Instant::now(), slot);
                     at += used;
                 }
                 Ok(None) => break,
@@ -104,7 +116,7 @@ async fn read_requests(mut reader: OwnedReadHalf, pools: &PoolTableRx, tx: Reply
                     }
                     let id = sniff_id(&buf[at + 4..]);
                     let msg = format!("request of {len} bytes exceeds the limit of {max} bytes");
-                    let _ = tx.send(error_frame(&id, ErrorKind::TooLarge, &msg));
+                    reply(&tx, error_frame(&id, ErrorKind::TooLarge, &msg));
                     skip = len.saturating_sub(have);
                     at = buf.len().min(at + 4 + len);
                     if skip > 0 {
@@ -115,15 +127,19 @@ async fn read_requests(mut reader: OwnedReadHalf, pools: &PoolTableRx, tx: Reply
             }
         }
         buf.drain(..at);
+        if buf.is_empty() && buf.capacity() > 64 * 1024 {
+            // A large request has passed: give its memory back.
+            buf = Vec::with_capacity(4096);
+        }
     }
 }
 
-fn handle_request(body: &[u8], pools: &PoolTableRx, tx: &ReplyTx, now: Instant) {
+fn handle_request(body: &[u8], pools: &PoolTableRx, tx: &ReplyTx, now: Instant, slot: OwnedSemaphorePermit) {
     let req: CallRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => {
             let msg = format!("invalid call request: {e}");
-            let _ = tx.send(error_frame(&sniff_id(body), ErrorKind::BadRequest, &msg));
+            reply(&tx, error_frame(&sniff_id(body), ErrorKind::BadRequest, &msg));
             return;
         }
     };
@@ -133,15 +149,14 @@ fn handle_request(body: &[u8], pools: &PoolTableRx, tx: &ReplyTx, now: Instant) 
         let mut names: Vec<&str> = pools.keys().map(String::as_str).collect();
         names.sort_unstable();
         let msg = format!("no pool named {:?} (pools: {})", req.pool, names.join(", "));
-        let _ = tx.send(error_frame(id, ErrorKind::NoSuchPool, &msg));
+        reply(&tx, error_frame(id, ErrorKind::NoSuchPool, &msg));
         return;
     };
     if req.method.len() > u16::MAX as usize || req.session.as_ref().is_some_and(|s| s.len() > u16::MAX as usize) {
-        let _ = tx.send(error_frame(
-            id,
-            ErrorKind::BadRequest,
-            "method or session longer than 65535 bytes",
-        ));
+        reply(
+            &tx,
+            error_frame(id, ErrorKind::BadRequest, "method or session longer than 65535 bytes"),
+        );
         return;
     }
     let req_id = NEXT_REQ_ID.fetch_add(1, Ordering::Relaxed);
@@ -156,24 +171,30 @@ fn handle_request(body: &[u8], pools: &PoolTableRx, tx: &ReplyTx, now: Instant) 
         idempotent: req.idempotent,
         retried: false,
         reply: tx.clone(),
+        slot: Some(slot),
         received: now,
     };
     if !pool.send(PoolMsg::Call(call)) {
-        let _ = tx.send(error_frame(id, ErrorKind::ShuttingDown, "pitd is shutting down"));
+        reply(&tx, error_frame(id, ErrorKind::ShuttingDown, "pitd is shutting down"));
     }
 }
 
 /// Writes reply frames as they complete; ends when every sender is gone (the reader hit
 /// EOF and every call of this connection was answered) or the peer stopped reading.
-async fn write_replies(mut writer: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
+async fn write_replies(mut writer: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<ReplyFrame>) {
     let mut batch = Vec::new();
+    // Slots are freed only once their replies are written.
+    let mut written = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.clear();
-        batch.extend_from_slice(&first);
+        written.clear();
+        batch.extend_from_slice(&first.bytes);
+        written.push(first.slot);
         while batch.len() < 256 * 1024
             && let Ok(more) = rx.try_recv()
         {
-            batch.extend_from_slice(&more);
+            batch.extend_from_slice(&more.bytes);
+            written.push(more.slot);
         }
         if writer.write_all(&batch).await.is_err() {
             return;

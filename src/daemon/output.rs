@@ -55,10 +55,6 @@ impl Default for OutputStore {
 
 impl OutputStore {
     fn push(&self, pool: &str, worker: WorkerId, stream: Stream, line: String) {
-        match stream {
-            Stream::Stdout => tracing::info!(target: "worker", pool, worker = %worker, "{line}"),
-            Stream::Stderr => tracing::warn!(target: "worker", pool, worker = %worker, "{line}"),
-        }
         let entry = LogLine {
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
             ts: super::now_rfc3339(),
@@ -153,6 +149,7 @@ async fn read_lines(
 ) {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
+    let mut log = LogBudget::new();
     loop {
         let n = match rx.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
@@ -162,29 +159,87 @@ async fn read_lines(
         let mut start = 0;
         while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
             let end = start + pos;
-            emit(store, pool, worker, stream, &buf[start..end]);
+            emit(store, pool, worker, stream, &buf[start..end], &mut log);
             start = end + 1;
         }
         buf.drain(..start);
         while buf.len() >= MAX_LINE {
             let rest = buf.split_off(MAX_LINE);
-            emit(store, pool, worker, stream, &buf);
+            emit(store, pool, worker, stream, &buf, &mut log);
             buf = rest;
         }
     }
     if !buf.is_empty() {
-        emit(store, pool, worker, stream, &buf);
+        emit(store, pool, worker, stream, &buf, &mut log);
     }
 }
 
-fn emit(store: &OutputStore, pool: &str, worker: WorkerId, stream: Stream, bytes: &[u8]) {
+/// Lines per second per stream that also go to pitd's own log; the rest are only kept in
+/// the ring. A worker printing at full speed must not turn pitd into a log pump.
+const LOG_LINES_PER_S: f64 = 100.0;
+const LOG_BURST: f64 = 200.0;
+
+/// A token bucket for logging one stream's lines.
+struct LogBudget {
+    tokens: f64,
+    last: std::time::Instant,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    fn new() -> LogBudget {
+        LogBudget {
+            tokens: LOG_BURST,
+            last: std::time::Instant::now(),
+            suppressed: 0,
+        }
+    }
+
+    /// Whether to log the next line; counts the ones it refuses.
+    fn allow(&mut self, now: std::time::Instant) -> bool {
+        let earned = now.saturating_duration_since(self.last).as_secs_f64() * LOG_LINES_PER_S;
+        self.tokens = (self.tokens + earned).min(LOG_BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+}
+
+fn emit(store: &OutputStore, pool: &str, worker: WorkerId, stream: Stream, bytes: &[u8], log: &mut LogBudget) {
     let line = String::from_utf8_lossy(bytes.strip_suffix(b"\r").unwrap_or(bytes)).into_owned();
+    if log.allow(std::time::Instant::now()) {
+        if log.suppressed > 0 {
+            let n = std::mem::take(&mut log.suppressed);
+            tracing::warn!(target: "worker", pool, worker = %worker, "{n} lines not logged (over {LOG_LINES_PER_S}/s); `pitctl logs {worker}` has them");
+        }
+        match stream {
+            Stream::Stdout => tracing::info!(target: "worker", pool, worker = %worker, "{line}"),
+            Stream::Stderr => tracing::warn!(target: "worker", pool, worker = %worker, "{line}"),
+        }
+    }
     store.push(pool, worker, stream, line);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_budget_allows_a_burst_then_the_rate() {
+        let mut b = LogBudget::new();
+        let t0 = b.last;
+        let burst = (0..1000).filter(|_| b.allow(t0)).count();
+        assert_eq!(burst, LOG_BURST as usize);
+        assert_eq!(b.suppressed, 1000 - LOG_BURST as u64);
+        let later = t0 + std::time::Duration::from_secs(1);
+        let refill = (0..1000).filter(|_| b.allow(later)).count();
+        assert_eq!(refill, LOG_LINES_PER_S as usize);
+    }
 
     #[test]
     fn ring_is_bounded_in_bytes_and_counts_drops() {

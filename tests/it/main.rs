@@ -5,6 +5,7 @@ mod harness;
 mod calls;
 mod check;
 mod control;
+mod hostile;
 mod lifecycle;
 mod man;
 mod metrics;

@@ -54,7 +54,16 @@ impl Spawner for Procs {
 
 /// Where a call's reply frame goes: the caller's connection writer. Closed when the caller
 /// hung up; its queued calls are then dropped instead of run.
-pub type ReplyTx = mpsc::UnboundedSender<Vec<u8>>;
+pub type ReplyTx = mpsc::UnboundedSender<ReplyFrame>;
+
+/// A reply on its way to a caller's connection, with the connection's in-flight slot that
+/// is freed once the reply is written: a caller that stops reading its replies soon stops
+/// being read, so pitd's memory for it stays bounded.
+#[derive(Debug)]
+pub struct ReplyFrame {
+    pub bytes: Vec<u8>,
+    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
 
 /// One call on its way through the pool.
 #[derive(Debug)]
@@ -73,12 +82,14 @@ pub struct Call {
     /// The complete CALL frame for the worker (timeout patched at dispatch).
     pub frame: Vec<u8>,
     pub reply: ReplyTx,
+    /// This call's in-flight slot on its connection.
+    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
     pub received: Instant,
 }
 
 impl Call {
-    fn answer(&self, frame: Vec<u8>) {
-        let _ = self.reply.send(frame);
+    fn answer(self, bytes: Vec<u8>) {
+        let _ = self.reply.send(ReplyFrame { bytes, slot: self.slot });
     }
 }
 

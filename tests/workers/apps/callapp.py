@@ -68,3 +68,34 @@ def allocate(args):
         block[i] = 1
     _kept.append(block)
     return sum(len(b) for b in _kept) // (1024 * 1024)
+
+
+@pit.handler
+def spam(args):
+    """Prints `args` lines to stdout as fast as it can."""
+    line = "x" * 100
+    for _ in range(int(args)):
+        print(line)
+    sys.stdout.flush()
+    return int(args)
+
+
+@pit.handler
+def fork_bomb(args):
+    """Forks sleeping children until the kernel refuses (at most `args`); reports how many
+    it got and what stopped it, then kills them."""
+    children = []
+    error = None
+    try:
+        for _ in range(int(args)):
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(30)
+                os._exit(0)
+            children.append(pid)
+    except OSError as e:
+        error = f"{type(e).__name__}: {e}"
+    for pid in children:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    return {"forked": len(children), "error": error}
