@@ -139,7 +139,7 @@ fn handle_request(body: &[u8], pools: &PoolTableRx, tx: &ReplyTx, now: Instant, 
         Ok(r) => r,
         Err(e) => {
             let msg = format!("invalid call request: {e}");
-            reply(&tx, error_frame(&sniff_id(body), ErrorKind::BadRequest, &msg));
+            reply(tx, error_frame(&sniff_id(body), ErrorKind::BadRequest, &msg));
             return;
         }
     };
@@ -149,12 +149,12 @@ fn handle_request(body: &[u8], pools: &PoolTableRx, tx: &ReplyTx, now: Instant, 
         let mut names: Vec<&str> = pools.keys().map(String::as_str).collect();
         names.sort_unstable();
         let msg = format!("no pool named {:?} (pools: {})", req.pool, names.join(", "));
-        reply(&tx, error_frame(id, ErrorKind::NoSuchPool, &msg));
+        reply(tx, error_frame(id, ErrorKind::NoSuchPool, &msg));
         return;
     };
     if req.method.len() > u16::MAX as usize || req.session.as_ref().is_some_and(|s| s.len() > u16::MAX as usize) {
         reply(
-            &tx,
+            tx,
             error_frame(id, ErrorKind::BadRequest, "method or session longer than 65535 bytes"),
         );
         return;
@@ -175,7 +175,7 @@ fn handle_request(body: &[u8], pools: &PoolTableRx, tx: &ReplyTx, now: Instant, 
         received: now,
     };
     if !pool.send(PoolMsg::Call(call)) {
-        reply(&tx, error_frame(id, ErrorKind::ShuttingDown, "pitd is shutting down"));
+        reply(tx, error_frame(id, ErrorKind::ShuttingDown, "pitd is shutting down"));
     }
 }
 

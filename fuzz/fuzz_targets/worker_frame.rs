@@ -1,0 +1,46 @@
+//! The worker pipe protocol. For each frame of the input (split with `frame::decode` under
+//! `worker::MAX_FRAME`), `decode_from_worker` (what pitd runs on a worker's bytes) and
+//! `decode_to_worker` (the reference decoder of what pitd sends) must not panic, and every
+//! CALL that decodes must re-encode with `encode_call` to the very same bytes: pitd patches
+//! the timeout in place and splices args verbatim, so the layout must be exact.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pit::proto::frame;
+use pit::proto::worker::{self, FromWorker, ToWorker};
+
+fuzz_target!(|data: &[u8]| {
+    let mut at = 0;
+    while let Ok(Some((range, used))) = frame::decode(&data[at..], worker::MAX_FRAME) {
+        assert!(used >= 4 && used <= data.len() - at);
+        let whole = &data[at..at + used];
+        let body = &data[at..][range];
+        at += used;
+
+        match worker::decode_from_worker(body) {
+            Ok(FromWorker::Ok { result: rest, .. } | FromWorker::Err { error: rest, .. }) => {
+                assert_eq!(rest.len(), body.len() - 9, "OK/ERR payload follows type and req_id");
+            }
+            Ok(FromWorker::Ready(_) | FromWorker::Pong { .. }) | Err(_) => {}
+        }
+
+        match worker::decode_to_worker(body) {
+            Ok(ToWorker::Call {
+                req_id,
+                timeout_ms,
+                method,
+                session,
+                args,
+            }) => {
+                let encoded = worker::encode_call(req_id, timeout_ms, method, session, args);
+                assert_eq!(encoded, whole, "encode_call does not reproduce the decoded CALL frame");
+            }
+            Ok(ToWorker::Ping { req_id }) => {
+                // A PING body longer than 9 bytes decodes too; the canonical one must match.
+                let encoded = worker::encode_ping(req_id);
+                assert_eq!(&encoded[4..], &body[..9]);
+            }
+            Err(_) => {}
+        }
+    }
+});
