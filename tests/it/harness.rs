@@ -92,12 +92,26 @@ impl TestDaemon {
 
     /// Starts pitd with extra environment variables (e.g. systemd's, to check scrubbing).
     pub fn spawn_pitd_with_env(&mut self, env: &[(&str, &str)]) {
+        self.spawn_pitd_under(&[], env);
+    }
+
+    /// Starts pitd as the last argument of `wrapper` (e.g. `unshare --pid --fork`); the
+    /// child process is then the wrapper.
+    pub fn spawn_pitd_under(&mut self, wrapper: &[&str], env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_pitd"))
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_pitd"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_pitd")),
+        };
+        let child = cmd
             .arg("--config")
             .arg(&self.config)
             .env(MARKER_VAR, &self.marker)
@@ -181,6 +195,17 @@ impl TestDaemon {
     }
 
     /// Sends `signal` to pitd and waits for it to exit; returns its exit status.
+    /// Waits for the launched process (pitd or its wrapper) to exit on its own.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("pitd running");
+        wait_until("pitd to exit", || {
+            child
+                .try_wait()
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "running".into())
+        })
+    }
+
     pub fn signal_and_wait(&mut self, signal: i32) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("pitd running");
         let _ = nix::sys::signal::kill(

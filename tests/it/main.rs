@@ -3,12 +3,14 @@
 mod harness;
 
 mod calls;
+mod chaos;
 mod check;
 mod control;
 mod hostile;
 mod lifecycle;
 mod man;
 mod metrics;
+mod pid1;
 mod reload;
 mod supervise;
 mod systemd;
