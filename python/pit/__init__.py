@@ -6,13 +6,26 @@ Client side: :class:`Client` (threads) and :class:`AsyncClient` (asyncio) send c
 pitd's call socket and raise :class:`CallError` when a call fails.
 """
 
-from .aio import AsyncClient
+from typing import TYPE_CHECKING, Any
+
 from .client import Client
 from .errors import ERROR_KINDS, CallError, ConnectionLost
 from .handlers import Context, handler
 from .paths import default_call_socket
 
+if TYPE_CHECKING:
+    from .aio import AsyncClient
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # AsyncClient pulls in asyncio, which workers rarely need: import it on first use.
+    if name == "AsyncClient":
+        from .aio import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module 'pit' has no attribute {name!r}")
 
 __all__ = [
     "ERROR_KINDS",

@@ -8,24 +8,32 @@ state created by one call are still usable by the next.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
+import sys
 import os
 import time
 import traceback
 from types import TracebackType
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from . import _frames, _json
 from .handlers import BUILTIN_NAMES, Context, Handler
+
+if TYPE_CHECKING:
+    import asyncio
 
 # Results of these types are final; anything else may be an awaitable to run on the loop
 # (a sync wrapper around a coroutine function, say).
 _PLAIN_RESULTS = frozenset({dict, list, str, int, float, bool, type(None)})
 _PONG_JSON = b'"pong"'
 # Frames of this runtime and of asyncio are noise at the top of a handler's traceback.
+# asyncio is imported only by workers with async handlers: it costs start-up time.
 _OWN_FILES = (os.path.abspath(__file__),)
-_ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep
+
+
+def _asyncio_dir() -> Optional[str]:
+    module = sys.modules.get("asyncio")
+    return os.path.dirname(os.path.abspath(module.__file__)) + os.sep if module and module.__file__ else None
 
 
 class Dispatcher:
@@ -114,7 +122,9 @@ class Dispatcher:
             finally:
                 loop.close()
 
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
+    def _event_loop(self) -> "asyncio.AbstractEventLoop":
+        import asyncio
+
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
@@ -154,9 +164,10 @@ def _exc_message(e: BaseException) -> str:
 def _user_frames(tb: Optional[TracebackType]) -> Optional[TracebackType]:
     """Skips this module's and asyncio's frames at the top of a handler's traceback."""
     first = tb
+    asyncio_dir = _asyncio_dir()
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if filename not in _OWN_FILES and not filename.startswith(_ASYNCIO_DIR):
+        if filename not in _OWN_FILES and not (asyncio_dir and filename.startswith(asyncio_dir)):
             return tb
         tb = tb.tb_next
     return first

@@ -6,6 +6,7 @@ pub mod call;
 mod events;
 mod logs;
 mod status;
+mod top;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -139,6 +140,12 @@ pub enum Command {
         #[arg(long)]
         openmetrics: bool,
     },
+    /// Live full-screen view of pools and workers; keys: arrows/j/k select, r recycle, d drain, u resume, s sort, ? help, q quit
+    Top {
+        /// Time between refreshes, e.g. 500ms, 2s
+        #[arg(long, default_value = "1s", value_parser = top::parse_interval)]
+        interval: std::time::Duration,
+    },
     /// Graceful stop of the daemon
     Shutdown,
     /// Print a shell completion script, e.g. `pitctl completions bash > /etc/bash_completion.d/pitctl`
@@ -266,6 +273,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
             other => Err(unexpected(&other)),
         },
+        Command::Top { interval } => top::run(&socket, interval),
         Command::Shutdown => done(control()?.request(&Request::Shutdown)?),
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -19,8 +19,24 @@ pub fn worker(name: &str) -> String {
     format!("{}/tests/workers/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The interpreter for test workers: `PIT_TEST_PYTHON`, else `python3` resolved once to
+/// its real executable (a version-manager shim in front of it can cost 100+ ms per start).
 pub fn python() -> String {
-    std::env::var("PIT_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            if let Ok(p) = std::env::var("PIT_TEST_PYTHON") {
+                return p;
+            }
+            Command::new("python3")
+                .args(["-c", "import sys; print(sys.executable)"])
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "python3".into())
+        })
+        .clone()
 }
 
 /// Polls `check` until it returns `Some`, or panics after `DEADLINE` naming what was awaited

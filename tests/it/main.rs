@@ -14,3 +14,4 @@ mod pid1;
 mod reload;
 mod supervise;
 mod systemd;
+mod top;
