@@ -58,6 +58,9 @@ pub struct PoolStatus {
     pub queued: u64,
     pub recycled: u64,
     pub restarts: u64,
+    /// The pool's `max_rss`, when set (what `top` draws RSS bars against).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rss_bytes: Option<u64>,
     /// Why the pool is `failing`: the last exit status and the last stderr lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_reason: Option<String>,

@@ -207,7 +207,7 @@ fn render_help(frame: &mut Frame, area: Rect) {
         "q, Esc       quit (while this help is open, Esc only closes it)",
         "",
         "calls/s      change of the pool's call counter between refreshes",
-        "RSS BAR      relative to the largest worker RSS in the same pool",
+        "RSS BAR      against the pool's max_rss (red past it), else its largest worker",
         "             (status does not report max_rss)",
         "GROWTH       RSS change per second, as sampled by pitd",
         &sparklines,

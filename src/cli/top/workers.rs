@@ -163,8 +163,15 @@ fn cell(col: Col, pool_name: &str, pool: &PoolStatus, w: &WorkerStatus) -> (Stri
         }
         Col::Rss => (bytes(w.rss_bytes), plain),
         Col::Bar => {
+            // Against max_rss when the pool has one, else against its largest worker.
             let largest = pool.workers.iter().map(|w| w.rss_bytes).max().unwrap_or(0);
-            (bar(w.rss_bytes, largest, BAR_WIDTH), plain.magenta())
+            let scale = pool.max_rss_bytes.unwrap_or(largest);
+            let style = if pool.max_rss_bytes.is_some_and(|m| w.rss_bytes >= m) {
+                plain.red()
+            } else {
+                plain.magenta()
+            };
+            (bar(w.rss_bytes.min(scale), scale, BAR_WIDTH), style)
         }
         Col::Growth => (growth(w.rss_growth_bytes_per_s), plain),
         Col::Cpu => (format!("{:.1}", w.cpu_percent), plain),

@@ -67,6 +67,7 @@ impl PoolActor {
             recycled: self.recycled,
             restarts: self.restarts,
             failing_reason: self.failing_reason(),
+            max_rss_bytes: self.spec.recycle.max_rss,
         }
     }
 }
