@@ -1,6 +1,7 @@
 //! pit: a supervisor for pools of Python worker processes.
 //!
 //! ```text
+//!  clients ──call socket──▶ calls ──────────────────────(Call)──────────────────┐
 //!  pitctl ──control socket──▶ control ─▶ Supervisor ─▶ PoolHandle ─(PoolMsg)─▶ PoolActor
 //!                                                                              │  ▲
 //!                                                   spawn / signal requests    ▼  │ spawned / exited
@@ -19,9 +20,10 @@
 //!   crash-loop breaker, recycle triggers. No I/O, no clock.
 //! - `proto`: what travels on each socket: frames, control requests/replies, status,
 //!   events.
-//! - `daemon`: the running pitd. One actor task per pool owns its workers; one OS thread
-//!   forks every worker and reaps every child; a guard process kills worker groups if pitd
-//!   is SIGKILLed.
+//! - `daemon`: the running pitd. One actor task per pool owns its workers, queue and
+//!   session affinity; one OS thread forks every worker and reaps every child; a guard
+//!   process kills worker groups if pitd is SIGKILLed; a monitor thread samples process
+//!   trees; the supervisor routes control requests and applies reloads.
 //! - `client` and `cli`: pitctl.
 
 pub mod args;
