@@ -289,10 +289,16 @@ impl PoolActor {
         }
         let planned = w.stop_reason.is_some() || w.state == WorkerState::Stopping;
         let cpu_limit = self.spec.rlimits.cpu.map(Duration::from_secs);
-        let reason = w.stop_reason.unwrap_or_else(|| match info.cpu_time {
-            Some(used) => exit_reason_with_cpu(&info.status, used, cpu_limit),
-            None => exit_reason(&info.status),
-        });
+        // A planned stop carries the reason pitd stopped it for (none for a plain stop,
+        // such as shutdown); an unplanned exit is a crash or a CPU-limit kill.
+        let reason = if planned {
+            w.stop_reason
+        } else {
+            Some(match info.cpu_time {
+                Some(used) => exit_reason_with_cpu(&info.status, used, cpu_limit),
+                None => exit_reason(&info.status),
+            })
+        };
         let status = info.status.to_string();
         if let Some((call, _)) = w.running.take() {
             self.call_lost(call, &id, &status);
@@ -301,7 +307,7 @@ impl PoolActor {
             let _ = done.send(());
         }
         self.emit(EventKind::WorkerExited, Some(id), w.pid, |ev| {
-            ev.reason = Some(reason);
+            ev.reason = reason;
             ev.exit_status = Some(status.clone());
         });
         if planned {
