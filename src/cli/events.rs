@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::{Failure, unexpected};
+use super::{Failure, print_json, print_stream, unexpected};
 use crate::client::ControlClient;
 use crate::proto::control::{Reply, Request};
 use crate::proto::event::Event;
@@ -12,29 +12,18 @@ pub fn run(client: &mut ControlClient, follow: bool, json: bool) -> Result<(), F
     let Reply::Events { events } = reply else {
         return Err(unexpected(&reply));
     };
-    let mut out = std::io::stdout().lock();
-    for ev in &events {
-        print_event(&mut out, ev, json)?;
-    }
-    out.flush()?;
-    if follow {
-        while let Some(reply) = client.next_reply()? {
-            match reply {
-                Reply::Event(ev) => {
-                    print_event(&mut out, &ev, json)?;
-                    out.flush()?;
-                }
-                other => return Err(unexpected(&other)),
-            }
-        }
-    }
-    Ok(())
+    let stream_item = |reply| match reply {
+        Reply::Event(ev) => Ok(ev),
+        other => Err(other),
+    };
+    print_stream(client, events, follow, stream_item, |out, ev| {
+        print_event(out, ev, json)
+    })
 }
 
-fn print_event(out: &mut impl Write, ev: &Event, json: bool) -> std::io::Result<()> {
+fn print_event(out: &mut dyn Write, ev: &Event, json: bool) -> std::io::Result<()> {
     if json {
-        let text = serde_json::to_string(ev).map_err(std::io::Error::other)?;
-        return writeln!(out, "{text}");
+        return print_json(out, ev);
     }
     writeln!(out, "{}", line(ev))
 }

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::{Failure, unexpected};
+use super::{Failure, print_json, print_stream, unexpected};
 use crate::client::ControlClient;
 use crate::proto::control::{LogLine, Reply, Request, Stream};
 
@@ -11,29 +11,18 @@ pub fn run(client: &mut ControlClient, target: String, lines: usize, follow: boo
     let Reply::Logs { lines } = reply else {
         return Err(unexpected(&reply));
     };
-    let mut out = std::io::stdout().lock();
-    for line in &lines {
-        print_line(&mut out, line, json)?;
-    }
-    out.flush()?;
-    if follow {
-        while let Some(reply) = client.next_reply()? {
-            match reply {
-                Reply::LogLine(line) => {
-                    print_line(&mut out, &line, json)?;
-                    out.flush()?;
-                }
-                other => return Err(unexpected(&other)),
-            }
-        }
-    }
-    Ok(())
+    let stream_item = |reply| match reply {
+        Reply::LogLine(line) => Ok(line),
+        other => Err(other),
+    };
+    print_stream(client, lines, follow, stream_item, |out, line| {
+        print_line(out, line, json)
+    })
 }
 
-fn print_line(out: &mut impl Write, line: &LogLine, json: bool) -> std::io::Result<()> {
+fn print_line(out: &mut dyn Write, line: &LogLine, json: bool) -> std::io::Result<()> {
     if json {
-        let text = serde_json::to_string(line).map_err(std::io::Error::other)?;
-        return writeln!(out, "{text}");
+        return print_json(out, line);
     }
     let stream = match line.stream {
         Stream::Stdout => "out",

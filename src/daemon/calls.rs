@@ -42,22 +42,10 @@ static NEXT_REQ_ID: AtomicU64 = AtomicU64::new(1);
 pub type PoolTableRx = tokio::sync::watch::Receiver<PoolTable>;
 
 pub async fn serve(listener: UnixListener, pools: PoolTableRx, access: Access, stop: CancellationToken) {
-    loop {
-        let conn = tokio::select! {
-            c = listener.accept() => c,
-            _ = stop.cancelled() => return,
-        };
-        match conn {
-            Ok((stream, _)) => {
-                let pools = pools.clone();
-                tokio::spawn(connection(stream, pools, access));
-            }
-            Err(e) => {
-                tracing::warn!("call socket accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    super::socket::accept_loop(listener, "call socket", stop, |stream| {
+        connection(stream, pools.clone(), access)
+    })
+    .await
 }
 
 async fn connection(stream: UnixStream, pools: PoolTableRx, access: Access) {

@@ -19,23 +19,11 @@ use tokio::sync::oneshot;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub async fn serve(listener: UnixListener, sup: Arc<Supervisor>, access: Access, stop: CancellationToken) {
-    loop {
-        let conn = tokio::select! {
-            c = listener.accept() => c,
-            _ = stop.cancelled() => return,
-        };
-        match conn {
-            Ok((stream, _)) => {
-                let sup = sup.clone();
-                let stop = stop.clone();
-                tokio::spawn(async move { connection(stream, sup, access, stop).await });
-            }
-            Err(e) => {
-                tracing::warn!("control socket accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    let accept_stop = stop.clone();
+    super::socket::accept_loop(listener, "control socket", accept_stop, |stream| {
+        connection(stream, sup.clone(), access, stop.clone())
+    })
+    .await
 }
 
 async fn connection(mut stream: UnixStream, sup: Arc<Supervisor>, access: Access, stop: CancellationToken) {

@@ -72,6 +72,34 @@ pub fn bind(path: &Path, mode: u32, gid: Option<u32>) -> Result<UnixListener, Bi
     result.map_err(io_err)
 }
 
+/// Accepts connections until `stop`, handing each to `serve` on a task of its own. A failed
+/// accept (out of fds, say) is logged and retried after a pause rather than spinning.
+pub async fn accept_loop<F, Fut>(
+    listener: tokio::net::UnixListener,
+    what: &str,
+    stop: tokio_util::sync::CancellationToken,
+    serve: F,
+) where
+    F: Fn(tokio::net::UnixStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let conn = tokio::select! {
+            c = listener.accept() => c,
+            _ = stop.cancelled() => return,
+        };
+        match conn {
+            Ok((stream, _)) => {
+                tokio::spawn(serve(stream));
+            }
+            Err(e) => {
+                tracing::warn!("{what} accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Who may use a socket: root, pitd's own user, and members of `group` when configured.
 #[derive(Debug, Clone, Copy)]
 pub struct Access {
