@@ -14,7 +14,7 @@ pub fn run(client: &mut ControlClient, follow: bool, json: bool) -> Result<(), F
     };
     let stream_item = |reply| match reply {
         Reply::Event(ev) => Ok(ev),
-        other => Err(other),
+        other => Err(Box::new(other)),
     };
     print_stream(client, events, follow, stream_item, |out, ev| {
         print_event(out, ev, json)

@@ -13,7 +13,7 @@ pub fn run(client: &mut ControlClient, target: String, lines: usize, follow: boo
     };
     let stream_item = |reply| match reply {
         Reply::LogLine(line) => Ok(line),
-        other => Err(other),
+        other => Err(Box::new(other)),
     };
     print_stream(client, lines, follow, stream_item, |out, line| {
         print_line(out, line, json)

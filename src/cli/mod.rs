@@ -289,7 +289,7 @@ fn print_stream<T>(
     client: &mut ControlClient,
     snapshot: Vec<T>,
     follow: bool,
-    stream_item: impl Fn(Reply) -> Result<T, Reply>,
+    stream_item: impl Fn(Reply) -> Result<T, Box<Reply>>,
     print: impl Fn(&mut dyn std::io::Write, &T) -> std::io::Result<()>,
 ) -> Result<(), Failure> {
     use std::io::Write;
