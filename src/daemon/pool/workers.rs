@@ -27,6 +27,9 @@ use crate::spec::Protocol;
 /// successful start (this is what ends a `failing` state).
 pub const SUPERVISED_STABLE_AFTER: Duration = Duration::from_secs(1);
 
+/// The resolution of the runtime's timers.
+const TIMER_SLACK: Duration = Duration::from_millis(1);
+
 #[derive(Debug)]
 pub struct Worker {
     pub id: WorkerId,
@@ -119,7 +122,9 @@ impl PoolActor {
     /// Starts workers until the pool has `size` live ones, unless a backoff or a failing
     /// state says to wait (then one probe at a time).
     pub(super) fn fill(&mut self, now: Instant) {
-        if self.shutdown.is_some() || self.restart_at.is_some_and(|t| now < t) {
+        // The runtime's timers tick in whole milliseconds: a backoff due within the next one
+        // is due now (a 1 ms backoff would otherwise cost 2).
+        if self.shutdown.is_some() || self.restart_at.is_some_and(|t| now + TIMER_SLACK < t) {
             return;
         }
         self.restart_at = None;
