@@ -5,13 +5,8 @@
 //! - a body that parses as a `CallRequest` must give valid ok and error reply frames when
 //!   its `id` (and `args`, as a stand-in result) are spliced in verbatim.
 //!
-//! Known bug, still asserted: `sniff_id(b"{\"id\":01")` gives `01`, which is not JSON (a
-//! number has no leading zero), so the error reply to such a request is not JSON either.
-//! `PIT_FUZZ_KNOWN_BUGS=sniff_id_leading_zero` tolerates it, to fuzz past it until it is
-//! fixed (see README.md).
+//! This target found `sniff_id` echoing ids with a leading zero (`01`, not JSON); fixed.
 #![no_main]
-
-use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use pit::proto::call::{self, CALL_MAX, CallRequest, ErrorKind};
@@ -32,13 +27,6 @@ fn check_reply(frame: &[u8], id: &[u8], ok: bool) {
     assert_eq!(reply["ok"], ok, "reply: {}", String::from_utf8_lossy(body));
 }
 
-/// Whether the known bug named `name` is tolerated (`PIT_FUZZ_KNOWN_BUGS`, comma-separated).
-fn tolerated(name: &str) -> bool {
-    static KNOWN: OnceLock<String> = OnceLock::new();
-    let known = KNOWN.get_or_init(|| std::env::var("PIT_FUZZ_KNOWN_BUGS").unwrap_or_default());
-    known.split(',').any(|k| k.trim() == name)
-}
-
 fuzz_target!(|data: &[u8]| {
     let mut at = 0;
     while let Ok(Some((range, used))) = frame::decode(&data[at..], CALL_MAX) {
@@ -47,11 +35,6 @@ fuzz_target!(|data: &[u8]| {
         at += used;
 
         let sniffed = call::sniff_id(body);
-        let leading_zero = sniffed.len() > 1 && sniffed[0] == b'0';
-        if leading_zero && tolerated("sniff_id_leading_zero") {
-            // Such a body is never valid JSON either, so nothing else is skipped.
-            continue;
-        }
         let valid = sniffed == b"null"
             || (sniffed.iter().all(u8::is_ascii_digit)
                 && serde_json::from_slice::<serde_json::Value>(&sniffed).is_ok());
@@ -61,7 +44,11 @@ fuzz_target!(|data: &[u8]| {
             String::from_utf8_lossy(&sniffed),
             String::from_utf8_lossy(body)
         );
-        check_reply(&call::error_frame(&sniffed, ErrorKind::BadRequest, "invalid request"), &sniffed, false);
+        check_reply(
+            &call::error_frame(&sniffed, ErrorKind::BadRequest, "invalid request"),
+            &sniffed,
+            false,
+        );
 
         let Ok(req) = serde_json::from_slice::<CallRequest>(body) else {
             continue;

@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
     let mut at = 0;
     // `Ok(None)` is "need more bytes" and an error ends the connection: either ends the stream.
     while let Ok(Some((range, used))) = frame::decode(&data[at..], CONTROL_MAX) {
-        assert!(used >= 4 && used <= data.len() - at, "frame consumed {used} of {} bytes", data.len() - at);
+        assert!(
+            used >= 4 && used <= data.len() - at,
+            "frame consumed {used} of {} bytes",
+            data.len() - at
+        );
         assert_eq!(range.end, used, "body must end where the frame ends");
         let body = &data[at..][range];
         at += used;
@@ -28,6 +32,11 @@ fuzz_target!(|data: &[u8]| {
             .expect("re-encoded frame is complete");
         assert_eq!(used, wire.len());
         let again: Request = serde_json::from_slice(&wire[range]).expect("re-encoded request parses");
-        assert_eq!(again, request, "round trip changed the request; json: {}", String::from_utf8_lossy(&json));
+        assert_eq!(
+            again,
+            request,
+            "round trip changed the request; json: {}",
+            String::from_utf8_lossy(&json)
+        );
     }
 });

@@ -149,10 +149,12 @@ pub fn sniff_id(body: &[u8]) -> Vec<u8> {
     let digits: String = rest
         .map(|r| r.chars().take_while(|c| c.is_ascii_digit()).collect())
         .unwrap_or_default();
-    if digits.is_empty() || digits.len() > 19 {
-        b"null".to_vec()
-    } else {
+    // JSON numbers have no leading zero: "01" is not an id that can be echoed.
+    let json_number = !digits.is_empty() && digits.len() <= 19 && (digits == "0" || !digits.starts_with('0'));
+    if json_number {
         digits.into_bytes()
+    } else {
+        b"null".to_vec()
     }
 }
 
@@ -207,5 +209,8 @@ mod tests {
         assert_eq!(sniff_id(br#"{"id": 42, "pool": "#), b"42");
         assert_eq!(sniff_id(br#"{"pool":"p","id":1}"#), b"null");
         assert_eq!(sniff_id(b"garbage"), b"null");
+        // Found by fuzzing: a leading zero is not JSON.
+        assert_eq!(sniff_id(br#"{"id":01}"#), b"null");
+        assert_eq!(sniff_id(br#"{"id":0,"#), b"0");
     }
 }
