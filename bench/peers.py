@@ -1,0 +1,1007 @@
+#!/usr/bin/env python3
+"""pit beside its peers, supervisord and gunicorn: the same figures, side by side, in one run.
+
+The peers are installed from PyPI (``pip install supervisor gunicorn``) into a private
+virtual environment this script creates with ``python3 -m venv`` (``bench/.venv`` unless
+``--venv DIR``; kept between runs, and pip is not asked again once both packages are
+there). A peer whose install fails is reported with pip's reason and its rows are left
+empty. Every daemon gets a temporary directory of its own for its configuration, sockets,
+logs and pid files; everything listens on 127.0.0.1 or on Unix sockets. Supervised
+"sleepers" are one tiny script (it prints ``up`` and sleeps) run by the interpreter
+running this script (``sys.executable``) under both pitd and supervisord; gunicorn's
+workers are sync workers of a trivial WSGI app (a 2-byte ``200 OK``) run by the same
+interpreter through the virtual environment.
+
+Restart after ``kill -9``
+    Each daemon keeps 2 workers. pitd: a supervise-only pool (``protocol = "none"``) with
+    ``restart.initial = "1ms"`` and ``restart.reset_after = "1s"``; supervisord:
+    ``[program:x]`` with ``numprocs = 2``, ``autorestart = true``, ``startsecs = 0``;
+    gunicorn: ``--workers 2`` sync workers. Once every worker has been up 1.3 s (the
+    previous replacement has settled; and for pitd every kill is then a first crash: with
+    the default ``reset_after`` of 60 s, kills seconds apart would double the backoff each
+    time), the oldest is killed with SIGKILL and ``/proc`` is polled (every 0.2 ms) for its
+    replacement: for pitd and supervisord a new child of the daemon running the sleeper
+    script (fork *and* exec done), for gunicorn any new child of the master (a fork of it:
+    gunicorn does not exec its workers, so its figure has no interpreter start-up to wait
+    for, and neither does the exec'd figure of the other two). supervisord has no backoff
+    here (``autorestart = true``, ``startsecs = 0``); what it has is its main loop: the
+    worker's closed output pipes wake it and it reaps the worker, but each turn decides on
+    restarts *before* reaping, so the replacement is started on the next turn, after its
+    1 s poll timeout unless another file descriptor (another program's output, a client)
+    wakes it sooner; when the pipes close before the worker can be reaped, the reap too
+    waits a turn (2 s). Every kill's figure is kept in the JSON, and for pitd also the gap
+    between its ``worker_exited`` and ``worker_started`` events (stamped as pitd handles
+    each, 1 ms resolution).
+Status
+    The wall time of the command-line tool's process (``pitctl status --json``,
+    ``supervisorctl status``, ``gunicornc -c "show workers" -j``), and one request on its
+    control socket, a new connection each time as the tools do: pitd's 4-byte big-endian
+    length + ``{"cmd":"status","pool":null}``, supervisord's XML-RPC
+    ``supervisor.getAllProcessInfo`` (an HTTP POST over its Unix socket), gunicorn's
+    4-byte length + ``{"id":1,"command":"show workers"}`` (recent gunicorn versions open a
+    control socket by default, in the home directory unless ``--control-socket`` says
+    where: this script puts it in the daemon's temporary directory).
+    Median (and p99, nearest rank, for the socket) with 8 and 64 workers.
+Daemon RSS
+    ``VmRSS`` of the daemon process alone (pitd, supervisord, gunicorn's master; workers
+    excluded) with 8 and 64 sleeping workers, 2 s after the last worker started. pitd
+    also runs a guard process (it kills the worker groups if pitd is SIGKILLed), shown on a
+    row of its own.
+Throughput
+    gunicorn: 2 sync workers with ``--max-requests 1000`` (each worker is replaced after
+    about 1000 requests, counted here) on 127.0.0.1, loaded by ``wrk`` when it is
+    installed (one connection per request in flight; gunicorn's sync workers close the
+    connection after every response; ``min(c, cores)`` threads, each stopped by its Lua
+    script after a bounded number of responses) or else by a small Python generator (one
+    thread per connection in flight, a new connection and an HTTP/1.0 GET per request).
+    pit: ``pitctl bench`` against a 2-worker ``pit.examples.echo`` pool (method ``echo``,
+    argument ``null``), c calls in flight on c connections. c = 1, 2, 4, after a short
+    warm-up; requests (calls) per second and latency p50/p99. The two are not the same
+    work (an HTTP request over TCP against a call through pitd to a worker over Unix
+    sockets), but each is the peer's cheapest round trip through its own routing.
+
+Every figure is measured ``--runs`` times (a fresh set of daemons per run) and the table
+shows the median over the runs (``--json FILE`` keeps every run). Only one daemon runs at a
+time. Every loop is bounded by a count and a deadline, every wait by a timeout. Each
+daemon is stopped with SIGTERM (by pid), and the script checks that neither it nor any
+process it was seen to start is left (exit status 1 otherwise). Linux only. Usage::
+
+    cargo build --release
+    python3 bench/peers.py [--runs N] [--quick] [--json FILE] [--venv DIR] [--loadgen auto|wrk|python]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xmlrpc.client
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable  # absolute: runs the sleepers and the virtual environment
+PYTHON_DIR = REPO / "python"
+WAIT_S = 30.0  # bound on start-up, replies, replacements and shutdown
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+VICTIM_MIN_AGE_S = 1.3  # > pitd's restart.reset_after (1 s): every kill is a first crash
+POLL_S = 0.0002  # /proc polling period while waiting for a replacement
+RESTART_WORKERS = 2
+FOOTPRINT_SIZES = (8, 64)
+CONCURRENCY = (1, 2, 4)
+PEERS = ("pit", "supervisord", "gunicorn")
+PACKAGES = {"supervisord": "supervisor", "gunicorn": "gunicorn"}
+
+SLEEPER = """\
+import sys, time
+print("up", flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+WSGI_APP = """\
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+"""
+
+# wrk stops each of its threads after this many responses (the duration bounds it too).
+WRK_LUA = """\
+local done = 0
+local cap = {cap}
+function response(status, headers, body)
+  done = done + 1
+  if done >= cap then wrk.thread:stop() end
+end
+"""
+LOAD_CAP_PER_S = 100_000  # responses per second of load allowed before a generator stops
+
+
+# --- /proc ------------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> Optional[List[str]]:
+    """Fields of /proc/PID/stat after the command name (field 3 first), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def start_time(pid: int) -> Optional[str]:
+    """Start time of PID in clock ticks since boot (tells a reused pid apart); None when
+    gone or a zombie."""
+    fields = _stat_fields(pid)
+    return None if fields is None or fields[0] in ("Z", "X") else fields[19]
+
+
+def age_s(started: str) -> float:
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])
+    return uptime - int(started) / CLK_TCK
+
+
+def cmdline(pid: int) -> List[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def vm_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024 / 1e6
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_times() -> Tuple[float, float, float]:
+    """(machine busy, machine steal, this script and everything it reaped) in CPU seconds."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    steal = ticks[7] if len(ticks) > 7 else 0
+    t = os.times()
+    return (sum(ticks[:8]) - idle - steal) / CLK_TCK, steal / CLK_TCK, t.user + t.system + t.children_user + t.children_system
+
+
+def children(parent: int) -> Dict[int, str]:
+    """Live children of ``parent``: pid -> start time."""
+    found: Dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and int(fields[1]) == parent and fields[0] not in ("Z", "X"):
+                found[int(entry)] = fields[19]
+    return found
+
+
+def descendants(root: int) -> Dict[int, str]:
+    """Every live descendant of ``root``: pid -> start time."""
+    kids: Dict[int, List[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None:
+                kids.setdefault(int(fields[1]), []).append(int(entry))
+    found: Dict[int, str] = {}
+    todo = list(kids.get(root, []))
+    while todo and len(found) < 100_000:
+        pid = todo.pop()
+        started = start_time(pid)
+        if started is not None:
+            found[pid] = started
+            todo.extend(kids.get(pid, []))
+    return found
+
+
+class ChildWatch:
+    """Finds a new child of ``parent`` that ``match(argv)`` accepts.
+
+    Every /proc entry present at construction is ignored; a new entry that is not a child
+    of ``parent`` is remembered and skipped; a child that does not match yet (forked, not
+    exec'd) is looked at again on the next poll.
+    """
+
+    def __init__(self, parent: int, match: Callable[[List[str]], bool]) -> None:
+        self.parent, self.match = parent, match
+        self.skip: Set[str] = set(os.listdir("/proc"))
+
+    def poll(self) -> Optional[int]:
+        for entry in os.listdir("/proc"):
+            if entry in self.skip or not entry.isdigit():
+                continue
+            fields = _stat_fields(int(entry))
+            if fields is None:
+                continue
+            if int(fields[1]) != self.parent:
+                self.skip.add(entry)
+                continue
+            if self.match(cmdline(int(entry))):
+                return int(entry)
+        return None
+
+
+# --- sockets ----------------------------------------------------------------------------
+
+
+def _recv_exact(s: socket.socket, n: int) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        chunk = s.recv(min(n - got, 1 << 20))
+        if not chunk:
+            raise RuntimeError("connection closed mid-frame")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def framed_request(path: str, request: Dict[str, Any]) -> Dict[str, Any]:
+    """One 4-byte big-endian length + JSON request on a new Unix-socket connection."""
+    body = json.dumps(request).encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(WAIT_S)
+        s.connect(path)
+        s.sendall(struct.pack(">I", len(body)) + body)
+        size = struct.unpack(">I", _recv_exact(s, 4))[0]
+        return json.loads(_recv_exact(s, size))
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=WAIT_S)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(WAIT_S)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def xmlrpc_unix(path: str, method: str, *params: Any) -> Any:
+    """One XML-RPC call over HTTP on a new Unix-socket connection (as supervisorctl does)."""
+    conn = _UnixHTTPConnection(path)
+    try:
+        conn.request("POST", "/RPC2", xmlrpc.client.dumps(params, method).encode(),
+                     {"Content-Type": "text/xml"})  # fmt: skip
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"XML-RPC {method}: HTTP {resp.status}")
+        return xmlrpc.client.loads(body)[0][0]
+    finally:
+        conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- daemons ----------------------------------------------------------------------------
+
+
+class Daemon:
+    """One daemon in the foreground, with its files in a temporary directory."""
+
+    peer = ""
+
+    def __init__(self, tag: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=f"peers-{tag}-"))
+        self.log = open(self.dir / "daemon.log", "wb")
+        self.proc: Optional[subprocess.Popen] = None
+        self.seen: Dict[int, str] = {}  # every process it was seen to start
+        self.size = 0
+
+    def launch(self, argv: List[str], cwd: Optional[Path] = None) -> None:
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+                                     cwd=str(cwd or self.dir))  # fmt: skip
+        started = start_time(self.proc.pid)
+        if started is not None:
+            self.seen[self.proc.pid] = started
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def workers(self) -> Dict[int, str]:
+        """The daemon's live workers (exec'd where the daemon execs): pid -> start time."""
+        raise NotImplementedError
+
+    def is_worker(self, argv: List[str]) -> bool:
+        raise NotImplementedError
+
+    def wait_workers(self, n: int) -> None:
+        deadline = time.monotonic() + WAIT_S + 0.3 * n
+        for _ in range(100_000):
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"{self.peer} exited early:\n{self.log_tail()}")
+            if len(self.workers()) == n:
+                self.remember()
+                return
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.peer}: {len(self.workers())} of {n} workers within the deadline:\n{self.log_tail()}")
+
+    def remember(self) -> None:
+        self.seen.update(descendants(self.pid))
+
+    def stop(self) -> List[str]:
+        """SIGTERM (SIGKILL after WAIT_S), then whatever it started that is left (killed, by pid)."""
+        survivors: List[str] = []
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.remember()
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=WAIT_S)
+                except subprocess.TimeoutExpired:
+                    survivors.append(f"{self.peer} (pid {self.pid}) ignored SIGTERM for {WAIT_S:.0f} s")
+                    self.proc.kill()
+                    self.proc.wait(timeout=WAIT_S)
+            left = dict(self.seen)
+            deadline = time.monotonic() + 5.0
+            while left and time.monotonic() < deadline:
+                left = {p: s for p, s in left.items() if start_time(p) == s}
+                if left:
+                    time.sleep(0.05)
+            for pid in left:
+                survivors.append(f"{self.peer}: pid {pid} left: {' '.join(cmdline(pid)).strip()}")
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.log.close()
+        return survivors
+
+    def log_tail(self, lines: int = 20) -> str:
+        self.log.flush()
+        return "\n".join((self.dir / "daemon.log").read_text(errors="replace").splitlines()[-lines:])
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # status, implemented by the peers that have one
+    def cli_status(self) -> None:
+        raise NotImplementedError
+
+    def socket_status(self) -> None:
+        raise NotImplementedError
+
+
+class Pitd(Daemon):
+    peer = "pit"
+
+    def __init__(self, bin_dir: Path, size: int, echo: bool = False) -> None:
+        super().__init__("pitd")
+        self.pitctl = str(bin_dir / "pitctl")
+        self.control = str(self.dir / "control.sock")
+        self.script = str(self.dir / "sleeper.py")
+        Path(self.script).write_text(SLEEPER)
+        self.size, self.echo = size, echo
+        spec = ["[daemon]", f"control_socket = {json.dumps(self.control)}",
+                f"call_socket = {json.dumps(str(self.dir / 'call.sock'))}", ""]  # fmt: skip
+        if echo:
+            spec += ["[pools.echo]", 'app = "pit.examples.echo"', f"python = {json.dumps(PYTHON)}",
+                     f"cwd = {json.dumps(str(PYTHON_DIR))}", f"size = {size}"]  # fmt: skip
+        else:
+            spec += ["[pools.sleepers]", f"command = {json.dumps([PYTHON, self.script])}", 'protocol = "none"',
+                     f"size = {size}", "", "[pools.sleepers.restart]", 'initial = "1ms"', 'reset_after = "1s"']  # fmt: skip
+        (self.dir / "pitd.toml").write_text("\n".join(spec) + "\n")
+        self.launch([str(bin_dir / "pitd"), "--config", str(self.dir / "pitd.toml")])
+
+    def is_worker(self, argv: List[str]) -> bool:
+        if self.echo:
+            return "pit" in argv and "serve" in argv
+        return len(argv) > 1 and argv[1] == self.script
+
+    def workers(self) -> Dict[int, str]:
+        return {p: s for p, s in children(self.pid).items() if self.is_worker(cmdline(p))}
+
+    def ctl(self, *args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess:
+        return subprocess.run([self.pitctl, "--socket", self.control, *args], capture_output=True, text=True,
+                              timeout=timeout)  # fmt: skip
+
+    def wait_ready(self) -> None:
+        """Until the pool has ``size`` idle workers (pitctl status)."""
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"pitd exited early:\n{self.log_tail()}")
+            out = self.ctl("status", "--json")
+            if out.returncode == 0:
+                pool = json.loads(out.stdout)["pools"][0]
+                if pool["state"] == "running" and sum(w["state"] == "idle" for w in pool["workers"]) == self.size:
+                    self.remember()
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"pitd's pool not ready within {WAIT_S:.0f} s:\n{self.log_tail()}")
+
+    def cli_status(self) -> None:
+        out = self.ctl("status", "--json")
+        if out.returncode != 0 or len(json.loads(out.stdout)["pools"][0]["workers"]) != self.size:
+            raise RuntimeError(f"pitctl status failed: {out.stderr.strip()}")
+
+    def socket_status(self) -> None:
+        reply = framed_request(self.control, {"cmd": "status", "pool": None})
+        if reply.get("reply") != "status" or len(reply["pools"][0]["workers"]) != self.size:
+            raise RuntimeError(f"pitd status: {str(reply)[:200]}")
+
+    def guard_rss_mb(self) -> Optional[float]:
+        others = [p for p in children(self.pid) if not self.is_worker(cmdline(p))]
+        return vm_rss_mb(others[0]) if others else None
+
+    def bench(self, concurrency: int, duration_s: float) -> Dict[str, float]:
+        out = self.ctl("bench", "echo", "--method", "echo", "--args", "null", "--concurrency", str(concurrency),
+                       "--duration", f"{round(duration_s * 1000)}ms", "--json", timeout=duration_s + WAIT_S)  # fmt: skip
+        if out.returncode != 0:
+            raise RuntimeError(f"pitctl bench failed ({out.returncode}): {out.stderr.strip()}")
+        r = json.loads(out.stdout)
+        return {"per_s": float(r["calls_per_s"]), "p50_ms": r["p50_us"] / 1e3, "p99_ms": r["p99_us"] / 1e3,
+                "errors": float(r["errors"]), "count": float(r["calls"])}  # fmt: skip
+
+
+class Supervisord(Daemon):
+    peer = "supervisord"
+
+    def __init__(self, venv: Path, size: int) -> None:
+        super().__init__("supervisord")
+        self.venv, self.size = venv, size
+        self.sock = str(self.dir / "supervisor.sock")
+        self.script = str(self.dir / "sleeper.py")
+        Path(self.script).write_text(SLEEPER)
+        (self.dir / "logs").mkdir()
+        self.conf = str(self.dir / "supervisord.conf")
+        Path(self.conf).write_text(
+            f"[unix_http_server]\nfile = {self.sock}\nchmod = 0700\n\n"
+            f"[supervisord]\nnodaemon = true\nlogfile = {self.dir / 'supervisord.log'}\n"
+            f"pidfile = {self.dir / 'supervisord.pid'}\nchildlogdir = {self.dir / 'logs'}\nloglevel = warn\n\n"
+            "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
+            f"[supervisorctl]\nserverurl = unix://{self.sock}\n\n"
+            f"[program:sleeper]\ncommand = {PYTHON} {self.script}\nprocess_name = %(program_name)s_%(process_num)02d\n"
+            f"numprocs = {size}\nautorestart = true\nstartsecs = 0\n"
+        )  # fmt: skip
+        self.launch([str(venv / "bin" / "supervisord"), "-n", "-c", self.conf])
+
+    def is_worker(self, argv: List[str]) -> bool:
+        return len(argv) > 1 and argv[1] == self.script
+
+    def workers(self) -> Dict[int, str]:
+        return {p: s for p, s in children(self.pid).items() if self.is_worker(cmdline(p))}
+
+    def cli_status(self) -> None:
+        out = subprocess.run([str(self.venv / "bin" / "supervisorctl"), "-c", self.conf, "status"],
+                             capture_output=True, text=True, timeout=WAIT_S)  # fmt: skip
+        if out.returncode != 0 or out.stdout.count("RUNNING") != self.size:
+            raise RuntimeError(f"supervisorctl status failed ({out.returncode}): {out.stdout[-300:]}{out.stderr[-300:]}")
+
+    def socket_status(self) -> None:
+        infos = xmlrpc_unix(self.sock, "supervisor.getAllProcessInfo")
+        if len(infos) != self.size:
+            raise RuntimeError(f"getAllProcessInfo: {len(infos)} processes, expected {self.size}")
+
+
+class Gunicorn(Daemon):
+    peer = "gunicorn"
+
+    def __init__(self, venv: Path, size: int, max_requests: int = 0) -> None:
+        super().__init__("gunicorn")
+        self.venv, self.size = venv, size
+        self.port = free_port()
+        self.ctl_sock = str(self.dir / "gunicorn.ctl")
+        (self.dir / "app.py").write_text(WSGI_APP)
+        argv = [str(venv / "bin" / "gunicorn"), "--workers", str(size), "--worker-class", "sync",
+                "--bind", f"127.0.0.1:{self.port}", "--control-socket", self.ctl_sock,
+                "--pid", str(self.dir / "gunicorn.pid"), "--worker-tmp-dir", str(self.dir),
+                "--log-level", "warning", "--chdir", str(self.dir)]  # fmt: skip
+        if max_requests:
+            argv += ["--max-requests", str(max_requests)]
+        self.launch(argv + ["app:app"])
+
+    def is_worker(self, argv: List[str]) -> bool:
+        return True  # every child of the master is a worker (forked, not exec'd)
+
+    def workers(self) -> Dict[int, str]:
+        return children(self.pid)
+
+    def wait_http(self) -> None:
+        """Until 127.0.0.1:port answers 200."""
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2.0)
+                conn.request("GET", "/")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return
+                conn.close()
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"gunicorn not answering on port {self.port}:\n{self.log_tail()}")
+
+    def spawned(self) -> int:
+        """Workers the master has started so far (its control socket's ``show stats``)."""
+        reply = framed_request(self.ctl_sock, {"id": 1, "command": "show stats"})
+        return int(reply["data"]["workers_spawned"])
+
+    def cli_status(self) -> None:
+        out = subprocess.run([str(self.venv / "bin" / "gunicornc"), "-s", self.ctl_sock, "-c", "show workers", "-j"],
+                             capture_output=True, text=True, timeout=WAIT_S)  # fmt: skip
+        if out.returncode != 0 or json.loads(out.stdout).get("count") != self.size:
+            raise RuntimeError(f"gunicornc failed ({out.returncode}): {out.stdout[-300:]}{out.stderr[-300:]}")
+
+    def socket_status(self) -> None:
+        reply = framed_request(self.ctl_sock, {"id": 1, "command": "show workers"})
+        if reply.get("status") != "ok" or reply["data"]["count"] != self.size:
+            raise RuntimeError(f"gunicorn show workers: {str(reply)[:200]}")
+
+
+# --- the peers' environment -------------------------------------------------------------
+
+
+def prepare_venv(venv: Path) -> Tuple[Dict[str, str], Dict[str, str]]:
+    """Creates ``venv`` if needed and installs the peers into it.
+
+    Returns (peer -> version) for the peers that are available and (peer -> why not) for
+    the others.
+    """
+    versions: Dict[str, str] = {}
+    missing: Dict[str, str] = {}
+    vpy = venv / "bin" / "python"
+    if not vpy.exists():
+        progress(f"creating a virtual environment ({venv.name})")
+        out = subprocess.run([PYTHON, "-m", "venv", str(venv)], capture_output=True, text=True, timeout=300)
+        if out.returncode != 0:
+            why = f"python3 -m venv failed: {(out.stderr or out.stdout).strip()[-400:]}"
+            return {}, {peer: why for peer in PACKAGES}
+
+    def version(package: str) -> Optional[str]:
+        out = subprocess.run([str(vpy), "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    for peer, package in PACKAGES.items():
+        v = version(package)
+        if v is None:
+            progress(f"pip install {package}")
+            out = subprocess.run([str(vpy), "-m", "pip", "install", "--disable-pip-version-check", "-q", package],
+                                 capture_output=True, text=True, timeout=600)  # fmt: skip
+            if out.returncode != 0:
+                why = " / ".join(line.strip() for line in (out.stderr or out.stdout).strip().splitlines()[-3:])
+                missing[peer] = f"pip install {package} failed: {why}"
+                continue
+            v = version(package)
+        if v is None:
+            missing[peer] = f"{package} does not import after pip install"
+        else:
+            versions[peer] = v
+    return versions, missing
+
+
+# --- measurements -----------------------------------------------------------------------
+
+
+def nearest_rank(values: List[float], p: float) -> float:
+    xs = sorted(values)
+    return xs[round((len(xs) - 1) * p)]
+
+
+def progress(what: str) -> None:
+    print(f"  {what}", file=sys.stderr, flush=True)
+
+
+def kill_one(d: Daemon) -> Tuple[float, int, int]:
+    """SIGKILL the oldest worker once every worker is VICTIM_MIN_AGE_S old (the daemon and
+    the machine are quiet again after the previous replacement); returns the ms until /proc
+    shows its replacement, the victim's pid and the replacement's."""
+    deadline = time.monotonic() + WAIT_S
+    victim = None
+    while time.monotonic() < deadline:
+        ws = d.workers()
+        if len(ws) == d.size:
+            left = VICTIM_MIN_AGE_S - min(age_s(started) for started in ws.values())
+            if left <= 0:
+                victim = min(ws.items(), key=lambda kv: int(kv[1]))[0]
+                break
+            time.sleep(min(0.5, left + 0.01))
+        else:
+            time.sleep(0.01)
+    if victim is None:
+        raise RuntimeError(f"{d.peer}: no worker old enough to kill:\n{d.log_tail()}")
+    watch = ChildWatch(d.pid, d.is_worker)
+    t0 = time.perf_counter()
+    os.kill(victim, signal.SIGKILL)
+    for _ in range(int(WAIT_S / POLL_S)):
+        new = watch.poll()
+        if new is not None:
+            ms = (time.perf_counter() - t0) * 1e3
+            d.remember()
+            return ms, victim, new
+        if time.perf_counter() - t0 > WAIT_S:
+            break
+        time.sleep(POLL_S)
+    raise RuntimeError(f"{d.peer}: no replacement within {WAIT_S:.0f} s:\n{d.log_tail()}")
+
+
+def _event_ms(ev: Dict[str, Any]) -> float:
+    return datetime.datetime.fromisoformat(ev["ts"].replace("Z", "+00:00")).timestamp() * 1e3
+
+
+def timed(fn: Callable[[], None], n: int) -> List[float]:
+    fn()  # warm: the first request may pay for lazy set-up
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def wrk_load(port: int, concurrency: int, duration_s: float) -> Dict[str, float]:
+    threads = max(1, min(concurrency, os.cpu_count() or 1))
+    cap = int(LOAD_CAP_PER_S * duration_s / threads) + 1
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="peers-wrk-", delete=False) as f:
+        f.write(WRK_LUA.format(cap=cap))
+        lua = f.name
+    try:
+        out = subprocess.run(["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{duration_s:g}s",
+                              "--timeout", "5s", "--latency", "-s", lua, f"http://127.0.0.1:{port}/"],
+                             capture_output=True, text=True, timeout=duration_s + WAIT_S)  # fmt: skip
+    finally:
+        os.unlink(lua)
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr.strip()}")
+    r: Dict[str, float] = {"errors": 0.0}
+    unit = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+    in_dist = False
+    for line in out.stdout.splitlines():
+        words = line.split()
+        if line.strip().startswith("Latency Distribution"):
+            in_dist = True
+        elif in_dist and len(words) == 2 and words[0] in ("50%", "99%"):
+            value = words[1]
+            num = value.rstrip("usm")
+            r["p50_ms" if words[0] == "50%" else "p99_ms"] = float(num) * unit[value[len(num):]]
+        elif line.startswith("Requests/sec:"):
+            r["per_s"] = float(words[1])
+        elif "requests in" in line:  # "5165 requests in 2.01s, 706.23KB read"
+            r["count"] = float(words[0])
+            r["elapsed_s"] = float(words[3].rstrip("s,"))
+        elif line.strip().startswith("Socket errors:"):
+            r["errors"] += sum(int(w.rstrip(",")) for w in words[2:] if w.rstrip(",").isdigit())
+        elif line.strip().startswith("Non-2xx"):
+            r["errors"] += int(words[-1])
+    if not {"per_s", "p50_ms", "p99_ms"} <= r.keys():
+        raise RuntimeError(f"could not read wrk's output:\n{out.stdout}")
+    return r
+
+
+def python_load(port: int, concurrency: int, duration_s: float) -> Dict[str, float]:
+    """``concurrency`` threads, each a loop of new connection + HTTP/1.0 GET + read to EOF."""
+    request = b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+    cap = int(LOAD_CAP_PER_S * duration_s / concurrency) + 1
+    lat: List[List[float]] = [[] for _ in range(concurrency)]
+    errors = [0] * concurrency
+    start = threading.Barrier(concurrency + 1)
+    t_end = [0.0]
+
+    def client(i: int) -> None:
+        start.wait()
+        mine, perf = lat[i], time.perf_counter
+        for _ in range(cap):
+            t0 = perf()
+            if t0 >= t_end[0]:
+                break
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5.0) as s:
+                    s.sendall(request)
+                    data = b""
+                    while True:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                if not data.startswith(b"HTTP/1.") or data[9:12] != b"200":
+                    errors[i] += 1
+                    continue
+            except OSError:
+                errors[i] += 1
+                continue
+            mine.append((perf() - t0) * 1e3)
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    t0 = time.perf_counter()
+    t_end[0] = t0 + duration_s
+    start.wait()
+    for t in threads:
+        t.join(duration_s + WAIT_S)
+    elapsed = time.perf_counter() - t0
+    every = [x for xs in lat for x in xs]
+    if not every:
+        raise RuntimeError("the load generator got no response")
+    return {"per_s": len(every) / elapsed, "p50_ms": nearest_rank(every, 0.5), "p99_ms": nearest_rank(every, 0.99),
+            "errors": float(sum(errors)), "count": float(len(every)), "elapsed_s": elapsed}  # fmt: skip
+
+
+# --- one run ----------------------------------------------------------------------------
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace, peers: List[str], loadgen: str) -> None:
+        self.args, self.peers, self.loadgen = args, peers, loadgen
+        self.survivors: List[str] = []
+        self.samples: Dict[str, List[List[float]]] = {}  # every restart, per peer and run
+        self.daemons = 0
+        self.processes = 0
+
+    def make(self, peer: str, size: int, **kw: Any) -> Daemon:
+        if peer == "pit":
+            return Pitd(self.args.bin_dir, size, **kw)
+        if peer == "supervisord":
+            return Supervisord(self.args.venv, size)
+        return Gunicorn(self.args.venv, size, **kw)
+
+    def with_daemon(self, peer: str, size: int, body: Callable[[Any], Dict[str, float]], **kw: Any) -> Dict[str, float]:
+        d = self.make(peer, size, **kw)
+        self.daemons += 1
+        try:
+            if isinstance(d, Pitd):
+                d.wait_ready()
+            d.wait_workers(size)
+            return body(d)
+        finally:
+            d.remember()
+            self.processes += len(d.seen)
+            self.survivors.extend(d.stop())
+            d.cleanup()
+
+    def restarts(self, d: Daemon) -> Dict[str, float]:
+        kills = [kill_one(d) for _ in range(self.args.kills)]
+        times = [ms for ms, _, _ in kills]
+        self.samples.setdefault(d.peer, []).append([round(ms, 3) for ms in times])
+        out = {"restart_ms": statistics.median(times), "restart_max_ms": max(times), "restart_min_ms": min(times)}
+        if isinstance(d, Pitd):
+            # pitd's own split of each restart: exit handled -> replacement started (1 ms resolution)
+            events = framed_request(d.control, {"cmd": "events", "follow": False}).get("events", [])
+            exited = {e.get("pid"): _event_ms(e) for e in events if e["event"] == "worker_exited"}
+            started = {e.get("pid"): _event_ms(e) for e in events if e["event"] == "worker_started"}
+            split = [started[new] - exited[old] for _, old, new in kills if old in exited and new in started]
+            if split:
+                self.samples.setdefault("pit exit->started", []).append(split)
+                out["exit_to_start_ms"] = statistics.median(split)
+        return out
+
+    def footprint(self, d: Daemon, n: int) -> Dict[str, float]:
+        time.sleep(2.0)  # start-up settles
+        out: Dict[str, float] = {}
+        sock = timed(d.socket_status, self.args.status_n)
+        out[f"sock_p50_{n}"], out[f"sock_p99_{n}"] = statistics.median(sock), nearest_rank(sock, 0.99)
+        out[f"cli_{n}"] = statistics.median(timed(d.cli_status, self.args.cli_n))
+        out[f"rss_{n}"] = vm_rss_mb(d.pid)
+        if isinstance(d, Pitd):
+            guard = d.guard_rss_mb()
+            if guard is not None:
+                out[f"guard_rss_{n}"] = guard
+        return out
+
+    def throughput(self, d: Daemon) -> Dict[str, float]:
+        out: Dict[str, float] = {}
+        dur = self.args.duration
+        if isinstance(d, Pitd):
+            d.bench(max(CONCURRENCY), self.args.warmup)
+            for c in CONCURRENCY:
+                r = d.bench(c, dur)
+                out.update({f"c{c}_{k}": v for k, v in r.items()})
+        else:
+            assert isinstance(d, Gunicorn)
+            d.wait_http()
+            load = wrk_load if self.loadgen == "wrk" else python_load
+            load(d.port, max(CONCURRENCY), self.args.warmup)
+            for c in CONCURRENCY:
+                spawned = d.spawned()
+                r = load(d.port, c, dur)
+                r["recycled_per_s"] = (d.spawned() - spawned) / r.get("elapsed_s", dur)
+                d.remember()
+                out.update({f"c{c}_{k}": v for k, v in r.items()})
+        return out
+
+    def run(self, i: int) -> Dict[str, Dict[str, float]]:
+        tag = f"run {i + 1}/{self.args.runs}"
+        res: Dict[str, Dict[str, float]] = {p: {} for p in self.peers}
+        for peer in self.peers:
+            progress(f"{tag}: {peer}: {self.args.kills} kills")
+            res[peer].update(self.with_daemon(peer, RESTART_WORKERS, self.restarts))
+        for n in FOOTPRINT_SIZES:
+            for peer in self.peers:
+                progress(f"{tag}: {peer}: {n} workers")
+                res[peer].update(self.with_daemon(peer, n, functools.partial(self.footprint, n=n)))
+        for peer in self.peers:
+            if peer == "pit":
+                progress(f"{tag}: pit: pitctl bench, c = {', '.join(map(str, CONCURRENCY))}")
+                res[peer].update(self.with_daemon("pit", 2, self.throughput, echo=True))
+            elif peer == "gunicorn":
+                progress(f"{tag}: gunicorn: {self.loadgen}, c = {', '.join(map(str, CONCURRENCY))}")
+                res[peer].update(self.with_daemon("gunicorn", 2, self.throughput, max_requests=1000))
+        return res
+
+
+# --- report -----------------------------------------------------------------------------
+
+
+def fmt_ms(v: float) -> str:
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
+def report(runs: List[Dict[str, Dict[str, float]]], peers: List[str]) -> Dict[str, Dict[str, float]]:
+    med: Dict[str, Dict[str, float]] = {}
+    for peer in PEERS:
+        keys = sorted({k for r in runs for k in r.get(peer, {})})
+        med[peer] = {k: statistics.median([r[peer][k] for r in runs if k in r.get(peer, {})]) for k in keys}
+
+    rows: List[Tuple[str, ...]] = []
+
+    def row(label: str, cell: Callable[[Dict[str, float]], Optional[str]], ref: str = "") -> None:
+        cells = []
+        for peer in PEERS:
+            m = med[peer]
+            try:
+                value = cell(m) if peer in peers else None
+            except KeyError:
+                value = None
+            cells.append(value if value is not None else ("-" if peer in peers else "skipped"))
+        rows.append((label, *cells, ref))
+
+    def ms(key: str) -> Callable[[Dict[str, float]], str]:
+        return lambda m: f"{fmt_ms(m[key])} ms"
+
+    def ms_pair(a: str, b: str) -> Callable[[Dict[str, float]], str]:
+        return lambda m: f"{fmt_ms(m[a])} / {fmt_ms(m[b])} ms"
+
+    def mb(key: str) -> Callable[[Dict[str, float]], str]:
+        return lambda m: f"{m[key]:.1f} MB"
+
+    def per_s(key: str) -> Callable[[Dict[str, float]], str]:
+        return lambda m: f"{m[key]:,.0f}"
+
+    row("restart after kill -9: median", ms("restart_ms"), "supervisord ~1 s, gunicorn ~8 ms")
+    row("  fastest / slowest kill", ms_pair("restart_min_ms", "restart_max_ms"))
+    for n in FOOTPRINT_SIZES:
+        row(f"status, CLI process wall, {n} workers", ms(f"cli_{n}"),
+            "supervisord ~110 ms, gunicorn ~100 ms" if n == FOOTPRINT_SIZES[0] else "")  # fmt: skip
+        row(f"status, socket round trip p50 / p99, {n} w", ms_pair(f"sock_p50_{n}", f"sock_p99_{n}"))
+    for n in FOOTPRINT_SIZES:
+        row(f"daemon RSS (VmRSS), {n} workers", mb(f"rss_{n}"))
+    row("  pitd's guard process", mb(f"guard_rss_{FOOTPRINT_SIZES[0]}"))
+    for c in CONCURRENCY:
+        row(f"throughput c={c}: requests or calls /s",
+            per_s(f"c{c}_per_s"), "gunicorn 2 sync ~7k req/s" if c == CONCURRENCY[0] else "")  # fmt: skip
+        row(f"  c={c}: latency p50 / p99", ms_pair(f"c{c}_p50_ms", f"c{c}_p99_ms"))
+    row("  gunicorn workers replaced (max-requests) /s",
+        lambda m: " / ".join(f"{m[f'c{c}_recycled_per_s']:.1f}" for c in CONCURRENCY) + " (c=1/2/4)")  # fmt: skip
+    row("  failed requests or calls (all c)",
+        lambda m: f"{sum(m[f'c{c}_errors'] for c in CONCURRENCY):.0f}" if f"c{CONCURRENCY[0]}_errors" in m else None)  # fmt: skip
+
+    header = ("figure (median over runs)", *PEERS, "reference (2 cores)")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    print()
+    for r in [header] + rows:
+        line = f"{r[0]:<{widths[0]}}"
+        for i in range(1, len(PEERS) + 1):
+            line += f"  {r[i]:>{widths[i]}}"
+        print(f"{line}  {r[-1]}".rstrip())
+    return med
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs; the table shows medians (default 3)")
+    parser.add_argument("--quick", action="store_true", help="1 run, fewer samples, shorter loads")
+    parser.add_argument("--json", metavar="FILE", help="also write every run's figures here")
+    parser.add_argument("--venv", type=Path, default=REPO / "bench" / ".venv",
+                        help="virtual environment for the peers, created if missing (default bench/.venv)")  # fmt: skip
+    parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
+                        help="HTTP load generator for gunicorn: wrk if installed (auto), or the built-in one")  # fmt: skip
+    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release",
+                        help="directory holding pitd and pitctl (default: this repository's target/release)")  # fmt: skip
+    args = parser.parse_args(argv)
+    args.kills, args.status_n, args.cli_n, args.duration, args.warmup = 8, 200, 20, 5.0, 1.0
+    if args.quick:
+        args.runs, args.kills, args.status_n, args.cli_n, args.duration = 1, 3, 50, 5, 2.0
+    if not 1 <= args.runs <= 20:
+        parser.error("--runs must be 1..20")
+    for exe in ("pitd", "pitctl"):
+        if not os.access(args.bin_dir / exe, os.X_OK):
+            parser.error(f"{args.bin_dir / exe} not found: run `cargo build --release` first")
+    args.venv = args.venv.resolve()
+    loadgen = args.loadgen
+    if loadgen == "auto":
+        loadgen = "wrk" if shutil.which("wrk") else "python"
+    elif loadgen == "wrk" and not shutil.which("wrk"):
+        parser.error("wrk is not installed (apt-get install wrk)")
+
+    versions, missing = prepare_venv(args.venv)
+    peers = ["pit"] + [p for p in PACKAGES if p in versions]
+    pit_version = subprocess.run([str(args.bin_dir / "pitd"), "--version"], capture_output=True, text=True,
+                                 timeout=WAIT_S).stdout.strip()  # fmt: skip
+    wrk_version = ""
+    if loadgen == "wrk":
+        wrk_out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=WAIT_S)
+        wrk_version = (wrk_out.stdout or wrk_out.stderr).split("[")[0].strip()
+    print(f"cores: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
+    print(f"python: {platform.python_implementation()} {platform.python_version()} "
+          "(runs the supervised workers and the peers)")  # fmt: skip
+    print(f"pit: {pit_version or '?'} (release build)")
+    for peer, package in PACKAGES.items():
+        if peer in versions:
+            print(f"{package}: {versions[peer]}")
+        else:
+            print(f"{package}: not available, its rows are skipped: {missing[peer]}")
+    print(f"HTTP load generator: {wrk_version if loadgen == 'wrk' else 'built-in (Python threads, HTTP/1.0)'}")
+    print(f"{args.runs} run(s); per run and peer: {args.kills} kills, {args.status_n} socket status requests and "
+          f"{args.cli_n} CLI runs per size, {args.duration:g} s of load per concurrency", flush=True)  # fmt: skip
+
+    started = time.monotonic()
+    cpu0 = cpu_times()
+    runner = Runner(args, peers, loadgen)
+    runs: List[Dict[str, Dict[str, float]]] = []
+    loads: List[Tuple[float, float]] = []
+    try:
+        for i in range(args.runs):
+            before = os.getloadavg()[0]
+            runs.append(runner.run(i))
+            loads.append((before, os.getloadavg()[0]))
+            progress(f"run {i + 1}/{args.runs} done, load average {before:.2f} before, {loads[-1][1]:.2f} after")
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+    if not runs:
+        return 1
+    med = report(runs, peers)
+    print()
+    print("pit's throughput is pitctl bench against a 2-worker echo pool; gunicorn's is HTTP against 2 sync workers")
+    print("with --max-requests 1000. gunicorn forks its workers without exec: its restart has no interpreter start-up.")
+    if runner.survivors:
+        print("processes left behind (killed now):\n  " + "\n  ".join(runner.survivors))
+    else:
+        print(f"{runner.daemons} daemons stopped with SIGTERM; none of the {runner.processes} processes "
+              "they were seen to run is left")  # fmt: skip
+    cpu1, wall = cpu_times(), time.monotonic() - started
+    busy, steal, ours = ((b - a) / wall / (os.cpu_count() or 1) * 100 for a, b in zip(cpu0, cpu1))
+    print(f"total time {wall:.0f} s, load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}; CPU time "
+          f"of the {os.cpu_count()} cores: {ours:.0f}% this benchmark and what it started, "
+          f"{max(0.0, busy - ours):.0f}% other processes, {steal:.0f}% stolen")  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"cores": os.cpu_count(), "python": platform.python_version(), "pit": pit_version,
+                       "versions": versions, "skipped": missing, "loadgen": wrk_version or loadgen,
+                       "runs": runs, "restart_samples_ms": runner.samples, "load_before_after": loads, "medians": med, "survivors": runner.survivors}, f, indent=2)  # fmt: skip
+            f.write("\n")
+    return 1 if runner.survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
