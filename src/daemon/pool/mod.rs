@@ -14,6 +14,8 @@ mod health;
 mod recycle;
 mod report;
 pub mod routing;
+#[cfg(test)]
+mod tests;
 mod workers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

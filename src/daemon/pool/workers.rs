@@ -382,9 +382,19 @@ impl PoolActor {
         }
     }
 
-    /// SIGKILL to the worker's group at once (a stuck, timed-out or garbling worker).
+    /// SIGKILL to the worker's group at once (a stuck, timed-out or garbling worker),
+    /// and counts it as a recycle, with its event.
     pub(super) fn kill_worker(&mut self, id: WorkerId, reason: Reason) {
-        let Some(w) = self.workers.get_mut(&id) else { return };
+        let Some(pid) = self.kill_group(id, reason) else { return };
+        self.recycled += 1;
+        self.deps.metrics.recycle(&self.spec.name, reason);
+        self.emit(EventKind::WorkerRecycled, Some(id), pid, |ev| ev.reason = Some(reason));
+    }
+
+    /// SIGKILL to a worker's group without counting a recycle (a start that failed).
+    /// Returns `Some(pid if known)` when the worker exists.
+    fn kill_group(&mut self, id: WorkerId, reason: Reason) -> Option<Option<u32>> {
+        let w = self.workers.get_mut(&id)?;
         if let Ok(next) = transition(w.state, WorkerEvent::Stop) {
             w.state = next;
         }
@@ -394,10 +404,7 @@ impl PoolActor {
         if let Some(pid) = w.pid {
             self.deps.spawner.signal_group(pid, Signal::SIGKILL);
         }
-        self.recycled += 1;
-        self.deps.metrics.recycle(&self.spec.name, reason);
-        let pid = w.pid;
-        self.emit(EventKind::WorkerRecycled, Some(id), pid, |ev| ev.reason = Some(reason));
+        Some(w.pid)
     }
 
     pub(super) fn begin_shutdown(&mut self, deadline: Instant, done: oneshot::Sender<()>, now: Instant) {
@@ -433,7 +440,7 @@ impl PoolActor {
             .collect();
         for id in overdue_start {
             tracing::warn!(pool = %self.spec.name, worker = %id, "not ready within startup_timeout ({startup:?}); killing it");
-            self.kill_worker(id, Reason::Timeout);
+            self.kill_group(id, Reason::Timeout);
             // It never started: the breaker counts it (the exit itself is planned).
             self.count_failure(
                 id,
