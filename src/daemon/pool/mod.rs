@@ -14,6 +14,7 @@ mod health;
 mod recycle;
 mod report;
 pub mod routing;
+mod stopping;
 #[cfg(test)]
 mod tests;
 mod workers;

@@ -4,9 +4,6 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
-use tokio::sync::oneshot;
-
 use super::{PoolActor, PoolMsg};
 use crate::daemon::monitor::{TreeSample, growth_rate};
 use crate::daemon::output;
@@ -94,7 +91,7 @@ impl Worker {
         !matches!(self.state, WorkerState::Stopping | WorkerState::Exited)
     }
 
-    fn startup_deadline(&self, timeout: Duration) -> Option<Instant> {
+    pub(super) fn startup_deadline(&self, timeout: Duration) -> Option<Instant> {
         (self.state == WorkerState::Starting).then_some(self.started_at + timeout)
     }
 }
@@ -335,7 +332,7 @@ impl PoolActor {
     }
 
     /// Books an unplanned exit or failed start and decides when the replacement may start.
-    fn count_failure(&mut self, id: WorkerId, status: String, failure: Failure, now: Instant) {
+    pub(super) fn count_failure(&mut self, id: WorkerId, status: String, failure: Failure, now: Instant) {
         if self.shutdown.is_some() {
             return;
         }
@@ -360,164 +357,5 @@ impl PoolActor {
                 self.restart_at = Some(now + delay);
             }
         }
-    }
-
-    /// SIGTERM to the worker's group now, SIGKILL after kill_timeout.
-    pub(super) fn stop_worker(&mut self, id: WorkerId, reason: Option<Reason>, now: Instant) {
-        let Some(w) = self.workers.get_mut(&id) else { return };
-        if w.state == WorkerState::Stopping {
-            return;
-        }
-        match transition(w.state, WorkerEvent::Stop) {
-            Ok(next) => w.state = next,
-            Err(e) => {
-                tracing::error!(pool = %self.spec.name, worker = %id, "{e}");
-                return;
-            }
-        }
-        w.stop_reason = reason.or(w.stop_reason);
-        if let Some(pid) = w.pid {
-            self.deps.spawner.signal_group(pid, Signal::SIGTERM);
-            w.kill_at = Some(now + self.spec.kill_timeout);
-        }
-    }
-
-    /// SIGKILL to the worker's group at once (a stuck, timed-out or garbling worker),
-    /// and counts it as a recycle, with its event.
-    pub(super) fn kill_worker(&mut self, id: WorkerId, reason: Reason) {
-        let Some(pid) = self.kill_group(id, reason) else { return };
-        self.recycled += 1;
-        self.deps.metrics.recycle(&self.spec.name, reason);
-        self.emit(EventKind::WorkerRecycled, Some(id), pid, |ev| ev.reason = Some(reason));
-    }
-
-    /// SIGKILL to a worker's group without counting a recycle (a start that failed).
-    /// Returns `Some(pid if known)` when the worker exists.
-    fn kill_group(&mut self, id: WorkerId, reason: Reason) -> Option<Option<u32>> {
-        let w = self.workers.get_mut(&id)?;
-        if let Ok(next) = transition(w.state, WorkerEvent::Stop) {
-            w.state = next;
-        }
-        w.stop_reason = Some(reason);
-        w.kill_at = None;
-        w.io = None;
-        if let Some(pid) = w.pid {
-            self.deps.spawner.signal_group(pid, Signal::SIGKILL);
-        }
-        Some(w.pid)
-    }
-
-    pub(super) fn begin_shutdown(&mut self, deadline: Instant, done: oneshot::Sender<()>, now: Instant) {
-        if let Some((_, replies)) = self.shutdown.as_mut() {
-            replies.push(done);
-            return;
-        }
-        self.shutdown = Some((deadline, vec![done]));
-        for call in std::mem::take(&mut self.queue) {
-            self.fail_call(call, ErrorKind::ShuttingDown);
-        }
-        // Busy workers finish their call first (see `expire_workers`).
-        let idle: Vec<WorkerId> = self
-            .workers
-            .values()
-            .filter(|w| w.running.is_none())
-            .map(|w| w.id)
-            .collect();
-        for id in idle {
-            self.stop_worker(id, None, now);
-        }
-    }
-
-    /// Kills overdue workers (startup timeout, kill_timeout, shutdown budget) and ends a
-    /// crash loop once a worker has proven stable.
-    pub(super) fn expire_workers(&mut self, now: Instant) {
-        let startup = self.spec.startup_timeout;
-        let overdue_start: Vec<WorkerId> = self
-            .workers
-            .values()
-            .filter(|w| w.startup_deadline(startup).is_some_and(|t| t <= now) && w.pid.is_some())
-            .map(|w| w.id)
-            .collect();
-        for id in overdue_start {
-            tracing::warn!(pool = %self.spec.name, worker = %id, "not ready within startup_timeout ({startup:?}); killing it");
-            self.kill_group(id, Reason::Timeout);
-            // It never started: the breaker counts it (the exit itself is planned).
-            self.count_failure(
-                id,
-                format!("not ready within startup_timeout ({startup:?})"),
-                Failure::Start,
-                now,
-            );
-        }
-        if let Some((deadline, _)) = self.shutdown {
-            let busy: Vec<WorkerId> = self.workers.values().filter(|w| w.live()).map(|w| w.id).collect();
-            for id in busy {
-                let idle = self.workers.get(&id).is_some_and(|w| w.running.is_none());
-                if idle || deadline <= now {
-                    self.stop_worker(id, None, now);
-                }
-            }
-        }
-        for w in self.workers.values_mut() {
-            if let (Some(at), Some(pid)) = (w.kill_at, w.pid)
-                && at <= now
-            {
-                tracing::warn!(pool = %self.spec.name, worker = %w.id, "did not stop within kill_timeout; sending SIGKILL");
-                self.deps.spawner.signal_group(pid, Signal::SIGKILL);
-                w.kill_at = None;
-            }
-        }
-        if self.failing.is_some() && self.has_stable_worker(now) {
-            self.restart.record_ready();
-            self.failing = None;
-            self.restart_at = None;
-            self.emit(EventKind::PoolRecovered, None, None, |_| {});
-        }
-    }
-
-    pub(super) fn workers_deadline(&self) -> Option<Instant> {
-        let kills = self.workers.values().filter_map(|w| w.kill_at);
-        let startups = self
-            .workers
-            .values()
-            .filter_map(|w| w.startup_deadline(self.spec.startup_timeout));
-        let stable = self
-            .failing
-            .as_ref()
-            .and_then(|_| self.workers.values().filter_map(|w| w.ready_at).min())
-            .map(|t| t + self.stable_after());
-        let restart = self.restart_at.filter(|_| self.live_count() < self.desired());
-        let shutdown = self.shutdown.as_ref().map(|(t, _)| *t);
-        let drains = self
-            .workers
-            .values()
-            .filter_map(|w| w.drain_deadline.filter(|_| w.state == WorkerState::Draining));
-        let ages = self
-            .workers
-            .values()
-            .filter(|w| w.retire.is_none() && matches!(w.state, WorkerState::Idle | WorkerState::Busy))
-            .filter_map(|w| w.limits.max_age.map(|a| w.started_at + a));
-        kills
-            .chain(startups)
-            .chain(stable)
-            .chain(restart)
-            .chain(shutdown)
-            .chain(drains)
-            .chain(ages)
-            .min()
-    }
-
-    fn stable_after(&self) -> Duration {
-        match self.spec.protocol {
-            Protocol::None => SUPERVISED_STABLE_AFTER,
-            Protocol::Pit => Duration::ZERO,
-        }
-    }
-
-    fn has_stable_worker(&self, now: Instant) -> bool {
-        let after = self.stable_after();
-        self.workers.values().any(|w| {
-            matches!(w.state, WorkerState::Idle | WorkerState::Busy) && w.ready_at.is_some_and(|t| t + after <= now)
-        })
     }
 }
