@@ -4,7 +4,10 @@
 //! effects leave as calls on the `Spawner` (which only enqueues work for the process
 //! thread), as `try_send`s to worker pipes, or as reply frames to callers' connections.
 //!
-//! - `workers`: starting, readiness, exits, restarts with backoff, stopping.
+//! - `workers`: starting, readiness, exits, restarts with backoff.
+//! - `stopping`: graceful and immediate stops, shutdown, and their timers.
+//! - `recycle`: triggers, surge recycling, drain, resume, scale, reload.
+//! - `health`: pings to idle workers.
 //! - `dispatch`: calls: queue, affinity, timeouts, replies.
 //! - `routing`: the pure choice of a worker for a call.
 //! - `report`: status built from the actor's state.
