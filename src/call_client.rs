@@ -98,6 +98,42 @@ impl CallClient {
         parse_outcome(reply)
     }
 
+    /// The same call over and over, as a load generator makes it: the request is encoded
+    /// once and only the id changes; the reply is checked, not parsed. Returns whether the
+    /// call succeeded.
+    pub fn call_prepared(&mut self, prepared: &Prepared) -> Result<bool, CallClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut digits = id.to_string().into_bytes();
+        let body_len = prepared.prefix.len() + digits.len() + 1;
+        self.buf.clear();
+        self.buf.extend_from_slice(&(body_len as u32).to_be_bytes());
+        self.buf.extend_from_slice(&prepared.prefix);
+        self.buf.append(&mut digits);
+        self.buf.push(b'}');
+        self.stream.write_all(&self.buf)?;
+        let mut head = [0u8; 4];
+        self.stream.read_exact(&mut head)?;
+        let len = u32::from_be_bytes(head) as usize;
+        if len > CALL_MAX {
+            return Err(CallClientError::BadReply(format!("reply of {len} bytes")));
+        }
+        self.buf.resize(len, 0);
+        self.stream.read_exact(&mut self.buf)?;
+        // pitd's replies start with the caller's id, then `ok`.
+        let expect_ok = format!("{{\"id\":{id},\"ok\":true");
+        let expect_err = format!("{{\"id\":{id},\"ok\":false");
+        if self.buf.starts_with(expect_ok.as_bytes()) {
+            Ok(true)
+        } else if self.buf.starts_with(expect_err.as_bytes()) {
+            Ok(false)
+        } else {
+            Err(CallClientError::BadReply(
+                String::from_utf8_lossy(&self.buf).into_owned(),
+            ))
+        }
+    }
+
     fn read_reply(&mut self) -> Result<Value, CallClientError> {
         let mut head = [0u8; 4];
         self.stream.read_exact(&mut head)?;
@@ -108,6 +144,25 @@ impl CallClient {
         self.buf.resize(len, 0);
         self.stream.read_exact(&mut self.buf)?;
         serde_json::from_slice(&self.buf).map_err(|e| CallClientError::BadReply(e.to_string()))
+    }
+}
+
+/// A call encoded once for `call_prepared`: everything but the id.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    prefix: Vec<u8>,
+}
+
+impl Prepared {
+    /// `args` is raw JSON text.
+    pub fn new(pool: &str, method: &str, args: &str) -> Prepared {
+        let head = serde_json::json!({"pool": pool, "method": method}).to_string();
+        let mut prefix = head.into_bytes();
+        prefix.pop();
+        prefix.extend_from_slice(b",\"args\":");
+        prefix.extend_from_slice(args.as_bytes());
+        prefix.extend_from_slice(b",\"id\":");
+        Prepared { prefix }
     }
 }
 

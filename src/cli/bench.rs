@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::Failure;
 use super::call::connect;
-use crate::call_client::{CallOptions, Outcome};
+use crate::call_client::Prepared;
 
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
@@ -72,12 +72,12 @@ pub fn measure(a: &BenchArgs<'_>) -> Result<BenchReport, Failure> {
                 s.spawn(move || {
                     let mut lat = Vec::with_capacity(1 << 16);
                     let mut errors = 0u64;
-                    let opts = CallOptions::default();
+                    let prepared = Prepared::new(a.pool, a.method, a.args);
                     while Instant::now() < end {
                         let t0 = Instant::now();
-                        match client.call(a.pool, a.method, a.args, &opts) {
-                            Ok(Outcome::Ok { .. }) => {}
-                            Ok(Outcome::Err { .. }) => errors += 1,
+                        match client.call_prepared(&prepared) {
+                            Ok(true) => {}
+                            Ok(false) => errors += 1,
                             Err(_) => {
                                 errors += 1;
                                 break;
