@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::lifecycle::{Reason, WorkerState};
+use crate::proto::call::ErrorKind;
 use crate::proto::status::StatusReport;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -55,6 +56,28 @@ fn latency_histogram() -> Histogram {
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
         0.00005, 2.0, 22,
     ))
+}
+
+/// One pool's call counters (clones share the registered values).
+#[derive(Clone)]
+pub struct PoolCallMetrics {
+    ok: Counter,
+    /// By `ErrorKind::ALL` order.
+    errors: [Counter; 12],
+    latency: Histogram,
+}
+
+impl PoolCallMetrics {
+    pub fn call(&self, error: Option<ErrorKind>, took: Duration) {
+        match error {
+            None => self.ok.inc(),
+            Some(kind) => {
+                let i = ErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+                self.errors[i].inc()
+            }
+        };
+        self.latency.observe(took.as_secs_f64());
+    }
 }
 
 type LatencyFamily = Family<PoolLabel, Histogram, fn() -> Histogram>;
@@ -114,16 +137,22 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn call(&self, pool: &str, outcome: &str, took: Duration) {
-        self.calls
-            .get_or_create(&OutcomeLabels {
+    /// Handles to one pool's call counters, so a call is booked without building labels
+    /// or taking the family's lock.
+    pub fn calls_of(&self, pool: &str) -> PoolCallMetrics {
+        // One statement per handle: `get_or_create` returns a read guard, and a second call
+        // that inserts while the first guard lives would wait on its own lock.
+        let counter = |outcome: &str| -> Counter {
+            let labels = OutcomeLabels {
                 pool: pool.into(),
                 outcome: outcome.into(),
-            })
-            .inc();
-        self.latency
-            .get_or_create(&PoolLabel { pool: pool.into() })
-            .observe(took.as_secs_f64());
+            };
+            self.calls.get_or_create(&labels).clone()
+        };
+        let ok = counter("ok");
+        let errors = ErrorKind::ALL.map(|k| counter(k.as_str()));
+        let latency = self.latency.get_or_create(&PoolLabel { pool: pool.into() }).clone();
+        PoolCallMetrics { ok, errors, latency }
     }
 
     pub fn recycle(&self, pool: &str, reason: Reason) {

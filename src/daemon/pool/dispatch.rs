@@ -48,10 +48,7 @@ impl PoolActor {
         if error.is_some() {
             self.errors += 1;
         }
-        let outcome = error.map_or("ok", ErrorKind::as_str);
-        self.deps
-            .metrics
-            .call(&self.spec.name, outcome, call.received.elapsed());
+        self.call_metrics.call(error, call.received.elapsed());
         call.answer(frame);
     }
 

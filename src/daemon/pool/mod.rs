@@ -30,7 +30,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
 use super::events::EventLog;
-use super::metrics::Metrics;
+use super::metrics::{Metrics, PoolCallMetrics};
 use super::monitor::{Monitor, TreeSample};
 use super::output::OutputStore;
 use super::procs::{ExitInfo, OnExit, OnSpawned, Procs};
@@ -248,10 +248,12 @@ pub struct PoolActor {
     recycled: u64,
     restarts: u64,
     rng: fastrand::Rng,
+    call_metrics: PoolCallMetrics,
 }
 
 impl PoolActor {
     pub fn new(spec: PoolSpec, deps: PoolDeps, me: mpsc::UnboundedSender<PoolMsg>) -> PoolActor {
+        let call_metrics = deps.metrics.calls_of(&spec.name);
         PoolActor {
             deps,
             me,
@@ -278,6 +280,7 @@ impl PoolActor {
             recycled: 0,
             restarts: 0,
             rng: fastrand::Rng::new(),
+            call_metrics,
         }
     }
 
