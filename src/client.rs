@@ -3,6 +3,7 @@
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::proto::control::{ControlErrorKind, Reply, Request};
 use crate::proto::frame::CONTROL_MAX;
@@ -25,6 +26,9 @@ pub enum ClientError {
 pub fn default_control_socket() -> PathBuf {
     crate::spec::default_socket_dir().join("control.sock")
 }
+
+/// A wedged daemon must not wedge its client: pitctl gives up on a reply after this.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct ControlClient {
     stream: UnixStream,

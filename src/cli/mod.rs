@@ -255,7 +255,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             bench::run(a, json)
         }
         Command::Recycle { target, now } => done(control()?.request(&Request::Recycle { target, now })?),
-        Command::Drain { target, wait } => done(control()?.request(&Request::Drain { target, wait })?),
+        Command::Drain { target, wait } => {
+            let mut client = control()?;
+            if wait {
+                // A drain lasts as long as the calls in flight (up to drain_timeout).
+                client.set_timeout(None);
+            }
+            done(client.request(&Request::Drain { target, wait })?)
+        }
         Command::Resume { pool } => done(control()?.request(&Request::Resume { pool })?),
         Command::Scale { pool, size } => done(control()?.request(&Request::Scale { pool, size })?),
         Command::Events { follow, json } => events::run(&mut control()?, follow, json),
@@ -299,6 +306,8 @@ fn print_stream<T>(
     }
     out.flush()?;
     if follow {
+        // A quiet stream is not a wedged daemon.
+        client.set_timeout(None);
         while let Some(reply) = client.next_reply()? {
             let item = stream_item(reply).map_err(|other| unexpected(&other))?;
             print(&mut out, &item)?;

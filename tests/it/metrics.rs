@@ -66,6 +66,8 @@ fn metrics_count_calls_by_outcome_and_validate_with_promtool() {
     }
     let http = wait_until("the metrics endpoint", || {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(crate::harness::DEADLINE))
+            .map_err(|e| e.to_string())?;
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             .map_err(|e| e.to_string())?;
         let mut reply = String::new();
