@@ -41,10 +41,18 @@ impl ControlClient {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(ControlClient {
+        let client = ControlClient {
             stream,
             path: path.to_path_buf(),
-        })
+        };
+        client.set_timeout(Some(REPLY_TIMEOUT));
+        Ok(client)
+    }
+
+    /// How long to wait for a reply; `None` waits forever (a followed stream).
+    pub fn set_timeout(&self, timeout: Option<Duration>) {
+        let _ = self.stream.set_read_timeout(timeout);
+        let _ = self.stream.set_write_timeout(timeout);
     }
 
     /// Sends one request and reads its (first) reply; an error reply becomes `Refused`.
