@@ -112,14 +112,7 @@ impl CallClient {
         self.buf.append(&mut digits);
         self.buf.push(b'}');
         self.stream.write_all(&self.buf)?;
-        let mut head = [0u8; 4];
-        self.stream.read_exact(&mut head)?;
-        let len = u32::from_be_bytes(head) as usize;
-        if len > CALL_MAX {
-            return Err(CallClientError::BadReply(format!("reply of {len} bytes")));
-        }
-        self.buf.resize(len, 0);
-        self.stream.read_exact(&mut self.buf)?;
+        self.read_frame()?;
         // pitd's replies start with the caller's id, then `ok`.
         let expect_ok = format!("{{\"id\":{id},\"ok\":true");
         let expect_err = format!("{{\"id\":{id},\"ok\":false");
@@ -135,6 +128,12 @@ impl CallClient {
     }
 
     fn read_reply(&mut self) -> Result<Value, CallClientError> {
+        self.read_frame()?;
+        serde_json::from_slice(&self.buf).map_err(|e| CallClientError::BadReply(e.to_string()))
+    }
+
+    /// Reads one reply frame's body into `self.buf`.
+    fn read_frame(&mut self) -> Result<(), CallClientError> {
         let mut head = [0u8; 4];
         self.stream.read_exact(&mut head)?;
         let len = u32::from_be_bytes(head) as usize;
@@ -143,7 +142,7 @@ impl CallClient {
         }
         self.buf.resize(len, 0);
         self.stream.read_exact(&mut self.buf)?;
-        serde_json::from_slice(&self.buf).map_err(|e| CallClientError::BadReply(e.to_string()))
+        Ok(())
     }
 }
 
