@@ -71,15 +71,15 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON_DIR = REPO / "python"
-sys.path.insert(0, str(PYTHON_DIR))
+sys.path.insert(0, str(PYTHON_DIR))  # this repository's pit package, for the imports below
 
-from pit import _frames  # noqa: E402  (the frame layout pitd and the worker share)
-from pit.examples.echo import echo  # noqa: E402  (the function every row calls)
+from pit import _frames  # the frame layout pitd and the worker share
+from pit.examples.echo import echo  # the function every row calls
 
 PAYLOAD = "abcdefghijklmnopqrstuvwxyz012345"
 ARGS_JSON = json.dumps(PAYLOAD).encode("utf-8")
@@ -108,8 +108,8 @@ while True:
     write(4, data)
 """
 
-Run = Dict[str, float]
-Rows = Dict[str, List[Run]]
+Run = dict[str, float]
+Rows = dict[str, list[Run]]
 
 
 # --- statistics -------------------------------------------------------------------------
@@ -117,7 +117,7 @@ Rows = Dict[str, List[Run]]
 FIELDS = ("calls_per_s", "p50_us", "p90_us", "p99_us", "max_us")
 
 
-def summarize(lat_ns: List[int], elapsed_s: float) -> Run:
+def summarize(lat_ns: list[int], elapsed_s: float) -> Run:
     """calls/s and nearest-rank percentiles (µs) of one measurement."""
     lat = sorted(lat_ns)
     if not lat:
@@ -137,7 +137,7 @@ def summarize(lat_ns: List[int], elapsed_s: float) -> Run:
     }
 
 
-def median_row(runs: List[Run]) -> Run:
+def median_row(runs: list[Run]) -> Run:
     """Each column's median over the runs of one row."""
     return {f: statistics.median(r[f] for r in runs) for f in FIELDS}
 
@@ -151,10 +151,12 @@ class CpuUse:
         self.t0, self.machine0, self.ours0 = time.monotonic(), self._machine(), self._ours()
 
     @staticmethod
-    def _machine() -> Tuple[float, float]:
+    def _machine() -> tuple[float, float]:
         """(busy, steal) seconds of all CPUs from /proc/stat."""
         with open("/proc/stat") as f:
-            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in f.readline().split()[1:9])
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (
+                int(x) for x in f.readline().split()[1:9]
+            )
         tick = os.sysconf("SC_CLK_TCK")
         return (user + nice + system + irq + softirq) / tick, steal / tick
 
@@ -163,7 +165,7 @@ class CpuUse:
         t = os.times()
         return t.user + t.system + t.children_user + t.children_system
 
-    def summary(self) -> Dict[str, float]:
+    def summary(self) -> dict[str, float]:
         """Percentages of the machine's capacity (all CPUs) since construction."""
         capacity = (time.monotonic() - self.t0) * (os.cpu_count() or 1)
         busy, steal = (a - b for a, b in zip(self._machine(), self.machine0))
@@ -209,7 +211,7 @@ def pinned(pids: Iterable[int], cpu: int) -> Iterator[None]:
 class PipeChild:
     """A child process reading our frames on its fd 3 and answering on its fd 4."""
 
-    def __init__(self, argv: List[str], env: Dict[str, str]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         to_child_r, self.wfd = os.pipe()
         self.rfd, from_child_w = os.pipe()
         # Park the child's ends above fd 4, so that dup2 onto 3 and 4 always makes fresh,
@@ -233,7 +235,7 @@ class PipeChild:
             os.close(child_in)
             os.close(child_out)
 
-    def read_frame(self, timeout: Optional[float] = None) -> bytes:
+    def read_frame(self, timeout: float | None = None) -> bytes:
         """One whole frame (length prefix included); only one is ever in flight."""
         data = b""
         while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
@@ -268,7 +270,7 @@ def ping_pong(
     """Sends ``frame(i)``, waits for exactly ``reply(i)``, times it; for ``duration_s``."""
     write, read_frame, wfd = os.write, child.read_frame, child.wfd
     clock = time.perf_counter_ns
-    lat: List[int] = []
+    lat: list[int] = []
     start = clock()
     end = start + int(duration_s * 1e9)
     t1 = start
@@ -286,7 +288,9 @@ def ping_pong(
     return summarize(lat, (t1 - start) / 1e9)
 
 
-def floor_rows(name: str, child: PipeChild, frame, reply, cfg: "Config") -> Rows:
+def floor_rows(
+    name: str, child: PipeChild, frame: Callable[[int], bytes], reply: Callable[[int], bytes], cfg: Config
+) -> Rows:
     """``name`` and ``name 1 CPU``, alternating, ``cfg.runs`` times each."""
     rows: Rows = {name: [], name + ONE_CPU: []}
     ping_pong(child, frame, reply, cfg.warmup_s)
@@ -299,17 +303,17 @@ def floor_rows(name: str, child: PipeChild, frame, reply, cfg: "Config") -> Rows
     return rows
 
 
-def floor_raw(cfg: "Config") -> Rows:
+def floor_raw(cfg: Config) -> Rows:
     child = PipeChild([sys.executable, "-c", RAW_ECHO], dict(os.environ))
     try:
         message = len(PAYLOAD).to_bytes(4, "big") + PAYLOAD.encode("utf-8")
-        same = lambda i: message  # noqa: E731
+        same = lambda i: message
         return floor_rows("floor-raw", child, same, same, cfg)
     finally:
         child.close()
 
 
-def floor_pit_runtime(cfg: "Config") -> Rows:
+def floor_pit_runtime(cfg: Config) -> Rows:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PYTHON_DIR), env.get("PYTHONPATH")]))
     child = PipeChild([sys.executable, "-m", "pit", "serve", "pit.examples.echo"], env)
@@ -323,8 +327,8 @@ def floor_pit_runtime(cfg: "Config") -> Rows:
         call_head, call_tail = call[:5], call[13:]
         ok_head, ok_tail = ok[:5], ok[13:]
         pack_id = struct.Struct(">Q").pack
-        frame = lambda i: call_head + pack_id(i) + call_tail  # noqa: E731
-        reply = lambda i: ok_head + pack_id(i) + ok_tail  # noqa: E731
+        frame = lambda i: call_head + pack_id(i) + call_tail
+        reply = lambda i: ok_head + pack_id(i) + ok_tail
         return floor_rows("floor-pit-runtime", child, frame, reply, cfg)
     finally:
         child.close()
@@ -333,7 +337,7 @@ def floor_pit_runtime(cfg: "Config") -> Rows:
 # --- pit: the real daemon ---------------------------------------------------------------
 
 
-def _proc_start_time(pid: int) -> Optional[str]:
+def _proc_start_time(pid: int) -> str | None:
     """Field 22 of /proc/PID/stat (start time), or None when PID is gone or a zombie."""
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -343,9 +347,9 @@ def _proc_start_time(pid: int) -> Optional[str]:
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
-def _descendants(root: int) -> Dict[int, str]:
+def _descendants(root: int) -> dict[int, str]:
     """Every live descendant of ``root``: pid -> start time (to tell a reused pid apart)."""
-    children: Dict[int, List[int]] = {}
+    children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -355,7 +359,7 @@ def _descendants(root: int) -> Dict[int, str]:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-    found: Dict[int, str] = {}
+    found: dict[int, str] = {}
     todo = list(children.get(root, []))
     while todo:
         pid = todo.pop()
@@ -388,15 +392,16 @@ class Pitd:
             f"cwd = {json.dumps(str(PYTHON_DIR))}\n"
             f"size = {POOL_SIZE}\n"
         )
-        self.log = open(self.dir / "pitd.log", "wb")
+        self.log = open(self.dir / "pitd.log", "wb")  # noqa: SIM115  (closed in stop())
         self.proc = subprocess.Popen(
             [str(self.pitd), "--config", str(spec)], stdout=subprocess.DEVNULL, stderr=self.log
         )
-        self.started: Dict[int, str] = {}  # pitd's descendants once the pool is ready
+        self.started: dict[int, str] = {}  # pitd's descendants once the pool is ready
 
     def ctl(self, *args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess:
         return subprocess.run(
             [str(self.pitctl), "--socket", str(self.control), *args],
+            check=False,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -431,7 +436,7 @@ class Pitd:
             raise RuntimeError(f"pitctl bench saw {r['errors']} failed calls")
         return {"calls": r["calls"], "seconds": r["duration_s"], **{f: float(r[f]) for f in FIELDS}}
 
-    def stop(self) -> List[str]:
+    def stop(self) -> list[str]:
         """Stops pitd (shutdown, then SIGTERM, then SIGKILL) and returns what outlived it."""
         if self.proc.poll() is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -474,7 +479,7 @@ class Pitd:
             return "?"
 
 
-def pit_rows(cfg: "Config") -> Tuple[Rows, List[str]]:
+def pit_rows(cfg: Config) -> tuple[Rows, list[str]]:
     """The ``pit`` rows, and what outlived pitd (nothing, normally)."""
     daemon = Pitd(cfg.bin_dir)
     rows: Rows = {f"pit c={c}": [] for c in PIT_CONCURRENCY}
@@ -506,7 +511,7 @@ def windowed(submit: Callable[[Callable[[object], None]], None], window: int, du
     """
     clock = time.perf_counter_ns
     slots = threading.Semaphore(window)
-    lat: List[int] = []
+    lat: list[int] = []
     errors = [0]
 
     def done(t0: int, result: object) -> None:
@@ -534,7 +539,7 @@ def windowed(submit: Callable[[Callable[[object], None]], None], window: int, du
     return summarize(lat, elapsed)
 
 
-def python_pool_rows(name: str, submit: Callable[[Callable[[object], None]], None], cfg: "Config") -> Rows:
+def python_pool_rows(name: str, submit: Callable[[Callable[[object], None]], None], cfg: Config) -> Rows:
     rows: Rows = {f"{name} c={w}": [] for w in WINDOWS}
     windowed(submit, WINDOWS[-1], cfg.warmup_s)
     for run in range(cfg.runs):
@@ -544,7 +549,7 @@ def python_pool_rows(name: str, submit: Callable[[Callable[[object], None]], Non
     return rows
 
 
-def mp_pool_rows(cfg: "Config") -> Rows:
+def mp_pool_rows(cfg: Config) -> Rows:
     with multiprocessing.Pool(POOL_SIZE) as pool:
 
         def submit(done: Callable[[object], None]) -> None:
@@ -553,7 +558,7 @@ def mp_pool_rows(cfg: "Config") -> Rows:
         return python_pool_rows("mp.Pool", submit, cfg)
 
 
-def executor_rows(cfg: "Config") -> Rows:
+def executor_rows(cfg: Config) -> Rows:
     with concurrent.futures.ProcessPoolExecutor(POOL_SIZE) as ex:
 
         def submit(done: Callable[[object], None]) -> None:
@@ -602,7 +607,7 @@ def fmt_us(us: float) -> str:
     return f"{us:.1f}" if us < 100 else f"{us:.0f}"
 
 
-def best(medians: Dict[str, Run], prefix: str) -> Tuple[str, float]:
+def best(medians: dict[str, Run], prefix: str) -> tuple[str, float]:
     name = max(
         (n for n in medians if n.startswith(prefix) and not n.endswith(ONE_CPU)),
         key=lambda n: medians[n]["calls_per_s"],
@@ -610,7 +615,7 @@ def best(medians: Dict[str, Run], prefix: str) -> Tuple[str, float]:
     return name, medians[name]["calls_per_s"]
 
 
-def print_table(medians: Dict[str, Run]) -> None:
+def print_table(medians: dict[str, Run]) -> None:
     width = max(len(n) for n in medians) + 2
     print(f"\n{'':<{width}}{'calls/s':>10}{'p50 µs':>10}{'p90 µs':>10}{'p99 µs':>10}{'max µs':>10}")
     for name in ROW_ORDER:
@@ -621,10 +626,10 @@ def print_table(medians: Dict[str, Run]) -> None:
         print(f"{name:<{width}}{m['calls_per_s']:>10.0f}{cells}")
 
 
-def ratios(medians: Dict[str, Run]) -> Dict[str, Dict[str, object]]:
+def ratios(medians: dict[str, Run]) -> dict[str, dict[str, object]]:
     pit_name, pit_cps = best(medians, "pit ")
     mp_name, mp_cps = best(medians, "mp.Pool")
-    out: Dict[str, Dict[str, object]] = {
+    out: dict[str, dict[str, object]] = {
         "throughput": {
             "what": f"{pit_name} / {mp_name} calls/s",
             "value": pit_cps / mp_cps,
@@ -659,12 +664,16 @@ def ratios(medians: Dict[str, Run]) -> Dict[str, Dict[str, object]]:
     return out
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs per row; the table shows medians (default 3)")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="runs per row; the table shows medians (default 3)"
+    )
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per run (default 3)")
     parser.add_argument("--quick", action="store_true", help="1 run of 1 s per row")
-    parser.add_argument("--json", metavar="FILE", help="also write every figure (each run, medians, ratios) here")
+    parser.add_argument(
+        "--json", metavar="FILE", help="also write every figure (each run, medians, ratios) here"
+    )
     parser.add_argument(
         "--bin-dir",
         type=Path,
@@ -679,7 +688,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     usable = sorted(os.sched_getaffinity(0))
     cfg = Config(args.runs, args.duration, args.bin_dir, cpu=usable[-1])
 
-    info: Dict[str, object] = {
+    info: dict[str, object] = {
         "cores": os.cpu_count(),
         "usable_cores": len(usable),
         "one_cpu_rows_on": cfg.cpu,
@@ -694,8 +703,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     }
     print(f"cores: {os.cpu_count()} ({len(usable)} usable here)")
     print(f"python: {platform.python_version()}, {sys.executable} (driver, floors, pit workers, pools)")
-    print(f"pitd: {cfg.bin_dir / 'pitd'} with {POOL_SIZE} workers; multiprocessing start method: {info['mp_start_method']}")
-    print(f"each row: 32-character string echo, median of {cfg.runs} run(s) of {cfg.duration_s:g} s", flush=True)
+    print(
+        f"pitd: {cfg.bin_dir / 'pitd'} with {POOL_SIZE} workers; multiprocessing start method: {info['mp_start_method']}"
+    )
+    print(
+        f"each row: 32-character string echo, median of {cfg.runs} run(s) of {cfg.duration_s:g} s", flush=True
+    )
 
     started = time.monotonic()
     cpu_use = CpuUse()
