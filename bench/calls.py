@@ -74,6 +74,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from procfs import descendants as _descendants
+from procfs import start_time as _proc_start_time
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON_DIR = REPO / "python"
 sys.path.insert(0, str(PYTHON_DIR))  # this repository's pit package, for the imports below
@@ -335,39 +338,6 @@ def floor_pit_runtime(cfg: Config) -> Rows:
 
 
 # --- pit: the real daemon ---------------------------------------------------------------
-
-
-def _proc_start_time(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat (start time), or None when PID is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
-def _descendants(root: int) -> dict[int, str]:
-    """Every live descendant of ``root``: pid -> start time (to tell a reused pid apart)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found: dict[int, str] = {}
-    todo = list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        started = _proc_start_time(pid)
-        if started is not None:
-            found[pid] = started
-            todo.extend(children.get(pid, []))
-    return found
 
 
 class Pitd:

@@ -93,6 +93,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from procfs import argv, descendants
+from procfs import start_time as proc_start_time
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON_DIR = REPO / "python"
 BIN_DIR = REPO / "target" / "release"
@@ -193,45 +196,8 @@ for pid, rss in peak.items():
 # --------------------------------------------------------------------------- processes
 
 
-def proc_start_time(pid: int) -> Optional[str]:
-    """Field 22 of /proc/PID/stat (start time), or None when PID is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
-def descendants(root: int) -> Dict[int, str]:
-    """Every live descendant of ``root``: pid -> start time (to tell a reused pid apart)."""
-    children: Dict[int, List[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found: Dict[int, str] = {}
-    todo = list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        started = proc_start_time(pid)
-        if started is not None:
-            found[pid] = started
-            todo.extend(children.get(pid, []))
-    return found
-
-
 def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return "?"
+    return " ".join(argv(pid)).strip() or "?"
 
 
 def cpu_ticks(path: str) -> int:

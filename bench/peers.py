@@ -93,6 +93,10 @@ import xmlrpc.client
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
+from procfs import argv as cmdline
+from procfs import descendants, start_time
+from procfs import stat_fields as _stat_fields
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable  # absolute: runs the sleepers and the virtual environment
 PYTHON_DIR = REPO / "python"
@@ -134,34 +138,10 @@ LOAD_CAP_PER_S = 100_000  # responses per second of load allowed before a genera
 # --- /proc ------------------------------------------------------------------------------
 
 
-def _stat_fields(pid: int) -> Optional[List[str]]:
-    """Fields of /proc/PID/stat after the command name (field 3 first), or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def start_time(pid: int) -> Optional[str]:
-    """Start time of PID in clock ticks since boot (tells a reused pid apart); None when
-    gone or a zombie."""
-    fields = _stat_fields(pid)
-    return None if fields is None or fields[0] in ("Z", "X") else fields[19]
-
-
 def age_s(started: str) -> float:
     with open("/proc/uptime") as f:
         uptime = float(f.read().split()[0])
     return uptime - int(started) / CLK_TCK
-
-
-def cmdline(pid: int) -> List[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().decode(errors="replace").split("\0")
-    except OSError:
-        return []
 
 
 def vm_rss_mb(pid: int) -> float:
@@ -190,25 +170,6 @@ def children(parent: int) -> Dict[int, str]:
             fields = _stat_fields(int(entry))
             if fields is not None and int(fields[1]) == parent and fields[0] not in ("Z", "X"):
                 found[int(entry)] = fields[19]
-    return found
-
-
-def descendants(root: int) -> Dict[int, str]:
-    """Every live descendant of ``root``: pid -> start time."""
-    kids: Dict[int, List[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields is not None:
-                kids.setdefault(int(fields[1]), []).append(int(entry))
-    found: Dict[int, str] = {}
-    todo = list(kids.get(root, []))
-    while todo and len(found) < 100_000:
-        pid = todo.pop()
-        started = start_time(pid)
-        if started is not None:
-            found[pid] = started
-            todo.extend(kids.get(pid, []))
     return found
 
 

@@ -66,6 +66,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
+from procfs import argv as cmdline
+from procfs import descendants
+from procfs import start_time as proc_start_time
+from procfs import stat_fields as _stat_fields
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable  # absolute path: the workers and `python -c pass` use this one
 WAIT_S = 30.0  # bound on start-up, replies, replacements and shutdown
@@ -96,21 +101,6 @@ while True:
 # --- /proc ------------------------------------------------------------------------------
 
 
-def _stat_fields(pid: int) -> Optional[List[str]]:
-    """Fields of /proc/PID/stat after the command name (field 3 first), or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def proc_start_time(pid: int) -> Optional[str]:
-    """Start time of PID (to tell a reused pid apart), None when gone or a zombie."""
-    fields = _stat_fields(pid)
-    return None if fields is None or fields[0] in ("Z", "X") else fields[19]
-
-
 def cpu_seconds(pid: int) -> float:
     fields = _stat_fields(pid)
     if fields is None:
@@ -124,33 +114,6 @@ def vm_kib(pid: int, key: str) -> int:
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     raise RuntimeError(f"no {key} for pid {pid}")
-
-
-def cmdline(pid: int) -> List[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-def descendants(root: int) -> Dict[int, str]:
-    """Every live descendant of ``root``: pid -> start time."""
-    children: Dict[int, List[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields is not None:
-                children.setdefault(int(fields[1]), []).append(int(entry))
-    found: Dict[int, str] = {}
-    todo = list(children.get(root, []))
-    while todo and len(found) < 100_000:
-        pid = todo.pop()
-        started = proc_start_time(pid)
-        if started is not None:
-            found[pid] = started
-            todo.extend(children.get(pid, []))
-    return found
 
 
 class ChildWatch:
