@@ -75,7 +75,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from procfs import descendants as _descendants
-from procfs import start_time as _proc_start_time
+from procfs import kill_leftovers
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON_DIR = REPO / "python"
@@ -419,16 +419,7 @@ class Pitd:
                     self.proc.send_signal(sig)
             self.proc.wait(timeout=WAIT_S)
         # Its children (the workers and its guard process) must go with it.
-        deadline = time.monotonic() + 5.0
-        left = dict(self.started)
-        while left and time.monotonic() < deadline:
-            left = {p: s for p, s in left.items() if _proc_start_time(p) == s}
-            time.sleep(0.05)
-        survivors = []
-        for pid in left:
-            survivors.append(f"pid {pid}: {self._cmdline(pid)}")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        survivors = [f"pid {pid}: {' '.join(a).strip()}" for pid, a in kill_leftovers(self.started).items()]
         self.log.close()
         return survivors
 
@@ -439,14 +430,6 @@ class Pitd:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    @staticmethod
-    def _cmdline(pid: int) -> str:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            return "?"
 
 
 def pit_rows(cfg: Config) -> tuple[Rows, list[str]]:

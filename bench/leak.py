@@ -93,7 +93,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from procfs import argv, descendants
+from procfs import argv, descendants, kill_leftovers
 from procfs import start_time as proc_start_time
 
 REPO = Path(__file__).resolve().parent.parent
@@ -352,20 +352,9 @@ class Pitd:
                 self.follower.kill()
                 self.follower.wait()
             self.reader.join(timeout=5.0)
-        deadline = time.monotonic() + 5.0
         with self.seen_lock:
-            left = dict(self.seen)
-        while left and time.monotonic() < deadline:
-            left = {p: s for p, s in left.items() if proc_start_time(p) == s}
-            if left:
-                time.sleep(0.05)
-        survivors = []
-        for pid in left:
-            survivors.append(f"pid {pid}: {cmdline(pid)}")
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            seen = dict(self.seen)
+        survivors = [f"pid {pid}: {' '.join(a).strip() or '?'}" for pid, a in kill_leftovers(seen).items()]
         self.log.close()
         return took, survivors
 

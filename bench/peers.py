@@ -91,10 +91,10 @@ import threading
 import time
 import xmlrpc.client
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from procfs import argv as cmdline
-from procfs import descendants, start_time
+from procfs import ChildWatch, descendants, kill_leftovers, start_time
 from procfs import stat_fields as _stat_fields
 
 REPO = Path(__file__).resolve().parent.parent
@@ -171,36 +171,6 @@ def children(parent: int) -> Dict[int, str]:
             if fields is not None and int(fields[1]) == parent and fields[0] not in ("Z", "X"):
                 found[int(entry)] = fields[19]
     return found
-
-
-class ChildWatch:
-    """Finds a new child of ``parent`` that ``match(argv)`` accepts.
-
-    Every /proc entry present at construction is ignored; a new entry that is not a child
-    of ``parent`` is remembered and skipped; a child that does not match yet (forked, not
-    exec'd) is looked at again on the next poll.
-    """
-
-    def __init__(self, parent: int, match: Callable[[List[str]], bool]) -> None:
-        self.parent, self.match = parent, match
-        self.skip: Set[str] = set(os.listdir("/proc"))
-
-    def poll(self) -> Optional[int]:
-        for entry in os.listdir("/proc"):
-            if entry in self.skip or not entry.isdigit():
-                continue
-            fields = _stat_fields(int(entry))
-            if fields is None:
-                continue
-            if int(fields[1]) != self.parent:
-                self.skip.add(entry)
-                continue
-            if self.match(cmdline(int(entry))):
-                return int(entry)
-        return None
-
-
-# --- sockets ----------------------------------------------------------------------------
 
 
 def _recv_exact(s: socket.socket, n: int) -> bytes:
@@ -321,18 +291,8 @@ class Daemon:
                     survivors.append(f"{self.peer} (pid {self.pid}) ignored SIGTERM for {WAIT_S:.0f} s")
                     self.proc.kill()
                     self.proc.wait(timeout=WAIT_S)
-            left = dict(self.seen)
-            deadline = time.monotonic() + 5.0
-            while left and time.monotonic() < deadline:
-                left = {p: s for p, s in left.items() if start_time(p) == s}
-                if left:
-                    time.sleep(0.05)
-            for pid in left:
-                survivors.append(f"{self.peer}: pid {pid} left: {' '.join(cmdline(pid)).strip()}")
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            for pid, a in kill_leftovers(self.seen).items():
+                survivors.append(f"{self.peer}: pid {pid} left: {' '.join(a).strip()}")
         self.log.close()
         return survivors
 

@@ -64,11 +64,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from procfs import argv as cmdline
-from procfs import descendants
-from procfs import start_time as proc_start_time
+from procfs import ChildWatch, descendants, kill_leftovers
 from procfs import stat_fields as _stat_fields
 
 REPO = Path(__file__).resolve().parent.parent
@@ -114,34 +113,6 @@ def vm_kib(pid: int, key: str) -> int:
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     raise RuntimeError(f"no {key} for pid {pid}")
-
-
-class ChildWatch:
-    """Finds a new child of ``parent`` whose argv is ``[*, script, pool, ...]``.
-
-    Every /proc entry present at construction is ignored; a new entry that is not a child
-    of ``parent`` is remembered and skipped. A child of ``parent`` that has not exec'd yet
-    (still pitd's cmdline) is looked at again on the next poll.
-    """
-
-    def __init__(self, parent: int, script: str, pool: str) -> None:
-        self.parent, self.script, self.pool = parent, script, pool
-        self.skip: Set[str] = set(os.listdir("/proc"))
-
-    def poll(self) -> Optional[int]:
-        for entry in os.listdir("/proc"):
-            if entry in self.skip or not entry.isdigit():
-                continue
-            fields = _stat_fields(int(entry))
-            if fields is None:
-                continue
-            if int(fields[1]) != self.parent:
-                self.skip.add(entry)
-                continue
-            argv = cmdline(int(entry))
-            if len(argv) > 2 and argv[1] == self.script and argv[2] == self.pool:
-                return int(entry)
-        return None
 
 
 # --- pitd -------------------------------------------------------------------------------
@@ -253,16 +224,7 @@ class Pitd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=WAIT_S)
-        left = dict(self.seen)
-        deadline = time.monotonic() + 5.0
-        while left and time.monotonic() < deadline:
-            left = {p: s for p, s in left.items() if proc_start_time(p) == s}
-            if left:
-                time.sleep(0.05)
-        survivors = []
-        for pid in left:
-            survivors.append(f"pid {pid}: {' '.join(cmdline(pid)).strip()}")
-            os.kill(pid, signal.SIGKILL)
+        survivors = [f"pid {pid}: {' '.join(a).strip()}" for pid, a in kill_leftovers(self.seen).items()]
         if self.proc.returncode != 0:
             survivors.append(f"(pitd exited with {self.proc.returncode}, not 0)")
         self.log.close()
@@ -354,7 +316,7 @@ def kill_one(d: Pitd, pool: str, mode: str) -> Dict[str, float]:
     if victim is None:
         raise RuntimeError(f"no worker of {pool} old enough to kill:\n{d.log_tail()}")
     known = {w["id"] for w in workers}
-    watch = ChildWatch(d.pid, d.script, pool) if mode == "proc" else None
+    watch = ChildWatch(d.pid, lambda a: len(a) > 2 and a[1] == d.script and a[2] == pool) if mode == "proc" else None
 
     wall0 = time.time_ns()
     t0 = time.monotonic_ns()
