@@ -1,7 +1,9 @@
-"""Command line of the package: ``python -m pit serve MODULE`` starts a worker.
+"""Command line of the package: ``python -m pit serve MODULE`` starts a worker,
+``python -m pit template MODULE --preload M ...`` the preload template of a pool.
 
-Only pitd is expected to run this (it passes the protocol pipes on fds 3 and 4); see
-:mod:`pit.worker` for the lifecycle and exit statuses. Usage errors exit 2.
+Only pitd is expected to run these (it passes the protocol fds from 3 up); see
+:mod:`pit.worker` and :mod:`pit.template` for lifecycles and exit statuses. Usage errors
+exit 2.
 """
 
 from __future__ import annotations
@@ -22,7 +24,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         help="import MODULE and answer pitd's calls on fds 3/4 (what a pool with app = MODULE runs)",
     )
     serve.add_argument("module", metavar="MODULE", help="dotted module name, e.g. myapp.handlers")
+    template = commands.add_parser(
+        "template",
+        help="import the --preload modules once, then fork workers serving MODULE on pitd's request "
+        "(what a pool with preload = [...] runs)",
+    )
+    template.add_argument("module", metavar="MODULE", help="the module each forked worker serves")
+    template.add_argument(
+        "--preload", metavar="M", action="append", default=[], help="a module to import before forking (repeatable)"
+    )
     args = parser.parse_args(argv)
+
+    if args.command == "template":
+        from .template import run as run_template
+
+        return run_template(args.module, args.preload)
 
     from .worker import serve as run_worker
 

@@ -19,6 +19,7 @@ pub mod procs;
 pub mod socket;
 pub mod spawn;
 pub mod supervisor;
+pub mod template;
 pub mod worker_io;
 
 use std::sync::Arc;
@@ -70,8 +71,9 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(metrics::Metrics::default());
+    let deps_spawner: Arc<dyn pool::Spawner> = Arc::new(procs);
     let deps = PoolDeps {
-        spawner: Arc::new(procs),
+        spawner: deps_spawner.clone(),
         ids: Arc::new(IdAllocator::default()),
         output: Arc::new(OutputStore::default()),
         events: Arc::new(EventLog::default()),
@@ -135,6 +137,7 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
     {
         tracing::error!("workers were still running after shutdown_timeout; exiting anyway (the guard kills them)");
     }
+    deps_spawner.release_template(None);
     // 2. Stop listening; 3. remove our socket files so the next pitd finds a clean path.
     listeners.cancel();
     let _ = control_task.await;

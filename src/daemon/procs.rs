@@ -7,11 +7,11 @@
 //! group is killed while the zombie leader still pins the pgid, and only then reaped.
 //! Orphans adopted as a child subreaper (or as PID 1) are reaped and logged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -21,6 +21,7 @@ use nix::unistd::Pid;
 
 use super::guard::Guard;
 use super::spawn::{SpawnError, SpawnRequest, Spawned, spawn};
+use super::template::Templates;
 use crate::lifecycle::ExitStatusInfo;
 
 /// How a worker ended, as seen by the reaper.
@@ -49,6 +50,10 @@ enum Cmd {
         pid: u32,
         signal: Signal,
     },
+    /// Stop a pool's preload template (`None`: every template).
+    ReleaseTemplate {
+        pool: Option<String>,
+    },
 }
 
 /// A cloneable handle to the process thread.
@@ -76,8 +81,12 @@ impl Procs {
             let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
             let mut thread = ProcThread {
                 rx,
-                live: HashMap::new(),
-                guard,
+                table: Table {
+                    live: HashMap::new(),
+                    guard,
+                    unclaimed: VecDeque::new(),
+                },
+                templates: Templates::default(),
             };
             thread.run(sig_r, wake_r)
         })?;
@@ -101,6 +110,14 @@ impl Procs {
         self.send(Cmd::Signal { pid, signal });
     }
 
+    /// Stops a pool's preload template, or (`None`) every template; a pool without one is
+    /// left alone. Workers forked from it are not affected.
+    pub fn release_template(&self, pool: Option<&str>) {
+        self.send(Cmd::ReleaseTemplate {
+            pool: pool.map(str::to_string),
+        });
+    }
+
     fn send(&self, cmd: Cmd) {
         if self.tx.send(cmd).is_ok() {
             // A full wake pipe already guarantees a wake-up.
@@ -109,14 +126,89 @@ impl Procs {
     }
 }
 
-struct Live {
-    on_exit: OnExit,
+enum Live {
+    Worker {
+        on_exit: OnExit,
+    },
+    /// A pool's preload template.
+    Template {
+        pool: String,
+    },
+}
+
+/// Exits of unknown children kept for a registration that may still come (a worker forked
+/// by a template can die before the template reports its pid): how many, and how long.
+const UNCLAIMED_KEPT: usize = 64;
+const UNCLAIMED_FOR: Duration = Duration::from_secs(30);
+
+/// The children the process thread knows, and the guard told about them.
+pub struct Table {
+    live: HashMap<u32, Live>,
+    guard: Option<Guard>,
+    unclaimed: VecDeque<ExitInfo>,
+}
+
+impl Table {
+    fn insert(&mut self, pid: u32, live: Live) {
+        self.live.insert(pid, live);
+        if let Some(g) = self.guard.as_mut() {
+            g.watch(pid);
+        }
+    }
+
+    pub fn register_template(&mut self, pid: u32, pool: &str) {
+        self.insert(pid, Live::Template { pool: pool.to_string() });
+    }
+
+    /// Registers a worker forked elsewhere (by a template) after `since`. If it has already
+    /// been reaped, its exit is handed back, to be reported once its spawn has been.
+    pub fn register_worker(&mut self, pid: u32, on_exit: OnExit, since: Instant) -> Option<(OnExit, ExitInfo)> {
+        if let Some(at) = self.unclaimed.iter().position(|e| e.pid == pid && e.at >= since) {
+            let info = self.unclaimed.remove(at).expect("found above");
+            return Some((on_exit, info));
+        }
+        self.insert(pid, Live::Worker { on_exit });
+        None
+    }
+
+    /// Whether `pid` may be registered as a worker forked after `since`: a live child of
+    /// pitd leading its own process group, or a child of pitd reaped since then.
+    pub fn claimable(&self, pid: u32, since: Instant) -> bool {
+        if self.live.contains_key(&pid) {
+            return false;
+        }
+        if self.unclaimed.iter().any(|e| e.pid == pid && e.at >= since) {
+            return true;
+        }
+        parent_and_group(pid).is_some_and(|(ppid, pgrp)| ppid == std::process::id() && pgrp == pid)
+    }
+
+    /// Signals the process group of a registered, not yet reaped child.
+    pub fn signal_group(&self, pid: u32, signal: Signal) {
+        // Only pids not yet reaped: a reaped pid (and its pgid) may already be reused.
+        if self.live.contains_key(&pid) {
+            match killpg(Pid::from_raw(pid as i32), signal) {
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(e) => tracing::warn!(pid, "signalling process group {pid} with {signal}: {e}"),
+            }
+        }
+    }
+
+    fn keep_unclaimed(&mut self, info: ExitInfo) {
+        let now = info.at;
+        self.unclaimed
+            .retain(|e| now.saturating_duration_since(e.at) < UNCLAIMED_FOR);
+        if self.unclaimed.len() >= UNCLAIMED_KEPT {
+            self.unclaimed.pop_front();
+        }
+        self.unclaimed.push_back(info);
+    }
 }
 
 struct ProcThread {
     rx: mpsc::Receiver<Cmd>,
-    live: HashMap<u32, Live>,
-    guard: Option<Guard>,
+    table: Table,
+    templates: Templates,
 }
 
 impl ProcThread {
@@ -125,21 +217,44 @@ impl ProcThread {
         let mut wake_r = std::fs::File::from(wake_r);
         let mut scratch = [0u8; 256];
         loop {
-            {
-                let mut fds = [
+            let readable = {
+                let template_fds = self.templates.fds();
+                let mut fds = vec![
                     PollFd::new(sig_r.as_fd(), PollFlags::POLLIN),
                     PollFd::new(wake_r.as_fd(), PollFlags::POLLIN),
                 ];
-                match poll(&mut fds, PollTimeout::NONE) {
+                fds.extend(template_fds.iter().map(|(_, fd)| PollFd::new(*fd, PollFlags::POLLIN)));
+                let timeout = match self.templates.deadline() {
+                    None => PollTimeout::NONE,
+                    Some(at) => {
+                        let ms = at.saturating_duration_since(Instant::now()).as_millis() + 1;
+                        PollTimeout::try_from(ms.min(60_000) as i32).unwrap_or(PollTimeout::MAX)
+                    }
+                };
+                match poll(&mut fds, timeout) {
                     Ok(_) | Err(Errno::EINTR) => {}
                     Err(e) => tracing::error!("process thread poll failed: {e}"),
                 }
-            }
+                let tokens: Vec<_> = template_fds.iter().map(|(token, _)| *token).collect();
+                fds[2..]
+                    .iter()
+                    .zip(tokens)
+                    .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
+                    .map(|(_, token)| token)
+                    .collect::<Vec<_>>()
+            };
             while sig_r.read(&mut scratch).is_ok_and(|n| n > 0) {}
             while wake_r.read(&mut scratch).is_ok_and(|n| n > 0) {}
+            // Reap first: a worker that died before its template reported it is then
+            // already among the unclaimed exits when the report is read.
+            self.reap();
+            for token in readable {
+                self.templates.readable(token, &mut self.table);
+            }
             while let Ok(cmd) = self.rx.try_recv() {
                 self.handle(cmd);
             }
+            self.templates.expire(Instant::now(), &mut self.table);
             self.reap();
         }
     }
@@ -150,25 +265,21 @@ impl ProcThread {
                 req,
                 on_spawned,
                 on_exit,
+            } if req.template.is_some() => self.templates.spawn(req, on_spawned, on_exit, &mut self.table),
+            Cmd::Spawn {
+                req,
+                on_spawned,
+                on_exit,
             } => match spawn(&req) {
                 Ok(spawned) => {
-                    self.live.insert(spawned.pid, Live { on_exit });
-                    if let Some(g) = self.guard.as_mut() {
-                        g.watch(spawned.pid);
-                    }
+                    self.table.insert(spawned.pid, Live::Worker { on_exit });
                     on_spawned(Ok(spawned));
                 }
                 Err(e) => on_spawned(Err(e)),
             },
-            Cmd::Signal { pid, signal } => {
-                // Only pids not yet reaped: a reaped pid (and its pgid) may already be reused.
-                if self.live.contains_key(&pid) {
-                    match killpg(Pid::from_raw(pid as i32), signal) {
-                        Ok(()) | Err(Errno::ESRCH) => {}
-                        Err(e) => tracing::warn!(pid, "signalling process group {pid} with {signal}: {e}"),
-                    }
-                }
-            }
+            Cmd::Signal { pid, signal } => self.table.signal_group(pid, signal),
+            Cmd::ReleaseTemplate { pool: Some(pool) } => self.templates.release(&pool, &mut self.table),
+            Cmd::ReleaseTemplate { pool: None } => self.templates.release_all(&mut self.table),
         }
     }
 
@@ -192,32 +303,58 @@ impl ProcThread {
                 WaitStatus::Signaled(_, sig, _) => ExitStatusInfo::Signaled(sig as i32),
                 _ => ExitStatusInfo::Exited(-1),
             };
-            if let Some(live) = self.live.remove(&raw) {
-                let cpu_time = zombie_cpu_time(raw);
+            let cpu_time = zombie_cpu_time(raw);
+            if let Some(live) = self.table.live.remove(&raw) {
                 // The zombie leader still pins the pgid: kill what it left behind, then reap.
                 let _ = killpg(pid, Signal::SIGKILL);
                 let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
-                if let Some(g) = self.guard.as_mut() {
+                if let Some(g) = self.table.guard.as_mut() {
                     g.forget(raw);
                 }
-                (live.on_exit)(ExitInfo {
+                let exit = ExitInfo {
                     pid: raw,
                     status: info,
                     at: Instant::now(),
                     cpu_time,
-                });
+                };
+                match live {
+                    Live::Worker { on_exit } => on_exit(exit),
+                    Live::Template { pool } => self.templates.exited(&pool, raw, &exit, &mut self.table),
+                }
             } else {
+                // Not known (yet): a leader of its own group may be a template's worker whose
+                // pid is still on its way; its group goes with it, as a worker's would.
+                if parent_and_group(raw).is_some_and(|(_, pgrp)| pgrp == raw) {
+                    let _ = killpg(pid, Signal::SIGKILL);
+                }
                 let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
-                if self.guard.as_ref().is_some_and(|g| g.pid == raw) {
+                if self.table.guard.as_ref().is_some_and(|g| g.pid == raw) {
                     tracing::error!(
                         "the guard process exited ({info}); workers' children would survive a SIGKILL of pitd"
                     );
                 } else {
                     tracing::info!(pid = raw, "reaped orphan process {raw} ({info})");
+                    self.table.keep_unclaimed(ExitInfo {
+                        pid: raw,
+                        status: info,
+                        at: Instant::now(),
+                        cpu_time,
+                    });
                 }
             }
         }
     }
+}
+
+/// The parent pid and process group of a process (or zombie), from /proc/PID/stat.
+fn parent_and_group(pid: u32) -> Option<(u32, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    // After the comm field: state, ppid, pgrp.
+    let _state = fields.next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((ppid, pgrp))
 }
 
 /// utime + stime of a not yet reaped child, from /proc/PID/stat (fields 14 and 15).

@@ -7,4 +7,5 @@ pub mod control;
 pub mod event;
 pub mod frame;
 pub mod status;
+pub mod template;
 pub mod worker;

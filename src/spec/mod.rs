@@ -99,6 +99,25 @@ impl PoolSpec {
         }
     }
 
+    /// The argv of the pool's preload template, when it has `preload`: workers are then
+    /// forked from it instead of started with [`PoolSpec::argv`].
+    pub fn template_argv(&self) -> Option<Vec<String>> {
+        let Program::App { module, python } = &self.program else {
+            return None;
+        };
+        if self.preload.is_empty() {
+            return None;
+        }
+        let mut argv: Vec<String> = [python.as_str(), "-m", "pit", "template", module]
+            .map(String::from)
+            .to_vec();
+        for m in &self.preload {
+            argv.push("--preload".into());
+            argv.push(m.clone());
+        }
+        Some(argv)
+    }
+
     /// e.g. `pool echo: 4 x python3 -m pit serve pit.examples.echo (protocol pit), max_rss 512.0 MiB`.
     fn summary(&self) -> String {
         let argv: Vec<String> = self.argv().iter().map(|a| quote(a)).collect();
@@ -112,6 +131,12 @@ impl PoolSpec {
             self.size,
             argv.join(" ")
         );
+        if !self.preload.is_empty() {
+            line.push_str(&format!(
+                ", forked from a template preloading {}",
+                self.preload.join(" ")
+            ));
+        }
         let r = &self.recycle;
         let triggers = [
             r.max_rss.map(|b| format!("max_rss {}", show_size(b))),

@@ -10,7 +10,7 @@ use super::types::{PoolSpec, Protocol};
 
 /// Keys whose behaviour is not built: relative to a pool (`"max_rss"`, `"restart.max"`), or
 /// to the root for daemon keys (`"daemon.metrics_listen"`).
-pub const NOT_SUPPORTED_YET: &[&str] = &["preload"];
+pub const NOT_SUPPORTED_YET: &[&str] = &[];
 
 /// Whether pools may speak the pit protocol (calls routed to workers). Until they can, such
 /// a pool is refused, whether `protocol = "pit"` is written or taken as the default.

@@ -82,6 +82,17 @@ fn pool(name: &Spanned<String>, raw: &RawPool, ctx: &Ctx) -> Result<PoolSpec> {
         let msg = "only allowed with protocol = \"pit\" (preloading happens in the pit runtime's template process)";
         return Err(Problem::key(preload.span(), msg));
     }
+    if let (Some(preload), Program::Command(_)) = (&raw.preload, &program) {
+        let msg =
+            "only allowed with `app` (the pit runtime forks workers from its template; a `command` is exec'd as is)";
+        return Err(Problem::key(preload.span(), msg));
+    }
+    if let Some(preload) = &raw.preload {
+        if let Some(bad) = preload.get_ref().iter().find(|m| !is_module_name(m)) {
+            let msg = format!("expected a list of Python module names like \"numpy\", found {bad:?}");
+            return Err(Problem::value(preload.span(), msg));
+        }
+    }
     let user = raw.user.as_ref().map(|u| user(u, ctx.host)).transpose()?;
     let group = match &raw.group {
         Some(g) => Some(root_only(g, ctx.host).and_then(|()| group(g))?),
@@ -109,6 +120,14 @@ fn pool(name: &Spanned<String>, raw: &RawPool, ctx: &Ctx) -> Result<PoolSpec> {
     })
 }
 
+/// A dotted Python module name: `numpy`, `myapp.handlers`.
+fn is_module_name(module: &str) -> bool {
+    module.split('.').all(|part| {
+        part.chars().next().is_some_and(|c| !c.is_ascii_digit())
+            && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
 fn program(name: &Spanned<String>, raw: &RawPool) -> Result<Program> {
     let one_of = "expected exactly one of `app` and `command`";
     match (&raw.app, &raw.command) {
@@ -119,11 +138,7 @@ fn program(name: &Spanned<String>, raw: &RawPool) -> Result<Program> {
         (None, None) => Err(Problem::key(name.span(), format!("{one_of}, found neither"))),
         (Some(app), None) => {
             let module = app.get_ref();
-            let valid = module.split('.').all(|part| {
-                part.chars().next().is_some_and(|c| !c.is_ascii_digit())
-                    && part.chars().all(|c| c.is_alphanumeric() || c == '_')
-            });
-            if !valid {
+            if !is_module_name(module) {
                 let msg = format!("expected a Python module name like \"myapp.handlers\", found {module:?}");
                 return Err(Problem::value(app.span(), msg));
             }

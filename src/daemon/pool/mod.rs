@@ -47,6 +47,9 @@ use workers::Worker;
 pub trait Spawner: Send + Sync + 'static {
     fn spawn(&self, req: SpawnRequest, on_spawned: OnSpawned, on_exit: OnExit);
     fn signal_group(&self, pid: u32, signal: Signal);
+    /// Stops a pool's preload template (`None`: every pool's); the next worker start of a
+    /// preloaded pool starts a fresh one.
+    fn release_template(&self, _pool: Option<&str>) {}
 }
 
 impl Spawner for Procs {
@@ -55,6 +58,9 @@ impl Spawner for Procs {
     }
     fn signal_group(&self, pid: u32, signal: Signal) {
         Procs::signal_group(self, pid, signal)
+    }
+    fn release_template(&self, pool: Option<&str>) {
+        Procs::release_template(self, pool)
     }
 }
 
@@ -295,6 +301,9 @@ impl PoolActor {
                 _ = sleep_until(deadline), if deadline.is_some() => self.tick(Instant::now()),
             }
             if self.finished() {
+                if !self.spec.preload.is_empty() {
+                    self.deps.spawner.release_template(Some(&self.spec.name));
+                }
                 if let Some((_, replies)) = self.shutdown.take() {
                     for done in replies {
                         let _ = done.send(());

@@ -177,6 +177,10 @@ impl PoolActor {
                 .map(|w| w.id)
                 .collect(),
         };
+        if worker.is_none() && !targets.is_empty() {
+            // A recycled pool picks up the code on disk: its template imports it afresh.
+            self.deps.spawner.release_template(Some(&self.spec.name));
+        }
         for &id in &targets {
             if now {
                 self.replacing.push_back(Reason::Manual);
@@ -265,6 +269,9 @@ impl PoolActor {
         let size = spec.size;
         self.spec = spec;
         if !size_only {
+            // Replacements must run the new spec (and the code on disk now), not a template
+            // that imported the old.
+            self.deps.spawner.release_template(Some(&self.spec.name));
             // A fixed spec deserves a fresh start, not the old crash loop's backoff.
             self.failing = None;
             self.restart = Default::default();

@@ -8,7 +8,7 @@ use super::{PoolActor, PoolMsg};
 use crate::daemon::monitor::{TreeSample, growth_rate};
 use crate::daemon::output;
 use crate::daemon::procs::ExitInfo;
-use crate::daemon::spawn::{SpawnError, SpawnRequest, Spawned};
+use crate::daemon::spawn::{SpawnError, SpawnRequest, Spawned, TemplateRequest};
 use crate::daemon::worker_io::{self, WorkerIo, WorkerMsg};
 use crate::ids::WorkerId;
 use crate::lifecycle::{
@@ -158,6 +158,10 @@ impl PoolActor {
                 .as_ref()
                 .map(|u| (u.uid, self.spec.group.as_ref().map_or(u.gid, |g| g.gid))),
             protocol_fds: self.spec.protocol == Protocol::Pit,
+            template: self.spec.template_argv().map(|argv| TemplateRequest {
+                argv,
+                startup_timeout: self.spec.startup_timeout,
+            }),
         };
         let worker = Worker {
             id,

@@ -120,7 +120,7 @@ pub fn spec_with_sample(key: &str) -> String {
     }
     let program = match key {
         "app" | "command" => "",
-        "python" => "app = \"m\"\n",
+        "python" | "preload" => "app = \"m\"\n",
         _ => "command = [\"w\"]\n",
     };
     format!("[pools.p]\n{key} = {value}\n{program}")

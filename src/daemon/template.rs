@@ -1,0 +1,489 @@
+//! Preload templates, kept by the process thread: one per pool with `preload`, started on the
+//! pool's first worker, forking every worker of that pool on request.
+//!
+//! The template (`python -m pit template`, see `python/pit/template.py`) forks twice so each
+//! worker is re-parented to pitd, a child subreaper: the process thread reaps and signals it
+//! like any worker it exec'd itself. The template reports the worker's pid; a worker may die
+//! before that report arrives, so the reaper keeps exits of unknown children for a while
+//! (`Table::unclaimed`) and the registration picks its exit up from there.
+//!
+//! A template that dies takes no worker with it. It is started again at once if it had been
+//! serving for a while, else on the pool's next worker start (the pool's restart backoff
+//! and crash-loop breaker then pace it: a template that cannot import its modules makes
+//! every start fail, with the template's last stderr lines in the error).
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::sys::socket::{ControlMessage, MsgFlags, recv, sendmsg};
+
+use super::procs::{ExitInfo, OnExit, OnSpawned, Table};
+use super::spawn::{SpawnError, SpawnRequest, Spawned, TemplateRequest, high_pipe, spawn_template};
+use crate::proto::template::{FromTemplate, MAX_MESSAGE, ToTemplate};
+
+/// stderr lines of a template kept for the error of a failed start.
+const TAIL_LINES: usize = 8;
+/// A template that served at least this long is restarted at once when it dies.
+const STABLE_AFTER: Duration = Duration::from_secs(5);
+/// How long a template that closed its channel may take to exit.
+const CLOSED_GRACE: Duration = Duration::from_secs(1);
+
+/// Which of a template's fds is readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Channel,
+    Stdout,
+    Stderr,
+}
+
+/// A fd the process thread polls for a template.
+pub type Token = (u64, Source);
+
+struct Request {
+    req: Box<SpawnRequest>,
+    on_spawned: OnSpawned,
+    on_exit: OnExit,
+}
+
+/// A fork sent to the template, waiting for its pid.
+struct InFlight {
+    request: Request,
+    to_worker: OwnedFd,
+    from_worker: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    sent_at: Instant,
+}
+
+struct Output {
+    pipe: std::fs::File,
+    partial: Vec<u8>,
+    open: bool,
+}
+
+struct Template {
+    serial: u64,
+    /// The request it was started for: later requests must match it (`same_template_as`).
+    req: SpawnRequest,
+    spec: TemplateRequest,
+    pid: u32,
+    channel: OwnedFd,
+    stdout: Output,
+    stderr: Output,
+    tail: VecDeque<String>,
+    started_at: Instant,
+    ready_at: Option<Instant>,
+    /// When it closed its channel: it is about to exit (the reaper then says how), or it
+    /// is retired shortly after.
+    closed_at: Option<Instant>,
+    /// Requests that came before the template was ready.
+    waiting: Vec<Request>,
+    forking: HashMap<String, InFlight>,
+}
+
+/// Every pool's template.
+#[derive(Default)]
+pub struct Templates {
+    by_pool: HashMap<String, Template>,
+    next_serial: u64,
+}
+
+impl Templates {
+    /// Starts a worker of a preloaded pool: forks it now if the pool's template is ready,
+    /// else once it is (starting the template if there is none, or replacing one started
+    /// for a different spec).
+    pub fn spawn(&mut self, req: Box<SpawnRequest>, on_spawned: OnSpawned, on_exit: OnExit, table: &mut Table) {
+        let spec = req.template.clone().expect("only preloaded pools come here");
+        let request = Request {
+            req,
+            on_spawned,
+            on_exit,
+        };
+        let pool = request.req.pool.clone();
+        if self
+            .by_pool
+            .get(&pool)
+            .is_some_and(|t| !t.req.same_template_as(&request.req))
+        {
+            tracing::info!(pool = %pool, "the pool's spec changed: replacing its preload template");
+            self.retire(&pool, table, "its pool's spec changed");
+        }
+        if !self.by_pool.contains_key(&pool) {
+            if let Err(e) = self.start(&request.req, &spec, table) {
+                return (request.on_spawned)(Err(e));
+            }
+        }
+        let t = self.by_pool.get_mut(&pool).expect("started above");
+        if t.ready_at.is_some() {
+            t.fork(request);
+        } else {
+            t.waiting.push(request);
+        }
+    }
+
+    fn start(&mut self, req: &SpawnRequest, spec: &TemplateRequest, table: &mut Table) -> Result<(), SpawnError> {
+        let spawned = spawn_template(req, spec)?;
+        let nonblocking = |fd: &OwnedFd| -> io::Result<()> {
+            use nix::fcntl::{FcntlArg, OFlag, fcntl};
+            fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+            Ok(())
+        };
+        for fd in [&spawned.channel, &spawned.stdout, &spawned.stderr] {
+            if let Err(e) = nonblocking(fd) {
+                tracing::warn!(pool = %req.pool, "template fd: {e}");
+            }
+        }
+        table.register_template(spawned.pid, &req.pool);
+        tracing::info!(pool = %req.pool, pid = spawned.pid, "started the preload template (pid {})", spawned.pid);
+        self.next_serial += 1;
+        let output = |fd: OwnedFd| Output {
+            pipe: std::fs::File::from(fd),
+            partial: Vec::new(),
+            open: true,
+        };
+        self.by_pool.insert(
+            req.pool.clone(),
+            Template {
+                serial: self.next_serial,
+                req: req.clone(),
+                spec: spec.clone(),
+                pid: spawned.pid,
+                channel: spawned.channel,
+                stdout: output(spawned.stdout),
+                stderr: output(spawned.stderr),
+                tail: VecDeque::new(),
+                started_at: Instant::now(),
+                ready_at: None,
+                closed_at: None,
+                waiting: Vec::new(),
+                forking: HashMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops a pool's template (its pool is gone, or no longer preloads); its pending
+    /// requests fail.
+    pub fn release(&mut self, pool: &str, table: &mut Table) {
+        self.retire(pool, table, "its pool no longer preloads");
+    }
+
+    /// Stops every template (pitd is stopping).
+    pub fn release_all(&mut self, table: &mut Table) {
+        let pools: Vec<String> = self.by_pool.keys().cloned().collect();
+        for pool in pools {
+            self.retire(&pool, table, "pitd is stopping");
+        }
+    }
+
+    fn retire(&mut self, pool: &str, table: &mut Table, why: &str) {
+        if let Some(mut t) = self.by_pool.remove(pool) {
+            table.signal_group(t.pid, Signal::SIGKILL);
+            t.read_output(false);
+            t.read_output(true);
+            t.fail_all(&format!("the preload template was stopped ({why})"));
+        }
+    }
+
+    /// The fds to poll, with the token to hand back to [`Templates::readable`].
+    pub fn fds(&self) -> Vec<(Token, BorrowedFd<'_>)> {
+        let mut fds = Vec::new();
+        for t in self.by_pool.values() {
+            if t.closed_at.is_none() {
+                fds.push(((t.serial, Source::Channel), t.channel.as_fd()));
+            }
+            for (source, out) in [(Source::Stdout, &t.stdout), (Source::Stderr, &t.stderr)] {
+                if out.open {
+                    fds.push(((t.serial, source), out.pipe.as_fd()));
+                }
+            }
+        }
+        fds
+    }
+
+    /// Handles a readable (or hung-up) fd of a template.
+    pub fn readable(&mut self, (serial, source): Token, table: &mut Table) {
+        let Some(pool) = self.pool_of(serial) else { return };
+        let t = self.by_pool.get_mut(&pool).expect("found above");
+        match source {
+            Source::Stdout => t.read_output(false),
+            Source::Stderr => t.read_output(true),
+            Source::Channel => {
+                if let Err(why) = t.read_channel(table) {
+                    tracing::error!(pool = %pool, "preload template (pid {}): {why}; killing it", t.pid);
+                    self.retire(&pool, table, &why);
+                }
+            }
+        }
+    }
+
+    /// The earliest instant a template or one of its forks is overdue.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.by_pool.values().filter_map(Template::deadline).min()
+    }
+
+    /// Kills templates that did not get ready, or did not answer a fork, in time.
+    pub fn expire(&mut self, now: Instant, table: &mut Table) {
+        let overdue: Vec<String> = self
+            .by_pool
+            .iter()
+            .filter(|(_, t)| t.deadline().is_some_and(|d| d <= now))
+            .map(|(pool, _)| pool.clone())
+            .collect();
+        for pool in overdue {
+            let t = &self.by_pool[&pool];
+            let why = if t.closed_at.is_some() {
+                "the preload template closed its channel but did not exit".to_string()
+            } else if t.ready_at.is_none() {
+                format!(
+                    "the preload template was not ready within startup_timeout ({})",
+                    humantime::format_duration(t.spec.startup_timeout)
+                )
+            } else {
+                "the preload template did not answer a fork request within startup_timeout".to_string()
+            };
+            tracing::error!(pool = %pool, "{why}; killing it");
+            self.retire(&pool, table, &why);
+        }
+    }
+
+    /// A template was reaped. Its workers live on; its pending requests fail.
+    pub fn exited(&mut self, pool: &str, pid: u32, info: &ExitInfo, table: &mut Table) {
+        let Some(t) = self.by_pool.get_mut(pool) else { return };
+        if t.pid != pid {
+            return;
+        }
+        // What it wrote before dying (a traceback, typically) is still in the pipes, and a
+        // report it sent may still be in the socket.
+        t.read_output(false);
+        t.read_output(true);
+        let _ = t.read_channel(table);
+        let mut t = self.by_pool.remove(pool).expect("found above");
+        let why = format!("the preload template (pid {pid}) exited ({})", info.status);
+        tracing::warn!(pool = %pool, "{why}");
+        let stable = t
+            .ready_at
+            .is_some_and(|r| info.at.saturating_duration_since(r) >= STABLE_AFTER);
+        let (req, spec) = (t.req.clone(), t.spec.clone());
+        t.fail_all(&why);
+        if stable {
+            if let Err(e) = self.start(&req, &spec, table) {
+                tracing::error!(pool = %pool, "restarting the preload template: {e}");
+            }
+        }
+    }
+
+    fn pool_of(&self, serial: u64) -> Option<String> {
+        self.by_pool
+            .iter()
+            .find(|(_, t)| t.serial == serial)
+            .map(|(pool, _)| pool.clone())
+    }
+}
+
+impl Template {
+    fn deadline(&self) -> Option<Instant> {
+        if let Some(closed) = self.closed_at {
+            return Some(closed + CLOSED_GRACE);
+        }
+        let timeout = self.spec.startup_timeout;
+        if self.ready_at.is_none() {
+            return Some(self.started_at + timeout);
+        }
+        self.forking.values().map(|f| f.sent_at + timeout).min()
+    }
+
+    /// Sends one fork request with the worker's four fds.
+    fn fork(&mut self, request: Request) {
+        let worker_id = request.req.id.to_string();
+        let ends = (|| -> io::Result<_> { Ok((high_pipe()?, high_pipe()?, high_pipe()?, high_pipe()?)) })();
+        let ((to_r, to_w), (from_r, from_w), (out_r, out_w), (err_r, err_w)) = match ends {
+            Ok(ends) => ends,
+            Err(e) => return fail(request, &self.req.argv0(), e),
+        };
+        let msg = ToTemplate::Fork {
+            worker_id: worker_id.clone(),
+        }
+        .encode();
+        let fds = [
+            to_r.as_raw_fd(),
+            from_w.as_raw_fd(),
+            out_w.as_raw_fd(),
+            err_w.as_raw_fd(),
+        ];
+        let sent = sendmsg::<()>(
+            self.channel.as_raw_fd(),
+            &[IoSlice::new(&msg)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+            None,
+        );
+        // The template has its own copies now (or none, on failure): ours close here.
+        drop((to_r, from_w, out_w, err_w));
+        if let Err(e) = sent {
+            let why = io::Error::other(format!("cannot send the fork request to the preload template: {e}"));
+            return fail(request, &self.req.argv0(), why);
+        }
+        self.forking.insert(
+            worker_id,
+            InFlight {
+                request,
+                to_worker: to_w,
+                from_worker: from_r,
+                stdout: out_r,
+                stderr: err_r,
+                sent_at: Instant::now(),
+            },
+        );
+    }
+
+    /// Reads every message waiting on the channel. An error means the template must go.
+    fn read_channel(&mut self, table: &mut Table) -> Result<(), String> {
+        let mut buf = vec![0u8; MAX_MESSAGE + 1];
+        loop {
+            let n = match recv(self.channel.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(0) => {
+                    self.closed_at.get_or_insert_with(Instant::now);
+                    return Ok(());
+                }
+                Ok(n) => n,
+                Err(nix::errno::Errno::EAGAIN) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(format!("reading its channel: {e}")),
+            };
+            if n > MAX_MESSAGE {
+                return Err(format!("it sent a message over {MAX_MESSAGE} bytes"));
+            }
+            match FromTemplate::decode(&buf[..n])? {
+                FromTemplate::Ready { pid, import_ms, .. } => {
+                    if self.ready_at.is_some() {
+                        return Err("it sent a second ready message".into());
+                    }
+                    tracing::info!(
+                        pool = %self.req.pool,
+                        pid,
+                        "preload template ready: imports took {import_ms:.0} ms"
+                    );
+                    self.ready_at = Some(Instant::now());
+                    for request in std::mem::take(&mut self.waiting) {
+                        self.fork(request);
+                    }
+                }
+                FromTemplate::Forked { worker_id, pid } => self.forked(&worker_id, pid, table)?,
+                FromTemplate::ForkFailed { worker_id, error } => {
+                    let Some(f) = self.forking.remove(&worker_id) else {
+                        return Err(format!("it reported a fork pitd did not ask for ({worker_id})"));
+                    };
+                    let why = io::Error::other(format!("the preload template could not fork it: {error}"));
+                    fail(f.request, &self.req.argv0(), why);
+                }
+            }
+        }
+    }
+
+    fn forked(&mut self, worker_id: &str, pid: u32, table: &mut Table) -> Result<(), String> {
+        let Some(f) = self.forking.remove(worker_id) else {
+            return Err(format!("it reported a fork pitd did not ask for ({worker_id})"));
+        };
+        // Only a child of pitd leading its own group may be registered: pitd signals the
+        // group of every pid it registers.
+        if !table.claimable(pid, f.sent_at) {
+            let why = io::Error::other(format!(
+                "the preload template reported pid {pid}, which is not a child of pitd leading its own process group"
+            ));
+            fail(f.request, &self.req.argv0(), why);
+            return Err(format!("it reported pid {pid}, not a worker it forked"));
+        }
+        let early_exit = table.register_worker(pid, f.request.on_exit, f.sent_at);
+        (f.request.on_spawned)(Ok(Spawned {
+            pid,
+            started_at: f.sent_at,
+            stdout: f.stdout,
+            stderr: f.stderr,
+            to_worker: Some(f.to_worker),
+            from_worker: Some(f.from_worker),
+        }));
+        if let Some((on_exit, info)) = early_exit {
+            on_exit(info);
+        }
+        Ok(())
+    }
+
+    /// Logs complete lines; keeps the last stderr lines for errors.
+    fn read_output(&mut self, is_stderr: bool) {
+        let (out, pool, pid) = if is_stderr {
+            (&mut self.stderr, &self.req.pool, self.pid)
+        } else {
+            (&mut self.stdout, &self.req.pool, self.pid)
+        };
+        let mut chunk = [0u8; 8192];
+        while out.open {
+            match out.pipe.read(&mut chunk) {
+                Ok(0) => out.open = false,
+                Ok(n) => out.partial.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => out.open = false,
+            }
+        }
+        let mut lines = Vec::new();
+        while let Some(end) = out.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = out.partial.drain(..=end).collect();
+            lines.push(String::from_utf8_lossy(&line[..line.len() - 1]).trim_end().to_string());
+        }
+        if !out.open && !out.partial.is_empty() {
+            lines.push(String::from_utf8_lossy(&std::mem::take(&mut out.partial)).into_owned());
+        }
+        let pool = pool.clone();
+        for line in lines.into_iter().filter(|l| !l.is_empty()) {
+            let stream = if is_stderr { "stderr" } else { "stdout" };
+            tracing::info!(pool = %pool, pid, stream, "template: {line}");
+            if is_stderr {
+                self.tail.push_back(line);
+                while self.tail.len() > TAIL_LINES {
+                    self.tail.pop_front();
+                }
+            }
+        }
+    }
+
+    fn fail_all(&mut self, why: &str) {
+        let argv0 = self.req.argv0();
+        let why = if self.tail.is_empty() {
+            why.to_string()
+        } else {
+            let tail: Vec<&str> = self.tail.iter().map(String::as_str).collect();
+            format!("{why}: {}", tail.join(" | "))
+        };
+        let why = why.as_str();
+        for request in std::mem::take(&mut self.waiting) {
+            fail(request, &argv0, io::Error::other(why.to_string()));
+        }
+        for (_, f) in std::mem::take(&mut self.forking) {
+            fail(f.request, &argv0, io::Error::other(why.to_string()));
+        }
+    }
+}
+
+impl SpawnRequest {
+    fn argv0(&self) -> String {
+        self.template
+            .as_ref()
+            .and_then(|t| t.argv.first())
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn fail(request: Request, program: &str, source: io::Error) {
+    let err = SpawnError {
+        pool: request.req.pool.clone(),
+        id: request.req.id,
+        program: program.to_string(),
+        source,
+    };
+    (request.on_spawned)(Err(err));
+}
