@@ -56,6 +56,7 @@ FDS_PER_FORK = 4
 REPARENT_TIMEOUT = 5.0
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 _MAX_MESSAGE = 64 * 1024
 
 
@@ -160,7 +161,7 @@ def _become_worker(
                 _say(f"not re-parented to pitd (pid {pitd_pid}) within {REPARENT_TIMEOUT:.0f}s; is pitd a subreaper?")
                 os._exit(EXIT_NOT_UNDER_PITD)
             time.sleep(0.0001)
-        _die_with_parent()
+        _die_with_parent(worker_id)
         if os.getppid() != pitd_pid:
             os._exit(EXIT_NOT_UNDER_PITD)  # pitd died between the check and the prctl
         channel.detach()  # fd 3 is about to be the calls pipe: the socket object must not close it
@@ -182,10 +183,12 @@ def _become_worker(
     raise SystemExit(serve(module_name))
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(worker_id: str) -> None:
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    # The command line stays the template's; `ps -o comm` and top show the worker's id.
+    libc.prctl(_PR_SET_NAME, f"pit {worker_id}".encode()[:15], 0, 0, 0)
 
 
 def _read_pid(fd: int) -> Optional[int]:

@@ -1,0 +1,227 @@
+//! Preloaded pools: workers forked from a template that imported the preload modules once,
+//! with every guarantee of an exec'd worker (parent, group, rlimits, fds, reaping, no
+//! survivors), a template that dies replaced without losing a worker, a whole-pool recycle
+//! re-importing the code, and an import failure reported as a failing pool.
+
+use serde_json::Value;
+
+use crate::harness::{TestDaemon, python, wait_until, worker};
+
+fn preload_pool(name: &str, size: u32, preload: &str, extra: &str) -> String {
+    let python_dir = format!("{}/python", env!("CARGO_MANIFEST_DIR"));
+    format!(
+        "[pools.{name}]\napp = \"preload_app\"\npython = \"{}\"\nsize = {size}\ncwd = \"{}\"\n\
+         preload = [{preload}]\nenv = {{ PYTHONPATH = \"{python_dir}\", PRELOAD_DELAY = \"0.3\" }}\n\
+         kill_timeout = \"2s\"\nstartup_timeout = \"20s\"\n{extra}\n",
+        python(),
+        worker("apps")
+    )
+}
+
+fn whoami(d: &TestDaemon, pool: &str) -> Value {
+    let out = d.pitctl(&["call", pool, "whoami"]);
+    assert!(
+        out.status.success(),
+        "call failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON result")
+}
+
+/// Calls until every one of the pool's current workers has answered; returns the answers.
+fn answers_of_all(d: &TestDaemon, pool: &str) -> Vec<Value> {
+    let ids: Vec<String> = d.pool(pool).workers.iter().map(|w| w.id.to_string()).collect();
+    let mut seen: Vec<Value> = Vec::new();
+    wait_until("an answer from every worker", || {
+        let a = whoami(d, pool);
+        if !seen.iter().any(|s| s["env_worker"] == a["env_worker"]) {
+            seen.push(a);
+        }
+        let all = ids.iter().all(|id| seen.iter().any(|s| s["env_worker"] == id.as_str()));
+        if all {
+            Ok(())
+        } else {
+            Err(format!("{} of {}", seen.len(), ids.len()))
+        }
+    });
+    seen
+}
+
+fn template_pids(d: &TestDaemon) -> Vec<u32> {
+    let log = d.log();
+    log.lines()
+        .filter_map(|l| l.split("started the preload template (pid ").nth(1))
+        .filter_map(|rest| rest.split(')').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn forked_workers_are_pitd_children_in_their_own_group_with_the_pools_limits() {
+    let d = TestDaemon::start(&preload_pool(
+        "pre",
+        2,
+        "\"preload_heavy\"",
+        "[pools.pre.rlimits]\nnofile = 200",
+    ));
+    d.wait_pool("2 ready workers", "pre", |p| {
+        p.workers.iter().filter(|w| w.state.to_string() == "idle").count() == 2
+    });
+    let templates = template_pids(&d);
+    assert_eq!(templates.len(), 1, "one template for the pool: {templates:?}");
+    for a in answers_of_all(&d, "pre") {
+        let pid = a["pid"].as_u64().unwrap();
+        assert_eq!(a["ppid"].as_u64().unwrap(), d.pid() as u64, "re-parented to pitd: {a}");
+        assert_eq!(a["pgid"].as_u64().unwrap(), pid, "leads its own process group: {a}");
+        assert_eq!(a["sid"].as_u64().unwrap(), pid, "leads its own session: {a}");
+        assert_eq!(
+            a["loaded_by"].as_u64().unwrap(),
+            templates[0] as u64,
+            "imported once, in the template: {a}"
+        );
+        assert_eq!(a["table"], 50_000);
+        assert_eq!(a["env_worker"], a["ctx_worker"], "{a}");
+        assert_eq!(a["nofile"], 200, "the pool's rlimits: {a}");
+        let fds: Vec<u64> = a["fds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let extra: Vec<&u64> = fds.iter().filter(|fd| **fd > 4).collect();
+        // fds 0-4, plus the one listing /proc/self/fd.
+        assert!(extra.len() <= 1, "only the protocol fds and stdio are open: {fds:?}");
+    }
+    // Output of a forked worker is captured under its own id.
+    let out = d.pitctl(&["call", "pre", "shout", "\"hey\""]);
+    assert!(out.status.success());
+    wait_until("the worker's print in pitctl logs", || {
+        let logs = d.pitctl(&["logs", "pre"]);
+        let text = String::from_utf8_lossy(&logs.stdout).to_string();
+        if text.contains("shouting hey") {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    });
+}
+
+#[test]
+fn a_killed_worker_is_forked_again_and_a_killed_template_costs_no_worker() {
+    let d = TestDaemon::start(&preload_pool(
+        "pre",
+        2,
+        "\"preload_heavy\"",
+        "[pools.pre.restart]\ninitial = \"10ms\"",
+    ));
+    let pool = d.wait_pool("2 ready workers", "pre", |p| {
+        p.workers.iter().all(|w| w.state.to_string() == "idle") && p.workers.len() == 2
+    });
+    let template = template_pids(&d)[0];
+
+    let victim = &pool.workers[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let after = d.wait_pool("a replacement under a new id", "pre", |p| {
+        p.workers.len() == 2
+            && p.workers
+                .iter()
+                .all(|w| w.id != victim.id && w.state.to_string() == "idle" || w.id == pool.workers[1].id)
+            && !p.workers.iter().any(|w| w.id == victim.id)
+    });
+    assert!(after.restarts >= 1);
+    for a in answers_of_all(&d, "pre") {
+        assert_eq!(
+            a["loaded_by"].as_u64().unwrap(),
+            template as u64,
+            "forked from the same template: {a}"
+        );
+    }
+    assert_eq!(
+        template_pids(&d).len(),
+        1,
+        "the template was not restarted for a worker's crash"
+    );
+
+    // The template dies: both workers keep serving, and the next worker comes from a new one.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(template as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until("the template's exit logged", || {
+        let log = d.log();
+        if log.contains(&format!("the preload template (pid {template}) exited")) {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
+    });
+    let ids_before: Vec<String> = d.pool("pre").workers.iter().map(|w| w.id.to_string()).collect();
+    for _ in 0..4 {
+        whoami(&d, "pre");
+    }
+    let ids_now: Vec<String> = d.pool("pre").workers.iter().map(|w| w.id.to_string()).collect();
+    assert_eq!(ids_before, ids_now, "no worker was lost with the template");
+    let out = d.pitctl(&["recycle", "pre"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let recycled = d.wait_pool("both workers replaced", "pre", |p| {
+        p.workers.len() == 2
+            && p.workers
+                .iter()
+                .all(|w| !ids_before.contains(&w.id.to_string()) && w.state.to_string() == "idle")
+    });
+    assert_eq!(recycled.workers.len(), 2);
+    let newest = *template_pids(&d).last().unwrap();
+    assert_ne!(newest, template);
+    for a in answers_of_all(&d, "pre") {
+        assert_eq!(
+            a["loaded_by"].as_u64().unwrap(),
+            newest as u64,
+            "a recycled pool re-imports: {a}"
+        );
+    }
+}
+
+#[test]
+fn a_preload_that_cannot_import_marks_the_pool_failing_with_the_traceback() {
+    let extra = "[pools.bad.restart]\ninitial = \"10ms\"\nmax = \"200ms\"\ncrash_loop_failures = 2\ncrash_loop_window = \"60s\"";
+    let d = TestDaemon::start(&preload_pool("bad", 1, "\"json\", \"preload_fails\"", extra));
+    let pool = d.wait_pool("the pool failing", "bad", |p| p.state.as_str() == "failing");
+    let reason = pool.failing_reason.unwrap_or_default();
+    assert!(
+        reason.contains("model weights m-42 not found"),
+        "the import error in status: {reason}"
+    );
+    let out = d.pitctl(&["call", "bad", "whoami"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pool_failing"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn nothing_of_a_preloaded_pool_survives_sigkill_of_pitd() {
+    let mut d = TestDaemon::start(&preload_pool("pre", 3, "\"preload_heavy\"", ""));
+    d.wait_pool("3 ready workers", "pre", |p| {
+        p.workers.len() == 3 && p.workers.iter().all(|w| w.state.to_string() == "idle")
+    });
+    assert!(d.survivors().len() >= 5, "pitd, guard, template and workers are marked");
+    d.signal_and_wait(9);
+    d.wait_no_survivors();
+}
+
+#[test]
+fn a_graceful_stop_leaves_no_template_behind() {
+    let mut d = TestDaemon::start(&preload_pool("pre", 1, "\"preload_heavy\"", ""));
+    d.wait_pool("a ready worker", "pre", |p| {
+        p.workers.iter().any(|w| w.state.to_string() == "idle")
+    });
+    let status = d.signal_and_wait(15);
+    assert!(status.success(), "{status:?}");
+    d.wait_no_survivors();
+}
