@@ -41,6 +41,10 @@ pub struct TreeSample {
     /// The worker's chosen [`MemoryMetric`] summed over the tree; equal to `rss_bytes` for
     /// [`MemoryMetric::Rss`].
     pub memory_bytes: u64,
+    /// PSS and USS summed over the tree, when they were read (`memory_metric` pss/uss, or a
+    /// preloaded pool).
+    pub pss_bytes: Option<u64>,
+    pub uss_bytes: Option<u64>,
     /// CPU use since the previous pass, summed over the tree; 100 = one core busy. A process
     /// seen for the first time counts 0.
     pub cpu_percent: f64,
@@ -88,6 +92,12 @@ impl Monitor {
     /// same pid. The worker's start time is read now, so call this as soon as it is
     /// spawned; a pid that has already gone is not watched and `sink` is never called.
     pub fn watch(&self, pid: u32, metric: MemoryMetric, sink: SampleSink) {
+        self.watch_with(pid, metric, false, sink)
+    }
+
+    /// Like [`Monitor::watch`], and with `shared_pages` the samples carry PSS and USS beside
+    /// RSS whatever the metric (for workers forked from a preload template).
+    pub fn watch_with(&self, pid: u32, metric: MemoryMetric, shared_pages: bool, sink: SampleSink) {
         let Some(start_ticks) = start_time_ticks(pid) else {
             tracing::debug!(pid, "worker exited before it could be watched");
             return;
@@ -99,6 +109,7 @@ impl Monitor {
                 metric,
                 sink,
                 rollup_warned: false,
+                shared_pages,
             },
         });
     }

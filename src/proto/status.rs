@@ -74,6 +74,12 @@ pub struct WorkerStatus {
     pub health: Health,
     pub rss_bytes: u64,
     pub memory_bytes: u64,
+    /// Proportional and unique set sizes over the tree, when measured (`memory_metric`
+    /// pss/uss, or a preloaded pool whose workers share pages with their template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pss_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uss_bytes: Option<u64>,
     pub rss_growth_bytes_per_s: i64,
     pub cpu_percent: f64,
     pub requests: u64,

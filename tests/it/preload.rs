@@ -57,12 +57,11 @@ fn template_pids(d: &TestDaemon) -> Vec<u32> {
 
 #[test]
 fn forked_workers_are_pitd_children_in_their_own_group_with_the_pools_limits() {
-    let d = TestDaemon::start(&preload_pool(
-        "pre",
-        2,
-        "\"preload_heavy\"",
-        "[pools.pre.rlimits]\nnofile = 200",
-    ));
+    let spec = format!(
+        "monitor_interval = \"100ms\"\n{}",
+        preload_pool("pre", 2, "\"preload_heavy\"", "[pools.pre.rlimits]\nnofile = 200")
+    );
+    let d = TestDaemon::start(&spec);
     d.wait_pool("2 ready workers", "pre", |p| {
         p.workers.iter().filter(|w| w.state.to_string() == "idle").count() == 2
     });
@@ -90,6 +89,19 @@ fn forked_workers_are_pitd_children_in_their_own_group_with_the_pools_limits() {
         let extra: Vec<&u64> = fds.iter().filter(|fd| **fd > 4).collect();
         // fds 0-4, plus the one listing /proc/self/fd.
         assert!(extra.len() <= 1, "only the protocol fds and stdio are open: {fds:?}");
+    }
+    // Shared pages are reported as such: PSS beside RSS, and below it.
+    let pool = d.wait_pool("PSS and USS measured", "pre", |p| {
+        p.workers.iter().all(|w| w.pss_bytes.is_some() && w.uss_bytes.is_some())
+    });
+    for w in &pool.workers {
+        let (pss, uss) = (w.pss_bytes.unwrap(), w.uss_bytes.unwrap());
+        assert!(
+            uss <= pss && pss < w.rss_bytes,
+            "{}: uss {uss} pss {pss} rss {}",
+            w.id,
+            w.rss_bytes
+        );
     }
     // Output of a forked worker is captured under its own id.
     let out = d.pitctl(&["call", "pre", "shout", "\"hey\""]);

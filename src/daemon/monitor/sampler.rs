@@ -25,6 +25,8 @@ pub(super) struct Watch {
     pub sink: SampleSink,
     /// Whether we already said that `smaps_rollup` could not be read for this tree.
     pub rollup_warned: bool,
+    /// Report PSS and USS beside RSS whatever the metric (workers sharing pages).
+    pub shared_pages: bool,
 }
 
 /// Everything the monitor thread owns.
@@ -166,6 +168,8 @@ fn measure(system: &System, buf: &mut Vec<u8>, root: u32, tree: &[u32], watch: &
         pid: root,
         rss_bytes: 0,
         memory_bytes: 0,
+        pss_bytes: None,
+        uss_bytes: None,
         cpu_percent: 0.0,
         processes: 0,
         at,
@@ -176,10 +180,17 @@ fn measure(system: &System, buf: &mut Vec<u8>, root: u32, tree: &[u32], watch: &
         };
         let rss = process.memory();
         let memory = match watch.metric {
-            MemoryMetric::Rss => rss,
-            MemoryMetric::Pss | MemoryMetric::Uss => match procfs::read_rollup(pid, buf) {
-                Ok(Some(rollup)) if watch.metric == MemoryMetric::Pss => rollup.pss,
-                Ok(Some(rollup)) => rollup.uss,
+            MemoryMetric::Rss if !watch.shared_pages => rss,
+            _ => match procfs::read_rollup(pid, buf) {
+                Ok(Some(rollup)) => {
+                    sample.pss_bytes = Some(sample.pss_bytes.unwrap_or(0).saturating_add(rollup.pss));
+                    sample.uss_bytes = Some(sample.uss_bytes.unwrap_or(0).saturating_add(rollup.uss));
+                    match watch.metric {
+                        MemoryMetric::Rss => rss,
+                        MemoryMetric::Pss => rollup.pss,
+                        MemoryMetric::Uss => rollup.uss,
+                    }
+                }
                 // A zombie's rollup is empty: it maps nothing.
                 Ok(None) => 0,
                 Err(e) if vanished(&e) => continue,
@@ -192,6 +203,8 @@ fn measure(system: &System, buf: &mut Vec<u8>, root: u32, tree: &[u32], watch: &
                         );
                     }
                     // RSS over-estimates PSS and USS, which errs on the side of recycling.
+                    sample.pss_bytes = None;
+                    sample.uss_bytes = None;
                     rss
                 }
             },

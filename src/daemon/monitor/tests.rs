@@ -162,6 +162,7 @@ fn a_reused_or_reaped_pid_is_dropped_without_a_sample() {
                 metric: MemoryMetric::Rss,
                 sink,
                 rollup_warned: false,
+                shared_pages: false,
             },
         );
         rx
@@ -193,6 +194,7 @@ fn a_child_that_exits_is_forgotten_by_the_sampler() {
             metric: MemoryMetric::Rss,
             sink,
             rollup_warned: false,
+            shared_pages: false,
         },
     );
 
@@ -293,6 +295,7 @@ fn sampling_cost_per_pass() {
                         metric,
                         sink,
                         rollup_warned: false,
+                        shared_pages: false,
                     },
                 );
             }

@@ -48,6 +48,8 @@ impl PoolActor {
                 health: w.health,
                 rss_bytes: w.sample.as_ref().map_or(0, |s| s.rss_bytes),
                 memory_bytes: w.sample.as_ref().map_or(0, |s| s.memory_bytes),
+                pss_bytes: w.sample.as_ref().and_then(|s| s.pss_bytes),
+                uss_bytes: w.sample.as_ref().and_then(|s| s.uss_bytes),
                 rss_growth_bytes_per_s: w.rss_growth(),
                 cpu_percent: w.sample.as_ref().map_or(0.0, |s| s.cpu_percent),
                 requests: w.requests,

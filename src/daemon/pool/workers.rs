@@ -226,7 +226,8 @@ impl PoolActor {
             let sink = Box::new(move |sample| {
                 let _ = me.send(PoolMsg::Sample { id, sample });
             });
-            monitor.watch(pid, self.spec.recycle.memory_metric, sink);
+            let shared_pages = !self.spec.preload.is_empty();
+            monitor.watch_with(pid, self.spec.recycle.memory_metric, shared_pages, sink);
         }
         if let (Some(to), Some(from)) = (spawned.to_worker, spawned.from_worker) {
             match worker_io::start(id, to, from, self.me.clone(), MAX_FRAME) {
