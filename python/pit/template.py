@@ -10,10 +10,12 @@ it started itself. The worker
 
 1. calls ``setsid`` (its own process group, which pitd kills as a whole),
 2. reports its pid to the template through a pipe,
-3. waits until its parent is pitd, then sets ``PR_SET_PDEATHSIG`` (SIGKILL) and checks the
-   parent again, as a directly spawned worker does before ``exec``,
-4. moves its four fds onto 1, 2, 3 and 4, and runs :func:`pit.worker.serve` for MODULE, whose
-   own imports find the preloaded modules in ``sys.modules``.
+3. moves its four fds onto 1, 2, 3 and 4, and runs :func:`pit.worker.serve` for MODULE, whose
+   own imports find the preloaded modules in ``sys.modules``;
+4. before it sends ``READY``, waits until its parent is pitd, then sets ``PR_SET_PDEATHSIG``
+   (SIGKILL) and checks the parent again, as a directly spawned worker does before ``exec``.
+   (Importing MODULE meanwhile hides the intermediate's exit, which takes milliseconds for
+   a large address space.)
 
 The template then answers ``forked`` with the pid (or ``fork_failed`` with why). rlimits,
 credentials, the working directory and the environment are the template's, which pitd set
@@ -27,7 +29,6 @@ import (traceback on stderr); 2 when not started by pitd (fd 3 is not a seqpacke
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import fcntl
 import gc
 import importlib
@@ -42,6 +43,9 @@ import threading
 import time
 import traceback
 from typing import Any, Dict, List, Optional, Sequence
+
+# Imported here, before any fork, so that every worker finds the runtime loaded.
+from .worker import serve
 
 CHANNEL_FD = 3
 
@@ -83,6 +87,7 @@ def run(module_name: str, preload: Sequence[str]) -> int:
     import_ms = (time.monotonic() - started) * 1000.0
     # Objects that exist now are shared by every worker: keep the collector from touching
     # (and so copying) their pages in each worker.
+    _libc()
     gc.collect()
     gc.freeze()
     _warn_about_threads()
@@ -155,15 +160,6 @@ def _become_worker(
         os.setsid()
         os.write(report_w, struct.pack(">Q", os.getpid()))
         os.close(report_w)
-        deadline = time.monotonic() + REPARENT_TIMEOUT
-        while os.getppid() != pitd_pid:
-            if time.monotonic() > deadline:
-                _say(f"not re-parented to pitd (pid {pitd_pid}) within {REPARENT_TIMEOUT:.0f}s; is pitd a subreaper?")
-                os._exit(EXIT_NOT_UNDER_PITD)
-            time.sleep(0.0001)
-        _die_with_parent(worker_id)
-        if os.getppid() != pitd_pid:
-            os._exit(EXIT_NOT_UNDER_PITD)  # pitd died between the check and the prctl
         channel.detach()  # fd 3 is about to be the calls pipe: the socket object must not close it
         parked = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in fds]
         for fd in fds:
@@ -178,17 +174,39 @@ def _become_worker(
         traceback.print_exc()
         os._exit(EXIT_NOT_UNDER_PITD)
     gc.unfreeze()
-    from .worker import serve
 
-    raise SystemExit(serve(module_name))
+    def adopted_by_pitd() -> None:
+        deadline = time.monotonic() + REPARENT_TIMEOUT
+        while os.getppid() != pitd_pid:
+            if time.monotonic() > deadline:
+                _say(f"not re-parented to pitd (pid {pitd_pid}) within {REPARENT_TIMEOUT:.0f}s; is pitd a subreaper?")
+                os._exit(EXIT_NOT_UNDER_PITD)
+            time.sleep(0.0001)
+        _die_with_parent(worker_id)
+        if os.getppid() != pitd_pid:
+            os._exit(EXIT_NOT_UNDER_PITD)  # pitd died between the check and the prctl
+
+    raise SystemExit(serve(module_name, before_ready=adopted_by_pitd))
 
 
 def _die_with_parent(worker_id: str) -> None:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = _libc()
     if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
     # The command line stays the template's; `ps -o comm` and top show the worker's id.
     libc.prctl(_PR_SET_NAME, f"pit {worker_id}".encode()[:15], 0, 0, 0)
+
+
+_LIBC: Optional[ctypes.CDLL] = None
+
+
+def _libc() -> ctypes.CDLL:
+    """The C library, loaded once in the template (a lookup by name can take milliseconds
+    and run programs: not something a fresh worker should pay)."""
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    return _LIBC
 
 
 def _read_pid(fd: int) -> Optional[int]:

@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import traceback
-from typing import Optional
+from typing import Callable, Optional
 
 from . import _frames
 from ._dispatch import Dispatcher
@@ -40,8 +40,9 @@ EXIT_PROTOCOL_ERROR = 3
 _ACCMODE = getattr(os, "O_ACCMODE", 3)
 
 
-def serve(module_name: str) -> int:
-    """Runs the worker; returns the process exit status."""
+def serve(module_name: str, before_ready: Optional[Callable[[], None]] = None) -> int:
+    """Runs the worker; returns the process exit status. ``before_ready`` runs once MODULE
+    is imported, just before ``READY`` is sent (a forked worker finishes its set-up there)."""
     problem = _protocol_fd_problem()
     if problem:
         _say(
@@ -64,6 +65,8 @@ def serve(module_name: str) -> int:
         traceback.print_exc()
         return EXIT_IMPORT_FAILED
 
+    if before_ready is not None:
+        before_ready()
     identity = worker_identity()
     dispatcher = Dispatcher(module_name, handlers, max_frame, identity["worker_id"], identity["pool"])
     reader = _frames.FrameReader(functools.partial(os.read, IN_FD), max_frame)

@@ -1,0 +1,314 @@
+"""Preload fork-server: replacement-ready latency and memory of a pool whose import takes a
+second, with and without ``preload``, measured in one run against the release pitd.
+
+``bench/apps/heavy_app.py`` imports ``heavy_import``, which spends ~1 s and builds ~40 MB of
+objects. Two pools serve it, identical but for ``preload = ["heavy_import"]``:
+
+- **Replacement ready.** ``restart.initial = "1ms"`` (so the backoff does not count) and
+  ``reset_after = "1s"`` with kills 1.2 s apart (so each is a first crash); the oldest idle
+  worker gets SIGKILL, and the time until its replacement's ``worker_ready`` event reaches a
+  ``pitctl events -f --json`` follower is taken (no polling that would compete with pitd); ``--kills`` times per pool, median and
+  max. Also one ``pitctl recycle worker-N`` per pool (the replacement ready, the old one
+  retired), and the cold start of the whole pool.
+- **Memory of N workers** (``--workers``, default 8), once every worker has answered a
+  ``score`` call and the monitor has sampled twice: the sum of RSS, PSS and USS over the
+  pool's workers (``memory_metric = "pss"``), plus the template's own PSS for the preloaded
+  pool. PSS divides each shared page among the processes mapping it, so the PSS sums are
+  the pools' real footprint; RSS counts shared pages once per worker.
+
+Every process the script starts is stopped; it exits 1 if one outlives its pitd.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procfs import descendants, kill_leftovers  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = os.path.realpath(sys.executable)
+WAIT_S = 60.0
+
+
+def request(path: str, req: Dict[str, Any]) -> Dict[str, Any]:
+    body = json.dumps(req).encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(WAIT_S)
+        s.connect(path)
+        s.sendall(struct.pack(">I", len(body)) + body)
+        head = recv_exact(s, 4)
+        return json.loads(recv_exact(s, struct.unpack(">I", head)[0]))
+
+
+def recv_exact(s: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise RuntimeError("connection closed mid-frame")
+        data += chunk
+    return data
+
+
+class Daemon:
+    def __init__(self, bin_dir: Path, size: int) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="pit-preload-"))
+        self.control = str(self.dir / "control.sock")
+        self.call_socket = str(self.dir / "call.sock")
+        self.pitctl = str(bin_dir / "pitctl")
+        common = [
+            'app = "heavy_app"',
+            f"python = {json.dumps(PYTHON)}",
+            f"size = {size}",
+            f"cwd = {json.dumps(str(REPO / 'bench' / 'apps'))}",
+            f"env = {{ PYTHONPATH = {json.dumps(str(REPO / 'python'))} }}",
+            'memory_metric = "pss"',
+            'startup_timeout = "60s"',
+        ]
+        spec = [
+            "[daemon]",
+            f"control_socket = {json.dumps(self.control)}",
+            f"call_socket = {json.dumps(self.call_socket)}",
+            'monitor_interval = "250ms"',
+        ]
+        for name, extra in (("preloaded", ['preload = ["heavy_import"]']), ("plain", [])):
+            spec += ["", f"[pools.{name}]", *common, *extra, f"[pools.{name}.restart]", 'initial = "1ms"', 'reset_after = "1s"']
+        (self.dir / "pitd.toml").write_text("\n".join(spec) + "\n")
+        self.log = open(self.dir / "pitd.log", "wb")
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            [str(bin_dir / "pitd"), "--config", str(self.dir / "pitd.toml")], stdout=subprocess.DEVNULL, stderr=self.log
+        )
+        self.seen: Dict[int, str] = {}
+
+    def pool(self, name: str) -> Dict[str, Any]:
+        reply = request(self.control, {"cmd": "status", "pool": name})
+        return reply["pools"][0]
+
+    def wait_idle(self, name: str, size: int, exclude: Optional[set] = None) -> float:
+        """Seconds until the pool has `size` idle workers, none of them in `exclude`."""
+        end = time.monotonic() + WAIT_S
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError("pitd exited:\n" + self.log_tail())
+            if os.path.exists(self.control):
+                try:
+                    ws = self.pool(name)["workers"]
+                except (OSError, RuntimeError, KeyError, IndexError):
+                    ws = []
+                idle = [w for w in ws if w["state"] == "idle" and w["id"] not in (exclude or set())]
+                if len(idle) >= size:
+                    self.seen.update(descendants(self.proc.pid))
+                    return time.monotonic()
+            time.sleep(0.0005)
+        raise RuntimeError(f"pool {name} not ready:\n" + self.log_tail())
+
+    def template_pid(self) -> Optional[int]:
+        pids = [
+            int(line.split("started the preload template (pid ")[1].split(")")[0])
+            for line in (self.dir / "pitd.log").read_text(errors="replace").splitlines()
+            if "started the preload template (pid " in line
+        ]
+        return pids[-1] if pids else None
+
+    def call(self, pool: str, method: str, args: Any) -> None:
+        out = subprocess.run(
+            [self.pitctl, "--socket", self.control, "call", pool, method, json.dumps(args)],
+            capture_output=True, timeout=WAIT_S,
+        )  # fmt: skip
+        if out.returncode != 0:
+            raise RuntimeError(f"call failed: {out.stderr.decode()}")
+
+    def log_tail(self) -> str:
+        self.log.flush()
+        return "\n".join((self.dir / "pitd.log").read_text(errors="replace").splitlines()[-15:])
+
+    def stop(self) -> List[str]:
+        self.seen.update(descendants(self.proc.pid))
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        left = [f"pid {p}: {' '.join(a)}" for p, a in kill_leftovers(self.seen).items()]
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return left
+
+
+def pss_of(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class EventTimes:
+    """``pitctl events -f --json`` in the background: each event with the monotonic time it
+    reached this script, so a replacement is timed without polling pitd."""
+
+    def __init__(self, d: "Daemon") -> None:
+        self.proc = subprocess.Popen(
+            [d.pitctl, "--socket", d.control, "events", "-f", "--json"], stdout=subprocess.PIPE, text=True
+        )
+        self.seen: List[Any] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            with self.lock:
+                self.seen.append((time.monotonic(), ev))
+
+    def wait(self, pred: Any, after: float) -> float:
+        end = time.monotonic() + WAIT_S
+        while time.monotonic() < end:
+            with self.lock:
+                for at, ev in self.seen:
+                    if at >= after and pred(ev):
+                        return at
+            time.sleep(0.001)
+        raise RuntimeError("event not seen")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=WAIT_S)
+
+
+def kill_and_time(d: Daemon, events: EventTimes, pool: str) -> float:
+    ws = sorted(d.pool(pool)["workers"], key=lambda w: -w["age_s"])
+    victim = ws[0]
+    known = {w["id"] for w in ws}
+    t = time.monotonic()
+    os.kill(victim["pid"], signal.SIGKILL)
+    ready = events.wait(
+        lambda ev: ev.get("event") == "worker_ready" and ev.get("pool") == pool and ev.get("worker") not in known, t
+    )
+    return (ready - t) * 1000
+
+
+def recycle_and_time(d: Daemon, events: EventTimes, pool: str) -> float:
+    ws = d.pool(pool)["workers"]
+    known = {w["id"] for w in ws}
+    target = sorted(ws, key=lambda w: -w["age_s"])[0]["id"]
+    t = time.monotonic()
+    subprocess.run([d.pitctl, "--socket", d.control, "recycle", target], capture_output=True, timeout=WAIT_S)
+    ready = events.wait(
+        lambda ev: ev.get("event") == "worker_ready" and ev.get("pool") == pool and ev.get("worker") not in known, t
+    )
+    return (ready - t) * 1000
+
+
+def memory(d: Daemon, pool: str, size: int) -> Dict[str, float]:
+    for i in range(size * 3):
+        d.call(pool, "score", f"token-{i}")
+    time.sleep(0.6)  # two monitor passes after the calls
+    ws = d.pool(pool)["workers"]
+    mib = 1024 * 1024
+    out = {
+        "rss_mib": sum(w["rss_bytes"] for w in ws) / mib,
+        "pss_mib": sum(w.get("pss_bytes") or w["memory_bytes"] for w in ws) / mib,
+        "uss_mib": sum(w.get("uss_bytes") or 0 for w in ws) / mib,
+        "template_pss_mib": 0.0,
+    }
+    if pool == "preloaded":
+        tpid = d.template_pid()
+        if tpid:
+            out["template_pss_mib"] = pss_of(tpid) / mib
+    out["total_mib"] = out["pss_mib"] + out["template_pss_mib"]
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=7, help="kills per pool (default 7)")
+    parser.add_argument("--workers", type=int, default=8, help="workers per pool (default 8)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures here")
+    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release")
+    args = parser.parse_args(argv)
+
+    print(f"# preload: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, python {PYTHON}", flush=True)
+    d = Daemon(args.bin_dir, args.workers)
+    figures: Dict[str, Any] = {}
+    try:
+        for pool in ("preloaded", "plain"):
+            figures[f"{pool}_cold_start_ms"] = (d.wait_idle(pool, args.workers) - d.t0) * 1000
+        for pool in ("preloaded", "plain"):
+            figures[f"{pool}_memory"] = memory(d, pool, args.workers)
+        events = EventTimes(d)
+        for pool in ("preloaded", "plain"):
+            kills = []
+            for _ in range(args.kills):
+                # Each kill a first crash: the backoff resets once a worker has been up 1 s.
+                time.sleep(1.2)
+                kills.append(kill_and_time(d, events, pool))
+            figures[f"{pool}_kill_ready_ms"] = kills
+            figures[f"{pool}_recycle_ready_ms"] = recycle_and_time(d, events, pool)
+        events.stop()
+    finally:
+        survivors = d.stop()
+
+    def ms(v: float) -> str:
+        return f"{v:.1f} ms" if v < 100 else f"{v:.0f} ms"
+
+    rows = [
+        ("pool ready from pitd start (cold)", ms(figures["preloaded_cold_start_ms"]), ms(figures["plain_cold_start_ms"])),
+        (
+            f"kill -9 -> replacement idle, median of {args.kills}",
+            ms(statistics.median(figures["preloaded_kill_ready_ms"])),
+            ms(statistics.median(figures["plain_kill_ready_ms"])),
+        ),
+        (
+            "kill -9 -> replacement idle, max",
+            ms(max(figures["preloaded_kill_ready_ms"])),
+            ms(max(figures["plain_kill_ready_ms"])),
+        ),
+        ("pitctl recycle -> replacement idle", ms(figures["preloaded_recycle_ready_ms"]), ms(figures["plain_recycle_ready_ms"])),
+    ]
+    pm, nm = figures["preloaded_memory"], figures["plain_memory"]
+    n = args.workers
+    rows += [
+        (f"{n} workers: sum of RSS", f"{pm['rss_mib']:.0f} MiB", f"{nm['rss_mib']:.0f} MiB"),
+        (f"{n} workers: sum of USS (private)", f"{pm['uss_mib']:.0f} MiB", f"{nm['uss_mib']:.0f} MiB"),
+        (
+            f"{n} workers: sum of PSS (+ template)",
+            f"{pm['total_mib']:.0f} MiB ({pm['pss_mib']:.0f} + {pm['template_pss_mib']:.0f})",
+            f"{nm['total_mib']:.0f} MiB",
+        ),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'':{width}}  {'preload':>24}  {'no preload':>12}")
+    for label, a, b in rows:
+        print(f"{label:{width}}  {a:>24}  {b:>12}")
+    target = statistics.median(figures["preloaded_kill_ready_ms"])
+    print(f"target: replacement ready <= 20 ms with preload: {'met' if target <= 20 else 'NOT met'} ({ms(target)})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    if survivors:
+        print("processes outlived pitd:", *survivors, sep="\n  ")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The preload template on its own: what it refuses, and how a failed preload ends. Forking
+workers needs pitd (a subreaper); the Rust integration tests in tests/it/preload.rs drive
+that path end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from harness import DEADLINE, PACKAGE_ROOT, copy_apps
+
+
+def run_template(tmp_path: Path, preload: list, channel: bool = True) -> subprocess.Popen:
+    copy_apps(tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT), PYTHONDONTWRITEBYTECODE="1")
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+    def on_fd_3() -> None:
+        os.dup2(theirs.fileno(), 3)
+
+    argv = [sys.executable, "-m", "pit", "template", "sample_app"]
+    for module in preload:
+        argv += ["--preload", module]
+    proc = subprocess.Popen(
+        argv,
+        cwd=str(tmp_path),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        close_fds=not channel,
+        pass_fds=(),
+        preexec_fn=on_fd_3 if channel else None,
+    )
+    theirs.close()
+    proc.channel = ours  # type: ignore[attr-defined]
+    return proc
+
+
+def test_refuses_to_run_without_its_channel(tmp_path: Path) -> None:
+    proc = run_template(tmp_path, ["json"], channel=False)
+    _, err = proc.communicate(timeout=DEADLINE)
+    proc.channel.close()  # type: ignore[attr-defined]
+    assert proc.returncode == 2
+    assert b"must be run by pitd" in err
+
+
+def test_a_failed_preload_exits_1_with_the_traceback(tmp_path: Path) -> None:
+    (tmp_path / "broken_preload.py").write_text('raise ImportError("weights not found")\n')
+    proc = run_template(tmp_path, ["json", "broken_preload"])
+    _, err = proc.communicate(timeout=DEADLINE)
+    proc.channel.close()  # type: ignore[attr-defined]
+    assert proc.returncode == 1
+    assert b"cannot preload broken_preload" in err
+    assert b"ImportError: weights not found" in err
+
+
+def test_announces_ready_and_exits_0_when_pitd_closes_the_channel(tmp_path: Path) -> None:
+    proc = run_template(tmp_path, ["json"])
+    channel: socket.socket = proc.channel  # type: ignore[attr-defined]
+    channel.settimeout(DEADLINE)
+    ready = json.loads(channel.recv(65536))
+    assert ready["type"] == "ready" and ready["pid"] == proc.pid and ready["preloaded"] == ["json"]
+    channel.close()
+    proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 0
+
+
+def test_an_unknown_message_is_a_protocol_error(tmp_path: Path) -> None:
+    proc = run_template(tmp_path, ["json"])
+    channel: socket.socket = proc.channel  # type: ignore[attr-defined]
+    channel.settimeout(DEADLINE)
+    assert json.loads(channel.recv(65536))["type"] == "ready"
+    channel.send(b'{"type": "launch"}')
+    _, err = proc.communicate(timeout=DEADLINE)
+    channel.close()
+    assert proc.returncode == 3
+    assert b"protocol error from pitd" in err
