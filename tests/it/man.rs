@@ -35,15 +35,14 @@ fn man_page_pitctl_1_is_fresh() {
 }
 
 /// Every key the spec accepts (the full fixture uses each one; a spec test enforces that)
-/// must be documented in man/pitd.toml.5, with `preload` (accepted by the grammar, refused
-/// as not built) too.
+/// must be documented in man/pitd.toml.5.
 #[test]
 fn man_page_pitd_toml_5_documents_every_spec_key() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let page = std::fs::read_to_string(root.join("man/pitd.toml.5")).unwrap();
     let full: toml::Table =
         toml::from_str(&std::fs::read_to_string(root.join("tests/specs/good/full.toml")).unwrap()).unwrap();
-    let mut keys: Vec<String> = vec!["preload".into()];
+    let mut keys: Vec<String> = Vec::new();
     fn collect(t: &toml::Table, keys: &mut Vec<String>, skip_names: bool) {
         for (k, v) in t {
             match v {
