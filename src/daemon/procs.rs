@@ -369,3 +369,68 @@ fn zombie_cpu_time(pid: u32) -> Option<std::time::Duration> {
         .unwrap_or(100) as u64;
     Some(std::time::Duration::from_millis(ticks * 1000 / hz.max(1)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        Table {
+            live: HashMap::new(),
+            guard: None,
+            unclaimed: VecDeque::new(),
+        }
+    }
+
+    fn exit(pid: u32, at: Instant) -> ExitInfo {
+        ExitInfo {
+            pid,
+            status: ExitStatusInfo::Signaled(9),
+            at,
+            cpu_time: None,
+        }
+    }
+
+    #[test]
+    fn a_worker_reaped_before_its_registration_gets_its_exit_reported() {
+        let mut t = table();
+        let asked = Instant::now();
+        t.keep_unclaimed(exit(4242, asked + Duration::from_millis(1)));
+        assert!(t.claimable(4242, asked));
+        let (_, info) = t
+            .register_worker(4242, Box::new(|_| {}), asked)
+            .expect("the early exit is handed back");
+        assert_eq!(info.pid, 4242);
+        assert!(t.live.is_empty() && t.unclaimed.is_empty());
+    }
+
+    #[test]
+    fn an_exit_from_before_the_fork_request_is_another_process() {
+        let mut t = table();
+        let reaped = Instant::now();
+        t.keep_unclaimed(exit(4242, reaped));
+        let asked = reaped + Duration::from_millis(5);
+        assert!(t.register_worker(4242, Box::new(|_| {}), asked).is_none());
+        assert!(t.live.contains_key(&4242), "registered as live");
+        assert!(!t.claimable(4242, asked), "a live pid is not claimed twice");
+    }
+
+    #[test]
+    fn only_a_child_of_pitd_leading_its_group_is_claimable() {
+        let t = table();
+        // This test process is not a child of itself, and pid 1 is not our child.
+        assert!(!t.claimable(std::process::id(), Instant::now()));
+        assert!(!t.claimable(1, Instant::now()));
+    }
+
+    #[test]
+    fn unclaimed_exits_are_bounded() {
+        let mut t = table();
+        let now = Instant::now();
+        for pid in 0..(UNCLAIMED_KEPT as u32 + 10) {
+            t.keep_unclaimed(exit(pid + 100, now));
+        }
+        assert_eq!(t.unclaimed.len(), UNCLAIMED_KEPT);
+        assert_eq!(t.unclaimed.front().unwrap().pid, 110, "the oldest went first");
+    }
+}

@@ -111,10 +111,10 @@ impl Templates {
             tracing::info!(pool = %pool, "the pool's spec changed: replacing its preload template");
             self.retire(&pool, table, "its pool's spec changed");
         }
-        if !self.by_pool.contains_key(&pool) {
-            if let Err(e) = self.start(&request.req, &spec, table) {
-                return (request.on_spawned)(Err(e));
-            }
+        if !self.by_pool.contains_key(&pool)
+            && let Err(e) = self.start(&request.req, &spec, table)
+        {
+            return (request.on_spawned)(Err(e));
         }
         let t = self.by_pool.get_mut(&pool).expect("started above");
         if t.ready_at.is_some() {
@@ -269,10 +269,8 @@ impl Templates {
             .is_some_and(|r| info.at.saturating_duration_since(r) >= STABLE_AFTER);
         let (req, spec) = (t.req.clone(), t.spec.clone());
         t.fail_all(&why);
-        if stable {
-            if let Err(e) = self.start(&req, &spec, table) {
-                tracing::error!(pool = %pool, "restarting the preload template: {e}");
-            }
+        if stable && let Err(e) = self.start(&req, &spec, table) {
+            tracing::error!(pool = %pool, "restarting the preload template: {e}");
         }
     }
 

@@ -87,11 +87,11 @@ fn pool(name: &Spanned<String>, raw: &RawPool, ctx: &Ctx) -> Result<PoolSpec> {
             "only allowed with `app` (the pit runtime forks workers from its template; a `command` is exec'd as is)";
         return Err(Problem::key(preload.span(), msg));
     }
-    if let Some(preload) = &raw.preload {
-        if let Some(bad) = preload.get_ref().iter().find(|m| !is_module_name(m)) {
-            let msg = format!("expected a list of Python module names like \"numpy\", found {bad:?}");
-            return Err(Problem::value(preload.span(), msg));
-        }
+    if let Some(preload) = &raw.preload
+        && let Some(bad) = preload.get_ref().iter().find(|m| !is_module_name(m))
+    {
+        let msg = format!("expected a list of Python module names like \"numpy\", found {bad:?}");
+        return Err(Problem::value(preload.span(), msg));
     }
     let user = raw.user.as_ref().map(|u| user(u, ctx.host)).transpose()?;
     let group = match &raw.group {
