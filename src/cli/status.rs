@@ -61,15 +61,28 @@ pub fn render(report: &StatusReport) -> String {
         if pool.workers.is_empty() {
             continue;
         }
+        // Workers sharing pages (preloaded pools, pss/uss metrics) also show PSS: RSS counts
+        // each shared page in every worker.
+        let shows_pss = pool.workers.iter().any(|w| w.pss_bytes.is_some());
+        let pss_head = if shows_pss {
+            format!(" {:>10}", "PSS")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "  {:<10} {:>7}  {:<9} {:<8} {:>10} {:>6} {:>7} {:>6} {:>8}  LAST RECYCLE",
+            "  {:<10} {:>7}  {:<9} {:<8} {:>10}{pss_head} {:>6} {:>7} {:>6} {:>8}  LAST RECYCLE",
             "ID", "PID", "STATE", "HEALTH", "RSS", "CPU%", "CALLS", "ERRORS", "AGE"
         );
         for w in &pool.workers {
+            let pss = if shows_pss {
+                format!(" {:>10}", bytes(w.pss_bytes.unwrap_or(0)))
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "  {:<10} {:>7}  {:<9} {:<8} {:>10} {:>6.1} {:>7} {:>6} {:>8}  {}",
+                "  {:<10} {:>7}  {:<9} {:<8} {:>10}{pss} {:>6.1} {:>7} {:>6} {:>8}  {}",
                 w.id.to_string(),
                 if w.pid == 0 { "-".to_string() } else { w.pid.to_string() },
                 w.state.as_str(),
@@ -140,5 +153,30 @@ mod tests {
         for cell in ["4242", "idle", "ok", "12.0M", "1.5", "40", "12s", "max_rss"] {
             assert!(row.contains(cell), "{cell} missing in {row:?}");
         }
+    }
+
+    #[test]
+    fn a_pss_column_appears_only_for_pools_that_measure_it() {
+        let worker = |pss: &str| {
+            format!(
+                r#"{{"id":"worker-1","pid":9,"state":"idle","health":"ok","rss_bytes":52428800,"memory_bytes":52428800,{pss}
+                "rss_growth_bytes_per_s":0,"cpu_percent":0.0,"requests":0,"errors":0,"age_s":1.0,"last_recycle_reason":null}}"#
+            )
+        };
+        let pool = |name: &str, w: String| {
+            format!(
+                r#"{{"name":"{name}","state":"running","size":1,"workers":[{w}],"requests":0,"errors":0,"queued":0,"recycled":0,"restarts":0}}"#
+            )
+        };
+        let json = format!(
+            r#"{{"version":"0.1.0","pid":7,"uptime_s":1.0,"pools":[{},{}]}}"#,
+            pool("pre", worker(r#""pss_bytes":10485760,"uss_bytes":2097152,"#)),
+            pool("plain", worker(""))
+        );
+        let text = render(&serde_json::from_str(&json).unwrap());
+        let heads: Vec<&str> = text.lines().filter(|l| l.contains("HEALTH")).collect();
+        assert!(heads[0].contains("PSS") && !heads[1].contains("PSS"), "{text}");
+        let row = text.lines().find(|l| l.contains("worker-1")).unwrap();
+        assert!(row.contains("50.0M") && row.contains("10.0M"), "{row}");
     }
 }
