@@ -59,3 +59,16 @@ fn check_on_a_missing_file_names_it() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/pitd.toml"));
 }
+
+#[test]
+fn the_demo_spec_is_valid_and_preloads_its_model_pool() {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml");
+    let out = check(&demo);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    for pool in ["ticker", "flaky", "echo", "model"] {
+        assert!(stdout.contains(&format!("pool {pool}:")), "{stdout}");
+    }
+    let model = stdout.lines().find(|l| l.contains("pool model:")).unwrap();
+    assert!(model.contains("forked from a template preloading pit.examples.model"), "{model}");
+}
