@@ -237,3 +237,27 @@ fn a_graceful_stop_leaves_no_template_behind() {
     assert!(status.success(), "{status:?}");
     d.wait_no_survivors();
 }
+
+#[test]
+fn a_template_stuck_in_its_imports_is_killed_at_startup_timeout_and_the_pool_fails() {
+    let extra = "[pools.stuck.restart]\ninitial = \"10ms\"\nmax = \"200ms\"\ncrash_loop_failures = 2";
+    let spec = preload_pool("stuck", 1, "\"preload_heavy\"", extra)
+        .replace("PRELOAD_DELAY = \"0.3\"", "PRELOAD_DELAY = \"60\"")
+        .replace("startup_timeout = \"20s\"", "startup_timeout = \"500ms\"");
+    let d = TestDaemon::start(&spec);
+    let pool = d.wait_pool("the pool failing", "stuck", |p| p.state.as_str() == "failing");
+    let reason = pool.failing_reason.unwrap_or_default();
+    assert!(reason.contains("not ready within startup_timeout"), "{reason}");
+    // Each stuck template was killed: at most the current probe's is alive.
+    wait_until("at most one template alive", || {
+        let alive = template_pids(&d)
+            .into_iter()
+            .filter(|pid| crate::harness::process_state(*pid).is_some_and(|s| s != 'Z'))
+            .count();
+        if alive <= 1 {
+            Ok(())
+        } else {
+            Err(format!("{alive} alive"))
+        }
+    });
+}

@@ -131,9 +131,12 @@ impl PoolActor {
 
     pub(super) fn workers_deadline(&self) -> Option<Instant> {
         let kills = self.workers.values().filter_map(|w| w.kill_at);
+        // A worker without a pid is still being forked by its pool's template, which has a
+        // deadline of its own; only started workers can be overdue here.
         let startups = self
             .workers
             .values()
+            .filter(|w| w.pid.is_some())
             .filter_map(|w| w.startup_deadline(self.spec.startup_timeout));
         let stable = self
             .failing
