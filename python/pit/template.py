@@ -17,7 +17,11 @@ it started itself. The worker
    (Importing MODULE meanwhile hides the intermediate's exit, which takes milliseconds for
    a large address space.)
 
-The template then answers ``forked`` with the pid (or ``fork_failed`` with why). rlimits,
+The template then answers ``forked`` with the pid (or ``fork_failed`` with why). To make a
+replacement cost no fork at all, the template keeps one *spare*: a worker forked that way
+ahead of need, which has done steps 1-2 and 4 and waits on a socket of its own; a fork
+request hands the spare its id and fds and is answered at once, and the next spare is
+forked after the reply. rlimits,
 credentials, the working directory and the environment are the template's, which pitd set
 from the pool's spec when it started it. Messages are one JSON object per datagram.
 
@@ -42,10 +46,10 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 # Imported here, before any fork, so that every worker finds the runtime loaded.
-from .worker import serve
+from .worker import prepare_interpreter, serve
 
 CHANNEL_FD = 3
 
@@ -75,7 +79,7 @@ def run(module_name: str, preload: Sequence[str]) -> int:
         )
         return EXIT_NOT_UNDER_PITD
     pitd_pid = os.getppid()
-    _prepare_process()
+    prepare_interpreter()
     started = time.monotonic()
     for name in preload:
         try:
@@ -92,6 +96,7 @@ def run(module_name: str, preload: Sequence[str]) -> int:
     gc.freeze()
     _warn_about_threads()
     _send(channel, {"type": "ready", "pid": os.getpid(), "preloaded": list(preload), "import_ms": import_ms})
+    spare = _fork_spare(channel, pitd_pid, module_name)
     while True:
         try:
             data, fds, _flags, _addr = socket.recv_fds(channel, _MAX_MESSAGE, FDS_PER_FORK)
@@ -115,51 +120,155 @@ def run(module_name: str, preload: Sequence[str]) -> int:
                 os.close(fd)
             _say(f"protocol error from pitd: {e}; exiting")
             return EXIT_PROTOCOL_ERROR
-        _send(channel, _fork_worker(channel, worker_id, fds, pitd_pid, module_name))
+        if len(fds) != FDS_PER_FORK:
+            for fd in fds:
+                os.close(fd)
+            _send(channel, {"type": "fork_failed", "worker_id": worker_id, "error": f"got {len(fds)} fds, expected 4"})
+            continue
+        reply = spare.assign(worker_id, fds) if spare is not None else None
+        if reply is None:
+            reply = _fork_worker(channel, worker_id, fds, pitd_pid, module_name)
+        for fd in fds:
+            os.close(fd)
+        _send(channel, reply)
+        # The next spare is forked after the reply, so no request waits for it.
+        if spare is not None:
+            spare.close()
+        spare = _fork_spare(channel, pitd_pid, module_name)
+
+
+class _Spare:
+    """A worker forked ahead of need: re-parented to pitd, in its own group, with
+    PDEATHSIG set, blocked on a socket until the template hands it a worker id and its
+    four fds. pitd learns of it only then, so a replacement costs no fork at all. It exits
+    when the template goes (end of file on that socket)."""
+
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid = pid
+        self.sock = sock
+
+    def assign(self, worker_id: str, fds: List[int]) -> Optional[Dict[str, Any]]:
+        """The ``forked`` reply, or None when the spare is gone (fork afresh then)."""
+        try:
+            socket.send_fds(self.sock, [json.dumps({"worker_id": worker_id}).encode()], fds)
+        except OSError:
+            return None
+        return {"type": "forked", "worker_id": worker_id, "pid": self.pid}
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _fork_spare(channel: socket.socket, pitd_pid: int, module_name: str) -> Optional[_Spare]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = _double_fork(lambda report_w: _run_spare(channel, ours, theirs, report_w, pitd_pid, module_name))
+    theirs.close()
+    if pid is None:
+        ours.close()
+        _say("could not fork a spare worker; workers are forked on request")
+        return None
+    return _Spare(pid, ours)
+
+
+def _run_spare(
+    channel: socket.socket, ours: socket.socket, theirs: socket.socket, report_w: int, pitd_pid: int, module_name: str
+) -> None:
+    """The spare's life; never returns."""
+    try:
+        ours.close()
+        _start_own_group(report_w)
+        _adopted_by_pitd(pitd_pid, "spare")
+        while True:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(theirs, _MAX_MESSAGE, FDS_PER_FORK)
+                break
+            except InterruptedError:
+                continue
+        if not data or len(fds) != FDS_PER_FORK:
+            os._exit(EXIT_OK)  # the template is gone, or retired this spare
+        worker_id = json.loads(data)["worker_id"]
+        theirs.close()
+        _name_process(f"pit {worker_id}")
+    except BaseException:
+        traceback.print_exc()
+        os._exit(EXIT_NOT_UNDER_PITD)
+    _serve_as(channel, worker_id, fds, module_name, before_ready=None)
 
 
 def _fork_worker(
     channel: socket.socket, worker_id: str, fds: List[int], pitd_pid: int, module_name: str
 ) -> Dict[str, Any]:
-    if len(fds) != FDS_PER_FORK:
-        for fd in fds:
-            os.close(fd)
-        return {"type": "fork_failed", "worker_id": worker_id, "error": f"got {len(fds)} fds, expected 4"}
-    report_r, report_w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    intermediate = os.fork()
-    if intermediate == 0:
-        # The intermediate: fork the worker and leave, so the worker is re-parented to pitd.
+    def worker(report_w: int) -> None:
         try:
-            os.close(report_r)
-            is_worker = os.fork() == 0
+            _start_own_group(report_w)
         except BaseException:
-            os._exit(1)
-        if not is_worker:
-            os._exit(0)
-        _become_worker(channel, worker_id, fds, report_w, pitd_pid, module_name)
-    os.close(report_w)
-    for fd in fds:
-        os.close(fd)
-    _wait_child(intermediate)
-    try:
-        pid = _read_pid(report_r)
-    finally:
-        os.close(report_r)
+            traceback.print_exc()
+            os._exit(EXIT_NOT_UNDER_PITD)
+        # Importing the app meanwhile hides the intermediate's exit.
+        _serve_as(channel, worker_id, fds, module_name, before_ready=lambda: _adopted_by_pitd(pitd_pid, worker_id))
+
+    pid = _double_fork(worker)
     if pid is None:
         return {"type": "fork_failed", "worker_id": worker_id, "error": "the forked worker died before it started"}
     return {"type": "forked", "worker_id": worker_id, "pid": pid}
 
 
-def _become_worker(
-    channel: socket.socket, worker_id: str, fds: List[int], report_w: int, pitd_pid: int, module_name: str
-) -> None:
-    """The worker's first steps after the fork; never returns (``SystemExit`` ends it)."""
+def _double_fork(child: Callable[[int], None]) -> Optional[int]:
+    """Forks ``child`` (given the pipe to report its pid on) through an intermediate that
+    exits at once, so the child is re-parented to pitd. Returns the child's pid once the
+    intermediate is reaped, or None when the child died before reporting it."""
+    report_r, report_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    intermediate = os.fork()
+    if intermediate == 0:
+        try:
+            os.close(report_r)
+            is_child = os.fork() == 0
+        except BaseException:
+            os._exit(1)
+        if not is_child:
+            os._exit(0)
+        child(report_w)
+        os._exit(EXIT_NOT_UNDER_PITD)  # child() never returns
+    os.close(report_w)
+    _wait_child(intermediate)
     try:
-        os.setsid()
-        os.write(report_w, struct.pack(">Q", os.getpid()))
-        os.close(report_w)
+        return _read_pid(report_r)
+    finally:
+        os.close(report_r)
+
+
+def _start_own_group(report_w: int) -> None:
+    os.setsid()
+    os.write(report_w, struct.pack(">Q", os.getpid()))
+    os.close(report_w)
+
+
+def _adopted_by_pitd(pitd_pid: int, name: str) -> None:
+    """Waits to be re-parented to pitd, then dies with it (as an exec'd worker would)."""
+    deadline = time.monotonic() + REPARENT_TIMEOUT
+    while os.getppid() != pitd_pid:
+        if time.monotonic() > deadline:
+            _say(f"not re-parented to pitd (pid {pitd_pid}) within {REPARENT_TIMEOUT:.0f}s; is pitd a subreaper?")
+            os._exit(EXIT_NOT_UNDER_PITD)
+        time.sleep(0.0001)
+    _die_with_parent()
+    if os.getppid() != pitd_pid:
+        os._exit(EXIT_NOT_UNDER_PITD)  # pitd died between the check and the prctl
+    _name_process(f"pit {name}")
+
+
+def _serve_as(
+    channel: socket.socket,
+    worker_id: str,
+    fds: List[int],
+    module_name: str,
+    before_ready: Optional[Callable[[], None]],
+) -> None:
+    """Moves the four fds onto 1-4 and serves MODULE as ``worker_id``; never returns
+    (``SystemExit`` ends it)."""
+    try:
         channel.detach()  # fd 3 is about to be the calls pipe: the socket object must not close it
         parked = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in fds]
         for fd in fds:
@@ -174,27 +283,17 @@ def _become_worker(
         traceback.print_exc()
         os._exit(EXIT_NOT_UNDER_PITD)
     gc.unfreeze()
-
-    def adopted_by_pitd() -> None:
-        deadline = time.monotonic() + REPARENT_TIMEOUT
-        while os.getppid() != pitd_pid:
-            if time.monotonic() > deadline:
-                _say(f"not re-parented to pitd (pid {pitd_pid}) within {REPARENT_TIMEOUT:.0f}s; is pitd a subreaper?")
-                os._exit(EXIT_NOT_UNDER_PITD)
-            time.sleep(0.0001)
-        _die_with_parent(worker_id)
-        if os.getppid() != pitd_pid:
-            os._exit(EXIT_NOT_UNDER_PITD)  # pitd died between the check and the prctl
-
-    raise SystemExit(serve(module_name, before_ready=adopted_by_pitd))
+    raise SystemExit(serve(module_name, before_ready=before_ready))
 
 
-def _die_with_parent(worker_id: str) -> None:
-    libc = _libc()
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+def _die_with_parent() -> None:
+    if _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
-    # The command line stays the template's; `ps -o comm` and top show the worker's id.
-    libc.prctl(_PR_SET_NAME, f"pit {worker_id}".encode()[:15], 0, 0, 0)
+
+
+def _name_process(name: str) -> None:
+    """The command line stays the template's; ``ps -o comm`` and top show this name."""
+    _libc().prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 _LIBC: Optional[ctypes.CDLL] = None
@@ -245,17 +344,6 @@ def _channel() -> Optional[socket.socket]:
     sock.setblocking(True)
     os.set_inheritable(CHANNEL_FD, False)
     return sock
-
-
-def _prepare_process() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None:
-            reconfigure(line_buffering=True)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopping is pitd's decision
-    cwd = os.getcwd()
-    if sys.path[:1] != [cwd]:
-        sys.path.insert(0, cwd)
 
 
 def _warn_about_threads() -> None:
