@@ -291,14 +291,29 @@ impl PoolActor {
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<PoolMsg>) {
+        // One timer for the actor's life. It is moved only when the next deadline comes
+        // before it: moving a timer earlier wakes the runtime's driver, and most messages
+        // only push the deadline later. A timer that fires before anything is due costs a
+        // `tick` that finds nothing to do, and is then set to the real deadline.
+        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
-            let deadline = self.next_deadline();
+            if let Some(due) = self.next_deadline()
+                && armed.is_none_or(|at| due < at)
+            {
+                timer.as_mut().reset(due.into());
+                armed = Some(due);
+            }
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(msg) => self.handle(msg, Instant::now()),
                     None => break,
                 },
-                _ = sleep_until(deadline), if deadline.is_some() => self.tick(Instant::now()),
+                _ = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    self.tick(Instant::now());
+                }
             }
             if self.finished() {
                 if !self.spec.preload.is_empty() {
@@ -389,12 +404,5 @@ impl PoolActor {
         };
         fill(&mut ev);
         self.deps.events.emit(ev);
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(t) => tokio::time::sleep_until(t.into()).await,
-        None => std::future::pending().await,
     }
 }
