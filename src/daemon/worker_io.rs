@@ -1,12 +1,17 @@
-//! Per-worker pipe I/O on fds 3/4: a writer task fed by a small bounded queue (the pool
-//! never awaits a worker: `try_send`, and a full queue means the worker stopped reading),
-//! and a reader task that decodes frames and forwards them to the pool. A frame that does
+//! Per-worker pipe I/O on fds 3/4. The pool writes a frame straight into the pipe when
+//! nothing is waiting before it (a non-blocking write: the worker gets its next call before
+//! pitd turns to anything else); what the pipe does not take goes to a writer task through
+//! a small bounded queue (the pool never awaits a worker: a full queue means the worker
+//! stopped reading). A reader task decodes frames and forwards them to the pool. A frame that does
 //! not decode, or is over the limit, is reported once as a protocol error; the pool kills
 //! the worker.
 
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
 use super::pool::PoolMsg;
@@ -40,14 +45,34 @@ pub enum WorkerMsg {
 /// The pool's end of a worker's pipes.
 #[derive(Debug)]
 pub struct WorkerIo {
+    pipe: Arc<pipe::Sender>,
+    /// Frames (or the unwritten rest of one) handed to the writer task and not yet written
+    /// whole; while any is, later frames queue behind it to keep their order.
+    queued: Arc<AtomicUsize>,
     outbox: mpsc::Sender<Vec<u8>>,
 }
 
 impl WorkerIo {
-    /// Queues a complete frame. Gives it back when the worker is not reading (queue full)
-    /// or gone.
+    /// Writes a complete frame, or queues what the pipe does not take at once. Gives it
+    /// back when the worker is not reading (queue full) or gone.
     pub fn send(&self, frame: Vec<u8>) -> Result<(), Vec<u8>> {
-        self.outbox.try_send(frame).map_err(|e| e.into_inner())
+        let mut frame = frame;
+        if self.queued.load(Ordering::Acquire) == 0 {
+            match self.pipe.try_write(&frame) {
+                Ok(n) if n == frame.len() => return Ok(()),
+                Ok(n) => {
+                    frame.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                // The worker is gone or closed fd 3; the reaper reports its exit.
+                Err(_) => return Err(frame),
+            }
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.outbox.try_send(frame).map_err(|e| {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            e.into_inner()
+        })
     }
 }
 
@@ -59,27 +84,41 @@ pub fn start(
     pool: mpsc::UnboundedSender<PoolMsg>,
     max_frame: usize,
 ) -> std::io::Result<WorkerIo> {
-    let writer = tokio::net::unix::pipe::Sender::from_owned_fd(to_worker)?;
-    let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(from_worker)?;
+    let pipe = Arc::new(pipe::Sender::from_owned_fd(to_worker)?);
+    let reader = pipe::Receiver::from_owned_fd(from_worker)?;
     let (outbox, inbox) = mpsc::channel(OUTBOX);
-    tokio::spawn(write_loop(writer, inbox));
+    let queued = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(write_loop(pipe.clone(), queued.clone(), inbox));
     tokio::spawn(read_loop(id, reader, pool, max_frame));
-    Ok(WorkerIo { outbox })
+    Ok(WorkerIo { pipe, queued, outbox })
 }
 
-async fn write_loop(mut pipe: tokio::net::unix::pipe::Sender, mut inbox: mpsc::Receiver<Vec<u8>>) {
+/// Writes what `WorkerIo::send` could not write at once, in order.
+async fn write_loop(pipe: Arc<pipe::Sender>, queued: Arc<AtomicUsize>, mut inbox: mpsc::Receiver<Vec<u8>>) {
     let mut batch = Vec::new();
     while let Some(first) = inbox.recv().await {
         // Whatever else is already queued goes out in the same write.
         batch.clear();
         batch.extend_from_slice(&first);
+        let mut frames = 1;
         while let Ok(more) = inbox.try_recv() {
             batch.extend_from_slice(&more);
+            frames += 1;
         }
-        if pipe.write_all(&batch).await.is_err() {
-            // The worker is gone or closed fd 3; the reaper reports its exit.
-            return;
+        let mut at = 0;
+        while at < batch.len() {
+            let written = match pipe.writable().await {
+                Ok(()) => pipe.try_write(&batch[at..]),
+                Err(e) => Err(e),
+            };
+            match written {
+                Ok(n) => at += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                // The worker is gone or closed fd 3; the reaper reports its exit.
+                Err(_) => return,
+            }
         }
+        queued.fetch_sub(frames, Ordering::AcqRel);
     }
 }
 
