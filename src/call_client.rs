@@ -7,6 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde_json::Value;
 
 use crate::proto::call::CALL_MAX;
@@ -15,6 +16,8 @@ pub struct CallClient {
     stream: UnixStream,
     next_id: u64,
     buf: Vec<u8>,
+    /// Bytes read from the socket and not yet returned as a reply.
+    received: Vec<u8>,
 }
 
 /// One call's outcome as the caller sees it.
@@ -59,6 +62,7 @@ impl CallClient {
             stream,
             next_id: 1,
             buf: Vec::with_capacity(256),
+            received: Vec::with_capacity(4096),
         })
     }
 
@@ -132,17 +136,59 @@ impl CallClient {
         serde_json::from_slice(&self.buf).map_err(|e| CallClientError::BadReply(e.to_string()))
     }
 
-    /// Reads one reply frame's body into `self.buf`.
+    /// Reads one reply frame's body into `self.buf`, usually with one read. It waits in
+    /// `poll` rather than in `read`: a reader blocked in `read` on a Unix stream socket is
+    /// also woken each time pitd takes a request off it (the space that frees up wakes the
+    /// socket's sleepers), a wake-up and a context switch per call for nothing.
     fn read_frame(&mut self) -> Result<(), CallClientError> {
-        let mut head = [0u8; 4];
-        self.stream.read_exact(&mut head)?;
-        let len = u32::from_be_bytes(head) as usize;
-        if len > CALL_MAX {
-            return Err(CallClientError::BadReply(format!("reply of {len} bytes")));
+        loop {
+            if self.received.len() >= 4 {
+                let len = u32::from_be_bytes(self.received[..4].try_into().expect("4 bytes")) as usize;
+                if len > CALL_MAX {
+                    return Err(CallClientError::BadReply(format!("reply of {len} bytes")));
+                }
+                if self.received.len() >= 4 + len {
+                    self.buf.clear();
+                    self.buf.extend_from_slice(&self.received[4..4 + len]);
+                    self.received.drain(..4 + len);
+                    return Ok(());
+                }
+                self.received.reserve(4 + len - self.received.len());
+            }
+            self.wait_readable()?;
+            if self.received.capacity() - self.received.len() < 4096 {
+                self.received.reserve(4096);
+            }
+            let at = self.received.len();
+            let room = self.received.capacity() - at;
+            self.received.resize(at + room, 0);
+            let n = match self.stream.read(&mut self.received[at..]) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.received.truncate(at);
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e.into());
+                }
+            };
+            self.received.truncate(at + n);
+            if n == 0 {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+            }
         }
-        self.buf.resize(len, 0);
-        self.stream.read_exact(&mut self.buf)?;
-        Ok(())
+    }
+
+    fn wait_readable(&self) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        loop {
+            let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 
