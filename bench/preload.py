@@ -24,9 +24,7 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,7 @@ from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procfs import descendants, kill_leftovers  # noqa: E402
+from supervise import control_request  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = os.path.realpath(sys.executable)
@@ -44,23 +43,7 @@ WAIT_S = 60.0
 
 
 def request(path: str, req: Dict[str, Any]) -> Dict[str, Any]:
-    body = json.dumps(req).encode()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(WAIT_S)
-        s.connect(path)
-        s.sendall(struct.pack(">I", len(body)) + body)
-        head = recv_exact(s, 4)
-        return json.loads(recv_exact(s, struct.unpack(">I", head)[0]))
-
-
-def recv_exact(s: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            raise RuntimeError("connection closed mid-frame")
-        data += chunk
-    return data
+    return json.loads(control_request(path, req, WAIT_S))
 
 
 class Daemon:

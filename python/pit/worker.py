@@ -128,12 +128,25 @@ def _max_frame_from_env() -> int:
     return value
 
 
-def _prepare_process() -> None:
-    """Stream buffering, fd hygiene, signals and ``sys.path``, before user code runs."""
+def prepare_interpreter() -> None:
+    """What any process of the runtime needs before user code runs (a worker, and the
+    preload template): line-buffered streams, SIGINT ignored, the working directory first
+    on ``sys.path``."""
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(line_buffering=True)
+    # A Ctrl-C in pitd's terminal reaches the whole foreground group; stopping workers is
+    # pitd's decision (it drains first), so the worker does not die on its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cwd = os.getcwd()
+    if sys.path[:1] != [cwd]:
+        sys.path.insert(0, cwd)  # as `python -m` does, and even under -P / PYTHONSAFEPATH
+
+
+def _prepare_process() -> None:
+    """Stream buffering, fd hygiene, signals and ``sys.path``, before user code runs."""
+    prepare_interpreter()
     for fd in (IN_FD, OUT_FD):
         # Children of user code must not hold the pipes: a grandchild keeping fd 4 open
         # would hide this worker's death from pitd.
@@ -141,12 +154,6 @@ def _prepare_process() -> None:
         os.set_blocking(fd, True)
     # pitd sends SIGTERM only while no call is in flight; SystemExit still runs atexit.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    # A Ctrl-C in pitd's terminal reaches the whole foreground group; stopping workers is
-    # pitd's decision (it drains first), so the worker does not die on its own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    cwd = os.getcwd()
-    if sys.path[:1] != [cwd]:
-        sys.path.insert(0, cwd)  # as `python -m` does, and even under -P / PYTHONSAFEPATH
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

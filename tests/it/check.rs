@@ -70,5 +70,8 @@ fn the_demo_spec_is_valid_and_preloads_its_model_pool() {
         assert!(stdout.contains(&format!("pool {pool}:")), "{stdout}");
     }
     let model = stdout.lines().find(|l| l.contains("pool model:")).unwrap();
-    assert!(model.contains("forked from a template preloading pit.examples.model"), "{model}");
+    assert!(
+        model.contains("forked from a template preloading pit.examples.model"),
+        "{model}"
+    );
 }
