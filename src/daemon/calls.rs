@@ -1,20 +1,22 @@
 //! The call socket server (INTERFACE section 5). Per connection: a reader that parses
-//! requests and hands each to its pool without waiting for the result, and a writer that
-//! sends replies in completion order, batching whatever is ready into one write. A slow
-//! caller only slows its own connection.
+//! requests and hands each to its pool without waiting for the result, and a reply path:
+//! a reply is written straight into the socket when nothing waits before it (a
+//! non-blocking write), otherwise it queues for the connection's writer task, which sends
+//! replies in completion order, batching whatever is ready into one write. A slow caller
+//! only slows its own connection.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::pool::{Call, PoolHandle, PoolMsg, ReplyFrame, ReplyTx};
+use super::pool::{Call, PoolHandle, PoolMsg, ReplyFrame};
 use super::socket::Access;
 use crate::proto::call::{CALL_MAX, CallRequest, ErrorKind, error_frame, sniff_id};
 use crate::proto::frame;
@@ -27,9 +29,49 @@ pub type PoolTable = Arc<HashMap<String, PoolHandle>>;
 /// have been written (backpressure on a caller that does not read its replies).
 const IN_FLIGHT_PER_CONNECTION: usize = 256;
 
+/// Where a call's reply frame goes: its caller's connection. Closed when the caller hung
+/// up or stopped reading; its queued calls are then dropped instead of run.
+#[derive(Debug, Clone)]
+pub struct ReplyTx {
+    socket: Arc<OwnedWriteHalf>,
+    /// Replies (or the unwritten rest of one) handed to the writer task and not yet
+    /// written whole; while any is, later replies queue behind it to keep their order.
+    queued: Arc<AtomicUsize>,
+    /// To the writer task; it ends, closing this, when the peer stops reading.
+    tx: mpsc::UnboundedSender<ReplyFrame>,
+}
+
+impl ReplyTx {
+    /// Writes a reply, or queues what the socket does not take at once. Its in-flight slot
+    /// is freed once the whole reply is written.
+    pub fn send(&self, mut frame: ReplyFrame) {
+        if self.tx.is_closed() {
+            return;
+        }
+        if self.queued.load(Ordering::Acquire) == 0 {
+            match self.socket.try_write(&frame.bytes) {
+                Ok(n) if n == frame.bytes.len() => return,
+                Ok(n) => {
+                    frame.bytes.drain(..n);
+                }
+                // Would block, or broken: the writer task waits, or finds out and ends.
+                Err(_) => {}
+            }
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send(frame).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
 /// An error reply pitd sends before a call reaches a pool (no in-flight slot held).
 fn reply(tx: &ReplyTx, bytes: Vec<u8>) {
-    let _ = tx.send(ReplyFrame { bytes, slot: None });
+    tx.send(ReplyFrame { bytes, slot: None });
 }
 
 /// Bytes of an oversized request read before answering `too_large`, to find its id.
@@ -54,7 +96,10 @@ async fn connection(stream: UnixStream, pools: PoolTableRx, access: Access) {
         .is_ok_and(|c| access.allows(c.uid(), c.gid(), c.pid()));
     let (reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(write_replies(writer, rx));
+    let socket = Arc::new(writer);
+    let queued = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(write_replies(socket.clone(), queued.clone(), rx));
+    let tx = ReplyTx { socket, queued, tx };
     if !allowed {
         reply(
             &tx,
@@ -167,9 +212,14 @@ fn handle_request(body: &[u8], pools: &PoolTableRx, tx: &ReplyTx, now: Instant, 
     }
 }
 
-/// Writes reply frames as they complete; ends when every sender is gone (the reader hit
-/// EOF and every call of this connection was answered) or the peer stopped reading.
-async fn write_replies(mut writer: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<ReplyFrame>) {
+/// Writes the replies `ReplyTx::send` could not write at once, in order; ends when every
+/// sender is gone (the reader hit EOF and every call of this connection was answered) or
+/// the peer stopped reading.
+async fn write_replies(
+    socket: Arc<OwnedWriteHalf>,
+    queued: Arc<AtomicUsize>,
+    mut rx: mpsc::UnboundedReceiver<ReplyFrame>,
+) {
     let mut batch = Vec::new();
     // Slots are freed only once their replies are written.
     let mut written = Vec::new();
@@ -184,8 +234,18 @@ async fn write_replies(mut writer: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiv
             batch.extend_from_slice(&more.bytes);
             written.push(more.slot);
         }
-        if writer.write_all(&batch).await.is_err() {
-            return;
+        let mut at = 0;
+        while at < batch.len() {
+            let result = match socket.writable().await {
+                Ok(()) => socket.try_write(&batch[at..]),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(n) => at += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
         }
+        queued.fetch_sub(written.len(), Ordering::AcqRel);
     }
 }

@@ -49,7 +49,7 @@ impl PoolActor {
             self.errors += 1;
         }
         self.call_metrics.call(error, call.received.elapsed());
-        call.answer(frame);
+        self.replies.push(call.into_reply(frame));
     }
 
     /// The reply frame for a call pitd itself fails, with a message that says why.

@@ -64,9 +64,7 @@ impl Spawner for Procs {
     }
 }
 
-/// Where a call's reply frame goes: the caller's connection writer. Closed when the caller
-/// hung up; its queued calls are then dropped instead of run.
-pub type ReplyTx = mpsc::UnboundedSender<ReplyFrame>;
+pub use super::calls::ReplyTx;
 
 /// A reply on its way to a caller's connection, with the connection's in-flight slot that
 /// is freed once the reply is written: a caller that stops reading its replies soon stops
@@ -100,8 +98,9 @@ pub struct Call {
 }
 
 impl Call {
-    fn answer(self, bytes: Vec<u8>) {
-        let _ = self.reply.send(ReplyFrame { bytes, slot: self.slot });
+    /// Its reply, ready to send.
+    fn into_reply(self, bytes: Vec<u8>) -> (ReplyTx, ReplyFrame) {
+        (self.reply, ReplyFrame { bytes, slot: self.slot })
     }
 }
 
@@ -255,6 +254,9 @@ pub struct PoolActor {
     restarts: u64,
     rng: fastrand::Rng,
     call_metrics: PoolCallMetrics,
+    /// Replies of the current message, sent once it is handled: a worker that finished a
+    /// call gets its next one before its caller gets the reply.
+    replies: Vec<(ReplyTx, ReplyFrame)>,
 }
 
 impl PoolActor {
@@ -287,6 +289,7 @@ impl PoolActor {
             restarts: 0,
             rng: fastrand::Rng::new(),
             call_metrics,
+            replies: Vec::new(),
         }
     }
 
@@ -315,6 +318,7 @@ impl PoolActor {
                     self.tick(Instant::now());
                 }
             }
+            self.send_replies();
             if self.finished() {
                 if !self.spec.preload.is_empty() {
                     self.deps.spawner.release_template(Some(&self.spec.name));
@@ -378,6 +382,13 @@ impl PoolActor {
         self.advance_recycles(now);
         self.fill(now);
         self.dispatch(now);
+    }
+
+    /// Sends the replies the last message produced.
+    fn send_replies(&mut self) {
+        for (tx, frame) in self.replies.drain(..) {
+            tx.send(frame);
+        }
     }
 
     fn finished(&self) -> bool {
