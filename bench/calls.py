@@ -14,15 +14,21 @@ are measured in one run of this script, with one interpreter (the one running it
     protocol pipes on fds 3/4 exactly as pitd starts it; after its ``READY`` frame it gets
     ``CALL`` frames for ``echo`` one at a time. The gap to ``floor-raw`` is what the pit
     runtime itself costs per call; this row is the floor pitd is judged against.
-``pit c=N``
-    The real ``pitd`` with a 2-worker ``echo`` pool (sockets and spec in a temporary
-    directory), loaded by ``pitctl bench --concurrency N``: N client threads, each with one
-    call in flight. A call crosses three processes: client -> pitd -> worker and back.
-``mp.Pool c=N`` / ``ProcessPoolExecutor c=N``
-    ``multiprocessing.Pool(2).apply_async`` and ``ProcessPoolExecutor(2).submit`` with N
-    calls kept in flight: N=1 is latency, N=64 is throughput.
+``pit(W) c=C``
+    The real ``pitd`` with a W-worker ``echo`` pool (sockets and spec in a temporary
+    directory), loaded by ``pitctl bench --concurrency C``: C client threads, each with one
+    call in flight, C = 1, W and 2W. A call crosses three processes: client -> pitd ->
+    worker and back. One pitd holds one pool per worker count (``--workers``, default 1, 2
+    and the core count); the pools not being measured sit idle. The row also gives pitd's
+    own CPU time over the ``pitctl bench`` process's lifetime (utime + stime of the pitd
+    process from ``/proc/PID/stat``, all its threads, workers and guard excluded), as a
+    percentage of one core and per call.
+``mp.Pool(W) c=C`` / ``ProcessPoolExecutor(W) c=C``
+    ``multiprocessing.Pool(W).apply_async`` and ``ProcessPoolExecutor(W).submit`` with C
+    calls kept in flight: C=1 is latency, C=64 is throughput.
 ``..., 1 CPU``
-    ``floor-raw``, ``floor-pit-runtime`` and ``pit c=1`` again, with every process of the
+    ``floor-raw``, ``floor-pit-runtime`` and ``pit(2) c=1`` (2 workers, or the largest
+    count asked for when 2 is not) again, with every process of the
     row (driver or client, pitd with all its threads, workers) pinned to one CPU. A
     one-at-a-time round trip is a chain of wake-ups, and waking a process on another CPU
     can cost several times a switch on the same CPU (much more in a virtual machine, where
@@ -36,7 +42,8 @@ the reply is back; calls/s is completed calls over the measured time. Percentile
 nearest-rank (the method ``pitctl bench`` uses). Each row is measured ``--runs`` times,
 the rows of one kind taking turns in each round so that drift on the machine affects them
 alike, and the table shows the median of each column over the runs; ``--json FILE`` keeps
-every run. Other load on the machine skews everything, so the script also reports how the
+every run. In the JSON, the 2-worker rows are also under their names from before the worker
+count was a parameter (``pit c=1``, ``mp.Pool c=64``, ...). Other load on the machine skews everything, so the script also reports how the
 machine's CPU time was spent during the run: by this benchmark and what it started, by
 other processes, and stolen by the hypervisor.
 
@@ -47,7 +54,7 @@ processes pitd started outlive it.
 Linux only (pitd is). Usage::
 
     cargo build --release
-    python3 bench/calls.py [--runs N] [--duration S] [--quick] [--json FILE]
+    python3 bench/calls.py [--runs N] [--duration S] [--quick] [--workers 1,2,cores] [--json FILE]
 """
 
 from __future__ import annotations
@@ -76,6 +83,7 @@ from pathlib import Path
 
 from procfs import descendants as _descendants
 from procfs import kill_leftovers
+from procfs import stat_fields as _stat_fields
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON_DIR = REPO / "python"
@@ -88,8 +96,9 @@ PAYLOAD = "abcdefghijklmnopqrstuvwxyz012345"
 ARGS_JSON = json.dumps(PAYLOAD).encode("utf-8")
 assert len(PAYLOAD.encode("utf-8")) == 32
 
-POOL_SIZE = 2
-PIT_CONCURRENCY = (1, 2, 4)
+DEFAULT_WORKERS = "1,2,cores"  # pool sizes of the pit and Python pool rows
+REFERENCE_WORKERS = 2  # the pool size of the pinned row and of the rows' names without "(W)"
+MAX_WORKERS = 256
 WINDOWS = (1, 64)  # calls in flight for the Python pools
 MAX_CALLS = 5_000_000  # per measurement, on top of the time bound
 WAIT_S = 30.0  # bound on every start-up, reply and shutdown wait
@@ -140,9 +149,40 @@ def summarize(lat_ns: list[int], elapsed_s: float) -> Run:
     }
 
 
+PITD_FIELDS = ("pitd_cpu_percent", "pitd_cpu_us_per_call")  # the pit rows only
+
+
 def median_row(runs: list[Run]) -> Run:
-    """Each column's median over the runs of one row."""
-    return {f: statistics.median(r[f] for r in runs) for f in FIELDS}
+    """Each column's median over the runs of one row (pitd's CPU where every run has it)."""
+    fields = FIELDS + tuple(f for f in PITD_FIELDS if all(f in r for r in runs))
+    return {f: statistics.median(r[f] for r in runs) for f in fields}
+
+
+def pit_concurrencies(workers: int) -> list[int]:
+    """Calls in flight for a pit pool of ``workers``: one, one per worker, two per worker."""
+    return sorted({1, workers, 2 * workers})
+
+
+def parse_workers(text: str) -> list[int]:
+    """``1,2,cores`` -> [1, 2, <cores>], sorted, without duplicates."""
+    sizes = set()
+    for part in text.split(","):
+        part = part.strip()
+        n = (os.cpu_count() or 1) if part == "cores" else int(part)
+        if not 1 <= n <= MAX_WORKERS:
+            raise ValueError(f"worker count {n} is not in 1..{MAX_WORKERS}")
+        sizes.add(n)
+    if not sizes:
+        raise ValueError("no worker count")
+    return sorted(sizes)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of process ``pid`` (all its threads, not its children), in seconds."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        raise RuntimeError(f"pid {pid} is gone")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuUse:
@@ -341,9 +381,11 @@ def floor_pit_runtime(cfg: Config) -> Rows:
 
 
 class Pitd:
-    """pitd in the foreground with one 2-worker echo pool, in a temporary directory."""
+    """pitd in the foreground with one echo pool per size in ``sizes`` (``echo<size>``), in
+    a temporary directory."""
 
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, sizes: list[int]) -> None:
+        self.sizes = sizes
         self.pitd = bin_dir / "pitd"
         self.pitctl = bin_dir / "pitctl"
         for exe in (self.pitd, self.pitctl):
@@ -356,11 +398,14 @@ class Pitd:
             "[daemon]\n"
             f"control_socket = {json.dumps(str(self.control))}\n"
             f"call_socket = {json.dumps(str(self.dir / 'call.sock'))}\n"
-            "[pools.echo]\n"
-            'app = "pit.examples.echo"\n'
-            f"python = {json.dumps(sys.executable)}\n"
-            f"cwd = {json.dumps(str(PYTHON_DIR))}\n"
-            f"size = {POOL_SIZE}\n"
+            + "".join(
+                f"[pools.echo{n}]\n"
+                'app = "pit.examples.echo"\n'
+                f"python = {json.dumps(sys.executable)}\n"
+                f"cwd = {json.dumps(str(PYTHON_DIR))}\n"
+                f"size = {n}\n"
+                for n in sizes
+            )
         )
         self.log = open(self.dir / "pitd.log", "wb")  # noqa: SIM115  (closed in stop())
         self.proc = subprocess.Popen(
@@ -378,33 +423,47 @@ class Pitd:
         )
 
     def wait_ready(self) -> None:
-        """Until both workers are idle; records every process pitd started."""
-        deadline = time.monotonic() + WAIT_S
+        """Until every worker of every pool is idle; records every process pitd started."""
+        deadline = time.monotonic() + WAIT_S + 0.1 * sum(self.sizes)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"pitd exited with {self.proc.returncode}:\n{self.log_tail()}")
-            out = self.ctl("status", "echo", "--json")
+            out = self.ctl("status", "--json")
             if out.returncode == 0:
-                pool = json.loads(out.stdout)["pools"][0]
-                idle = [w for w in pool["workers"] if w["state"] == "idle"]
-                if pool["state"] == "running" and len(idle) == POOL_SIZE:
+                pools = {p["name"]: p for p in json.loads(out.stdout)["pools"]}
+                if all(self._ready(pools.get(f"echo{n}"), n) for n in self.sizes):
                     self.started = _descendants(self.proc.pid)
                     return
             time.sleep(0.1)
-        raise RuntimeError(f"the echo pool was not ready within {WAIT_S:.0f} s:\n{self.log_tail()}")
+        raise RuntimeError(f"the echo pools were not ready within {WAIT_S:.0f} s:\n{self.log_tail()}")
 
-    def bench(self, concurrency: int, duration_s: float) -> Run:
+    @staticmethod
+    def _ready(pool: dict | None, size: int) -> bool:
+        if pool is None or pool["state"] != "running":
+            return False
+        return len([w for w in pool["workers"] if w["state"] == "idle"]) == size
+
+    def bench(self, size: int, concurrency: int, duration_s: float) -> Run:
+        """``pitctl bench`` on pool ``echo<size>``, with pitd's own CPU time over its run."""
+        cpu0, t0 = cpu_seconds(self.proc.pid), time.monotonic()
         out = self.ctl(
-            "bench", "echo", "--method", "echo", "--args", ARGS_JSON.decode(),
+            "bench", f"echo{size}", "--method", "echo", "--args", ARGS_JSON.decode(),
             "--concurrency", str(concurrency), "--duration", f"{round(duration_s * 1000)}ms", "--json",
             timeout=duration_s + WAIT_S,
         )  # fmt: skip
+        cpu1, t1 = cpu_seconds(self.proc.pid), time.monotonic()
         if out.returncode != 0:
             raise RuntimeError(f"pitctl bench failed ({out.returncode}): {out.stderr.strip()}")
         r = json.loads(out.stdout)
         if r["errors"]:
             raise RuntimeError(f"pitctl bench saw {r['errors']} failed calls")
-        return {"calls": r["calls"], "seconds": r["duration_s"], **{f: float(r[f]) for f in FIELDS}}
+        return {
+            "calls": r["calls"],
+            "seconds": r["duration_s"],
+            **{f: float(r[f]) for f in FIELDS},
+            "pitd_cpu_percent": 100.0 * (cpu1 - cpu0) / (t1 - t0),
+            "pitd_cpu_us_per_call": 1e6 * (cpu1 - cpu0) / max(r["calls"], 1),
+        }
 
     def stop(self) -> list[str]:
         """Stops pitd (shutdown, then SIGTERM, then SIGKILL) and returns what outlived it."""
@@ -434,19 +493,22 @@ class Pitd:
 
 def pit_rows(cfg: Config) -> tuple[Rows, list[str]]:
     """The ``pit`` rows, and what outlived pitd (nothing, normally)."""
-    daemon = Pitd(cfg.bin_dir)
-    rows: Rows = {f"pit c={c}": [] for c in PIT_CONCURRENCY}
-    rows["pit c=1" + ONE_CPU] = []
+    daemon = Pitd(cfg.bin_dir, cfg.workers)
+    rows: Rows = {f"pit({n}) c={c}": [] for n in cfg.workers for c in pit_concurrencies(n)}
+    pinned_row = f"pit({cfg.reference}) c=1" + ONE_CPU
+    rows[pinned_row] = []
     try:
         daemon.wait_ready()
-        daemon.bench(PIT_CONCURRENCY[-1], cfg.warmup_s)
+        for n in cfg.workers:
+            daemon.bench(n, pit_concurrencies(n)[-1], cfg.warmup_s)
         for run in range(cfg.runs):
-            for c in PIT_CONCURRENCY:
-                progress(f"pit c={c}", run, cfg.runs)
-                rows[f"pit c={c}"].append(daemon.bench(c, cfg.duration_s))
+            for n in cfg.workers:
+                for c in pit_concurrencies(n):
+                    progress(f"pit({n}) c={c}", run, cfg.runs)
+                    rows[f"pit({n}) c={c}"].append(daemon.bench(n, c, cfg.duration_s))
             with pinned([daemon.proc.pid, *daemon.started], cfg.cpu):
-                daemon.bench(1, cfg.warmup_s)
-                rows["pit c=1" + ONE_CPU].append(daemon.bench(1, cfg.duration_s))
+                daemon.bench(cfg.reference, 1, cfg.warmup_s)
+                rows[pinned_row].append(daemon.bench(cfg.reference, 1, cfg.duration_s))
     finally:
         survivors = daemon.stop()
         daemon.cleanup()
@@ -492,43 +554,60 @@ def windowed(submit: Callable[[Callable[[object], None]], None], window: int, du
     return summarize(lat, elapsed)
 
 
-def python_pool_rows(name: str, submit: Callable[[Callable[[object], None]], None], cfg: Config) -> Rows:
-    rows: Rows = {f"{name} c={w}": [] for w in WINDOWS}
-    windowed(submit, WINDOWS[-1], cfg.warmup_s)
+Submit = Callable[[Callable[[object], None]], None]
+
+
+def python_pool_rows(name: str, submits: dict[int, Submit], cfg: Config) -> Rows:
+    """``name(W) c=C`` for every pool size W (its ``submit``), the sizes taking turns."""
+    rows: Rows = {f"{name}({n}) c={w}": [] for n in submits for w in WINDOWS}
+    for submit in submits.values():
+        windowed(submit, WINDOWS[-1], cfg.warmup_s)
     for run in range(cfg.runs):
-        for w in WINDOWS:
-            progress(f"{name} c={w}", run, cfg.runs)
-            rows[f"{name} c={w}"].append(windowed(submit, w, cfg.duration_s))
+        for n, submit in submits.items():
+            for w in WINDOWS:
+                progress(f"{name}({n}) c={w}", run, cfg.runs)
+                rows[f"{name}({n}) c={w}"].append(windowed(submit, w, cfg.duration_s))
     return rows
 
 
 def mp_pool_rows(cfg: Config) -> Rows:
-    with multiprocessing.Pool(POOL_SIZE) as pool:
+    with contextlib.ExitStack() as stack:
+        submits: dict[int, Submit] = {}
+        for n in cfg.workers:
+            pool = stack.enter_context(multiprocessing.Pool(n))
 
-        def submit(done: Callable[[object], None]) -> None:
-            pool.apply_async(echo, (PAYLOAD,), callback=done, error_callback=done)
+            def submit(done: Callable[[object], None], pool=pool) -> None:
+                pool.apply_async(echo, (PAYLOAD,), callback=done, error_callback=done)
 
-        return python_pool_rows("mp.Pool", submit, cfg)
+            submits[n] = submit
+        return python_pool_rows("mp.Pool", submits, cfg)
 
 
 def executor_rows(cfg: Config) -> Rows:
-    with concurrent.futures.ProcessPoolExecutor(POOL_SIZE) as ex:
+    with contextlib.ExitStack() as stack:
+        submits: dict[int, Submit] = {}
+        for n in cfg.workers:
+            ex = stack.enter_context(concurrent.futures.ProcessPoolExecutor(n))
 
-        def submit(done: Callable[[object], None]) -> None:
-            def finished(fut: concurrent.futures.Future) -> None:
-                error = fut.exception()
-                done(error if error is not None else fut.result())
+            def submit(done: Callable[[object], None], ex=ex) -> None:
+                def finished(fut: concurrent.futures.Future) -> None:
+                    error = fut.exception()
+                    done(error if error is not None else fut.result())
 
-            ex.submit(echo, PAYLOAD).add_done_callback(finished)
+                ex.submit(echo, PAYLOAD).add_done_callback(finished)
 
-        return python_pool_rows("ProcessPoolExecutor", submit, cfg)
+            submits[n] = submit
+        return python_pool_rows("ProcessPoolExecutor", submits, cfg)
 
 
 # --- report -----------------------------------------------------------------------------
 
 
 class Config:
-    def __init__(self, runs: int, duration_s: float, bin_dir: Path, cpu: int) -> None:
+    def __init__(self, runs: int, duration_s: float, bin_dir: Path, cpu: int, workers: list[int]) -> None:
+        self.workers = workers
+        # the pool size of the pinned pit row and of the old row names
+        self.reference = REFERENCE_WORKERS if REFERENCE_WORKERS in workers else workers[-1]
         self.runs = runs
         self.duration_s = duration_s
         self.warmup_s = min(0.5, duration_s / 4)
@@ -536,20 +615,25 @@ class Config:
         self.cpu = cpu  # where the "1 CPU" rows run
 
 
-ROW_ORDER = (
-    "floor-raw",
-    "floor-pit-runtime",
-    "pit c=1",
-    "pit c=2",
-    "pit c=4",
-    "mp.Pool c=1",
-    "mp.Pool c=64",
-    "ProcessPoolExecutor c=1",
-    "ProcessPoolExecutor c=64",
-    "floor-raw" + ONE_CPU,
-    "floor-pit-runtime" + ONE_CPU,
-    "pit c=1" + ONE_CPU,
-)
+def row_order(cfg: Config) -> list[str]:
+    """The table's rows, top to bottom."""
+    rows = ["floor-raw", "floor-pit-runtime"]
+    rows += [f"pit({n}) c={c}" for n in cfg.workers for c in pit_concurrencies(n)]
+    rows += [f"{kind}({n}) c={w}" for kind in ("mp.Pool", "ProcessPoolExecutor") for n in cfg.workers for w in WINDOWS]
+    rows += ["floor-raw" + ONE_CPU, "floor-pit-runtime" + ONE_CPU, f"pit({cfg.reference}) c=1" + ONE_CPU]
+    return rows
+
+
+def old_names(cfg: Config) -> dict[str, str]:
+    """The rows' names from before the worker count was a parameter (2 workers) -> now."""
+    if REFERENCE_WORKERS not in cfg.workers:
+        return {}
+    n = REFERENCE_WORKERS
+    names = {f"pit c={c}": f"pit({n}) c={c}" for c in pit_concurrencies(n)}
+    names["pit c=1" + ONE_CPU] = f"pit({n}) c=1" + ONE_CPU
+    for kind in ("mp.Pool", "ProcessPoolExecutor"):
+        names.update({f"{kind} c={w}": f"{kind}({n}) c={w}" for w in WINDOWS})
+    return names
 
 
 def progress(row: str, run: int, runs: int) -> None:
@@ -568,52 +652,80 @@ def best(medians: dict[str, Run], prefix: str) -> tuple[str, float]:
     return name, medians[name]["calls_per_s"]
 
 
-def print_table(medians: dict[str, Run]) -> None:
-    width = max(len(n) for n in medians) + 2
-    print(f"\n{'':<{width}}{'calls/s':>10}{'p50 µs':>10}{'p90 µs':>10}{'p99 µs':>10}{'max µs':>10}")
-    for name in ROW_ORDER:
+def print_table(medians: dict[str, Run], order: list[str]) -> None:
+    width = max(len(n) for n in order) + 2
+    print(
+        f"\n{'':<{width}}{'calls/s':>10}{'p50 µs':>10}{'p90 µs':>10}{'p99 µs':>10}{'max µs':>10}"
+        f"{'pitd CPU':>10}{'pitd µs':>9}"
+    )
+    print(f"{'':<{width}}{'':>50}{'% 1 core':>10}{'/call':>9}")
+    for name in order:
         m = medians[name]
-        if name == ROW_ORDER[9]:
+        if name == "floor-raw" + ONE_CPU:
             print(f"{'(every process of the row pinned to one CPU)':<{width}}")
         cells = "".join(f"{fmt_us(m[f]):>10}" for f in FIELDS[1:])
+        if "pitd_cpu_percent" in m:
+            cells += f"{m['pitd_cpu_percent']:>10.1f}{m['pitd_cpu_us_per_call']:>9.1f}"
         print(f"{name:<{width}}{m['calls_per_s']:>10.0f}{cells}")
 
 
-def ratios(medians: dict[str, Run]) -> dict[str, dict[str, object]]:
-    pit_name, pit_cps = best(medians, "pit ")
-    mp_name, mp_cps = best(medians, "mp.Pool")
-    out: dict[str, dict[str, object]] = {
-        "throughput": {
+def ratios(medians: dict[str, Run], cfg: Config) -> dict[str, object]:
+    """The targets' ratios (the old keys for the reference pool size), printed."""
+    by_workers: dict[str, dict[str, object]] = {}
+    print()
+    for n in cfg.workers:
+        pit_name, pit_cps = best(medians, f"pit({n}) ")
+        mp_name, mp_cps = best(medians, f"mp.Pool({n}) ")
+        by_workers[str(n)] = t = {
             "what": f"{pit_name} / {mp_name} calls/s",
             "value": pit_cps / mp_cps,
             "target": ">= 2",
             "met": pit_cps / mp_cps >= 2.0,
-        },
-    }
-    for key, suffix in (("latency", ""), ("latency_one_cpu", ONE_CPU)):
-        pit_p50 = medians["pit c=1" + suffix]["p50_us"]
-        floor_p50 = medians["floor-pit-runtime" + suffix]["p50_us"]
-        out[key] = {
-            "what": f"pit c=1{suffix} / floor-pit-runtime{suffix} p50",
+            "pit_calls_per_s": pit_cps,
+            "mp_pool_calls_per_s": mp_cps,
+        }
+        print(
+            f"{'throughput' if n == cfg.workers[0] else '':<12}{t['what']}: {pit_cps:.0f} / {mp_cps:.0f}"
+            f" = {t['value']:.2f}x  (target >= 2x: {'met' if t['met'] else 'NOT met'})"
+        )
+    out: dict[str, object] = {"throughput": by_workers[str(cfg.reference)], "throughput_by_workers": by_workers}
+    pit_c1 = f"pit({cfg.reference}) c=1"
+    for key, suffix, floor in (
+        ("latency", "", "floor-pit-runtime"),
+        ("latency_one_cpu", ONE_CPU, "floor-pit-runtime"),
+        ("latency_over_raw_floor", "", "floor-raw"),
+    ):
+        pit_p50 = medians[pit_c1 + suffix]["p50_us"]
+        floor_p50 = medians[floor + suffix]["p50_us"]
+        out[key] = r = {
+            "what": f"{pit_c1}{suffix} / {floor}{suffix} p50",
             "value": pit_p50 / floor_p50,
             "target": "<= 2.5",
             "met": pit_p50 / floor_p50 <= 2.5,
         }
-
-    print()
-    t = out["throughput"]
-    print(
-        f"throughput  {t['what']}: {pit_cps:.0f} / {mp_cps:.0f} = {t['value']:.2f}x"
-        f"  (target >= 2x: {'met' if t['met'] else 'NOT met'})"
-    )
-    for label, key, suffix in (("latency", "latency", ""), ("", "latency_one_cpu", ONE_CPU)):
-        r = out[key]
-        pit_p50 = medians["pit c=1" + suffix]["p50_us"]
-        floor_p50 = medians["floor-pit-runtime" + suffix]["p50_us"]
         print(
-            f"{label:<12}{r['what']}: {fmt_us(pit_p50)} / {fmt_us(floor_p50)} µs = {r['value']:.2f}x"
-            f"  (target <= 2.5x: {'met' if r['met'] else 'NOT met'})"
+            f"{'latency' if key == 'latency' else '':<12}{r['what']}: {fmt_us(pit_p50)} / {fmt_us(floor_p50)} µs"
+            f" = {r['value']:.2f}x  (target <= 2.5x: {'met' if r['met'] else 'NOT met'})"
         )
+    # pitd's own CPU at the highest throughput of each pool size
+    cpu: dict[str, dict[str, object]] = {}
+    for n in cfg.workers:
+        name, _ = best(medians, f"pit({n}) ")
+        m = medians[name]
+        cpu[str(n)] = c = {
+            "row": name,
+            "pitd_cpu_percent": m["pitd_cpu_percent"],
+            "pitd_cpu_us_per_call": m["pitd_cpu_us_per_call"],
+            "calls_per_s": m["calls_per_s"],
+            "target": "< 10",
+            "met": m["pitd_cpu_percent"] < 10.0,
+        }
+        print(
+            f"{'pitd CPU' if n == cfg.workers[0] else '':<12}{name}, {m['calls_per_s']:.0f} calls/s: "
+            f"{c['pitd_cpu_percent']:.1f}% of one core, {c['pitd_cpu_us_per_call']:.1f} µs per call"
+            f"  (target < 10%: {'met' if c['met'] else 'NOT met'})"
+        )
+    out["pitd_cpu"] = cpu
     return out
 
 
@@ -624,6 +736,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per run (default 3)")
     parser.add_argument("--quick", action="store_true", help="1 run of 1 s per row")
+    parser.add_argument(
+        "--workers",
+        default=DEFAULT_WORKERS,
+        help="pool sizes for the pit and Python pool rows, comma-separated, 'cores' for the core count "
+        f"(default {DEFAULT_WORKERS})",
+    )
     parser.add_argument(
         "--json", metavar="FILE", help="also write every figure (each run, medians, ratios) here"
     )
@@ -638,8 +756,12 @@ def main(argv: list[str] | None = None) -> int:
         args.runs, args.duration = 1, 1.0
     if not 1 <= args.runs <= 20 or not 0.1 <= args.duration <= 60:
         parser.error("--runs must be 1..20 and --duration 0.1..60 seconds")
+    try:
+        workers = parse_workers(args.workers)
+    except ValueError as e:
+        parser.error(f"--workers: {e}")
     usable = sorted(os.sched_getaffinity(0))
-    cfg = Config(args.runs, args.duration, args.bin_dir, cpu=usable[-1])
+    cfg = Config(args.runs, args.duration, args.bin_dir, cpu=usable[-1], workers=workers)
 
     info: dict[str, object] = {
         "cores": os.cpu_count(),
@@ -649,15 +771,18 @@ def main(argv: list[str] | None = None) -> int:
         "python": sys.executable,
         "mp_start_method": multiprocessing.get_start_method(),
         "pitd": str(cfg.bin_dir / "pitd"),
-        "pool_size": POOL_SIZE,
+        "workers": cfg.workers,
+        "pool_size": cfg.reference,
         "payload": PAYLOAD,
         "runs": cfg.runs,
         "duration_s": cfg.duration_s,
+        "loadavg_before": os.getloadavg(),
     }
     print(f"cores: {os.cpu_count()} ({len(usable)} usable here)")
     print(f"python: {platform.python_version()}, {sys.executable} (driver, floors, pit workers, pools)")
     print(
-        f"pitd: {cfg.bin_dir / 'pitd'} with {POOL_SIZE} workers; multiprocessing start method: {info['mp_start_method']}"
+        f"pitd: {cfg.bin_dir / 'pitd'} with pools of {', '.join(map(str, cfg.workers))} workers; "
+        f"multiprocessing start method: {info['mp_start_method']}"
     )
     print(
         f"each row: 32-character string echo, median of {cfg.runs} run(s) of {cfg.duration_s:g} s", flush=True
@@ -673,11 +798,13 @@ def main(argv: list[str] | None = None) -> int:
     runs.update(mp_pool_rows(cfg))
     runs.update(executor_rows(cfg))
     info["cpu_use"] = use = cpu_use.summary()
-    medians = {name: median_row(runs[name]) for name in ROW_ORDER}
+    order = row_order(cfg)
+    medians = {name: median_row(runs[name]) for name in order}
 
-    print_table(medians)
-    info["ratios"] = ratios(medians)
+    print_table(medians, order)
+    info["ratios"] = ratios(medians, cfg)
     info["seconds"] = time.monotonic() - started
+    info["loadavg_after"] = os.getloadavg()
     print(
         f"\nCPU time during the run, of {os.cpu_count()} CPUs: this benchmark {use['ours_percent']:.0f}%, "
         f"other processes {use['others_percent']:.0f}%, steal {use['steal_percent']:.1f}%; "
@@ -690,6 +817,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("pitd stopped; none of the processes it started outlived it")
     if args.json:
+        for old, new in old_names(cfg).items():
+            medians[old], runs[old] = medians[new], runs[new]
         with open(args.json, "w") as f:
             json.dump({"info": info, "medians": medians, "runs": runs, "survivors": survivors}, f, indent=2)
             f.write("\n")

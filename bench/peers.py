@@ -464,7 +464,17 @@ class Gunicorn(Daemon):
 
     def spawned(self) -> int:
         """Workers the master has started so far (its control socket's ``show stats``)."""
-        reply = framed_request(self.ctl_sock, {"id": 1, "command": "show stats"})
+        # The master opens its control socket from a thread once its first workers are up,
+        # so right after start-up HTTP can answer before the socket exists.
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            try:
+                reply = framed_request(self.ctl_sock, {"id": 1, "command": "show stats"})
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
         return int(reply["data"]["workers_spawned"])
 
     def cli_status(self) -> None:

@@ -1,0 +1,496 @@
+#!/usr/bin/env python3
+"""Every benchmark in one command, one combined table.
+
+Runs the benchmark scripts of this directory one after the other, each in its own
+subprocess with ``--json`` to a temporary file (``--quick`` is passed through for a short
+validation run), and prints one table of the figures they measured, all in this run on this
+machine, with the core count, the load average before and after, and the interpreter:
+
+``calls.py``
+    the floor (a raw Python loop echoing length-prefixed frames over pipes, and the pit
+    worker runtime driven the same way), pit's ``echo`` through pitd with 1, 2 and
+    <cores> workers, ``multiprocessing.Pool(N)`` and ``ProcessPoolExecutor(N)`` on the same
+    function, pitd's own CPU while it serves; the ratios: pit's calls/s over mp.Pool's
+    with the same N, pit's c=1 p50 over the floors' p50.
+``supervise.py``
+    restart latency after kill -9, ``pitctl status`` latency, pitd's RSS and idle CPU with
+    8, 64 and 256 workers.
+``leak.py``
+    memory-recycle reaction time (RSS crosses ``max_rss`` -> replacement ready).
+``preload.py``
+    replacement-ready latency and memory with and without the preload fork-server.
+``peers.py``
+    supervisord (restart after kill -9, status latency, daemon RSS) and gunicorn sync
+    workers with ``max_requests`` under a loopback load generator, installed from PyPI into
+    ``bench/.venv``; a peer that cannot be installed gets a row saying so.
+
+A script that fails gives a row saying so (with the end of its error output) instead of
+its figures. The exit status is 1 when a script failed or reported processes that outlived
+it, 0 otherwise. Each script's own table, with more detail, is kept with ``--logs DIR``.
+
+Usage::
+
+    cargo build --release
+    python3 bench/suite.py [--quick] [--skip peers,leak,...] [--json FILE] [--logs DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+BIN_DIR = REPO / "target" / "release"
+PYTHON = sys.executable
+
+#: Script -> (arguments of a full run, of a quick run, bound on its wall time in seconds).
+SCRIPTS: dict[str, tuple[list[str], list[str], float]] = {
+    "calls": ([], ["--quick"], 1200),
+    "supervise": ([], ["--quick"], 1200),
+    "leak": ([], ["--quick"], 1200),
+    "preload": ([], ["--kills", "3", "--workers", "4"], 900),
+    "peers": ([], ["--quick"], 2400),
+}
+ORDER = list(SCRIPTS)
+
+Row = tuple[str, str, str]  # figure, value, target (with its verdict)
+
+
+# --- running the scripts ----------------------------------------------------------------
+
+
+def progress(message: str) -> None:
+    print(f"[suite] {message}", file=sys.stderr, flush=True)
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """Asks a script that overran its time bound to stop: SIGINT (its own cleanup runs),
+    then SIGTERM, then SIGKILL, to its process group (it was started in its own session)."""
+    for sig, wait in ((signal.SIGINT, 60), (signal.SIGTERM, 20), (signal.SIGKILL, 20)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_script(name: str, args: list[str], bound_s: float, work: Path) -> dict[str, Any]:
+    """Runs ``bench/<name>.py`` with ``args`` and ``--json``; its outcome and figures."""
+    out_json = work / f"{name}.json"
+    extra = ["--svg", str(work / "leak.svg")] if name == "leak" else []  # keep bench/leak.svg as committed
+    argv = [PYTHON, str(BENCH / f"{name}.py"), *args, *extra, "--json", str(out_json)]
+    shown = " ".join(["python3", f"bench/{name}.py", *args])
+    progress(f"{shown} (output in {name}.out / {name}.err) ...")
+    started = time.monotonic()
+    with open(work / f"{name}.out", "wb") as out, open(work / f"{name}.err", "wb") as err:
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                start_new_session=True)  # fmt: skip
+        try:
+            rc = proc.wait(timeout=bound_s)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            stop_group(proc)
+            rc, timed_out = proc.returncode, True
+        except KeyboardInterrupt:
+            stop_group(proc)
+            raise
+    seconds = time.monotonic() - started
+    result: dict[str, Any] = {"command": shown, "rc": rc, "seconds": seconds, "timed_out": timed_out}
+    try:
+        result["figures"] = json.loads(out_json.read_text())
+    except (OSError, ValueError):
+        result["figures"] = None
+    stdout = (work / f"{name}.out").read_text(errors="replace")
+    stderr = (work / f"{name}.err").read_text(errors="replace")
+    result["survivors"] = survivors(name, result["figures"], stdout)
+    if timed_out:
+        result["error"] = f"did not finish within {bound_s:.0f} s (stopped)"
+    elif rc != 0 and not result["survivors"]:
+        tail = [line.strip() for line in (stderr or stdout).strip().splitlines() if line.strip()][-2:]
+        result["error"] = f"exit status {rc}: " + (" / ".join(tail) or "no output")
+    elif result["figures"] is None:
+        result["error"] = "wrote no figures"
+    progress(f"{name}.py: {'exit status ' + str(rc) if rc else 'done'} in {seconds:.0f} s")
+    return result
+
+
+def survivors(name: str, figures: Any, stdout: str) -> list[str]:
+    """What the script reported as having outlived its daemons."""
+    if isinstance(figures, dict):
+        if name == "leak":
+            return list(figures.get("summary", {}).get("leftovers", []))
+        if "survivors" in figures:
+            return list(figures["survivors"])
+    lines = stdout.splitlines()
+    for i, line in enumerate(lines):  # preload.py prints them, its JSON does not hold them
+        if "outlived pitd" in line or "outlived it (killed now)" in line:
+            return [s.strip() for s in lines[i + 1 :] if s.startswith("  ")] or [line.strip()]
+    return []
+
+
+# --- formatting -------------------------------------------------------------------------
+
+
+def ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:,.0f}"
+
+
+def us(v: float) -> str:
+    return f"{v:.1f}" if v < 100 else f"{v:,.0f}"
+
+
+def per_s(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+def verdict(target: str, ok: bool) -> str:
+    return f"{target}: {'met' if ok else 'NOT met'}"
+
+
+def joined(values: list[str]) -> str:
+    return " / ".join(values)
+
+
+# --- each script's rows -----------------------------------------------------------------
+
+
+def calls_rows(f: dict[str, Any]) -> list[Row]:
+    info, med = f["info"], f["medians"]
+    workers: list[int] = info["workers"]
+    ref = info["pool_size"]
+    rows: list[Row] = []
+
+    def call_row(label: str, name: str, target: str = "") -> None:
+        m = med[name]
+        value = f"{per_s(m['calls_per_s'])} calls/s, p50 {us(m['p50_us'])} µs, p99 {us(m['p99_us'])} µs"
+        if "pitd_cpu_percent" in m:
+            value += f"; pitd {m['pitd_cpu_percent']:.0f}% CPU"
+        rows.append((label, value, target))
+
+    call_row("(a) floor: raw Python loop echoing frames over pipes", "floor-raw")
+    call_row("    floor with pit's worker runtime, same pipes", "floor-pit-runtime")
+    for n in workers:
+        cs = sorted(int(k.split("c=")[1]) for k in med if k.startswith(f"pit({n}) c=") and not k.endswith("CPU"))
+        for c in cs:
+            call_row(f"(b) pit echo via pitd, {n} worker{'s' if n > 1 else ''}, c={c}", f"pit({n}) c={c}")
+    for kind, label in (("mp.Pool", "multiprocessing.Pool"), ("ProcessPoolExecutor", "ProcessPoolExecutor")):
+        for n in workers:
+            a, b = med[f"{kind}({n}) c=1"], med[f"{kind}({n}) c=64"]
+            rows.append((
+                f"(c) {label}({n}), c=1 / c=64",
+                f"{per_s(a['calls_per_s'])} / {per_s(b['calls_per_s'])} calls/s, "
+                f"p50 {us(a['p50_us'])} / {us(b['p50_us'])} µs",
+                "",
+            ))  # fmt: skip
+    one = [med["floor-raw 1 CPU"], med["floor-pit-runtime 1 CPU"], med[f"pit({ref}) c=1 1 CPU"]]
+    rows.append((
+        f"    all pinned to 1 CPU: raw / runtime floor / pit({ref}) c=1",
+        f"{joined([per_s(m['calls_per_s']) for m in one])} calls/s, p50 {joined([us(m['p50_us']) for m in one])} µs",
+        "",
+    ))  # fmt: skip
+    r = info["ratios"]
+    for n in workers:
+        t = r["throughput_by_workers"][str(n)]
+        rows.append((
+            f"pit / mp.Pool calls/s, {n} worker{'s' if n > 1 else ''} (best c each)",
+            f"{t['value']:.2f}x ({per_s(t['pit_calls_per_s'])} / {per_s(t['mp_pool_calls_per_s'])})",
+            verdict(">= 2x", t["met"]),
+        ))  # fmt: skip
+    for key, label in (
+        ("latency_over_raw_floor", f"pit({ref}) c=1 p50 / raw floor p50"),
+        ("latency", f"pit({ref}) c=1 p50 / runtime floor p50"),
+        ("latency_one_cpu", "the same, all pinned to 1 CPU"),
+    ):
+        if key in r:
+            rows.append((label, f"{r[key]['value']:.2f}x", verdict("<= 2.5x", r[key]["met"])))
+    for n in workers:
+        c = r["pitd_cpu"][str(n)]
+        rows.append((
+            f"pitd's own CPU at peak throughput, {n} worker{'s' if n > 1 else ''}",
+            f"{c['pitd_cpu_percent']:.0f}% of one core ({c['pitd_cpu_us_per_call']:.1f} µs/call, "
+            f"{c['row'].split(' ')[1]}, {per_s(c['calls_per_s'])} calls/s)",
+            verdict("< 10%", c["met"]),
+        ))  # fmt: skip
+    use = info.get("cpu_use", {})
+    if use:
+        rows.append(("    other processes' CPU during calls.py", f"{use['others_percent']:.0f}% of the machine",
+                     "figures skewed above 5%"))  # fmt: skip
+    return rows
+
+
+def supervise_rows(f: dict[str, Any]) -> list[Row]:
+    med: dict[str, float] = f["medians"]
+    sizes = sorted(int(k.split("_")[1]) for k in med if k.startswith("rss_"))
+    py = med["python_startup"]
+    rows: list[Row] = []
+
+    def pick(fmt: Callable[[float], str], keys: list[str], unit: str) -> str:
+        return joined([fmt(med[k]) if k in med else "-" for k in keys]) + f" {unit}"
+
+    b = med.get("initial-1ms.b_proc")
+    rows.append(("restart after kill -9: replacement exec'd (1ms backoff)", f"{ms(b)} ms",
+                 verdict("pitd's share <= 5 ms", b is not None and b <= 5)))  # fmt: skip
+    c = med.get("initial-1ms.c_up")
+    rows.append(("    replacement's Python at its first line", f"{ms(c)} ms (python -c pass: {ms(py)} ms)",
+                 verdict(f"<= start-up + 5 = {ms(py + 5)} ms", c is not None and c <= py + 5)))  # fmt: skip
+    rows.append(("    replacement idle in status", f"{ms(med.get('initial-1ms.a_status'))} ms", ""))
+    rows.append(("    with the default backoff (restart.initial 100ms)",
+                 f"{ms(med.get('initial-default.b_proc'))} ms", "the backoff is 80-120 ms"))  # fmt: skip
+    label = "/".join(map(str, sizes))
+    worst = max((med[f"pitctl_{n}"] for n in sizes), default=float("inf"))
+    rows.append((f"pitctl status --json process, {label} workers", pick(ms, [f"pitctl_{n}" for n in sizes], "ms"),
+                 verdict("< 5 ms", worst < 5)))  # fmt: skip
+    worst = max((med[f"status_p99_{n}"] for n in sizes), default=float("inf"))
+    rows.append((f"    status round trip p50 on the socket, {label} w",
+                 pick(ms, [f"status_p50_{n}" for n in sizes], "ms") + " (p99 "
+                 + pick(ms, [f"status_p99_{n}" for n in sizes], "ms)"), verdict("p99 < 5 ms", worst < 5)))  # fmt: skip
+    rss64 = med.get("rss_64")
+    rows.append((f"pitd RSS, {label} workers", pick(lambda v: f"{v:.1f}", [f"rss_{n}" for n in sizes], "MB")
+                 + (f" (guard {med['guard_rss']:.1f} MB)" if "guard_rss" in med else ""),
+                 verdict("< 10 MB at 64", rss64 is not None and rss64 < 10)))  # fmt: skip
+    idle = [n for n in sizes if f"cpu_pct_{n}" in med]
+    if idle:
+        rows.append((f"pitd CPU while idle, {'/'.join(map(str, idle))} workers",
+                     pick(lambda v: f"{v:.2f}", [f"cpu_pct_{n}" for n in idle], "% of one core"), ""))  # fmt: skip
+    return rows
+
+
+def leak_rows(f: dict[str, Any]) -> list[Row]:
+    s, runs = f["summary"], f["runs"]
+    rows: list[Row] = []
+    if "reaction_median_ms" in s:
+        rows.append((
+            "memory recycle: RSS crosses max_rss -> replacement ready",
+            f"median {ms(s['reaction_median_ms'])} ms, max {ms(s['reaction_max_ms'])} ms "
+            f"({s['within_target']}/{s['recycles_measured']} within target)",
+            verdict(f"median <= 100 + 50 + start-up {ms(s['startup_median_ms'])} = {ms(s['target_ms'])} ms",
+                    s["reaction_median_ms"] <= s["target_ms"]),
+        ))  # fmt: skip
+    else:
+        rows.append(("memory recycle: RSS crosses max_rss -> replacement ready", "no recycle measured", ""))
+    with_rss, without = runs[0], runs[1]
+    rows.append((
+        "    pool RSS peak with / without max_rss",
+        f"{with_rss['pool_rss_peak'] / 2**20:,.0f} / {without['pool_rss_peak'] / 2**20:,.0f} MiB, "
+        f"{with_rss['recycles']} recycles, {with_rss['failed']} failed calls",
+        verdict("no failed call", with_rss["failed"] == 0),
+    ))  # fmt: skip
+    mon = s.get("monitor") or []
+    if mon:
+        rows.append((f"    monitor cost per sample, {'/'.join(str(m['processes']) for m in mon)} processes",
+                     joined([ms(m["per_sample_ms"]) for m in mon]) + " ms", ""))  # fmt: skip
+    return rows
+
+
+def preload_rows(f: dict[str, Any]) -> list[Row]:
+    pre, plain = f["preloaded_kill_ready_ms"], f["plain_kill_ready_ms"]
+    p_med = statistics.median(pre)
+    pm, nm = f["preloaded_memory"], f["plain_memory"]
+    n = f.get("workers", "")
+    return [
+        ("preload: kill -9 -> replacement ready, preload / plain",
+         f"{ms(p_med)} / {ms(statistics.median(plain))} ms (median of {len(pre)}; max {ms(max(pre))} ms)",
+         verdict("<= 20 ms with preload", p_med <= 20)),
+        ("    pitctl recycle -> replacement ready, preload / plain",
+         f"{ms(f['preloaded_recycle_ready_ms'])} / {ms(f['plain_recycle_ready_ms'])} ms", ""),
+        (f"    workers' PSS{f', {n} workers' if n else ''}, preload (+ template) / plain",
+         f"{pm['total_mib']:.0f} ({pm['pss_mib']:.0f} + {pm['template_pss_mib']:.0f}) / {nm['total_mib']:.0f} MiB", ""),
+    ]  # fmt: skip
+
+
+PEERS = ("pit", "supervisord", "gunicorn")
+
+
+def peers_rows(f: dict[str, Any]) -> list[Row]:
+    med: dict[str, dict[str, float]] = f["medians"]
+    skipped: dict[str, str] = f.get("skipped", {})
+    versions = f.get("versions", {})
+    rows: list[Row] = []
+    for peer in PEERS[1:]:
+        if peer in skipped:
+            rows.append((f"{peer}: not installable from PyPI, its figures are skipped", skipped[peer][:120], ""))
+
+    def cells(fmt: Callable[[dict[str, float]], str], peers: tuple[str, ...] = PEERS) -> str:
+        out = []
+        for peer in peers:
+            try:
+                out.append(fmt(med.get(peer, {})) if peer not in skipped else "skipped")
+            except KeyError:
+                out.append("-")
+        return joined(out)
+
+    names = " / ".join(f"{p} {versions[p]}" if p in versions else p for p in PEERS)
+    rows.append(("    compared", names, ""))
+    rows.append(("    restart after kill -9, pit / supervisord / gunicorn",
+                 cells(lambda m: ms(m["restart_ms"])) + " ms", "gunicorn forks without exec"))  # fmt: skip
+    for n in (8, 64):
+        rows.append((f"    status, CLI process wall, {n} workers", cells(lambda m: ms(m[f"cli_{n}"])) + " ms", ""))
+        rows.append((f"    status, socket round trip p50, {n} workers",
+                     cells(lambda m: ms(m[f"sock_p50_{n}"])) + " ms", ""))  # fmt: skip
+    rows.append(("    daemon RSS, 8 / 64 workers", cells(lambda m: f"{m['rss_8']:.1f}/{m['rss_64']:.1f}") + " MB", ""))
+    conc = sorted(int(k[1:].split("_")[0]) for k in med.get("pit", {}) if k.startswith("c") and k.endswith("_per_s"))
+    both = ("pit", "gunicorn")
+    for c in conc:
+        rows.append((
+            f"    c={c}: pit calls/s / gunicorn (sync, max_requests) req/s",
+            cells(lambda m: per_s(m[f"c{c}_per_s"]), both)
+            + ", p99 " + cells(lambda m: ms(m[f"c{c}_p99_ms"]), both) + " ms",
+            "",
+        ))  # fmt: skip
+    g = med.get("gunicorn", {})
+    if conc and "gunicorn" not in skipped and f"c{conc[0]}_recycled_per_s" in g:
+        failed = sum(med[p].get(f"c{c}_errors", 0) for p in both for c in conc)
+        rows.append(("    gunicorn workers replaced /s (max_requests), failed",
+                     joined([f"{g[f'c{c}_recycled_per_s']:.1f}" for c in conc]) + f" /s, {failed:.0f} failed",
+                     f"load generator: {f.get('loadgen', '?')}"))  # fmt: skip
+    return rows
+
+
+ROWS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
+    "calls": ("Calls: 32-character echo (calls.py)", calls_rows),
+    "supervise": ("Supervision (supervise.py)", supervise_rows),
+    "leak": ("Memory recycling (leak.py)", leak_rows),
+    "preload": ("Preload fork-server (preload.py)", preload_rows),
+    "peers": ("Peers from PyPI (peers.py)", peers_rows),
+}
+
+
+# --- the table --------------------------------------------------------------------------
+
+
+def section(name: str, result: dict[str, Any] | None) -> list[Row]:
+    title, make = ROWS[name]
+    rows: list[Row] = [(title, "", "")]
+    if result is None:
+        return rows + [("    skipped (--skip)", "", "")]
+    if result.get("figures") is not None and not result.get("timed_out"):
+        try:
+            rows += make(result["figures"])
+        except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as e:
+            rows.append(("    figures unreadable", f"{type(e).__name__}: {e}", "FAILED"))
+    if result.get("error"):
+        rows.append((f"    {name}.py failed", result["error"][:300], "FAILED"))
+    if result.get("survivors"):
+        rows.append((f"    {name}.py: processes outlived their daemon", f"{len(result['survivors'])} (killed)",
+                     "FAILED"))  # fmt: skip
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    w0 = max(len(r[0]) for r in rows)
+    w1 = min(max(len(r[1]) for r in rows), 90)
+    print(f"{'figure':<{w0}}  {'value':<{w1}}  target")
+    print(f"{'-' * w0}  {'-' * w1}  ------")
+    for i, (figure, value, target) in enumerate(rows):
+        if not value and not target and not figure.startswith(" ") and i:
+            print()
+        print(f"{figure:<{w0}}  {value:<{w1}}  {target}".rstrip())
+
+
+def build_is_stale() -> bool:
+    pitd = BIN_DIR / "pitd"
+    built = pitd.stat().st_mtime
+    sources = [REPO / "Cargo.toml", REPO / "Cargo.lock", *(REPO / "src").rglob("*.rs")]
+    return any(p.exists() and p.stat().st_mtime > built for p in sources)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short runs of every script, to validate")
+    parser.add_argument("--skip", default="", help=f"comma-separated scripts to leave out ({','.join(ORDER)})")
+    parser.add_argument("--json", metavar="FILE", help="also write the table and every script's figures here")
+    parser.add_argument("--logs", metavar="DIR", type=Path, help="keep each script's output and JSON in DIR")
+    args = parser.parse_args(argv)
+    skip = {s.strip().removesuffix(".py") for s in args.skip.split(",") if s.strip()}
+    if skip - set(ORDER):
+        parser.error(f"--skip: unknown {', '.join(sorted(skip - set(ORDER)))} (known: {', '.join(ORDER)})")
+    for exe in ("pitd", "pitctl"):
+        if not os.access(BIN_DIR / exe, os.X_OK):
+            parser.error(f"{BIN_DIR / exe} not found: run `cargo build --release` first")
+
+    version = subprocess.run([str(BIN_DIR / "pitd"), "--version"], capture_output=True, text=True,
+                             timeout=30).stdout.strip()  # fmt: skip
+    stale = build_is_stale()
+    load_before = os.getloadavg()
+    machine = {
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "platform": platform.platform(),
+        "python": PYTHON,
+        "python_version": platform.python_version(),
+        "pitd": version,
+        "build_older_than_sources": stale,
+        "mode": "quick" if args.quick else "full",
+        "loadavg_before": load_before,
+    }
+    if stale:
+        progress("warning: target/release/pitd is older than the sources (cargo build --release)")
+    work = Path(tempfile.mkdtemp(prefix="pit-suite-"))
+    started = time.monotonic()
+    results: dict[str, dict[str, Any] | None] = {}
+    try:
+        for name in ORDER:
+            if name in skip:
+                results[name] = None
+                continue
+            full, quick, bound = SCRIPTS[name]
+            results[name] = run_script(name, quick if args.quick else full, bound, work)
+    except KeyboardInterrupt:
+        progress("interrupted")
+        return 130
+    finally:
+        if args.logs:
+            args.logs.mkdir(parents=True, exist_ok=True)
+            for p in work.iterdir():
+                shutil.copy2(p, args.logs / p.name)
+        shutil.rmtree(work, ignore_errors=True)
+    machine["loadavg_after"] = load_after = os.getloadavg()
+    machine["seconds"] = total = time.monotonic() - started
+
+    rows: list[Row] = []
+    for name in ORDER:
+        rows += section(name, results[name])
+    ran = [r for r in results.values() if r is not None]
+    failed = [n for n, r in results.items() if r is not None and (r.get("error") or r.get("survivors"))]
+    load = lambda la: " ".join(f"{x:.2f}" for x in la)  # noqa: E731
+    print()
+    print(f"pit benchmark suite ({'quick validation run' if args.quick else 'full run'}): "
+          f"{version or 'pitd'}, release build{' OLDER THAN THE SOURCES' if stale else ''}")  # fmt: skip
+    print(f"machine: {machine['cores']} cores ({machine['usable_cores']} usable), {platform.platform()}")
+    print(f"python: {platform.python_implementation()} {platform.python_version()} at {PYTHON}")
+    print(f"load average (1/5/15 min): before {load(load_before)}, after {load(load_after)}")
+    print(f"scripts: {', '.join(r['command'] for r in ran) or 'none'}; {total / 60:.1f} min in all")
+    print("every figure below was measured in this run; medians over each script's runs\n")
+    print_table(rows)
+    print()
+    if failed:
+        print(f"FAILED: {', '.join(f + '.py' for f in failed)} (see the rows above)")
+    elif ran:
+        print("every script finished; none reported a process left behind")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "rows": rows, "scripts": results}, f, indent=1)
+            f.write("\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
