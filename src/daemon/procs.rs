@@ -20,6 +20,7 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
 use super::guard::Guard;
+use super::monitor::{ProcStat, stat_of};
 use super::spawn::{SpawnError, SpawnRequest, Spawned, spawn};
 use super::template::Templates;
 use crate::lifecycle::ExitStatusInfo;
@@ -180,7 +181,7 @@ impl Table {
         if self.unclaimed.iter().any(|e| e.pid == pid && e.at >= since) {
             return true;
         }
-        parent_and_group(pid).is_some_and(|(ppid, pgrp)| ppid == std::process::id() && pgrp == pid)
+        stat_of(pid).is_some_and(|s| s.ppid == std::process::id() && s.pgrp == pid)
     }
 
     /// Signals the process group of a registered, not yet reaped child.
@@ -303,7 +304,10 @@ impl ProcThread {
                 WaitStatus::Signaled(_, sig, _) => ExitStatusInfo::Signaled(sig as i32),
                 _ => ExitStatusInfo::Exited(-1),
             };
-            let cpu_time = zombie_cpu_time(raw);
+            // One read of the zombie's stat: its CPU time (a SIGKILL at RLIMIT_CPU is told
+            // apart by it) and, for an unknown child, whether it leads a group.
+            let stat = stat_of(raw);
+            let cpu_time = stat.as_ref().map(cpu_time);
             if let Some(live) = self.table.live.remove(&raw) {
                 // The zombie leader still pins the pgid: kill what it left behind, then reap.
                 let _ = killpg(pid, Signal::SIGKILL);
@@ -324,7 +328,7 @@ impl ProcThread {
             } else {
                 // Not known (yet): a leader of its own group may be a template's worker whose
                 // pid is still on its way; its group goes with it, as a worker's would.
-                if parent_and_group(raw).is_some_and(|(_, pgrp)| pgrp == raw) {
+                if stat.is_some_and(|s| s.pgrp == raw) {
                     let _ = killpg(pid, Signal::SIGKILL);
                 }
                 let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
@@ -346,28 +350,13 @@ impl ProcThread {
     }
 }
 
-/// The parent pid and process group of a process (or zombie), from /proc/PID/stat.
-fn parent_and_group(pid: u32) -> Option<(u32, u32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-    // After the comm field: state, ppid, pgrp.
-    let _state = fields.next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some((ppid, pgrp))
-}
-
-/// utime + stime of a not yet reaped child, from /proc/PID/stat (fields 14 and 15).
-fn zombie_cpu_time(pid: u32) -> Option<std::time::Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // After the comm field: state is field 3, so utime (14) is index 11 here.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+/// utime + stime of a not yet reaped child, from its stat.
+fn cpu_time(stat: &ProcStat) -> Duration {
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()
         .unwrap_or(100) as u64;
-    Some(std::time::Duration::from_millis(ticks * 1000 / hz.max(1)))
+    Duration::from_millis(stat.cpu_ticks * 1000 / hz.max(1))
 }
 
 #[cfg(test)]

@@ -11,6 +11,10 @@ use std::io::{self, Read};
 pub struct ProcStat {
     pub pid: u32,
     pub ppid: u32,
+    /// Field 5: the process group.
+    pub pgrp: u32,
+    /// Fields 14 + 15: user and system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
     /// Field 22: start time in clock ticks after boot. With the pid, it names a process
     /// uniquely for the life of the machine.
     pub start_ticks: u64,
@@ -28,16 +32,20 @@ pub fn parse_stat(content: &[u8]) -> Option<ProcStat> {
         return None;
     }
     let pid = parse_num(content[..open].trim_ascii())?;
-    // After the name: state (field 3), ppid (4), ... starttime (22).
-    let mut rest = content[close + 1..]
+    // After the name: state (field 3), ppid (4), pgrp (5), ... utime (14), stime (15), ...
+    // starttime (22).
+    let fields: Vec<&[u8]> = content[close + 1..]
         .split(|b| b.is_ascii_whitespace())
-        .filter(|f| !f.is_empty());
-    let ppid = parse_num(rest.nth(1)?)?;
-    let start_ticks = parse_num(rest.nth(17)?)?;
+        .filter(|f| !f.is_empty())
+        .take(20)
+        .collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| parse_num(f));
     Some(ProcStat {
         pid: u32::try_from(pid).ok()?,
-        ppid: u32::try_from(ppid).ok()?,
-        start_ticks,
+        ppid: u32::try_from(field(4)?).ok()?,
+        pgrp: u32::try_from(field(5)?).ok()?,
+        cpu_ticks: field(14)?.checked_add(field(15)?)?,
+        start_ticks: field(22)?,
     })
 }
 
@@ -48,9 +56,14 @@ fn parse_num(field: &[u8]) -> Option<u64> {
 /// The start time of a live process, in clock ticks after boot (`/proc/PID/stat` field 22).
 /// `None` if the process does not exist (any more) or its stat cannot be read.
 pub fn start_time_ticks(pid: u32) -> Option<u64> {
+    stat_of(pid).map(|s| s.start_ticks)
+}
+
+/// `/proc/PID/stat` of one process (a zombie too), or `None` if it cannot be read.
+pub fn stat_of(pid: u32) -> Option<ProcStat> {
     let mut buf = Vec::with_capacity(512);
     read_into(&format!("/proc/{pid}/stat"), &mut buf).ok()?;
-    parse_stat(&buf).filter(|s| s.pid == pid).map(|s| s.start_ticks)
+    parse_stat(&buf).filter(|s| s.pid == pid)
 }
 
 /// Scans `/proc/*/stat` into `out` (cleared first), reusing `buf` between files.
@@ -160,6 +173,8 @@ mod tests {
                 Some(ProcStat {
                     pid,
                     ppid,
+                    pgrp: pid,
+                    cpu_ticks: 1,
                     start_ticks: start
                 }),
                 "comm {:?}",
@@ -191,6 +206,8 @@ mod tests {
             Some(ProcStat {
                 pid: 12,
                 ppid: 1,
+                pgrp: 1,
+                cpu_ticks: 0,
                 start_ticks: 5
             }),
             "exactly 22 fields is enough"
