@@ -14,6 +14,15 @@ are measured in one run of this script, with one interpreter (the one running it
     protocol pipes on fds 3/4 exactly as pitd starts it; after its ``READY`` frame it gets
     ``CALL`` frames for ``echo`` one at a time. The gap to ``floor-raw`` is what the pit
     runtime itself costs per call; this row is the floor pitd is judged against.
+``floor-relay``
+    ``floor-raw`` with a relay between the driver and the echo loop: ``bench/relay.rs``, a
+    blocking Rust loop that moves each frame on and the reply back, with nothing else in
+    its way (no parsing, routing, timers or event loop). A call through pitd crosses the
+    same two hops; this row is what they cost on this machine with a process in the middle
+    that does no work, so pit's rows can be read against it: pitd's overhead is what it
+    adds beyond the relay. The relay's own CPU (as for pitd, below) is in the CPU columns.
+    ``cargo build --release --example relay`` builds it; this script runs that when the
+    binary is missing or older than its source, and leaves the rows out if it cannot.
 ``pit(W) c=C``
     The real ``pitd`` with a W-worker ``echo`` pool (sockets and spec in a temporary
     directory), loaded by ``pitctl bench --concurrency C``: C client threads, each with one
@@ -27,7 +36,7 @@ are measured in one run of this script, with one interpreter (the one running it
     ``multiprocessing.Pool(W).apply_async`` and ``ProcessPoolExecutor(W).submit`` with C
     calls kept in flight: C=1 is latency, C=64 is throughput.
 ``..., 1 CPU``
-    ``floor-raw``, ``floor-pit-runtime`` and ``pit(2) c=1`` (2 workers, or the largest
+    ``floor-raw``, ``floor-pit-runtime``, ``floor-relay`` and ``pit(2) c=1`` (2 workers, or the largest
     count asked for when 2 is not) again, with every process of the
     row (driver or client, pitd with all its threads, workers) pinned to one CPU. A
     one-at-a-time round trip is a chain of wake-ups, and waking a process on another CPU
@@ -150,11 +159,13 @@ def summarize(lat_ns: list[int], elapsed_s: float) -> Run:
 
 
 PITD_FIELDS = ("pitd_cpu_percent", "pitd_cpu_us_per_call")  # the pit rows only
+RELAY_FIELDS = ("relay_cpu_percent", "relay_cpu_us_per_call")  # the floor-relay rows only
 
 
 def median_row(runs: list[Run]) -> Run:
-    """Each column's median over the runs of one row (pitd's CPU where every run has it)."""
-    fields = FIELDS + tuple(f for f in PITD_FIELDS if all(f in r for r in runs))
+    """Each column's median over the runs of one row (the middle process's CPU where every
+    run has it)."""
+    fields = FIELDS + tuple(f for f in PITD_FIELDS + RELAY_FIELDS if all(f in r for r in runs))
     return {f: statistics.median(r[f] for r in runs) for f in fields}
 
 
@@ -278,6 +289,11 @@ class PipeChild:
             os.close(child_in)
             os.close(child_out)
 
+    @property
+    def pids(self) -> list[int]:
+        """Every process of this floor (pinned together in the 1 CPU rows)."""
+        return [self.pid]
+
     def read_frame(self, timeout: float | None = None) -> bytes:
         """One whole frame (length prefix included); only one is ever in flight."""
         data = b""
@@ -304,8 +320,45 @@ class PipeChild:
         os.close(self.rfd)
 
 
+class RelayChild:
+    """``bench/relay.rs`` between us and a ``PipeChild``: our frames go to the relay's fd 3,
+    its replies come from its fd 4, and it talks to the child on fds 5 and 6."""
+
+    def __init__(self, relay: Path, child: PipeChild) -> None:
+        self.child = child
+        up_r, self.wfd = os.pipe()
+        self.rfd, up_w = os.pipe()
+        ends = [up_r, up_w, child.wfd, child.rfd]
+        parked = [fcntl.fcntl(e, fcntl.F_DUPFD_CLOEXEC, 10) for e in ends]
+        os.close(up_r)
+        os.close(up_w)
+        try:
+            self.pid = os.posix_spawn(
+                str(relay),
+                [str(relay)],
+                dict(os.environ),
+                file_actions=[(os.POSIX_SPAWN_DUP2, fd, 3 + i) for i, fd in enumerate(parked)],
+            )
+        finally:
+            for fd in parked:
+                os.close(fd)
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.pid, self.child.pid]
+
+    read_frame = PipeChild.read_frame
+
+    def close(self) -> None:
+        """End of input ends the relay; then the child is closed as usual."""
+        try:
+            PipeChild.close(self)  # type: ignore[arg-type]  (the same fields)
+        finally:
+            self.child.close()
+
+
 def ping_pong(
-    child: PipeChild,
+    child: PipeChild | RelayChild,
     frame: Callable[[int], bytes],
     reply: Callable[[int], bytes],
     duration_s: float,
@@ -332,17 +385,33 @@ def ping_pong(
 
 
 def floor_rows(
-    name: str, child: PipeChild, frame: Callable[[int], bytes], reply: Callable[[int], bytes], cfg: Config
+    name: str,
+    child: PipeChild | RelayChild,
+    frame: Callable[[int], bytes],
+    reply: Callable[[int], bytes],
+    cfg: Config,
+    middle: int | None = None,
 ) -> Rows:
-    """``name`` and ``name 1 CPU``, alternating, ``cfg.runs`` times each."""
+    """``name`` and ``name 1 CPU``, alternating, ``cfg.runs`` times each; with the CPU time
+    of process ``middle`` (the relay) per run when given."""
     rows: Rows = {name: [], name + ONE_CPU: []}
+
+    def measure() -> Run:
+        cpu0, t0 = (cpu_seconds(middle), time.monotonic()) if middle else (0.0, 0.0)
+        run = ping_pong(child, frame, reply, cfg.duration_s)
+        if middle:
+            used = cpu_seconds(middle) - cpu0
+            run["relay_cpu_percent"] = 100.0 * used / (time.monotonic() - t0)
+            run["relay_cpu_us_per_call"] = 1e6 * used / max(run["calls"], 1)
+        return run
+
     ping_pong(child, frame, reply, cfg.warmup_s)
     for run in range(cfg.runs):
         progress(name, run, cfg.runs)
-        rows[name].append(ping_pong(child, frame, reply, cfg.duration_s))
-        with pinned([child.pid], cfg.cpu):
+        rows[name].append(measure())
+        with pinned(child.pids, cfg.cpu):
             ping_pong(child, frame, reply, cfg.warmup_s)
-            rows[name + ONE_CPU].append(ping_pong(child, frame, reply, cfg.duration_s))
+            rows[name + ONE_CPU].append(measure())
     return rows
 
 
@@ -352,6 +421,41 @@ def floor_raw(cfg: Config) -> Rows:
         message = len(PAYLOAD).to_bytes(4, "big") + PAYLOAD.encode("utf-8")
         same = lambda i: message
         return floor_rows("floor-raw", child, same, same, cfg)
+    finally:
+        child.close()
+
+
+def relay_binary(cfg: Config) -> Path | None:
+    """The relay, built first when it is missing or older than its source (only for this
+    repository's own build directory); None, with the reason printed, when there is none."""
+    relay = cfg.bin_dir / "examples" / "relay"
+    source = REPO / "bench" / "relay.rs"
+    fresh = relay.exists() and relay.stat().st_mtime >= source.stat().st_mtime
+    if not fresh and cfg.bin_dir.resolve() == (REPO / "target" / "release").resolve():
+        print("building bench/relay.rs (cargo build --release --example relay)", file=sys.stderr, flush=True)
+        try:
+            subprocess.run(
+                ["cargo", "build", "--release", "--example", "relay"],
+                cwd=REPO, check=True, stdout=subprocess.DEVNULL, timeout=900,
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError) as e:
+            print(f"cannot build the relay ({e}): the floor-relay rows are left out", file=sys.stderr)
+            return None
+    if not os.access(relay, os.X_OK):
+        print(f"{relay} not found: the floor-relay rows are left out", file=sys.stderr)
+        return None
+    return relay
+
+
+def floor_relay(cfg: Config) -> Rows:
+    relay = relay_binary(cfg)
+    if relay is None:
+        return {}
+    child = RelayChild(relay, PipeChild([sys.executable, "-c", RAW_ECHO], dict(os.environ)))
+    try:
+        message = len(PAYLOAD).to_bytes(4, "big") + PAYLOAD.encode("utf-8")
+        same = lambda i: message
+        return floor_rows("floor-relay", child, same, same, cfg, middle=child.pid)
     finally:
         child.close()
 
@@ -617,10 +721,11 @@ class Config:
 
 def row_order(cfg: Config) -> list[str]:
     """The table's rows, top to bottom."""
-    rows = ["floor-raw", "floor-pit-runtime"]
+    rows = ["floor-raw", "floor-pit-runtime", "floor-relay"]
     rows += [f"pit({n}) c={c}" for n in cfg.workers for c in pit_concurrencies(n)]
     rows += [f"{kind}({n}) c={w}" for kind in ("mp.Pool", "ProcessPoolExecutor") for n in cfg.workers for w in WINDOWS]
-    rows += ["floor-raw" + ONE_CPU, "floor-pit-runtime" + ONE_CPU, f"pit({cfg.reference}) c=1" + ONE_CPU]
+    rows += ["floor-raw" + ONE_CPU, "floor-pit-runtime" + ONE_CPU, "floor-relay" + ONE_CPU]
+    rows += [f"pit({cfg.reference}) c=1" + ONE_CPU]
     return rows
 
 
@@ -656,16 +761,17 @@ def print_table(medians: dict[str, Run], order: list[str]) -> None:
     width = max(len(n) for n in order) + 2
     print(
         f"\n{'':<{width}}{'calls/s':>10}{'p50 µs':>10}{'p90 µs':>10}{'p99 µs':>10}{'max µs':>10}"
-        f"{'pitd CPU':>10}{'pitd µs':>9}"
+        f"{'CPU':>10}{'µs':>9}"
     )
-    print(f"{'':<{width}}{'':>50}{'% 1 core':>10}{'/call':>9}")
+    print(f"{'':<{width}}{'':>50}{'% 1 core':>10}{'/call':>9}  (of pitd; of the relay)")
     for name in order:
         m = medians[name]
         if name == "floor-raw" + ONE_CPU:
             print(f"{'(every process of the row pinned to one CPU)':<{width}}")
         cells = "".join(f"{fmt_us(m[f]):>10}" for f in FIELDS[1:])
-        if "pitd_cpu_percent" in m:
-            cells += f"{m['pitd_cpu_percent']:>10.1f}{m['pitd_cpu_us_per_call']:>9.1f}"
+        for cpu, per_call in (PITD_FIELDS, RELAY_FIELDS):
+            if cpu in m:
+                cells += f"{m[cpu]:>10.1f}{m[per_call]:>9.1f}"
         print(f"{name:<{width}}{m['calls_per_s']:>10.0f}{cells}")
 
 
@@ -706,6 +812,24 @@ def ratios(medians: dict[str, Run], cfg: Config) -> dict[str, object]:
         print(
             f"{'latency' if key == 'latency' else '':<12}{r['what']}: {fmt_us(pit_p50)} / {fmt_us(floor_p50)} µs"
             f" = {r['value']:.2f}x  (target <= 2.5x: {'met' if r['met'] else 'NOT met'})"
+        )
+    if "floor-relay" in medians:
+        # What the same two hops cost with a middle process that does no work: the part of
+        # the latency ratio no relay can remove on this machine.
+        relay: dict[str, object] = {}
+        for suffix in ("", ONE_CPU):
+            relay_p50, raw_p50 = medians["floor-relay" + suffix]["p50_us"], medians["floor-raw" + suffix]["p50_us"]
+            relay["one_cpu" if suffix else "unpinned"] = relay_p50 / raw_p50
+            print(
+                f"{'':<12}floor-relay{suffix} / floor-raw{suffix} p50: {fmt_us(relay_p50)} / {fmt_us(raw_p50)} µs"
+                f" = {relay_p50 / raw_p50:.2f}x  (two hops through a relay that does no work)"
+            )
+        pit_cpu = medians[pit_c1 + ONE_CPU]["pitd_cpu_us_per_call"]
+        relay_cpu = medians["floor-relay" + ONE_CPU]["relay_cpu_us_per_call"]
+        relay["pitd_cpu_us_per_call_one_cpu"], relay["relay_cpu_us_per_call_one_cpu"] = pit_cpu, relay_cpu
+        out["relay_over_raw_floor"] = relay
+        print(
+            f"{'':<12}CPU of the middle process per call, 1 CPU: pitd {pit_cpu:.1f} µs, relay {relay_cpu:.1f} µs"
         )
     # pitd's own CPU at the highest throughput of each pool size
     cpu: dict[str, dict[str, object]] = {}
@@ -793,12 +917,13 @@ def main(argv: list[str] | None = None) -> int:
     runs: Rows = {}
     runs.update(floor_raw(cfg))
     runs.update(floor_pit_runtime(cfg))
+    runs.update(floor_relay(cfg))
     pit, survivors = pit_rows(cfg)
     runs.update(pit)
     runs.update(mp_pool_rows(cfg))
     runs.update(executor_rows(cfg))
     info["cpu_use"] = use = cpu_use.summary()
-    order = row_order(cfg)
+    order = [name for name in row_order(cfg) if name in runs]
     medians = {name: median_row(runs[name]) for name in order}
 
     print_table(medians, order)
