@@ -187,6 +187,8 @@ def calls_rows(f: dict[str, Any]) -> list[Row]:
 
     call_row("(a) floor: raw Python loop echoing frames over pipes", "floor-raw")
     call_row("    floor with pit's worker runtime, same pipes", "floor-pit-runtime")
+    if "floor-relay" in med:
+        call_row("    raw floor through a relay that does no work (2 hops)", "floor-relay")
     for n in workers:
         cs = sorted(int(k.split("c=")[1]) for k in med if k.startswith(f"pit({n}) c=") and not k.endswith("CPU"))
         for c in cs:
@@ -206,6 +208,14 @@ def calls_rows(f: dict[str, Any]) -> list[Row]:
         f"{joined([per_s(m['calls_per_s']) for m in one])} calls/s, p50 {joined([us(m['p50_us']) for m in one])} µs",
         "",
     ))  # fmt: skip
+    if "floor-relay 1 CPU" in med:
+        m = med["floor-relay 1 CPU"]
+        rows.append((
+            "    the relay floor pinned to 1 CPU",
+            f"{per_s(m['calls_per_s'])} calls/s, p50 {us(m['p50_us'])} µs; relay {m['relay_cpu_us_per_call']:.1f} µs "
+            f"CPU/call (pitd {med[f'pit({ref}) c=1 1 CPU']['pitd_cpu_us_per_call']:.1f})",
+            "",
+        ))  # fmt: skip
     r = info["ratios"]
     for n in workers:
         t = r["throughput_by_workers"][str(n)]
@@ -221,6 +231,13 @@ def calls_rows(f: dict[str, Any]) -> list[Row]:
     ):
         if key in r:
             rows.append((label, f"{r[key]['value']:.2f}x", verdict("<= 2.5x", r[key]["met"])))
+    if "relay_over_raw_floor" in r:
+        rel = r["relay_over_raw_floor"]
+        rows.append((
+            "    relay floor p50 / raw floor p50 (unpinned / 1 CPU)",
+            f"{rel['unpinned']:.2f}x / {rel['one_cpu']:.2f}x",
+            "what 2 hops cost here",
+        ))  # fmt: skip
     for n in workers:
         c = r["pitd_cpu"][str(n)]
         rows.append((
