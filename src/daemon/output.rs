@@ -156,38 +156,35 @@ async fn read_lines(
             Ok(n) => n,
         };
         buf.extend_from_slice(&chunk[..n]);
-        let mut start = 0;
-        while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
-            let end = start + pos;
-            emit(store, pool, worker, stream, &buf[start..end], &mut log);
-            start = end + 1;
-        }
-        buf.drain(..start);
-        while buf.len() >= MAX_LINE {
-            let rest = buf.split_off(MAX_LINE);
-            emit(store, pool, worker, stream, &buf, &mut log);
-            buf = rest;
+        for line in take_lines(&mut buf, false) {
+            emit(store, pool, worker, stream, line, &mut log);
         }
     }
-    if !buf.is_empty() {
-        emit(store, pool, worker, stream, &buf, &mut log);
+    for line in take_lines(&mut buf, true) {
+        emit(store, pool, worker, stream, line, &mut log);
     }
 }
 
 /// Lines per second per stream that also go to pitd's own log; the rest are only kept in
 /// the ring. A worker printing at full speed must not turn pitd into a log pump.
-const LOG_LINES_PER_S: f64 = 100.0;
+pub const LOG_LINES_PER_S: f64 = 100.0;
 const LOG_BURST: f64 = 200.0;
 
-/// A token bucket for logging one stream's lines.
-struct LogBudget {
+/// A token bucket for logging one stream's lines (a worker's, or a preload template's).
+pub struct LogBudget {
     tokens: f64,
     last: std::time::Instant,
     suppressed: u64,
 }
 
+impl Default for LogBudget {
+    fn default() -> Self {
+        LogBudget::new()
+    }
+}
+
 impl LogBudget {
-    fn new() -> LogBudget {
+    pub fn new() -> LogBudget {
         LogBudget {
             tokens: LOG_BURST,
             last: std::time::Instant::now(),
@@ -196,7 +193,7 @@ impl LogBudget {
     }
 
     /// Whether to log the next line; counts the ones it refuses.
-    fn allow(&mut self, now: std::time::Instant) -> bool {
+    pub fn allow(&mut self, now: std::time::Instant) -> bool {
         let earned = now.saturating_duration_since(self.last).as_secs_f64() * LOG_LINES_PER_S;
         self.tokens = (self.tokens + earned).min(LOG_BURST);
         self.last = now;
@@ -208,13 +205,44 @@ impl LogBudget {
             false
         }
     }
+
+    /// The lines refused since the last call, to say so once logging resumes.
+    pub fn take_suppressed(&mut self) -> u64 {
+        std::mem::take(&mut self.suppressed)
+    }
 }
 
-fn emit(store: &OutputStore, pool: &str, worker: WorkerId, stream: Stream, bytes: &[u8], log: &mut LogBudget) {
-    let line = String::from_utf8_lossy(bytes.strip_suffix(b"\r").unwrap_or(bytes)).into_owned();
+/// Complete lines from the front of `partial` (without their `\n` or `\r\n`), lines
+/// longer than `MAX_LINE` cut into pieces of that size, and at `eof` the unterminated
+/// rest; what remains is the start of the next line.
+pub fn take_lines(partial: &mut Vec<u8>, eof: bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    loop {
+        let rest = &partial[start..];
+        let (end, next) = match rest.iter().position(|&b| b == b'\n') {
+            Some(pos) if pos <= MAX_LINE => (start + pos, start + pos + 1),
+            _ if rest.len() >= MAX_LINE => (start + MAX_LINE, start + MAX_LINE),
+            _ if eof && !rest.is_empty() => (partial.len(), partial.len()),
+            _ => break,
+        };
+        let line = &partial[start..end];
+        let line = if next > end {
+            line.strip_suffix(b"\r").unwrap_or(line)
+        } else {
+            line
+        };
+        lines.push(String::from_utf8_lossy(line).into_owned());
+        start = next;
+    }
+    partial.drain(..start);
+    lines
+}
+
+fn emit(store: &OutputStore, pool: &str, worker: WorkerId, stream: Stream, line: String, log: &mut LogBudget) {
     if log.allow(std::time::Instant::now()) {
         if log.suppressed > 0 {
-            let n = std::mem::take(&mut log.suppressed);
+            let n = log.take_suppressed();
             tracing::warn!(target: "worker", pool, worker = %worker, "{n} lines not logged (over {LOG_LINES_PER_S}/s); `pitctl logs {worker}` has them");
         }
         match stream {
@@ -228,6 +256,25 @@ fn emit(store: &OutputStore, pool: &str, worker: WorkerId, stream: Stream, bytes
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn take_lines_splits_cuts_long_lines_and_keeps_the_unfinished_one() {
+        let mut partial = b"one\ntwo  \r\nthr".to_vec();
+        assert_eq!(take_lines(&mut partial, false), ["one", "two  "]);
+        assert_eq!(partial, b"thr");
+        partial.extend_from_slice(b"ee\n");
+        assert_eq!(take_lines(&mut partial, false), ["three"]);
+        assert!(partial.is_empty());
+
+        let mut long = vec![b'x'; MAX_LINE * 2 + 10];
+        let pieces = take_lines(&mut long, false);
+        assert_eq!(pieces.len(), 2);
+        assert!(pieces.iter().all(|p| p.len() == MAX_LINE));
+        assert_eq!(long.len(), 10, "the rest waits for its newline");
+        assert_eq!(take_lines(&mut long, true), ["x".repeat(10)]);
+        assert!(long.is_empty());
+        assert!(take_lines(&mut long, true).is_empty());
+    }
 
     #[test]
     fn log_budget_allows_a_burst_then_the_rate() {

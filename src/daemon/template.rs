@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::sys::socket::{ControlMessage, MsgFlags, recv, sendmsg};
 
+use super::output::{LOG_LINES_PER_S, LogBudget, take_lines};
 use super::procs::{ExitInfo, OnExit, OnSpawned, Table};
 use super::spawn::{SpawnError, SpawnRequest, Spawned, TemplateRequest, high_pipe, spawn_template};
 use crate::proto::template::{FromTemplate, MAX_MESSAGE, ToTemplate};
@@ -62,6 +63,8 @@ struct Output {
     pipe: std::fs::File,
     partial: Vec<u8>,
     open: bool,
+    /// Its lines go to pitd's log at a bounded rate, as workers' lines do.
+    log: LogBudget,
 }
 
 struct Template {
@@ -143,6 +146,7 @@ impl Templates {
             pipe: std::fs::File::from(fd),
             partial: Vec::new(),
             open: true,
+            log: LogBudget::new(),
         };
         self.by_pool.insert(
             req.pool.clone(),
@@ -427,18 +431,17 @@ impl Template {
                 Err(_) => out.open = false,
             }
         }
-        let mut lines = Vec::new();
-        while let Some(end) = out.partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = out.partial.drain(..=end).collect();
-            lines.push(String::from_utf8_lossy(&line[..line.len() - 1]).trim_end().to_string());
-        }
-        if !out.open && !out.partial.is_empty() {
-            lines.push(String::from_utf8_lossy(&std::mem::take(&mut out.partial)).into_owned());
-        }
+        let lines = take_lines(&mut out.partial, !out.open);
         let pool = pool.clone();
-        for line in lines.into_iter().filter(|l| !l.is_empty()) {
-            let stream = if is_stderr { "stderr" } else { "stdout" };
-            tracing::info!(pool = %pool, pid, stream, "template: {line}");
+        let stream = if is_stderr { "stderr" } else { "stdout" };
+        for line in lines.into_iter().filter(|l| !l.trim().is_empty()) {
+            if out.log.allow(Instant::now()) {
+                let n = out.log.take_suppressed();
+                if n > 0 {
+                    tracing::warn!(pool = %pool, pid, "template: {n} lines not logged (over {LOG_LINES_PER_S}/s)");
+                }
+                tracing::info!(pool = %pool, pid, stream, "template: {line}");
+            }
             if is_stderr {
                 self.tail.push_back(line);
                 while self.tail.len() > TAIL_LINES {

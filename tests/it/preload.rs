@@ -261,3 +261,32 @@ fn a_template_stuck_in_its_imports_is_killed_at_startup_timeout_and_the_pool_fai
         }
     });
 }
+
+#[test]
+fn a_template_printing_at_full_speed_is_logged_at_a_bounded_rate() {
+    let d = TestDaemon::start(&preload_pool("pre", 1, "\"preload_chatty\"", ""));
+    d.wait_pool("a ready worker", "pre", |p| {
+        p.workers.iter().any(|w| w.state.to_string() == "idle")
+    });
+    let log = wait_until("the template's last line in pitd's log", || {
+        let log = d.log();
+        if log.contains("template: chatty done") {
+            Ok(log)
+        } else {
+            Err(log.lines().rev().take(5).collect::<Vec<_>>().join("\n"))
+        }
+    });
+    let logged = log.lines().filter(|l| l.contains("template: chatty line")).count();
+    assert!(
+        (100..=400).contains(&logged),
+        "a burst, then the rate limit: {logged} of 3000 lines logged"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("lines not logged (over 100/s)")),
+        "the suppressed lines are counted: {}",
+        log.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+    );
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 9 * 1024, "a 20000-character line is cut: {longest}");
+    assert!(whoami(&d, "pre")["table"] == 50_000);
+}
