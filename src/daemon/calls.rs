@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pool::{Call, PoolHandle, PoolMsg, ReplyFrame};
 use super::socket::Access;
+use super::write_all::write_all;
 use crate::proto::call::{CALL_MAX, CallRequest, ErrorKind, error_frame, sniff_id};
 use crate::proto::frame;
 use crate::proto::worker::encode_call;
@@ -234,17 +235,8 @@ async fn write_replies(
             batch.extend_from_slice(&more.bytes);
             written.push(more.slot);
         }
-        let mut at = 0;
-        while at < batch.len() {
-            let result = match socket.writable().await {
-                Ok(()) => socket.try_write(&batch[at..]),
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(n) => at += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return,
-            }
+        if write_all(socket.as_ref(), &batch).await.is_err() {
+            return;
         }
         queued.fetch_sub(written.len(), Ordering::AcqRel);
     }

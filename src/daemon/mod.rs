@@ -21,6 +21,7 @@ pub mod spawn;
 pub mod supervisor;
 pub mod template;
 pub mod worker_io;
+pub mod write_all;
 
 use std::sync::Arc;
 use std::time::Duration;

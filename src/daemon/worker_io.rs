@@ -15,6 +15,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
 use super::pool::PoolMsg;
+use super::write_all::write_all;
 use crate::ids::WorkerId;
 use crate::proto::call::ErrorKind;
 use crate::proto::frame;
@@ -105,18 +106,9 @@ async fn write_loop(pipe: Arc<pipe::Sender>, queued: Arc<AtomicUsize>, mut inbox
             batch.extend_from_slice(&more);
             frames += 1;
         }
-        let mut at = 0;
-        while at < batch.len() {
-            let written = match pipe.writable().await {
-                Ok(()) => pipe.try_write(&batch[at..]),
-                Err(e) => Err(e),
-            };
-            match written {
-                Ok(n) => at += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                // The worker is gone or closed fd 3; the reaper reports its exit.
-                Err(_) => return,
-            }
+        if write_all(pipe.as_ref(), &batch).await.is_err() {
+            // The worker is gone or closed fd 3; the reaper reports its exit.
+            return;
         }
         queued.fetch_sub(frames, Ordering::AcqRel);
     }
