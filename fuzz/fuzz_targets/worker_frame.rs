@@ -40,6 +40,20 @@ fuzz_target!(|data: &[u8]| {
                 let encoded = worker::encode_ping(req_id);
                 assert_eq!(&encoded[4..], &body[..9]);
             }
+            Ok(ToWorker::CallBy { start_by_ns, call }) => {
+                let ToWorker::Call {
+                    req_id,
+                    timeout_ms,
+                    method,
+                    session,
+                    args,
+                } = *call
+                else {
+                    panic!("a CALL_BY carries a call")
+                };
+                let call = worker::encode_call(req_id, timeout_ms, method, session, args);
+                assert_eq!(worker::encode_call_by(&call, start_by_ns), whole, "encode_call_by does not reproduce it");
+            }
             Err(_) => {}
         }
     }

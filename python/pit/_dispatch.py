@@ -130,6 +130,10 @@ class Dispatcher:
             asyncio.set_event_loop(self._loop)
         return self._loop
 
+    def taken_back(self, call: _frames.Call) -> bytes:
+        """The answer to a ``CALL_BY`` whose ``start_by`` has passed: not run."""
+        return self._error(call.req_id, "queue_timeout", "not started: pitd took the call back")
+
     def _error(
         self,
         req_id: int,

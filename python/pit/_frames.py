@@ -1,7 +1,11 @@
 """Binary frames of the worker protocol: pitd writes on the worker's fd 3, reads fd 4.
 
 Every frame is ``u32 length`` (of what follows), ``u8 type``, then the body; integers are
-big-endian. pitd -> worker: ``CALL`` and ``PING``; worker -> pitd: ``READY``, ``OK``,
+big-endian. pitd -> worker: ``CALL``, ``CALL_BY`` (a ``CALL`` body after a ``u64``
+``start_by``: a call written while the worker runs another, to be started only before
+that instant of ``time.monotonic_ns()``, the CLOCK_MONOTONIC clock pitd shares; after it,
+pitd has taken the call back and the worker answers ``ERR`` ``queue_timeout`` without
+running it) and ``PING``; worker -> pitd: ``READY``, ``OK``,
 ``ERR`` and ``PONG``. This module is the single home of that layout: the worker runtime
 and the tests (which play pitd) both encode and decode through it.
 
@@ -18,6 +22,7 @@ from typing import Callable, Iterable, List, NamedTuple, Optional, Tuple
 
 CALL = 0x01
 PING = 0x02
+CALL_BY = 0x03
 READY = 0x81
 OK = 0x82
 ERR = 0x83
@@ -68,6 +73,12 @@ def encode_call(
     s = session.encode("utf-8") if session is not None else b""
     head = _CALL_HEAD.pack(req_id, timeout_ms, len(m), len(s))
     return _HEADER.pack(1 + len(head) + len(m) + len(s) + len(args), CALL) + head + m + s + args
+
+
+def encode_call_by(call_frame: bytes, start_by_ns: int) -> bytes:
+    """The ``CALL_BY`` frame of a ``CALL`` frame (pitd's side; for tests)."""
+    body = call_frame[5:]
+    return _HEADER.pack(1 + _ID.size + len(body), CALL_BY) + _ID.pack(start_by_ns) + body
 
 
 def encode_ping(req_id: int) -> bytes:
@@ -121,6 +132,13 @@ def decode_call(body: bytes) -> Call:
     except UnicodeDecodeError as e:
         raise FrameError(f"CALL method or session is not UTF-8: {e}") from None
     return Call(req_id, timeout_ms, method, session, body[args_at:])
+
+
+def decode_call_by(body: bytes) -> Tuple[int, Call]:
+    """``(start_by_ns, call)`` of a ``CALL_BY`` body."""
+    if len(body) < _ID.size:
+        raise FrameError(f"CALL_BY body of {len(body)} bytes has no start_by")
+    return int(_ID.unpack_from(body)[0]), decode_call(body[_ID.size :])
 
 
 def decode_id(body: bytes) -> int:

@@ -22,6 +22,7 @@ import importlib
 import os
 import signal
 import sys
+import time
 import traceback
 from typing import Callable, Optional
 
@@ -85,6 +86,7 @@ def _serve_frames(dispatcher: Dispatcher, reader: _frames.FrameReader) -> int:
     reply = dispatcher.reply
     decode_call = _frames.decode_call
     CALL, PING = _frames.CALL, _frames.PING
+    CALL_BY, decode_call_by, monotonic_ns = _frames.CALL_BY, _frames.decode_call_by, time.monotonic_ns
     while True:
         try:
             frame = next_frame()
@@ -93,6 +95,9 @@ def _serve_frames(dispatcher: Dispatcher, reader: _frames.FrameReader) -> int:
             ftype, body = frame
             if ftype == CALL:
                 out = reply(decode_call(body))
+            elif ftype == CALL_BY:
+                start_by, call = decode_call_by(body)
+                out = reply(call) if monotonic_ns() < start_by else dispatcher.taken_back(call)
             elif ftype == PING:
                 out = _frames.encode_pong(_frames.decode_id(body))
             else:

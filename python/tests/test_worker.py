@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import struct
+import time
 
 from harness import wait_until
 from pit import _frames
@@ -167,6 +169,27 @@ def test_end_of_input_exits_zero(spawn_worker):
     worker.ready()
     worker.close_input()
     assert worker.wait_exit() == 0
+
+
+def test_call_by_runs_before_its_start_by_and_is_answered_queue_timeout_after_it(spawn_worker):
+    worker = spawn_worker()
+    worker.ready()
+    call = _frames.encode_call(7, "add", b'{"a": 1, "b": 2}')
+    worker.send(_frames.encode_call_by(call, time.monotonic_ns() + 60 * 10**9))
+    ftype, body = worker.recv()
+    assert ftype == _frames.OK and _frames.split_reply(body) == (7, b"3")
+
+    # Past its start_by, pitd has taken it back: the handler must not run.
+    chatty = _frames.encode_call(8, "chatty", b'"must not be printed"')
+    worker.send(_frames.encode_call_by(chatty, time.monotonic_ns() - 1))
+    ftype, body = worker.recv()
+    req_id, payload = _frames.split_reply(body)
+    assert ftype == _frames.ERR and req_id == 8
+    assert json.loads(payload)["kind"] == "queue_timeout"
+    assert worker.call("add", {"a": 2, "b": 2}).value == 4, "the worker keeps serving"
+    worker.close_input()
+    assert worker.wait_exit() == 0
+    assert "hello from the handler" not in worker.output("stdout")
 
 
 def test_unknown_frame_type_exits_three_with_a_message(spawn_worker):

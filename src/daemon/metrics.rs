@@ -61,6 +61,9 @@ fn latency_histogram() -> Histogram {
 /// One pool's call counters (clones share the registered values).
 #[derive(Clone)]
 pub struct PoolCallMetrics {
+    /// Calls written behind a busy worker's running call, and those taken back from there.
+    pub pipelined: Counter,
+    pub taken_back: Counter,
     ok: Counter,
     /// By `ErrorKind::ALL` order.
     errors: [Counter; 12],
@@ -92,6 +95,8 @@ pub struct Metrics {
     worker_rss: Family<WorkerLabels, Gauge>,
     worker_cpu: Family<WorkerLabels, Gauge<f64, AtomicU64>>,
     queue_depth: Family<PoolLabel, Gauge>,
+    pipelined: Family<PoolLabel, Counter>,
+    taken_back: Family<PoolLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -106,6 +111,8 @@ impl Default for Metrics {
             worker_rss: Family::default(),
             worker_cpu: Family::default(),
             queue_depth: Family::default(),
+            pipelined: Family::default(),
+            taken_back: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -132,6 +139,16 @@ impl Default for Metrics {
             m.worker_cpu.clone(),
         );
         registry.register("queue_depth", "Calls waiting for a worker", m.queue_depth.clone());
+        registry.register(
+            "calls_pipelined",
+            "Calls written to a busy worker behind its running call",
+            m.pipelined.clone(),
+        );
+        registry.register(
+            "calls_taken_back",
+            "Pipelined calls put back in the queue because the call ahead ran long",
+            m.taken_back.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -151,8 +168,17 @@ impl Metrics {
         };
         let ok = counter("ok");
         let errors = ErrorKind::ALL.map(|k| counter(k.as_str()));
-        let latency = self.latency.get_or_create(&PoolLabel { pool: pool.into() }).clone();
-        PoolCallMetrics { ok, errors, latency }
+        let label = PoolLabel { pool: pool.into() };
+        let latency = self.latency.get_or_create(&label).clone();
+        let pipelined = self.pipelined.get_or_create(&label).clone();
+        let taken_back = self.taken_back.get_or_create(&label).clone();
+        PoolCallMetrics {
+            pipelined,
+            taken_back,
+            ok,
+            errors,
+            latency,
+        }
     }
 
     pub fn recycle(&self, pool: &str, reason: Reason) {

@@ -4,9 +4,10 @@
 //! a small bounded queue (the pool never awaits a worker: a full queue means the worker
 //! stopped reading). A reader task decodes frames and forwards them to the pool. A frame that does
 //! not decode, or is over the limit, is reported once as a protocol error; the pool kills
-//! the worker.
+//! the worker. The end of the pipe is reported too: everything the worker wrote has then
+//! been delivered, which is what the pool waits for before it settles a dead worker's calls.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -41,12 +42,17 @@ pub enum WorkerMsg {
     },
     /// Garbage, an oversized frame, or a broken pipe: the worker must go.
     ProtocolError(String),
+    /// The end of the reply pipe: every frame the worker wrote has been delivered before
+    /// this (the worker exited, or closed fd 4).
+    Closed,
 }
 
 /// The pool's end of a worker's pipes.
 #[derive(Debug)]
 pub struct WorkerIo {
     pipe: Arc<pipe::Sender>,
+    /// A second handle on the reply pipe, to see whether a reply is waiting there.
+    replies: OwnedFd,
     /// Frames (or the unwritten rest of one) handed to the writer task and not yet written
     /// whole; while any is, later frames queue behind it to keep their order.
     queued: Arc<AtomicUsize>,
@@ -75,6 +81,16 @@ impl WorkerIo {
             e.into_inner()
         })
     }
+
+    /// Whether the worker has written anything pitd has not read yet (when unsure: yes).
+    pub fn reply_waiting(&self) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut fds = [PollFd::new(self.replies.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(_) => fds[0].revents().is_none_or(|r| r.contains(PollFlags::POLLIN)),
+            Err(_) => true,
+        }
+    }
 }
 
 /// Starts the reader and writer tasks of a worker. Must run inside the runtime.
@@ -86,12 +102,18 @@ pub fn start(
     max_frame: usize,
 ) -> std::io::Result<WorkerIo> {
     let pipe = Arc::new(pipe::Sender::from_owned_fd(to_worker)?);
+    let replies = from_worker.try_clone()?;
     let reader = pipe::Receiver::from_owned_fd(from_worker)?;
     let (outbox, inbox) = mpsc::channel(OUTBOX);
     let queued = Arc::new(AtomicUsize::new(0));
     tokio::spawn(write_loop(pipe.clone(), queued.clone(), inbox));
     tokio::spawn(read_loop(id, reader, pool, max_frame));
-    Ok(WorkerIo { pipe, queued, outbox })
+    Ok(WorkerIo {
+        pipe,
+        replies,
+        queued,
+        outbox,
+    })
 }
 
 /// Writes what `WorkerIo::send` could not write at once, in order.
@@ -124,7 +146,13 @@ async fn read_loop(
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let n = match pipe.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => {
+                let _ = pool.send(PoolMsg::FromWorker {
+                    id,
+                    msg: WorkerMsg::Closed,
+                });
+                return;
+            }
             Ok(n) => n,
         };
         buf.extend_from_slice(&chunk[..n]);

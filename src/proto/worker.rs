@@ -8,6 +8,10 @@
 //! pitd -> worker  0x01 CALL  u64 req_id, u32 timeout_ms (0 = none), u16 method_len,
 //!                            u16 session_len (0 = none), method, session, args JSON (rest)
 //!                 0x02 PING  u64 req_id
+//!                 0x03 CALL_BY  u64 start_by (CLOCK_MONOTONIC ns), then a CALL body: a
+//!                            call written while the worker runs another; the worker
+//!                            starts it only before `start_by`, else answers ERR
+//!                            `queue_timeout` without running it (pitd has taken it back)
 //! worker -> pitd  0x81 READY JSON {"protocol": 1, "pid": N, "handlers": [...]}
 //!                 0x82 OK    u64 req_id, result JSON (rest)
 //!                 0x83 ERR   u64 req_id, JSON {"kind", "message", "type", "traceback"}
@@ -16,6 +20,7 @@
 
 pub const CALL: u8 = 0x01;
 pub const PING: u8 = 0x02;
+pub const CALL_BY: u8 = 0x03;
 pub const READY: u8 = 0x81;
 pub const OK: u8 = 0x82;
 pub const ERR: u8 = 0x83;
@@ -62,6 +67,18 @@ pub fn encode_call(req_id: u64, timeout_ms: u32, method: &str, session: Option<&
 /// Sets the timeout field of a frame made by `encode_call`.
 pub fn set_call_timeout(frame: &mut [u8], timeout_ms: u32) {
     frame[CALL_TIMEOUT_OFFSET..CALL_TIMEOUT_OFFSET + 4].copy_from_slice(&timeout_ms.to_be_bytes());
+}
+
+/// A CALL_BY frame from a frame made by `encode_call`: the same call, to be started only
+/// before `start_by_ns` on the CLOCK_MONOTONIC clock, which pitd and its workers share.
+pub fn encode_call_by(call_frame: &[u8], start_by_ns: u64) -> Vec<u8> {
+    let body = &call_frame[5..];
+    let mut f = Vec::with_capacity(call_frame.len() + 8);
+    f.extend_from_slice(&((1 + 8 + body.len()) as u32).to_be_bytes());
+    f.push(CALL_BY);
+    f.extend_from_slice(&start_by_ns.to_be_bytes());
+    f.extend_from_slice(body);
+    f
 }
 
 pub fn encode_ping(req_id: u64) -> Vec<u8> {
@@ -127,41 +144,53 @@ pub enum ToWorker<'a> {
     Ping {
         req_id: u64,
     },
+    CallBy {
+        start_by_ns: u64,
+        call: Box<ToWorker<'a>>,
+    },
 }
 
 pub fn decode_to_worker(body: &[u8]) -> Result<ToWorker<'_>, WorkerFrameError> {
     let (&kind, rest) = body.split_first().ok_or(WorkerFrameError::Empty)?;
     let short = WorkerFrameError::Short { kind, len: body.len() };
     match kind {
-        CALL => {
-            if rest.len() < 16 {
-                return Err(short);
-            }
-            let req_id = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
-            let timeout_ms = u32::from_be_bytes(rest[8..12].try_into().expect("4 bytes"));
-            let mlen = u16::from_be_bytes([rest[12], rest[13]]) as usize;
-            let slen = u16::from_be_bytes([rest[14], rest[15]]) as usize;
-            let text = &rest[16..];
-            if text.len() < mlen + slen {
-                return Err(short);
-            }
-            let method = std::str::from_utf8(&text[..mlen]).map_err(|_| WorkerFrameError::BadText)?;
-            let session = std::str::from_utf8(&text[mlen..mlen + slen]).map_err(|_| WorkerFrameError::BadText)?;
-            let session = (slen > 0).then_some(session);
-            Ok(ToWorker::Call {
-                req_id,
-                timeout_ms,
-                method,
-                session,
-                args: &text[mlen + slen..],
-            })
-        }
+        CALL_BY if rest.len() >= 8 => Ok(ToWorker::CallBy {
+            start_by_ns: u64::from_be_bytes(rest[..8].try_into().expect("8 bytes")),
+            call: Box::new(decode_call_body(&rest[8..], short)?),
+        }),
+        CALL_BY => Err(short),
+        CALL => decode_call_body(rest, short),
         PING if rest.len() >= 8 => Ok(ToWorker::Ping {
             req_id: u64::from_be_bytes(rest[..8].try_into().expect("8")),
         }),
         PING => Err(short),
         other => Err(WorkerFrameError::UnknownType(other)),
     }
+}
+
+/// The fields of a CALL after its type byte; `short` is the error for a cut-off body.
+fn decode_call_body(rest: &[u8], short: WorkerFrameError) -> Result<ToWorker<'_>, WorkerFrameError> {
+    if rest.len() < 16 {
+        return Err(short);
+    }
+    let req_id = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
+    let timeout_ms = u32::from_be_bytes(rest[8..12].try_into().expect("4 bytes"));
+    let mlen = u16::from_be_bytes([rest[12], rest[13]]) as usize;
+    let slen = u16::from_be_bytes([rest[14], rest[15]]) as usize;
+    let text = &rest[16..];
+    if text.len() < mlen + slen {
+        return Err(short);
+    }
+    let method = std::str::from_utf8(&text[..mlen]).map_err(|_| WorkerFrameError::BadText)?;
+    let session = std::str::from_utf8(&text[mlen..mlen + slen]).map_err(|_| WorkerFrameError::BadText)?;
+    let session = (slen > 0).then_some(session);
+    Ok(ToWorker::Call {
+        req_id,
+        timeout_ms,
+        method,
+        session,
+        args: &text[mlen + slen..],
+    })
 }
 
 #[cfg(test)]
@@ -217,6 +246,15 @@ mod tests {
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = decode_from_worker(&bytes);
             let _ = decode_to_worker(&bytes);
+        }
+
+        #[test]
+        fn any_call_by_round_trips(id in any::<u64>(), by in any::<u64>(), m in "[a-z_]{1,20}", s in proptest::option::of("[a-z0-9-]{1,20}"), a in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let f = encode_call_by(&encode_call(id, 5, &m, s.as_deref(), &a), by);
+            prop_assert_eq!(u32::from_be_bytes(f[..4].try_into().unwrap()) as usize, f.len() - 4);
+            let got = decode_to_worker(&f[4..]).unwrap();
+            let call = ToWorker::Call { req_id: id, timeout_ms: 5, method: &m, session: s.as_deref(), args: &a };
+            prop_assert_eq!(got, ToWorker::CallBy { start_by_ns: by, call: Box::new(call) });
         }
 
         #[test]

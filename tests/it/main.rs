@@ -11,6 +11,7 @@ mod lifecycle;
 mod man;
 mod metrics;
 mod pid1;
+mod pipeline;
 mod preload;
 mod reload;
 mod supervise;

@@ -1,8 +1,9 @@
 //! The call half of the pool actor: admission, the FIFO queue, session affinity,
 //! timeouts and replies.
 //!
-//! Invariants: a worker runs at most one call; a call is in exactly one place (the queue, a
-//! worker's `running`, or answered); every call gets exactly one reply.
+//! Invariants: a worker runs at most one call, and holds at most one more not started yet
+//! (`pipeline.rs`); a call is in exactly one place (the queue, a worker's `running` or
+//! `next`, or answered); every call gets exactly one reply.
 
 use std::time::Instant;
 
@@ -76,12 +77,13 @@ impl PoolActor {
     }
 
     /// Hands queued calls to idle workers, oldest call first. A call whose session is bound
-    /// to a busy worker keeps its place while later calls go ahead.
+    /// to a busy worker keeps its place while later calls go ahead. What still waits may
+    /// then be pipelined behind a busy worker's short call.
     pub(super) fn dispatch(&mut self, now: Instant) {
         let mut i = 0;
         while i < self.queue.len() {
             let Some(longest_idle) = self.longest_idle() else {
-                return;
+                break;
             };
             let call = &self.queue[i];
             if call.reply.is_closed() {
@@ -98,9 +100,12 @@ impl PoolActor {
                 Choice::Wait => i += 1,
             }
         }
+        if !self.queue.is_empty() {
+            self.pipeline(now);
+        }
     }
 
-    fn longest_idle(&self) -> Option<WorkerId> {
+    pub(super) fn longest_idle(&self) -> Option<WorkerId> {
         self.workers
             .values()
             .filter(|w| w.state == WorkerState::Idle)
@@ -109,7 +114,7 @@ impl PoolActor {
     }
 
     /// The live worker a call's session sticks to, if any.
-    fn bound_worker(&self, call: &Call, now: Instant) -> Option<Bound> {
+    pub(super) fn bound_worker(&self, call: &Call, now: Instant) -> Option<Bound> {
         let a = self.affinity.get(call.session.as_deref()?)?;
         if now.saturating_duration_since(a.last_used) > self.spec.queue.affinity_ttl {
             return None;
@@ -176,11 +181,13 @@ impl PoolActor {
             );
         }
         w.running = Some((call, deadline));
+        w.running_since = now;
+        w.running_pipelined = false;
     }
 
     /// A call may run until its caller's `timeout_ms` (counted from arrival) or the pool's
     /// `request_timeout` (counted from dispatch), whichever comes first.
-    fn call_deadline(&self, call: &Call, now: Instant) -> Instant {
+    pub(super) fn call_deadline(&self, call: &Call, now: Instant) -> Instant {
         let pool_limit = now + self.spec.request_timeout;
         match call.timeout {
             Some(t) => pool_limit.min(call.received + t),
@@ -197,11 +204,34 @@ impl PoolActor {
         now: Instant,
     ) {
         let Some(w) = self.workers.get_mut(&id) else { return };
+        if w.taken_back == Some(req_id) {
+            w.taken_back = None;
+            if error.is_none() {
+                tracing::error!(pool = %self.spec.name, worker = %id, req_id, "ran a call after pitd had taken it back");
+            }
+            return;
+        }
+        if w.timed_out == Some(req_id) {
+            // Its caller has had `timeout` and the worker is being killed; having answered,
+            // it may have gone on to the call pipelined behind.
+            w.timed_out = None;
+            self.promote_next(id, now);
+            return;
+        }
         let matches = w.running.as_ref().is_some_and(|(c, _)| c.req_id == req_id);
         if !matches {
             tracing::error!(pool = %self.spec.name, worker = %id, req_id, "replied to a call it was not given; killing it");
             return self.kill_worker(id, Reason::ProtocolError);
         }
+        if w.running_pipelined && error == Some(ErrorKind::QueueTimeout) {
+            // It got to the pipelined call past its start_by and did not run it.
+            let (call, _) = w.running.take().expect("checked above");
+            self.finish_running(id, now);
+            self.call_metrics.taken_back.inc();
+            return self.requeue_unstarted(call);
+        }
+        self.count_call_time(id, now);
+        let Some(w) = self.workers.get_mut(&id) else { return };
         let (call, _) = w.running.take().expect("checked above");
         w.requests += 1;
         w.last_seen = now;
@@ -211,12 +241,7 @@ impl PoolActor {
             w.errors += 1;
             w.consecutive_errors += 1;
         }
-        if let Ok(next) = transition(w.state, WorkerEvent::CallsFinished) {
-            w.state = next;
-        }
-        if w.state == WorkerState::Idle {
-            w.idle_since = now;
-        }
+        self.finish_running(id, now);
         if let Some(s) = &call.session
             && let Some(a) = self.affinity.get_mut(s)
         {
@@ -229,6 +254,20 @@ impl PoolActor {
         };
         self.answer(call, frame, error);
         self.check_triggers(id, now);
+    }
+
+    /// The worker is done with its running call: it goes on to the pipelined one, or idles.
+    fn finish_running(&mut self, id: WorkerId, now: Instant) {
+        if self.promote_next(id, now) {
+            return;
+        }
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        if let Ok(next) = transition(w.state, WorkerEvent::CallsFinished) {
+            w.state = next;
+        }
+        if w.state == WorkerState::Idle {
+            w.idle_since = now;
+        }
     }
 
     /// A call whose worker died before replying: retried once elsewhere when idempotent,
@@ -268,6 +307,7 @@ impl PoolActor {
             };
             if let Some(w) = self.workers.get_mut(&id) {
                 w.errors += 1;
+                w.timed_out = Some(call.req_id);
             }
             tracing::warn!(pool = %self.spec.name, worker = %id, "call {} timed out; killing the worker", call.method);
             self.fail_call(call, ErrorKind::Timeout);
@@ -304,6 +344,6 @@ impl PoolActor {
             let q = c.received + queue_timeout;
             c.timeout.map_or(q, |t| q.min(c.received + t))
         });
-        running.chain(queued).min()
+        running.chain(queued).chain(self.pipeline_deadline()).min()
     }
 }

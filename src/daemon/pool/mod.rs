@@ -9,11 +9,13 @@
 //! - `recycle`: triggers, surge recycling, drain, resume, scale, reload.
 //! - `health`: pings to idle workers.
 //! - `dispatch`: calls: queue, affinity, timeouts, replies.
+//! - `pipeline`: a call written behind a busy worker's short call, and taken back.
 //! - `routing`: the pure choice of a worker for a call.
 //! - `report`: status built from the actor's state.
 
 mod dispatch;
 mod health;
+mod pipeline;
 mod recycle;
 mod report;
 pub mod routing;
@@ -315,7 +317,15 @@ impl PoolActor {
                 },
                 _ = &mut timer, if armed.is_some() => {
                     armed = None;
-                    self.tick(Instant::now());
+                    // What is already in the mailbox comes first: taking a pipelined call
+                    // back is only safe once every answer the worker's reader has
+                    // delivered has been seen.
+                    while let Ok(msg) = rx.try_recv() {
+                        self.handle(msg, Instant::now());
+                    }
+                    let now = Instant::now();
+                    self.take_back_overdue(now);
+                    self.tick(now);
                 }
             }
             self.send_replies();
@@ -375,6 +385,7 @@ impl PoolActor {
     /// Timers: overdue kills and calls, stable workers ending a crash loop, replacements.
     pub fn tick(&mut self, now: Instant) {
         self.expire_calls(now);
+        self.expire_exits(now);
         self.expire_workers(now);
         self.check_health(now);
         self.check_ages(now);
@@ -396,10 +407,15 @@ impl PoolActor {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        [self.workers_deadline(), self.calls_deadline(), self.health_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.workers_deadline(),
+            self.calls_deadline(),
+            self.health_deadline(),
+            self.exits_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn emit(&self, kind: EventKind, worker: Option<WorkerId>, pid: Option<u32>, fill: impl FnOnce(&mut Event)) {

@@ -1,5 +1,7 @@
 //! Pure routing decisions: which worker takes a call. No I/O, no clock inside.
 
+use std::time::Duration;
+
 use crate::ids::WorkerId;
 
 /// Where a call goes now.
@@ -30,9 +32,39 @@ pub fn choose_worker(bound: Option<Bound>, longest_idle: Option<WorkerId>) -> Ch
     }
 }
 
+/// A call "fast" enough for pipelining behind it.
+pub const PIPELINE_FAST: Duration = Duration::from_millis(1);
+/// Fast calls in a row a worker must have answered before calls are pipelined to it.
+pub const PIPELINE_STREAK: u32 = 4;
+/// How long a pipelined call may wait behind the running one before pitd takes it back
+/// (and the worker, past that instant, will not start it).
+pub const PIPELINE_HOLD: Duration = Duration::from_millis(10);
+
+/// Whether a call that would otherwise wait in the queue may be written behind a busy
+/// worker's running call, so that the worker starts it without a round trip through pitd.
+/// Only for workers whose calls are short: their recent ones all were, and the running
+/// one has not run long. A call behind a long one would wait where no other worker can
+/// take it; if that happens anyway, `PIPELINE_HOLD` bounds the wait.
+pub fn may_pipeline(fast_streak: u32, running_for: Duration) -> bool {
+    fast_streak >= PIPELINE_STREAK && running_for <= PIPELINE_FAST
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pipelining_needs_a_streak_of_fast_calls_and_a_young_running_call() {
+        let young = PIPELINE_FAST / 2;
+        assert!(may_pipeline(PIPELINE_STREAK, young));
+        assert!(may_pipeline(PIPELINE_STREAK + 100, PIPELINE_FAST));
+        assert!(!may_pipeline(PIPELINE_STREAK - 1, young), "too few fast calls seen");
+        assert!(!may_pipeline(0, Duration::ZERO));
+        assert!(
+            !may_pipeline(PIPELINE_STREAK, PIPELINE_FAST + Duration::from_micros(1)),
+            "the running call is already slow"
+        );
+    }
 
     #[test]
     fn choices_table() {

@@ -44,6 +44,23 @@ pub struct Worker {
     pub io: Option<WorkerIo>,
     /// The call it is running, with the instant it times out.
     pub running: Option<(super::Call, Instant)>,
+    /// When the running call was handed over (or reached the front of its pipe).
+    pub running_since: Instant,
+    /// The running call was pipelined: the worker refuses it if it got to it too late.
+    pub running_pipelined: bool,
+    /// A call written behind the running one, not started yet (`pipeline.rs`).
+    pub next: Option<super::pipeline::Pipelined>,
+    /// A pipelined call pitd took back: the worker's answer to it is dropped.
+    pub taken_back: Option<u64>,
+    /// The last call of it that timed out: a late reply to it is dropped.
+    pub timed_out: Option<u64>,
+    /// Calls in a row that took at most `PIPELINE_FAST`.
+    pub fast_streak: u32,
+    /// How far its reply pipe has been read.
+    pub replies: Replies,
+    /// Its exit, reaped while the rest of its replies may still be on their way, and when
+    /// to stop waiting for them.
+    pub exit: Option<(ExitInfo, Instant)>,
     /// Set when pitd asked it to stop: SIGKILL is due at this instant.
     pub kill_at: Option<Instant>,
     /// Why pitd stopped it; `None` for an exit nobody asked for.
@@ -68,6 +85,23 @@ pub struct Worker {
     /// Recent (time, RSS) points for the growth rate.
     pub rss_history: VecDeque<(Instant, u64)>,
 }
+
+/// How much of what a worker wrote on its reply pipe pitd has seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replies {
+    /// No pipe (supervise-only, or not started yet).
+    None,
+    /// Being read.
+    Open,
+    /// Read to its end: every frame the worker wrote has been handled.
+    Done,
+    /// Reading stopped at a bad frame: what came after it is unknown.
+    Broken,
+}
+
+/// How long an exited worker's remaining replies are waited for (its pipe normally ends
+/// at once; a descendant that escaped its group may hold it open).
+const EXIT_REPLIES_WAIT: Duration = Duration::from_millis(200);
 
 /// Samples kept for the RSS growth rate (at 1 s sampling: the last half minute).
 const RSS_HISTORY: usize = 30;
@@ -176,6 +210,14 @@ impl PoolActor {
             handlers: Vec::new(),
             io: None,
             running: None,
+            running_since: now,
+            running_pipelined: false,
+            next: None,
+            taken_back: None,
+            timed_out: None,
+            fast_streak: 0,
+            replies: Replies::None,
+            exit: None,
             kill_at: None,
             stop_reason: None,
             sample: None,
@@ -231,7 +273,10 @@ impl PoolActor {
         }
         if let (Some(to), Some(from)) = (spawned.to_worker, spawned.from_worker) {
             match worker_io::start(id, to, from, self.me.clone(), MAX_FRAME) {
-                Ok(io) => w.io = Some(io),
+                Ok(io) => {
+                    w.io = Some(io);
+                    w.replies = Replies::Open;
+                }
                 Err(e) => {
                     tracing::error!(pool = %self.spec.name, worker = %id, "cannot use the worker's pipes: {e}");
                     self.kill_worker(id, Reason::ProtocolError);
@@ -260,10 +305,54 @@ impl PoolActor {
             WorkerMsg::Reply { req_id, error, body } => self.on_reply(id, req_id, error, body, now),
             WorkerMsg::Pong { req_id } => self.on_pong(id, req_id, now),
             WorkerMsg::ProtocolError(why) => {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    w.replies = Replies::Broken;
+                }
                 tracing::error!(pool = %self.spec.name, worker = %id, "protocol error, killing the worker: {why}");
                 self.kill_worker(id, Reason::ProtocolError);
+                self.settle_exit(id, now);
+            }
+            WorkerMsg::Closed => {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    w.replies = Replies::Done;
+                }
+                self.settle_exit(id, now);
             }
         }
+    }
+
+    /// Settles an exit that was waiting for the worker's last replies, once they are in
+    /// (or no longer expected).
+    fn settle_exit(&mut self, id: WorkerId, now: Instant) {
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        if w.replies != Replies::Open
+            && let Some((info, _)) = w.exit.take()
+        {
+            self.finish_exit(id, info, now);
+        }
+    }
+
+    /// Exits whose wait for the last replies is over.
+    pub(super) fn expire_exits(&mut self, now: Instant) {
+        let overdue: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| w.exit.as_ref().is_some_and(|(_, until)| *until <= now))
+            .map(|w| w.id)
+            .collect();
+        for id in overdue {
+            if let Some((info, _)) = self.workers.get_mut(&id).and_then(|w| w.exit.take()) {
+                tracing::warn!(pool = %self.spec.name, worker = %id, "its reply pipe stayed open after it exited");
+                self.finish_exit(id, info, now);
+            }
+        }
+    }
+
+    pub(super) fn exits_deadline(&self) -> Option<Instant> {
+        self.workers
+            .values()
+            .filter_map(|w| w.exit.as_ref().map(|(_, t)| *t))
+            .min()
     }
 
     fn worker_ready(&mut self, id: WorkerId, handlers: Vec<String>, now: Instant) {
@@ -288,7 +377,21 @@ impl PoolActor {
         self.retire_replaced(now);
     }
 
+    /// A reaped worker. Its calls are settled once everything it wrote before it died has
+    /// been read: a reply already in its pipe answers its call, and a pipelined call is
+    /// known not to have started unless the call ahead of it was answered.
     pub(super) fn on_exited(&mut self, id: WorkerId, info: ExitInfo, now: Instant) {
+        if let Some(w) = self.workers.get_mut(&id)
+            && w.replies == Replies::Open
+            && (w.running.is_some() || w.next.is_some())
+        {
+            w.exit = Some((info, now + EXIT_REPLIES_WAIT));
+            return;
+        }
+        self.finish_exit(id, info, now);
+    }
+
+    fn finish_exit(&mut self, id: WorkerId, info: ExitInfo, now: Instant) {
         self.deps.output.worker_exited(id);
         let Some(mut w) = self.workers.remove(&id) else { return };
         if let (Some(monitor), Some(pid)) = (&self.deps.monitor, w.pid) {
@@ -309,6 +412,14 @@ impl PoolActor {
         let status = info.status.to_string();
         if let Some((call, _)) = w.running.take() {
             self.call_lost(call, &id, &status);
+        }
+        if let Some(p) = w.next.take() {
+            if w.replies == Replies::Done {
+                // Its reply pipe ended without an answer to the call ahead: never started.
+                self.requeue_unstarted(p.call);
+            } else {
+                self.call_lost(p.call, &id, &status);
+            }
         }
         for (_, done) in self.worker_waiters.extract_if(.., |(waited, _)| *waited == id) {
             let _ = done.send(());

@@ -99,3 +99,18 @@ def fork_bomb(args):
         os.kill(pid, 9)
         os.waitpid(pid, 0)
     return {"forked": len(children), "error": error}
+
+
+_marks = []
+
+
+@pit.handler
+def mark(args):
+    """Counts its runs in this worker: a call that ran twice shows here."""
+    _marks.append(args)
+    return len(_marks)
+
+
+@pit.handler
+def marks(args):
+    return list(_marks)

@@ -1,0 +1,202 @@
+//! Pipelining: when every worker is busy with short calls, a queued call is written behind
+//! a worker's running call, so the worker reads it the moment it has answered, instead of
+//! waiting for pitd to see the answer and send the next call (two wake-ups per call).
+//!
+//! A pipelined call is not started yet and can be taken back: it travels as a CALL_BY
+//! frame that the worker starts only before its `start_by` (CLOCK_MONOTONIC, shared with
+//! the workers). When the call ahead runs past that instant, pitd first makes sure the
+//! worker has not answered it (nothing in the mailbox, nothing in the reply pipe); the
+//! worker then cannot have started the pipelined call and never will, so pitd puts it
+//! back at the front of the queue, and drops the worker's refusal when it comes. A
+//! pipelined call therefore runs at most once, and waits behind another call at most
+//! `PIPELINE_HOLD` before any worker may take it.
+
+use std::time::Instant;
+
+use super::routing::{PIPELINE_FAST, PIPELINE_HOLD, may_pipeline};
+use super::{Affinity, Call, PoolActor};
+use crate::ids::WorkerId;
+use crate::lifecycle::{Reason, WorkerState};
+use crate::proto::call::ErrorKind;
+use crate::proto::worker::{encode_call_by, set_call_timeout};
+
+/// A call written behind a worker's running call.
+#[derive(Debug)]
+pub struct Pipelined {
+    pub call: Call,
+    /// The worker does not start it at or after this instant of CLOCK_MONOTONIC.
+    start_by_ns: u64,
+    /// When pitd looks at taking it back (from `start_by` on).
+    revoke_at: Instant,
+}
+
+/// Nanoseconds of CLOCK_MONOTONIC, the clock `time.monotonic_ns()` reads in the workers.
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(u64::MAX)
+}
+
+impl PoolActor {
+    /// After idle workers have taken what they could: pipelines queued calls that would
+    /// wait for a worker, oldest first. A call whose session is bound goes only behind its
+    /// own worker; any other only when no worker is idle.
+    pub(super) fn pipeline(&mut self, now: Instant) {
+        if self.shutdown.is_some() || self.draining {
+            return;
+        }
+        let mut i = 0;
+        while i < self.queue.len() {
+            let call = &self.queue[i];
+            let target = match self.bound_worker(call, now) {
+                Some(b) => Some(b.worker).filter(|id| self.can_pipeline(*id, &call.method, now)),
+                None if self.longest_idle().is_none() => self
+                    .workers
+                    .values()
+                    .filter(|w| self.can_pipeline(w.id, &call.method, now))
+                    .min_by_key(|w| w.running_since)
+                    .map(|w| w.id),
+                None => None,
+            };
+            match target {
+                Some(id) if !call.reply.is_closed() => {
+                    let call = self.queue.remove(i).expect("index checked");
+                    self.pipeline_to(id, call, now);
+                }
+                _ => i += 1,
+            }
+        }
+    }
+
+    fn can_pipeline(&self, id: WorkerId, method: &str, now: Instant) -> bool {
+        let Some(w) = self.workers.get(&id) else { return false };
+        w.state == WorkerState::Busy
+            && w.running.is_some()
+            && w.next.is_none()
+            && w.taken_back.is_none()
+            && w.retire.is_none()
+            && w.stop_reason.is_none()
+            && w.io.is_some()
+            && w.handlers.iter().any(|h| h == method)
+            // The call ahead and this one both fit in its max_requests.
+            && w.limits.max_requests.is_none_or(|max| w.requests + 2 <= max)
+            && may_pipeline(w.fast_streak, now.saturating_duration_since(w.running_since))
+    }
+
+    fn pipeline_to(&mut self, id: WorkerId, mut call: Call, now: Instant) {
+        let mut start_by = now + PIPELINE_HOLD;
+        start_by = start_by.min(call.received + self.spec.queue.timeout);
+        if let Some(t) = call.timeout {
+            start_by = start_by.min(call.received + t);
+        }
+        let deadline = self.call_deadline(&call, now);
+        let remaining = deadline
+            .saturating_duration_since(now)
+            .as_millis()
+            .clamp(1, u32::MAX as u128) as u32;
+        set_call_timeout(&mut call.frame, remaining);
+        let start_by_ns = monotonic_ns().saturating_add(start_by.saturating_duration_since(now).as_nanos() as u64);
+        // The call keeps its own frame: if it is taken back, it is sent again.
+        let frame = encode_call_by(&call.frame, start_by_ns);
+        let Some(w) = self.workers.get_mut(&id) else {
+            return self.queue.push_front(call);
+        };
+        if w.io.as_ref().is_none_or(|io| io.send(frame).is_err()) {
+            tracing::error!(pool = %self.spec.name, worker = %id, "not reading its calls; killing it");
+            self.queue.push_front(call);
+            return self.kill_worker(id, Reason::ProtocolError);
+        }
+        if let Some(s) = &call.session {
+            self.affinity.insert(
+                s.clone(),
+                Affinity {
+                    worker: id,
+                    last_used: now,
+                },
+            );
+        }
+        w.next = Some(Pipelined {
+            call,
+            start_by_ns,
+            revoke_at: start_by,
+        });
+        self.call_metrics.pipelined.inc();
+    }
+
+    /// Books how long the call that just finished took, for `may_pipeline`.
+    pub(super) fn count_call_time(&mut self, id: WorkerId, now: Instant) {
+        if let Some(w) = self.workers.get_mut(&id) {
+            let took = now.saturating_duration_since(w.running_since);
+            w.fast_streak = if took <= PIPELINE_FAST {
+                w.fast_streak.saturating_add(1)
+            } else {
+                0
+            };
+        }
+    }
+
+    /// The worker answered its running call: the pipelined call behind it, if any, is the
+    /// running one now. Returns whether there was one.
+    pub(super) fn promote_next(&mut self, id: WorkerId, now: Instant) -> bool {
+        let deadline = match self.workers.get(&id).and_then(|w| w.next.as_ref()) {
+            Some(p) => self.call_deadline(&p.call, now),
+            None => return false,
+        };
+        let Some(w) = self.workers.get_mut(&id) else {
+            return false;
+        };
+        let Some(p) = w.next.take() else { return false };
+        w.running = Some((p.call, deadline));
+        w.running_since = now;
+        w.running_pipelined = true;
+        true
+    }
+
+    /// A call that never started goes back to the front of the queue (or is answered, if
+    /// the pool no longer takes calls).
+    pub(super) fn requeue_unstarted(&mut self, call: Call) {
+        if self.shutdown.is_some() {
+            self.fail_call(call, ErrorKind::ShuttingDown);
+        } else if self.draining {
+            self.fail_call(call, ErrorKind::PoolDrained);
+        } else {
+            self.queue.push_front(call);
+        }
+    }
+
+    /// Takes back pipelined calls whose call ahead has run past their `start_by`. Runs
+    /// after every message already in the mailbox has been handled, so an answer the
+    /// reader has delivered is seen first; an answer still in the pipe postpones it.
+    pub(super) fn take_back_overdue(&mut self, now: Instant) {
+        let due: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| w.next.as_ref().is_some_and(|p| p.revoke_at <= now))
+            .map(|w| w.id)
+            .collect();
+        for id in due {
+            let Some(w) = self.workers.get_mut(&id) else { continue };
+            let Some(io) = w.io.as_ref() else {
+                // Being killed: its exit settles the call.
+                continue;
+            };
+            let Some(p) = w.next.as_mut() else { continue };
+            if io.reply_waiting() || monotonic_ns() < p.start_by_ns {
+                p.revoke_at = now + std::time::Duration::from_millis(1);
+                continue;
+            }
+            let p = w.next.take().expect("checked above");
+            w.taken_back = Some(p.call.req_id);
+            tracing::debug!(pool = %self.spec.name, worker = %id, "took back call {} from behind a long call", p.call.req_id);
+            self.call_metrics.taken_back.inc();
+            self.requeue_unstarted(p.call);
+        }
+    }
+
+    pub(super) fn pipeline_deadline(&self) -> Option<Instant> {
+        self.workers
+            .values()
+            .filter_map(|w| w.next.as_ref().map(|p| p.revoke_at))
+            .min()
+    }
+}
