@@ -26,7 +26,8 @@ are measured in one run of this script, with one interpreter (the one running it
 ``pit(W) c=C``
     The real ``pitd`` with a W-worker ``echo`` pool (sockets and spec in a temporary
     directory), loaded by ``pitctl bench --concurrency C``: C client threads, each with one
-    call in flight, C = 1, W and 2W. A call crosses three processes: client -> pitd ->
+    call in flight, C = 1, W, 2W and 4W (from 2W on, calls wait for a worker, and pitd
+    pipelines them behind running calls). A call crosses three processes: client -> pitd ->
     worker and back. One pitd holds one pool per worker count (``--workers``, default 1, 2
     and the core count); the pools not being measured sit idle. The row also gives pitd's
     own CPU time over the ``pitctl bench`` process's lifetime (utime + stime of the pitd
@@ -170,8 +171,9 @@ def median_row(runs: list[Run]) -> Run:
 
 
 def pit_concurrencies(workers: int) -> list[int]:
-    """Calls in flight for a pit pool of ``workers``: one, one per worker, two per worker."""
-    return sorted({1, workers, 2 * workers})
+    """Calls in flight for a pit pool of ``workers``: one, one per worker, two and four per
+    worker (the Python pools get 64, far more)."""
+    return sorted({1, workers, 2 * workers, 4 * workers})
 
 
 def parse_workers(text: str) -> list[int]:
