@@ -108,7 +108,7 @@ impl PoolActor {
     pub(super) fn longest_idle(&self) -> Option<WorkerId> {
         self.workers
             .values()
-            .filter(|w| w.state == WorkerState::Idle)
+            .filter(|w| w.state == WorkerState::Idle && w.exit.is_none())
             .min_by_key(|w| w.idle_since)
             .map(|w| w.id)
     }

@@ -31,7 +31,10 @@ impl PoolActor {
                 failed.push(w.id);
                 continue;
             }
-            let due = w.state == WorkerState::Idle && w.ping.is_none() && w.last_seen + policy.interval <= now;
+            let due = w.state == WorkerState::Idle
+                && w.exit.is_none()
+                && w.ping.is_none()
+                && w.last_seen + policy.interval <= now;
             if due && let Some(io) = &w.io {
                 let req_id = self.next_ping;
                 self.next_ping += 1;

@@ -76,6 +76,7 @@ impl PoolActor {
             && w.taken_back.is_none()
             && w.retire.is_none()
             && w.stop_reason.is_none()
+            && w.exit.is_none()
             && w.io.is_some()
             && w.handlers.iter().any(|h| h == method)
             // The call ahead and this one both fit in its max_requests.

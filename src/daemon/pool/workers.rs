@@ -59,7 +59,7 @@ pub struct Worker {
     /// How far its reply pipe has been read.
     pub replies: Replies,
     /// Its exit, reaped while the rest of its replies may still be on their way, and when
-    /// to stop waiting for them.
+    /// to stop waiting for them. Meanwhile it is given nothing new.
     pub exit: Option<(ExitInfo, Instant)>,
     /// Set when pitd asked it to stop: SIGKILL is due at this instant.
     pub kill_at: Option<Instant>,
