@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use super::routing::{Bound, Choice, choose_worker};
-use super::{Affinity, Call, PoolActor};
+use super::{Call, PoolActor, bind_session};
 use crate::ids::WorkerId;
 use crate::lifecycle::{Reason, WorkerEvent, WorkerState, transition};
 use crate::proto::call::{ErrorKind, error_frame, error_frame_raw, ok_frame};
@@ -171,15 +171,7 @@ impl PoolActor {
         if let Ok(next) = transition(w.state, WorkerEvent::CallStarted) {
             w.state = next;
         }
-        if let Some(s) = &call.session {
-            self.affinity.insert(
-                s.clone(),
-                Affinity {
-                    worker: id,
-                    last_used: now,
-                },
-            );
-        }
+        bind_session(&mut self.affinity, &call, id, now);
         w.running = Some((call, deadline));
         w.running_since = now;
         w.running_pipelined = false;

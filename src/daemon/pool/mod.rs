@@ -218,6 +218,13 @@ struct Affinity {
     last_used: Instant,
 }
 
+/// A call handed to a worker binds its session (if any) to that worker.
+fn bind_session(affinity: &mut HashMap<String, Affinity>, call: &Call, worker: WorkerId, now: Instant) {
+    if let Some(s) = &call.session {
+        affinity.insert(s.clone(), Affinity { worker, last_used: now });
+    }
+}
+
 pub struct PoolActor {
     spec: PoolSpec,
     deps: PoolDeps,

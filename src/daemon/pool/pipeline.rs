@@ -14,7 +14,7 @@
 use std::time::Instant;
 
 use super::routing::{PIPELINE_FAST, PIPELINE_HOLD, may_pipeline};
-use super::{Affinity, Call, PoolActor};
+use super::{Call, PoolActor, bind_session};
 use crate::ids::WorkerId;
 use crate::lifecycle::{Reason, WorkerState};
 use crate::proto::call::ErrorKind;
@@ -107,15 +107,7 @@ impl PoolActor {
             self.queue.push_front(call);
             return self.kill_worker(id, Reason::ProtocolError);
         }
-        if let Some(s) = &call.session {
-            self.affinity.insert(
-                s.clone(),
-                Affinity {
-                    worker: id,
-                    last_used: now,
-                },
-            );
-        }
+        bind_session(&mut self.affinity, &call, id, now);
         w.next = Some(Pipelined {
             call,
             start_by_ns,
