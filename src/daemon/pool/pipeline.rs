@@ -42,7 +42,10 @@ impl PoolActor {
     /// wait for a worker, oldest first. A call whose session is bound goes only behind its
     /// own worker; any other only when no worker is idle.
     pub(super) fn pipeline(&mut self, now: Instant) {
-        if self.shutdown.is_some() || self.draining {
+        // Once every worker holds a pipelined call (the usual state under load), no queued
+        // call can go anywhere: stop before scanning the queue.
+        let any_slot = self.workers.values().any(|w| self.has_pipeline_slot(w.id, now));
+        if self.shutdown.is_some() || self.draining || !any_slot {
             return;
         }
         let mut i = 0;
@@ -69,6 +72,15 @@ impl PoolActor {
     }
 
     fn can_pipeline(&self, id: WorkerId, method: &str, now: Instant) -> bool {
+        self.has_pipeline_slot(id, now)
+            && self
+                .workers
+                .get(&id)
+                .is_some_and(|w| w.handlers.iter().any(|h| h == method))
+    }
+
+    /// Whether a call (of a method it serves) may be pipelined to this worker now.
+    fn has_pipeline_slot(&self, id: WorkerId, now: Instant) -> bool {
         let Some(w) = self.workers.get(&id) else { return false };
         w.state == WorkerState::Busy
             && w.running.is_some()
@@ -78,7 +90,6 @@ impl PoolActor {
             && w.stop_reason.is_none()
             && w.exit.is_none()
             && w.io.is_some()
-            && w.handlers.iter().any(|h| h == method)
             // The call ahead and this one both fit in its max_requests.
             && w.limits.max_requests.is_none_or(|max| w.requests + 2 <= max)
             && may_pipeline(w.fast_streak, now.saturating_duration_since(w.running_since))
