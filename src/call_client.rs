@@ -1,11 +1,12 @@
 //! `CallClient`: a blocking client of the call socket (INTERFACE section 5), used by
-//! `pitctl call`, `pitctl bench` and the tests. One call at a time per client; concurrency
-//! comes from several clients.
+//! `pitctl call`, `pitctl bench` and the tests. One call at a time per client, or, for
+//! `pitctl bench`, a fixed number kept in flight on the one connection (`pipeline_prepared`).
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde_json::Value;
@@ -102,32 +103,67 @@ impl CallClient {
         parse_outcome(reply)
     }
 
-    /// The same call over and over, as a load generator makes it: the request is encoded
-    /// once and only the id changes; the reply is checked, not parsed. Returns whether the
-    /// call succeeded.
-    pub fn call_prepared(&mut self, prepared: &Prepared) -> Result<bool, CallClientError> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut digits = id.to_string().into_bytes();
-        let body_len = prepared.prefix.len() + digits.len() + 1;
-        self.buf.clear();
-        self.buf.extend_from_slice(&(body_len as u32).to_be_bytes());
-        self.buf.extend_from_slice(&prepared.prefix);
-        self.buf.append(&mut digits);
-        self.buf.push(b'}');
-        self.stream.write_all(&self.buf)?;
-        self.read_frame()?;
-        // pitd's replies start with the caller's id, then `ok`.
-        let expect_ok = format!("{{\"id\":{id},\"ok\":true");
-        let expect_err = format!("{{\"id\":{id},\"ok\":false");
-        if self.buf.starts_with(expect_ok.as_bytes()) {
-            Ok(true)
-        } else if self.buf.starts_with(expect_err.as_bytes()) {
-            Ok(false)
-        } else {
-            Err(CallClientError::BadReply(
-                String::from_utf8_lossy(&self.buf).into_owned(),
-            ))
+    /// Keeps `depth` copies of a prepared call in flight on this connection until `end`,
+    /// then waits for the last replies (until `drain_for` after `end`). Requests that can go together
+    /// go in one write, and every reply already received is taken from one read, as a
+    /// client multiplexing many callers over one connection does. Pushes each call's
+    /// latency (µs, from just before its request is written to just after its reply is
+    /// read) to `tally`, and counts failed calls there. The request is encoded once and
+    /// only the id changes; replies are checked, not parsed.
+    pub fn pipeline_prepared(
+        &mut self,
+        prepared: &Prepared,
+        depth: usize,
+        end: Instant,
+        drain_for: Duration,
+        tally: &mut Tally,
+    ) -> Result<(), CallClientError> {
+        let depth = depth.max(1);
+        let mut sent_at: HashMap<u64, Instant> = HashMap::with_capacity(depth * 2);
+        let give_up = end + drain_for;
+        loop {
+            let now = Instant::now();
+            if now < end {
+                self.buf.clear();
+                while sent_at.len() < depth {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    prepared.encode_into(&mut self.buf, id);
+                    sent_at.insert(id, now);
+                }
+                tally.in_flight = sent_at.len();
+                if !self.buf.is_empty() {
+                    self.stream.write_all(&self.buf)?;
+                }
+            } else if sent_at.is_empty() {
+                return Ok(());
+            }
+            if now >= give_up {
+                return Err(CallClientError::BadReply(format!(
+                    "{} calls unanswered {drain_for:?} after the load stopped",
+                    sent_at.len()
+                )));
+            }
+            if !self.poll_readable(Some(give_up - now))? {
+                continue;
+            }
+            self.read_some()?;
+            let received = Instant::now();
+            let mut at = 0;
+            while let Some(body) = next_frame(&self.received[at..])? {
+                let (id, ok) = reply_id(body)
+                    .ok_or_else(|| CallClientError::BadReply(String::from_utf8_lossy(body).into_owned()))?;
+                let Some(t0) = sent_at.remove(&id) else {
+                    return Err(CallClientError::BadReply(format!("reply for a call not sent: {id}")));
+                };
+                tally
+                    .latencies
+                    .push(received.saturating_duration_since(t0).as_micros().min(u32::MAX as u128) as u32);
+                tally.errors += u64::from(!ok);
+                at += 4 + body.len();
+            }
+            tally.in_flight = sent_at.len();
+            self.received.drain(..at);
         }
     }
 
@@ -142,23 +178,28 @@ impl CallClient {
     /// socket's sleepers), a wake-up and a context switch per call for nothing.
     fn read_frame(&mut self) -> Result<(), CallClientError> {
         loop {
-            if self.received.len() >= 4 {
-                let len = u32::from_be_bytes(self.received[..4].try_into().expect("4 bytes")) as usize;
-                if len > CALL_MAX {
-                    return Err(CallClientError::BadReply(format!("reply of {len} bytes")));
-                }
-                if self.received.len() >= 4 + len {
-                    self.buf.clear();
-                    self.buf.extend_from_slice(&self.received[4..4 + len]);
-                    self.received.drain(..4 + len);
-                    return Ok(());
-                }
-                self.received.reserve(4 + len - self.received.len());
+            if let Some(body) = next_frame(&self.received)? {
+                let len = body.len();
+                self.buf.clear();
+                self.buf.extend_from_slice(body);
+                self.received.drain(..4 + len);
+                return Ok(());
             }
-            self.wait_readable()?;
-            if self.received.capacity() - self.received.len() < 4096 {
-                self.received.reserve(4096);
-            }
+            self.poll_readable(None)?;
+            self.read_some()?;
+        }
+    }
+
+    /// Appends what the socket has to `self.received` (at least one byte, or an error).
+    fn read_some(&mut self) -> Result<(), CallClientError> {
+        if self.received.len() >= 4 {
+            let len = u32::from_be_bytes(self.received[..4].try_into().expect("4 bytes")) as usize;
+            self.received.reserve((4 + len).saturating_sub(self.received.len()));
+        }
+        if self.received.capacity() - self.received.len() < 4096 {
+            self.received.reserve(4096);
+        }
+        loop {
             let at = self.received.len();
             let room = self.received.capacity() - at;
             self.received.resize(at + room, 0);
@@ -176,15 +217,21 @@ impl CallClient {
             if n == 0 {
                 return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
             }
+            return Ok(());
         }
     }
 
-    fn wait_readable(&self) -> io::Result<()> {
+    /// Waits until the socket is readable (true) or `timeout` passes (false).
+    fn poll_readable(&self, timeout: Option<Duration>) -> io::Result<bool> {
         use std::os::fd::AsFd;
+        let timeout = match timeout {
+            None => PollTimeout::NONE,
+            Some(t) => PollTimeout::try_from(t.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX),
+        };
         loop {
             let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => return Ok(()),
+            match poll(&mut fds, timeout) {
+                Ok(n) => return Ok(n > 0),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -192,7 +239,43 @@ impl CallClient {
     }
 }
 
-/// A call encoded once for `call_prepared`: everything but the id.
+/// The first complete frame's body in `buf`, if it holds one.
+fn next_frame(buf: &[u8]) -> Result<Option<&[u8]>, CallClientError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+    if len > CALL_MAX {
+        return Err(CallClientError::BadReply(format!("reply of {len} bytes")));
+    }
+    Ok(buf.get(4..4 + len))
+}
+
+/// The id of a reply and whether it is a success, read from its first bytes: pitd's
+/// replies start with `{"id":N,"ok":true` or `{"id":N,"ok":false`.
+fn reply_id(body: &[u8]) -> Option<(u64, bool)> {
+    let rest = body.strip_prefix(b"{\"id\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let id = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    match &rest[digits..] {
+        r if r.starts_with(b",\"ok\":true") => Some((id, true)),
+        r if r.starts_with(b",\"ok\":false") => Some((id, false)),
+        _ => None,
+    }
+}
+
+/// What `pipeline_prepared` saw.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Each answered call's round trip, µs.
+    pub latencies: Vec<u32>,
+    /// Answered calls that failed.
+    pub errors: u64,
+    /// Calls sent and not answered yet.
+    pub in_flight: usize,
+}
+
+/// A call encoded once for `pipeline_prepared`: everything but the id.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     prefix: Vec<u8>,
@@ -208,6 +291,26 @@ impl Prepared {
         prefix.extend_from_slice(args.as_bytes());
         prefix.extend_from_slice(b",\"id\":");
         Prepared { prefix }
+    }
+
+    /// Appends the call's frame, with id `id`, to `out`.
+    fn encode_into(&self, out: &mut Vec<u8>, id: u64) {
+        let mut tmp = [0u8; 20];
+        let mut start = tmp.len();
+        let mut v = id;
+        loop {
+            start -= 1;
+            tmp[start] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        let digits = &tmp[start..];
+        out.extend_from_slice(&((self.prefix.len() + digits.len() + 1) as u32).to_be_bytes());
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(digits);
+        out.push(b'}');
     }
 }
 
@@ -231,5 +334,44 @@ fn parse_outcome(mut reply: Value) -> Result<Outcome, CallClientError> {
             })
         }
         None => Err(CallClientError::BadReply(reply.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prepared_call_is_a_frame_of_the_request_with_its_id() {
+        let p = Prepared::new("echo", "echo", "[\"x\"]");
+        let mut out = Vec::new();
+        p.encode_into(&mut out, 0);
+        p.encode_into(&mut out, 18_446_744_073_709_551_615);
+        let first = next_frame(&out).unwrap().unwrap();
+        let v: Value = serde_json::from_slice(first).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"pool": "echo", "method": "echo", "args": ["x"], "id": 0})
+        );
+        let second = next_frame(&out[4 + first.len()..]).unwrap().unwrap();
+        let v: Value = serde_json::from_slice(second).unwrap();
+        assert_eq!(v["id"].as_u64(), Some(u64::MAX));
+    }
+
+    #[test]
+    fn a_reply_is_known_by_its_first_bytes() {
+        assert_eq!(reply_id(br#"{"id":42,"ok":true,"result":1}"#), Some((42, true)));
+        assert_eq!(reply_id(br#"{"id":7,"ok":false,"error":{}}"#), Some((7, false)));
+        assert_eq!(reply_id(br#"{"ok":true,"id":7}"#), None);
+        assert_eq!(reply_id(br#"{"id":,"ok":true}"#), None);
+        assert_eq!(reply_id(br#"{"id":7}"#), None);
+    }
+
+    #[test]
+    fn frames_are_taken_only_when_complete_and_not_oversized() {
+        assert_eq!(next_frame(&[0, 0]).unwrap(), None);
+        assert_eq!(next_frame(&[0, 0, 0, 2, b'a']).unwrap(), None);
+        assert_eq!(next_frame(&[0, 0, 0, 1, b'a', b'b']).unwrap(), Some(&b"a"[..]));
+        assert!(next_frame(&((CALL_MAX + 1) as u32).to_be_bytes()).is_err());
     }
 }

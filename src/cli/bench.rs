@@ -1,5 +1,8 @@
-//! `pitctl bench POOL`: a bounded load generator. `concurrency` threads, each with its own
-//! connection and one call in flight, for `duration`; then calls/s and latency
+//! `pitctl bench POOL`: a bounded load generator. `concurrency` calls kept in flight for
+//! `duration`, over `connections` connections (one thread each; by default one connection
+//! per call in flight, each waiting for its reply before the next call, as independent
+//! callers do; fewer connections carry several calls each, pipelined, as one process
+//! multiplexing its callers over a connection does); then calls/s and latency
 //! percentiles over every call.
 
 use std::path::Path;
@@ -9,13 +12,17 @@ use serde::Serialize;
 
 use super::Failure;
 use super::call::connect;
-use crate::call_client::Prepared;
+use crate::call_client::{Prepared, Tally};
+
+/// How long the last calls may take to come back once the load has stopped.
+const DRAIN: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
     pub pool: String,
     pub method: String,
     pub concurrency: usize,
+    pub connections: usize,
     pub duration_s: f64,
     pub calls: u64,
     pub errors: u64,
@@ -32,6 +39,8 @@ pub struct BenchArgs<'a> {
     pub method: &'a str,
     pub args: &'a str,
     pub concurrency: usize,
+    /// None: one per call in flight.
+    pub connections: Option<usize>,
     pub duration: Duration,
 }
 
@@ -41,12 +50,14 @@ pub fn run(a: BenchArgs<'_>, json: bool) -> Result<(), Failure> {
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
     } else {
         println!(
-            "{} calls of {}.{} in {:.1}s with concurrency {}: {:.0} calls/s, {} errors",
+            "{} calls of {}.{} in {:.1}s with concurrency {} over {} connection{}: {:.0} calls/s, {} errors",
             report.calls,
             report.pool,
             report.method,
             report.duration_s,
             report.concurrency,
+            report.connections,
+            if report.connections == 1 { "" } else { "s" },
             report.calls_per_s,
             report.errors
         );
@@ -59,41 +70,43 @@ pub fn run(a: BenchArgs<'_>, json: bool) -> Result<(), Failure> {
 }
 
 pub fn measure(a: &BenchArgs<'_>) -> Result<BenchReport, Failure> {
+    let concurrency = a.concurrency.max(1);
+    let connections = a.connections.unwrap_or(concurrency).clamp(1, concurrency);
     // Connect everyone first: a missing socket is an error before any load.
-    let clients = (0..a.concurrency.max(1))
+    let clients = (0..connections)
         .map(|_| connect(a.socket))
         .collect::<Result<Vec<_>, _>>()?;
     let start = Instant::now();
     let end = start + a.duration;
-    let results: Vec<(Vec<u32>, u64)> = std::thread::scope(|s| {
+    let results: Vec<Tally> = std::thread::scope(|s| {
         let handles: Vec<_> = clients
             .into_iter()
-            .map(|mut client| {
+            .enumerate()
+            .map(|(i, mut client)| {
+                let depth = share(concurrency, connections, i);
                 s.spawn(move || {
-                    let mut lat = Vec::with_capacity(1 << 16);
-                    let mut errors = 0u64;
+                    let mut tally = Tally {
+                        latencies: Vec::with_capacity(1 << 16),
+                        ..Tally::default()
+                    };
                     let prepared = Prepared::new(a.pool, a.method, a.args);
-                    while Instant::now() < end {
-                        let t0 = Instant::now();
-                        match client.call_prepared(&prepared) {
-                            Ok(true) => {}
-                            Ok(false) => errors += 1,
-                            Err(_) => {
-                                errors += 1;
-                                break;
-                            }
-                        }
-                        lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    if client
+                        .pipeline_prepared(&prepared, depth, end, DRAIN, &mut tally)
+                        .is_err()
+                    {
+                        // The connection broke or pitd answered nonsense: what it owed
+                        // failed, and at least one call did.
+                        tally.errors += tally.in_flight.max(1) as u64;
                     }
-                    (lat, errors)
+                    tally
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
     });
     let elapsed = start.elapsed().as_secs_f64();
-    let errors = results.iter().map(|(_, e)| e).sum();
-    let mut lat: Vec<u32> = results.into_iter().flat_map(|(l, _)| l).collect();
+    let errors = results.iter().map(|t| t.errors).sum();
+    let mut lat: Vec<u32> = results.into_iter().flat_map(|t| t.latencies).collect();
     lat.sort_unstable();
     let pct = |p: f64| -> u64 {
         if lat.is_empty() {
@@ -104,7 +117,8 @@ pub fn measure(a: &BenchArgs<'_>) -> Result<BenchReport, Failure> {
     Ok(BenchReport {
         pool: a.pool.to_string(),
         method: a.method.to_string(),
-        concurrency: a.concurrency.max(1),
+        concurrency,
+        connections,
         duration_s: elapsed,
         calls: lat.len() as u64,
         errors,
@@ -114,4 +128,22 @@ pub fn measure(a: &BenchArgs<'_>) -> Result<BenchReport, Failure> {
         p99_us: pct(0.99),
         max_us: lat.last().copied().unwrap_or(0) as u64,
     })
+}
+
+/// The calls in flight connection `i` of `connections` carries: `concurrency` shared out
+/// as evenly as it goes.
+fn share(concurrency: usize, connections: usize, i: usize) -> usize {
+    concurrency / connections + usize::from(i < concurrency % connections)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn calls_in_flight_are_shared_evenly_over_connections() {
+        assert_eq!((0..3).map(|i| share(8, 3, i)).collect::<Vec<_>>(), [3, 3, 2]);
+        assert_eq!((0..4).map(|i| share(4, 4, i)).collect::<Vec<_>>(), [1, 1, 1, 1]);
+        assert_eq!(share(64, 1, 0), 64);
+    }
 }

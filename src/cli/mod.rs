@@ -90,9 +90,13 @@ pub enum Command {
         /// Arguments as JSON
         #[arg(long, default_value = "null", value_parser = call::parse_json)]
         args: String,
-        /// Calls in flight at once (one connection each)
+        /// Calls in flight at once
         #[arg(long, short = 'c', default_value_t = 1)]
         concurrency: usize,
+        /// Connections to carry them, each with its share of the calls pipelined on it
+        /// [default: one per call in flight]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        connections: Option<u64>,
         /// How long to run, e.g. 5s
         #[arg(long, short = 'd', default_value = "5s", value_parser = call::parse_duration)]
         duration: std::time::Duration,
@@ -239,6 +243,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             method,
             args,
             concurrency,
+            connections,
             duration,
             json,
             call_socket,
@@ -250,6 +255,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 method: &method,
                 args: &args,
                 concurrency,
+                connections: connections.map(|n| n as usize),
                 duration,
             };
             bench::run(a, json)

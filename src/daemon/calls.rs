@@ -68,6 +68,11 @@ impl ReplyTx {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
+
+    /// Whether both lead to the same caller's connection.
+    pub fn same_connection(&self, other: &ReplyTx) -> bool {
+        Arc::ptr_eq(&self.socket, &other.socket)
+    }
 }
 
 /// An error reply pitd sends before a call reaches a pool (no in-flight slot held).

@@ -22,9 +22,10 @@ use crate::proto::call::ErrorKind;
 use crate::proto::frame;
 use crate::proto::worker::{FromWorker, Ready, decode_from_worker};
 
-/// Frames waiting to be written to one worker. A worker holds at most one call and one
-/// ping at a time, so this only fills when the worker stops reading.
-const OUTBOX: usize = 8;
+/// Frames waiting to be written to one worker. A worker holds at most one running call,
+/// `PIPELINE_DEPTH` pipelined ones and one ping, so this only fills when the worker stops
+/// reading.
+const OUTBOX: usize = super::pool::routing::PIPELINE_DEPTH + 4;
 
 /// What a worker said, owned, for the pool's mailbox.
 #[derive(Debug)]

@@ -71,14 +71,13 @@ pub fn set_call_timeout(frame: &mut [u8], timeout_ms: u32) {
 
 /// A CALL_BY frame from a frame made by `encode_call`: the same call, to be started only
 /// before `start_by_ns` on the CLOCK_MONOTONIC clock, which pitd and its workers share.
-pub fn encode_call_by(call_frame: &[u8], start_by_ns: u64) -> Vec<u8> {
+/// It is appended to `out`: several go to a worker in one write.
+pub fn encode_call_by_into(out: &mut Vec<u8>, call_frame: &[u8], start_by_ns: u64) {
     let body = &call_frame[5..];
-    let mut f = Vec::with_capacity(call_frame.len() + 8);
-    f.extend_from_slice(&((1 + 8 + body.len()) as u32).to_be_bytes());
-    f.push(CALL_BY);
-    f.extend_from_slice(&start_by_ns.to_be_bytes());
-    f.extend_from_slice(body);
-    f
+    out.extend_from_slice(&((1 + 8 + body.len()) as u32).to_be_bytes());
+    out.push(CALL_BY);
+    out.extend_from_slice(&start_by_ns.to_be_bytes());
+    out.extend_from_slice(body);
 }
 
 pub fn encode_ping(req_id: u64) -> Vec<u8> {
@@ -250,7 +249,8 @@ mod tests {
 
         #[test]
         fn any_call_by_round_trips(id in any::<u64>(), by in any::<u64>(), m in "[a-z_]{1,20}", s in proptest::option::of("[a-z0-9-]{1,20}"), a in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let f = encode_call_by(&encode_call(id, 5, &m, s.as_deref(), &a), by);
+            let mut f = Vec::new();
+            encode_call_by_into(&mut f, &encode_call(id, 5, &m, s.as_deref(), &a), by);
             prop_assert_eq!(u32::from_be_bytes(f[..4].try_into().unwrap()) as usize, f.len() - 4);
             let got = decode_to_worker(&f[4..]).unwrap();
             let call = ToWorker::Call { req_id: id, timeout_ms: 5, method: &m, session: s.as_deref(), args: &a };

@@ -395,3 +395,55 @@ fn the_python_package_lists_the_same_error_kinds_as_pitd() {
     let rust_kinds: Vec<&str> = pit::proto::call::ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(python_kinds, rust_kinds.join(" "));
 }
+
+#[test]
+fn bench_keeps_its_calls_in_flight_over_the_connections_asked_for_and_reports_json() {
+    let (d, _call) = start(&app_pool("p", "callapp", 2, ""));
+    ready(&d, "p", 2);
+    for (concurrency, connections, want_connections) in [("3", None, 3), ("16", Some("2"), 2), ("2", Some("5"), 2)] {
+        let mut args = vec![
+            "bench",
+            "p",
+            "--args",
+            "\"x\"",
+            "--duration",
+            "300ms",
+            "--json",
+            "-c",
+            concurrency,
+        ];
+        if let Some(n) = connections {
+            args.extend(["--connections", n]);
+        }
+        let out = d.pitctl(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let r: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        assert_eq!(r["connections"], want_connections, "{r}");
+        assert_eq!(r["concurrency"], concurrency.parse::<u64>().unwrap(), "{r}");
+        assert_eq!(r["errors"], 0, "{r}");
+        assert!(r["calls"].as_u64().unwrap() > 0, "{r}");
+        for key in ["calls_per_s", "p50_us", "p90_us", "p99_us", "max_us"] {
+            assert!(r[key].is_number(), "{key} in {r}");
+        }
+        assert!(r["p50_us"].as_u64() <= r["p99_us"].as_u64() && r["p99_us"].as_u64() <= r["max_us"].as_u64());
+    }
+    // Failed calls are counted, not hidden: a method the pool does not serve.
+    let out = d.pitctl(&[
+        "bench",
+        "p",
+        "--method",
+        "nope",
+        "--duration",
+        "200ms",
+        "--json",
+        "-c",
+        "4",
+        "--connections",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["errors"].as_u64().unwrap() > 0 && r["errors"] == r["calls"], "{r}");
+    let out = d.pitctl(&["bench", "p", "--connections", "0"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+}

@@ -157,3 +157,39 @@ fn a_pipelined_call_whose_worker_dies_first_is_served_by_the_replacement() {
         assert!(attempts < 10, "the call was never pipelined in 10 attempts");
     }
 }
+
+#[test]
+fn several_calls_pipelined_behind_a_long_one_are_taken_back_together_and_run_once_in_order() {
+    let d = one_worker_pool("queue_timeout = \"5s\"");
+    let mut conn = UnixStream::connect(d.call_socket()).unwrap();
+    let mut attempts = 0;
+    let mut expected = Vec::new();
+    loop {
+        attempts += 1;
+        assert!(
+            attempts <= 10,
+            "no group of calls was pipelined and taken back in 10 attempts"
+        );
+        let (pipelined, taken_back) = (counter(&d, "calls_pipelined"), counter(&d, "calls_taken_back"));
+        warm_up(&mut conn);
+        let mut reqs = vec![json!({"id": 1, "pool": "p", "method": "sleep", "args": 0.3})];
+        let group: Vec<Value> = (0..6).map(|k| json!(format!("{attempts}.{k}"))).collect();
+        reqs.extend(
+            group
+                .iter()
+                .enumerate()
+                .map(|(k, mark)| json!({"id": 10 + k, "pool": "p", "method": "mark", "args": mark})),
+        );
+        send_together(&mut conn, &reqs);
+        // One worker: the replies come in the order the calls ran.
+        let ids: Vec<Value> = (0..reqs.len()).map(|_| recv(&mut conn)["id"].clone()).collect();
+        let want: Vec<Value> = reqs.iter().map(|r| r["id"].clone()).collect();
+        assert_eq!(ids, want, "the calls ran in the order they came");
+        expected.extend(group);
+        if counter(&d, "calls_pipelined") >= pipelined + 2 && counter(&d, "calls_taken_back") >= taken_back + 2 {
+            break;
+        }
+    }
+    let ran = marks(&mut conn);
+    assert_eq!(ran, expected, "every call ran once, in order");
+}

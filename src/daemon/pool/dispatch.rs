@@ -1,9 +1,9 @@
 //! The call half of the pool actor: admission, the FIFO queue, session affinity,
 //! timeouts and replies.
 //!
-//! Invariants: a worker runs at most one call, and holds at most one more not started yet
-//! (`pipeline.rs`); a call is in exactly one place (the queue, a worker's `running` or
-//! `next`, or answered); every call gets exactly one reply.
+//! Invariants: a worker runs at most one call, and holds at most `PIPELINE_DEPTH` more not
+//! started yet (`pipeline.rs`); a call is in exactly one place (the queue, a worker's
+//! `running` or `next`, or answered); every call gets exactly one reply.
 
 use std::time::Instant;
 
@@ -25,7 +25,7 @@ impl PoolActor {
             Some(ErrorKind::PoolDrained)
         } else if self.failing.is_some() {
             Some(ErrorKind::PoolFailing)
-        } else if self.queue.len() >= self.spec.queue.max {
+        } else if self.queue_full(now) {
             Some(ErrorKind::QueueFull)
         } else {
             None
@@ -33,8 +33,19 @@ impl PoolActor {
         if let Some(kind) = refuse {
             return self.fail_call(call, kind);
         }
+        // Handed out with the rest of its batch (`PoolActor::settle`).
         self.queue.push_back(call);
+    }
+
+    /// Whether the queue has no room for one more call. The calls of a batch wait in the
+    /// queue for the end of the batch to be handed out; it is full only if it still is
+    /// once they have been.
+    fn queue_full(&mut self, now: Instant) -> bool {
+        if self.queue.len() < self.spec.queue.max {
+            return false;
+        }
         self.dispatch(now);
+        self.queue.len() >= self.spec.queue.max
     }
 
     /// Answers a call that pitd itself fails, with a message saying why.
@@ -196,8 +207,8 @@ impl PoolActor {
         now: Instant,
     ) {
         let Some(w) = self.workers.get_mut(&id) else { return };
-        if w.taken_back == Some(req_id) {
-            w.taken_back = None;
+        if let Some(at) = w.taken_back.iter().position(|t| *t == req_id) {
+            w.taken_back.swap_remove(at);
             if error.is_none() {
                 tracing::error!(pool = %self.spec.name, worker = %id, req_id, "ran a call after pitd had taken it back");
             }

@@ -9,7 +9,7 @@
 //! - `recycle`: triggers, surge recycling, drain, resume, scale, reload.
 //! - `health`: pings to idle workers.
 //! - `dispatch`: calls: queue, affinity, timeouts, replies.
-//! - `pipeline`: a call written behind a busy worker's short call, and taken back.
+//! - `pipeline`: calls written behind a busy worker's short call, and taken back.
 //! - `routing`: the pure choice of a worker for a call.
 //! - `report`: status built from the actor's state.
 
@@ -45,6 +45,11 @@ use crate::proto::status::PoolStatus;
 use crate::spec::PoolSpec;
 use workers::Worker;
 
+/// Messages handled before the actor looks at its queue and timers and sends its replies.
+/// Enough that a burst of calls or answers is handled as one; few enough that a timer or
+/// a reply is never held up long behind a flood.
+const MAILBOX_BATCH: usize = 64;
+
 /// Starting and signalling processes, behind a seam so the actor can be tested with a fake.
 pub trait Spawner: Send + Sync + 'static {
     fn spawn(&self, req: SpawnRequest, on_spawned: OnSpawned, on_exit: OnExit);
@@ -75,6 +80,19 @@ pub use super::calls::ReplyTx;
 pub struct ReplyFrame {
     pub bytes: Vec<u8>,
     pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl ReplyFrame {
+    /// Appends another reply to the same connection: written after this one, and its slot
+    /// freed with this one's.
+    fn join(&mut self, other: ReplyFrame) {
+        self.bytes.extend_from_slice(&other.bytes);
+        match (&mut self.slot, other.slot) {
+            (Some(mine), Some(theirs)) => mine.merge(theirs),
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
+        }
+    }
 }
 
 /// One call on its way through the pool.
@@ -319,7 +337,19 @@ impl PoolActor {
             }
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some(msg) => self.handle(msg, Instant::now()),
+                    Some(msg) => {
+                        // What else is in the mailbox is handled with it, and the queue
+                        // and the timers are looked at once for all of it: the calls a
+                        // worker gets from one batch go in one write, and the replies to
+                        // one connection in one.
+                        let now = Instant::now();
+                        let mut tick = self.handle_one(msg, now);
+                        for _ in 1..MAILBOX_BATCH {
+                            let Ok(msg) = rx.try_recv() else { break };
+                            tick |= self.handle_one(msg, now);
+                        }
+                        self.settle(tick, now);
+                    }
                     None => break,
                 },
                 _ = &mut timer, if armed.is_some() => {
@@ -327,8 +357,9 @@ impl PoolActor {
                     // What is already in the mailbox comes first: taking a pipelined call
                     // back is only safe once every answer the worker's reader has
                     // delivered has been seen.
+                    let now = Instant::now();
                     while let Ok(msg) = rx.try_recv() {
-                        self.handle(msg, Instant::now());
+                        self.handle_one(msg, now);
                     }
                     let now = Instant::now();
                     self.take_back_overdue(now);
@@ -350,12 +381,33 @@ impl PoolActor {
         }
     }
 
+    /// Handles one message and what follows from it.
     pub fn handle(&mut self, msg: PoolMsg, now: Instant) {
+        let tick = self.handle_one(msg, now);
+        self.settle(tick, now);
+    }
+
+    /// After a batch of messages: the timers if any message may have moved them, and the
+    /// queue in any case (a call only joins it, an answer frees a worker).
+    fn settle(&mut self, tick: bool, now: Instant) {
+        if tick {
+            self.tick(now);
+        } else {
+            self.dispatch(now);
+        }
+    }
+
+    /// Handles one message without looking at the queue or the timers; returns whether
+    /// the timers need a look (`tick`) before the next wait.
+    fn handle_one(&mut self, msg: PoolMsg, now: Instant) -> bool {
         match msg {
-            PoolMsg::Call(call) => return self.on_call(call, now),
+            PoolMsg::Call(call) => {
+                self.on_call(call, now);
+                return false;
+            }
             PoolMsg::Status(reply) => {
                 let _ = reply.send(self.status(now));
-                return;
+                return false;
             }
             PoolMsg::FromWorker { id, msg } => self.on_worker_msg(id, msg, now),
             PoolMsg::Sample { id, sample } => {
@@ -363,7 +415,8 @@ impl PoolActor {
                     w.record_sample(sample);
                 }
                 self.check_triggers(id, now);
-                return self.fill(now);
+                self.fill(now);
+                return false;
             }
             PoolMsg::Spawned { id, result } => self.on_spawned(id, result, now),
             PoolMsg::Exited { id, info } => self.on_exited(id, info, now),
@@ -386,7 +439,7 @@ impl PoolActor {
             }
             PoolMsg::Reconfigure(spec) => self.reconfigure(*spec, now),
         }
-        self.tick(now);
+        true
     }
 
     /// Timers: overdue kills and calls, stable workers ending a crash loop, replacements.
@@ -402,9 +455,19 @@ impl PoolActor {
         self.dispatch(now);
     }
 
-    /// Sends the replies the last message produced.
+    /// Sends the replies the last batch of messages produced: those to one connection
+    /// together, in the order they were made, as one frame (one write).
     fn send_replies(&mut self) {
-        for (tx, frame) in self.replies.drain(..) {
+        let mut replies = self.replies.drain(..);
+        let Some(first) = replies.next() else { return };
+        let mut out: Vec<(ReplyTx, ReplyFrame)> = vec![first];
+        for (tx, frame) in replies {
+            match out.iter_mut().find(|(to, _)| to.same_connection(&tx)) {
+                Some((_, joined)) => joined.join(frame),
+                None => out.push((tx, frame)),
+            }
+        }
+        for (tx, frame) in out {
             tx.send(frame);
         }
     }

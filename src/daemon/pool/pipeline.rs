@@ -1,24 +1,28 @@
-//! Pipelining: when every worker is busy with short calls, a queued call is written behind
-//! a worker's running call, so the worker reads it the moment it has answered, instead of
-//! waiting for pitd to see the answer and send the next call (two wake-ups per call).
+//! Pipelining: when every worker is busy with short calls, queued calls are written behind
+//! a worker's running call, so the worker reads the next one the moment it has answered,
+//! instead of waiting for pitd to see the answer and send the next call (two wake-ups per
+//! call). Up to `PIPELINE_DEPTH` wait in a worker's pipe; those pitd hands over together
+//! go in one write, and the worker reads them with one read.
 //!
 //! A pipelined call is not started yet and can be taken back: it travels as a CALL_BY
 //! frame that the worker starts only before its `start_by` (CLOCK_MONOTONIC, shared with
-//! the workers). When the call ahead runs past that instant, pitd first makes sure the
-//! worker has not answered it (nothing in the mailbox, nothing in the reply pipe); the
-//! worker then cannot have started the pipelined call and never will, so pitd puts it
-//! back at the front of the queue, and drops the worker's refusal when it comes. A
+//! the workers). A worker answers a call before it reads the next, so when the worker's
+//! running call is unanswered (nothing in the mailbox, nothing in the reply pipe), none of
+//! its pipelined calls has started, and those past their `start_by` never will: pitd puts
+//! them back at the front of the queue, and drops the worker's refusals when they come. A
 //! pipelined call therefore runs at most once, and waits behind another call at most
-//! `PIPELINE_HOLD` before any worker may take it.
+//! `PIPELINE_HOLD` before any worker may take it. The start-by instants in one pipe never
+//! increase towards its back, so the calls taken back are always its last ones and the
+//! rest keep their order.
 
 use std::time::Instant;
 
-use super::routing::{PIPELINE_FAST, PIPELINE_HOLD, may_pipeline};
+use super::routing::{PIPELINE_FAST, PIPELINE_HOLD, has_pipeline_room, may_pipeline, overdue_from_back};
 use super::{Call, PoolActor, bind_session};
 use crate::ids::WorkerId;
 use crate::lifecycle::{Reason, WorkerState};
 use crate::proto::call::ErrorKind;
-use crate::proto::worker::{encode_call_by, set_call_timeout};
+use crate::proto::worker::{encode_call_by_into, set_call_timeout};
 
 /// A call written behind a worker's running call.
 #[derive(Debug)]
@@ -26,7 +30,10 @@ pub struct Pipelined {
     pub call: Call,
     /// The worker does not start it at or after this instant of CLOCK_MONOTONIC.
     start_by_ns: u64,
-    /// When pitd looks at taking it back (from `start_by` on).
+    /// The same instant on pitd's clock.
+    start_by: Instant,
+    /// When pitd looks at taking it back: from `start_by` on, and again a little later
+    /// while an answer is on its way.
     revoke_at: Instant,
 }
 
@@ -40,14 +47,18 @@ fn monotonic_ns() -> u64 {
 impl PoolActor {
     /// After idle workers have taken what they could: pipelines queued calls that would
     /// wait for a worker, oldest first. A call whose session is bound goes only behind its
-    /// own worker; any other only when no worker is idle.
+    /// own worker; any other only when no worker is idle, to the worker with the fewest
+    /// calls waiting in its pipe. The calls one worker gets here go in one write.
     pub(super) fn pipeline(&mut self, now: Instant) {
-        // Once every worker holds a pipelined call (the usual state under load), no queued
-        // call can go anywhere: stop before scanning the queue.
-        let any_slot = self.workers.values().any(|w| self.has_pipeline_slot(w.id, now));
-        if self.shutdown.is_some() || self.draining || !any_slot {
+        // Once every worker's pipe is full (the usual state under load), no queued call
+        // can go anywhere: stop before scanning the queue.
+        let any_room = self.workers.values().any(|w| self.has_pipeline_slot(w.id, now));
+        if self.shutdown.is_some() || self.draining || !any_room {
             return;
         }
+        // (worker, frames for it, how many calls they are)
+        let mut writes: Vec<(WorkerId, Vec<u8>, usize)> = Vec::new();
+        let now_ns = monotonic_ns();
         let mut i = 0;
         while i < self.queue.len() {
             let call = &self.queue[i];
@@ -57,17 +68,46 @@ impl PoolActor {
                     .workers
                     .values()
                     .filter(|w| self.can_pipeline(w.id, &call.method, now))
-                    .min_by_key(|w| w.running_since)
+                    .min_by_key(|w| (w.next.len(), w.running_since))
                     .map(|w| w.id),
                 None => None,
             };
             match target {
                 Some(id) if !call.reply.is_closed() => {
                     let call = self.queue.remove(i).expect("index checked");
-                    self.pipeline_to(id, call, now);
+                    let at = match writes.iter().position(|(w, _, _)| *w == id) {
+                        Some(at) => at,
+                        None => {
+                            writes.push((id, Vec::new(), 0));
+                            writes.len() - 1
+                        }
+                    };
+                    let (_, frames, count) = &mut writes[at];
+                    self.pipeline_to(id, call, frames, now, now_ns);
+                    *count += 1;
                 }
                 _ => i += 1,
             }
+        }
+        for (id, frames, count) in writes {
+            let sent = self
+                .workers
+                .get(&id)
+                .and_then(|w| w.io.as_ref())
+                .map(|io| io.send(frames));
+            if matches!(sent, Some(Ok(()))) {
+                continue;
+            }
+            // Its pipe is full or gone: the worker stopped reading. None of these calls
+            // reached it: they wait for another worker, in their order.
+            tracing::error!(pool = %self.spec.name, worker = %id, "not reading its calls; killing it");
+            if let Some(w) = self.workers.get_mut(&id) {
+                let unsent = w.next.split_off(w.next.len().saturating_sub(count));
+                for p in unsent.into_iter().rev() {
+                    self.queue.push_front(p.call);
+                }
+            }
+            self.kill_worker(id, Reason::ProtocolError);
         }
     }
 
@@ -84,22 +124,26 @@ impl PoolActor {
         let Some(w) = self.workers.get(&id) else { return false };
         w.state == WorkerState::Busy
             && w.running.is_some()
-            && w.next.is_none()
-            && w.taken_back.is_none()
+            && w.taken_back.is_empty()
             && w.retire.is_none()
             && w.stop_reason.is_none()
             && w.exit.is_none()
             && w.io.is_some()
-            // The call ahead and this one both fit in its max_requests.
-            && w.limits.max_requests.is_none_or(|max| w.requests + 2 <= max)
+            // The calls ahead and this one all fit in its max_requests.
+            && w.limits.max_requests.is_none_or(|max| w.requests + w.next.len() as u64 + 2 <= max)
+            && has_pipeline_room(w.next.len(), w.next.back().map(|p| p.start_by), now + PIPELINE_HOLD / 2)
             && may_pipeline(w.fast_streak, now.saturating_duration_since(w.running_since))
     }
 
-    fn pipeline_to(&mut self, id: WorkerId, mut call: Call, now: Instant) {
+    /// Books a call as pipelined to worker `id` and appends its CALL_BY frame to `frames`.
+    fn pipeline_to(&mut self, id: WorkerId, mut call: Call, frames: &mut Vec<u8>, now: Instant, now_ns: u64) {
         let mut start_by = now + PIPELINE_HOLD;
         start_by = start_by.min(call.received + self.spec.queue.timeout);
         if let Some(t) = call.timeout {
             start_by = start_by.min(call.received + t);
+        }
+        if let Some(last) = self.workers.get(&id).and_then(|w| w.next.back()) {
+            start_by = start_by.min(last.start_by);
         }
         let deadline = self.call_deadline(&call, now);
         let remaining = deadline
@@ -107,23 +151,18 @@ impl PoolActor {
             .as_millis()
             .clamp(1, u32::MAX as u128) as u32;
         set_call_timeout(&mut call.frame, remaining);
-        let start_by_ns = monotonic_ns().saturating_add(start_by.saturating_duration_since(now).as_nanos() as u64);
+        let start_by_ns = now_ns.saturating_add(start_by.saturating_duration_since(now).as_nanos() as u64);
         // The call keeps its own frame: if it is taken back, it is sent again.
-        let frame = encode_call_by(&call.frame, start_by_ns);
-        let Some(w) = self.workers.get_mut(&id) else {
-            return self.queue.push_front(call);
-        };
-        if w.io.as_ref().is_none_or(|io| io.send(frame).is_err()) {
-            tracing::error!(pool = %self.spec.name, worker = %id, "not reading its calls; killing it");
-            self.queue.push_front(call);
-            return self.kill_worker(id, Reason::ProtocolError);
-        }
+        encode_call_by_into(frames, &call.frame, start_by_ns);
         bind_session(&mut self.affinity, &call, id, now);
-        w.next = Some(Pipelined {
-            call,
-            start_by_ns,
-            revoke_at: start_by,
-        });
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.next.push_back(Pipelined {
+                call,
+                start_by_ns,
+                start_by,
+                revoke_at: start_by,
+            });
+        }
         self.call_metrics.pipelined.inc();
     }
 
@@ -142,14 +181,14 @@ impl PoolActor {
     /// The worker answered its running call: the pipelined call behind it, if any, is the
     /// running one now. Returns whether there was one.
     pub(super) fn promote_next(&mut self, id: WorkerId, now: Instant) -> bool {
-        let deadline = match self.workers.get(&id).and_then(|w| w.next.as_ref()) {
+        let deadline = match self.workers.get(&id).and_then(|w| w.next.front()) {
             Some(p) => self.call_deadline(&p.call, now),
             None => return false,
         };
         let Some(w) = self.workers.get_mut(&id) else {
             return false;
         };
-        let Some(p) = w.next.take() else { return false };
+        let Some(p) = w.next.pop_front() else { return false };
         w.running = Some((p.call, deadline));
         w.running_since = now;
         w.running_pipelined = true;
@@ -168,39 +207,43 @@ impl PoolActor {
         }
     }
 
-    /// Takes back pipelined calls whose call ahead has run past their `start_by`. Runs
-    /// after every message already in the mailbox has been handled, so an answer the
-    /// reader has delivered is seen first; an answer still in the pipe postpones it.
+    /// Takes back pipelined calls past their `start_by`. Runs after every message already
+    /// in the mailbox has been handled, so an answer the reader has delivered is seen
+    /// first; an answer still in the pipe postpones it.
     pub(super) fn take_back_overdue(&mut self, now: Instant) {
         let due: Vec<WorkerId> = self
             .workers
             .values()
-            .filter(|w| w.next.as_ref().is_some_and(|p| p.revoke_at <= now))
+            .filter(|w| w.next.back().is_some_and(|p| p.revoke_at <= now))
             .map(|w| w.id)
             .collect();
         for id in due {
             let Some(w) = self.workers.get_mut(&id) else { continue };
             let Some(io) = w.io.as_ref() else {
-                // Being killed: its exit settles the call.
+                // Being killed: its exit settles the calls.
                 continue;
             };
-            let Some(p) = w.next.as_mut() else { continue };
-            if io.reply_waiting() || monotonic_ns() < p.start_by_ns {
-                p.revoke_at = now + std::time::Duration::from_millis(1);
+            let overdue = overdue_from_back(w.next.iter().map(|p| p.start_by_ns), monotonic_ns());
+            if overdue == 0 || io.reply_waiting() {
+                if let Some(p) = w.next.back_mut() {
+                    p.revoke_at = now + std::time::Duration::from_millis(1);
+                }
                 continue;
             }
-            let p = w.next.take().expect("checked above");
-            w.taken_back = Some(p.call.req_id);
-            tracing::debug!(pool = %self.spec.name, worker = %id, "took back call {} from behind a long call", p.call.req_id);
-            self.call_metrics.taken_back.inc();
-            self.requeue_unstarted(p.call);
+            let back = w.next.split_off(w.next.len() - overdue);
+            w.taken_back.extend(back.iter().map(|p| p.call.req_id));
+            tracing::debug!(pool = %self.spec.name, worker = %id, "took back {overdue} calls from behind a long call");
+            for p in back.into_iter().rev() {
+                self.call_metrics.taken_back.inc();
+                self.requeue_unstarted(p.call);
+            }
         }
     }
 
     pub(super) fn pipeline_deadline(&self) -> Option<Instant> {
         self.workers
             .values()
-            .filter_map(|w| w.next.as_ref().map(|p| p.revoke_at))
+            .filter_map(|w| w.next.back().map(|p| p.revoke_at))
             .min()
     }
 }

@@ -39,6 +39,10 @@ pub const PIPELINE_STREAK: u32 = 4;
 /// How long a pipelined call may wait behind the running one before pitd takes it back
 /// (and the worker, past that instant, will not start it).
 pub const PIPELINE_HOLD: Duration = Duration::from_millis(10);
+/// Calls a worker may hold behind its running one. A few in the pipe let the worker read
+/// them with one read and pitd write them with one write; the hold bounds what a long call
+/// ahead costs them.
+pub const PIPELINE_DEPTH: usize = 8;
 
 /// Whether a call that would otherwise wait in the queue may be written behind a busy
 /// worker's running call, so that the worker starts it without a round trip through pitd.
@@ -47,6 +51,22 @@ pub const PIPELINE_HOLD: Duration = Duration::from_millis(10);
 /// take it; if that happens anyway, `PIPELINE_HOLD` bounds the wait.
 pub fn may_pipeline(fast_streak: u32, running_for: Duration) -> bool {
     fast_streak >= PIPELINE_STREAK && running_for <= PIPELINE_FAST
+}
+
+/// Whether a worker whose pipelined calls number `held` (the last of them to be started
+/// before `last_start_by`) may take one more. The start-by instants of a worker's pipelined
+/// calls never increase from the front of its pipe to the back, so the ones past their
+/// start-by are always the last ones and can be taken back without reordering the rest;
+/// once the latest start-by is half a hold away, the worker's pipe is let run dry and the
+/// next call starts a fresh hold.
+pub fn has_pipeline_room<T: Ord + Copy>(held: usize, last_start_by: Option<T>, half_hold_from_now: T) -> bool {
+    held < PIPELINE_DEPTH && last_start_by.is_none_or(|s| s >= half_hold_from_now)
+}
+
+/// How many pipelined calls, from the back of a worker's pipe, are past their start-by
+/// (given front to back): those the worker will refuse once it gets to them.
+pub fn overdue_from_back<T: Ord + Copy>(start_bys: impl DoubleEndedIterator<Item = T>, now: T) -> usize {
+    start_bys.rev().take_while(|s| *s <= now).count()
 }
 
 #[cfg(test)]
@@ -64,6 +84,28 @@ mod tests {
             !may_pipeline(PIPELINE_STREAK, PIPELINE_FAST + Duration::from_micros(1)),
             "the running call is already slow"
         );
+    }
+
+    #[test]
+    fn a_pipe_takes_calls_up_to_its_depth_while_its_latest_start_by_is_half_a_hold_away() {
+        assert!(has_pipeline_room(0, None, 5));
+        assert!(has_pipeline_room(PIPELINE_DEPTH - 1, Some(5), 5));
+        assert!(!has_pipeline_room(PIPELINE_DEPTH, Some(9), 5), "full");
+        assert!(
+            !has_pipeline_room(1, Some(4), 5),
+            "its start-by is too near: let it run dry"
+        );
+    }
+
+    #[test]
+    fn overdue_calls_are_counted_from_the_back() {
+        assert_eq!(overdue_from_back([9, 7, 5].into_iter(), 4), 0);
+        assert_eq!(overdue_from_back([9, 7, 5].into_iter(), 7), 2);
+        assert_eq!(overdue_from_back([9, 7, 5].into_iter(), 9), 3);
+        assert_eq!(overdue_from_back(std::iter::empty::<u64>(), 9), 0);
+        // Only a run at the back: a call past its start-by in front of one that is not
+        // stays where it is (its refusal requeues it when it comes).
+        assert_eq!(overdue_from_back([3, 7].into_iter(), 5), 0);
     }
 
     #[test]

@@ -201,3 +201,35 @@ async fn a_worker_that_does_not_stop_gets_sigkill_after_kill_timeout() {
     h.actor.tick(t0 + Duration::from_secs(2));
     assert_eq!(h.signals().last(), Some(&(1001, Signal::SIGKILL)));
 }
+
+#[test]
+fn replies_joined_for_one_connection_keep_their_order_and_free_every_slot_together() {
+    let slots = Arc::new(tokio::sync::Semaphore::new(4));
+    let slot = || Some(slots.clone().try_acquire_owned().unwrap());
+    let mut first = super::ReplyFrame {
+        bytes: b"one".to_vec(),
+        slot: slot(),
+    };
+    first.join(super::ReplyFrame {
+        bytes: b"two".to_vec(),
+        slot: slot(),
+    });
+    first.join(super::ReplyFrame {
+        bytes: b"three".to_vec(),
+        slot: None,
+    });
+    let mut slotless = super::ReplyFrame {
+        bytes: Vec::new(),
+        slot: None,
+    };
+    slotless.join(super::ReplyFrame {
+        bytes: b"four".to_vec(),
+        slot: slot(),
+    });
+    assert_eq!(first.bytes, b"onetwothree");
+    assert_eq!(slots.available_permits(), 1);
+    drop(slotless);
+    assert_eq!(slots.available_permits(), 2);
+    drop(first);
+    assert_eq!(slots.available_permits(), 4, "the joined frame held both slots");
+}

@@ -48,10 +48,10 @@ pub struct Worker {
     pub running_since: Instant,
     /// The running call was pipelined: the worker refuses it if it got to it too late.
     pub running_pipelined: bool,
-    /// A call written behind the running one, not started yet (`pipeline.rs`).
-    pub next: Option<super::pipeline::Pipelined>,
-    /// A pipelined call pitd took back: the worker's answer to it is dropped.
-    pub taken_back: Option<u64>,
+    /// Calls written behind the running one, not started yet, in pipe order (`pipeline.rs`).
+    pub next: VecDeque<super::pipeline::Pipelined>,
+    /// Pipelined calls pitd took back: the worker's answers to them are dropped.
+    pub taken_back: Vec<u64>,
     /// The last call of it that timed out: a late reply to it is dropped.
     pub timed_out: Option<u64>,
     /// Calls in a row that took at most `PIPELINE_FAST`.
@@ -212,8 +212,8 @@ impl PoolActor {
             running: None,
             running_since: now,
             running_pipelined: false,
-            next: None,
-            taken_back: None,
+            next: VecDeque::new(),
+            taken_back: Vec::new(),
             timed_out: None,
             fast_streak: 0,
             replies: Replies::None,
@@ -383,7 +383,7 @@ impl PoolActor {
     pub(super) fn on_exited(&mut self, id: WorkerId, info: ExitInfo, now: Instant) {
         if let Some(w) = self.workers.get_mut(&id)
             && w.replies == Replies::Open
-            && (w.running.is_some() || w.next.is_some())
+            && (w.running.is_some() || !w.next.is_empty())
         {
             w.exit = Some((info, now + EXIT_REPLIES_WAIT));
             return;
@@ -413,8 +413,9 @@ impl PoolActor {
         if let Some((call, _)) = w.running.take() {
             self.call_lost(call, &id, &status);
         }
-        if let Some(p) = w.next.take() {
-            if w.replies == Replies::Done {
+        let unanswered = w.replies == Replies::Done;
+        for p in std::mem::take(&mut w.next).into_iter().rev() {
+            if unanswered {
                 // Its reply pipe ended without an answer to the call ahead: never started.
                 self.requeue_unstarted(p.call);
             } else {
