@@ -33,6 +33,14 @@ are measured in one run of this script, with one interpreter (the one running it
     own CPU time over the ``pitctl bench`` process's lifetime (utime + stime of the pitd
     process from ``/proc/PID/stat``, all its threads, workers and guard excluded), as a
     percentage of one core and per call.
+``pit(W) c=64 conn=1``
+    The same pool loaded by ``pitctl bench --concurrency 64 --connections 1``: one client
+    thread keeping 64 calls in flight on one connection, writing the requests it can send
+    together in one write and taking every reply it has from one read, as a process that
+    multiplexes its callers over one connection does (``pit.Client`` carries the calls of
+    all its threads on one connection). This is the like-for-like row for the Python pools' C=64 rows below, which are
+    also one process with 64 calls in flight. (The throughput ratios below take each
+    side's fastest row.)
 ``mp.Pool(W) c=C`` / ``ProcessPoolExecutor(W) c=C``
     ``multiprocessing.Pool(W).apply_async`` and ``ProcessPoolExecutor(W).submit`` with C
     calls kept in flight: C=1 is latency, C=64 is throughput.
@@ -171,9 +179,20 @@ def median_row(runs: list[Run]) -> Run:
 
 
 def pit_concurrencies(workers: int) -> list[int]:
-    """Calls in flight for a pit pool of ``workers``: one, one per worker, two and four per
-    worker (the Python pools get 64, far more)."""
+    """Calls in flight for a pit pool of ``workers``, one connection each: one, one per
+    worker, two and four per worker."""
     return sorted({1, workers, 2 * workers, 4 * workers})
+
+
+PIPELINED = WINDOWS[-1]  # calls in flight on the one connection of the pipelined pit rows
+
+
+def pit_row_names(workers: int) -> list[tuple[str, int, int | None]]:
+    """The pit rows of a pool of ``workers``: (name, calls in flight, connections), the
+    last with as many calls in flight as the Python pools get, on one connection."""
+    rows: list[tuple[str, int, int | None]] = [(f"pit({workers}) c={c}", c, None) for c in pit_concurrencies(workers)]
+    rows.append((f"pit({workers}) c={PIPELINED} conn=1", PIPELINED, 1))
+    return rows
 
 
 def parse_workers(text: str) -> list[int]:
@@ -549,13 +568,14 @@ class Pitd:
             return False
         return len([w for w in pool["workers"] if w["state"] == "idle"]) == size
 
-    def bench(self, size: int, concurrency: int, duration_s: float) -> Run:
+    def bench(self, size: int, concurrency: int, duration_s: float, connections: int | None = None) -> Run:
         """``pitctl bench`` on pool ``echo<size>``, with pitd's own CPU time over its run."""
+        extra = ["--connections", str(connections)] if connections else []
         cpu0, t0 = cpu_seconds(self.proc.pid), time.monotonic()
         out = self.ctl(
             "bench", f"echo{size}", "--method", "echo", "--args", ARGS_JSON.decode(),
             "--concurrency", str(concurrency), "--duration", f"{round(duration_s * 1000)}ms", "--json",
-            timeout=duration_s + WAIT_S,
+            *extra, timeout=duration_s + WAIT_S,
         )  # fmt: skip
         cpu1, t1 = cpu_seconds(self.proc.pid), time.monotonic()
         if out.returncode != 0:
@@ -600,7 +620,7 @@ class Pitd:
 def pit_rows(cfg: Config) -> tuple[Rows, list[str]]:
     """The ``pit`` rows, and what outlived pitd (nothing, normally)."""
     daemon = Pitd(cfg.bin_dir, cfg.workers)
-    rows: Rows = {f"pit({n}) c={c}": [] for n in cfg.workers for c in pit_concurrencies(n)}
+    rows: Rows = {name: [] for n in cfg.workers for name, _, _ in pit_row_names(n)}
     pinned_row = f"pit({cfg.reference}) c=1" + ONE_CPU
     rows[pinned_row] = []
     try:
@@ -609,9 +629,9 @@ def pit_rows(cfg: Config) -> tuple[Rows, list[str]]:
             daemon.bench(n, pit_concurrencies(n)[-1], cfg.warmup_s)
         for run in range(cfg.runs):
             for n in cfg.workers:
-                for c in pit_concurrencies(n):
-                    progress(f"pit({n}) c={c}", run, cfg.runs)
-                    rows[f"pit({n}) c={c}"].append(daemon.bench(n, c, cfg.duration_s))
+                for name, c, connections in pit_row_names(n):
+                    progress(name, run, cfg.runs)
+                    rows[name].append(daemon.bench(n, c, cfg.duration_s, connections))
             with pinned([daemon.proc.pid, *daemon.started], cfg.cpu):
                 daemon.bench(cfg.reference, 1, cfg.warmup_s)
                 rows[pinned_row].append(daemon.bench(cfg.reference, 1, cfg.duration_s))
@@ -724,7 +744,7 @@ class Config:
 def row_order(cfg: Config) -> list[str]:
     """The table's rows, top to bottom."""
     rows = ["floor-raw", "floor-pit-runtime", "floor-relay"]
-    rows += [f"pit({n}) c={c}" for n in cfg.workers for c in pit_concurrencies(n)]
+    rows += [name for n in cfg.workers for name, _, _ in pit_row_names(n)]
     rows += [f"{kind}({n}) c={w}" for kind in ("mp.Pool", "ProcessPoolExecutor") for n in cfg.workers for w in WINDOWS]
     rows += ["floor-raw" + ONE_CPU, "floor-pit-runtime" + ONE_CPU, "floor-relay" + ONE_CPU]
     rows += [f"pit({cfg.reference}) c=1" + ONE_CPU]

@@ -190,9 +190,11 @@ def calls_rows(f: dict[str, Any]) -> list[Row]:
     if "floor-relay" in med:
         call_row("    raw floor through a relay that does no work (2 hops)", "floor-relay")
     for n in workers:
-        cs = sorted(int(k.split("c=")[1]) for k in med if k.startswith(f"pit({n}) c=") and not k.endswith("CPU"))
-        for c in cs:
-            call_row(f"(b) pit echo via pitd, {n} worker{'s' if n > 1 else ''}, c={c}", f"pit({n}) c={c}")
+        # "pit(N) c=C" (one connection per call in flight), then "pit(N) c=C conn=1"
+        names = [k for k in med if k.startswith(f"pit({n}) c=") and not k.endswith("CPU")]
+        for name in sorted(names, key=lambda k: ("conn=" in k, int(k.split("c=")[1].split()[0]))):
+            load = name.split(" ", 1)[1].replace(" conn=1", " on 1 connection")
+            call_row(f"(b) pit echo via pitd, {n} worker{'s' if n > 1 else ''}, {load}", name)
     for kind, label in (("mp.Pool", "multiprocessing.Pool"), ("ProcessPoolExecutor", "ProcessPoolExecutor")):
         for n in workers:
             a, b = med[f"{kind}({n}) c=1"], med[f"{kind}({n}) c=64"]
@@ -243,7 +245,7 @@ def calls_rows(f: dict[str, Any]) -> list[Row]:
         rows.append((
             f"pitd's own CPU at peak throughput, {n} worker{'s' if n > 1 else ''}",
             f"{c['pitd_cpu_percent']:.0f}% of one core ({c['pitd_cpu_us_per_call']:.1f} µs/call, "
-            f"{c['row'].split(' ')[1]}, {per_s(c['calls_per_s'])} calls/s)",
+            f"{c['row'].split(' ', 1)[1]}, {per_s(c['calls_per_s'])} calls/s)",
             verdict("< 10%", c["met"]),
         ))  # fmt: skip
     use = info.get("cpu_use", {})
