@@ -42,7 +42,7 @@ pub const PIPELINE_HOLD: Duration = Duration::from_millis(10);
 /// Calls a worker may hold behind its running one. A few in the pipe let the worker read
 /// them with one read and pitd write them with one write; the hold bounds what a long call
 /// ahead costs them.
-pub const PIPELINE_DEPTH: usize = 8;
+pub const PIPELINE_DEPTH: usize = 16;
 
 /// Whether a call that would otherwise wait in the queue may be written behind a busy
 /// worker's running call, so that the worker starts it without a round trip through pitd.
