@@ -178,7 +178,7 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
     while got < n:
         chunk = s.recv(min(n - got, 1 << 20))
         if not chunk:
-            raise RuntimeError("connection closed mid-frame")
+            raise ConnectionResetError("connection closed mid-frame")
         chunks.append(chunk)
         got += len(chunk)
     return b"".join(chunks)
@@ -465,13 +465,14 @@ class Gunicorn(Daemon):
     def spawned(self) -> int:
         """Workers the master has started so far (its control socket's ``show stats``)."""
         # The master opens its control socket from a thread once its first workers are up,
-        # so right after start-up HTTP can answer before the socket exists.
+        # so right after start-up HTTP can answer before the socket exists; while it is
+        # busy replacing workers under load it has been seen to drop a connection.
         deadline = time.monotonic() + WAIT_S
         while True:
             try:
                 reply = framed_request(self.ctl_sock, {"id": 1, "command": "show stats"})
                 break
-            except (FileNotFoundError, ConnectionRefusedError):
+            except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.01)

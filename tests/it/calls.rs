@@ -249,6 +249,35 @@ fn a_worker_dying_mid_call_gives_worker_crashed_and_is_replaced() {
 }
 
 #[test]
+fn a_reply_written_just_before_the_worker_exits_still_answers_its_call() {
+    let (d, call) = start(&app_pool(
+        "app",
+        "callapp",
+        1,
+        "[pools.app.restart]\ninitial = \"10ms\"",
+    ));
+    let mut c = Conn::open(&call);
+    for i in 0..5u64 {
+        ready(&d, "app", 1);
+        let size = 1 << 20;
+        let r = c.call(req(i, "app", "answer_then_exit", json!(size)));
+        let head: String = r.to_string().chars().take(300).collect();
+        assert_eq!(r["ok"], true, "the call was answered before its worker exited: {head}");
+        assert_eq!(r["result"].as_str().map(str::len), Some(size), "the whole reply");
+        wait_until("the worker to be replaced", || {
+            let p = d.pool("app");
+            if p.restarts > i {
+                Ok(())
+            } else {
+                Err(format!("restarts {}", p.restarts))
+            }
+        });
+    }
+    ready(&d, "app", 1);
+    assert_eq!(c.call(req(9, "app", "echo", json!(9)))["result"], 9);
+}
+
+#[test]
 fn an_idempotent_call_whose_worker_died_is_retried_once_on_another_worker() {
     let (d, call) = start(&app_pool("app", "callapp", 2, ""));
     ready(&d, "app", 2);

@@ -1,6 +1,7 @@
 """Handlers for pitd's call tests: each one misbehaves in a way production code does."""
 import os
 import sys
+import threading
 import time
 
 import pit
@@ -38,6 +39,25 @@ def shout(args):
 def die(args):
     """The worker dies in the middle of the call."""
     os._exit(int(args or 7))
+
+
+@pit.handler
+def answer_then_exit(args):
+    """Answers with `args` bytes, and the worker dies (os._exit) the moment its reply is
+    written: a thread watches the serving thread and exits once that is back reading its
+    next call. The exit can reach pitd before the reply has been read; the reply must
+    still answer the call."""
+    serving = threading.get_ident()
+
+    def exit_once_answered():
+        while True:
+            frame = sys._current_frames().get(serving)
+            if frame is not None and frame.f_code.co_name in ("next_frame", "_fill"):
+                os._exit(0)
+            time.sleep(0.0002)
+
+    threading.Thread(target=exit_once_answered, daemon=True).start()
+    return "x" * int(args)
 
 
 @pit.handler
