@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::Failure;
 use super::call::connect;
-use crate::call_client::{Prepared, Tally};
+use crate::call_client::{CallClient, CallOptions, Outcome, Prepared, Tally};
 
 /// How long the last calls may take to come back once the load has stopped.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -73,9 +73,10 @@ pub fn measure(a: &BenchArgs<'_>) -> Result<BenchReport, Failure> {
     let concurrency = a.concurrency.max(1);
     let connections = a.connections.unwrap_or(concurrency).clamp(1, concurrency);
     // Connect everyone first: a missing socket is an error before any load.
-    let clients = (0..connections)
+    let mut clients = (0..connections)
         .map(|_| connect(a.socket))
         .collect::<Result<Vec<_>, _>>()?;
+    probe(&mut clients[0], a)?;
     let start = Instant::now();
     let end = start + a.duration;
     let results: Vec<Tally> = std::thread::scope(|s| {
@@ -129,6 +130,24 @@ pub fn measure(a: &BenchArgs<'_>) -> Result<BenchReport, Failure> {
         max_us: lat.last().copied().unwrap_or(0) as u64,
     })
 }
+
+/// One call before the load: a pool, method or argument that can never succeed is an
+/// error, not a benchmark of error replies. Failures a loaded pool may give (a full queue,
+/// a handler error, a timeout) are what the load measures, and are counted.
+fn probe(client: &mut CallClient, a: &BenchArgs<'_>) -> Result<(), Failure> {
+    let outcome = client
+        .call(a.pool, a.method, a.args, &CallOptions::default())
+        .map_err(|e| Failure::Refused(e.to_string()))?;
+    match outcome {
+        Outcome::Err { kind, message, .. } if REFUSED_FOR_GOOD.contains(&kind.as_str()) => {
+            Err(Failure::Refused(format!("{kind}: {message}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Error kinds that say the call itself is wrong: every call of the load would get them.
+const REFUSED_FOR_GOOD: [&str; 3] = ["no_such_pool", "no_such_method", "bad_request"];
 
 /// The calls in flight connection `i` of `connections` carries: `concurrency` shared out
 /// as evenly as it goes.

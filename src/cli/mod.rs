@@ -95,7 +95,7 @@ pub enum Command {
         concurrency: usize,
         /// Connections to carry them, each with its share of the calls pipelined on it
         /// [default: one per call in flight]
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
         connections: Option<u64>,
         /// How long to run, e.g. 5s
         #[arg(long, short = 'd', default_value = "5s", value_parser = call::parse_duration)]

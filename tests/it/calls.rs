@@ -456,12 +456,14 @@ fn bench_keeps_its_calls_in_flight_over_the_connections_asked_for_and_reports_js
         }
         assert!(r["p50_us"].as_u64() <= r["p99_us"].as_u64() && r["p99_us"].as_u64() <= r["max_us"].as_u64());
     }
-    // Failed calls are counted, not hidden: a method the pool does not serve.
+    // Failed calls are counted, not hidden: a handler that raises.
     let out = d.pitctl(&[
         "bench",
         "p",
         "--method",
-        "nope",
+        "fail",
+        "--args",
+        "\"boom\"",
         "--duration",
         "200ms",
         "--json",
@@ -473,6 +475,17 @@ fn bench_keeps_its_calls_in_flight_over_the_connections_asked_for_and_reports_js
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(r["errors"].as_u64().unwrap() > 0 && r["errors"] == r["calls"], "{r}");
+    // A call that can never succeed is refused before any load.
+    for (args, want) in [
+        (&["bench", "nopool", "-d", "5s"][..], "no_such_pool"),
+        (&["bench", "p", "--method", "nope", "-d", "5s"][..], "no_such_method"),
+    ] {
+        let started = std::time::Instant::now();
+        let out = d.pitctl(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(want), "{args:?}: {out:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "no load was run");
+    }
     let out = d.pitctl(&["bench", "p", "--connections", "0"]);
     assert_eq!(out.status.code(), Some(2), "a usage error");
 }
