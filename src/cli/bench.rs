@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::Failure;
 use super::call::connect;
 use crate::call_client::{CallClient, CallOptions, Outcome, Prepared, Tally};
+use crate::proto::call::IN_FLIGHT_PER_CONNECTION;
 
 /// How long the last calls may take to come back once the load has stopped.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -72,6 +73,15 @@ pub fn run(a: BenchArgs<'_>, json: bool) -> Result<(), Failure> {
 pub fn measure(a: &BenchArgs<'_>) -> Result<BenchReport, Failure> {
     let concurrency = a.concurrency.max(1);
     let connections = a.connections.unwrap_or(concurrency).clamp(1, concurrency);
+    if concurrency.div_ceil(connections) > IN_FLIGHT_PER_CONNECTION {
+        // pitd stops reading a connection at that many calls in flight: the load would
+        // wait on itself.
+        return Err(Failure::Usage(format!(
+            "at most {IN_FLIGHT_PER_CONNECTION} calls in flight per connection: \
+             --concurrency {concurrency} needs --connections {} or more",
+            concurrency.div_ceil(IN_FLIGHT_PER_CONNECTION)
+        )));
+    }
     // Connect everyone first: a missing socket is an error before any load.
     let mut clients = (0..connections)
         .map(|_| connect(a.socket))
@@ -147,7 +157,7 @@ fn probe(client: &mut CallClient, a: &BenchArgs<'_>) -> Result<(), Failure> {
 }
 
 /// Error kinds that say the call itself is wrong: every call of the load would get them.
-const REFUSED_FOR_GOOD: [&str; 3] = ["no_such_pool", "no_such_method", "bad_request"];
+const REFUSED_FOR_GOOD: [&str; 4] = ["no_such_pool", "no_such_method", "bad_request", "too_large"];
 
 /// The calls in flight connection `i` of `connections` carries: `concurrency` shared out
 /// as evenly as it goes.

@@ -164,6 +164,8 @@ pub enum Command {
 pub enum Failure {
     /// 1: pitd refused, or the call failed.
     Refused(String),
+    /// 2: arguments that do not go together (clap reports the rest itself).
+    Usage(String),
     /// 3: no daemon at the socket.
     Unreachable(String),
     /// Our stdout was closed (`pitctl status | head`): not an error worth a word.
@@ -174,6 +176,7 @@ impl Failure {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Failure::Refused(_) => ExitCode::from(1),
+            Failure::Usage(_) => ExitCode::from(2),
             Failure::Unreachable(_) => ExitCode::from(3),
             Failure::BrokenPipe => ExitCode::SUCCESS,
         }
@@ -181,7 +184,7 @@ impl Failure {
 
     pub fn message(&self) -> &str {
         match self {
-            Failure::Refused(m) | Failure::Unreachable(m) => m,
+            Failure::Refused(m) | Failure::Usage(m) | Failure::Unreachable(m) => m,
             Failure::BrokenPipe => "",
         }
     }

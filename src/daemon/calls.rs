@@ -19,16 +19,12 @@ use tokio_util::sync::CancellationToken;
 use super::pool::{Call, PoolHandle, PoolMsg, ReplyFrame};
 use super::socket::Access;
 use super::write_all::write_all;
-use crate::proto::call::{CALL_MAX, CallRequest, ErrorKind, error_frame, sniff_id};
+use crate::proto::call::{CALL_MAX, CallRequest, ErrorKind, IN_FLIGHT_PER_CONNECTION, error_frame, sniff_id};
 use crate::proto::frame;
 use crate::proto::worker::encode_call;
 
 /// Pools by name, as the call server routes them.
 pub type PoolTable = Arc<HashMap<String, PoolHandle>>;
-
-/// Calls in flight per connection; beyond it the connection is not read until replies
-/// have been written (backpressure on a caller that does not read its replies).
-const IN_FLIGHT_PER_CONNECTION: usize = 256;
 
 /// Where a call's reply frame goes: its caller's connection. Closed when the caller hung
 /// up or stopped reading; its queued calls are then dropped instead of run.

@@ -10,6 +10,9 @@ use serde_json::value::RawValue;
 
 /// Largest call request or reply frame on the call socket.
 pub const CALL_MAX: usize = 16 * 1024 * 1024;
+/// Calls in flight per connection; beyond it pitd does not read the connection until
+/// replies have been written (backpressure on a caller that does not read its replies).
+pub const IN_FLIGHT_PER_CONNECTION: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -488,4 +488,12 @@ fn bench_keeps_its_calls_in_flight_over_the_connections_asked_for_and_reports_js
     }
     let out = d.pitctl(&["bench", "p", "--connections", "0"]);
     assert_eq!(out.status.code(), Some(2), "a usage error");
+    // More calls on one connection than pitd keeps in flight per connection would wait on
+    // themselves.
+    let out = d.pitctl(&["bench", "p", "-c", "300", "--connections", "1", "-d", "5s"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--connections 2 or more"),
+        "{out:?}"
+    );
 }

@@ -259,7 +259,8 @@ impl PoolActor {
         self.check_triggers(id, now);
     }
 
-    /// The worker is done with its running call: it goes on to the pipelined one, or idles.
+    /// The worker is done with its running call: it goes on to the first pipelined one, or
+    /// idles.
     fn finish_running(&mut self, id: WorkerId, now: Instant) {
         if self.promote_next(id, now) {
             return;

@@ -45,7 +45,8 @@ use crate::proto::status::PoolStatus;
 use crate::spec::PoolSpec;
 use workers::Worker;
 
-/// Messages handled before the actor looks at its queue and timers and sends its replies.
+/// Messages handled before the actor hands out the queue, looks at its timers and sends
+/// its replies (a queue at `queue_max` is handed out at once, before a call is refused).
 /// Enough that a burst of calls or answers is handled as one; few enough that a timer or
 /// a reply is never held up long behind a flood.
 const MAILBOX_BATCH: usize = 64;
@@ -456,13 +457,21 @@ impl PoolActor {
     }
 
     /// Sends the replies the last batch of messages produced: those to one connection
-    /// together, in the order they were made, as one frame (one write).
+    /// together, in the order they were made, as one frame (one write). A reply joins the
+    /// latest frame of its connection among the last few; past that (thousands of replies
+    /// at shutdown) it starts a frame of its own, sent after the earlier ones.
     fn send_replies(&mut self) {
+        const JOIN_WITHIN: usize = 8;
         let mut replies = self.replies.drain(..);
         let Some(first) = replies.next() else { return };
         let mut out: Vec<(ReplyTx, ReplyFrame)> = vec![first];
         for (tx, frame) in replies {
-            match out.iter_mut().find(|(to, _)| to.same_connection(&tx)) {
+            match out
+                .iter_mut()
+                .rev()
+                .take(JOIN_WITHIN)
+                .find(|(to, _)| to.same_connection(&tx))
+            {
                 Some((_, joined)) => joined.join(frame),
                 None => out.push((tx, frame)),
             }

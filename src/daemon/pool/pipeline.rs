@@ -1,12 +1,12 @@
 //! Pipelining: when every worker is busy with short calls, queued calls are written behind
 //! a worker's running call, so the worker reads the next one the moment it has answered,
 //! instead of waiting for pitd to see the answer and send the next call (two wake-ups per
-//! call). Up to `PIPELINE_DEPTH` wait in a worker's pipe; those pitd hands over together
-//! go in one write, and the worker reads them with one read.
+//! call). Up to `PIPELINE_DEPTH` calls (and `PIPELINE_BYTES`) wait in a worker's pipe;
+//! those pitd hands over together go in one write, and the worker reads them with one read.
 //!
 //! A pipelined call is not started yet and can be taken back: it travels as a CALL_BY
 //! frame that the worker starts only before its `start_by` (CLOCK_MONOTONIC, shared with
-//! the workers). A worker answers a call before it reads the next, so when the worker's
+//! the workers). A worker answers a call before it starts the next, so when the worker's
 //! running call is unanswered (nothing in the mailbox, nothing in the reply pipe), none of
 //! its pipelined calls has started, and those past their `start_by` never will: pitd puts
 //! them back at the front of the queue, and drops the worker's refusals when they come. A
@@ -17,7 +17,9 @@
 
 use std::time::Instant;
 
-use super::routing::{PIPELINE_FAST, PIPELINE_HOLD, has_pipeline_room, may_pipeline, overdue_from_back};
+use super::routing::{
+    PIPELINE_FAST, PIPELINE_HOLD, has_pipeline_room, may_pipeline, overdue_from_back, pipe_has_bytes_for,
+};
 use super::{Call, PoolActor, bind_session};
 use crate::ids::WorkerId;
 use crate::lifecycle::{Reason, WorkerState};
@@ -58,16 +60,18 @@ impl PoolActor {
         }
         // (worker, frames for it, how many calls they are)
         let mut writes: Vec<(WorkerId, Vec<u8>, usize)> = Vec::new();
-        let now_ns = monotonic_ns();
+        // The two clocks read together: a start-by on pitd's clock (from `now`, which may
+        // be as old as the batch) maps to the workers' clock through this pair.
+        let clocks = (Instant::now(), monotonic_ns());
         let mut i = 0;
         while i < self.queue.len() {
             let call = &self.queue[i];
             let target = match self.bound_worker(call, now) {
-                Some(b) => Some(b.worker).filter(|id| self.can_pipeline(*id, &call.method, now)),
+                Some(b) => Some(b.worker).filter(|id| self.can_pipeline(*id, call, now)),
                 None if self.longest_idle().is_none() => self
                     .workers
                     .values()
-                    .filter(|w| self.can_pipeline(w.id, &call.method, now))
+                    .filter(|w| self.can_pipeline(w.id, call, now))
                     .min_by_key(|w| (w.next.len(), w.running_since))
                     .map(|w| w.id),
                 None => None,
@@ -83,7 +87,7 @@ impl PoolActor {
                         }
                     };
                     let (_, frames, count) = &mut writes[at];
-                    self.pipeline_to(id, call, frames, now, now_ns);
+                    self.pipeline_to(id, call, frames, now, clocks);
                     *count += 1;
                 }
                 _ => i += 1,
@@ -111,12 +115,12 @@ impl PoolActor {
         }
     }
 
-    fn can_pipeline(&self, id: WorkerId, method: &str, now: Instant) -> bool {
+    fn can_pipeline(&self, id: WorkerId, call: &Call, now: Instant) -> bool {
         self.has_pipeline_slot(id, now)
-            && self
-                .workers
-                .get(&id)
-                .is_some_and(|w| w.handlers.iter().any(|h| h == method))
+            && self.workers.get(&id).is_some_and(|w| {
+                let held_bytes = w.next.iter().map(|p| p.call.frame.len()).sum();
+                w.handlers.contains(&call.method) && pipe_has_bytes_for(w.next.len(), held_bytes, call.frame.len())
+            })
     }
 
     /// Whether a call (of a method it serves) may be pipelined to this worker now.
@@ -136,22 +140,34 @@ impl PoolActor {
     }
 
     /// Books a call as pipelined to worker `id` and appends its CALL_BY frame to `frames`.
-    fn pipeline_to(&mut self, id: WorkerId, mut call: Call, frames: &mut Vec<u8>, now: Instant, now_ns: u64) {
+    fn pipeline_to(
+        &mut self,
+        id: WorkerId,
+        mut call: Call,
+        frames: &mut Vec<u8>,
+        now: Instant,
+        (clock_at, clock_ns): (Instant, u64),
+    ) {
         let mut start_by = now + PIPELINE_HOLD;
         start_by = start_by.min(call.received + self.spec.queue.timeout);
         if let Some(t) = call.timeout {
             start_by = start_by.min(call.received + t);
         }
-        if let Some(last) = self.workers.get(&id).and_then(|w| w.next.back()) {
+        let last = self.workers.get(&id).and_then(|w| w.next.back());
+        if let Some(last) = last {
             start_by = start_by.min(last.start_by);
         }
+        // Never later than the call ahead's, on the workers' clock too: what is overdue
+        // is always at the back.
+        let start_by_ns = clock_ns
+            .saturating_add(start_by.saturating_duration_since(clock_at).as_nanos() as u64)
+            .min(last.map_or(u64::MAX, |l| l.start_by_ns));
         let deadline = self.call_deadline(&call, now);
         let remaining = deadline
             .saturating_duration_since(now)
             .as_millis()
             .clamp(1, u32::MAX as u128) as u32;
         set_call_timeout(&mut call.frame, remaining);
-        let start_by_ns = now_ns.saturating_add(start_by.saturating_duration_since(now).as_nanos() as u64);
         // The call keeps its own frame: if it is taken back, it is sent again.
         encode_call_by_into(frames, &call.frame, start_by_ns);
         bind_session(&mut self.affinity, &call, id, now);
@@ -178,8 +194,8 @@ impl PoolActor {
         }
     }
 
-    /// The worker answered its running call: the pipelined call behind it, if any, is the
-    /// running one now. Returns whether there was one.
+    /// The worker answered its running call: the first of the calls pipelined behind it,
+    /// if any, is the running one now. Returns whether there was one.
     pub(super) fn promote_next(&mut self, id: WorkerId, now: Instant) -> bool {
         let deadline = match self.workers.get(&id).and_then(|w| w.next.front()) {
             Some(p) => self.call_deadline(&p.call, now),
@@ -243,6 +259,8 @@ impl PoolActor {
     pub(super) fn pipeline_deadline(&self) -> Option<Instant> {
         self.workers
             .values()
+            // A worker being killed keeps its calls until its exit settles them.
+            .filter(|w| w.io.is_some())
             .filter_map(|w| w.next.back().map(|p| p.revoke_at))
             .min()
     }

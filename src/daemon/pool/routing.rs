@@ -43,6 +43,9 @@ pub const PIPELINE_HOLD: Duration = Duration::from_millis(10);
 /// them with one read and pitd write them with one write; the hold bounds what a long call
 /// ahead costs them.
 pub const PIPELINE_DEPTH: usize = 16;
+/// Bytes of calls a worker may hold behind its running one (one call of any size may
+/// always wait there): pitd keeps a copy of each until it starts, in case it is taken back.
+pub const PIPELINE_BYTES: usize = 64 * 1024;
 
 /// Whether a call that would otherwise wait in the queue may be written behind a busy
 /// worker's running call, so that the worker starts it without a round trip through pitd.
@@ -61,6 +64,12 @@ pub fn may_pipeline(fast_streak: u32, running_for: Duration) -> bool {
 /// next call starts a fresh hold.
 pub fn has_pipeline_room<T: Ord + Copy>(held: usize, last_start_by: Option<T>, half_hold_from_now: T) -> bool {
     held < PIPELINE_DEPTH && last_start_by.is_none_or(|s| s >= half_hold_from_now)
+}
+
+/// Whether a call of `frame_len` bytes fits behind the `held` calls (of `held_bytes`)
+/// already pipelined to a worker.
+pub fn pipe_has_bytes_for(held: usize, held_bytes: usize, frame_len: usize) -> bool {
+    held == 0 || held_bytes + frame_len <= PIPELINE_BYTES
 }
 
 /// How many pipelined calls, from the back of a worker's pipe, are past their start-by
@@ -95,6 +104,13 @@ mod tests {
             !has_pipeline_room(1, Some(4), 5),
             "its start-by is too near: let it run dry"
         );
+    }
+
+    #[test]
+    fn a_pipe_holds_one_call_of_any_size_and_more_within_its_bytes() {
+        assert!(pipe_has_bytes_for(0, 0, 10 * PIPELINE_BYTES), "one call always fits");
+        assert!(pipe_has_bytes_for(3, PIPELINE_BYTES - 100, 100));
+        assert!(!pipe_has_bytes_for(1, 10, PIPELINE_BYTES));
     }
 
     #[test]

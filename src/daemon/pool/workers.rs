@@ -410,9 +410,8 @@ impl PoolActor {
             })
         };
         let status = info.status.to_string();
-        if let Some((call, _)) = w.running.take() {
-            self.call_lost(call, &id, &status);
-        }
+        // Back to front, each to the front of the queue: the calls that go back to the
+        // queue keep their order, the running one (the oldest) first.
         let unanswered = w.replies == Replies::Done;
         for p in std::mem::take(&mut w.next).into_iter().rev() {
             if unanswered {
@@ -421,6 +420,9 @@ impl PoolActor {
             } else {
                 self.call_lost(p.call, &id, &status);
             }
+        }
+        if let Some((call, _)) = w.running.take() {
+            self.call_lost(call, &id, &status);
         }
         for (_, done) in self.worker_waiters.extract_if(.., |(waited, _)| *waited == id) {
             let _ = done.send(());
