@@ -4,6 +4,7 @@
 //! effects leave as calls on the `Spawner` (which only enqueues work for the process
 //! thread), as `try_send`s to worker pipes, or as reply frames to callers' connections.
 //!
+//! - `mailbox`: the actor's loop: messages in batches, its one timer, replies out.
 //! - `workers`: starting, readiness, exits, restarts with backoff.
 //! - `stopping`: graceful and immediate stops, shutdown, and their timers.
 //! - `recycle`: triggers, surge recycling, drain, resume, scale, reload.
@@ -15,6 +16,7 @@
 
 mod dispatch;
 mod health;
+mod mailbox;
 mod pipeline;
 mod recycle;
 mod report;
@@ -44,12 +46,6 @@ use crate::proto::event::{Event, EventKind};
 use crate::proto::status::PoolStatus;
 use crate::spec::PoolSpec;
 use workers::Worker;
-
-/// Messages handled before the actor hands out the queue, looks at its timers and sends
-/// its replies (a queue at `queue_max` is handed out at once, before a call is refused).
-/// Enough that a burst of calls or answers is handled as one; few enough that a timer or
-/// a reply is never held up long behind a flood.
-const MAILBOX_BATCH: usize = 64;
 
 /// Starting and signalling processes, behind a seam so the actor can be tested with a fake.
 pub trait Spawner: Send + Sync + 'static {
@@ -319,182 +315,6 @@ impl PoolActor {
             call_metrics,
             replies: Vec::new(),
         }
-    }
-
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<PoolMsg>) {
-        // One timer for the actor's life. It is moved only when the next deadline comes
-        // before it: moving a timer earlier wakes the runtime's driver, and most messages
-        // only push the deadline later. A timer that fires before anything is due costs a
-        // `tick` that finds nothing to do, and is then set to the real deadline.
-        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
-        tokio::pin!(timer);
-        let mut armed: Option<Instant> = None;
-        loop {
-            if let Some(due) = self.next_deadline()
-                && armed.is_none_or(|at| due < at)
-            {
-                timer.as_mut().reset(due.into());
-                armed = Some(due);
-            }
-            tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(msg) => {
-                        // What else is in the mailbox is handled with it, and the queue
-                        // and the timers are looked at once for all of it: the calls a
-                        // worker gets from one batch go in one write, and the replies to
-                        // one connection in one.
-                        let now = Instant::now();
-                        let mut tick = self.handle_one(msg, now);
-                        for _ in 1..MAILBOX_BATCH {
-                            let Ok(msg) = rx.try_recv() else { break };
-                            tick |= self.handle_one(msg, now);
-                        }
-                        self.settle(tick, now);
-                    }
-                    None => break,
-                },
-                _ = &mut timer, if armed.is_some() => {
-                    armed = None;
-                    // What is already in the mailbox comes first: taking a pipelined call
-                    // back is only safe once every answer the worker's reader has
-                    // delivered has been seen.
-                    let now = Instant::now();
-                    while let Ok(msg) = rx.try_recv() {
-                        self.handle_one(msg, now);
-                    }
-                    let now = Instant::now();
-                    self.take_back_overdue(now);
-                    self.tick(now);
-                }
-            }
-            self.send_replies();
-            if self.finished() {
-                if !self.spec.preload.is_empty() {
-                    self.deps.spawner.release_template(Some(&self.spec.name));
-                }
-                if let Some((_, replies)) = self.shutdown.take() {
-                    for done in replies {
-                        let _ = done.send(());
-                    }
-                }
-                break;
-            }
-        }
-    }
-
-    /// Handles one message and what follows from it.
-    pub fn handle(&mut self, msg: PoolMsg, now: Instant) {
-        let tick = self.handle_one(msg, now);
-        self.settle(tick, now);
-    }
-
-    /// After a batch of messages: the timers if any message may have moved them, and the
-    /// queue in any case (a call only joins it, an answer frees a worker).
-    fn settle(&mut self, tick: bool, now: Instant) {
-        if tick {
-            self.tick(now);
-        } else {
-            self.dispatch(now);
-        }
-    }
-
-    /// Handles one message without looking at the queue or the timers; returns whether
-    /// the timers need a look (`tick`) before the next wait.
-    fn handle_one(&mut self, msg: PoolMsg, now: Instant) -> bool {
-        match msg {
-            PoolMsg::Call(call) => {
-                self.on_call(call, now);
-                return false;
-            }
-            PoolMsg::Status(reply) => {
-                let _ = reply.send(self.status(now));
-                return false;
-            }
-            PoolMsg::FromWorker { id, msg } => self.on_worker_msg(id, msg, now),
-            PoolMsg::Sample { id, sample } => {
-                if let Some(w) = self.workers.get_mut(&id) {
-                    w.record_sample(sample);
-                }
-                self.check_triggers(id, now);
-                self.fill(now);
-                return false;
-            }
-            PoolMsg::Spawned { id, result } => self.on_spawned(id, result, now),
-            PoolMsg::Exited { id, info } => self.on_exited(id, info, now),
-            PoolMsg::Shutdown { deadline, done } => self.begin_shutdown(deadline, done, now),
-            PoolMsg::Recycle {
-                worker,
-                now: at_once,
-                reply,
-            } => {
-                let _ = reply.send(self.recycle_command(worker, at_once, now));
-            }
-            PoolMsg::Drain { worker, done, reply } => {
-                let _ = reply.send(self.drain_command(worker, done, now));
-            }
-            PoolMsg::Resume { reply } => {
-                let _ = reply.send(self.resume_command(now));
-            }
-            PoolMsg::Scale { size, reply } => {
-                let _ = reply.send(self.scale_command(size, now));
-            }
-            PoolMsg::Reconfigure(spec) => self.reconfigure(*spec, now),
-        }
-        true
-    }
-
-    /// Timers: overdue kills and calls, stable workers ending a crash loop, replacements.
-    pub fn tick(&mut self, now: Instant) {
-        self.expire_calls(now);
-        self.expire_exits(now);
-        self.expire_workers(now);
-        self.check_health(now);
-        self.check_ages(now);
-        self.finish_drains(now);
-        self.advance_recycles(now);
-        self.fill(now);
-        self.dispatch(now);
-    }
-
-    /// Sends the replies the last batch of messages produced: those to one connection
-    /// together, in the order they were made, as one frame (one write). A reply joins the
-    /// latest frame of its connection among the last few; past that (thousands of replies
-    /// at shutdown) it starts a frame of its own, sent after the earlier ones.
-    fn send_replies(&mut self) {
-        const JOIN_WITHIN: usize = 8;
-        let mut replies = self.replies.drain(..);
-        let Some(first) = replies.next() else { return };
-        let mut out: Vec<(ReplyTx, ReplyFrame)> = vec![first];
-        for (tx, frame) in replies {
-            match out
-                .iter_mut()
-                .rev()
-                .take(JOIN_WITHIN)
-                .find(|(to, _)| to.same_connection(&tx))
-            {
-                Some((_, joined)) => joined.join(frame),
-                None => out.push((tx, frame)),
-            }
-        }
-        for (tx, frame) in out {
-            tx.send(frame);
-        }
-    }
-
-    fn finished(&self) -> bool {
-        self.shutdown.is_some() && self.workers.is_empty()
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        [
-            self.workers_deadline(),
-            self.calls_deadline(),
-            self.health_deadline(),
-            self.exits_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
     }
 
     fn emit(&self, kind: EventKind, worker: Option<WorkerId>, pid: Option<u32>, fill: impl FnOnce(&mut Event)) {
