@@ -12,6 +12,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde_json::Value;
 
 use crate::proto::call::CALL_MAX;
+use crate::proto::frame::{self, FrameError};
 
 pub struct CallClient {
     stream: UnixStream,
@@ -241,14 +242,11 @@ impl CallClient {
 
 /// The first complete frame's body in `buf`, if it holds one.
 fn next_frame(buf: &[u8]) -> Result<Option<&[u8]>, CallClientError> {
-    if buf.len() < 4 {
-        return Ok(None);
+    match frame::decode(buf, CALL_MAX) {
+        Ok(body) => Ok(body.map(|(range, _)| &buf[range])),
+        Err(FrameError::TooLarge { len, .. }) => Err(CallClientError::BadReply(format!("reply of {len} bytes"))),
+        Err(e) => Err(CallClientError::BadReply(e.to_string())),
     }
-    let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
-    if len > CALL_MAX {
-        return Err(CallClientError::BadReply(format!("reply of {len} bytes")));
-    }
-    Ok(buf.get(4..4 + len))
 }
 
 /// The id of a reply and whether it is a success, read from its first bytes: pitd's
@@ -295,22 +293,12 @@ impl Prepared {
 
     /// Appends the call's frame, with id `id`, to `out`.
     fn encode_into(&self, out: &mut Vec<u8>, id: u64) {
-        let mut tmp = [0u8; 20];
-        let mut start = tmp.len();
-        let mut v = id;
-        loop {
-            start -= 1;
-            tmp[start] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        let digits = &tmp[start..];
-        out.extend_from_slice(&((self.prefix.len() + digits.len() + 1) as u32).to_be_bytes());
+        let head = out.len();
+        out.extend_from_slice(&[0; 4]);
         out.extend_from_slice(&self.prefix);
-        out.extend_from_slice(digits);
-        out.push(b'}');
+        write!(out, "{id}}}").expect("writing to a Vec");
+        let len = (out.len() - head - 4) as u32;
+        out[head..head + 4].copy_from_slice(&len.to_be_bytes());
     }
 }
 

@@ -61,7 +61,8 @@ impl PoolActor {
             self.errors += 1;
         }
         self.call_metrics.call(error, call.received.elapsed());
-        self.replies.push(call.into_reply(frame));
+        let (tx, frame) = call.into_reply(frame);
+        self.queue_reply(tx, frame);
     }
 
     /// The reply frame for a call pitd itself fails, with a message that says why.

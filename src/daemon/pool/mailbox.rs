@@ -150,27 +150,27 @@ impl PoolActor {
         self.dispatch(now);
     }
 
-    /// Sends the replies the last batch of messages produced: those to one connection
-    /// together, in the order they were made, as one frame (one write). A reply joins the
-    /// latest frame of its connection among the last few; past that (thousands of replies
-    /// at shutdown) it starts a frame of its own, sent after the earlier ones.
-    fn send_replies(&mut self) {
+    /// Queues a reply for the end of the batch. Replies to one connection are joined, in
+    /// the order they are made, so they leave in one write: a reply joins the latest frame
+    /// of its connection among the last few queued; past that (thousands of replies at
+    /// shutdown) it starts a frame of its own, sent after the earlier ones.
+    pub(super) fn queue_reply(&mut self, tx: ReplyTx, frame: ReplyFrame) {
         const JOIN_WITHIN: usize = 8;
-        let mut replies = self.replies.drain(..);
-        let Some(first) = replies.next() else { return };
-        let mut out: Vec<(ReplyTx, ReplyFrame)> = vec![first];
-        for (tx, frame) in replies {
-            match out
-                .iter_mut()
-                .rev()
-                .take(JOIN_WITHIN)
-                .find(|(to, _)| to.same_connection(&tx))
-            {
-                Some((_, joined)) => joined.join(frame),
-                None => out.push((tx, frame)),
-            }
+        match self
+            .replies
+            .iter_mut()
+            .rev()
+            .take(JOIN_WITHIN)
+            .find(|(to, _)| to.same_connection(&tx))
+        {
+            Some((_, joined)) => joined.join(frame),
+            None => self.replies.push((tx, frame)),
         }
-        for (tx, frame) in out {
+    }
+
+    /// Sends the replies the last batch of messages produced.
+    fn send_replies(&mut self) {
+        for (tx, frame) in self.replies.drain(..) {
             tx.send(frame);
         }
     }

@@ -278,8 +278,9 @@ pub struct PoolActor {
     restarts: u64,
     rng: fastrand::Rng,
     call_metrics: PoolCallMetrics,
-    /// Replies of the current message, sent once it is handled: a worker that finished a
-    /// call gets its next one before its caller gets the reply.
+    /// Replies of the current batch of messages, joined per connection (`queue_reply`),
+    /// sent once the batch is handled: a worker that finished a call gets its next one
+    /// before its caller gets the reply.
     replies: Vec<(ReplyTx, ReplyFrame)>,
 }
 
