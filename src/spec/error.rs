@@ -66,12 +66,6 @@ impl Problem {
         }
     }
 
-    /// Names `key` as the key path, whatever the span's own key is.
-    pub fn named(mut self, key: impl Into<String>) -> Self {
-        self.key = Some(key.into());
-        self
-    }
-
     /// From a TOML syntax or deserialization error in `text`.
     pub fn from_toml(err: &toml::de::Error, text: &str) -> Self {
         let span = err.span().unwrap_or(0..0);

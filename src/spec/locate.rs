@@ -36,11 +36,6 @@ impl<'a> Locator<'a> {
         }
     }
 
-    /// The parsed document, if the text is valid TOML.
-    pub fn doc(&self) -> Option<&Document<&'a str>> {
-        self.doc.as_ref()
-    }
-
     /// The 1-based line and column (in characters) of a byte offset.
     pub fn line_column(&self, offset: usize) -> (usize, usize) {
         let offset = floor_char_boundary(self.text, offset.min(self.text.len()));

@@ -5,7 +5,7 @@
 //! reload and for `--check`, and codes against the types in [`types`] only.
 //!
 //! The pipeline: `raw` (serde mirror of the TOML, values parsed by `units`) -> `validate` and
-//! `policy` (defaults from [`defaults`], rules) -> `support` (refuses what is not built yet).
+//! `policy` (defaults from [`defaults`], rules).
 //! Errors carry byte spans until `locate` turns them into positions and key paths.
 
 pub mod defaults;
@@ -14,7 +14,6 @@ mod host;
 mod locate;
 mod policy;
 mod raw;
-pub mod support;
 pub mod types;
 mod units;
 mod validate;
@@ -30,7 +29,6 @@ pub use types::*;
 use error::Problem;
 use host::Host;
 use locate::Locator;
-use support::Support;
 use units::{show_duration, show_size};
 
 /// Reads and validates the spec at `path`. Relative paths in it are relative to the file's
@@ -46,12 +44,11 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
 /// Validates spec `text` as if read from `path` (which need not exist; it names the file in
 /// errors and anchors relative paths).
 pub fn parse(text: &str, path: &Path) -> Result<Spec, SpecError> {
-    parse_with(text, path, &Host::current(), Support::CURRENT)
+    parse_with(text, path, &Host::current())
 }
 
-/// [`parse`] with the host facts and the supported feature set given, so tests do not
-/// depend on who runs them or on what is built yet.
-pub(crate) fn parse_with(text: &str, path: &Path, host: &Host, support: Support) -> Result<Spec, SpecError> {
+/// [`parse`] with the host facts given, so tests do not depend on who runs them.
+pub(crate) fn parse_with(text: &str, path: &Path, host: &Host) -> Result<Spec, SpecError> {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let dir = absolute.parent().unwrap_or(Path::new("/")).to_path_buf();
     let locator = Locator::new(text);
@@ -60,11 +57,6 @@ pub(crate) fn parse_with(text: &str, path: &Path, host: &Host, support: Support)
     let raw: raw::RawSpec = toml::from_str(text).map_err(|e| fail(Problem::from_toml(&e, text)))?;
     let ctx = validate::Ctx { dir: &dir, host };
     let (daemon, pools) = validate::spec(raw, &ctx).map_err(fail)?;
-    // Both parsers share one TOML grammar, so a document serde accepted is always here.
-    let doc = locator
-        .doc()
-        .ok_or_else(|| fail(Problem::value(0..0, "not valid TOML")))?;
-    support::check(doc, &pools, support).map_err(fail)?;
     Ok(Spec {
         path: absolute,
         daemon,

@@ -1,13 +1,11 @@
 //! The spec fixtures in `tests/specs`: every `good/*.toml` must be accepted and every
 //! `bad/*.toml` must fail with exactly the text of its sibling `*.expected`, the spec's
-//! directory left out so the file shows as its base name. They run against this build's
-//! `support.rs` (so a fixture breaks, on purpose, when what it exercises gets built) and
-//! against a fixed host, so they do not depend on who runs them.
+//! directory left out so the file shows as its base name. They run against a fixed host, so
+//! they do not depend on who runs them.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::super::support::{NOT_SUPPORTED_YET, Support};
 use super::super::{Spec, parse_with};
 use super::{SAMPLES, test_host};
 
@@ -26,7 +24,7 @@ fn fixtures(kind: &str, ext: &str) -> Vec<PathBuf> {
 fn parse_fixture(path: &Path) -> Result<Spec, String> {
     let text = fs::read_to_string(path).expect("readable fixture");
     let dir = format!("{}/", path.parent().expect("fixture dir").display());
-    parse_with(&text, path, &test_host(0), Support::CURRENT).map_err(|e| e.to_string().replace(&dir, ""))
+    parse_with(&text, path, &test_host(0)).map_err(|e| e.to_string().replace(&dir, ""))
 }
 
 #[test]
@@ -64,9 +62,9 @@ fn every_expected_message_has_its_fixture() {
     }
 }
 
-/// The full fixture documents every supported key by use; as keys get built, it grows.
+/// The full fixture documents every key by use.
 #[test]
-fn the_full_fixture_uses_every_supported_key() {
+fn the_full_fixture_uses_every_key() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/specs/good/full.toml");
     let text = fs::read_to_string(&path).expect("full.toml");
     let doc: toml_edit::DocumentMut = text.parse().expect("valid TOML");
@@ -89,10 +87,7 @@ fn the_full_fixture_uses_every_supported_key() {
     let missing: Vec<&str> = SAMPLES
         .iter()
         .map(|(key, _)| *key)
-        .filter(|key| !NOT_SUPPORTED_YET.contains(key) && !written(key))
+        .filter(|key| !written(key))
         .collect();
-    assert!(
-        missing.is_empty(),
-        "full.toml does not use these supported keys: {missing:?}"
-    );
+    assert!(missing.is_empty(), "full.toml does not use these keys: {missing:?}");
 }

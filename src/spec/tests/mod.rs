@@ -1,7 +1,6 @@
 //! Behaviour of `parse` as a whole: defaults, every validation rule, and the exact text of
-//! the errors a user sees. Runs with a fixed `Host` and with every feature counted as
-//! built, so results depend neither on the machine nor on `support.rs` (except `fixtures`,
-//! which checks the user-visible behaviour of this build).
+//! the errors a user sees. Runs with a fixed `Host`, so results do not depend on the
+//! machine.
 
 mod accepted;
 mod fixtures;
@@ -10,7 +9,6 @@ mod refused;
 use std::path::{Path, PathBuf};
 
 use super::host::{HardLimits, Host};
-use super::support::Support;
 use super::{Spec, parse_with};
 
 pub fn test_host(euid: u32) -> Host {
@@ -27,18 +25,13 @@ pub fn test_host(euid: u32) -> Host {
     }
 }
 
-pub const EVERYTHING_BUILT: Support = Support {
-    not_supported_yet: &[],
-    pit_protocol: true,
-};
-
 /// A spec path inside the crate, so `cwd` can name real directories (`src`).
 fn spec_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("t.toml")
 }
 
 fn parse_as(euid: u32, text: &str) -> Result<Spec, String> {
-    parse_with(text, &spec_path(), &test_host(euid), EVERYTHING_BUILT)
+    parse_with(text, &spec_path(), &test_host(euid))
         .map_err(|e| e.to_string().replace(&format!("{}/", env!("CARGO_MANIFEST_DIR")), ""))
 }
 
