@@ -35,6 +35,9 @@ fn key_prefix(key: &Option<String>) -> String {
     key.as_ref().map_or_else(String::new, |k| format!("{k}: "))
 }
 
+/// What validation returns: the value, or the first problem found.
+pub type Result<T> = std::result::Result<T, Problem>;
+
 /// An error found in the text, not yet given a line, column or key path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {

@@ -5,7 +5,7 @@
 //! reload and for `--check`, and codes against the types in [`types`] only.
 //!
 //! The pipeline: `raw` (serde mirror of the TOML, values parsed by `units`) -> `validate` and
-//! `policy` (defaults from [`defaults`], rules).
+//! `policy` (defaults from [`defaults`], the rules of `rules`).
 //! Errors carry byte spans until `locate` turns them into positions and key paths.
 
 pub mod defaults;
@@ -14,6 +14,7 @@ mod host;
 mod locate;
 mod policy;
 mod raw;
+mod rules;
 pub mod types;
 mod units;
 mod validate;

@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use super::defaults as def;
-use super::error::Problem;
+use super::error::{Problem, Result};
 use super::host::HardLimits;
 use super::raw::{Opt, RawPool, RawRestart, RawRlimits};
+use super::rules::{choice, count, optional_count, optional_positive, positive, value_or};
 use super::types::{HealthPolicy, MemoryMetric, QueuePolicy, RecyclePolicy, RestartPolicy, Rlimits};
-use super::units::{Count, Dur, show_duration, show_size};
-use super::validate::{Result, choice, value_or};
+use super::units::{show_duration, show_size};
 
 pub fn recycle(raw: &RawPool) -> Result<RecyclePolicy> {
     let max_rss = raw.max_rss.as_ref().map(|s| s.get_ref().0);
@@ -147,56 +147,5 @@ fn limit<T>(
             Err(Problem::value(given.span(), msg))
         }
         _ => Ok(Some(v)),
-    }
-}
-
-/// A duration that must be above zero, because zero would mean "never wait" or a busy loop.
-pub fn positive(raw: &Opt<Dur>, default: Duration) -> Result<Duration> {
-    Ok(optional_positive(raw)?.unwrap_or(default))
-}
-
-pub fn optional_positive(raw: &Opt<Dur>) -> Result<Option<Duration>> {
-    match raw {
-        Some(d) if d.get_ref().0.is_zero() => Err(Problem::value(d.span(), "expected a duration above 0s, found 0s")),
-        Some(d) => Ok(Some(d.get_ref().0)),
-        None => Ok(None),
-    }
-}
-
-/// The integer types counts are stored in, with their largest value for messages.
-pub trait Int: TryFrom<u64> {
-    const MAX: u64;
-}
-
-impl Int for u32 {
-    const MAX: u64 = u32::MAX as u64;
-}
-
-impl Int for u64 {
-    const MAX: u64 = u64::MAX;
-}
-
-impl Int for usize {
-    const MAX: u64 = usize::MAX as u64;
-}
-
-/// An integer of type `T` that must be at least `min`.
-pub fn count<T: Int>(raw: &Opt<Count>, min: u64, default: T) -> Result<T> {
-    Ok(optional_count(raw, min)?.unwrap_or(default))
-}
-
-pub fn optional_count<T: Int>(raw: &Opt<Count>, min: u64) -> Result<Option<T>> {
-    let Some(given) = raw else { return Ok(None) };
-    let n = given.get_ref().0;
-    match T::try_from(n) {
-        Ok(v) if n >= min => Ok(Some(v)),
-        Ok(_) => Err(Problem::value(
-            given.span(),
-            format!("expected an integer >= {min}, found {n}"),
-        )),
-        Err(_) => {
-            let msg = format!("expected an integer from {min} to {}, found {n}", T::MAX);
-            Err(Problem::value(given.span(), msg))
-        }
     }
 }

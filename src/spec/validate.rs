@@ -11,14 +11,13 @@ use nix::unistd::{Group, User};
 use toml::Spanned;
 
 use super::defaults as def;
-use super::error::Problem;
+use super::error::{Problem, Result};
 use super::host::Host;
 use super::locate::is_bare_key;
 use super::policy;
 use super::raw::{Opt, RawDaemon, RawPool, RawSpec};
+use super::rules::{self, choice, value_or};
 use super::types::{DaemonSpec, GroupRef, LogFormat, PoolSpec, Program, Protocol, UserRef};
-
-pub type Result<T> = std::result::Result<T, Problem>;
 
 /// What relative paths and privilege rules are judged against.
 pub struct Ctx<'a> {
@@ -47,7 +46,7 @@ fn daemon(raw: &RawDaemon, ctx: &Ctx) -> Result<DaemonSpec> {
         control_mode: value_or(&raw.control_mode, def::CONTROL_MODE, |m| m.0),
         call_mode: value_or(&raw.call_mode, def::CALL_MODE, |m| m.0),
         socket_group: raw.socket_group.as_ref().map(group).transpose()?,
-        monitor_interval: policy::positive(&raw.monitor_interval, def::MONITOR_INTERVAL)?,
+        monitor_interval: rules::positive(&raw.monitor_interval, def::MONITOR_INTERVAL)?,
         shutdown_timeout: value_or(&raw.shutdown_timeout, def::SHUTDOWN_TIMEOUT, |d| d.0),
         metrics_listen: raw.metrics_listen.as_ref().map(socket_addr).transpose()?,
         log_format: choice(
@@ -103,13 +102,13 @@ fn pool(name: &Spanned<String>, raw: &RawPool, ctx: &Ctx) -> Result<PoolSpec> {
         program,
         protocol,
         preload: value_or(&raw.preload, Vec::new(), Clone::clone),
-        size: policy::count(&raw.size, 1, def::SIZE)?,
+        size: rules::count(&raw.size, 1, def::SIZE)?,
         cwd: cwd(&raw.cwd, ctx.dir)?,
         env: value_or(&raw.env, BTreeMap::new(), Clone::clone),
         user,
         group,
-        startup_timeout: policy::positive(&raw.startup_timeout, def::STARTUP_TIMEOUT)?,
-        request_timeout: policy::positive(&raw.request_timeout, def::REQUEST_TIMEOUT)?,
+        startup_timeout: rules::positive(&raw.startup_timeout, def::STARTUP_TIMEOUT)?,
+        request_timeout: rules::positive(&raw.request_timeout, def::REQUEST_TIMEOUT)?,
         drain_timeout: value_or(&raw.drain_timeout, def::DRAIN_TIMEOUT, |d| d.0),
         kill_timeout: value_or(&raw.kill_timeout, def::KILL_TIMEOUT, |d| d.0),
         recycle: policy::recycle(raw)?,
@@ -245,20 +244,4 @@ fn socket_addr(raw: &Spanned<String>) -> Result<SocketAddr> {
 /// A path from the spec, relative to the spec's directory, or the default.
 fn path_or(raw: &Opt<String>, dir: &Path, default: impl FnOnce() -> PathBuf) -> PathBuf {
     raw.as_ref().map_or_else(default, |p| dir.join(p.get_ref()))
-}
-
-pub fn value_or<T, U>(raw: &Opt<T>, default: U, f: impl FnOnce(&T) -> U) -> U {
-    raw.as_ref().map_or(default, |v| f(v.get_ref()))
-}
-
-/// One of a fixed set of words.
-pub fn choice<T: Copy>(raw: &Opt<String>, choices: &[(&str, T)], default: T) -> Result<T> {
-    let Some(given) = raw else { return Ok(default) };
-    if let Some((_, value)) = choices.iter().find(|(word, _)| word == given.get_ref()) {
-        return Ok(*value);
-    }
-    let words: Vec<String> = choices.iter().map(|(w, _)| format!("\"{w}\"")).collect();
-    let (last, rest) = words.split_last().expect("choices are never empty");
-    let msg = format!("expected {} or {last}, found {:?}", rest.join(", "), given.get_ref());
-    Err(Problem::value(given.span(), msg))
 }
