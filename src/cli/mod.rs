@@ -282,7 +282,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 let text = if openmetrics {
                     text
                 } else {
-                    crate::daemon::metrics::to_prometheus_text(&text)
+                    crate::proto::exposition::to_prometheus_text(&text)
                 };
                 std::io::stdout().lock().write_all(text.as_bytes())?;
                 Ok(())

@@ -232,30 +232,6 @@ impl Metrics {
     }
 }
 
-/// The same exposition in the Prometheus text format (0.0.4), which promtool and older
-/// scrapers read: counters are announced under their `_total` sample name, and there is no
-/// `# EOF` marker.
-pub fn to_prometheus_text(openmetrics: &str) -> String {
-    let counters: Vec<&str> = openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(openmetrics.len());
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
-            let rest = line.strip_prefix(prefix)?;
-            let (name, tail) = rest.split_once(' ')?;
-            counters.contains(&name).then(|| format!("{prefix}{name}_total {tail}"))
-        });
-        out.push_str(renamed.as_deref().unwrap_or(line));
-        out.push('\n');
-    }
-    out
-}
-
 /// Serves `GET /metrics` on `metrics_listen` until `stop`. A deliberately tiny HTTP/1.1
 /// responder: one request per connection, bounded request size and time.
 pub async fn serve_http(
@@ -309,7 +285,7 @@ pub async fn serve_http(
                 (true, false) => (
                     "200 OK",
                     "text/plain; version=0.0.4; charset=utf-8",
-                    to_prometheus_text(&sup.metrics_text().await),
+                    crate::proto::exposition::to_prometheus_text(&sup.metrics_text().await),
                 ),
                 (false, _) => ("404 Not Found", "text/plain", "try /metrics\n".to_string()),
             };
@@ -320,22 +296,5 @@ pub async fn serve_http(
             let _ = conn.write_all(reply.as_bytes()).await;
             let _ = conn.shutdown().await;
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prometheus_text_names_counters_by_their_sample_and_drops_eof() {
-        let om = "# HELP pit_calls Calls.\n# TYPE pit_calls counter\npit_calls_total{pool=\"a\"} 3\n\
-                  # HELP pit_workers Workers.\n# TYPE pit_workers gauge\npit_workers 2\n# EOF\n";
-        let text = to_prometheus_text(om);
-        assert_eq!(
-            text,
-            "# HELP pit_calls_total Calls.\n# TYPE pit_calls_total counter\npit_calls_total{pool=\"a\"} 3\n\
-             # HELP pit_workers Workers.\n# TYPE pit_workers gauge\npit_workers 2\n"
-        );
     }
 }

@@ -5,6 +5,7 @@
 pub mod call;
 pub mod control;
 pub mod event;
+pub mod exposition;
 pub mod frame;
 pub mod status;
 pub mod template;
