@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
+use strum::VariantArray;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -65,8 +66,8 @@ pub struct PoolCallMetrics {
     pub pipelined: Counter,
     pub taken_back: Counter,
     ok: Counter,
-    /// By `ErrorKind::ALL` order.
-    errors: [Counter; 12],
+    /// Indexed by the kind's declaration order.
+    errors: Vec<Counter>,
     latency: Histogram,
 }
 
@@ -74,10 +75,7 @@ impl PoolCallMetrics {
     pub fn call(&self, error: Option<ErrorKind>, took: Duration) {
         match error {
             None => self.ok.inc(),
-            Some(kind) => {
-                let i = ErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-                self.errors[i].inc()
-            }
+            Some(kind) => self.errors[kind as usize].inc(),
         };
         self.latency.observe(took.as_secs_f64());
     }
@@ -167,7 +165,7 @@ impl Metrics {
             self.calls.get_or_create(&labels).clone()
         };
         let ok = counter("ok");
-        let errors = ErrorKind::ALL.map(|k| counter(k.as_str()));
+        let errors = ErrorKind::VARIANTS.iter().map(|k| counter(k.as_str())).collect();
         let label = PoolLabel { pool: pool.into() };
         let latency = self.latency.get_or_create(&label).clone();
         let pipelined = self.pipelined.get_or_create(&label).clone();
@@ -201,7 +199,7 @@ impl Metrics {
         self.worker_cpu.clear();
         self.queue_depth.clear();
         for pool in &status.pools {
-            for state in WorkerState::ALL {
+            for &state in WorkerState::VARIANTS {
                 let n = pool.workers.iter().filter(|w| w.state == state).count();
                 self.workers
                     .get_or_create(&StateLabels {

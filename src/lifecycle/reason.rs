@@ -2,7 +2,7 @@
 //! interface, and the classification of a reaped worker's exit status.
 //!
 //! [`Reason`] is wire-stable: status, events and metrics carry its `snake_case` names, and
-//! [`Reason::ALL`] is the list other components compare against.
+//! `Reason::VARIANTS` is the list other components compare against.
 
 use std::fmt;
 use std::time::Duration;
@@ -10,7 +10,20 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Why a worker was recycled or why it exited on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// Memory above `max_rss`: graceful recycle.
@@ -40,50 +53,15 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// Every reason: the ten recycle reasons, then the two unplanned-exit reasons.
-    pub const ALL: [Reason; 12] = [
-        Reason::MaxRss,
-        Reason::HardRss,
-        Reason::MaxRequests,
-        Reason::MaxAge,
-        Reason::MaxErrors,
-        Reason::Health,
-        Reason::Timeout,
-        Reason::Manual,
-        Reason::Reload,
-        Reason::ProtocolError,
-        Reason::Crash,
-        Reason::CpuLimit,
-    ];
-
     /// The wire name, identical to the serde form.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Reason::MaxRss => "max_rss",
-            Reason::HardRss => "hard_rss",
-            Reason::MaxRequests => "max_requests",
-            Reason::MaxAge => "max_age",
-            Reason::MaxErrors => "max_errors",
-            Reason::Health => "health",
-            Reason::Timeout => "timeout",
-            Reason::Manual => "manual",
-            Reason::Reload => "reload",
-            Reason::ProtocolError => "protocol_error",
-            Reason::Crash => "crash",
-            Reason::CpuLimit => "cpu_limit",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 
     /// True for the exits pitd did not ask for. These count as restart failures; the
     /// others are recycles, which never feed the backoff or the crash-loop breaker.
     pub const fn is_unplanned(self) -> bool {
         matches!(self, Reason::Crash | Reason::CpuLimit)
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -172,6 +150,8 @@ pub fn exit_reason_with_cpu(status: &ExitStatusInfo, cpu_used: Duration, cpu_lim
 
 #[cfg(test)]
 mod tests {
+    use strum::VariantArray;
+
     use super::*;
 
     fn reason_index(r: Reason) -> usize {
@@ -193,14 +173,14 @@ mod tests {
 
     #[test]
     fn all_is_complete_and_in_order() {
-        for (i, r) in Reason::ALL.into_iter().enumerate() {
+        for (i, r) in Reason::VARIANTS.iter().copied().enumerate() {
             assert_eq!(reason_index(r), i, "{r}");
         }
     }
 
     #[test]
     fn wire_names_are_the_interface_strings() {
-        let names: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        let names: Vec<&str> = Reason::VARIANTS.iter().map(|r| r.as_str()).collect();
         assert_eq!(
             names,
             [
@@ -222,7 +202,7 @@ mod tests {
 
     #[test]
     fn serde_form_equals_as_str_and_round_trips() {
-        for r in Reason::ALL {
+        for &r in Reason::VARIANTS {
             let json = serde_json::to_string(&r).unwrap();
             assert_eq!(json, format!("\"{}\"", r.as_str()));
             assert_eq!(serde_json::from_str::<Reason>(&json).unwrap(), r);
@@ -232,7 +212,7 @@ mod tests {
 
     #[test]
     fn only_crash_and_cpu_limit_are_unplanned() {
-        let unplanned: Vec<Reason> = Reason::ALL.into_iter().filter(|r| r.is_unplanned()).collect();
+        let unplanned: Vec<Reason> = Reason::VARIANTS.iter().copied().filter(|r| r.is_unplanned()).collect();
         assert_eq!(unplanned, [Reason::Crash, Reason::CpuLimit]);
     }
 

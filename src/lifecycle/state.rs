@@ -5,13 +5,24 @@
 //! An event that does not fit the current state is an [`InvalidTransition`]: the caller logs
 //! it and keeps the old state; it never panics.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 /// Where a worker is in its life. Serialized as the `snake_case` names of the interface
 /// (`starting`, `idle`, `busy`, `draining`, `stopping`, `exited`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum WorkerState {
     /// Spawned, not yet ready to take calls.
@@ -29,38 +40,28 @@ pub enum WorkerState {
 }
 
 impl WorkerState {
-    /// Every state, in life order.
-    pub const ALL: [WorkerState; 6] = [
-        WorkerState::Starting,
-        WorkerState::Idle,
-        WorkerState::Busy,
-        WorkerState::Draining,
-        WorkerState::Stopping,
-        WorkerState::Exited,
-    ];
-
     /// The wire name, identical to the serde form.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            WorkerState::Starting => "starting",
-            WorkerState::Idle => "idle",
-            WorkerState::Busy => "busy",
-            WorkerState::Draining => "draining",
-            WorkerState::Stopping => "stopping",
-            WorkerState::Exited => "exited",
-        }
-    }
-}
-
-impl fmt::Display for WorkerState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
 /// A worker's health as seen by the pings, separate from its state: a busy worker can be
 /// failing its health checks, a starting one has not been checked yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
     /// The last health check answered in time.
@@ -72,27 +73,15 @@ pub enum Health {
 }
 
 impl Health {
-    /// Every health value.
-    pub const ALL: [Health; 3] = [Health::Ok, Health::Failing, Health::Unknown];
-
     /// The wire name, identical to the serde form.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Health::Ok => "ok",
-            Health::Failing => "failing",
-            Health::Unknown => "unknown",
-        }
-    }
-}
-
-impl fmt::Display for Health {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
 /// Something that happened to a worker and may change its state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::Display, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum WorkerEvent {
     /// The worker reported that it is ready for calls.
     Ready,
@@ -109,32 +98,9 @@ pub enum WorkerEvent {
 }
 
 impl WorkerEvent {
-    /// Every event.
-    pub const ALL: [WorkerEvent; 6] = [
-        WorkerEvent::Ready,
-        WorkerEvent::CallStarted,
-        WorkerEvent::CallsFinished,
-        WorkerEvent::Drain,
-        WorkerEvent::Stop,
-        WorkerEvent::Exited,
-    ];
-
-    /// A `snake_case` name for logs and error messages.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            WorkerEvent::Ready => "ready",
-            WorkerEvent::CallStarted => "call_started",
-            WorkerEvent::CallsFinished => "calls_finished",
-            WorkerEvent::Drain => "drain",
-            WorkerEvent::Stop => "stop",
-            WorkerEvent::Exited => "exited",
-        }
-    }
-}
-
-impl fmt::Display for WorkerEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    /// The wire name, identical to the serde form.
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -189,6 +155,8 @@ pub fn transition(from: WorkerState, ev: WorkerEvent) -> Result<WorkerState, Inv
 
 #[cfg(test)]
 mod tests {
+    use strum::VariantArray;
+
     use super::*;
 
     use WorkerEvent as E;
@@ -266,13 +234,13 @@ mod tests {
 
     #[test]
     fn all_lists_are_complete_and_in_order() {
-        for (i, s) in WorkerState::ALL.into_iter().enumerate() {
+        for (i, s) in WorkerState::VARIANTS.iter().copied().enumerate() {
             assert_eq!(state_index(s), i, "{s}");
         }
-        for (i, e) in WorkerEvent::ALL.into_iter().enumerate() {
+        for (i, e) in WorkerEvent::VARIANTS.iter().copied().enumerate() {
             assert_eq!(event_index(e), i, "{e}");
         }
-        for (i, h) in Health::ALL.into_iter().enumerate() {
+        for (i, h) in Health::VARIANTS.iter().copied().enumerate() {
             assert_eq!(health_index(h), i, "{h}");
         }
     }
@@ -280,8 +248,8 @@ mod tests {
     #[test]
     fn every_state_event_pair_matches_the_expected_table() {
         let mut legal = 0;
-        for from in WorkerState::ALL {
-            for ev in WorkerEvent::ALL {
+        for &from in WorkerState::VARIANTS {
+            for &ev in WorkerEvent::VARIANTS {
                 let expected = EXPECTED[state_index(from)][event_index(ev)];
                 let got = transition(from, ev);
                 match expected {
@@ -302,7 +270,7 @@ mod tests {
 
     #[test]
     fn exited_is_terminal() {
-        for ev in WorkerEvent::ALL {
+        for &ev in WorkerEvent::VARIANTS {
             assert!(transition(S::Exited, ev).is_err(), "{ev}");
         }
     }
@@ -318,9 +286,9 @@ mod tests {
 
     #[test]
     fn state_wire_names_match_serde_and_the_interface() {
-        let names: Vec<&str> = WorkerState::ALL.iter().map(|s| s.as_str()).collect();
+        let names: Vec<&str> = WorkerState::VARIANTS.iter().map(|s| s.as_str()).collect();
         assert_eq!(names, ["starting", "idle", "busy", "draining", "stopping", "exited"]);
-        for s in WorkerState::ALL {
+        for &s in WorkerState::VARIANTS {
             let json = serde_json::to_string(&s).unwrap();
             assert_eq!(json, format!("\"{}\"", s.as_str()));
             assert_eq!(serde_json::from_str::<WorkerState>(&json).unwrap(), s);
@@ -330,9 +298,9 @@ mod tests {
 
     #[test]
     fn health_wire_names_match_serde_and_the_interface() {
-        let names: Vec<&str> = Health::ALL.iter().map(|h| h.as_str()).collect();
+        let names: Vec<&str> = Health::VARIANTS.iter().map(|h| h.as_str()).collect();
         assert_eq!(names, ["ok", "failing", "unknown"]);
-        for h in Health::ALL {
+        for &h in Health::VARIANTS {
             let json = serde_json::to_string(&h).unwrap();
             assert_eq!(json, format!("\"{}\"", h.as_str()));
             assert_eq!(serde_json::from_str::<Health>(&json).unwrap(), h);

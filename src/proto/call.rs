@@ -14,8 +14,23 @@ pub const CALL_MAX: usize = 16 * 1024 * 1024;
 /// replies have been written (backpressure on a caller that does not read its replies).
 pub const IN_FLIGHT_PER_CONNECTION: usize = 256;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
+/// The error kinds of a call reply, in INTERFACE order (`VARIANTS`); the Python package's
+/// `pit.ERROR_KINDS` must list the same.
 pub enum ErrorKind {
     BadRequest,
     NoSuchPool,
@@ -32,37 +47,9 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// In INTERFACE order; the Python package's `pit.ERROR_KINDS` must list the same.
-    pub const ALL: [ErrorKind; 12] = [
-        ErrorKind::BadRequest,
-        ErrorKind::NoSuchPool,
-        ErrorKind::NoSuchMethod,
-        ErrorKind::HandlerError,
-        ErrorKind::Timeout,
-        ErrorKind::WorkerCrashed,
-        ErrorKind::QueueFull,
-        ErrorKind::QueueTimeout,
-        ErrorKind::PoolDrained,
-        ErrorKind::PoolFailing,
-        ErrorKind::TooLarge,
-        ErrorKind::ShuttingDown,
-    ];
-
+    /// The wire name, identical to the serde form.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::BadRequest => "bad_request",
-            ErrorKind::NoSuchPool => "no_such_pool",
-            ErrorKind::NoSuchMethod => "no_such_method",
-            ErrorKind::HandlerError => "handler_error",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::WorkerCrashed => "worker_crashed",
-            ErrorKind::QueueFull => "queue_full",
-            ErrorKind::QueueTimeout => "queue_timeout",
-            ErrorKind::PoolDrained => "pool_drained",
-            ErrorKind::PoolFailing => "pool_failing",
-            ErrorKind::TooLarge => "too_large",
-            ErrorKind::ShuttingDown => "shutting_down",
-        }
+        self.into()
     }
 }
 
@@ -163,6 +150,8 @@ pub fn sniff_id(body: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use strum::VariantArray;
+
     use super::*;
 
     fn body(frame: &[u8]) -> serde_json::Value {
@@ -175,7 +164,7 @@ mod tests {
 
     #[test]
     fn kinds_serialize_to_their_wire_names() {
-        for k in ErrorKind::ALL {
+        for &k in ErrorKind::VARIANTS {
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
     }

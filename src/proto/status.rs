@@ -17,7 +17,10 @@ pub struct StatusReport {
     pub call_socket: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, strum::IntoStaticStr, strum::Display, strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum PoolState {
     Starting,
@@ -28,22 +31,9 @@ pub enum PoolState {
 }
 
 impl PoolState {
-    pub const ALL: [PoolState; 5] = [
-        PoolState::Starting,
-        PoolState::Running,
-        PoolState::Draining,
-        PoolState::Drained,
-        PoolState::Failing,
-    ];
-
+    /// The wire name, identical to the serde form.
     pub fn as_str(self) -> &'static str {
-        match self {
-            PoolState::Starting => "starting",
-            PoolState::Running => "running",
-            PoolState::Draining => "draining",
-            PoolState::Drained => "drained",
-            PoolState::Failing => "failing",
-        }
+        self.into()
     }
 }
 
