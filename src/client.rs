@@ -1,12 +1,12 @@
 //! `ControlClient`: a blocking client of the control socket, used by pitctl, top and tests.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::proto::control::{ControlErrorKind, Reply, Request};
-use crate::proto::frame::CONTROL_MAX;
+use crate::proto::frame::{CONTROL_MAX, FrameBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -33,6 +33,7 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ControlClient {
     stream: UnixStream,
     path: PathBuf,
+    frames: FrameBuf,
 }
 
 impl ControlClient {
@@ -44,6 +45,7 @@ impl ControlClient {
         let client = ControlClient {
             stream,
             path: path.to_path_buf(),
+            frames: FrameBuf::new(CONTROL_MAX),
         };
         client.set_timeout(Some(REPLY_TIMEOUT));
         Ok(client)
@@ -69,28 +71,37 @@ impl ControlClient {
 
     /// The next reply of a stream; `None` when pitd closed the connection.
     pub fn next_reply(&mut self) -> Result<Option<Reply>, ClientError> {
-        let mut head = [0u8; 4];
-        match self.stream.read_exact(&mut head) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(self.protocol(e)),
-        }
-        let len = u32::from_be_bytes(head) as usize;
-        if len > CONTROL_MAX {
-            return Err(self.protocol(format!("reply of {len} bytes exceeds the limit")));
-        }
-        let mut body = vec![0u8; len];
-        self.stream.read_exact(&mut body).map_err(|e| self.protocol(e))?;
-        match serde_json::from_slice::<Reply>(&body).map_err(|e| self.protocol(e))? {
+        let body = loop {
+            if let Some(body) = self.frames.next_frame().map_err(|e| protocol(&self.path, e))? {
+                break body;
+            }
+            match self.frames.read_from(&mut self.stream) {
+                Ok(0) if self.frames.is_partial() => {
+                    return Err(protocol(
+                        &self.path,
+                        "pitd closed the connection in the middle of a reply",
+                    ));
+                }
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) => return Err(protocol(&self.path, e)),
+            }
+        };
+        match serde_json::from_slice::<Reply>(body).map_err(|e| protocol(&self.path, e))? {
             Reply::Error { kind, message } => Err(ClientError::Refused { kind, message }),
             reply => Ok(Some(reply)),
         }
     }
 
     fn protocol(&self, e: impl std::fmt::Display) -> ClientError {
-        ClientError::Protocol {
-            path: self.path.clone(),
-            message: e.to_string(),
-        }
+        protocol(&self.path, e)
+    }
+}
+
+/// The error of a connection that broke or carried what is not a reply.
+fn protocol(path: &Path, e: impl std::fmt::Display) -> ClientError {
+    ClientError::Protocol {
+        path: path.to_path_buf(),
+        message: e.to_string(),
     }
 }

@@ -12,7 +12,7 @@ use super::pool::PoolMsg;
 use super::socket::Access;
 use super::supervisor::{Refusal, Supervisor};
 use crate::proto::control::{ControlErrorKind, Reply, Request};
-use crate::proto::frame::{self, CONTROL_MAX, FrameError};
+use crate::proto::frame::{self, CONTROL_MAX, FrameBuf, FrameError};
 use tokio::sync::oneshot;
 
 /// A connection that sends nothing for this long is closed: idle clients cannot pile up.
@@ -37,20 +37,27 @@ async fn connection(mut stream: UnixStream, sup: Arc<Supervisor>, access: Access
         );
         return refuse_and_close(stream, reply).await;
     }
+    let mut frames = FrameBuf::new(CONTROL_MAX);
     loop {
-        let body = tokio::select! {
-            r = tokio::time::timeout(IDLE_TIMEOUT, frame::read_frame(&mut stream, CONTROL_MAX)) => match r {
-                Ok(Ok(Some(body))) => body,
-                Ok(Ok(None)) | Err(_) => return,
-                Ok(Err(FrameError::TooLarge { len, max })) => {
+        let parsed = loop {
+            match frames.next_frame() {
+                Ok(Some(body)) => break serde_json::from_slice::<Request>(body),
+                Ok(None) => {}
+                Err(FrameError::TooLarge { len, max }) => {
                     let msg = format!("request of {len} bytes exceeds the limit of {max}");
                     return refuse_and_close(stream, refuse(ControlErrorKind::BadRequest, &msg)).await;
                 }
-                Ok(Err(_)) => return,
-            },
-            _ = stop.cancelled() => return,
+                Err(_) => return,
+            }
+            tokio::select! {
+                r = tokio::time::timeout(IDLE_TIMEOUT, frames.read_from_async(&mut stream)) => match r {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
+                },
+                _ = stop.cancelled() => return,
+            }
         };
-        let request = match serde_json::from_slice::<Request>(&body) {
+        let request = match parsed {
             Ok(r) => r,
             Err(e) => {
                 let reply = refuse(ControlErrorKind::BadRequest, &format!("invalid request: {e}"));

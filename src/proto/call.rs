@@ -53,8 +53,8 @@ impl ErrorKind {
     }
 }
 
-/// A request as it arrives, borrowing from the frame.
-#[derive(Debug, Deserialize)]
+/// A request: parsed by pitd borrowing from the frame, written by the Rust client.
+#[derive(Debug, Deserialize, Serialize)]
 pub struct CallRequest<'a> {
     #[serde(borrow)]
     pub id: &'a RawValue,
@@ -62,14 +62,29 @@ pub struct CallRequest<'a> {
     pub pool: Cow<'a, str>,
     #[serde(borrow)]
     pub method: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub args: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub session: Option<Cow<'a, str>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotent: bool,
+}
+
+/// A reply as a client reads it (pitd writes replies with `ok_frame` and `error_frame*`,
+/// splicing the worker's bytes).
+#[derive(Debug, Deserialize)]
+pub struct CallReply<'a> {
+    #[serde(borrow)]
+    pub id: &'a RawValue,
+    pub ok: bool,
+    #[serde(borrow, default)]
+    pub result: Option<&'a RawValue>,
+    #[serde(default)]
+    pub error: Option<CallError>,
+    #[serde(borrow, default)]
+    pub worker: Option<Cow<'a, str>>,
 }
 
 /// The error object of a failed call.
@@ -181,6 +196,44 @@ mod tests {
         assert_eq!(v["ok"], false);
         assert_eq!(v["error"]["kind"], "queue_full");
         assert_eq!(v["error"]["message"], "queue \"q\" full");
+    }
+
+    #[test]
+    fn a_request_written_by_a_client_is_read_back_by_pitd() {
+        let id = serde_json::value::to_raw_value(&7).unwrap();
+        let args = RawValue::from_string("{\"x\": [1, 2]}".into()).unwrap();
+        let req = CallRequest {
+            id: &id,
+            pool: "p".into(),
+            method: "m".into(),
+            args: Some(&args),
+            session: Some("s".into()),
+            timeout_ms: None,
+            idempotent: false,
+        };
+        let text = serde_json::to_string(&req).unwrap();
+        assert_eq!(
+            text, r#"{"id":7,"pool":"p","method":"m","args":{"x": [1, 2]},"session":"s"}"#,
+            "args verbatim, absent options left out"
+        );
+        let back: CallRequest = serde_json::from_str(&text).unwrap();
+        assert_eq!((back.id.get(), back.session.as_deref()), ("7", Some("s")));
+    }
+
+    #[test]
+    fn replies_pitd_writes_are_read_as_typed_replies() {
+        let ok = ok_frame(b"3", br#"[1]"#, "worker-2");
+        let r: CallReply = serde_json::from_slice(&ok[4..]).unwrap();
+        assert!(r.ok && r.error.is_none());
+        assert_eq!((r.id.get(), r.result.unwrap().get()), ("3", "[1]"));
+        assert_eq!(r.worker.as_deref(), Some("worker-2"));
+        let err = error_frame(b"4", ErrorKind::PoolFailing, "down");
+        let r: CallReply = serde_json::from_slice(&err[4..]).unwrap();
+        assert!(!r.ok);
+        assert_eq!(
+            r.error.map(|e| (e.kind, e.message)),
+            Some((ErrorKind::PoolFailing, "down".into()))
+        );
     }
 
     #[test]

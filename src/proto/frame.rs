@@ -14,8 +14,6 @@ pub const CONTROL_MAX: usize = 16 * 1024 * 1024;
 pub enum FrameError {
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
-    #[error("connection closed in the middle of a frame")]
-    Truncated,
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -36,33 +34,109 @@ pub fn decode(buf: &[u8], max: usize) -> Result<Option<(std::ops::Range<usize>, 
     Ok(Some((4..4 + len, 4 + len)))
 }
 
+/// Bytes read from a stream and the complete frames among them: the one buffered frame
+/// reader of every socket and pipe. Fill it from any reader (`read_from`, or `spare` then
+/// `filled` for an async one); take frames with `next_frame`. A frame's length is checked
+/// against the limit as soon as its header is in, before its body is waited for, and room
+/// for the whole frame is made at once so a large frame costs one allocation.
+#[derive(Debug)]
+pub struct FrameBuf {
+    buf: Vec<u8>,
+    /// Where the first byte not yet taken as a frame is.
+    start: usize,
+    /// Bytes read; the rest of `buf` is room handed out by `spare`.
+    valid: usize,
+    max: usize,
+}
+
+/// Bytes asked of the reader at least, per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+impl FrameBuf {
+    /// A reader of frames of at most `max` bytes.
+    pub fn new(max: usize) -> FrameBuf {
+        FrameBuf {
+            buf: Vec::with_capacity(READ_CHUNK),
+            start: 0,
+            valid: 0,
+            max,
+        }
+    }
+
+    /// The body of the next complete frame, taken; `Ok(None)` until one is in.
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        match decode(&self.buf[self.start..self.valid], self.max)? {
+            Some((range, used)) => {
+                let at = self.start;
+                self.start += used;
+                Ok(Some(&self.buf[at + range.start..at + range.end]))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Whether bytes of a frame not complete yet are held (an end of stream now cuts it).
+    pub fn is_partial(&self) -> bool {
+        self.start < self.valid
+    }
+
+    /// Room to read into: what is left of the frame being read, and at least `READ_CHUNK`.
+    /// Frames already taken are dropped first. Report what was read with `filled`.
+    pub fn spare(&mut self) -> &mut [u8] {
+        self.buf.truncate(self.valid);
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let mut want = READ_CHUNK;
+        if let Ok(head) = <[u8; 4]>::try_from(self.buf.get(..4).unwrap_or_default()) {
+            let len = u32::from_be_bytes(head) as usize;
+            if len <= self.max {
+                want = want.max((4 + len).saturating_sub(self.buf.len()));
+            }
+        }
+        self.valid = self.buf.len();
+        self.buf.resize(self.valid + want, 0);
+        &mut self.buf[self.valid..]
+    }
+
+    /// `n` bytes were read into the last `spare`.
+    pub fn filled(&mut self, n: usize) {
+        self.buf.truncate(self.valid + n);
+        self.valid = self.buf.len();
+    }
+
+    /// One read from a blocking reader; `Ok(0)` at its end. Retries an interrupted read.
+    pub fn read_from(&mut self, r: &mut impl io::Read) -> io::Result<usize> {
+        loop {
+            let room = self.spare();
+            match r.read(room) {
+                Ok(n) => {
+                    self.filled(n);
+                    return Ok(n);
+                }
+                Err(e) => {
+                    self.filled(0);
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One read from an async reader; `Ok(0)` at its end.
+    pub async fn read_from_async<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> io::Result<usize> {
+        let result = r.read(self.spare()).await;
+        self.filled(*result.as_ref().unwrap_or(&0));
+        result
+    }
+}
+
 /// Appends one frame holding `body` to `out`.
 pub fn encode_into(out: &mut Vec<u8>, body: &[u8]) {
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
     out.extend_from_slice(body);
-}
-
-/// Reads one whole frame. `Ok(None)` on a clean end of stream between frames.
-pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Option<Vec<u8>>, FrameError> {
-    let mut head = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        let n = r.read(&mut head[got..]).await?;
-        if n == 0 {
-            return if got == 0 { Ok(None) } else { Err(FrameError::Truncated) };
-        }
-        got += n;
-    }
-    let len = u32::from_be_bytes(head) as usize;
-    if len > max {
-        return Err(FrameError::TooLarge { len, max });
-    }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await.map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-        _ => FrameError::Io(e),
-    })?;
-    Ok(Some(body))
 }
 
 /// Writes one frame (header and body in one buffer: one syscall for small frames).
@@ -90,17 +164,47 @@ mod tests {
         assert!(matches!(err, FrameError::TooLarge { len: 256, max: 255 }));
     }
 
+    #[test]
+    fn a_frame_buf_takes_frames_as_they_complete_and_refuses_oversized_ones() {
+        let mut wire = Vec::new();
+        encode_into(&mut wire, b"hello");
+        encode_into(&mut wire, &[7; 40_000]);
+        let mut fb = FrameBuf::new(50_000);
+        let mut got = Vec::new();
+        // Three bytes a read: headers and bodies split everywhere.
+        for chunk in wire.chunks(3) {
+            let mut r: &[u8] = chunk;
+            assert_eq!(fb.read_from(&mut r).unwrap(), chunk.len());
+            while let Some(body) = fb.next_frame().unwrap() {
+                got.push(body.to_vec());
+            }
+        }
+        assert_eq!(got, [b"hello".to_vec(), vec![7; 40_000]]);
+        assert!(!fb.is_partial());
+        let mut r: &[u8] = &[0, 0, 0, 2, b'a'];
+        fb.read_from(&mut r).unwrap();
+        assert_eq!(fb.next_frame().unwrap(), None);
+        assert!(fb.is_partial(), "half a frame is held");
+        let mut big = FrameBuf::new(4);
+        let mut r: &[u8] = &[0, 0, 0, 5];
+        big.read_from(&mut r).unwrap();
+        assert!(matches!(big.next_frame(), Err(FrameError::TooLarge { len: 5, max: 4 })));
+    }
+
     #[tokio::test]
-    async fn truncated_stream_is_an_error_and_clean_eof_is_none() {
-        let mut empty: &[u8] = &[];
-        assert!(read_frame(&mut empty, 10).await.unwrap().is_none());
-        let mut cut: &[u8] = &[0, 0, 0, 5, b'a'];
-        assert!(matches!(read_frame(&mut cut, 10).await, Err(FrameError::Truncated)));
-        let mut half_head: &[u8] = &[0, 0];
-        assert!(matches!(
-            read_frame(&mut half_head, 10).await,
-            Err(FrameError::Truncated)
-        ));
+    async fn a_frame_buf_reads_from_async_readers_to_their_end() {
+        let mut wire = Vec::new();
+        encode_into(&mut wire, b"one");
+        encode_into(&mut wire, b"two");
+        let mut r: &[u8] = &wire;
+        let mut fb = FrameBuf::new(16);
+        let mut got = Vec::new();
+        while fb.read_from_async(&mut r).await.unwrap() > 0 {
+            while let Some(body) = fb.next_frame().unwrap() {
+                got.push(body.to_vec());
+            }
+        }
+        assert_eq!(got, [b"one".to_vec(), b"two".to_vec()]);
     }
 
     proptest! {

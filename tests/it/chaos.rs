@@ -59,7 +59,7 @@ fn load(d: &TestDaemon, stop: &AtomicBool, tally: &Tally, method: &str, args: &s
     while !stop.load(Ordering::Relaxed) && Instant::now() < end {
         match c.call("app", method, args, &opts) {
             Ok(Outcome::Ok { .. }) => tally.add("ok"),
-            Ok(Outcome::Err { kind, .. }) => tally.add(&kind),
+            Ok(Outcome::Err { kind, .. }) => tally.add(kind.as_str()),
             Err(e) => panic!("a call got no reply: {e}"),
         }
     }

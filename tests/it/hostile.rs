@@ -163,7 +163,7 @@ fn rlimits_as_turns_a_huge_allocation_into_a_memory_error() {
     let mut c = CallClient::connect(&d.call_socket()).unwrap();
     match c.call("app", "allocate", "2048", &CallOptions::default()).unwrap() {
         Outcome::Err { kind, message, .. } => {
-            assert_eq!(kind, "handler_error");
+            assert_eq!(kind, pit::proto::call::ErrorKind::HandlerError);
             assert!(message.contains("MemoryError"), "{message}");
         }
         other => panic!("expected a MemoryError, got {other:?}"),

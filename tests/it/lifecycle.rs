@@ -200,7 +200,7 @@ fn drain_finishes_the_call_in_flight_refuses_new_ones_and_resume_restores() {
         let out = d.pitctl(&["drain", "app"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         match call(&d, "echo", "1") {
-            Outcome::Err { kind, .. } => assert_eq!(kind, "pool_drained"),
+            Outcome::Err { kind, .. } => assert_eq!(kind, pit::proto::call::ErrorKind::PoolDrained),
             other => panic!("expected pool_drained, got {other:?}"),
         }
         h.join().unwrap()

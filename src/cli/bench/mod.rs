@@ -12,8 +12,12 @@ use serde::Serialize;
 
 use super::Failure;
 use super::call::connect;
-use crate::call_client::{CallClient, CallOptions, Outcome, Prepared, Tally};
-use crate::proto::call::IN_FLIGHT_PER_CONNECTION;
+mod load;
+
+use load::{Prepared, Tally, pipeline_prepared};
+
+use crate::call_client::{CallClient, CallOptions, Outcome};
+use crate::proto::call::{ErrorKind, IN_FLIGHT_PER_CONNECTION};
 
 /// How long the last calls may take to come back once the load has stopped.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -101,10 +105,7 @@ pub fn measure(a: &BenchArgs<'_>) -> Result<BenchReport, Failure> {
                         ..Tally::default()
                     };
                     let prepared = Prepared::new(a.pool, a.method, a.args);
-                    if client
-                        .pipeline_prepared(&prepared, depth, end, DRAIN, &mut tally)
-                        .is_err()
-                    {
+                    if pipeline_prepared(&mut client, &prepared, depth, end, DRAIN, &mut tally).is_err() {
                         // The connection broke or pitd answered nonsense: what it owed
                         // failed, and at least one call did.
                         tally.errors += tally.in_flight.max(1) as u64;
@@ -149,7 +150,7 @@ fn probe(client: &mut CallClient, a: &BenchArgs<'_>) -> Result<(), Failure> {
         .call(a.pool, a.method, a.args, &CallOptions::default())
         .map_err(|e| Failure::Refused(e.to_string()))?;
     match outcome {
-        Outcome::Err { kind, message, .. } if REFUSED_FOR_GOOD.contains(&kind.as_str()) => {
+        Outcome::Err { kind, message, .. } if REFUSED_FOR_GOOD.contains(&kind) => {
             Err(Failure::Refused(format!("{kind}: {message}")))
         }
         _ => Ok(()),
@@ -157,7 +158,12 @@ fn probe(client: &mut CallClient, a: &BenchArgs<'_>) -> Result<(), Failure> {
 }
 
 /// Error kinds that say the call itself is wrong: every call of the load would get them.
-const REFUSED_FOR_GOOD: [&str; 4] = ["no_such_pool", "no_such_method", "bad_request", "too_large"];
+const REFUSED_FOR_GOOD: [ErrorKind; 4] = [
+    ErrorKind::NoSuchPool,
+    ErrorKind::NoSuchMethod,
+    ErrorKind::BadRequest,
+    ErrorKind::TooLarge,
+];
 
 /// The calls in flight connection `i` of `connections` carries: `concurrency` shared out
 /// as evenly as it goes.
