@@ -1,4 +1,4 @@
-//! The load of `pitd bench` on one connection: a call encoded once, kept `depth` times in
+//! The load of `pitctl bench` on one connection: a call encoded once, kept `depth` times in
 //! flight, its replies matched by id from their first bytes.
 
 use std::collections::HashMap;
