@@ -1,7 +1,9 @@
 """The preload template: ``python -m pit template MODULE --preload M [--preload M ...]``, what
 pitd runs once for a pool with ``preload = [...]``.
 
-The template imports the preload modules once, then waits on fd 3, a ``SOCK_SEQPACKET``
+The template first holds fds 0-4 (/dev/null on any free one), so that files and sockets
+the preload modules open at import land above the fds every worker takes from pitd; it
+imports the preload modules once, then waits on fd 3, a ``SOCK_SEQPACKET``
 socket to pitd. For every worker pitd wants, it sends one ``fork`` message carrying, as
 ``SCM_RIGHTS``, the worker's four ends: calls in (its fd 3), replies out (its fd 4), stdout
 and stderr. The template forks twice: the intermediate child exits at once, so the worker is
@@ -60,6 +62,8 @@ EXIT_PROTOCOL_ERROR = 3
 
 #: What a fork message carries, in this order.
 FDS_PER_FORK = 4
+#: The fds a forked worker gets from pitd: stdin, stdout, stderr, calls in, replies out.
+WORKER_FDS = range(5)
 #: How long a forked worker waits to be re-parented to pitd, and the template for its pid.
 REPARENT_TIMEOUT = 5.0
 
@@ -79,6 +83,7 @@ def run(module_name: str, preload: Sequence[str]) -> int:
         )
         return EXIT_NOT_UNDER_PITD
     pitd_pid = os.getppid()
+    _reserve_worker_fds()
     prepare_interpreter()
     started = time.monotonic()
     for name in preload:
@@ -284,6 +289,24 @@ def _serve_as(
         os._exit(EXIT_NOT_UNDER_PITD)
     gc.unfreeze()
     raise SystemExit(serve(module_name, before_ready=before_ready))
+
+
+def _reserve_worker_fds() -> None:
+    """Holds every fd a worker will take from pitd (``WORKER_FDS``) before any preload
+    runs, with /dev/null on the free ones: a file or socket a preloaded module opens at
+    import then lands above them, instead of on fd 4 where every forked worker puts its
+    replies pipe (the module would write its log lines into pit's protocol, or read
+    pit's traffic). A worker's ``dup2`` onto 1-4 replaces the placeholders."""
+    for fd in WORKER_FDS:
+        try:
+            fcntl.fcntl(fd, fcntl.F_GETFD)
+            continue  # open: stdio from pitd, or the channel
+        except OSError:
+            pass
+        placeholder = os.open(os.devnull, os.O_RDWR)
+        if placeholder != fd:
+            os.dup2(placeholder, fd, inheritable=False)
+            os.close(placeholder)
 
 
 def _die_with_parent() -> None:

@@ -290,3 +290,59 @@ fn a_template_printing_at_full_speed_is_logged_at_a_bounded_rate() {
     assert!(longest < 9 * 1024, "a 20000-character line is cut: {longest}");
     assert!(whoami(&d, "pre")["table"] == 50_000);
 }
+
+/// A preload that opens files at import (a logging FileHandler, a file kept open) gets the
+/// template's lowest free fds; the workers' protocol pipes must not land on them.
+#[test]
+fn files_a_preload_opened_at_import_stay_its_own_in_every_worker() {
+    let dir = tempfile::Builder::new().prefix("pit-it-files-").tempdir().unwrap();
+    let log_path = dir.path().join("app.log");
+    let spec = preload_pool("files", 2, "\"preload_opens_files\"", "")
+        .replace("app = \"preload_app\"", "app = \"preload_files_app\"")
+        .replace(
+            "PRELOAD_DELAY = \"0.3\"",
+            &format!("PRELOAD_LOG = \"{}\"", log_path.display()),
+        );
+    let d = TestDaemon::start(&spec);
+    d.wait_pool("2 ready workers", "files", |p| {
+        p.workers.len() == 2 && p.workers.iter().all(|w| w.state.to_string() == "idle")
+    });
+    let mut workers = std::collections::BTreeSet::new();
+    for i in 0..20 {
+        let out = d.pitctl(&["call", "files", "note", &i.to_string()]);
+        assert!(
+            out.status.success(),
+            "call {i} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            d.log()
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            v["log_fd"].as_u64().unwrap() > 4,
+            "the log file is above the protocol fds: {v}"
+        );
+        workers.insert(v["worker"].as_str().unwrap().to_string());
+    }
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let notes = std::fs::read_to_string(format!("{}.notes", log_path.display())).unwrap();
+    for i in 0..20 {
+        assert!(log.contains(&format!(": {i}\n")), "line {i} in the log file:\n{log}");
+        assert!(
+            notes.contains(&format!(": {i}\n")),
+            "line {i} in the notes file:\n{notes}"
+        );
+    }
+    let pool = d.pool("files");
+    assert_eq!(pool.restarts, 0, "no worker was replaced");
+    let events = String::from_utf8_lossy(&d.pitctl(&["events", "--json"]).stdout).to_string();
+    assert!(
+        !events.contains("protocol_error"),
+        "no worker killed for a protocol error:\n{events}"
+    );
+    assert!(
+        !d.log().contains("frame of"),
+        "no garbage frame from a worker:\n{}",
+        d.log()
+    );
+    assert!(!workers.is_empty());
+}
