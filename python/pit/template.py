@@ -23,7 +23,9 @@ The template then answers ``forked`` with the pid (or ``fork_failed`` with why).
 replacement cost no fork at all, the template keeps one *spare*: a worker forked that way
 ahead of need, which has done steps 1-2 and 4 and waits on a socket of its own; a fork
 request hands the spare its id and fds and is answered at once, and the next spare is
-forked after the reply. rlimits,
+forked after the reply (each spare's pid is sent as ``spare``, so pitd can count its
+memory). The ``ready`` message names the threads running after the preload (fork-unsafe);
+pitd warns about them. The template's process name is ``pit template``. rlimits,
 credentials, the working directory and the environment are the template's, which pitd set
 from the pool's spec when it started it. Messages are one JSON object per datagram.
 
@@ -84,6 +86,7 @@ def run(module_name: str, preload: Sequence[str]) -> int:
         return EXIT_NOT_UNDER_PITD
     pitd_pid = os.getppid()
     _reserve_worker_fds()
+    _name_process("pit template")
     prepare_interpreter()
     started = time.monotonic()
     for name in preload:
@@ -99,8 +102,17 @@ def run(module_name: str, preload: Sequence[str]) -> int:
     _libc()
     gc.collect()
     gc.freeze()
-    _warn_about_threads()
-    _send(channel, {"type": "ready", "pid": os.getpid(), "preloaded": list(preload), "import_ms": import_ms})
+    _send(
+        channel,
+        {
+            "type": "ready",
+            "pid": os.getpid(),
+            "preloaded": list(preload),
+            "import_ms": import_ms,
+            # pitd logs, emits and shows these: they are not in any forked worker.
+            "threads": _threads_after_preload(),
+        },
+    )
     spare = _fork_spare(channel, pitd_pid, module_name)
     while True:
         try:
@@ -172,6 +184,11 @@ def _fork_spare(channel: socket.socket, pitd_pid: int, module_name: str) -> Opti
         ours.close()
         _say("could not fork a spare worker; workers are forked on request")
         return None
+    # pitd samples the spare's memory as the pool's (it is no worker yet).
+    try:
+        _send(channel, {"type": "spare", "pid": pid})
+    except OSError:
+        pass  # pitd closed the channel: the next receive says so, and the template exits 0
     return _Spare(pid, ours)
 
 
@@ -369,13 +386,9 @@ def _channel() -> Optional[socket.socket]:
     return sock
 
 
-def _warn_about_threads() -> None:
-    others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
-    if others:
-        _say(
-            f"{len(others)} thread(s) running after preload ({', '.join(others[:5])}): forked workers "
-            "get none of them, and a lock one of them held stays locked in every worker"
-        )
+def _threads_after_preload() -> List[str]:
+    """Names of the threads other than this one: fork copies none of them."""
+    return [t.name for t in threading.enumerate() if t is not threading.main_thread()]
 
 
 def _send(channel: socket.socket, msg: Dict[str, Any]) -> None:
