@@ -7,6 +7,11 @@
 //! before that report arrives, so the reaper keeps exits of unknown children for a while
 //! (`Table::unclaimed`) and the registration picks its exit up from there.
 //!
+//! What the pool hears beside its forks goes through the request's `TemplateSink`: the
+//! template ready (and the threads it runs, which pitd warns about), each spare's pid (so
+//! the pool samples the spare's memory), its output lines (for `pitctl logs POOL`), and its
+//! end.
+//!
 //! A template that dies takes no worker with it. It is started again at once if it had been
 //! serving for a while, else on the pool's next worker start (the pool's restart backoff
 //! and crash-loop breaker then pace it: a template that cannot import its modules makes
