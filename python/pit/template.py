@@ -1,7 +1,9 @@
 """The preload template: ``python -m pit template MODULE --preload M [--preload M ...]``, what
 pitd runs once for a pool with ``preload = [...]``.
 
-The template imports the preload modules once, then waits on fd 3, a ``SOCK_SEQPACKET``
+The template first holds fds 0-4 (/dev/null on any free one), so that files and sockets
+the preload modules open at import land above the fds every worker takes from pitd; it
+imports the preload modules once, then waits on fd 3, a ``SOCK_SEQPACKET``
 socket to pitd. For every worker pitd wants, it sends one ``fork`` message carrying, as
 ``SCM_RIGHTS``, the worker's four ends: calls in (its fd 3), replies out (its fd 4), stdout
 and stderr. The template forks twice: the intermediate child exits at once, so the worker is
@@ -21,7 +23,9 @@ The template then answers ``forked`` with the pid (or ``fork_failed`` with why).
 replacement cost no fork at all, the template keeps one *spare*: a worker forked that way
 ahead of need, which has done steps 1-2 and 4 and waits on a socket of its own; a fork
 request hands the spare its id and fds and is answered at once, and the next spare is
-forked after the reply. rlimits,
+forked after the reply (each spare's pid is sent as ``spare``, so pitd can count its
+memory). The ``ready`` message names the threads running after the preload (fork-unsafe);
+pitd warns about them. The template's process name is ``pit template``. rlimits,
 credentials, the working directory and the environment are the template's, which pitd set
 from the pool's spec when it started it. Messages are one JSON object per datagram.
 
@@ -60,6 +64,8 @@ EXIT_PROTOCOL_ERROR = 3
 
 #: What a fork message carries, in this order.
 FDS_PER_FORK = 4
+#: The fds a forked worker gets from pitd: stdin, stdout, stderr, calls in, replies out.
+WORKER_FDS = range(5)
 #: How long a forked worker waits to be re-parented to pitd, and the template for its pid.
 REPARENT_TIMEOUT = 5.0
 
@@ -79,6 +85,8 @@ def run(module_name: str, preload: Sequence[str]) -> int:
         )
         return EXIT_NOT_UNDER_PITD
     pitd_pid = os.getppid()
+    _reserve_worker_fds()
+    _name_process("pit template")
     prepare_interpreter()
     started = time.monotonic()
     for name in preload:
@@ -94,8 +102,17 @@ def run(module_name: str, preload: Sequence[str]) -> int:
     _libc()
     gc.collect()
     gc.freeze()
-    _warn_about_threads()
-    _send(channel, {"type": "ready", "pid": os.getpid(), "preloaded": list(preload), "import_ms": import_ms})
+    _send(
+        channel,
+        {
+            "type": "ready",
+            "pid": os.getpid(),
+            "preloaded": list(preload),
+            "import_ms": import_ms,
+            # pitd logs, emits and shows these: they are not in any forked worker.
+            "threads": _threads_after_preload(),
+        },
+    )
     spare = _fork_spare(channel, pitd_pid, module_name)
     while True:
         try:
@@ -167,6 +184,11 @@ def _fork_spare(channel: socket.socket, pitd_pid: int, module_name: str) -> Opti
         ours.close()
         _say("could not fork a spare worker; workers are forked on request")
         return None
+    # pitd samples the spare's memory as the pool's (it is no worker yet).
+    try:
+        _send(channel, {"type": "spare", "pid": pid})
+    except OSError:
+        pass  # pitd closed the channel: the next receive says so, and the template exits 0
     return _Spare(pid, ours)
 
 
@@ -286,6 +308,24 @@ def _serve_as(
     raise SystemExit(serve(module_name, before_ready=before_ready))
 
 
+def _reserve_worker_fds() -> None:
+    """Holds every fd a worker will take from pitd (``WORKER_FDS``) before any preload
+    runs, with /dev/null on the free ones: a file or socket a preloaded module opens at
+    import then lands above them, instead of on fd 4 where every forked worker puts its
+    replies pipe (the module would write its log lines into pit's protocol, or read
+    pit's traffic). A worker's ``dup2`` onto 1-4 replaces the placeholders."""
+    for fd in WORKER_FDS:
+        try:
+            fcntl.fcntl(fd, fcntl.F_GETFD)
+            continue  # open: stdio from pitd, or the channel
+        except OSError:
+            pass
+        placeholder = os.open(os.devnull, os.O_RDWR)
+        if placeholder != fd:
+            os.dup2(placeholder, fd, inheritable=False)
+            os.close(placeholder)
+
+
 def _die_with_parent() -> None:
     if _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
@@ -346,13 +386,9 @@ def _channel() -> Optional[socket.socket]:
     return sock
 
 
-def _warn_about_threads() -> None:
-    others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
-    if others:
-        _say(
-            f"{len(others)} thread(s) running after preload ({', '.join(others[:5])}): forked workers "
-            "get none of them, and a lock one of them held stays locked in every worker"
-        )
+def _threads_after_preload() -> List[str]:
+    """Names of the threads other than this one: fork copies none of them."""
+    return [t.name for t in threading.enumerate() if t is not threading.main_thread()]
 
 
 def _send(channel: socket.socket, msg: Dict[str, Any]) -> None:

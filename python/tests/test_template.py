@@ -65,6 +65,24 @@ def test_announces_ready_and_exits_0_when_pitd_closes_the_channel(tmp_path: Path
     channel.settimeout(DEADLINE)
     ready = json.loads(channel.recv(65536))
     assert ready["type"] == "ready" and ready["pid"] == proc.pid and ready["preloaded"] == ["json"]
+    assert ready["threads"] == []
+    channel.close()
+    proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 0
+
+
+def test_ready_names_the_threads_running_after_the_preload(tmp_path: Path) -> None:
+    (tmp_path / "starts_thread.py").write_text(
+        "import threading\nthreading.Thread(target=threading.Event().wait, name='poller', daemon=True).start()\n"
+    )
+    proc = run_template(tmp_path, ["starts_thread"])
+    channel: socket.socket = proc.channel  # type: ignore[attr-defined]
+    channel.settimeout(DEADLINE)
+    ready = json.loads(channel.recv(65536))
+    assert ready["threads"] == ["poller"]
+    # The spare's pid follows, for pitd to count its memory.
+    spare = json.loads(channel.recv(65536))
+    assert spare["type"] == "spare" and spare["pid"] not in (0, proc.pid)
     channel.close()
     proc.communicate(timeout=DEADLINE)
     assert proc.returncode == 0

@@ -28,5 +28,5 @@ fn print_line(out: &mut dyn Write, line: &LogLine, json: bool) -> std::io::Resul
         Stream::Stdout => "out",
         Stream::Stderr => "err",
     };
-    writeln!(out, "{} {} {stream} | {}", line.ts, line.worker, line.line)
+    writeln!(out, "{} {} {stream} | {}", line.ts, line.source(), line.line)
 }

@@ -36,7 +36,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Pools and workers: id, pid, state, health, RSS, CPU %, calls, errors, age, last recycle reason
+    /// Pools and workers: id, pid, state, health, RSS, CPU %, calls, errors, age, last recycle reason; a preloaded pool's template and spare worker (pid, RSS, PSS), its memory totals and warnings
     Status {
         /// Only this pool
         pool: Option<String>,
@@ -44,7 +44,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Captured stdout/stderr of a worker (worker-N) or of every worker of a pool
+    /// Captured stdout/stderr of a worker (worker-N), or of every worker of a pool and its preload template
     Logs {
         /// worker-N or a pool name
         target: String,
@@ -129,7 +129,7 @@ pub enum Command {
     Scale { pool: String, size: u32 },
     /// Re-read the spec (same as SIGHUP): changed pools are recycled worker by worker, removed pools drained, new pools started; an invalid spec is refused and the running one kept
     Reload,
-    /// Lifecycle events: worker started/ready/exited/recycled (with reason), pool failing/recovered
+    /// Lifecycle events: worker started/ready/exited/recycled (with reason), pool failing/recovered, template_warning
     Events {
         /// Keep printing new events as they happen
         #[arg(short = 'f', long)]

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::{Failure, unexpected};
 use crate::client::ControlClient;
 use crate::proto::control::{Reply, Request};
-use crate::proto::status::StatusReport;
+use crate::proto::status::{ProcessStatus, StatusReport};
 
 pub fn run(client: &mut ControlClient, pool: Option<String>, json: bool) -> Result<(), Failure> {
     let reply = client.request(&Request::Status { pool })?;
@@ -58,12 +58,21 @@ pub fn render(report: &StatusReport) -> String {
         if let Some(why) = &pool.failing_reason {
             let _ = writeln!(out, "  failing: {why}");
         }
-        if pool.workers.is_empty() {
+        for warning in &pool.warnings {
+            let _ = writeln!(out, "  warning: {warning}");
+        }
+        let extra: Vec<(&str, &ProcessStatus)> = pool.template.as_ref().map_or_else(Vec::new, |t| {
+            std::iter::once(("template", &t.process))
+                .chain(t.spare.as_ref().map(|s| ("spare", s)))
+                .collect()
+        });
+        if pool.workers.is_empty() && extra.is_empty() {
             continue;
         }
         // Workers sharing pages (preloaded pools, pss/uss metrics) also show PSS: RSS counts
         // each shared page in every worker.
-        let shows_pss = pool.workers.iter().any(|w| w.pss_bytes.is_some());
+        let shows_pss =
+            pool.workers.iter().any(|w| w.pss_bytes.is_some()) || extra.iter().any(|(_, p)| p.pss_bytes.is_some());
         let pss_head = if shows_pss {
             format!(" {:>10}", "PSS")
         } else {
@@ -94,6 +103,38 @@ pub fn render(report: &StatusReport) -> String {
                 age(w.age_s),
                 w.last_recycle_reason.map_or("-", |r| r.as_str())
             );
+        }
+        // The template and its spare are no workers, but their memory is the pool's.
+        for (name, p) in &extra {
+            let pss = if shows_pss {
+                format!(" {:>10}", bytes(p.pss_bytes.unwrap_or(0)))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "  {:<10} {:>7}  {:<9} {:<8} {:>10}{pss}",
+                name,
+                p.pid,
+                "-",
+                "-",
+                bytes(p.rss_bytes)
+            );
+        }
+        if !extra.is_empty() {
+            let (rss, _) = pool.memory_totals();
+            let pss: u64 = pool
+                .workers
+                .iter()
+                .map(|w| w.pss_bytes.unwrap_or(0))
+                .chain(extra.iter().map(|(_, p)| p.pss_bytes.unwrap_or(0)))
+                .sum();
+            let pss = if shows_pss {
+                format!(", PSS {}", bytes(pss))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "  memory: RSS {}{pss} (workers, template and spare)", bytes(rss));
         }
     }
     out
@@ -153,6 +194,26 @@ mod tests {
         for cell in ["4242", "idle", "ok", "12.0M", "1.5", "40", "12s", "max_rss"] {
             assert!(row.contains(cell), "{cell} missing in {row:?}");
         }
+    }
+
+    #[test]
+    fn a_preloaded_pool_shows_its_template_spare_warnings_and_memory_totals() {
+        let json = r#"{"version":"0.1.0","pid":7,"uptime_s":1.0,"pools":[{"name":"pre","state":"running","size":1,
+            "workers":[{"id":"worker-1","pid":9,"state":"idle","health":"ok","rss_bytes":52428800,"memory_bytes":52428800,
+            "pss_bytes":10485760,"uss_bytes":2097152,"rss_growth_bytes_per_s":0,"cpu_percent":0.0,"requests":0,"errors":0,
+            "age_s":1.0,"last_recycle_reason":null}],"requests":0,"errors":0,"queued":0,"recycled":0,"restarts":0,
+            "template":{"pid":5,"rss_bytes":41943040,"memory_bytes":41943040,"pss_bytes":20971520,"uss_bytes":1048576,
+            "spare":{"pid":6,"rss_bytes":31457280,"memory_bytes":31457280,"pss_bytes":5242880,"uss_bytes":1048576}},
+            "warnings":["1 thread(s) running in the preload template after its imports (poller)"]}]}"#;
+        let text = render(&serde_json::from_str(json).unwrap());
+        assert!(text.contains("  warning: 1 thread(s) running"), "{text}");
+        let row = |name: &str| text.lines().find(|l| l.trim_start().starts_with(name)).unwrap();
+        assert!(
+            row("template").contains(" 5 ") && row("template").contains("40.0M") && row("template").contains("20.0M"),
+            "{text}"
+        );
+        assert!(row("spare").contains(" 6 ") && row("spare").contains("5.0M"), "{text}");
+        assert!(text.contains("memory: RSS 120.0M, PSS 35.0M"), "{text}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Prometheus metrics (OpenMetrics text, via prometheus-client). Counters and the latency
 //! histogram are updated by the pool actors as things happen; gauges (workers by state,
-//! per-worker RSS and CPU, queue depth) are set from a status report at scrape time, so a
-//! worker that is gone leaves no stale series behind. Served by `pitctl metrics` and, with
+//! per-worker RSS, memory metric and CPU, a preloaded pool's template and spare, pool
+//! memory totals, queue depth) are set from a status report at scrape time, so a worker
+//! that is gone leaves no stale series behind. Served by `pitctl metrics` and, with
 //! `metrics_listen`, over HTTP at `/metrics`.
 
 use std::sync::Arc;
@@ -52,6 +53,13 @@ pub struct WorkerLabels {
     pub worker: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProcessLabels {
+    pub pool: String,
+    /// `template` or `spare`.
+    pub process: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs .. ~105 s: a no-op call to a slow model call.
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -91,7 +99,12 @@ pub struct Metrics {
     restarts: Family<PoolLabel, Counter>,
     workers: Family<StateLabels, Gauge>,
     worker_rss: Family<WorkerLabels, Gauge>,
+    worker_memory: Family<WorkerLabels, Gauge>,
     worker_cpu: Family<WorkerLabels, Gauge<f64, AtomicU64>>,
+    template_rss: Family<ProcessLabels, Gauge>,
+    template_memory: Family<ProcessLabels, Gauge>,
+    pool_rss: Family<PoolLabel, Gauge>,
+    pool_memory: Family<PoolLabel, Gauge>,
     queue_depth: Family<PoolLabel, Gauge>,
     pipelined: Family<PoolLabel, Counter>,
     taken_back: Family<PoolLabel, Counter>,
@@ -107,7 +120,12 @@ impl Default for Metrics {
             restarts: Family::default(),
             workers: Family::default(),
             worker_rss: Family::default(),
+            worker_memory: Family::default(),
             worker_cpu: Family::default(),
+            template_rss: Family::default(),
+            template_memory: Family::default(),
+            pool_rss: Family::default(),
+            pool_memory: Family::default(),
             queue_depth: Family::default(),
             pipelined: Family::default(),
             taken_back: Family::default(),
@@ -130,6 +148,31 @@ impl Default for Metrics {
             "worker_rss_bytes",
             "RSS of a worker's process tree",
             m.worker_rss.clone(),
+        );
+        registry.register(
+            "worker_memory_bytes",
+            "A worker's process tree measured by its pool's memory_metric (RSS, PSS or USS)",
+            m.worker_memory.clone(),
+        );
+        registry.register(
+            "template_rss_bytes",
+            "RSS of a preloaded pool's template and of its spare worker (process label)",
+            m.template_rss.clone(),
+        );
+        registry.register(
+            "template_memory_bytes",
+            "A preloaded pool's template and spare worker measured by the pool's memory_metric",
+            m.template_memory.clone(),
+        );
+        registry.register(
+            "pool_rss_bytes",
+            "RSS summed over a pool's workers, template and spare",
+            m.pool_rss.clone(),
+        );
+        registry.register(
+            "pool_memory_bytes",
+            "The pool's memory_metric summed over its workers, template and spare",
+            m.pool_memory.clone(),
         );
         registry.register(
             "worker_cpu_percent",
@@ -196,7 +239,12 @@ impl Metrics {
     pub fn render(&self, status: &StatusReport) -> String {
         self.workers.clear();
         self.worker_rss.clear();
+        self.worker_memory.clear();
         self.worker_cpu.clear();
+        self.template_rss.clear();
+        self.template_memory.clear();
+        self.pool_rss.clear();
+        self.pool_memory.clear();
         self.queue_depth.clear();
         for pool in &status.pools {
             for &state in WorkerState::VARIANTS {
@@ -219,8 +267,27 @@ impl Metrics {
                     worker: w.id.to_string(),
                 };
                 self.worker_rss.get_or_create(&labels).set(w.rss_bytes as i64);
+                self.worker_memory.get_or_create(&labels).set(w.memory_bytes as i64);
                 self.worker_cpu.get_or_create(&labels).set(w.cpu_percent);
             }
+            if let Some(t) = &pool.template {
+                for (process, p) in
+                    std::iter::once(("template", &t.process)).chain(t.spare.as_ref().map(|s| ("spare", s)))
+                {
+                    let labels = ProcessLabels {
+                        pool: pool.name.clone(),
+                        process: process.into(),
+                    };
+                    self.template_rss.get_or_create(&labels).set(p.rss_bytes as i64);
+                    self.template_memory.get_or_create(&labels).set(p.memory_bytes as i64);
+                }
+            }
+            let (rss, memory) = pool.memory_totals();
+            let label = PoolLabel {
+                pool: pool.name.clone(),
+            };
+            self.pool_rss.get_or_create(&label).set(rss as i64);
+            self.pool_memory.get_or_create(&label).set(memory as i64);
         }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {

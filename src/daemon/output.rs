@@ -1,7 +1,8 @@
 //! Worker stdout/stderr capture. Each stream is read by its own task, line by line, with a
 //! bounded line length, so a worker is never blocked on a full pipe by pitd. Lines go to
 //! the log (tagged with the worker id) and to a bounded ring per worker, kept a while after
-//! the worker exits for `pitctl logs` and crash reports.
+//! the worker exits for `pitctl logs` and crash reports. A preloaded pool's template has a
+//! ring of its own (its lines are read and logged by the process thread, `template.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
@@ -32,8 +33,16 @@ pub struct OutputStore {
 
 #[derive(Default)]
 struct Inner {
-    rings: HashMap<WorkerId, Ring>,
+    rings: HashMap<Source, Ring>,
     exited: VecDeque<WorkerId>,
+}
+
+/// Whose lines a ring holds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Source {
+    Worker(WorkerId),
+    /// A pool's preload template (one ring per pool, whichever template is running).
+    Template(String),
 }
 
 #[derive(Default)]
@@ -55,17 +64,31 @@ impl Default for OutputStore {
 
 impl OutputStore {
     fn push(&self, pool: &str, worker: WorkerId, stream: Stream, line: String) {
+        self.push_from(pool, Source::Worker(worker), stream, line)
+    }
+
+    /// A line of `pool`'s preload template, for `pitctl logs POOL`.
+    pub fn push_template(&self, pool: &str, stream: Stream, line: String) {
+        self.push_from(pool, Source::Template(pool.to_string()), stream, line)
+    }
+
+    fn push_from(&self, pool: &str, source: Source, stream: Stream, line: String) {
+        let (worker, process) = match &source {
+            Source::Worker(id) => (Some(*id), None),
+            Source::Template(_) => (None, Some("template".to_string())),
+        };
         let entry = LogLine {
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
             ts: super::now_rfc3339(),
             pool: pool.to_string(),
             worker,
+            process,
             stream,
             line,
         };
         let _ = self.live_tx.send(entry.clone());
         let mut inner = self.inner.lock().expect("output store lock");
-        let ring = inner.rings.entry(worker).or_default();
+        let ring = inner.rings.entry(source).or_default();
         ring.bytes += entry.line.len();
         ring.lines.push_back(entry);
         while ring.bytes > RING_BYTES {
@@ -81,7 +104,7 @@ impl OutputStore {
         inner.exited.push_back(worker);
         while inner.exited.len() > KEEP_EXITED {
             if let Some(old) = inner.exited.pop_front() {
-                inner.rings.remove(&old);
+                inner.rings.remove(&Source::Worker(old));
             }
         }
     }
@@ -103,7 +126,7 @@ impl OutputStore {
 
     /// The last `n` stderr lines of one worker, for crash reports.
     pub fn last_stderr(&self, worker: WorkerId, n: usize) -> Vec<String> {
-        self.tail(n, |l| l.worker == worker && l.stream == Stream::Stderr)
+        self.tail(n, |l| l.worker == Some(worker) && l.stream == Stream::Stderr)
             .into_iter()
             .map(|l| l.line)
             .collect()
@@ -120,7 +143,7 @@ impl OutputStore {
             .lock()
             .expect("output store lock")
             .rings
-            .get(&worker)
+            .get(&Source::Worker(worker))
             .map_or(0, |r| r.dropped)
     }
 }
@@ -319,6 +342,6 @@ mod tests {
         for i in 1..=(KEEP_EXITED as u64 + 1) {
             store.worker_exited(WorkerId(i));
         }
-        assert!(store.tail(10, |l| l.worker == WorkerId(1)).is_empty());
+        assert!(store.tail(10, |l| l.worker == Some(WorkerId(1))).is_empty());
     }
 }

@@ -49,6 +49,48 @@ pub struct TemplateRequest {
     pub argv: Vec<String>,
     /// Spawn -> ready for the template, and fork request -> forked for each worker.
     pub startup_timeout: std::time::Duration,
+    /// Where the template's own news go (its pid, its spare's, its warnings): the pool.
+    pub news: TemplateSink,
+}
+
+/// What a pool hears about its template, beside the forks it asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TemplateNews {
+    /// Imports done; `threads` were running after them (fork-unsafe).
+    Ready { pid: u32, threads: Vec<String> },
+    /// A new spare, replacing the previous one (now a worker, or gone).
+    Spare { pid: u32 },
+    /// The template exited or was stopped; its spare goes with it.
+    Gone { pid: u32 },
+    /// A line the template wrote (already in pitd's log, at a bounded rate).
+    Output {
+        stream: crate::proto::control::Stream,
+        line: String,
+    },
+}
+
+/// Called on the process thread, so it must not block (the pool's sends into its mailbox).
+#[derive(Clone)]
+pub struct TemplateSink(pub std::sync::Arc<dyn Fn(TemplateNews) + Send + Sync>);
+
+impl TemplateSink {
+    pub fn tell(&self, news: TemplateNews) {
+        (self.0)(news)
+    }
+}
+
+impl std::fmt::Debug for TemplateSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TemplateSink")
+    }
+}
+
+/// The same sink: a pool makes one for its life, so a template started for a pool keeps
+/// serving it, and a new pool of the same name gets a template of its own.
+impl PartialEq for TemplateSink {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl SpawnRequest {

@@ -184,7 +184,7 @@ impl Supervisor {
                 .iter()
                 .flat_map(|p| &p.workers)
                 .any(|w| w.id == id);
-            if known_now || !self.output.tail(1, |l| l.worker == id).is_empty() {
+            if known_now || !self.output.tail(1, |l| l.worker == Some(id)).is_empty() {
                 return Ok(LogTarget::Worker(id));
             }
             return Err(Refusal {
@@ -272,7 +272,7 @@ pub enum LogTarget {
 impl LogTarget {
     pub fn matches(&self, line: &LogLine) -> bool {
         match self {
-            LogTarget::Worker(id) => line.worker == *id,
+            LogTarget::Worker(id) => line.worker == Some(*id),
             LogTarget::Pool(name) => line.pool == *name,
         }
     }

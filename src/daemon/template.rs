@@ -7,6 +7,11 @@
 //! before that report arrives, so the reaper keeps exits of unknown children for a while
 //! (`Table::unclaimed`) and the registration picks its exit up from there.
 //!
+//! What the pool hears beside its forks goes through the request's `TemplateSink`: the
+//! template ready (and the threads it runs, which pitd warns about), each spare's pid (so
+//! the pool samples the spare's memory), its output lines (for `pitctl logs POOL`), and its
+//! end.
+//!
 //! A template that dies takes no worker with it. It is started again at once if it had been
 //! serving for a while, else on the pool's next worker start (the pool's restart backoff
 //! and crash-loop breaker then pace it: a template that cannot import its modules makes
@@ -22,7 +27,8 @@ use nix::sys::socket::{ControlMessage, MsgFlags, recv, sendmsg};
 
 use super::output::{LOG_LINES_PER_S, LogBudget, take_lines};
 use super::procs::{ExitInfo, OnExit, OnSpawned, Table};
-use super::spawn::{SpawnError, SpawnRequest, Spawned, TemplateRequest, high_pipe, spawn_template};
+use super::spawn::{SpawnError, SpawnRequest, Spawned, TemplateNews, TemplateRequest, high_pipe, spawn_template};
+use crate::proto::control::Stream;
 use crate::proto::template::{FromTemplate, MAX_MESSAGE, ToTemplate};
 
 /// stderr lines of a template kept for the error of a failed start.
@@ -186,6 +192,7 @@ impl Templates {
     fn retire(&mut self, pool: &str, table: &mut Table, why: &str) {
         if let Some(mut t) = self.by_pool.remove(pool) {
             table.signal_group(t.pid, Signal::SIGKILL);
+            t.spec.news.tell(TemplateNews::Gone { pid: t.pid });
             t.read_output(false);
             t.read_output(true);
             t.fail_all(&format!("the preload template was stopped ({why})"));
@@ -266,6 +273,7 @@ impl Templates {
         t.read_output(true);
         let _ = t.read_channel(table);
         let mut t = self.by_pool.remove(pool).expect("found above");
+        t.spec.news.tell(TemplateNews::Gone { pid });
         let why = format!("the preload template (pid {pid}) exited ({})", info.status);
         tracing::warn!(pool = %pool, "{why}");
         let stable = t
@@ -360,7 +368,12 @@ impl Template {
                 return Err(format!("it sent a message over {MAX_MESSAGE} bytes"));
             }
             match FromTemplate::decode(&buf[..n])? {
-                FromTemplate::Ready { pid, import_ms, .. } => {
+                FromTemplate::Ready {
+                    pid,
+                    import_ms,
+                    threads,
+                    ..
+                } => {
                     if self.ready_at.is_some() {
                         return Err("it sent a second ready message".into());
                     }
@@ -369,12 +382,18 @@ impl Template {
                         pid,
                         "preload template ready: imports took {import_ms:.0} ms"
                     );
+                    if !threads.is_empty() {
+                        tracing::warn!(pool = %self.req.pool, pid, "{}", threads_warning(&threads));
+                    }
+                    // The pid it reports is its own; the one pitd started is the one it trusts.
+                    self.spec.news.tell(TemplateNews::Ready { pid: self.pid, threads });
                     self.ready_at = Some(Instant::now());
                     for request in std::mem::take(&mut self.waiting) {
                         self.fork(request);
                     }
                 }
                 FromTemplate::Forked { worker_id, pid } => self.forked(&worker_id, pid, table)?,
+                FromTemplate::Spare { pid } => self.spec.news.tell(TemplateNews::Spare { pid }),
                 FromTemplate::ForkFailed { worker_id, error } => {
                     let Some(f) = self.forking.remove(&worker_id) else {
                         return Err(format!("it reported a fork pitd did not ask for ({worker_id})"));
@@ -434,6 +453,7 @@ impl Template {
         let lines = take_lines(&mut out.partial, !out.open);
         let pool = pool.clone();
         let stream = if is_stderr { "stderr" } else { "stdout" };
+        let kind = if is_stderr { Stream::Stderr } else { Stream::Stdout };
         for line in lines.into_iter().filter(|l| !l.trim().is_empty()) {
             if out.log.allow(Instant::now()) {
                 let n = out.log.take_suppressed();
@@ -442,6 +462,10 @@ impl Template {
                 }
                 tracing::info!(pool = %pool, pid, stream, "template: {line}");
             }
+            self.spec.news.tell(TemplateNews::Output {
+                stream: kind,
+                line: line.clone(),
+            });
             if is_stderr {
                 self.tail.push_back(line);
                 while self.tail.len() > TAIL_LINES {
@@ -477,6 +501,19 @@ impl SpawnRequest {
             .cloned()
             .unwrap_or_default()
     }
+}
+
+/// What pitd logs, emits and shows in status about threads running in a template after
+/// its preload.
+pub fn threads_warning(threads: &[String]) -> String {
+    let shown: Vec<&str> = threads.iter().take(5).map(String::as_str).collect();
+    let more = if threads.len() > shown.len() { ", ..." } else { "" };
+    format!(
+        "{} thread(s) running in the preload template after its imports ({}{more}): forked workers \
+         get none of them, and a lock one of them held stays locked in every worker",
+        threads.len(),
+        shown.join(", ")
+    )
 }
 
 fn fail(request: Request, program: &str, source: io::Error) {

@@ -95,7 +95,7 @@ pub enum Stream {
     Stderr,
 }
 
-/// One captured line of a worker's output.
+/// One captured line of a worker's output, or of a preloaded pool's template.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LogLine {
     /// Global sequence number, so lines of several workers merge in capture order.
@@ -103,9 +103,25 @@ pub struct LogLine {
     /// RFC 3339, UTC.
     pub ts: String,
     pub pool: String,
-    pub worker: WorkerId,
+    /// The worker that wrote it; absent for a line of the pool's template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerId>,
+    /// `"template"` for a line of the pool's preload template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
     pub stream: Stream,
     pub line: String,
+}
+
+impl LogLine {
+    /// Who wrote it: `worker-N`, or `template`.
+    pub fn source(&self) -> String {
+        match (&self.worker, &self.process) {
+            (Some(w), _) => w.to_string(),
+            (None, Some(p)) => p.clone(),
+            (None, None) => "-".into(),
+        }
+    }
 }
 
 #[cfg(test)]

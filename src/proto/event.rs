@@ -16,6 +16,9 @@ pub enum EventKind {
     PoolFailing,
     PoolRecovered,
     PoolDrained,
+    /// Something about the pool's preload template an operator should know (threads
+    /// running after the preload); `message` says what.
+    TemplateWarning,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -54,6 +54,57 @@ pub struct PoolStatus {
     /// Why the pool is `failing`: the last exit status and the last stderr lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_reason: Option<String>,
+    /// A preloaded pool's template and spare worker, which use memory no worker row shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateStatus>,
+    /// What an operator should know about the pool (threads running in its template after
+    /// the preload).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl PoolStatus {
+    /// The pool's processes' memory: its workers, template and spare, summed as
+    /// (RSS, the `memory_metric` value).
+    pub fn memory_totals(&self) -> (u64, u64) {
+        let workers = self.workers.iter().map(|w| (w.rss_bytes, w.memory_bytes));
+        let extra = self
+            .template
+            .iter()
+            .flat_map(|t| t.processes())
+            .map(|p| (p.rss_bytes, p.memory_bytes));
+        workers.chain(extra).fold((0, 0), |(r, m), (pr, pm)| (r + pr, m + pm))
+    }
+}
+
+/// A process of a pool that is not a worker, as last sampled (0 bytes before the first
+/// sample).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProcessStatus {
+    pub pid: u32,
+    pub rss_bytes: u64,
+    /// The pool's `memory_metric` (RSS, PSS or USS).
+    pub memory_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pss_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uss_bytes: Option<u64>,
+}
+
+/// A preloaded pool's template process, and the spare worker it keeps forked ahead of need.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TemplateStatus {
+    #[serde(flatten)]
+    pub process: ProcessStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spare: Option<ProcessStatus>,
+}
+
+impl TemplateStatus {
+    /// The template, then its spare.
+    pub fn processes(&self) -> impl Iterator<Item = &ProcessStatus> {
+        std::iter::once(&self.process).chain(self.spare.as_ref())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -29,6 +29,15 @@ pub enum FromTemplate {
         preloaded: Vec<String>,
         #[serde(default)]
         import_ms: f64,
+        /// Threads running after the preload (other than the main one): forked workers
+        /// get none of them, and a lock one of them held stays locked in every worker.
+        #[serde(default)]
+        threads: Vec<String>,
+    },
+    /// A spare worker was forked ahead of need (it waits to be handed an id); it replaces
+    /// the previous spare, which is now a worker or gone.
+    Spare {
+        pid: u32,
     },
     /// The worker runs as `pid`, re-parented to pitd (or already dead and reaped).
     Forked {
@@ -62,15 +71,18 @@ mod tests {
 
     #[test]
     fn messages_read_as_the_python_template_writes_them() {
-        let ready = br#"{"type": "ready", "pid": 42, "preloaded": ["json"], "import_ms": 1.5}"#;
+        let ready = br#"{"type": "ready", "pid": 42, "preloaded": ["json"], "import_ms": 1.5, "threads": ["t"]}"#;
         assert_eq!(
             FromTemplate::decode(ready).unwrap(),
             FromTemplate::Ready {
                 pid: 42,
                 preloaded: vec!["json".into()],
-                import_ms: 1.5
+                import_ms: 1.5,
+                threads: vec!["t".into()],
             }
         );
+        let spare = br#"{"type": "spare", "pid": 43}"#;
+        assert_eq!(FromTemplate::decode(spare).unwrap(), FromTemplate::Spare { pid: 43 });
         let forked = br#"{"type": "forked", "worker_id": "worker-3", "pid": 7}"#;
         assert_eq!(
             FromTemplate::decode(forked).unwrap(),

@@ -290,3 +290,220 @@ fn a_template_printing_at_full_speed_is_logged_at_a_bounded_rate() {
     assert!(longest < 9 * 1024, "a 20000-character line is cut: {longest}");
     assert!(whoami(&d, "pre")["table"] == 50_000);
 }
+
+/// A preload that opens files at import (a logging FileHandler, a file kept open) gets the
+/// template's lowest free fds; the workers' protocol pipes must not land on them.
+#[test]
+fn files_a_preload_opened_at_import_stay_its_own_in_every_worker() {
+    let dir = tempfile::Builder::new().prefix("pit-it-files-").tempdir().unwrap();
+    let log_path = dir.path().join("app.log");
+    let spec = preload_pool("files", 2, "\"preload_opens_files\"", "")
+        .replace("app = \"preload_app\"", "app = \"preload_files_app\"")
+        .replace(
+            "PRELOAD_DELAY = \"0.3\"",
+            &format!("PRELOAD_LOG = \"{}\"", log_path.display()),
+        );
+    let d = TestDaemon::start(&spec);
+    d.wait_pool("2 ready workers", "files", |p| {
+        p.workers.len() == 2 && p.workers.iter().all(|w| w.state.to_string() == "idle")
+    });
+    let mut workers = std::collections::BTreeSet::new();
+    for i in 0..20 {
+        let out = d.pitctl(&["call", "files", "note", &i.to_string()]);
+        assert!(
+            out.status.success(),
+            "call {i} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            d.log()
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            v["log_fd"].as_u64().unwrap() > 4,
+            "the log file is above the protocol fds: {v}"
+        );
+        workers.insert(v["worker"].as_str().unwrap().to_string());
+    }
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let notes = std::fs::read_to_string(format!("{}.notes", log_path.display())).unwrap();
+    for i in 0..20 {
+        assert!(log.contains(&format!(": {i}\n")), "line {i} in the log file:\n{log}");
+        assert!(
+            notes.contains(&format!(": {i}\n")),
+            "line {i} in the notes file:\n{notes}"
+        );
+    }
+    let pool = d.pool("files");
+    assert_eq!(pool.restarts, 0, "no worker was replaced");
+    let events = String::from_utf8_lossy(&d.pitctl(&["events", "--json"]).stdout).to_string();
+    assert!(
+        !events.contains("protocol_error"),
+        "no worker killed for a protocol error:\n{events}"
+    );
+    assert!(
+        !d.log().contains("frame of"),
+        "no garbage frame from a worker:\n{}",
+        d.log()
+    );
+    assert!(!workers.is_empty());
+}
+
+fn status_json(d: &TestDaemon, pool: &str) -> Value {
+    let out = d.pitctl(&["status", pool, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["pools"][0].clone()
+}
+
+/// A thread running in the template after its preload is missing from every worker: pitd
+/// says so in its log, as an event and in status, and the template's output is in
+/// `pitctl logs POOL`.
+#[test]
+fn threads_running_after_the_preload_are_warned_about_in_the_log_events_and_status() {
+    let d = TestDaemon::start(&preload_pool("pre", 1, "\"preload_heavy\", \"preload_threads\"", ""));
+    d.wait_pool("a ready worker", "pre", |p| {
+        p.workers.iter().any(|w| w.state.to_string() == "idle")
+    });
+    let warned = |l: &&str| l.contains("WARN") && l.contains("thread(s) running in the preload template");
+    let line = wait_until("the WARN in pitd's log", || {
+        let log = d.log();
+        log.lines().find(warned).map(str::to_string).ok_or(log)
+    });
+    assert!(
+        line.contains("poller") && line.contains("pre"),
+        "names the thread and the pool: {line}"
+    );
+
+    let event = wait_until("a template_warning event", || {
+        let out = d.pitctl(&["events", "--json"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| e["event"] == "template_warning")
+            .ok_or(text)
+    });
+    assert_eq!(event["pool"], "pre", "{event}");
+    assert!(event["message"].as_str().unwrap().contains("poller"), "{event}");
+
+    let pool = status_json(&d, "pre");
+    let warnings = pool["warnings"].as_array().expect("a warnings list");
+    assert!(
+        warnings.len() == 1 && warnings[0].as_str().unwrap().contains("poller"),
+        "{pool}"
+    );
+    let text = String::from_utf8_lossy(&d.pitctl(&["status", "pre"]).stdout).to_string();
+    assert!(text.contains("warning: 1 thread(s) running"), "{text}");
+
+    wait_until("the template's print in pitctl logs", || {
+        let logs = d.pitctl(&["logs", "pre"]);
+        let text = String::from_utf8_lossy(&logs.stdout).to_string();
+        let line = text.lines().find(|l| l.contains("preload_threads: poller started"));
+        match line {
+            Some(l) if l.contains(" template out | ") => Ok(()),
+            _ => Err(text),
+        }
+    });
+}
+
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The template and its spare hold memory no worker row shows: status (JSON, text) and
+/// metrics count them, and the template is named `pit template`.
+#[test]
+fn the_template_and_its_spare_are_in_status_and_metrics() {
+    let spec = format!(
+        "monitor_interval = \"100ms\"\n{}",
+        preload_pool("pre", 2, "\"preload_heavy\"", "")
+    );
+    let d = TestDaemon::start(&spec);
+    let pool = wait_until("the template and spare measured", || {
+        let pool = status_json(&d, "pre");
+        let t = &pool["template"];
+        let measured = |p: &Value| p["pid"].as_u64() > Some(0) && p["pss_bytes"].as_u64() > Some(0);
+        let ready = pool["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["state"] == "idle")
+            .count();
+        if ready == 2 && measured(t) && measured(&t["spare"]) {
+            Ok(pool)
+        } else {
+            Err(pool.to_string())
+        }
+    });
+    let t = &pool["template"];
+    let (template, spare) = (t["pid"].as_u64().unwrap(), t["spare"]["pid"].as_u64().unwrap());
+    for p in [t, &t["spare"]] {
+        let (rss, pss, uss) = (
+            p["rss_bytes"].as_u64().unwrap(),
+            p["pss_bytes"].as_u64().unwrap(),
+            p["uss_bytes"].as_u64().unwrap(),
+        );
+        assert!(uss <= pss && pss <= rss && uss > 0, "{p}");
+        assert!(p["memory_bytes"].as_u64().unwrap() > 0, "{p}");
+    }
+    let comm = |pid: u64| std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|s| s.trim().to_string());
+    assert_eq!(comm(template).unwrap(), "pit template");
+    assert_eq!(comm(spare).unwrap(), "pit spare");
+    assert_eq!(template_pids(&d), [template as u32], "the pid pitd started");
+    let workers: Vec<u64> = pool["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["pid"].as_u64().unwrap())
+        .collect();
+    assert!(!workers.contains(&spare), "the spare is no worker: {pool}");
+
+    let text = String::from_utf8_lossy(&d.pitctl(&["status", "pre"]).stdout).to_string();
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("{name} row:\n{text}"))
+            .to_string()
+    };
+    assert!(row("template").contains(&template.to_string()), "{text}");
+    assert!(row("spare").contains(&spare.to_string()), "{text}");
+    assert!(text.contains("memory: RSS"), "pool totals: {text}");
+
+    let out = d.pitctl(&["metrics"]);
+    let m = String::from_utf8_lossy(&out.stdout).to_string();
+    let tpl = metric(&m, "pit_template_rss_bytes{pool=\"pre\",process=\"template\"}").expect(&m);
+    let spr = metric(&m, "pit_template_rss_bytes{pool=\"pre\",process=\"spare\"}").expect(&m);
+    assert!(tpl > 0.0 && spr > 0.0, "{m}");
+    assert!(
+        metric(&m, "pit_template_memory_bytes{pool=\"pre\",process=\"template\"}").is_some(),
+        "{m}"
+    );
+    let total = metric(&m, "pit_pool_rss_bytes{pool=\"pre\"}").expect(&m);
+    assert!(
+        total > tpl + spr,
+        "the pool's total has its workers, template and spare: {total}"
+    );
+    assert!(metric(&m, "pit_pool_memory_bytes{pool=\"pre\"}").is_some(), "{m}");
+    assert!(
+        m.contains("pit_worker_memory_bytes{pool=\"pre\",worker=\"worker-"),
+        "{m}"
+    );
+
+    // A replacement takes the spare: the next spare is reported, and the old one is a worker.
+    let out = d.pitctl(&["recycle", pool["workers"][0]["id"].as_str().unwrap(), "--now"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until("the spare became a worker and a new spare is measured", || {
+        let pool = status_json(&d, "pre");
+        let pids: Vec<u64> = pool["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["pid"].as_u64().unwrap())
+            .collect();
+        let next = pool["template"]["spare"]["pid"].as_u64();
+        if pids.contains(&spare) && next.is_some_and(|p| p != spare && !pids.contains(&p)) {
+            Ok(())
+        } else {
+            Err(pool.to_string())
+        }
+    });
+}

@@ -146,7 +146,8 @@ impl State {
                 }
             }
             h.last = Some((pool.requests, now));
-            push(&mut h.rss, pool.workers.iter().map(|w| w.rss_bytes).sum());
+            // The pool's whole footprint: a preloaded pool's template and spare included.
+            push(&mut h.rss, pool.memory_totals().0);
         }
         self.status = Some(report);
         self.disconnected = None;

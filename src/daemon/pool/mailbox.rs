@@ -113,6 +113,14 @@ impl PoolActor {
                 self.fill(now);
                 return false;
             }
+            PoolMsg::Template(news) => {
+                self.on_template_news(news);
+                return false;
+            }
+            PoolMsg::TemplateSample(sample) => {
+                self.on_template_sample(sample);
+                return false;
+            }
             PoolMsg::Spawned { id, result } => self.on_spawned(id, result, now),
             PoolMsg::Exited { id, info } => self.on_exited(id, info, now),
             PoolMsg::Shutdown { deadline, done } => self.begin_shutdown(deadline, done, now),

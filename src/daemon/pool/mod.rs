@@ -13,6 +13,7 @@
 //! - `pipeline`: calls written behind a busy worker's short call, and taken back.
 //! - `routing`: the pure choice of a worker for a call.
 //! - `report`: status built from the actor's state.
+//! - `template`: a preloaded pool's template and spare: pids, memory, warnings.
 
 mod dispatch;
 mod health;
@@ -22,6 +23,7 @@ mod recycle;
 mod report;
 pub mod routing;
 mod stopping;
+mod template;
 #[cfg(test)]
 mod tests;
 mod workers;
@@ -38,7 +40,7 @@ use super::metrics::{Metrics, PoolCallMetrics};
 use super::monitor::{Monitor, TreeSample};
 use super::output::OutputStore;
 use super::procs::{ExitInfo, OnExit, OnSpawned, Procs};
-use super::spawn::{SpawnError, SpawnRequest, Spawned};
+use super::spawn::{SpawnError, SpawnRequest, Spawned, TemplateNews, TemplateSink};
 use super::worker_io::WorkerMsg;
 use crate::ids::{IdAllocator, WorkerId};
 use crate::lifecycle::{Reason, RestartHistory};
@@ -145,6 +147,11 @@ pub enum PoolMsg {
         id: WorkerId,
         sample: TreeSample,
     },
+    /// From the process thread: the pool's preload template is ready, has a new spare, or
+    /// is gone.
+    Template(TemplateNews),
+    /// A sample of the template or its spare.
+    TemplateSample(TreeSample),
     /// `pitctl recycle`: a worker or (None) the whole pool; `now` kills at once.
     Recycle {
         worker: Option<WorkerId>,
@@ -282,6 +289,10 @@ pub struct PoolActor {
     /// sent once the batch is handled: a worker that finished a call gets its next one
     /// before its caller gets the reply.
     replies: Vec<(ReplyTx, ReplyFrame)>,
+    /// Where this pool's template sends its news (one sink for the pool's life).
+    template_sink: TemplateSink,
+    /// The running template of a preloaded pool, once it reported ready.
+    template: Option<template::TemplateProcs>,
 }
 
 impl PoolActor {
@@ -289,7 +300,6 @@ impl PoolActor {
         let call_metrics = deps.metrics.calls_of(&spec.name);
         PoolActor {
             deps,
-            me,
             workers: BTreeMap::new(),
             queue: VecDeque::new(),
             affinity: HashMap::new(),
@@ -315,6 +325,9 @@ impl PoolActor {
             rng: fastrand::Rng::new(),
             call_metrics,
             replies: Vec::new(),
+            template_sink: template::sink(me.clone()),
+            template: None,
+            me,
         }
     }
 

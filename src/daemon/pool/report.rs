@@ -70,6 +70,8 @@ impl PoolActor {
             restarts: self.restarts,
             failing_reason: self.failing_reason(),
             max_rss_bytes: self.spec.recycle.max_rss,
+            template: self.template_status(),
+            warnings: self.warnings(),
         }
     }
 }

@@ -195,6 +195,7 @@ impl PoolActor {
             template: self.spec.template_argv().map(|argv| TemplateRequest {
                 argv,
                 startup_timeout: self.spec.startup_timeout,
+                news: self.template_sink.clone(),
             }),
         };
         let worker = Worker {
@@ -283,6 +284,7 @@ impl PoolActor {
                 }
             }
         }
+        self.spare_taken(pid);
         self.emit(EventKind::WorkerStarted, Some(id), Some(pid), |_| {});
         if self.shutdown.is_some() {
             self.stop_worker(id, None, now);

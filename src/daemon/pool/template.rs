@@ -1,0 +1,153 @@
+//! A preloaded pool's template and spare worker, as the pool sees them: their pids (from
+//! the template's news), their memory (sampled by the monitor like a worker's), and the
+//! template's warnings. Neither is a worker, but both are the pool's memory.
+
+use super::{PoolActor, PoolMsg};
+use crate::daemon::monitor::TreeSample;
+use crate::daemon::spawn::{TemplateNews, TemplateSink};
+use crate::daemon::template::threads_warning;
+use crate::proto::event::EventKind;
+use crate::proto::status::{ProcessStatus, TemplateStatus};
+
+/// A process of the pool that is not a worker, and its last sample.
+#[derive(Debug)]
+pub(super) struct Sampled {
+    pid: u32,
+    sample: Option<TreeSample>,
+}
+
+impl Sampled {
+    fn new(pid: u32) -> Sampled {
+        Sampled { pid, sample: None }
+    }
+
+    fn status(&self) -> ProcessStatus {
+        let s = self.sample.as_ref();
+        ProcessStatus {
+            pid: self.pid,
+            rss_bytes: s.map_or(0, |s| s.rss_bytes),
+            memory_bytes: s.map_or(0, |s| s.memory_bytes),
+            pss_bytes: s.and_then(|s| s.pss_bytes),
+            uss_bytes: s.and_then(|s| s.uss_bytes),
+        }
+    }
+}
+
+/// The pool's running template.
+#[derive(Debug)]
+pub(super) struct TemplateProcs {
+    template: Sampled,
+    spare: Option<Sampled>,
+    /// Set from the template's ready report; gone with the template.
+    pub(super) warnings: Vec<String>,
+}
+
+/// The sink a pool hands its template requests: the news come back as mailbox messages.
+pub(super) fn sink(me: tokio::sync::mpsc::UnboundedSender<PoolMsg>) -> TemplateSink {
+    TemplateSink(std::sync::Arc::new(move |news| {
+        let _ = me.send(PoolMsg::Template(news));
+    }))
+}
+
+impl PoolActor {
+    pub(super) fn on_template_news(&mut self, news: TemplateNews) {
+        match news {
+            TemplateNews::Ready { pid, threads } => {
+                if let Some(old) = self.template.take() {
+                    self.unwatch_template(&old);
+                }
+                let warnings: Vec<String> = if threads.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![threads_warning(&threads)]
+                };
+                for w in &warnings {
+                    self.emit(EventKind::TemplateWarning, None, Some(pid), |ev| {
+                        ev.message = Some(w.clone())
+                    });
+                }
+                self.watch_extra(pid);
+                self.template = Some(TemplateProcs {
+                    template: Sampled::new(pid),
+                    spare: None,
+                    warnings,
+                });
+            }
+            TemplateNews::Spare { pid } => {
+                let Some(t) = self.template.as_mut() else { return };
+                let old = t.spare.replace(Sampled::new(pid));
+                if let Some(old) = old {
+                    self.unwatch_spare(old.pid);
+                }
+                self.watch_extra(pid);
+            }
+            TemplateNews::Output { stream, line } => self.deps.output.push_template(&self.spec.name, stream, line),
+            TemplateNews::Gone { pid } => {
+                if self.template.as_ref().is_some_and(|t| t.template.pid == pid) {
+                    let old = self.template.take().expect("checked above");
+                    self.unwatch_template(&old);
+                }
+            }
+        }
+    }
+
+    /// A sample of the template or the spare; one of a process no longer either is dropped.
+    pub(super) fn on_template_sample(&mut self, sample: TreeSample) {
+        let Some(t) = self.template.as_mut() else { return };
+        if t.template.pid == sample.pid {
+            t.template.sample = Some(sample);
+        } else if let Some(spare) = t.spare.as_mut().filter(|s| s.pid == sample.pid) {
+            spare.sample = Some(sample);
+        }
+    }
+
+    /// A worker was forked under `pid`: if that was the spare, it is a worker now (its
+    /// worker watch replaced the spare's), and the template's next spare is on its way.
+    pub(super) fn spare_taken(&mut self, pid: u32) {
+        if let Some(t) = self.template.as_mut()
+            && t.spare.as_ref().is_some_and(|s| s.pid == pid)
+        {
+            t.spare = None;
+        }
+    }
+
+    pub(super) fn template_status(&self) -> Option<TemplateStatus> {
+        let t = self.template.as_ref()?;
+        Some(TemplateStatus {
+            process: t.template.status(),
+            spare: t.spare.as_ref().map(Sampled::status),
+        })
+    }
+
+    pub(super) fn warnings(&self) -> Vec<String> {
+        self.template.as_ref().map(|t| t.warnings.clone()).unwrap_or_default()
+    }
+
+    fn watch_extra(&self, pid: u32) {
+        if let Some(monitor) = &self.deps.monitor {
+            let me = self.me.clone();
+            let sink = Box::new(move |sample| {
+                let _ = me.send(PoolMsg::TemplateSample(sample));
+            });
+            // PSS and USS whatever the metric: these processes are mostly shared pages.
+            monitor.watch_with(pid, self.spec.recycle.memory_metric, true, sink);
+        }
+    }
+
+    fn unwatch_template(&self, old: &TemplateProcs) {
+        if let Some(monitor) = &self.deps.monitor {
+            monitor.unwatch(old.template.pid);
+        }
+        if let Some(spare) = &old.spare {
+            self.unwatch_spare(spare.pid);
+        }
+    }
+
+    /// Stops sampling a spare, unless it has become a worker (then its watch is the worker's).
+    fn unwatch_spare(&self, pid: u32) {
+        let is_worker = self.workers.values().any(|w| w.pid == Some(pid));
+        if let (Some(monitor), false) = (&self.deps.monitor, is_worker) {
+            monitor.unwatch(pid);
+        }
+    }
+}
