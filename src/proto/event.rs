@@ -35,4 +35,8 @@ pub struct Event {
     pub exit_status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// On an unplanned `worker_exited`: the restart backoff pitd chose before the worker's
+    /// replacement may start (0: at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_ms: Option<u64>,
 }

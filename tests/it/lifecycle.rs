@@ -291,3 +291,64 @@ fn events_have_the_interface_fields() {
     let text = String::from_utf8_lossy(&d.pitctl(&["events"]).stdout).to_string();
     assert!(text.contains("worker_ready"), "{text}");
 }
+
+/// Two pools of the same app: in `stable` a worker counts as stable after 1 s, in `young`
+/// only after an hour.
+fn restart_spec() -> String {
+    let python_dir = format!("{}/python", env!("CARGO_MANIFEST_DIR"));
+    let pool = |name: &str, reset_after: &str| {
+        format!(
+            "[pools.{name}]\napp = \"callapp\"\npython = \"{}\"\ncwd = \"{}\"\n\
+             env = {{ PYTHONPATH = \"{python_dir}\" }}\nsize = 2\n\
+             [pools.{name}.restart]\ninitial = \"50ms\"\nmax = \"10s\"\nreset_after = \"{reset_after}\"\n",
+            python(),
+            worker("apps")
+        )
+    };
+    format!("{}{}", pool("stable", "1s"), pool("young", "1h"))
+}
+
+/// SIGKILLs a ready worker of `pool` once every worker there is ready and `min_age_s` old,
+/// and returns pitd's `worker_exited` event for it.
+fn kill_ready_worker(d: &TestDaemon, pool: &str, min_age_s: f64) -> Value {
+    let p = d.wait_pool(&format!("2 ready workers aged {min_age_s}s in {pool}"), pool, |p| {
+        p.workers.len() == 2 && ready_workers(p) == 2 && p.workers.iter().all(|w| w.age_s >= min_age_s)
+    });
+    let victim = &p.workers[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let id = victim.id.to_string();
+    wait_event(d, &format!("the exit of {id}"), |e| {
+        e["event"] == "worker_exited" && e["worker"] == id.as_str()
+    })
+}
+
+#[test]
+fn a_killed_worker_that_ran_past_reset_after_is_replaced_without_backoff() {
+    let d = TestDaemon::start(&restart_spec());
+    // Kills of healthy workers in a row, on either worker: none delays the next replacement.
+    for round in 1..=3 {
+        let exited = kill_ready_worker(&d, "stable", 1.5);
+        assert_eq!(exited["reason"], "crash", "round {round}: {exited}");
+        assert_eq!(exited["backoff_ms"], 0, "round {round}: {exited}");
+    }
+    let p = d.wait_pool("3 restarts, 2 ready workers", "stable", |p| {
+        p.restarts == 3 && ready_workers(p) == 2
+    });
+    assert_eq!(p.state.as_str(), "running");
+
+    // Workers dying young are a loop worth slowing down: each backoff doubles (50, 100,
+    // 200 ms, less or more 20% jitter).
+    let mut backoffs = Vec::new();
+    for _ in 0..3 {
+        let exited = kill_ready_worker(&d, "young", 0.0);
+        backoffs.push(exited["backoff_ms"].as_u64().expect("a backoff on an unplanned exit"));
+    }
+    assert!(
+        (40..=60).contains(&backoffs[0]) && backoffs[0] < backoffs[1] && backoffs[1] < backoffs[2],
+        "{backoffs:?}"
+    );
+}

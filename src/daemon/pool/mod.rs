@@ -328,6 +328,7 @@ impl PoolActor {
             reason: None,
             exit_status: None,
             message: None,
+            backoff_ms: None,
         };
         fill(&mut ev);
         self.deps.events.emit(ev);
