@@ -11,9 +11,13 @@ use serde_json::Value;
 use crate::harness::{TestDaemon, python, wait_until, worker};
 
 fn pool(extra: &str) -> String {
+    pool_sampled_every("50ms", extra)
+}
+
+fn pool_sampled_every(monitor_interval: &str, extra: &str) -> String {
     let python_dir = format!("{}/python", env!("CARGO_MANIFEST_DIR"));
     format!(
-        "monitor_interval = \"50ms\"\n[pools.app]\napp = \"callapp\"\npython = \"{}\"\ncwd = \"{}\"\n\
+        "monitor_interval = \"{monitor_interval}\"\n[pools.app]\napp = \"callapp\"\npython = \"{}\"\ncwd = \"{}\"\n\
          env = {{ PYTHONPATH = \"{python_dir}\" }}\nkill_timeout = \"2s\"\n{extra}\n",
         python(),
         worker("apps")
@@ -351,4 +355,26 @@ fn a_killed_worker_that_ran_past_reset_after_is_replaced_without_backoff() {
         (40..=60).contains(&backoffs[0]) && backoffs[0] < backoffs[1] && backoffs[1] < backoffs[2],
         "{backoffs:?}"
     );
+}
+
+#[test]
+fn a_worker_is_sampled_as_soon_as_it_is_ready() {
+    // No monitor pass for an hour: any memory figure comes from the sample taken at ready.
+    let d = TestDaemon::start(&pool_sampled_every("1h", "size = 2"));
+    let p = d.wait_pool("2 ready workers with their RSS", "app", |p| {
+        ready_workers(p) == 2 && p.workers.iter().all(|w| w.rss_bytes > 0)
+    });
+    for w in &p.workers {
+        assert!(w.rss_bytes > 1 << 20 && w.memory_bytes == w.rss_bytes, "{w:?}");
+    }
+    let out = d.pitctl(&["status", "app"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for w in &p.workers {
+        let row = text
+            .lines()
+            .find(|l| l.contains(&w.id.to_string()))
+            .expect("a row per worker");
+        let rss = row.split_whitespace().nth(4).unwrap();
+        assert!(rss.ends_with('M'), "RSS column of {row:?}");
+    }
 }

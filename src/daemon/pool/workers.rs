@@ -372,6 +372,10 @@ impl PoolActor {
         w.health = Health::Ok;
         w.handlers = handlers;
         let pid = w.pid;
+        // Its memory from the moment it counts as ready, not one monitor interval later.
+        if let (Some(monitor), Some(pid)) = (&self.deps.monitor, pid) {
+            monitor.sample_now(pid);
+        }
         self.emit(EventKind::WorkerReady, Some(id), pid, |_| {});
         if !self.reached_size && self.ready_count() >= self.desired() {
             self.reached_size = true;
