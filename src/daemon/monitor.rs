@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::spec::MemoryMetric;
 pub use procfs::{ProcStat, start_time_ticks, stat_of};
-pub use tree::{RootCheck, growth_rate, root_check, sum_tree, tree_pids};
+pub use tree::{RootCheck, growth_rate, reported_growth_rate, root_check, sum_tree, tree_pids};
 
 use sampler::{Sampler, Watch};
 

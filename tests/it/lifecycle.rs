@@ -378,3 +378,21 @@ fn a_worker_is_sampled_as_soon_as_it_is_ready() {
         assert!(rss.ends_with('M'), "RSS column of {row:?}");
     }
 }
+
+#[test]
+fn fresh_workers_report_no_growth_until_enough_samples() {
+    // Sampled every 50 ms: dozens of samples in the first seconds, all of them start-up.
+    let d = TestDaemon::start(&pool("size = 2"));
+    d.wait_pool("2 ready workers", "app", |p| ready_workers(p) == 2);
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut polls = 0;
+    while Instant::now() < until {
+        let p = d.pool("app");
+        for w in &p.workers {
+            assert_eq!(w.rss_growth_bytes_per_s, 0, "{} {}s old: {w:?}", w.id, w.age_s);
+        }
+        polls += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(polls >= 3);
+}

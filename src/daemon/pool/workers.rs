@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{PoolActor, PoolMsg};
-use crate::daemon::monitor::{TreeSample, growth_rate};
+use crate::daemon::monitor::{TreeSample, reported_growth_rate};
 use crate::daemon::output;
 use crate::daemon::procs::ExitInfo;
 use crate::daemon::spawn::{SpawnError, SpawnRequest, Spawned, TemplateRequest};
@@ -108,17 +108,21 @@ const RSS_HISTORY: usize = 30;
 
 impl Worker {
     pub fn record_sample(&mut self, sample: TreeSample) {
-        self.rss_history.push_back((sample.at, sample.rss_bytes));
-        while self.rss_history.len() > RSS_HISTORY {
-            self.rss_history.pop_front();
+        // The growth of a worker still importing its app is its start-up, not a leak.
+        if self.state != WorkerState::Starting {
+            self.rss_history.push_back((sample.at, sample.rss_bytes));
+            while self.rss_history.len() > RSS_HISTORY {
+                self.rss_history.pop_front();
+            }
         }
         self.sample = Some(sample);
     }
 
-    /// RSS growth in bytes per second over the recent samples.
+    /// RSS growth in bytes per second over the recent samples since it was ready; 0 until
+    /// there are enough of them to tell.
     pub fn rss_growth(&self) -> i64 {
         let points: Vec<(Instant, u64)> = self.rss_history.iter().copied().collect();
-        growth_rate(&points)
+        reported_growth_rate(&points)
     }
 
     pub fn live(&self) -> bool {
