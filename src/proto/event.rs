@@ -39,4 +39,7 @@ pub struct Event {
     /// replacement may start (0: at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_ms: Option<u64>,
+    /// On `worker_started`: the recycled worker this one replaces (its reason in `reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<WorkerId>,
 }

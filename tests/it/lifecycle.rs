@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pit::call_client::{CallClient, CallOptions, Outcome};
+use pit::ids::WorkerId;
 use pit::proto::status::PoolStatus;
 use serde_json::Value;
 
@@ -49,6 +50,17 @@ fn events(d: &TestDaemon) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// Asserts that `worker`'s `worker_started` event says it replaces `old`, recycled for
+/// `reason`; returns the event.
+fn assert_replaces(d: &TestDaemon, worker: WorkerId, old: WorkerId, reason: &str) -> Value {
+    let started = wait_event(d, &format!("the start of {worker}"), |e| {
+        e["event"] == "worker_started" && e["worker"] == worker.to_string()
+    });
+    assert_eq!(started["replaces"], old.to_string(), "{started}");
+    assert_eq!(started["reason"], reason, "{started}");
+    started
 }
 
 fn wait_event(d: &TestDaemon, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
@@ -108,14 +120,16 @@ fn max_requests_recycles_under_load_with_zero_failed_calls_and_never_fewer_than_
 }
 
 #[test]
-fn max_rss_recycles_gracefully_and_the_replacement_carries_the_reason() {
+fn max_rss_recycles_gracefully_and_the_replacement_is_started_for_the_reason() {
     let d = TestDaemon::start(&pool("size = 1\nmax_rss = \"80MiB\""));
     let first = idle(&d, 1).workers[0].id;
     assert!(matches!(call(&d, "allocate", "100"), Outcome::Ok { .. }));
     let p = d.wait_pool("a replacement", "app", |p| {
         p.workers.len() == 1 && p.workers[0].id != first && p.workers[0].state.as_str() == "idle"
     });
-    assert_eq!(p.workers[0].last_recycle_reason.map(|r| r.as_str()), Some("max_rss"));
+    // Nothing happened to the replacement itself; its start says whom it replaced, and why.
+    assert_eq!(p.workers[0].last_recycle_reason, None);
+    assert_replaces(&d, p.workers[0].id, first, "max_rss");
     assert_eq!(p.recycled, 1);
     wait_event(&d, "the recycle event", |e| {
         e["event"] == "worker_recycled" && e["reason"] == "max_rss"
@@ -138,7 +152,8 @@ fn hard_rss_kills_at_once_then_replaces() {
     assert_eq!(exited["reason"], "hard_rss");
     assert!(exited["exit_status"].as_str().unwrap().contains("SIGKILL"), "{exited}");
     let p = idle(&d, 1);
-    assert_eq!(p.workers[0].last_recycle_reason.map(|r| r.as_str()), Some("hard_rss"));
+    assert_eq!(p.workers[0].last_recycle_reason, None);
+    assert_replaces(&d, p.workers[0].id, first, "hard_rss");
 }
 
 #[test]
@@ -255,6 +270,7 @@ fn recycle_command_replaces_first_and_now_kills_at_once() {
     let d = TestDaemon::start(&pool("size = 2"));
     let p = idle(&d, 2);
     let ids: Vec<String> = p.workers.iter().map(|w| w.id.to_string()).collect();
+    let recycled = p.workers[0].id;
     let out = d.pitctl(&["recycle", &ids[0]]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let p = d.wait_pool("worker replaced", "app", |p| {
@@ -263,10 +279,21 @@ fn recycle_command_replaces_first_and_now_kills_at_once() {
                 .iter()
                 .all(|w| w.id.to_string() != ids[0] && w.state.as_str() == "idle")
     });
+    let new = p.workers.iter().map(|w| w.id).max().unwrap();
+    assert!(p.workers.iter().all(|w| w.last_recycle_reason.is_none()), "{p:?}");
+    assert_replaces(&d, new, recycled, "manual");
+    // Status tells of the replacement itself (nothing happened to it), the event of its start.
+    let text = String::from_utf8_lossy(&d.pitctl(&["status", "app"]).stdout).to_string();
+    let row = text
+        .lines()
+        .find(|l| l.contains(&format!("{new} ")))
+        .expect("the replacement's row");
+    assert!(row.trim_end().ends_with(" -"), "LAST RECYCLE of {row:?}");
+    let text = String::from_utf8_lossy(&d.pitctl(&["events"]).stdout).to_string();
     assert!(
-        p.workers
-            .iter()
-            .any(|w| w.last_recycle_reason.map(|r| r.as_str()) == Some("manual"))
+        text.lines()
+            .any(|l| l.contains(&format!("{new} (pid")) && l.contains("worker_started: reason manual, replaces ")),
+        "{text}"
     );
     assert!(d.pitctl(&["recycle", "app"]).status.success());
     d.wait_pool("every worker replaced", "app", |p| {

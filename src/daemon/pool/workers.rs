@@ -73,8 +73,9 @@ pub struct Worker {
     /// Selected for retirement: it no longer counts towards `size` (so a replacement
     /// starts) but keeps serving until the pool has `size` other ready workers.
     pub retire: Option<Reason>,
-    /// Why this worker was started, when it replaced a recycled one.
-    pub started_for: Option<Reason>,
+    /// The recycled worker it replaces and why that one was recycled (its `worker_started`
+    /// event says so; its own status does not: that is about what happened to it).
+    pub started_for: Option<(WorkerId, Reason)>,
     /// While draining: stop it at this instant even if its call has not finished.
     pub drain_deadline: Option<Instant>,
     /// An unanswered health ping: its id and when it was sent.
@@ -267,6 +268,7 @@ impl PoolActor {
         };
         w.pid = Some(spawned.pid);
         w.started_at = spawned.started_at;
+        let replaced = w.started_for;
         let pid = spawned.pid;
         output::capture(&self.deps.output, &self.spec.name, id, spawned.stdout, spawned.stderr);
         if let Some(monitor) = &self.deps.monitor {
@@ -289,7 +291,12 @@ impl PoolActor {
                 }
             }
         }
-        self.emit(EventKind::WorkerStarted, Some(id), Some(pid), |_| {});
+        self.emit(EventKind::WorkerStarted, Some(id), Some(pid), |ev| {
+            if let Some((old, reason)) = replaced {
+                ev.replaces = Some(old);
+                ev.reason = Some(reason);
+            }
+        });
         if self.shutdown.is_some() {
             self.stop_worker(id, None, now);
         } else if self.spec.protocol == Protocol::None {
