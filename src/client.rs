@@ -51,6 +51,13 @@ impl ControlClient {
         Ok(client)
     }
 
+    /// The pid of the process serving the socket (pitd), as this pid namespace sees it;
+    /// `None` when the kernel cannot tell (a pitd in a pid namespace we cannot see).
+    pub fn peer_pid(&self) -> Option<u32> {
+        let cred = nix::sys::socket::getsockopt(&self.stream, nix::sys::socket::sockopt::PeerCredentials).ok()?;
+        u32::try_from(cred.pid()).ok().filter(|&pid| pid > 0)
+    }
+
     /// How long to wait for a reply; `None` waits forever (a followed stream).
     pub fn set_timeout(&self, timeout: Option<Duration>) {
         let _ = self.stream.set_read_timeout(timeout);

@@ -17,6 +17,10 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
+        if let Err(problem) = spec::probe::check_modules(&spec) {
+            eprintln!("pitd: {}: {problem}", args.config.display());
+            return ExitCode::from(1);
+        }
         println!("{}: ok", args.config.display());
         for line in spec.summary_lines() {
             println!("{line}");

@@ -46,6 +46,8 @@ pub fn line(ev: &Event) -> String {
         ev.reason.map(|r| format!("reason {r}")),
         ev.exit_status.clone(),
         ev.message.clone(),
+        ev.replaces.map(|w| format!("replaces {w}")),
+        ev.backoff_ms.map(|ms| format!("restart in {ms} ms")),
     ]
     .into_iter()
     .flatten()

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod call;
 mod events;
 mod logs;
+mod shutdown;
 mod status;
 mod top;
 
@@ -129,7 +130,7 @@ pub enum Command {
     Scale { pool: String, size: u32 },
     /// Re-read the spec (same as SIGHUP): changed pools are recycled worker by worker, removed pools drained, new pools started; an invalid spec is refused and the running one kept
     Reload,
-    /// Lifecycle events: worker started/ready/exited/recycled (with reason), pool failing/recovered, template_warning
+    /// Lifecycle events: worker started (and what it replaces)/ready/exited (and the restart backoff)/recycled (with reason), pool failing/recovered, template_warning
     Events {
         /// Keep printing new events as they happen
         #[arg(short = 'f', long)]
@@ -150,8 +151,15 @@ pub enum Command {
         #[arg(long, default_value = "1s", value_parser = top::parse_interval)]
         interval: std::time::Duration,
     },
-    /// Graceful stop of the daemon
-    Shutdown,
+    /// Graceful stop of the daemon; with --wait, return only once pitd has exited (exit 3 if no daemon)
+    Shutdown {
+        /// Return only once pitd has exited (its workers stopped)
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up (exit 1) if pitd still runs after this, e.g. 90s, 5m
+        #[arg(long, default_value = "5m", value_parser = call::parse_duration, requires = "wait")]
+        timeout: std::time::Duration,
+    },
     /// Print a shell completion script, e.g. `pitctl completions bash > /etc/bash_completion.d/pitctl`
     Completions {
         #[arg(value_enum)]
@@ -290,7 +298,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             other => Err(unexpected(&other)),
         },
         Command::Top { interval } => top::run(&socket, interval),
-        Command::Shutdown => done(control()?.request(&Request::Shutdown)?),
+        Command::Shutdown { wait, timeout } => shutdown::run(&socket, wait, timeout),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "pitctl", &mut std::io::stdout());

@@ -1,7 +1,9 @@
 //! The monitor: owns sysinfo and samples each worker's process tree on a thread of its own.
 //!
 //! Pools register a worker with [`Monitor::watch`] once it is spawned, giving a sink (a
-//! channel send into the pool's mailbox), and [`Monitor::unwatch`] it when it goes. Every
+//! channel send into the pool's mailbox), ask for a sample at once with
+//! [`Monitor::sample_now`] when it gets ready (so status has its memory from its first
+//! moment, not one interval later), and [`Monitor::unwatch`] it when it goes. Every
 //! interval the thread scans `/proc/*/stat` for parent links, refreshes through sysinfo
 //! only the pids of the watched trees, and calls each sink with one [`TreeSample`]: the
 //! worker's memory and CPU summed over it and all its descendants. Sampling never waits on
@@ -27,7 +29,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::spec::MemoryMetric;
 pub use procfs::{ProcStat, start_time_ticks, stat_of};
-pub use tree::{RootCheck, growth_rate, root_check, sum_tree, tree_pids};
+pub use tree::{RootCheck, growth_rate, reported_growth_rate, root_check, sum_tree, tree_pids};
 
 use sampler::{Sampler, Watch};
 
@@ -59,6 +61,7 @@ pub type SampleSink = Box<dyn Fn(TreeSample) + Send>;
 
 enum Cmd {
     Watch { pid: u32, watch: Watch },
+    SampleNow { pid: u32 },
     Unwatch { pid: u32 },
 }
 
@@ -114,6 +117,12 @@ impl Monitor {
         });
     }
 
+    /// Samples `pid`'s tree now, outside the interval, if it is watched. The regular passes
+    /// go on as before.
+    pub fn sample_now(&self, pid: u32) {
+        self.send(Cmd::SampleNow { pid });
+    }
+
     /// Stops sampling `pid`. Samples already sent may still arrive.
     pub fn unwatch(&self, pid: u32) {
         self.send(Cmd::Unwatch { pid });
@@ -148,6 +157,7 @@ fn run(mut sampler: Sampler, rx: &mpsc::Receiver<Cmd>, interval: Duration) {
         };
         match cmd {
             Some(Cmd::Watch { pid, watch }) => sampler.watch(pid, watch),
+            Some(Cmd::SampleNow { pid }) => sampler.pass_of(pid),
             Some(Cmd::Unwatch { pid }) => sampler.unwatch(pid),
             None => {}
         }

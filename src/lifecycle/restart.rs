@@ -7,9 +7,13 @@
 //! [`PoolVerdict::Failing`] ([`RestartHistory::verdict`]).
 //!
 //! Two counters, two purposes:
-//! - the *consecutive* count drives the exponential backoff. Any unplanned exit raises it;
-//!   only a worker that stayed up `reset_after` brings it back to the start, because a
-//!   worker that gets ready and dies a second later is still a loop worth slowing down.
+//! - the *consecutive* count drives the exponential backoff. It counts failed starts and
+//!   short-lived workers (dead before `reset_after`), because a worker that gets ready and
+//!   dies a second later is still a loop worth slowing down. A worker that stayed up
+//!   `reset_after` proved the pool can run: its death (an OOM kill, an operator's kill) is
+//!   unrelated to how the pool starts, so it clears the count and its replacement starts
+//!   at once. Otherwise a burst of kills on different healthy workers would delay each
+//!   replacement more than the last, towards `max`.
 //! - the *failed starts* within `crash_loop_window` drive the breaker, as the interface
 //!   defines it ("this many failed starts within crash_loop_window"). Crashes of workers
 //!   that did get ready do not count: one flaky worker among many healthy ones must not
@@ -50,8 +54,8 @@ pub enum PoolVerdict {
 /// timestamps are kept, and only those still inside the window.
 #[derive(Debug, Clone, Default)]
 pub struct RestartHistory {
-    /// Unplanned exits since the last worker that stayed up `reset_after` (or since the
-    /// last recovery from a crash loop).
+    /// Failed starts and deaths of workers up less than `reset_after`, since the last
+    /// worker that stayed up `reset_after` (or since the last recovery from a crash loop).
     consecutive: u32,
     /// Times of the most recent failed starts, oldest first.
     failed_starts: VecDeque<Instant>,
@@ -69,8 +73,8 @@ impl RestartHistory {
     /// follows (the caller announces the pool as failing when it changes).
     pub fn record_failure(&mut self, policy: &RestartPolicy, now: Instant, failure: Failure) -> PoolVerdict {
         match failure {
-            // It ran long enough to count as stable: this failure starts a new series.
-            Failure::Crash { uptime } if uptime >= policy.reset_after => self.consecutive = 1,
+            // It ran long enough to count as stable: no loop to slow down, no backoff.
+            Failure::Crash { uptime } if uptime >= policy.reset_after => self.consecutive = 0,
             Failure::Crash { .. } => self.consecutive = self.consecutive.saturating_add(1),
             Failure::Start => {
                 self.consecutive = self.consecutive.saturating_add(1);
@@ -101,12 +105,13 @@ impl RestartHistory {
 
     /// How long to wait before the next start: `initial * 2^(consecutive-1)` capped at
     /// `max` (exactly `max` while failing: the probe interval), times a jitter factor in
-    /// `[0.8, 1.2)`, never above `max`. Zero when nothing failed.
+    /// `[0.8, 1.2)`, never above `max`. Zero when no start failed and no short-lived
+    /// worker died since the last stable one.
     ///
     /// `jitter` is a uniform value in `[0, 1)` (e.g. `rng.f64()`); values outside are
     /// clamped and NaN counts as the neutral middle, so a bad value cannot cause a panic.
     pub fn next_backoff(&self, policy: &RestartPolicy, jitter: f64) -> Duration {
-        if self.consecutive == 0 {
+        if self.consecutive == 0 && !self.failing {
             return Duration::ZERO;
         }
         let base = if self.failing {
@@ -138,7 +143,7 @@ impl RestartHistory {
         }
     }
 
-    /// Unplanned exits counted by the backoff.
+    /// Failed starts and short-lived workers counted by the backoff.
     pub fn consecutive_failures(&self) -> u32 {
         self.consecutive
     }
@@ -311,27 +316,99 @@ mod tests {
         }
     }
 
+    const STABLE: Failure = Failure::Crash { uptime: secs(60) };
+
     #[test]
-    fn a_worker_up_for_reset_after_restarts_the_series() {
+    fn backoff_grows_only_with_failed_or_short_lived_starts() {
         let p = policy();
+        let cases: [(&str, &[Failure], u32, Duration); 9] = [
+            // (case, failures in order, consecutive after them, backoff at neutral jitter)
+            ("one stable worker killed", &[STABLE], 0, Duration::ZERO),
+            // A burst of kills on healthy workers: each replacement starts at once.
+            ("five stable workers killed", &[STABLE; 5], 0, Duration::ZERO),
+            (
+                "up for exactly reset_after is stable",
+                &[Failure::Crash { uptime: secs(60) }],
+                0,
+                Duration::ZERO,
+            ),
+            (
+                "up an hour",
+                &[Failure::Crash { uptime: secs(3600) }],
+                0,
+                Duration::ZERO,
+            ),
+            (
+                "a millisecond short of reset_after",
+                &[Failure::Crash {
+                    uptime: secs(60) - ms(1),
+                }],
+                1,
+                ms(100),
+            ),
+            ("short-lived workers", &[SHORT, SHORT, SHORT], 3, ms(400)),
+            ("failed starts", &[Failure::Start, Failure::Start], 2, ms(200)),
+            // A stable worker's death clears the series; the next failure is the first.
+            (
+                "a series, then a stable death",
+                &[SHORT, Failure::Start, SHORT, STABLE],
+                0,
+                Duration::ZERO,
+            ),
+            (
+                "a stable death, then a failed start",
+                &[SHORT, SHORT, STABLE, Failure::Start],
+                1,
+                ms(100),
+            ),
+        ];
+        let t0 = Instant::now();
+        for (case, failures, consecutive, backoff) in cases {
+            let mut h = RestartHistory::new();
+            for (i, &failure) in failures.iter().enumerate() {
+                h.record_failure(&p, t0 + secs(3 * i as u64), failure);
+            }
+            assert_eq!(h.consecutive_failures(), consecutive, "{case}");
+            for jitter in [0.0, NEUTRAL, 0.99] {
+                let got = h.next_backoff(&p, jitter);
+                if backoff.is_zero() {
+                    assert_eq!(got, Duration::ZERO, "{case}, jitter {jitter}");
+                } else {
+                    assert!(
+                        got >= backoff.mul_f64(0.8) && got < backoff.mul_f64(1.2),
+                        "{case}: {got:?}"
+                    );
+                }
+            }
+            assert_eq!(h.next_backoff(&p, NEUTRAL), backoff, "{case}");
+        }
+    }
+
+    #[test]
+    fn stable_deaths_neither_clear_nor_feed_the_breaker() {
+        let p = RestartPolicy {
+            crash_loop_failures: 3,
+            ..policy()
+        };
         let t0 = Instant::now();
         let mut h = RestartHistory::new();
         let steps = [
-            // (failure, consecutive after it, backoff at neutral jitter)
-            (SHORT, 1, ms(100)),
-            (SHORT, 2, ms(200)),
-            (SHORT, 3, ms(400)),
-            // Up for exactly reset_after: counts as stable, this failure is the first.
-            (Failure::Crash { uptime: secs(60) }, 1, ms(100)),
-            (Failure::Start, 2, ms(200)),
-            (Failure::Crash { uptime: secs(59) }, 3, ms(400)),
-            (Failure::Crash { uptime: secs(3600) }, 1, ms(100)),
+            // (seconds after t0, failure, verdict after it)
+            (0, STABLE, PoolVerdict::Healthy),
+            (1, Failure::Start, PoolVerdict::Healthy),
+            (2, STABLE, PoolVerdict::Healthy),
+            (3, Failure::Start, PoolVerdict::Healthy),
+            (4, STABLE, PoolVerdict::Healthy),
+            // The third failed start within the window trips it: the breaker counts per
+            // pool, whatever died in between.
+            (5, Failure::Start, PoolVerdict::Failing),
+            // While failing, even a stable death waits for the probe interval.
+            (6, STABLE, PoolVerdict::Failing),
         ];
-        for (i, (failure, consecutive, backoff)) in steps.into_iter().enumerate() {
-            h.record_failure(&p, t0 + secs(i as u64), failure);
-            assert_eq!(h.consecutive_failures(), consecutive, "step {i}");
-            assert_eq!(h.next_backoff(&p, NEUTRAL), backoff, "step {i}");
+        for (at, failure, verdict) in steps {
+            assert_eq!(h.record_failure(&p, t0 + secs(at), failure), verdict, "t+{at}s");
         }
+        assert_eq!(h.next_backoff(&p, NEUTRAL), p.max);
     }
 
     #[test]

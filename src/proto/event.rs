@@ -38,4 +38,11 @@ pub struct Event {
     pub exit_status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// On an unplanned `worker_exited`: the restart backoff pitd chose before the worker's
+    /// replacement may start (0: at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_ms: Option<u64>,
+    /// On `worker_started`: the recycled worker this one replaces (its reason in `reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<WorkerId>,
 }

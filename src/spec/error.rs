@@ -123,10 +123,52 @@ fn unknown_key(rest: &str) -> String {
     match quoted.split_first() {
         Some((name, [])) => format!("unknown key `{name}`, this table takes no keys"),
         Some((name, allowed)) => {
-            format!("unknown key `{name}`, expected one of: {}", allowed.join(", "))
+            let hint = closest(name, allowed).map_or_else(String::new, |k| format!("; did you mean `{k}`?"));
+            format!("unknown key `{name}`, expected one of: {}{hint}", allowed.join(", "))
         }
         None => format!("unknown key {rest}"),
     }
+}
+
+/// The allowed key `name` is most likely a misspelling of: the nearest by edit distance,
+/// if it is within a third of the name's length (at least 1, and less than the whole name),
+/// and the only one that near.
+fn closest<'a>(name: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    let len = name.chars().count();
+    let limit = (len / 3).max(1).min(len.saturating_sub(1));
+    let mut scored: Vec<(usize, &str)> = allowed
+        .iter()
+        .map(|&k| (edit_distance(name, k), k))
+        .filter(|&(d, _)| d <= limit)
+        .collect();
+    scored.sort();
+    match scored.as_slice() {
+        [(best, k), rest @ ..] if rest.first().is_none_or(|(next, _)| next > best) => Some(k),
+        _ => None,
+    }
+}
+
+/// Insertions, deletions, substitutions and swaps of two neighbours needed to turn `a`
+/// into `b` (the optimal string alignment distance), over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // Three rows: the one before the previous is needed for swaps.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut row = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        row[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            row[j] = (prev[j] + 1).min(row[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                row[j] = row[j].min(before[j - 2] + 1);
+            }
+        }
+        std::mem::swap(&mut before, &mut prev);
+        std::mem::swap(&mut prev, &mut row);
+    }
+    prev[b.len()]
 }
 
 /// serde speaks of sequences, maps and structs; a TOML user knows arrays and tables. Only
@@ -145,6 +187,65 @@ fn toml_words(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edit_distance_counts_single_character_edits() {
+        let cases = [
+            ("", "", 0),
+            ("", "abc", 3),
+            ("abc", "", 3),
+            ("size", "size", 0),
+            ("max_request", "max_requests", 1),
+            ("concurency", "concurrency", 1),
+            ("sise", "size", 1),
+            ("szie", "size", 1),
+            ("kitten", "sitting", 3),
+            ("cwd", "env", 3),
+            ("größe", "grösse", 2),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(edit_distance(a, b), want, "{a} -> {b}");
+            assert_eq!(edit_distance(b, a), want, "{b} -> {a}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_closest_known_one() {
+        let pool = [
+            "app",
+            "size",
+            "max_requests",
+            "max_requests_jitter",
+            "max_rss",
+            "max_age",
+            "cwd",
+            "env",
+        ];
+        let cases = [
+            ("max_request", Some("max_requests")),
+            ("max_requets", Some("max_requests")),
+            ("szie", Some("size")),
+            ("max_rs", Some("max_rss")),
+            ("ap", Some("app")),
+            // Too far from every key.
+            ("frobnicate", None),
+            ("x", None),
+            ("max_ag", Some("max_age")),
+            ("cwv", Some("cwd")),
+            // Nothing of a one-letter name is left to recognise.
+            ("b", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(closest(name, &pool), want, "{name}");
+        }
+        // As near to two keys: no guess.
+        assert_eq!(closest("abx", &["abc", "abd", "xyz"]), None);
+        assert_eq!(closest("b", &["a"]), None);
+        assert_eq!(
+            reword("unknown field `max_request`, expected one of `size`, `max_requests`"),
+            "unknown key `max_request`, expected one of: size, max_requests; did you mean `max_requests`?"
+        );
+    }
 
     #[test]
     fn serde_messages_are_reworded_as_expected_found() {

@@ -13,6 +13,7 @@ mod error;
 mod host;
 mod locate;
 mod policy;
+pub mod probe;
 mod raw;
 mod rules;
 pub mod types;

@@ -75,3 +75,87 @@ fn the_demo_spec_is_valid_and_preloads_its_model_pool() {
         "{model}"
     );
 }
+
+/// `pitd --check` on a spec of one `app` pool `x` with these extra lines.
+fn check_app_pool(lines: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("pitd.toml");
+    let python_dir = format!("{}/python", env!("CARGO_MANIFEST_DIR"));
+    std::fs::write(
+        &spec,
+        format!(
+            "[pools.x]\ncwd = \"{}\"\nenv = {{ PYTHONPATH = \"{python_dir}\" }}\n{lines}\n",
+            crate::harness::worker("apps")
+        ),
+    )
+    .unwrap();
+    let out = check(&spec);
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn check_refuses_an_interpreter_or_modules_the_pool_cannot_find() {
+    let python = crate::harness::python();
+    let cases = [
+        // (pool lines, the message's start after the file name, or None when accepted)
+        (
+            "app = \"callapp\"\npython = \"/nonexistent/python3\"".to_string(),
+            Some("pools.x.python: interpreter `/nonexistent/python3` cannot be run"),
+        ),
+        (
+            format!("app = \"no_such_app_for_pit\"\npython = \"{python}\""),
+            Some("pools.x.app: module `no_such_app_for_pit` is not found"),
+        ),
+        (
+            format!("app = \"callapp\"\npython = \"{python}\"\npreload = [\"json\", \"pit.no_such_module\"]"),
+            Some("pools.x.preload: module `pit.no_such_module` is not found"),
+        ),
+        (
+            format!("app = \"callapp\"\npython = \"{python}\"\npreload = [\"no_such_package.sub\"]"),
+            Some("pools.x.preload: module `no_such_package.sub` is not found"),
+        ),
+        // Found through PYTHONPATH (env) and cwd, dotted names down their packages.
+        (
+            format!("app = \"callapp\"\npython = \"{python}\"\npreload = [\"json.decoder\", \"pit.examples.echo\"]"),
+            None,
+        ),
+        // Found, not imported: an app whose import fails passes the check.
+        (format!("app = \"import_fails\"\npython = \"{python}\""), None),
+    ];
+    for (lines, want) in cases {
+        let (code, stderr) = check_app_pool(&lines);
+        match want {
+            Some(start) => {
+                assert_eq!(code, Some(1), "{lines}: {stderr}");
+                assert!(
+                    stderr.starts_with("pitd: ") && stderr.contains(&format!("pitd.toml: {start}")),
+                    "{lines}: {stderr}"
+                );
+            }
+            None => assert_eq!(code, Some(0), "{lines}: {stderr}"),
+        }
+    }
+    // Without PYTHONPATH the pit runtime itself is missing for an interpreter it is not
+    // installed in: said as such.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("pitd.toml");
+    std::fs::write(&spec, format!("[pools.y]\napp = \"callapp\"\npython = \"{python}\"\nenv = {{ PYTHONNOUSERSITE = \"1\", PYTHONPATH = \"\" }}\n")).unwrap();
+    let out = check(&spec);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let has_pit = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import importlib.util, sys; sys.exit(importlib.util.find_spec('pit') is None)",
+        ])
+        .current_dir(dir.path())
+        .status()
+        .unwrap()
+        .success();
+    if !has_pit {
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("pools.y.app: the worker runtime `pit` is not found"),
+            "{stderr}"
+        );
+    }
+}

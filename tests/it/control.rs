@@ -132,6 +132,31 @@ fn shutdown_request_stops_the_daemon() {
 }
 
 #[test]
+fn shutdown_wait_returns_once_pitd_has_exited() {
+    // A worker that ignores SIGTERM holds pitd's stop for kill_timeout.
+    let body = format!(
+        "[pools.stubborn]\ncommand = [\"{}\", \"-c\", \"import signal, time; \
+         signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(600)\"]\n\
+         protocol = \"none\"\nkill_timeout = \"2s\"\n",
+        python()
+    );
+    let mut d = TestDaemon::start(&body);
+    wait_until("the worker's first line", || {
+        let out = d.pitctl(&["logs", "stubborn"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains("up") { Ok(()) } else { Err(text) }
+    });
+    let out = d.pitctl(&["shutdown", "--wait"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(d.has_exited(), "pitd still running when shutdown --wait returned");
+    d.wait_no_survivors();
+    // Nothing to shut down: no daemon.
+    assert_eq!(d.pitctl(&["shutdown", "--wait"]).status.code(), Some(3));
+    // --timeout only with --wait.
+    assert_eq!(d.pitctl(&["shutdown", "--timeout", "1s"]).status.code(), Some(2));
+}
+
+#[test]
 fn completions_are_printed_for_each_shell_without_a_daemon() {
     for shell in ["bash", "zsh", "fish"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_pitctl"))

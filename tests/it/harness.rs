@@ -236,6 +236,14 @@ impl TestDaemon {
         })
     }
 
+    /// Whether the launched process has exited (and reaps it if so); pitd stays a zombie
+    /// until asked, so other processes see it as exited before this does.
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
     /// Pids of live processes of this run (pitd, the guard, workers, workers' children).
     pub fn survivors(&self) -> Vec<u32> {
         marked_processes(&self.marker)

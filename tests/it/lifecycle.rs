@@ -5,15 +5,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pit::call_client::{CallClient, CallOptions, Outcome};
+use pit::ids::WorkerId;
 use pit::proto::status::PoolStatus;
 use serde_json::Value;
 
 use crate::harness::{TestDaemon, python, wait_until, worker};
 
 fn pool(extra: &str) -> String {
+    pool_sampled_every("50ms", extra)
+}
+
+fn pool_sampled_every(monitor_interval: &str, extra: &str) -> String {
     let python_dir = format!("{}/python", env!("CARGO_MANIFEST_DIR"));
     format!(
-        "monitor_interval = \"50ms\"\n[pools.app]\napp = \"callapp\"\npython = \"{}\"\ncwd = \"{}\"\n\
+        "monitor_interval = \"{monitor_interval}\"\n[pools.app]\napp = \"callapp\"\npython = \"{}\"\ncwd = \"{}\"\n\
          env = {{ PYTHONPATH = \"{python_dir}\" }}\nkill_timeout = \"2s\"\n{extra}\n",
         python(),
         worker("apps")
@@ -45,6 +50,17 @@ fn events(d: &TestDaemon) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// Asserts that `worker`'s `worker_started` event says it replaces `old`, recycled for
+/// `reason`; returns the event.
+fn assert_replaces(d: &TestDaemon, worker: WorkerId, old: WorkerId, reason: &str) -> Value {
+    let started = wait_event(d, &format!("the start of {worker}"), |e| {
+        e["event"] == "worker_started" && e["worker"] == worker.to_string()
+    });
+    assert_eq!(started["replaces"], old.to_string(), "{started}");
+    assert_eq!(started["reason"], reason, "{started}");
+    started
 }
 
 fn wait_event(d: &TestDaemon, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
@@ -104,14 +120,16 @@ fn max_requests_recycles_under_load_with_zero_failed_calls_and_never_fewer_than_
 }
 
 #[test]
-fn max_rss_recycles_gracefully_and_the_replacement_carries_the_reason() {
+fn max_rss_recycles_gracefully_and_the_replacement_is_started_for_the_reason() {
     let d = TestDaemon::start(&pool("size = 1\nmax_rss = \"80MiB\""));
     let first = idle(&d, 1).workers[0].id;
     assert!(matches!(call(&d, "allocate", "100"), Outcome::Ok { .. }));
     let p = d.wait_pool("a replacement", "app", |p| {
         p.workers.len() == 1 && p.workers[0].id != first && p.workers[0].state.as_str() == "idle"
     });
-    assert_eq!(p.workers[0].last_recycle_reason.map(|r| r.as_str()), Some("max_rss"));
+    // Nothing happened to the replacement itself; its start says whom it replaced, and why.
+    assert_eq!(p.workers[0].last_recycle_reason, None);
+    assert_replaces(&d, p.workers[0].id, first, "max_rss");
     assert_eq!(p.recycled, 1);
     wait_event(&d, "the recycle event", |e| {
         e["event"] == "worker_recycled" && e["reason"] == "max_rss"
@@ -134,7 +152,8 @@ fn hard_rss_kills_at_once_then_replaces() {
     assert_eq!(exited["reason"], "hard_rss");
     assert!(exited["exit_status"].as_str().unwrap().contains("SIGKILL"), "{exited}");
     let p = idle(&d, 1);
-    assert_eq!(p.workers[0].last_recycle_reason.map(|r| r.as_str()), Some("hard_rss"));
+    assert_eq!(p.workers[0].last_recycle_reason, None);
+    assert_replaces(&d, p.workers[0].id, first, "hard_rss");
 }
 
 #[test]
@@ -251,6 +270,7 @@ fn recycle_command_replaces_first_and_now_kills_at_once() {
     let d = TestDaemon::start(&pool("size = 2"));
     let p = idle(&d, 2);
     let ids: Vec<String> = p.workers.iter().map(|w| w.id.to_string()).collect();
+    let recycled = p.workers[0].id;
     let out = d.pitctl(&["recycle", &ids[0]]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let p = d.wait_pool("worker replaced", "app", |p| {
@@ -259,10 +279,21 @@ fn recycle_command_replaces_first_and_now_kills_at_once() {
                 .iter()
                 .all(|w| w.id.to_string() != ids[0] && w.state.as_str() == "idle")
     });
+    let new = p.workers.iter().map(|w| w.id).max().unwrap();
+    assert!(p.workers.iter().all(|w| w.last_recycle_reason.is_none()), "{p:?}");
+    assert_replaces(&d, new, recycled, "manual");
+    // Status tells of the replacement itself (nothing happened to it), the event of its start.
+    let text = String::from_utf8_lossy(&d.pitctl(&["status", "app"]).stdout).to_string();
+    let row = text
+        .lines()
+        .find(|l| l.contains(&format!("{new} ")))
+        .expect("the replacement's row");
+    assert!(row.trim_end().ends_with(" -"), "LAST RECYCLE of {row:?}");
+    let text = String::from_utf8_lossy(&d.pitctl(&["events"]).stdout).to_string();
     assert!(
-        p.workers
-            .iter()
-            .any(|w| w.last_recycle_reason.map(|r| r.as_str()) == Some("manual"))
+        text.lines()
+            .any(|l| l.contains(&format!("{new} (pid")) && l.contains("worker_started: reason manual, replaces ")),
+        "{text}"
     );
     assert!(d.pitctl(&["recycle", "app"]).status.success());
     d.wait_pool("every worker replaced", "app", |p| {
@@ -290,4 +321,105 @@ fn events_have_the_interface_fields() {
     assert!(ev.iter().any(|e| e["event"] == "worker_ready"));
     let text = String::from_utf8_lossy(&d.pitctl(&["events"]).stdout).to_string();
     assert!(text.contains("worker_ready"), "{text}");
+}
+
+/// Two pools of the same app: in `stable` a worker counts as stable after 1 s, in `young`
+/// only after an hour.
+fn restart_spec() -> String {
+    let python_dir = format!("{}/python", env!("CARGO_MANIFEST_DIR"));
+    let pool = |name: &str, reset_after: &str| {
+        format!(
+            "[pools.{name}]\napp = \"callapp\"\npython = \"{}\"\ncwd = \"{}\"\n\
+             env = {{ PYTHONPATH = \"{python_dir}\" }}\nsize = 2\n\
+             [pools.{name}.restart]\ninitial = \"50ms\"\nmax = \"10s\"\nreset_after = \"{reset_after}\"\n",
+            python(),
+            worker("apps")
+        )
+    };
+    format!("{}{}", pool("stable", "1s"), pool("young", "1h"))
+}
+
+/// SIGKILLs a ready worker of `pool` once every worker there is ready and `min_age_s` old,
+/// and returns pitd's `worker_exited` event for it.
+fn kill_ready_worker(d: &TestDaemon, pool: &str, min_age_s: f64) -> Value {
+    let p = d.wait_pool(&format!("2 ready workers aged {min_age_s}s in {pool}"), pool, |p| {
+        p.workers.len() == 2 && ready_workers(p) == 2 && p.workers.iter().all(|w| w.age_s >= min_age_s)
+    });
+    let victim = &p.workers[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let id = victim.id.to_string();
+    wait_event(d, &format!("the exit of {id}"), |e| {
+        e["event"] == "worker_exited" && e["worker"] == id.as_str()
+    })
+}
+
+#[test]
+fn a_killed_worker_that_ran_past_reset_after_is_replaced_without_backoff() {
+    let d = TestDaemon::start(&restart_spec());
+    // Kills of healthy workers in a row, on either worker: none delays the next replacement.
+    for round in 1..=3 {
+        let exited = kill_ready_worker(&d, "stable", 1.5);
+        assert_eq!(exited["reason"], "crash", "round {round}: {exited}");
+        assert_eq!(exited["backoff_ms"], 0, "round {round}: {exited}");
+    }
+    let p = d.wait_pool("3 restarts, 2 ready workers", "stable", |p| {
+        p.restarts == 3 && ready_workers(p) == 2
+    });
+    assert_eq!(p.state.as_str(), "running");
+
+    // Workers dying young are a loop worth slowing down: each backoff doubles (50, 100,
+    // 200 ms, less or more 20% jitter).
+    let mut backoffs = Vec::new();
+    for _ in 0..3 {
+        let exited = kill_ready_worker(&d, "young", 0.0);
+        backoffs.push(exited["backoff_ms"].as_u64().expect("a backoff on an unplanned exit"));
+    }
+    assert!(
+        (40..=60).contains(&backoffs[0]) && backoffs[0] < backoffs[1] && backoffs[1] < backoffs[2],
+        "{backoffs:?}"
+    );
+}
+
+#[test]
+fn a_worker_is_sampled_as_soon_as_it_is_ready() {
+    // No monitor pass for an hour: any memory figure comes from the sample taken at ready.
+    let d = TestDaemon::start(&pool_sampled_every("1h", "size = 2"));
+    let p = d.wait_pool("2 ready workers with their RSS", "app", |p| {
+        ready_workers(p) == 2 && p.workers.iter().all(|w| w.rss_bytes > 0)
+    });
+    for w in &p.workers {
+        assert!(w.rss_bytes > 1 << 20 && w.memory_bytes == w.rss_bytes, "{w:?}");
+    }
+    let out = d.pitctl(&["status", "app"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for w in &p.workers {
+        let row = text
+            .lines()
+            .find(|l| l.contains(&w.id.to_string()))
+            .expect("a row per worker");
+        let rss = row.split_whitespace().nth(4).unwrap();
+        assert!(rss.ends_with('M'), "RSS column of {row:?}");
+    }
+}
+
+#[test]
+fn fresh_workers_report_no_growth_until_enough_samples() {
+    // Sampled every 50 ms: dozens of samples in the first seconds, all of them start-up.
+    let d = TestDaemon::start(&pool("size = 2"));
+    d.wait_pool("2 ready workers", "app", |p| ready_workers(p) == 2);
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut polls = 0;
+    while Instant::now() < until {
+        let p = d.pool("app");
+        for w in &p.workers {
+            assert_eq!(w.rss_growth_bytes_per_s, 0, "{} {}s old: {w:?}", w.id, w.age_s);
+        }
+        polls += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(polls >= 3);
 }

@@ -58,12 +58,22 @@ fn sighup_recycles_changed_pools_scales_adds_and_removes() {
                 .iter()
                 .all(|w| !before.contains(&w.id.0) && w.state.as_str() == "idle")
     });
-    assert!(
-        a.workers
-            .iter()
-            .all(|w| w.last_recycle_reason.map(|r| r.as_str()) == Some("reload")),
-        "{a:?}"
-    );
+    // The replacements were started for the reload; nothing happened to them since.
+    assert!(a.workers.iter().all(|w| w.last_recycle_reason.is_none()), "{a:?}");
+    let out = d.pitctl(&["events", "--json"]);
+    let started: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "worker_started" && e["pool"] == "a" && e["reason"] == "reload")
+        .collect();
+    for w in &a.workers {
+        let ev = started.iter().find(|e| e["worker"] == w.id.to_string());
+        let replaces = ev.and_then(|e| e["replaces"].as_str()).unwrap_or_default().to_string();
+        assert!(
+            before.iter().any(|&old| replaces == format!("worker-{old}")),
+            "{w:?}: {ev:?}"
+        );
+    }
     idle(&d, "b", 3);
     idle(&d, "new", 1);
     crate::harness::wait_until("pool gone to be removed", || {

@@ -75,6 +75,18 @@ impl Sampler {
 
     /// One sampling pass: every watched worker that is still itself gets one sample.
     pub fn pass(&mut self) {
+        self.sample(None);
+    }
+
+    /// A pass over one watched worker alone (nothing if it is not watched).
+    pub fn pass_of(&mut self, pid: u32) {
+        if self.watches.contains_key(&pid) {
+            self.sample(Some(pid));
+        }
+    }
+
+    /// Samples every watched worker, or only `only`.
+    fn sample(&mut self, only: Option<u32>) {
         if self.watches.is_empty() {
             return;
         }
@@ -85,7 +97,12 @@ impl Sampler {
         self.drop_departed_roots();
 
         let children = Children::new(self.table.iter().map(|s| (s.pid, s.ppid)));
-        let trees: Vec<(u32, Vec<u32>)> = self.watches.keys().map(|&root| (root, children.tree(root))).collect();
+        let trees: Vec<(u32, Vec<u32>)> = self
+            .watches
+            .keys()
+            .filter(|&&root| only.is_none_or(|pid| pid == root))
+            .map(|&root| (root, children.tree(root)))
+            .collect();
         let mut wanted: Vec<Pid> = trees
             .iter()
             .flat_map(|(_, tree)| tree)
@@ -93,7 +110,11 @@ impl Sampler {
             .collect();
         wanted.sort_unstable();
         wanted.dedup();
-        self.refresh(wanted);
+        if only.is_some() {
+            self.refresh_more(wanted);
+        } else {
+            self.refresh(wanted);
+        }
 
         let at = Instant::now();
         let Sampler {
@@ -138,6 +159,17 @@ impl Sampler {
         self.system
             .refresh_processes_specifics(ProcessesToUpdate::Some(&pids), true, kind);
         self.refreshed = wanted;
+    }
+
+    /// Refreshes `wanted` (sorted) alone, between passes: the pids of the other trees stay
+    /// in the record, so the next full pass still refreshes those that left their tree.
+    fn refresh_more(&mut self, wanted: Vec<Pid>) {
+        let kind = ProcessRefreshKind::nothing().with_memory().with_cpu().without_tasks();
+        self.system
+            .refresh_processes_specifics(ProcessesToUpdate::Some(&wanted), true, kind);
+        self.refreshed.extend(wanted);
+        self.refreshed.sort_unstable();
+        self.refreshed.dedup();
     }
 
     /// sysinfo only removes a process when asked to refresh it and finds it dead. A process

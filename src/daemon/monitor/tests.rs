@@ -121,6 +121,26 @@ fn pss_and_uss_are_positive_and_at_most_rss() {
 }
 
 #[test]
+fn sample_now_samples_at_once_between_passes() {
+    let (worker, other) = (Tree::alone(), Tree::alone());
+    // No pass due for an hour: every sample below is asked for.
+    let monitor = Monitor::start(Duration::from_secs(3600)).unwrap();
+    let (sink, rx) = channel_sink();
+    let (other_sink, other_rx) = channel_sink();
+    monitor.watch(worker.pid(), MemoryMetric::Rss, sink);
+    monitor.watch(other.pid(), MemoryMetric::Rss, other_sink);
+    monitor.sample_now(worker.pid());
+    let sample = wait_for(&rx, "the sample asked for", |_| true);
+    assert_eq!(sample.pid, worker.pid());
+    assert!(sample.rss_bytes > 0, "{sample:?}");
+    // Only the worker asked about; a pid not watched is ignored.
+    monitor.sample_now(u32::MAX);
+    monitor.sample_now(other.pid());
+    wait_for(&other_rx, "the other's sample", |_| true);
+    assert!(rx.try_recv().is_err(), "the first worker was sampled again");
+}
+
+#[test]
 fn unwatched_worker_gets_no_more_samples() {
     let worker = Tree::alone();
     let monitor = Monitor::start(Duration::from_millis(10)).unwrap();

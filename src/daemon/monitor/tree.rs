@@ -2,7 +2,7 @@
 //! pid is still the process that was registered, and how fast memory grows. No I/O.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Children of each pid in one snapshot of the process table, built once per pass so that
 /// finding every watched tree costs one walk of the table, not one per worker.
@@ -76,6 +76,25 @@ pub fn root_check(recorded_ticks: u64, scanned_ticks: Option<u64>) -> RootCheck 
         Some(ticks) if ticks == recorded_ticks => RootCheck::Same,
         Some(_) => RootCheck::Reused,
     }
+}
+
+/// Samples a reported growth rate needs at least: fewer give a slope that one sample moves.
+pub const GROWTH_MIN_SAMPLES: usize = 5;
+/// Time the samples of a reported growth rate must span at least: a worker's first seconds
+/// (allocator arenas, caches, lazy imports warming up) are not a leak.
+pub const GROWTH_MIN_SPAN: Duration = Duration::from_secs(10);
+
+/// The growth rate to report for `history` (oldest first): [`growth_rate`] once there are
+/// [`GROWTH_MIN_SAMPLES`] samples spanning [`GROWTH_MIN_SPAN`], 0 (not known yet) before.
+pub fn reported_growth_rate(history: &[(Instant, u64)]) -> i64 {
+    let span = match (history.first(), history.last()) {
+        (Some(&(first, _)), Some(&(last, _))) => last.saturating_duration_since(first),
+        _ => Duration::ZERO,
+    };
+    if history.len() < GROWTH_MIN_SAMPLES || span < GROWTH_MIN_SPAN {
+        return 0;
+    }
+    growth_rate(history)
 }
 
 /// Memory growth in bytes per second over `history` (oldest first): the least-squares
@@ -225,6 +244,37 @@ mod tests {
         ];
         for (name, history, want) in cases {
             assert_eq!(growth_rate(history), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn growth_is_reported_only_from_enough_samples_over_enough_time() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // 1 MB/s: `n` samples `gap_ms` apart.
+        let leak = |n: u64, gap_ms: u64| -> Vec<(Instant, u64)> {
+            (0..n)
+                .map(|i| (at(i * gap_ms), 20_000_000 + i * gap_ms * 1_000))
+                .collect()
+        };
+        let cases: &[GrowthCase] = &[
+            ("no sample", vec![], 0),
+            ("one sample", leak(1, 1000), 0),
+            // A fresh worker sampled every second: four seconds of warming up say nothing.
+            ("5 samples over 4 s", leak(5, 1000), 0),
+            ("many samples over 9.9 s", leak(100, 100), 0),
+            ("4 samples over 30 s", leak(4, 10_000), 0),
+            ("5 samples over exactly 10 s", leak(5, 2500), 1_000_000),
+            ("11 samples over 10 s", leak(11, 1000), 1_000_000),
+            ("30 samples over 29 s", leak(30, 1000), 1_000_000),
+            (
+                "enough samples, no growth",
+                (0..12).map(|i| (at(i * 1000), 30_000_000)).collect(),
+                0,
+            ),
+        ];
+        for (name, history, want) in cases {
+            assert_eq!(reported_growth_rate(history), *want, "{name}");
         }
     }
 }

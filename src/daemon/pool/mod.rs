@@ -274,8 +274,8 @@ pub struct PoolActor {
     worker_waiters: Vec<(WorkerId, oneshot::Sender<()>)>,
     /// Graceful recycles waiting for a surge slot, oldest first.
     recycle_queue: VecDeque<(WorkerId, Reason)>,
-    /// Why the next workers are started (their predecessors' recycle reasons).
-    replacing: VecDeque<Reason>,
+    /// Recycled workers whose replacements are still to start, and why they were recycled.
+    replacing: VecDeque<(WorkerId, Reason)>,
     next_ping: u64,
     /// Set by Shutdown: running calls may finish until the deadline.
     shutdown: Option<(Instant, Vec<oneshot::Sender<()>>)>,
@@ -341,6 +341,8 @@ impl PoolActor {
             reason: None,
             exit_status: None,
             message: None,
+            backoff_ms: None,
+            replaces: None,
         };
         fill(&mut ev);
         self.deps.events.emit(ev);

@@ -40,7 +40,7 @@ impl PoolActor {
         match recycle_decision(&stats, &w.limits, &self.spec.recycle, &self.spec.health, now) {
             Some(Reason::HardRss) => {
                 tracing::warn!(pool = %self.spec.name, worker = %id, "over hard_rss: killing it at once");
-                self.replacing.push_back(Reason::HardRss);
+                self.replacing.push_back((id, Reason::HardRss));
                 self.kill_worker(id, Reason::HardRss);
             }
             Some(reason) => self.request_recycle(id, reason, now),
@@ -84,7 +84,7 @@ impl PoolActor {
             };
             if w.state == WorkerState::Starting {
                 // Nothing to hand over: replace it outright.
-                self.replacing.push_back(reason);
+                self.replacing.push_back((id, reason));
                 self.kill_worker(id, reason);
                 continue;
             }
@@ -92,7 +92,7 @@ impl PoolActor {
             let pid = w.pid;
             self.recycled += 1;
             self.deps.metrics.recycle(&self.spec.name, reason);
-            self.replacing.push_back(reason);
+            self.replacing.push_back((id, reason));
             self.emit(EventKind::WorkerRecycled, Some(id), pid, |ev| ev.reason = Some(reason));
         }
         self.fill(now);
@@ -183,7 +183,7 @@ impl PoolActor {
         }
         for &id in &targets {
             if now {
-                self.replacing.push_back(Reason::Manual);
+                self.replacing.push_back((id, Reason::Manual));
                 self.kill_worker(id, Reason::Manual);
             } else {
                 self.request_recycle(id, Reason::Manual, at);

@@ -55,7 +55,8 @@ impl PoolActor {
                 requests: w.requests,
                 errors: w.errors,
                 age_s: now.saturating_duration_since(w.started_at).as_secs_f64(),
-                last_recycle_reason: w.retire.or(w.started_for),
+                // What happened to this worker itself: being retired, or stopped for a reason.
+                last_recycle_reason: w.retire.or(w.stop_reason),
             })
             .collect();
         PoolStatus {

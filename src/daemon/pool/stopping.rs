@@ -96,12 +96,8 @@ impl PoolActor {
             tracing::warn!(pool = %self.spec.name, worker = %id, "not ready within startup_timeout ({startup:?}); killing it");
             self.kill_group(id, Reason::Timeout);
             // It never started: the breaker counts it (the exit itself is planned).
-            self.count_failure(
-                id,
-                format!("not ready within startup_timeout ({startup:?})"),
-                Failure::Start,
-                now,
-            );
+            let booked = self.count_failure(Failure::Start, now);
+            self.announce_failing(id, format!("not ready within startup_timeout ({startup:?})"), booked);
         }
         if let Some((deadline, _)) = self.shutdown {
             let busy: Vec<WorkerId> = self.workers.values().filter(|w| w.live()).map(|w| w.id).collect();

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{PoolActor, PoolMsg};
-use crate::daemon::monitor::{TreeSample, growth_rate};
+use crate::daemon::monitor::{TreeSample, reported_growth_rate};
 use crate::daemon::output;
 use crate::daemon::procs::ExitInfo;
 use crate::daemon::spawn::{SpawnError, SpawnRequest, Spawned, TemplateRequest};
@@ -73,8 +73,9 @@ pub struct Worker {
     /// Selected for retirement: it no longer counts towards `size` (so a replacement
     /// starts) but keeps serving until the pool has `size` other ready workers.
     pub retire: Option<Reason>,
-    /// Why this worker was started, when it replaced a recycled one.
-    pub started_for: Option<Reason>,
+    /// The recycled worker it replaces and why that one was recycled (its `worker_started`
+    /// event says so; its own status does not: that is about what happened to it).
+    pub started_for: Option<(WorkerId, Reason)>,
     /// While draining: stop it at this instant even if its call has not finished.
     pub drain_deadline: Option<Instant>,
     /// An unanswered health ping: its id and when it was sent.
@@ -108,17 +109,21 @@ const RSS_HISTORY: usize = 30;
 
 impl Worker {
     pub fn record_sample(&mut self, sample: TreeSample) {
-        self.rss_history.push_back((sample.at, sample.rss_bytes));
-        while self.rss_history.len() > RSS_HISTORY {
-            self.rss_history.pop_front();
+        // The growth of a worker still importing its app is its start-up, not a leak.
+        if self.state != WorkerState::Starting {
+            self.rss_history.push_back((sample.at, sample.rss_bytes));
+            while self.rss_history.len() > RSS_HISTORY {
+                self.rss_history.pop_front();
+            }
         }
         self.sample = Some(sample);
     }
 
-    /// RSS growth in bytes per second over the recent samples.
+    /// RSS growth in bytes per second over the recent samples since it was ready; 0 until
+    /// there are enough of them to tell.
     pub fn rss_growth(&self) -> i64 {
         let points: Vec<(Instant, u64)> = self.rss_history.iter().copied().collect();
-        growth_rate(&points)
+        reported_growth_rate(&points)
     }
 
     pub fn live(&self) -> bool {
@@ -253,15 +258,18 @@ impl PoolActor {
                 tracing::error!(pool = %self.spec.name, worker = %id, "{e}");
                 self.workers.remove(&id);
                 let status = format!("could not start: {}", e.source);
+                let booked = self.count_failure(Failure::Start, now);
                 self.emit(EventKind::WorkerExited, Some(id), None, |ev| {
                     ev.reason = Some(Reason::Crash);
                     ev.message = Some(e.to_string());
+                    ev.backoff_ms = booked.map(|b| b.backoff_ms());
                 });
-                return self.count_failure(id, status, Failure::Start, now);
+                return self.announce_failing(id, status, booked);
             }
         };
         w.pid = Some(spawned.pid);
         w.started_at = spawned.started_at;
+        let replaced = w.started_for;
         let pid = spawned.pid;
         output::capture(&self.deps.output, &self.spec.name, id, spawned.stdout, spawned.stderr);
         if let Some(monitor) = &self.deps.monitor {
@@ -285,7 +293,12 @@ impl PoolActor {
             }
         }
         self.spare_taken(pid);
-        self.emit(EventKind::WorkerStarted, Some(id), Some(pid), |_| {});
+        self.emit(EventKind::WorkerStarted, Some(id), Some(pid), |ev| {
+            if let Some((old, reason)) = replaced {
+                ev.replaces = Some(old);
+                ev.reason = Some(reason);
+            }
+        });
         if self.shutdown.is_some() {
             self.stop_worker(id, None, now);
         } else if self.spec.protocol == Protocol::None {
@@ -372,6 +385,10 @@ impl PoolActor {
         w.health = Health::Ok;
         w.handlers = handlers;
         let pid = w.pid;
+        // Its memory from the moment it counts as ready, not one monitor interval later.
+        if let (Some(monitor), Some(pid)) = (&self.deps.monitor, pid) {
+            monitor.sample_now(pid);
+        }
         self.emit(EventKind::WorkerReady, Some(id), pid, |_| {});
         if !self.reached_size && self.ready_count() >= self.desired() {
             self.reached_size = true;
@@ -429,54 +446,79 @@ impl PoolActor {
         for (_, done) in self.worker_waiters.extract_if(.., |(waited, _)| *waited == id) {
             let _ = done.send(());
         }
+        let booked = if planned {
+            None
+        } else {
+            tracing::warn!(pool = %self.spec.name, worker = %id, "exited unexpectedly: {status}");
+            let uptime = info.at.saturating_duration_since(w.started_at);
+            // A supervised worker has no ready frame: dying before it was stable is a failed
+            // start, which is what the crash-loop breaker counts.
+            let started = match self.spec.protocol {
+                Protocol::None => uptime >= SUPERVISED_STABLE_AFTER,
+                Protocol::Pit => w.ready_at.is_some(),
+            };
+            let failure = if started {
+                Failure::Crash { uptime }
+            } else {
+                Failure::Start
+            };
+            self.count_failure(failure, now)
+        };
         self.emit(EventKind::WorkerExited, Some(id), w.pid, |ev| {
             ev.reason = reason;
             ev.exit_status = Some(status.clone());
+            ev.backoff_ms = booked.map(|b| b.backoff_ms());
         });
-        if planned {
-            return;
-        }
-        tracing::warn!(pool = %self.spec.name, worker = %id, "exited unexpectedly: {status}");
-        let uptime = info.at.saturating_duration_since(w.started_at);
-        // A supervised worker has no ready frame: dying before it was stable is a failed
-        // start, which is what the crash-loop breaker counts.
-        let started = match self.spec.protocol {
-            Protocol::None => uptime >= SUPERVISED_STABLE_AFTER,
-            Protocol::Pit => w.ready_at.is_some(),
-        };
-        let failure = if started {
-            Failure::Crash { uptime }
-        } else {
-            Failure::Start
-        };
-        self.count_failure(id, status, failure, now);
+        self.announce_failing(id, status, booked);
     }
 
     /// Books an unplanned exit or failed start and decides when the replacement may start.
-    pub(super) fn count_failure(&mut self, id: WorkerId, status: String, failure: Failure, now: Instant) {
+    /// `None` while shutting down: nothing is replaced then.
+    pub(super) fn count_failure(&mut self, failure: Failure, now: Instant) -> Option<Booked> {
         if self.shutdown.is_some() {
-            return;
+            return None;
         }
         self.owed_restarts += 1;
         let policy = &self.spec.restart;
-        match self.restart.record_failure(policy, now, failure) {
-            PoolVerdict::Failing => {
-                self.restart_at = Some(now + policy.max);
-                let first = self.failing.is_none();
-                self.failing = Some((id, status));
-                if first {
-                    // Calls would wait for a pool that cannot start workers: fail them fast.
-                    for call in std::mem::take(&mut self.queue) {
-                        self.fail_call(call, ErrorKind::PoolFailing);
-                    }
-                    let msg = self.failing_reason();
-                    self.emit(EventKind::PoolFailing, Some(id), None, |ev| ev.message = msg);
-                }
-            }
-            PoolVerdict::Healthy => {
-                let delay = self.restart.next_backoff(policy, self.rng.f64());
-                self.restart_at = Some(now + delay);
-            }
+        let verdict = self.restart.record_failure(policy, now, failure);
+        let backoff = match verdict {
+            PoolVerdict::Failing => policy.max,
+            PoolVerdict::Healthy => self.restart.next_backoff(policy, self.rng.f64()),
+        };
+        // A later start may not be held back by an earlier, longer backoff: a stable
+        // worker's death starts its replacement (and any other owed one) now.
+        self.restart_at = Some(now + backoff);
+        Some(Booked { backoff, verdict })
+    }
+
+    /// Marks the pool failing when the failure just booked tripped the breaker.
+    pub(super) fn announce_failing(&mut self, id: WorkerId, status: String, booked: Option<Booked>) {
+        if !booked.is_some_and(|b| b.verdict == PoolVerdict::Failing) {
+            return;
         }
+        let first = self.failing.is_none();
+        self.failing = Some((id, status));
+        if first {
+            // Calls would wait for a pool that cannot start workers: fail them fast.
+            for call in std::mem::take(&mut self.queue) {
+                self.fail_call(call, ErrorKind::PoolFailing);
+            }
+            let msg = self.failing_reason();
+            self.emit(EventKind::PoolFailing, Some(id), None, |ev| ev.message = msg);
+        }
+    }
+}
+
+/// What pitd decided about an unplanned exit.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Booked {
+    /// How long the replacement waits (the probe interval while failing).
+    backoff: Duration,
+    verdict: PoolVerdict,
+}
+
+impl Booked {
+    fn backoff_ms(&self) -> u64 {
+        u64::try_from(self.backoff.as_millis()).unwrap_or(u64::MAX)
     }
 }

@@ -222,15 +222,16 @@ fn daemon_rules() {
 fn unknown_keys_are_refused_with_the_keys_allowed_there() {
     assert_eq!(
         err("[demon]\n"),
-        "t.toml:1:2: demon: unknown key `demon`, expected one of: daemon, pools"
+        "t.toml:1:2: demon: unknown key `demon`, expected one of: daemon, pools; did you mean `daemon`?"
     );
     assert_eq!(
         err("[daemon]\ncontrol_sock = \"x\"\n"),
-        "t.toml:2:1: daemon.control_sock: unknown key `control_sock`, expected one of: control_socket, call_socket, control_mode, call_mode, socket_group, monitor_interval, shutdown_timeout, metrics_listen, log_format"
+        "t.toml:2:1: daemon.control_sock: unknown key `control_sock`, expected one of: control_socket, call_socket, control_mode, call_mode, socket_group, monitor_interval, shutdown_timeout, metrics_listen, log_format; did you mean `control_socket`?"
     );
     let pool_err = err(&pool("sise = 2"));
     assert!(
-        pool_err.starts_with("t.toml:3:1: pools.p.sise: unknown key `sise`, expected one of: app, command, python, "),
+        pool_err.starts_with("t.toml:3:1: pools.p.sise: unknown key `sise`, expected one of: app, command, python, ")
+            && pool_err.ends_with(", restart, rlimits; did you mean `size`?"),
         "{pool_err}"
     );
     assert_eq!(
