@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::harness::{TestDaemon, python, wait_until, worker};
+use crate::harness::{TestDaemon, python, wait_event, wait_until, worker};
 
 /// A pool serving `tests/workers/apps/callapp.py` (plus `extra` keys) and its call socket.
 fn app_pool(name: &str, app: &str, size: u32, extra: &str) -> String {
@@ -300,6 +300,26 @@ fn garbage_from_a_worker_kills_and_replaces_it() {
         p.workers.iter().any(|w| w.id != before && w.state.as_str() == "idle")
     });
     assert!(d.log().contains("protocol error"), "the reason is logged");
+}
+
+#[test]
+fn a_live_worker_that_closes_its_reply_pipe_fails_its_call_at_once_and_is_replaced() {
+    // request_timeout is the default 60 s: the reply must come long before it, and
+    // before the connection's read deadline.
+    let (d, call) = start(&app_pool("app", "callapp", 1, ""));
+    ready(&d, "app", 1);
+    let before = d.pool("app").workers[0].id;
+    let mut c = Conn::open(&call);
+    let reply = c.call(req(1, "app", "close_reply_pipe", json!(120)));
+    assert_eq!(kind(&reply), "worker_crashed", "{reply}");
+    wait_event(&d, "an event naming protocol_error", |e| {
+        e["worker"] == json!(before.to_string()) && e["reason"] == "protocol_error"
+    });
+    assert!(d.log().contains("closed its reply pipe"), "the reason is logged");
+    ready(&d, "app", 1);
+    let reply = c.call(req(2, "app", "echo", json!("next")));
+    assert_eq!(reply["result"], "next", "{reply}");
+    assert_ne!(reply["worker"], json!(before.to_string()), "served by the replacement");
 }
 
 #[test]

@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use pit::call_client::{CallClient, CallOptions, Outcome};
 use pit::proto::status::PoolStatus;
-use serde_json::Value;
 
-use crate::harness::{TestDaemon, python, wait_until, worker};
+use crate::harness::{TestDaemon, events, python, wait_event, worker};
 
 fn pool(extra: &str) -> String {
     let python_dir = format!("{}/python", env!("CARGO_MANIFEST_DIR"));
@@ -35,24 +34,6 @@ fn ready_workers(p: &PoolStatus) -> usize {
 fn idle(d: &TestDaemon, n: usize) -> PoolStatus {
     d.wait_pool(&format!("{n} idle workers"), "app", |p| {
         p.workers.iter().filter(|w| w.state.as_str() == "idle").count() == n && p.workers.len() == n
-    })
-}
-
-fn events(d: &TestDaemon) -> Vec<Value> {
-    let out = d.pitctl(&["events", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn wait_event(d: &TestDaemon, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    wait_until(what, || {
-        events(d)
-            .into_iter()
-            .find(|e| pred(e))
-            .ok_or_else(|| "not yet".to_string())
     })
 }
 

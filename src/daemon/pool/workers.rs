@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{PoolActor, PoolMsg};
-use crate::daemon::monitor::{TreeSample, growth_rate};
+use crate::daemon::monitor::{self, TreeSample, growth_rate};
 use crate::daemon::output;
 use crate::daemon::procs::ExitInfo;
 use crate::daemon::spawn::{SpawnError, SpawnRequest, Spawned, TemplateRequest};
@@ -297,8 +297,7 @@ impl PoolActor {
             WorkerMsg::Ready(ready) => {
                 if ready.protocol != 1 {
                     let why = format!("speaks protocol version {}, pitd speaks 1", ready.protocol);
-                    tracing::error!(pool = %self.spec.name, worker = %id, "{why}");
-                    return self.kill_worker(id, Reason::ProtocolError);
+                    return self.protocol_error(id, &why, now);
                 }
                 self.worker_ready(id, ready.handlers, now)
             }
@@ -308,16 +307,34 @@ impl PoolActor {
                 if let Some(w) = self.workers.get_mut(&id) {
                     w.replies = Replies::Broken;
                 }
-                tracing::error!(pool = %self.spec.name, worker = %id, "protocol error, killing the worker: {why}");
-                self.kill_worker(id, Reason::ProtocolError);
+                self.protocol_error(id, &why, now);
                 self.settle_exit(id, now);
             }
             WorkerMsg::Closed => {
-                if let Some(w) = self.workers.get_mut(&id) {
-                    w.replies = Replies::Done;
+                let Some(w) = self.workers.get_mut(&id) else { return };
+                if w.exit.is_none() && w.live() && w.pid.is_some_and(|pid| !monitor::exiting(pid)) {
+                    // A live worker closed fd 4: nothing it answers can reach pitd, and
+                    // it may go on to the calls pipelined behind (its replies going
+                    // nowhere), so those count as lost, not as never started.
+                    w.replies = Replies::Broken;
+                    return self.protocol_error(id, "closed its reply pipe (fd 4) while alive", now);
                 }
+                w.replies = Replies::Done;
                 self.settle_exit(id, now);
             }
+        }
+    }
+
+    /// A worker that broke the fd 3/4 protocol: killed at once and replaced (reason
+    /// `protocol_error`). One that was not ready yet is a failed start, which the
+    /// crash-loop breaker counts like any other.
+    fn protocol_error(&mut self, id: WorkerId, why: &str, now: Instant) {
+        let Some(w) = self.workers.get(&id) else { return };
+        let starting = w.state == WorkerState::Starting;
+        tracing::error!(pool = %self.spec.name, worker = %id, "protocol error, killing the worker: {why}");
+        self.kill_worker(id, Reason::ProtocolError);
+        if starting {
+            self.count_failure(id, format!("protocol error: {why}"), Failure::Start, now);
         }
     }
 
