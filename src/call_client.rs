@@ -33,6 +33,9 @@ pub enum Outcome {
         kind: String,
         message: String,
         traceback: Option<String>,
+        /// The worker the call ran on, when pitd names one (handler errors, timeouts and
+        /// crashes of a running call).
+        worker: Option<String>,
     },
 }
 
@@ -319,6 +322,7 @@ fn parse_outcome(mut reply: Value) -> Result<Outcome, CallClientError> {
                 kind: text("kind").unwrap_or_default(),
                 message: text("message").unwrap_or_default(),
                 traceback: text("traceback"),
+                worker: reply.get("worker").and_then(Value::as_str).map(str::to_string),
             })
         }
         None => Err(CallClientError::BadReply(reply.to_string())),

@@ -114,6 +114,11 @@ fn hard_rss_kills_at_once_then_replaces() {
     });
     assert_eq!(exited["reason"], "hard_rss");
     assert!(exited["exit_status"].as_str().unwrap().contains("SIGKILL"), "{exited}");
+    let said = exited["message"].as_str().unwrap_or_default();
+    assert!(
+        said.starts_with("killed by pitd: memory over hard_rss (") && said.ends_with(" > 80 MiB)"),
+        "{exited}"
+    );
     let p = idle(&d, 1);
     assert_eq!(p.workers[0].last_recycle_reason.map(|r| r.as_str()), Some("hard_rss"));
 }

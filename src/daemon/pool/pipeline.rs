@@ -111,7 +111,11 @@ impl PoolActor {
                     self.queue.push_front(p.call);
                 }
             }
-            self.kill_worker(id, Reason::ProtocolError);
+            self.kill_worker(
+                id,
+                Reason::ProtocolError,
+                "protocol error (not reading its calls)".into(),
+            );
         }
     }
 

@@ -65,6 +65,9 @@ pub struct Worker {
     pub kill_at: Option<Instant>,
     /// Why pitd stopped it; `None` for an exit nobody asked for.
     pub stop_reason: Option<Reason>,
+    /// Set when pitd sent it SIGKILL, saying why in words ("protocol error (...)"): its
+    /// lost calls and its exit event name this rather than the signal.
+    pub kill_detail: Option<String>,
     /// The latest sample of its process tree.
     pub sample: Option<TreeSample>,
     /// Its own draw of max_requests/max_age (jitter keeps workers from recycling together).
@@ -220,6 +223,7 @@ impl PoolActor {
             exit: None,
             kill_at: None,
             stop_reason: None,
+            kill_detail: None,
             sample: None,
             rss_history: VecDeque::new(),
             limits: WorkerLimits::draw(&self.spec.recycle, &mut self.rng),
@@ -279,7 +283,7 @@ impl PoolActor {
                 }
                 Err(e) => {
                     tracing::error!(pool = %self.spec.name, worker = %id, "cannot use the worker's pipes: {e}");
-                    self.kill_worker(id, Reason::ProtocolError);
+                    self.kill_worker(id, Reason::ProtocolError, format!("cannot use its pipes: {e}"));
                 }
             }
         }
@@ -332,7 +336,7 @@ impl PoolActor {
         let Some(w) = self.workers.get(&id) else { return };
         let starting = w.state == WorkerState::Starting;
         tracing::error!(pool = %self.spec.name, worker = %id, "protocol error, killing the worker: {why}");
-        self.kill_worker(id, Reason::ProtocolError);
+        self.kill_worker(id, Reason::ProtocolError, format!("protocol error ({why})"));
         if starting {
             self.count_failure(id, format!("protocol error: {why}"), Failure::Start, now);
         }
@@ -427,6 +431,11 @@ impl PoolActor {
             })
         };
         let status = info.status.to_string();
+        // What the worker's lost calls are told, after its id.
+        let ended = match &w.kill_detail {
+            Some(detail) => format!("was killed by pitd: {detail}"),
+            None => format!("died during the call: {status}"),
+        };
         // Back to front, each to the front of the queue: the calls that go back to the
         // queue keep their order, the running one (the oldest) first.
         let unanswered = w.replies == Replies::Done;
@@ -435,11 +444,11 @@ impl PoolActor {
                 // Its reply pipe ended without an answer to the call ahead: never started.
                 self.requeue_unstarted(p.call);
             } else {
-                self.call_lost(p.call, &id, &status);
+                self.call_lost(p.call, &id, &ended);
             }
         }
         if let Some((call, _)) = w.running.take() {
-            self.call_lost(call, &id, &status);
+            self.call_lost(call, &id, &ended);
         }
         for (_, done) in self.worker_waiters.extract_if(.., |(waited, _)| *waited == id) {
             let _ = done.send(());
@@ -447,6 +456,7 @@ impl PoolActor {
         self.emit(EventKind::WorkerExited, Some(id), w.pid, |ev| {
             ev.reason = reason;
             ev.exit_status = Some(status.clone());
+            ev.message = w.kill_detail.as_ref().map(|d| format!("killed by pitd: {d}"));
         });
         if planned {
             return;
