@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::routing::{Bound, Choice, choose_worker};
+use super::routing::{Bound, Candidate, Choice, choose_worker, pick};
 use super::{Call, PoolActor, bind_session};
 use crate::ids::WorkerId;
 use crate::lifecycle::{Reason, WorkerEvent, WorkerState, transition};
@@ -117,12 +117,24 @@ impl PoolActor {
         }
     }
 
+    /// The idle worker that takes the next call: the longest idle, one due for recycling
+    /// only when no other is idle (`routing::pick`).
     pub(super) fn longest_idle(&self) -> Option<WorkerId> {
-        self.workers
-            .values()
-            .filter(|w| w.state == WorkerState::Idle && w.exit.is_none())
-            .min_by_key(|w| w.idle_since)
-            .map(|w| w.id)
+        pick(
+            self.workers
+                .values()
+                .filter(|w| w.state == WorkerState::Idle && w.exit.is_none())
+                .map(|w| Candidate {
+                    worker: w.id,
+                    due: self.due_for_recycle(w.id),
+                    rank: w.idle_since,
+                }),
+        )
+    }
+
+    /// Selected for a graceful recycle, or waiting for a surge slot to be.
+    pub(super) fn due_for_recycle(&self, id: WorkerId) -> bool {
+        self.workers.get(&id).is_some_and(|w| w.retire.is_some()) || self.recycle_queue.iter().any(|(w, _)| *w == id)
     }
 
     /// The live worker a call's session sticks to, if any.
