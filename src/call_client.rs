@@ -34,6 +34,9 @@ pub enum Outcome {
         kind: ErrorKind,
         message: String,
         traceback: Option<String>,
+        /// The worker the call ran on, when pitd names one (handler errors, timeouts and
+        /// crashes of a running call).
+        worker: Option<String>,
     },
 }
 
@@ -182,5 +185,6 @@ fn outcome(reply: CallReply<'_>) -> Result<Outcome, CallClientError> {
         kind: error.kind,
         message: error.message,
         traceback: error.traceback,
+        worker: reply.worker.map(Cow::into_owned),
     })
 }

@@ -177,3 +177,13 @@ def test_a_client_that_disconnects_mid_call_does_not_disturb_others(daemon: Daem
     raw.close()
     with pit.Client(str(daemon.call)) as c:
         assert c.call("echo", "echo", "ok") == "ok"
+
+
+def test_a_timed_out_call_names_its_worker_and_why(daemon: Daemon) -> None:
+    with pit.Client(str(daemon.call)) as c:
+        with pytest.raises(pit.CallError) as err:
+            c.call("echo", "sleep", 10, timeout=0.3)
+    assert err.value.kind == "timeout"
+    assert (err.value.worker or "").startswith("worker-"), err.value
+    assert err.value.message == f"call to echo.sleep timed out after 300ms; {err.value.worker} killed"
+    assert str(err.value).startswith(f"timeout from {err.value.worker}: ")

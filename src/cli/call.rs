@@ -65,12 +65,18 @@ pub fn run(socket: &Path, pool: &str, method: &str, args: &str, opts: CallOption
             kind,
             message,
             traceback,
+            worker,
         } => {
             if json {
                 let error = serde_json::json!({"kind": kind, "message": message, "traceback": traceback});
-                println!("{}", serde_json::json!({"ok": false, "error": error}));
+                let mut reply = serde_json::json!({"ok": false, "error": error});
+                if let Some(w) = &worker {
+                    reply["worker"] = serde_json::json!(w);
+                }
+                println!("{reply}");
             }
-            let mut text = format!("{kind}: {message}");
+            let from = worker.map(|w| format!(" from {w}")).unwrap_or_default();
+            let mut text = format!("{kind}{from}: {message}");
             if let Some(tb) = traceback.filter(|t| !t.is_empty()) {
                 text = format!("{text}\n{}", tb.trim_end());
             }

@@ -59,7 +59,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// One call through the call socket; prints the result (exit 1 with the error kind and message on failure)
+    /// One call through the call socket; prints the result (exit 1 with the error kind, the worker when pitd names one, and the message on failure)
     Call {
         pool: String,
         method: String,

@@ -28,7 +28,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 pub use crate::spec::MemoryMetric;
-pub use procfs::{ProcStat, start_time_ticks, stat_of};
+pub use procfs::{ProcStat, exiting, start_time_ticks, stat_of};
 pub use tree::{RootCheck, growth_rate, reported_growth_rate, root_check, sum_tree, tree_pids};
 
 use sampler::{Sampler, Watch};

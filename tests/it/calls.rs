@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::harness::{TestDaemon, python, wait_until, worker};
+use crate::harness::{TestDaemon, python, wait_event, wait_until, worker};
 
 /// A pool serving `tests/workers/apps/callapp.py` (plus `extra` keys) and its call socket.
 fn app_pool(name: &str, app: &str, size: u32, extra: &str) -> String {
@@ -215,6 +215,17 @@ fn a_call_past_its_timeout_gets_timeout_and_its_worker_is_replaced() {
     r["timeout_ms"] = json!(300);
     let reply = c.call(r);
     assert_eq!(kind(&reply), "timeout", "{reply}");
+    assert_eq!(reply["worker"], json!(before.to_string()), "the reply names the worker");
+    assert_eq!(
+        reply["error"]["message"],
+        format!("call to app.sleep timed out after 300ms; {before} killed"),
+    );
+    wait_event(&d, "the worker's exit with reason timeout", |e| {
+        e["event"] == "worker_exited"
+            && e["worker"] == json!(before.to_string())
+            && e["reason"] == "timeout"
+            && e["message"] == "killed by pitd: a call timed out after 300ms"
+    });
     let pool = d.wait_pool("a replacement worker", "app", |p| {
         p.workers.len() == 1 && p.workers[0].id != before && p.workers[0].state.as_str() == "idle"
     });
@@ -294,12 +305,58 @@ fn garbage_from_a_worker_kills_and_replaces_it() {
     let (d, call) = start(&app_pool("app", "callapp", 1, ""));
     ready(&d, "app", 1);
     let before = d.pool("app").workers[0].id;
-    let mut c = Conn::open(&call);
-    assert_eq!(kind(&c.call(req(1, "app", "garbage", Value::Null))), "worker_crashed");
+    // Through pitctl, which prints what the caller is told.
+    let out = d.pitctl(&["call", "app", "garbage"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    let want = format!("worker_crashed from {before}: {before} (app) was killed by pitd: protocol error (");
+    assert!(said.contains(&want), "pitctl call says why: {said}");
+    assert!(!said.contains("signal"), "not the signal pitd used: {said}");
+    wait_event(&d, "an exit event naming protocol_error", |e| {
+        e["event"] == "worker_exited"
+            && e["worker"] == json!(before.to_string())
+            && e["reason"] == "protocol_error"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("killed by pitd: protocol error ("))
+    });
     d.wait_pool("a replacement", "app", |p| {
         p.workers.iter().any(|w| w.id != before && w.state.as_str() == "idle")
     });
     assert!(d.log().contains("protocol error"), "the reason is logged");
+    let mut c = Conn::open(&call);
+    assert_eq!(c.call(req(1, "app", "echo", json!(1)))["result"], 1);
+}
+
+#[test]
+fn a_live_worker_that_closes_its_reply_pipe_fails_its_call_at_once_and_is_replaced() {
+    // request_timeout is the default 60 s: the reply must come long before it, and
+    // before the connection's read deadline.
+    let (d, call) = start(&app_pool("app", "callapp", 1, ""));
+    ready(&d, "app", 1);
+    let before = d.pool("app").workers[0].id;
+    let mut c = Conn::open(&call);
+    let reply = c.call(req(1, "app", "close_reply_pipe", json!(120)));
+    assert_eq!(kind(&reply), "worker_crashed", "{reply}");
+    assert_eq!(reply["worker"], json!(before.to_string()), "the reply names the worker");
+    let message = reply["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("was killed by pitd: protocol error (closed its reply pipe"),
+        "the caller is told why: {message}"
+    );
+    wait_event(&d, "an exit event naming protocol_error", |e| {
+        e["event"] == "worker_exited"
+            && e["worker"] == json!(before.to_string())
+            && e["reason"] == "protocol_error"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("closed its reply pipe"))
+    });
+    assert!(d.log().contains("closed its reply pipe"), "the reason is logged");
+    ready(&d, "app", 1);
+    let reply = c.call(req(2, "app", "echo", json!("next")));
+    assert_eq!(reply["result"], "next", "{reply}");
+    assert_ne!(reply["worker"], json!(before.to_string()), "served by the replacement");
 }
 
 #[test]

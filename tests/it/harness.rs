@@ -54,6 +54,26 @@ pub fn wait_until<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -
     panic!("timed out after {DEADLINE:?} waiting for {what}; last seen: {last}");
 }
 
+/// Every event pitd has kept, as `pitctl events --json` prints them.
+pub fn events(d: &TestDaemon) -> Vec<serde_json::Value> {
+    let out = d.pitctl(&["events", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Waits for the first event that satisfies `pred`.
+pub fn wait_event(d: &TestDaemon, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    wait_until(what, || {
+        events(d)
+            .into_iter()
+            .find(|e| pred(e))
+            .ok_or_else(|| "not yet".to_string())
+    })
+}
+
 pub struct TestDaemon {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,

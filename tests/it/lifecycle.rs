@@ -1,6 +1,7 @@
 //! Recycling on every trigger, with the replacement ready first; drain, resume, scale and
 //! the events that tell about them.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use pit::ids::WorkerId;
 use pit::proto::status::PoolStatus;
 use serde_json::Value;
 
-use crate::harness::{TestDaemon, python, wait_until, worker};
+use crate::harness::{TestDaemon, events, python, wait_event, wait_until, worker};
 
 fn pool(extra: &str) -> String {
     pool_sampled_every("50ms", extra)
@@ -43,15 +44,6 @@ fn idle(d: &TestDaemon, n: usize) -> PoolStatus {
     })
 }
 
-fn events(d: &TestDaemon) -> Vec<Value> {
-    let out = d.pitctl(&["events", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// Asserts that `worker`'s `worker_started` event says it replaces `old`, recycled for
 /// `reason`; returns the event.
 fn assert_replaces(d: &TestDaemon, worker: WorkerId, old: WorkerId, reason: &str) -> Value {
@@ -61,15 +53,6 @@ fn assert_replaces(d: &TestDaemon, worker: WorkerId, old: WorkerId, reason: &str
     assert_eq!(started["replaces"], old.to_string(), "{started}");
     assert_eq!(started["reason"], reason, "{started}");
     started
-}
-
-fn wait_event(d: &TestDaemon, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    wait_until(what, || {
-        events(d)
-            .into_iter()
-            .find(|e| pred(e))
-            .ok_or_else(|| "not yet".to_string())
-    })
 }
 
 #[test]
@@ -119,6 +102,118 @@ fn max_requests_recycles_under_load_with_zero_failed_calls_and_never_fewer_than_
     );
 }
 
+/// Sequential calls to the `app` pool, counting the calls each worker served.
+struct Tally {
+    client: CallClient,
+    served: BTreeMap<String, u32>,
+    n: u32,
+}
+
+impl Tally {
+    fn call(&mut self, session: Option<&str>) -> String {
+        self.n += 1;
+        let opts = CallOptions {
+            session: session.map(str::to_string),
+            ..CallOptions::default()
+        };
+        match self.client.call("app", "echo", &self.n.to_string(), &opts) {
+            Ok(Outcome::Ok { worker, .. }) => {
+                *self.served.entry(worker.clone()).or_default() += 1;
+                worker
+            }
+            other => panic!("call {} failed: {other:?}", self.n),
+        }
+    }
+
+    fn of(&self, worker: &str) -> u32 {
+        self.served.get(worker).copied().unwrap_or(0)
+    }
+}
+
+#[test]
+fn a_worker_due_for_max_requests_takes_calls_only_when_no_other_worker_can() {
+    // New workers wait at import while the gate exists: the test decides when a
+    // replacement is ready.
+    let gate = missing_path();
+    let spec = pool("size = 2\nmax_requests = 25\nmax_requests_jitter = 0")
+        .replace("app = \"callapp\"", "app = \"gated\"")
+        .replace(
+            "\" }\nkill_timeout",
+            &format!("\", PIT_TEST_GATE = \"{}\" }}\nkill_timeout", gate.display()),
+        );
+    let d = TestDaemon::start(&spec);
+    idle(&d, 2);
+    std::fs::write(&gate, b"").unwrap();
+    let mut t = Tally {
+        client: CallClient::connect(&d.call_socket()).expect("call socket"),
+        served: BTreeMap::new(),
+        n: 0,
+    };
+    // One worker gets 20 calls ahead of the other (a session sticks to it)...
+    let first = t.call(Some("s"));
+    for _ in 1..20 {
+        t.call(Some("s"));
+    }
+    // ... so it reaches max_requests first, while the other has room left.
+    let mut other = None;
+    while t.of(&first) < 25 {
+        let w = t.call(None);
+        if w != first {
+            other = Some(w);
+        }
+    }
+    let other = other.expect("the other worker took calls");
+    while t.of(&other) < 25 {
+        let w = t.call(None);
+        assert_eq!(
+            w, other,
+            "a worker due for recycling took a call another could take: {:?}",
+            t.served
+        );
+    }
+    // Both are due and their replacements cannot be ready: they keep serving.
+    for _ in 0..10 {
+        t.call(None);
+    }
+    std::fs::remove_file(&gate).unwrap();
+    let old: Vec<String> = t.served.keys().cloned().collect();
+    let p = d.wait_pool("two replacements, the old workers gone", "app", |p| {
+        p.workers.len() == 2
+            && p.workers
+                .iter()
+                .all(|w| w.state.as_str() == "idle" && !old.contains(&w.id.to_string()))
+    });
+    for _ in 0..50 {
+        t.call(None);
+    }
+    for w in &p.workers {
+        assert_eq!(
+            t.of(&w.id.to_string()),
+            25,
+            "each replacement serves its 25: {:?}",
+            t.served
+        );
+    }
+    wait_until("four recycles for max_requests", || {
+        let recycles = events(&d)
+            .iter()
+            .filter(|e| e["event"] == "worker_recycled" && e["reason"] == "max_requests")
+            .count();
+        if recycles == 4 {
+            Ok(())
+        } else {
+            Err(format!("{recycles} recycles; served {:?}", t.served))
+        }
+    });
+}
+
+/// A path for a gate file that does not exist yet, removed with the test.
+fn missing_path() -> tempfile::TempPath {
+    let gate = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    std::fs::remove_file(&gate).unwrap();
+    gate
+}
+
 #[test]
 fn max_rss_recycles_gracefully_and_the_replacement_is_started_for_the_reason() {
     let d = TestDaemon::start(&pool("size = 1\nmax_rss = \"80MiB\""));
@@ -151,6 +246,11 @@ fn hard_rss_kills_at_once_then_replaces() {
     });
     assert_eq!(exited["reason"], "hard_rss");
     assert!(exited["exit_status"].as_str().unwrap().contains("SIGKILL"), "{exited}");
+    let said = exited["message"].as_str().unwrap_or_default();
+    assert!(
+        said.starts_with("killed by pitd: memory over hard_rss (") && said.ends_with(" > 80 MiB)"),
+        "{exited}"
+    );
     let p = idle(&d, 1);
     assert_eq!(p.workers[0].last_recycle_reason, None);
     assert_replaces(&d, p.workers[0].id, first, "hard_rss");

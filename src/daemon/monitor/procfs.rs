@@ -66,6 +66,33 @@ pub fn stat_of(pid: u32) -> Option<ProcStat> {
     parse_stat(&buf).filter(|s| s.pid == pid)
 }
 
+/// `PF_EXITING` (include/linux/sched.h): set on a task when it starts to exit, before the
+/// kernel closes its files.
+const PF_EXITING: u64 = 0x4;
+
+/// Whether a `/proc/PID/stat` line is that of a process on its way out: a zombie (or
+/// dead), or past the start of its exit. `None` if the line does not parse.
+pub fn parse_exiting(content: &[u8]) -> Option<bool> {
+    let close = content.iter().rposition(|&b| b == b')')?;
+    let mut fields = content[close + 1..]
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
+    // Field 3 is the state, field 9 the flags.
+    let state = *fields.next()?.first()?;
+    let flags = parse_num(fields.nth(5)?)?;
+    Some(matches!(state, b'Z' | b'X' | b'x') || flags & PF_EXITING != 0)
+}
+
+/// Whether process `pid` is gone or exiting: the end of its pipes is then its death, not
+/// something it did while alive.
+pub fn exiting(pid: u32) -> bool {
+    let mut buf = Vec::with_capacity(512);
+    if read_into(&format!("/proc/{pid}/stat"), &mut buf).is_err() {
+        return true;
+    }
+    parse_exiting(&buf).unwrap_or(true)
+}
+
 /// Scans `/proc/*/stat` into `out` (cleared first), reusing `buf` between files.
 ///
 /// `/proc` lists thread-group leaders only, so each process appears once and its threads
@@ -153,6 +180,23 @@ mod tests {
             .as_bytes(),
         );
         line
+    }
+
+    #[test]
+    fn a_zombie_or_a_task_with_pf_exiting_is_exiting() {
+        let live = stat_line(42, b"py) Z 1", 1, 5);
+        assert_eq!(parse_exiting(&live), Some(false), "a name that looks like a state");
+        let zombie = String::from_utf8(stat_line(42, b"py", 1, 5))
+            .unwrap()
+            .replacen(") S", ") Z", 1);
+        assert_eq!(parse_exiting(zombie.as_bytes()), Some(true));
+        // Flags (field 9) 4194560 is 0x400100; with PF_EXITING it is 0x400104.
+        let leaving = String::from_utf8(stat_line(42, b"py", 1, 5))
+            .unwrap()
+            .replacen(" 4194560 ", " 4194564 ", 1);
+        assert_eq!(parse_exiting(leaving.as_bytes()), Some(true));
+        assert_eq!(parse_exiting(b"42 (py) R"), None, "cut short");
+        assert!(!exiting(std::process::id()), "this test process is alive");
     }
 
     #[test]

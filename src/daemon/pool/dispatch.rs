@@ -5,13 +5,13 @@
 //! started yet (`pipeline.rs`); a call is in exactly one place (the queue, a worker's
 //! `running` or `next`, or answered); every call gets exactly one reply.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::routing::{Bound, Choice, choose_worker};
+use super::routing::{Bound, Candidate, Choice, choose_worker, pick};
 use super::{Call, PoolActor, bind_session};
 use crate::ids::WorkerId;
 use crate::lifecycle::{Reason, WorkerEvent, WorkerState, transition};
-use crate::proto::call::{ErrorKind, error_frame, error_frame_raw, ok_frame};
+use crate::proto::call::{ErrorKind, error_frame, error_frame_raw, error_json, ok_frame};
 use crate::proto::worker::set_call_timeout;
 use crate::spec::Protocol;
 
@@ -117,12 +117,24 @@ impl PoolActor {
         }
     }
 
+    /// The idle worker that takes the next call: the longest idle, one due for recycling
+    /// only when no other is idle (`routing::pick`).
     pub(super) fn longest_idle(&self) -> Option<WorkerId> {
-        self.workers
-            .values()
-            .filter(|w| w.state == WorkerState::Idle && w.exit.is_none())
-            .min_by_key(|w| w.idle_since)
-            .map(|w| w.id)
+        pick(
+            self.workers
+                .values()
+                .filter(|w| w.state == WorkerState::Idle && w.exit.is_none())
+                .map(|w| Candidate {
+                    worker: w.id,
+                    due: self.due_for_recycle(w.id),
+                    rank: w.idle_since,
+                }),
+        )
+    }
+
+    /// Selected for a graceful recycle, or waiting for a surge slot to be.
+    pub(super) fn due_for_recycle(&self, id: WorkerId) -> bool {
+        self.workers.get(&id).is_some_and(|w| w.retire.is_some()) || self.recycle_queue.iter().any(|(w, _)| *w == id)
     }
 
     /// The live worker a call's session sticks to, if any.
@@ -178,7 +190,11 @@ impl PoolActor {
             }
             tracing::error!(pool = %self.spec.name, worker = %id, "not reading its calls; killing it");
             self.queue.push_front(call);
-            return self.kill_worker(id, Reason::ProtocolError);
+            return self.kill_worker(
+                id,
+                Reason::ProtocolError,
+                "protocol error (not reading its calls)".into(),
+            );
         }
         if let Ok(next) = transition(w.state, WorkerEvent::CallStarted) {
             w.state = next;
@@ -225,7 +241,11 @@ impl PoolActor {
         let matches = w.running.as_ref().is_some_and(|(c, _)| c.req_id == req_id);
         if !matches {
             tracing::error!(pool = %self.spec.name, worker = %id, req_id, "replied to a call it was not given; killing it");
-            return self.kill_worker(id, Reason::ProtocolError);
+            return self.kill_worker(
+                id,
+                Reason::ProtocolError,
+                format!("protocol error (replied to call {req_id}, which it was not given)"),
+            );
         }
         if w.running_pipelined && error == Some(ErrorKind::QueueTimeout) {
             // It got to the pipelined call past its start_by and did not run it.
@@ -276,8 +296,10 @@ impl PoolActor {
     }
 
     /// A call whose worker died before replying: retried once elsewhere when idempotent,
-    /// else answered `worker_crashed` (or `shutting_down` when pitd stopped the worker).
-    pub(super) fn call_lost(&mut self, mut call: Call, worker: &WorkerId, status: &str) {
+    /// else answered `worker_crashed` (or `shutting_down` when pitd stopped the worker),
+    /// naming the worker. `ended` is how it ended, after its id ("died during the call:
+    /// exit code 1", "was killed by pitd: protocol error (...)").
+    pub(super) fn call_lost(&mut self, mut call: Call, worker: &WorkerId, ended: &str) {
         if call.idempotent && !call.retried && self.shutdown.is_none() && !call.frame.is_empty() {
             call.retried = true;
             tracing::info!(pool = %self.spec.name, worker = %worker, "retrying idempotent call {} on another worker", call.req_id);
@@ -291,10 +313,10 @@ impl PoolActor {
         } else {
             (
                 ErrorKind::WorkerCrashed,
-                format!("{worker} ({}) died during the call: {status}", self.spec.name),
+                format!("{worker} ({}) {ended}", self.spec.name),
             )
         };
-        let frame = error_frame(&call.client_id, kind, &message);
+        let frame = error_frame_raw(&call.client_id, &error_json(kind, &message), Some(&worker.to_string()));
         self.answer(call, frame, Some(kind));
     }
 
@@ -307,16 +329,32 @@ impl PoolActor {
             .map(|w| w.id)
             .collect();
         for id in overdue {
-            let Some((call, _)) = self.workers.get_mut(&id).and_then(|w| w.running.take()) else {
+            let Some((call, deadline)) = self.workers.get_mut(&id).and_then(|w| w.running.take()) else {
                 continue;
             };
             if let Some(w) = self.workers.get_mut(&id) {
                 w.errors += 1;
                 w.timed_out = Some(call.req_id);
             }
-            tracing::warn!(pool = %self.spec.name, worker = %id, "call {} timed out; killing the worker", call.method);
-            self.fail_call(call, ErrorKind::Timeout);
-            self.kill_worker(id, Reason::Timeout);
+            // The limit that ended it: the caller's timeout_ms when that came first, else
+            // the pool's request_timeout.
+            let limit = call
+                .timeout
+                .filter(|t| call.received + *t <= deadline)
+                .unwrap_or(self.spec.request_timeout);
+            let after = humantime::format_duration(Duration::from_millis(limit.as_millis() as u64));
+            tracing::warn!(pool = %self.spec.name, worker = %id, "call {} timed out after {after}; killing the worker", call.method);
+            let message = format!(
+                "call to {}.{} timed out after {after}; {id} killed",
+                self.spec.name, call.method
+            );
+            let frame = error_frame_raw(
+                &call.client_id,
+                &error_json(ErrorKind::Timeout, &message),
+                Some(&id.to_string()),
+            );
+            self.answer(call, frame, Some(ErrorKind::Timeout));
+            self.kill_worker(id, Reason::Timeout, format!("a call timed out after {after}"));
         }
         let queue_timeout = self.spec.queue.timeout;
         let mut i = 0;

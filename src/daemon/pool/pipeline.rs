@@ -18,7 +18,8 @@
 use std::time::Instant;
 
 use super::routing::{
-    PIPELINE_FAST, PIPELINE_HOLD, has_pipeline_room, may_pipeline, overdue_from_back, pipe_has_bytes_for,
+    Candidate, PIPELINE_FAST, PIPELINE_HOLD, has_pipeline_room, may_pipeline, overdue_from_back, pick,
+    pipe_has_bytes_for,
 };
 use super::{Call, PoolActor, bind_session};
 use crate::ids::WorkerId;
@@ -50,7 +51,8 @@ impl PoolActor {
     /// After idle workers have taken what they could: pipelines queued calls that would
     /// wait for a worker, oldest first. A call whose session is bound goes only behind its
     /// own worker; any other only when no worker is idle, to the worker with the fewest
-    /// calls waiting in its pipe. The calls one worker gets here go in one write.
+    /// calls waiting in its pipe, one due for recycling only when no other has room (as
+    /// in `dispatch`). The calls one worker gets here go in one write.
     pub(super) fn pipeline(&mut self, now: Instant) {
         // Once every worker's pipe is full (the usual state under load), no queued call
         // can go anywhere: stop before scanning the queue.
@@ -68,12 +70,16 @@ impl PoolActor {
             let call = &self.queue[i];
             let target = match self.bound_worker(call, now) {
                 Some(b) => Some(b.worker).filter(|id| self.can_pipeline(*id, call, now)),
-                None if self.longest_idle().is_none() => self
-                    .workers
-                    .values()
-                    .filter(|w| self.can_pipeline(w.id, call, now))
-                    .min_by_key(|w| (w.next.len(), w.running_since))
-                    .map(|w| w.id),
+                None if self.longest_idle().is_none() => pick(
+                    self.workers
+                        .values()
+                        .filter(|w| self.can_pipeline(w.id, call, now))
+                        .map(|w| Candidate {
+                            worker: w.id,
+                            due: self.due_for_recycle(w.id),
+                            rank: (w.next.len(), w.running_since),
+                        }),
+                ),
                 None => None,
             };
             match target {
@@ -111,7 +117,11 @@ impl PoolActor {
                     self.queue.push_front(p.call);
                 }
             }
-            self.kill_worker(id, Reason::ProtocolError);
+            self.kill_worker(
+                id,
+                Reason::ProtocolError,
+                "protocol error (not reading its calls)".into(),
+            );
         }
     }
 
@@ -129,7 +139,6 @@ impl PoolActor {
         w.state == WorkerState::Busy
             && w.running.is_some()
             && w.taken_back.is_empty()
-            && w.retire.is_none()
             && w.stop_reason.is_none()
             && w.exit.is_none()
             && w.io.is_some()

@@ -39,9 +39,15 @@ impl PoolActor {
         };
         match recycle_decision(&stats, &w.limits, &self.spec.recycle, &self.spec.health, now) {
             Some(Reason::HardRss) => {
-                tracing::warn!(pool = %self.spec.name, worker = %id, "over hard_rss: killing it at once");
+                const MIB: u64 = 1024 * 1024;
+                let detail = format!(
+                    "memory over hard_rss ({} MiB > {} MiB)",
+                    stats.memory_bytes.unwrap_or(0) / MIB,
+                    self.spec.recycle.hard_rss.unwrap_or(0) / MIB
+                );
+                tracing::warn!(pool = %self.spec.name, worker = %id, "{detail}: killing it at once");
                 self.replacing.push_back((id, Reason::HardRss));
-                self.kill_worker(id, Reason::HardRss);
+                self.kill_worker(id, Reason::HardRss, detail);
             }
             Some(reason) => self.request_recycle(id, reason, now),
             None => {}
@@ -85,7 +91,7 @@ impl PoolActor {
             if w.state == WorkerState::Starting {
                 // Nothing to hand over: replace it outright.
                 self.replacing.push_back((id, reason));
-                self.kill_worker(id, reason);
+                self.kill_worker(id, reason, format!("recycled ({reason}) before it was ready"));
                 continue;
             }
             w.retire = Some(reason);
@@ -184,7 +190,7 @@ impl PoolActor {
         for &id in &targets {
             if now {
                 self.replacing.push_back((id, Reason::Manual));
-                self.kill_worker(id, Reason::Manual);
+                self.kill_worker(id, Reason::Manual, "pitctl recycle --now".into());
             } else {
                 self.request_recycle(id, Reason::Manual, at);
             }

@@ -32,6 +32,28 @@ pub fn choose_worker(bound: Option<Bound>, longest_idle: Option<WorkerId>) -> Ch
     }
 }
 
+/// A worker that could take a call, as the router sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate<T> {
+    pub worker: WorkerId,
+    /// Due for recycling (selected, or waiting for a surge slot).
+    pub due: bool,
+    /// Lower goes first among equals: how long it has been idle, how full its pipe is.
+    pub rank: T,
+}
+
+/// Which of the workers that could take a call takes it: one not due for recycling if
+/// there is one, then the lowest rank. A worker due for recycling keeps serving while
+/// its replacement starts (the pool never drops below its size), but only when no other
+/// worker can take the call: at its full share it would run far past its limit (with a
+/// slow import, by thousands of calls).
+pub fn pick<T: Ord>(candidates: impl IntoIterator<Item = Candidate<T>>) -> Option<WorkerId> {
+    candidates
+        .into_iter()
+        .min_by(|a, b| (a.due, &a.rank).cmp(&(b.due, &b.rank)))
+        .map(|c| c.worker)
+}
+
 /// A call "fast" enough for pipelining behind it.
 pub const PIPELINE_FAST: Duration = Duration::from_millis(1);
 /// Fast calls in a row a worker must have answered before calls are pipelined to it.
@@ -122,6 +144,25 @@ mod tests {
         // Only a run at the back: a call past its start-by in front of one that is not
         // stays where it is (its refusal requeues it when it comes).
         assert_eq!(overdue_from_back([3, 7].into_iter(), 5), 0);
+    }
+
+    #[test]
+    fn a_worker_due_for_recycling_is_picked_only_when_no_other_can_take_the_call() {
+        let (w1, w2, w3) = (WorkerId(1), WorkerId(2), WorkerId(3));
+        let c = |worker, due, rank| Candidate { worker, due, rank };
+        let rows: [(&[Candidate<u32>], Option<WorkerId>); 6] = [
+            (&[], None),
+            (&[c(w1, false, 5), c(w2, false, 3)], Some(w2)),
+            // The due worker has waited longest (lowest rank): the other still goes first.
+            (&[c(w1, true, 1), c(w2, false, 9)], Some(w2)),
+            (&[c(w1, true, 1), c(w2, false, 9), c(w3, false, 4)], Some(w3)),
+            // Only due workers: they serve (capacity), lowest rank first.
+            (&[c(w1, true, 7), c(w2, true, 2)], Some(w2)),
+            (&[c(w1, true, 7)], Some(w1)),
+        ];
+        for (candidates, want) in rows {
+            assert_eq!(pick(candidates.iter().copied()), want, "{candidates:?}");
+        }
     }
 
     #[test]

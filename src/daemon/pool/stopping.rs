@@ -37,9 +37,12 @@ impl PoolActor {
     }
 
     /// SIGKILL to the worker's group at once (a stuck, timed-out or garbling worker),
-    /// and counts it as a recycle, with its event.
-    pub(super) fn kill_worker(&mut self, id: WorkerId, reason: Reason) {
-        let Some(pid) = self.kill_group(id, reason) else { return };
+    /// and counts it as a recycle, with its event. `detail` says why in words: its calls
+    /// and its `worker_exited` event carry it.
+    pub(super) fn kill_worker(&mut self, id: WorkerId, reason: Reason, detail: String) {
+        let Some(pid) = self.kill_group(id, reason, detail) else {
+            return;
+        };
         self.recycled += 1;
         self.deps.metrics.recycle(&self.spec.name, reason);
         self.emit(EventKind::WorkerRecycled, Some(id), pid, |ev| ev.reason = Some(reason));
@@ -47,12 +50,13 @@ impl PoolActor {
 
     /// SIGKILL to a worker's group without counting a recycle (a start that failed).
     /// Returns `Some(pid if known)` when the worker exists.
-    fn kill_group(&mut self, id: WorkerId, reason: Reason) -> Option<Option<u32>> {
+    fn kill_group(&mut self, id: WorkerId, reason: Reason, detail: String) -> Option<Option<u32>> {
         let w = self.workers.get_mut(&id)?;
         if let Ok(next) = transition(w.state, WorkerEvent::Stop) {
             w.state = next;
         }
         w.stop_reason = Some(reason);
+        w.kill_detail = Some(detail);
         w.kill_at = None;
         w.io = None;
         if let Some(pid) = w.pid {
@@ -94,7 +98,11 @@ impl PoolActor {
             .collect();
         for id in overdue_start {
             tracing::warn!(pool = %self.spec.name, worker = %id, "not ready within startup_timeout ({startup:?}); killing it");
-            self.kill_group(id, Reason::Timeout);
+            self.kill_group(
+                id,
+                Reason::Timeout,
+                format!("not ready within startup_timeout ({startup:?})"),
+            );
             // It never started: the breaker counts it (the exit itself is planned).
             let booked = self.count_failure(Failure::Start, now);
             self.announce_failing(id, format!("not ready within startup_timeout ({startup:?})"), booked);
@@ -108,6 +116,7 @@ impl PoolActor {
                 }
             }
         }
+        let kill_timeout = self.spec.kill_timeout;
         for w in self.workers.values_mut() {
             if let (Some(at), Some(pid)) = (w.kill_at, w.pid)
                 && at <= now
@@ -115,6 +124,7 @@ impl PoolActor {
                 tracing::warn!(pool = %self.spec.name, worker = %w.id, "did not stop within kill_timeout; sending SIGKILL");
                 self.deps.spawner.signal_group(pid, Signal::SIGKILL);
                 w.kill_at = None;
+                w.kill_detail = Some(format!("did not stop within kill_timeout ({kill_timeout:?})"));
             }
         }
         if self.failing.is_some() && self.has_stable_worker(now) {

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{PoolActor, PoolMsg};
-use crate::daemon::monitor::{TreeSample, reported_growth_rate};
+use crate::daemon::monitor::{self, TreeSample, reported_growth_rate};
 use crate::daemon::output;
 use crate::daemon::procs::ExitInfo;
 use crate::daemon::spawn::{SpawnError, SpawnRequest, Spawned, TemplateRequest};
@@ -65,6 +65,9 @@ pub struct Worker {
     pub kill_at: Option<Instant>,
     /// Why pitd stopped it; `None` for an exit nobody asked for.
     pub stop_reason: Option<Reason>,
+    /// Set when pitd sent it SIGKILL, saying why in words ("protocol error (...)"): its
+    /// lost calls and its exit event name this rather than the signal.
+    pub kill_detail: Option<String>,
     /// The latest sample of its process tree.
     pub sample: Option<TreeSample>,
     /// Its own draw of max_requests/max_age (jitter keeps workers from recycling together).
@@ -226,6 +229,7 @@ impl PoolActor {
             exit: None,
             kill_at: None,
             stop_reason: None,
+            kill_detail: None,
             sample: None,
             rss_history: VecDeque::new(),
             limits: WorkerLimits::draw(&self.spec.recycle, &mut self.rng),
@@ -288,7 +292,7 @@ impl PoolActor {
                 }
                 Err(e) => {
                     tracing::error!(pool = %self.spec.name, worker = %id, "cannot use the worker's pipes: {e}");
-                    self.kill_worker(id, Reason::ProtocolError);
+                    self.kill_worker(id, Reason::ProtocolError, format!("cannot use its pipes: {e}"));
                 }
             }
         }
@@ -312,8 +316,7 @@ impl PoolActor {
             WorkerMsg::Ready(ready) => {
                 if ready.protocol != 1 {
                     let why = format!("speaks protocol version {}, pitd speaks 1", ready.protocol);
-                    tracing::error!(pool = %self.spec.name, worker = %id, "{why}");
-                    return self.kill_worker(id, Reason::ProtocolError);
+                    return self.protocol_error(id, &why, now);
                 }
                 self.worker_ready(id, ready.handlers, now)
             }
@@ -323,16 +326,35 @@ impl PoolActor {
                 if let Some(w) = self.workers.get_mut(&id) {
                     w.replies = Replies::Broken;
                 }
-                tracing::error!(pool = %self.spec.name, worker = %id, "protocol error, killing the worker: {why}");
-                self.kill_worker(id, Reason::ProtocolError);
+                self.protocol_error(id, &why, now);
                 self.settle_exit(id, now);
             }
             WorkerMsg::Closed => {
-                if let Some(w) = self.workers.get_mut(&id) {
-                    w.replies = Replies::Done;
+                let Some(w) = self.workers.get_mut(&id) else { return };
+                if w.exit.is_none() && w.live() && w.pid.is_some_and(|pid| !monitor::exiting(pid)) {
+                    // A live worker closed fd 4: nothing it answers can reach pitd, and
+                    // it may go on to the calls pipelined behind (its replies going
+                    // nowhere), so those count as lost, not as never started.
+                    w.replies = Replies::Broken;
+                    return self.protocol_error(id, "closed its reply pipe (fd 4) while alive", now);
                 }
+                w.replies = Replies::Done;
                 self.settle_exit(id, now);
             }
+        }
+    }
+
+    /// A worker that broke the fd 3/4 protocol: killed at once and replaced (reason
+    /// `protocol_error`). One that was not ready yet is a failed start, which the
+    /// crash-loop breaker counts like any other.
+    fn protocol_error(&mut self, id: WorkerId, why: &str, now: Instant) {
+        let Some(w) = self.workers.get(&id) else { return };
+        let starting = w.state == WorkerState::Starting;
+        tracing::error!(pool = %self.spec.name, worker = %id, "protocol error, killing the worker: {why}");
+        self.kill_worker(id, Reason::ProtocolError, format!("protocol error ({why})"));
+        if starting {
+            let booked = self.count_failure(Failure::Start, now);
+            self.announce_failing(id, format!("protocol error: {why}"), booked);
         }
     }
 
@@ -429,6 +451,11 @@ impl PoolActor {
             })
         };
         let status = info.status.to_string();
+        // What the worker's lost calls are told, after its id.
+        let ended = match &w.kill_detail {
+            Some(detail) => format!("was killed by pitd: {detail}"),
+            None => format!("died during the call: {status}"),
+        };
         // Back to front, each to the front of the queue: the calls that go back to the
         // queue keep their order, the running one (the oldest) first.
         let unanswered = w.replies == Replies::Done;
@@ -437,11 +464,11 @@ impl PoolActor {
                 // Its reply pipe ended without an answer to the call ahead: never started.
                 self.requeue_unstarted(p.call);
             } else {
-                self.call_lost(p.call, &id, &status);
+                self.call_lost(p.call, &id, &ended);
             }
         }
         if let Some((call, _)) = w.running.take() {
-            self.call_lost(call, &id, &status);
+            self.call_lost(call, &id, &ended);
         }
         for (_, done) in self.worker_waiters.extract_if(.., |(waited, _)| *waited == id) {
             let _ = done.send(());
@@ -468,6 +495,7 @@ impl PoolActor {
             ev.reason = reason;
             ev.exit_status = Some(status.clone());
             ev.backoff_ms = booked.map(|b| b.backoff_ms());
+            ev.message = w.kill_detail.as_ref().map(|d| format!("killed by pitd: {d}"));
         });
         self.announce_failing(id, status, booked);
     }

@@ -134,3 +134,13 @@ def mark(args):
 @pit.handler
 def marks(args):
     return list(_marks)
+
+
+@pit.handler
+def close_reply_pipe(args):
+    """Closes the worker's reply pipe (fd 4), as a library that closes the fds it did not
+    open might, then goes on working for `args` seconds: the worker lives, but nothing it
+    answers can reach pitd."""
+    os.close(4)
+    time.sleep(float(args))
+    return "unreachable"
