@@ -146,9 +146,22 @@ fn shutdown_wait_returns_once_pitd_has_exited() {
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         if text.contains("up") { Ok(()) } else { Err(text) }
     });
+    let pid = d.pid();
     let out = d.pitctl(&["shutdown", "--wait"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(d.has_exited(), "pitd still running when shutdown --wait returned");
+    // Exited: gone, or a zombie whose last threads the kernel may still be taking down
+    // (its parent, this test, can reap it a moment later).
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
+        s.rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+    });
+    assert!(
+        matches!(state, None | Some('Z' | 'X')),
+        "pitd still running (state {state:?}) when shutdown --wait returned"
+    );
+    wait_until("pitd to be reaped", || {
+        if d.has_exited() { Ok(()) } else { Err("not yet") }
+    });
     d.wait_no_survivors();
     // Nothing to shut down: no daemon.
     assert_eq!(d.pitctl(&["shutdown", "--wait"]).status.code(), Some(3));
