@@ -160,7 +160,11 @@ fn shutdown_wait_returns_once_pitd_has_exited() {
         "pitd still running (state {state:?}) when shutdown --wait returned"
     );
     wait_until("pitd to be reaped", || {
-        if d.has_exited() { Ok(()) } else { Err("not yet") }
+        if d.has_exited() {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
     });
     d.wait_no_survivors();
     // Nothing to shut down: no daemon.
