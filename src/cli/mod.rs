@@ -150,7 +150,9 @@ pub enum Command {
         #[arg(long, default_value = "1s", value_parser = top::parse_interval)]
         interval: std::time::Duration,
     },
-    /// Graceful stop of the daemon
+    /// Graceful stop of the daemon: queued calls get shutting_down, running ones finish
+    /// (within shutdown_timeout), then each worker gets SIGTERM and SIGKILL only after
+    /// kill_timeout; pit workers then exit at once (atexit hooks run, no interpreter teardown)
     Shutdown,
     /// Print a shell completion script, e.g. `pitctl completions bash > /etc/bash_completion.d/pitctl`
     Completions {
