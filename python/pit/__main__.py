@@ -40,9 +40,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         return run_template(args.module, args.preload)
 
-    from .worker import serve as run_worker
+    from .worker import exit_process, serve as run_worker
 
-    return run_worker(args.module)
+    exit_process(run_worker(args.module))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 # Imported here, before any fork, so that every worker finds the runtime loaded.
-from .worker import prepare_interpreter, serve
+from .worker import exit_process, prepare_interpreter, serve
 
 CHANNEL_FD = 3
 
@@ -289,7 +289,7 @@ def _serve_as(
     before_ready: Optional[Callable[[], None]],
 ) -> None:
     """Moves the four fds onto 1-4 and serves MODULE as ``worker_id``; never returns
-    (``SystemExit`` ends it)."""
+    (``exit_process`` ends it)."""
     try:
         channel.detach()  # fd 3 is about to be the calls pipe: the socket object must not close it
         parked = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in fds]
@@ -305,7 +305,7 @@ def _serve_as(
         traceback.print_exc()
         os._exit(EXIT_NOT_UNDER_PITD)
     gc.unfreeze()
-    raise SystemExit(serve(module_name, before_ready=before_ready))
+    exit_process(serve(module_name, before_ready=before_ready))
 
 
 def _reserve_worker_fds() -> None:

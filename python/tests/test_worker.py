@@ -8,6 +8,8 @@ import signal
 import struct
 import time
 
+import pytest
+
 from harness import wait_until
 from pit import _frames
 
@@ -242,13 +244,18 @@ def test_without_fds_3_and_4_exits_two_saying_pitd_must_run_it(spawn_worker):
     assert "fd 3 is not open" in stderr and "must be run by pitd" in stderr
 
 
-def test_sigterm_while_idle_exits_zero_and_runs_atexit(spawn_worker):
+@pytest.mark.parametrize("how", ["sigterm", "end of input"])
+def test_a_worker_told_to_stop_runs_atexit_and_skips_the_interpreter_teardown(spawn_worker, how):
     worker = spawn_worker("signals_app")
     worker.ready()
     assert worker.call("hello").value == "hi"
-    worker.proc.send_signal(signal.SIGTERM)
+    if how == "sigterm":
+        worker.proc.send_signal(signal.SIGTERM)
+    else:
+        worker.close_input()
     assert worker.wait_exit() == 0
-    worker.wait_for_output("stdout", "atexit ran")
+    out = worker.wait_for_output("stdout", "atexit ran")
+    assert "teardown ran" not in out, out
 
 
 def test_protocol_fds_are_close_on_exec_so_user_subprocesses_do_not_hold_them(spawn_worker):

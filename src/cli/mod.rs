@@ -151,7 +151,10 @@ pub enum Command {
         #[arg(long, default_value = "1s", value_parser = top::parse_interval)]
         interval: std::time::Duration,
     },
-    /// Graceful stop of the daemon; with --wait, return only once pitd has exited (exit 3 if no daemon)
+    /// Graceful stop of the daemon: queued calls get shutting_down, running ones finish
+    /// (within shutdown_timeout), then each worker gets SIGTERM and SIGKILL only after
+    /// kill_timeout; pit workers then exit at once (atexit hooks run, no interpreter teardown).
+    /// With --wait, return only once pitd has exited (exit 3 if no daemon)
     Shutdown {
         /// Return only once pitd has exited (its workers stopped)
         #[arg(long)]

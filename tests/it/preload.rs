@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{TestDaemon, python, wait_until, worker};
+use crate::harness::{TestDaemon, events, python, wait_until, worker};
 
 fn preload_pool(name: &str, size: u32, preload: &str, extra: &str) -> String {
     let python_dir = format!("{}/python", env!("CARGO_MANIFEST_DIR"));
@@ -506,4 +506,38 @@ fn the_template_and_its_spare_are_in_status_and_metrics() {
             Err(pool.to_string())
         }
     });
+}
+
+#[test]
+fn idle_preloaded_workers_told_to_stop_exit_by_themselves_without_interpreter_teardown() {
+    // Tearing the interpreter down would take each worker 30 s: far past kill_timeout.
+    let d = TestDaemon::start(&preload_pool(
+        "app",
+        4,
+        "\"preload_heavy\", \"preload_slow_teardown\"",
+        "",
+    ));
+    let ids: Vec<String> = d
+        .wait_pool("4 idle workers", "app", |p| {
+            p.workers.len() == 4 && p.workers.iter().all(|w| w.state.as_str() == "idle")
+        })
+        .workers
+        .iter()
+        .map(|w| w.id.to_string())
+        .collect();
+    answers_of_all(&d, "app");
+    let out = d.pitctl(&["drain", "app", "--wait"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let exits: Vec<Value> = events(&d)
+        .into_iter()
+        .filter(|e| e["event"] == "worker_exited")
+        .collect();
+    for id in &ids {
+        let exit = exits
+            .iter()
+            .find(|e| e["worker"] == id.as_str())
+            .unwrap_or_else(|| panic!("no exit event for {id}: {exits:?}"));
+        assert_eq!(exit["exit_status"], "exit code 0", "{id} exited by itself: {exit}");
+    }
+    assert!(!d.log().contains("sending SIGKILL"), "no worker needed SIGKILL");
 }

@@ -1,0 +1,202 @@
+"""Stopping a preloaded pool: how long ``pitctl shutdown`` takes until pitd has exited, and
+how many workers had to be killed, for pools of N idle workers, against the release pitd.
+
+For each N (``--workers``, default 8 and 64) a pitd is started with one pool of N workers
+serving ``bench/apps/heavy_app.py`` with ``preload = ["heavy_import"]`` (~40 MB of objects
+built once in the template and shared by every forked worker, as an ML stack would be).
+Once every worker is idle and has answered a ``score`` call (so each has touched the
+shared tables), ``pitctl shutdown`` is run and the time until the pitd process has exited
+is taken. The ``worker_exited`` events are read from pitd's log (a ``pitctl events -f``
+follower is cut off when the control socket closes, before the last exits): a worker that
+exited by itself has ``exit code 0``; one pitd had to SIGKILL after ``kill_timeout`` shows
+``killed by signal 9``. ``--runs`` runs per N (default 3); the table
+gives the median stop time, the max, and the kills summed over the runs.
+
+Every process the script starts is stopped; it exits 1 if one outlives its pitd.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procfs import descendants, kill_leftovers  # noqa: E402
+from supervise import control_request  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = os.path.realpath(sys.executable)
+WAIT_S = 120.0
+
+
+class Daemon:
+    def __init__(self, bin_dir: Path, size: int, kill_timeout: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="pit-stop-"))
+        self.control = str(self.dir / "control.sock")
+        self.call_socket = str(self.dir / "call.sock")
+        self.pitctl = str(bin_dir / "pitctl")
+        self.size = size
+        spec = [
+            "[daemon]",
+            f"control_socket = {json.dumps(self.control)}",
+            f"call_socket = {json.dumps(self.call_socket)}",
+            "[pools.heavy]",
+            'app = "heavy_app"',
+            'preload = ["heavy_import"]',
+            f"python = {json.dumps(PYTHON)}",
+            f"size = {size}",
+            f"cwd = {json.dumps(str(REPO / 'bench' / 'apps'))}",
+            f"env = {{ PYTHONPATH = {json.dumps(str(REPO / 'python'))} }}",
+            'startup_timeout = "120s"',
+            f"kill_timeout = {json.dumps(kill_timeout)}",
+        ]
+        (self.dir / "pitd.toml").write_text("\n".join(spec) + "\n")
+        self.log = open(self.dir / "pitd.log", "wb")
+        self.proc = subprocess.Popen(
+            [str(bin_dir / "pitd"), "--config", str(self.dir / "pitd.toml")], stdout=subprocess.DEVNULL, stderr=self.log
+        )
+        self.seen: Dict[int, str] = {}
+
+    def status(self) -> Dict[str, Any]:
+        return json.loads(control_request(self.control, {"cmd": "status"}, WAIT_S))
+
+    def wait_idle(self) -> None:
+        end = time.monotonic() + WAIT_S
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pitd exited: {self.log_tail()}")
+            try:
+                workers = self.status()["pools"][0]["workers"]
+            except (OSError, RuntimeError, ValueError, KeyError, IndexError):
+                workers = []
+            if sum(w["state"] == "idle" for w in workers) == self.size:
+                self.seen.update(descendants(self.proc.pid))
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.size} workers not idle within {WAIT_S}s: {self.log_tail()}")
+
+    def touch_every_worker(self) -> None:
+        """One ``score`` call per worker, all at once, so each reads the shared tables."""
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(WAIT_S)
+        s.connect(self.call_socket)
+        out = b""
+        for i in range(self.size):
+            body = json.dumps({"id": i, "pool": "heavy", "method": "score", "args": f"token-{i}"}).encode()
+            out += struct.pack(">I", len(body)) + body
+        s.sendall(out)
+        buf = b""
+        replies = 0
+        while replies < self.size:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise RuntimeError("the call socket closed")
+            buf += chunk
+            while len(buf) >= 4 and len(buf) >= 4 + struct.unpack(">I", buf[:4])[0]:
+                n = struct.unpack(">I", buf[:4])[0]
+                reply = json.loads(buf[4 : 4 + n])
+                if not reply.get("ok"):
+                    raise RuntimeError(f"score failed: {reply}")
+                buf = buf[4 + n :]
+                replies += 1
+        s.close()
+
+    def exit_statuses(self) -> List[str]:
+        """``exit_status`` of every ``worker_exited`` event in pitd's log."""
+        found = []
+        for line in (self.dir / "pitd.log").read_text(errors="replace").splitlines():
+            if "event: worker_exited" in line and 'exit_status="' in line:
+                found.append(line.split('exit_status="', 1)[1].split('"', 1)[0])
+        return found
+
+    def shutdown_and_time(self) -> float:
+        start = time.monotonic()
+        subprocess.run([self.pitctl, "--socket", self.control, "shutdown"], check=True, capture_output=True)
+        self.proc.wait(WAIT_S)
+        return time.monotonic() - start
+
+    def log_tail(self) -> str:
+        return "\n".join((self.dir / "pitd.log").read_text(errors="replace").splitlines()[-15:])
+
+    def stop(self) -> Dict[int, List[str]]:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        survivors = kill_leftovers(self.seen)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return survivors
+
+
+def one_run(bin_dir: Path, size: int, kill_timeout: str) -> Dict[str, Any]:
+    d = Daemon(bin_dir, size, kill_timeout)
+    try:
+        d.wait_idle()
+        d.touch_every_worker()
+        took = d.shutdown_and_time()
+        statuses = d.exit_statuses()
+        return {
+            "stop_s": took,
+            "exited": len(statuses),
+            "by_themselves": sum(s == "exit code 0" for s in statuses),
+            "killed": sum("signal 9" in s for s in statuses),
+            "other": sorted({s for s in statuses if s != "exit code 0" and "signal 9" not in s}),
+        }
+    finally:
+        survivors = d.stop()
+        if survivors:
+            print(f"processes outlived pitd: {survivors}", file=sys.stderr)
+            sys.exit(1)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[8, 64], help="pool sizes (default 8 64)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per size (default 3)")
+    parser.add_argument("--kill-timeout", default="5s", help='the pool\'s kill_timeout (default "5s", the spec default)')
+    parser.add_argument("--json", metavar="FILE", help="also write the figures here")
+    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release")
+    args = parser.parse_args(argv)
+
+    print(f"# stop: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, python {PYTHON}", flush=True)
+    figures: Dict[str, Any] = {}
+    for n in args.workers:
+        runs = [one_run(args.bin_dir, n, args.kill_timeout) for _ in range(args.runs)]
+        figures[str(n)] = runs
+    header = ("preloaded workers", "pitctl shutdown -> pitd exited", "max", "exited by themselves", "SIGKILLed", "other exits")
+    rows = []
+    for n, runs in figures.items():
+        times = [r["stop_s"] for r in runs]
+        rows.append(
+            (
+                f"{n} (x{len(runs)} runs, kill_timeout {args.kill_timeout})",
+                f"median {statistics.median(times) * 1000:,.0f} ms",
+                f"{max(times) * 1000:,.0f} ms",
+                f"{sum(r['by_themselves'] for r in runs)} / {sum(r['exited'] for r in runs)}",
+                str(sum(r["killed"] for r in runs)),
+                ", ".join(sorted({o for r in runs for o in r["other"]})) or "-",
+            )
+        )
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
