@@ -39,6 +39,15 @@ pub struct ReplyTx {
 }
 
 impl ReplyTx {
+    /// The replies of one caller's connection; starts its writer task (inside the runtime).
+    pub fn new(writer: OwnedWriteHalf) -> ReplyTx {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let socket = Arc::new(writer);
+        let queued = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(write_replies(socket.clone(), queued.clone(), rx));
+        ReplyTx { socket, queued, tx }
+    }
+
     /// Writes a reply, or queues what the socket does not take at once. Its in-flight slot
     /// is freed once the whole reply is written.
     pub fn send(&self, mut frame: ReplyFrame) {
@@ -97,11 +106,7 @@ async fn connection(stream: UnixStream, pools: PoolTableRx, access: Access) {
         .peer_cred()
         .is_ok_and(|c| access.allows(c.uid(), c.gid(), c.pid()));
     let (reader, writer) = stream.into_split();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let socket = Arc::new(writer);
-    let queued = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(write_replies(socket.clone(), queued.clone(), rx));
-    let tx = ReplyTx { socket, queued, tx };
+    let tx = ReplyTx::new(writer);
     if !allowed {
         reply(
             &tx,

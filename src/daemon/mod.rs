@@ -74,6 +74,7 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
     let deps_spawner: Arc<dyn pool::Spawner> = Arc::new(procs);
     let deps = PoolDeps {
+        pipes: Arc::new(worker_io::WorkerPipes),
         spawner: deps_spawner.clone(),
         ids: Arc::new(IdAllocator::default()),
         output: Arc::new(OutputStore::default()),

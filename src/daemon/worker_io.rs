@@ -16,37 +16,17 @@ use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
 use super::pool::PoolMsg;
+use super::pool::pipe::{PipeOpener, WorkerMsg, WorkerPipe};
 use super::write_all::write_all;
 use crate::ids::WorkerId;
 use crate::proto::call::ErrorKind;
 use crate::proto::frame;
-use crate::proto::worker::{FromWorker, Ready, decode_from_worker};
+use crate::proto::worker::{FromWorker, MAX_FRAME, decode_from_worker};
 
 /// Frames waiting to be written to one worker. A worker holds at most one running call,
 /// `PIPELINE_DEPTH` pipelined ones and one ping, so this only fills when the worker stops
 /// reading.
 const OUTBOX: usize = super::pool::routing::PIPELINE_DEPTH + 4;
-
-/// What a worker said, owned, for the pool's mailbox.
-#[derive(Debug)]
-pub enum WorkerMsg {
-    Ready(Ready),
-    /// OK (`error = None`, body = result JSON) or ERR (`error` = its kind, body = the
-    /// error object JSON).
-    Reply {
-        req_id: u64,
-        error: Option<ErrorKind>,
-        body: Vec<u8>,
-    },
-    Pong {
-        req_id: u64,
-    },
-    /// Garbage, an oversized frame, or a broken pipe: the worker must go.
-    ProtocolError(String),
-    /// The end of the reply pipe: every frame the worker wrote has been delivered before
-    /// this (the worker exited, or closed fd 4).
-    Closed,
-}
 
 /// The pool's end of a worker's pipes.
 #[derive(Debug)]
@@ -60,10 +40,10 @@ pub struct WorkerIo {
     outbox: mpsc::Sender<Vec<u8>>,
 }
 
-impl WorkerIo {
+impl WorkerPipe for WorkerIo {
     /// Writes a complete frame, or queues what the pipe does not take at once. Gives it
     /// back when the worker is not reading (queue full) or gone.
-    pub fn send(&self, frame: Vec<u8>) -> Result<(), Vec<u8>> {
+    fn send(&self, frame: Vec<u8>) -> Result<(), Vec<u8>> {
         let mut frame = frame;
         if self.queued.load(Ordering::Acquire) == 0 {
             match self.pipe.try_write(&frame) {
@@ -84,13 +64,29 @@ impl WorkerIo {
     }
 
     /// Whether the worker has written anything pitd has not read yet (when unsure: yes).
-    pub fn reply_waiting(&self) -> bool {
+    fn reply_waiting(&self) -> bool {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         let mut fds = [PollFd::new(self.replies.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::ZERO) {
             Ok(_) => fds[0].revents().is_none_or(|r| r.contains(PollFlags::POLLIN)),
             Err(_) => true,
         }
+    }
+}
+
+/// Opens real worker pipes: a reader and a writer task each.
+#[derive(Debug, Default)]
+pub struct WorkerPipes;
+
+impl PipeOpener for WorkerPipes {
+    fn open(
+        &self,
+        id: WorkerId,
+        to_worker: OwnedFd,
+        from_worker: OwnedFd,
+        mailbox: mpsc::UnboundedSender<PoolMsg>,
+    ) -> std::io::Result<Box<dyn WorkerPipe>> {
+        Ok(Box::new(start(id, to_worker, from_worker, mailbox, MAX_FRAME)?))
     }
 }
 

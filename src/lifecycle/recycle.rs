@@ -47,7 +47,7 @@ impl WorkerStats {
 
 /// The request and age limits of one worker, drawn once at spawn from the pool's policy.
 /// Each worker draws its own so that workers started together do not all recycle together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WorkerLimits {
     pub max_requests: Option<u64>,
     pub max_age: Option<Duration>,

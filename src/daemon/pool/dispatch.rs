@@ -1,16 +1,18 @@
 //! The call half of the pool actor: admission, the FIFO queue, session affinity,
 //! timeouts and replies.
 //!
-//! Invariants: a worker runs at most one call, and holds at most `PIPELINE_DEPTH` more not
-//! started yet (`pipeline.rs`); a call is in exactly one place (the queue, a worker's
-//! `running` or `next`, or answered); every call gets exactly one reply.
+//! Invariants: a worker's calls are its `CallWindow` (`window.rs`): at most its slots
+//! running, and calls pipelined behind them only once every slot is taken (`pipeline.rs`);
+//! a call is in exactly one place (the queue, a worker's window, or answered); every call
+//! gets exactly one reply.
 
 use std::time::{Duration, Instant};
 
 use super::routing::{Bound, Candidate, Choice, choose_worker, pick};
+use super::window::Completion;
 use super::{Call, PoolActor, bind_session};
 use crate::ids::WorkerId;
-use crate::lifecycle::{Reason, WorkerEvent, WorkerState, transition};
+use crate::lifecycle::Reason;
 use crate::proto::call::{ErrorKind, error_frame, error_frame_raw, error_json, ok_frame};
 use crate::proto::worker::set_call_timeout;
 use crate::spec::Protocol;
@@ -94,7 +96,7 @@ impl PoolActor {
     pub(super) fn dispatch(&mut self, now: Instant) {
         let mut i = 0;
         while i < self.queue.len() {
-            let Some(longest_idle) = self.longest_idle() else {
+            let Some(free) = self.free_worker() else {
                 break;
             };
             let call = &self.queue[i];
@@ -104,7 +106,7 @@ impl PoolActor {
                 continue;
             }
             let bound = self.bound_worker(call, now);
-            match choose_worker(bound, Some(longest_idle)) {
+            match choose_worker(bound, Some(free)) {
                 Choice::Worker(id) => {
                     let call = self.queue.remove(i).expect("index checked");
                     self.start_call(id, call, now);
@@ -117,17 +119,18 @@ impl PoolActor {
         }
     }
 
-    /// The idle worker that takes the next call: the longest idle, one due for recycling
-    /// only when no other is idle (`routing::pick`).
-    pub(super) fn longest_idle(&self) -> Option<WorkerId> {
+    /// The worker that takes the next call: among ready workers with a free slot, the one
+    /// with the fewest calls in flight, longest idle first; one due for recycling only
+    /// when no other can take it (`routing::pick`).
+    pub(super) fn free_worker(&self) -> Option<WorkerId> {
         pick(
             self.workers
                 .values()
-                .filter(|w| w.state == WorkerState::Idle && w.exit.is_none())
+                .filter(|w| w.is_ready() && w.exit.is_none() && w.calls.has_free_slot())
                 .map(|w| Candidate {
                     worker: w.id,
                     due: self.due_for_recycle(w.id),
-                    rank: w.idle_since,
+                    rank: (w.calls.in_flight(), w.idle_since),
                 }),
         )
     }
@@ -143,13 +146,10 @@ impl PoolActor {
         if now.saturating_duration_since(a.last_used) > self.spec.queue.affinity_ttl {
             return None;
         }
-        let w = self
-            .workers
-            .get(&a.worker)
-            .filter(|w| matches!(w.state, WorkerState::Idle | WorkerState::Busy))?;
+        let w = self.workers.get(&a.worker).filter(|w| w.is_ready())?;
         Some(Bound {
             worker: w.id,
-            idle: w.state == WorkerState::Idle,
+            free: w.calls.has_free_slot(),
         })
     }
 
@@ -178,8 +178,8 @@ impl PoolActor {
         } else {
             std::mem::take(&mut call.frame)
         };
-        let sent = match w.io.as_ref() {
-            Some(io) => io.send(frame),
+        let sent = match w.pipe.as_ref() {
+            Some(pipe) => pipe.send(frame),
             None => Err(frame),
         };
         if let Err(frame) = sent {
@@ -196,13 +196,9 @@ impl PoolActor {
                 "protocol error (not reading its calls)".into(),
             );
         }
-        if let Ok(next) = transition(w.state, WorkerEvent::CallStarted) {
-            w.state = next;
-        }
+        w.call_started();
         bind_session(&mut self.affinity, &call, id, now);
-        w.running = Some((call, deadline));
-        w.running_since = now;
-        w.running_pipelined = false;
+        w.calls.admit(call.req_id, call, deadline, now);
     }
 
     /// A call may run until its caller's `timeout_ms` (counted from arrival) or the pool's
@@ -215,6 +211,7 @@ impl PoolActor {
         }
     }
 
+    /// The worker answered call `req_id` (OK, or ERR of `error`'s kind).
     pub(super) fn on_reply(
         &mut self,
         id: WorkerId,
@@ -224,39 +221,34 @@ impl PoolActor {
         now: Instant,
     ) {
         let Some(w) = self.workers.get_mut(&id) else { return };
-        if let Some(at) = w.taken_back.iter().position(|t| *t == req_id) {
-            w.taken_back.swap_remove(at);
-            if error.is_none() {
-                tracing::error!(pool = %self.spec.name, worker = %id, req_id, "ran a call after pitd had taken it back");
+        // A pipelined call the worker got to past its start-by is refused, not run.
+        let refused = error == Some(ErrorKind::QueueTimeout);
+        let completion = w.calls.complete(req_id, refused, now);
+        w.calls_changed(now);
+        let call = match completion {
+            Completion::Answered { call, .. } => call,
+            Completion::TakenBack { ran } => {
+                if ran {
+                    tracing::error!(pool = %self.spec.name, worker = %id, req_id, "ran a call after pitd had taken it back");
+                }
+                return;
             }
-            return;
-        }
-        if w.timed_out == Some(req_id) {
-            // Its caller has had `timeout` and the worker is being killed; having answered,
-            // it may have gone on to the call pipelined behind.
-            w.timed_out = None;
-            self.promote_next(id, now);
-            return;
-        }
-        let matches = w.running.as_ref().is_some_and(|(c, _)| c.req_id == req_id);
-        if !matches {
-            tracing::error!(pool = %self.spec.name, worker = %id, req_id, "replied to a call it was not given; killing it");
-            return self.kill_worker(
-                id,
-                Reason::ProtocolError,
-                format!("protocol error (replied to call {req_id}, which it was not given)"),
-            );
-        }
-        if w.running_pipelined && error == Some(ErrorKind::QueueTimeout) {
-            // It got to the pipelined call past its start_by and did not run it.
-            let (call, _) = w.running.take().expect("checked above");
-            self.finish_running(id, now);
-            self.call_metrics.taken_back.inc();
-            return self.requeue_unstarted(call);
-        }
-        self.count_call_time(id, now);
+            // Its caller has had `timeout` and the worker is being killed.
+            Completion::Late => return,
+            Completion::NotStarted(call) => {
+                self.call_metrics.taken_back.inc();
+                return self.requeue_unstarted(call);
+            }
+            Completion::Unknown => {
+                tracing::error!(pool = %self.spec.name, worker = %id, req_id, "replied to a call it was not given; killing it");
+                return self.kill_worker(
+                    id,
+                    Reason::ProtocolError,
+                    format!("protocol error (replied to call {req_id}, which it was not given)"),
+                );
+            }
+        };
         let Some(w) = self.workers.get_mut(&id) else { return };
-        let (call, _) = w.running.take().expect("checked above");
         w.requests += 1;
         w.last_seen = now;
         if error.is_none() {
@@ -265,7 +257,6 @@ impl PoolActor {
             w.errors += 1;
             w.consecutive_errors += 1;
         }
-        self.finish_running(id, now);
         if let Some(s) = &call.session
             && let Some(a) = self.affinity.get_mut(s)
         {
@@ -278,21 +269,6 @@ impl PoolActor {
         };
         self.answer(call, frame, error);
         self.check_triggers(id, now);
-    }
-
-    /// The worker is done with its running call: it goes on to the first pipelined one, or
-    /// idles.
-    fn finish_running(&mut self, id: WorkerId, now: Instant) {
-        if self.promote_next(id, now) {
-            return;
-        }
-        let Some(w) = self.workers.get_mut(&id) else { return };
-        if let Ok(next) = transition(w.state, WorkerEvent::CallsFinished) {
-            w.state = next;
-        }
-        if w.state == WorkerState::Idle {
-            w.idle_since = now;
-        }
     }
 
     /// A call whose worker died before replying: retried once elsewhere when idempotent,
@@ -325,36 +301,34 @@ impl PoolActor {
         let overdue: Vec<WorkerId> = self
             .workers
             .values()
-            .filter(|w| w.running.as_ref().is_some_and(|(_, t)| *t <= now))
+            .filter(|w| w.calls.deadline().is_some_and(|t| t <= now))
             .map(|w| w.id)
             .collect();
         for id in overdue {
-            let Some((call, deadline)) = self.workers.get_mut(&id).and_then(|w| w.running.take()) else {
-                continue;
-            };
-            if let Some(w) = self.workers.get_mut(&id) {
-                w.errors += 1;
-                w.timed_out = Some(call.req_id);
+            let Some(w) = self.workers.get_mut(&id) else { continue };
+            let timed_out = w.calls.time_out(now);
+            w.errors += timed_out.len() as u64;
+            for (call, deadline) in timed_out {
+                // The limit that ended it: the caller's timeout_ms when that came first,
+                // else the pool's request_timeout.
+                let limit = call
+                    .timeout
+                    .filter(|t| call.received + *t <= deadline)
+                    .unwrap_or(self.spec.request_timeout);
+                let after = humantime::format_duration(Duration::from_millis(limit.as_millis() as u64));
+                tracing::warn!(pool = %self.spec.name, worker = %id, "call {} timed out after {after}; killing the worker", call.method);
+                let message = format!(
+                    "call to {}.{} timed out after {after}; {id} killed",
+                    self.spec.name, call.method
+                );
+                let frame = error_frame_raw(
+                    &call.client_id,
+                    &error_json(ErrorKind::Timeout, &message),
+                    Some(&id.to_string()),
+                );
+                self.answer(call, frame, Some(ErrorKind::Timeout));
+                self.kill_worker(id, Reason::Timeout, format!("a call timed out after {after}"));
             }
-            // The limit that ended it: the caller's timeout_ms when that came first, else
-            // the pool's request_timeout.
-            let limit = call
-                .timeout
-                .filter(|t| call.received + *t <= deadline)
-                .unwrap_or(self.spec.request_timeout);
-            let after = humantime::format_duration(Duration::from_millis(limit.as_millis() as u64));
-            tracing::warn!(pool = %self.spec.name, worker = %id, "call {} timed out after {after}; killing the worker", call.method);
-            let message = format!(
-                "call to {}.{} timed out after {after}; {id} killed",
-                self.spec.name, call.method
-            );
-            let frame = error_frame_raw(
-                &call.client_id,
-                &error_json(ErrorKind::Timeout, &message),
-                Some(&id.to_string()),
-            );
-            self.answer(call, frame, Some(ErrorKind::Timeout));
-            self.kill_worker(id, Reason::Timeout, format!("a call timed out after {after}"));
         }
         let queue_timeout = self.spec.queue.timeout;
         let mut i = 0;
@@ -378,10 +352,7 @@ impl PoolActor {
     }
 
     pub(super) fn calls_deadline(&self) -> Option<Instant> {
-        let running = self
-            .workers
-            .values()
-            .filter_map(|w| w.running.as_ref().map(|(_, t)| *t));
+        let running = self.workers.values().filter_map(|w| w.calls.deadline());
         let queue_timeout = self.spec.queue.timeout;
         let queued = self.queue.iter().map(|c| {
             let q = c.received + queue_timeout;

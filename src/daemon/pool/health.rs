@@ -31,14 +31,14 @@ impl PoolActor {
                 failed.push(w.id);
                 continue;
             }
-            let due = w.state == WorkerState::Idle
+            let due = w.state() == WorkerState::Idle
                 && w.exit.is_none()
                 && w.ping.is_none()
                 && w.last_seen + policy.interval <= now;
-            if due && let Some(io) = &w.io {
+            if due && let Some(pipe) = &w.pipe {
                 let req_id = self.next_ping;
                 self.next_ping += 1;
-                if io.send(encode_ping(req_id)).is_ok() {
+                if pipe.send(encode_ping(req_id)).is_ok() {
                     w.ping = Some((req_id, now));
                 }
             }
@@ -67,7 +67,7 @@ impl PoolActor {
             .values()
             .filter_map(|w| match w.ping {
                 Some((_, sent)) => Some(sent + h.timeout),
-                None if w.state == WorkerState::Idle => Some(w.last_seen + h.interval),
+                None if w.state() == WorkerState::Idle => Some(w.last_seen + h.interval),
                 None => None,
             })
             .min()

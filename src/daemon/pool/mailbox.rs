@@ -177,7 +177,7 @@ impl PoolActor {
     }
 
     /// Sends the replies the last batch of messages produced.
-    fn send_replies(&mut self) {
+    pub(super) fn send_replies(&mut self) {
         for (tx, frame) in self.replies.drain(..) {
             tx.send(frame);
         }

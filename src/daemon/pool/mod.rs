@@ -5,6 +5,9 @@
 //! thread), as `try_send`s to worker pipes, or as reply frames to callers' connections.
 //!
 //! - `mailbox`: the actor's loop: messages in batches, its one timer, replies out.
+//! - `worker`: one worker (state through the lifecycle table, its calls, its pipe).
+//! - `window`: the calls one worker holds, running and pipelined (pure).
+//! - `pipe`: the seam to workers' pipes (`worker_io` is the real one).
 //! - `workers`: starting, readiness, exits, restarts with backoff.
 //! - `stopping`: graceful and immediate stops, shutdown, and their timers.
 //! - `recycle`: triggers, surge recycling, drain, resume, scale, reload.
@@ -18,6 +21,7 @@
 mod dispatch;
 mod health;
 mod mailbox;
+pub mod pipe;
 mod pipeline;
 mod recycle;
 mod report;
@@ -26,6 +30,8 @@ mod stopping;
 mod template;
 #[cfg(test)]
 mod tests;
+mod window;
+mod worker;
 mod workers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -41,13 +47,13 @@ use super::monitor::{Monitor, TreeSample};
 use super::output::OutputStore;
 use super::procs::{ExitInfo, OnExit, OnSpawned, Procs};
 use super::spawn::{SpawnError, SpawnRequest, Spawned, TemplateNews, TemplateSink};
-use super::worker_io::WorkerMsg;
 use crate::ids::{IdAllocator, WorkerId};
 use crate::lifecycle::{Reason, RestartHistory};
 use crate::proto::event::{Event, EventKind};
 use crate::proto::status::PoolStatus;
 use crate::spec::PoolSpec;
-use workers::Worker;
+use pipe::{PipeOpener, WorkerMsg};
+use worker::Worker;
 
 /// Starting and signalling processes, behind a seam so the actor can be tested with a fake.
 pub trait Spawner: Send + Sync + 'static {
@@ -212,6 +218,8 @@ impl PoolHandle {
 #[derive(Clone)]
 pub struct PoolDeps {
     pub spawner: Arc<dyn Spawner>,
+    /// Opens the pipes of started workers (`worker_io::WorkerPipes`, or a fake in tests).
+    pub pipes: Arc<dyn PipeOpener>,
     pub ids: Arc<IdAllocator>,
     pub output: Arc<OutputStore>,
     pub events: Arc<EventLog>,

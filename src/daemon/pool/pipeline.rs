@@ -15,30 +15,14 @@
 //! increase towards its back, so the calls taken back are always its last ones and the
 //! rest keep their order.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::routing::{
-    Candidate, PIPELINE_FAST, PIPELINE_HOLD, has_pipeline_room, may_pipeline, overdue_from_back, pick,
-    pipe_has_bytes_for,
-};
+use super::routing::{Candidate, PIPELINE_HOLD, pick};
 use super::{Call, PoolActor, bind_session};
 use crate::ids::WorkerId;
 use crate::lifecycle::{Reason, WorkerState};
 use crate::proto::call::ErrorKind;
 use crate::proto::worker::{encode_call_by_into, set_call_timeout};
-
-/// A call written behind a worker's running call.
-#[derive(Debug)]
-pub struct Pipelined {
-    pub call: Call,
-    /// The worker does not start it at or after this instant of CLOCK_MONOTONIC.
-    start_by_ns: u64,
-    /// The same instant on pitd's clock.
-    start_by: Instant,
-    /// When pitd looks at taking it back: from `start_by` on, and again a little later
-    /// while an answer is on its way.
-    revoke_at: Instant,
-}
 
 /// Nanoseconds of CLOCK_MONOTONIC, the clock `time.monotonic_ns()` reads in the workers.
 fn monotonic_ns() -> u64 {
@@ -47,16 +31,23 @@ fn monotonic_ns() -> u64 {
         .unwrap_or(u64::MAX)
 }
 
+/// How soon pitd looks again at a pipe whose calls it could not take back yet.
+const REVOKE_RETRY: Duration = Duration::from_millis(1);
+
 impl PoolActor {
-    /// After idle workers have taken what they could: pipelines queued calls that would
+    /// After free workers have taken what they could: pipelines queued calls that would
     /// wait for a worker, oldest first. A call whose session is bound goes only behind its
-    /// own worker; any other only when no worker is idle, to the worker with the fewest
-    /// calls waiting in its pipe, one due for recycling only when no other has room (as
-    /// in `dispatch`). The calls one worker gets here go in one write.
+    /// own worker; any other only when no worker has a free slot, to the worker with the
+    /// fewest calls waiting in its pipe, one due for recycling only when no other has room
+    /// (as in `dispatch`). The calls one worker gets here go in one write.
     pub(super) fn pipeline(&mut self, now: Instant) {
+        let half_hold = now + PIPELINE_HOLD / 2;
         // Once every worker's pipe is full (the usual state under load), no queued call
         // can go anywhere: stop before scanning the queue.
-        let any_room = self.workers.values().any(|w| self.has_pipeline_slot(w.id, now));
+        let any_room = self
+            .workers
+            .values()
+            .any(|w| self.pipeline_open(w.id) && w.calls.may_pipeline(0, now, half_hold));
         if self.shutdown.is_some() || self.draining || !any_room {
             return;
         }
@@ -70,14 +61,14 @@ impl PoolActor {
             let call = &self.queue[i];
             let target = match self.bound_worker(call, now) {
                 Some(b) => Some(b.worker).filter(|id| self.can_pipeline(*id, call, now)),
-                None if self.longest_idle().is_none() => pick(
+                None if self.free_worker().is_none() => pick(
                     self.workers
                         .values()
                         .filter(|w| self.can_pipeline(w.id, call, now))
                         .map(|w| Candidate {
                             worker: w.id,
                             due: self.due_for_recycle(w.id),
-                            rank: (w.next.len(), w.running_since),
+                            rank: (w.calls.pipelined().0, w.calls.running_since()),
                         }),
                 ),
                 None => None,
@@ -103,8 +94,8 @@ impl PoolActor {
             let sent = self
                 .workers
                 .get(&id)
-                .and_then(|w| w.io.as_ref())
-                .map(|io| io.send(frames));
+                .and_then(|w| w.pipe.as_ref())
+                .map(|pipe| pipe.send(frames));
             if matches!(sent, Some(Ok(()))) {
                 continue;
             }
@@ -112,9 +103,8 @@ impl PoolActor {
             // reached it: they wait for another worker, in their order.
             tracing::error!(pool = %self.spec.name, worker = %id, "not reading its calls; killing it");
             if let Some(w) = self.workers.get_mut(&id) {
-                let unsent = w.next.split_off(w.next.len().saturating_sub(count));
-                for p in unsent.into_iter().rev() {
-                    self.queue.push_front(p.call);
+                for call in w.calls.unsend_last(count).into_iter().rev() {
+                    self.queue.push_front(call);
                 }
             }
             self.kill_worker(
@@ -125,27 +115,26 @@ impl PoolActor {
         }
     }
 
-    fn can_pipeline(&self, id: WorkerId, call: &Call, now: Instant) -> bool {
-        self.has_pipeline_slot(id, now)
-            && self.workers.get(&id).is_some_and(|w| {
-                let held_bytes = w.next.iter().map(|p| p.call.frame.len()).sum();
-                w.handlers.contains(&call.method) && pipe_has_bytes_for(w.next.len(), held_bytes, call.frame.len())
-            })
-    }
-
-    /// Whether a call (of a method it serves) may be pipelined to this worker now.
-    fn has_pipeline_slot(&self, id: WorkerId, now: Instant) -> bool {
+    /// Whether the worker may be given pipelined calls at all: busy, serving, not on its
+    /// way out, and with room in its `max_requests` for the calls it holds and one more.
+    fn pipeline_open(&self, id: WorkerId) -> bool {
         let Some(w) = self.workers.get(&id) else { return false };
-        w.state == WorkerState::Busy
-            && w.running.is_some()
-            && w.taken_back.is_empty()
+        w.state() == WorkerState::Busy
             && w.stop_reason.is_none()
             && w.exit.is_none()
-            && w.io.is_some()
-            // The calls ahead and this one all fit in its max_requests.
-            && w.limits.max_requests.is_none_or(|max| w.requests + w.next.len() as u64 + 2 <= max)
-            && has_pipeline_room(w.next.len(), w.next.back().map(|p| p.start_by), now + PIPELINE_HOLD / 2)
-            && may_pipeline(w.fast_streak, now.saturating_duration_since(w.running_since))
+            && w.pipe.is_some()
+            && w.limits
+                .max_requests
+                .is_none_or(|max| w.requests + (w.calls.in_flight() as u64) < max)
+    }
+
+    /// Whether this call may be pipelined to this worker now.
+    fn can_pipeline(&self, id: WorkerId, call: &Call, now: Instant) -> bool {
+        self.pipeline_open(id)
+            && self.workers.get(&id).is_some_and(|w| {
+                w.handlers.contains(&call.method)
+                    && w.calls.may_pipeline(call.frame.len(), now, now + PIPELINE_HOLD / 2)
+            })
     }
 
     /// Books a call as pipelined to worker `id` and appends its CALL_BY frame to `frames`.
@@ -162,15 +151,15 @@ impl PoolActor {
         if let Some(t) = call.timeout {
             start_by = start_by.min(call.received + t);
         }
-        let last = self.workers.get(&id).and_then(|w| w.next.back());
-        if let Some(last) = last {
-            start_by = start_by.min(last.start_by);
+        let last = self.workers.get(&id).and_then(|w| w.calls.last_start_by());
+        if let Some((last, _)) = last {
+            start_by = start_by.min(last);
         }
         // Never later than the call ahead's, on the workers' clock too: what is overdue
         // is always at the back.
         let start_by_ns = clock_ns
             .saturating_add(start_by.saturating_duration_since(clock_at).as_nanos() as u64)
-            .min(last.map_or(u64::MAX, |l| l.start_by_ns));
+            .min(last.map_or(u64::MAX, |(_, ns)| ns));
         let deadline = self.call_deadline(&call, now);
         let remaining = deadline
             .saturating_duration_since(now)
@@ -181,43 +170,12 @@ impl PoolActor {
         encode_call_by_into(frames, &call.frame, start_by_ns);
         bind_session(&mut self.affinity, &call, id, now);
         if let Some(w) = self.workers.get_mut(&id) {
-            w.next.push_back(Pipelined {
-                call,
-                start_by_ns,
-                start_by,
-                revoke_at: start_by,
-            });
+            w.call_started();
+            let frame_len = call.frame.len();
+            w.calls
+                .pipeline(call.req_id, call, frame_len, deadline, start_by, start_by_ns);
         }
         self.call_metrics.pipelined.inc();
-    }
-
-    /// Books how long the call that just finished took, for `may_pipeline`.
-    pub(super) fn count_call_time(&mut self, id: WorkerId, now: Instant) {
-        if let Some(w) = self.workers.get_mut(&id) {
-            let took = now.saturating_duration_since(w.running_since);
-            w.fast_streak = if took <= PIPELINE_FAST {
-                w.fast_streak.saturating_add(1)
-            } else {
-                0
-            };
-        }
-    }
-
-    /// The worker answered its running call: the first of the calls pipelined behind it,
-    /// if any, is the running one now. Returns whether there was one.
-    pub(super) fn promote_next(&mut self, id: WorkerId, now: Instant) -> bool {
-        let deadline = match self.workers.get(&id).and_then(|w| w.next.front()) {
-            Some(p) => self.call_deadline(&p.call, now),
-            None => return false,
-        };
-        let Some(w) = self.workers.get_mut(&id) else {
-            return false;
-        };
-        let Some(p) = w.next.pop_front() else { return false };
-        w.running = Some((p.call, deadline));
-        w.running_since = now;
-        w.running_pipelined = true;
-        true
     }
 
     /// A call that never started goes back to the front of the queue (or is answered, if
@@ -239,28 +197,22 @@ impl PoolActor {
         let due: Vec<WorkerId> = self
             .workers
             .values()
-            .filter(|w| w.next.back().is_some_and(|p| p.revoke_at <= now))
+            // A worker being killed keeps its calls until its exit settles them.
+            .filter(|w| w.pipe.is_some() && w.calls.revoke_due(now))
             .map(|w| w.id)
             .collect();
         for id in due {
             let Some(w) = self.workers.get_mut(&id) else { continue };
-            let Some(io) = w.io.as_ref() else {
-                // Being killed: its exit settles the calls.
-                continue;
-            };
-            let overdue = overdue_from_back(w.next.iter().map(|p| p.start_by_ns), monotonic_ns());
-            if overdue == 0 || io.reply_waiting() {
-                if let Some(p) = w.next.back_mut() {
-                    p.revoke_at = now + std::time::Duration::from_millis(1);
-                }
+            let overdue = w.calls.overdue(monotonic_ns());
+            if overdue == 0 || w.pipe.as_ref().is_none_or(|p| p.reply_waiting()) {
+                w.calls.postpone_revoke(now + REVOKE_RETRY);
                 continue;
             }
-            let back = w.next.split_off(w.next.len() - overdue);
-            w.taken_back.extend(back.iter().map(|p| p.call.req_id));
+            let back = w.calls.take_back(overdue);
             tracing::debug!(pool = %self.spec.name, worker = %id, "took back {overdue} calls from behind a long call");
-            for p in back.into_iter().rev() {
+            for call in back.into_iter().rev() {
                 self.call_metrics.taken_back.inc();
-                self.requeue_unstarted(p.call);
+                self.requeue_unstarted(call);
             }
         }
     }
@@ -269,8 +221,8 @@ impl PoolActor {
         self.workers
             .values()
             // A worker being killed keeps its calls until its exit settles them.
-            .filter(|w| w.io.is_some())
-            .filter_map(|w| w.next.back().map(|p| p.revoke_at))
+            .filter(|w| w.pipe.is_some())
+            .filter_map(|w| w.calls.revoke_at())
             .min()
     }
 }

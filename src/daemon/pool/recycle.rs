@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use super::PoolActor;
 use crate::ids::WorkerId;
-use crate::lifecycle::{Reason, WorkerEvent, WorkerState, WorkerStats, recycle_decision, transition};
+use crate::lifecycle::{Reason, WorkerEvent, WorkerState, WorkerStats, recycle_decision};
 use crate::proto::call::ErrorKind;
 use crate::proto::event::EventKind;
 
@@ -27,7 +27,7 @@ impl PoolActor {
     /// Evaluates the recycle triggers of one worker and acts on the first that fires.
     pub(super) fn check_triggers(&mut self, id: WorkerId, now: Instant) {
         let Some(w) = self.workers.get(&id) else { return };
-        if w.retire.is_some() || !matches!(w.state, WorkerState::Idle | WorkerState::Busy) {
+        if w.retire.is_some() || !matches!(w.state(), WorkerState::Idle | WorkerState::Busy) {
             return;
         }
         let stats = WorkerStats {
@@ -88,7 +88,7 @@ impl PoolActor {
             let Some(w) = self.workers.get_mut(&id).filter(|w| w.live() && w.retire.is_none()) else {
                 continue;
             };
-            if w.state == WorkerState::Starting {
+            if w.state() == WorkerState::Starting {
                 // Nothing to hand over: replace it outright.
                 self.replacing.push_back((id, reason));
                 self.kill_worker(id, reason, format!("recycled ({reason}) before it was ready"));
@@ -110,7 +110,7 @@ impl PoolActor {
         let ready_members = self
             .workers
             .values()
-            .filter(|w| w.retire.is_none() && matches!(w.state, WorkerState::Idle | WorkerState::Busy))
+            .filter(|w| w.retire.is_none() && matches!(w.state(), WorkerState::Idle | WorkerState::Busy))
             .count();
         if ready_members < self.desired() {
             return;
@@ -118,7 +118,7 @@ impl PoolActor {
         let retiring: Vec<WorkerId> = self
             .workers
             .values()
-            .filter(|w| w.retire.is_some() && matches!(w.state, WorkerState::Idle | WorkerState::Busy))
+            .filter(|w| w.retire.is_some() && matches!(w.state(), WorkerState::Idle | WorkerState::Busy))
             .map(|w| w.id)
             .collect();
         for id in retiring {
@@ -130,16 +130,16 @@ impl PoolActor {
     /// Takes a worker out of rotation: it finishes its call (within drain_timeout), then stops.
     pub(super) fn drain_worker(&mut self, id: WorkerId, now: Instant) {
         let Some(w) = self.workers.get_mut(&id) else { return };
-        if w.state == WorkerState::Starting {
+        if w.state() == WorkerState::Starting {
             let reason = w.retire.or(Some(Reason::Manual));
             return self.stop_worker(id, reason, now);
         }
-        match transition(w.state, WorkerEvent::Drain) {
-            Ok(next) => w.state = next,
-            Err(_) => return, // already draining or stopping
+        if !w.is_ready() {
+            return; // already draining or stopping
         }
+        w.apply(WorkerEvent::Drain);
         w.drain_deadline = Some(now + self.spec.drain_timeout);
-        let (idle, pid, reason) = (w.running.is_none(), w.pid, w.retire);
+        let (idle, pid, reason) = (w.calls.is_empty(), w.pid, w.retire);
         self.emit(EventKind::WorkerDraining, Some(id), pid, |ev| ev.reason = reason);
         // Sessions bound to it move on their next call (only idle/busy workers bind).
         if idle {
@@ -152,8 +152,8 @@ impl PoolActor {
         let done: Vec<WorkerId> = self
             .workers
             .values()
-            .filter(|w| w.state == WorkerState::Draining)
-            .filter(|w| w.running.is_none() || w.drain_deadline.is_some_and(|t| t <= now))
+            .filter(|w| w.state() == WorkerState::Draining)
+            .filter(|w| w.calls.is_empty() || w.drain_deadline.is_some_and(|t| t <= now))
             .map(|w| w.id)
             .collect();
         for id in done {
@@ -304,8 +304,8 @@ impl PoolActor {
             .filter(|w| w.live() && w.retire.is_none())
             .map(|w| {
                 (
-                    w.state != WorkerState::Starting,
-                    w.running.is_some(),
+                    w.state() != WorkerState::Starting,
+                    !w.calls.is_empty(),
                     w.started_at,
                     w.id,
                 )

@@ -44,7 +44,7 @@ impl PoolActor {
             .map(|w| WorkerStatus {
                 id: w.id,
                 pid: w.pid.unwrap_or(0),
-                state: w.state,
+                state: w.state(),
                 health: w.health,
                 rss_bytes: w.sample.as_ref().map_or(0, |s| s.rss_bytes),
                 memory_bytes: w.sample.as_ref().map_or(0, |s| s.memory_bytes),

@@ -7,9 +7,9 @@ use crate::ids::WorkerId;
 /// Where a call goes now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Choice {
-    /// Run it on this (idle) worker.
+    /// Run it on this worker (it has a free slot).
     Worker(WorkerId),
-    /// Keep it queued: its session's worker is busy, or nobody is idle.
+    /// Keep it queued: its session's worker is full, or no worker has a free slot.
     Wait,
 }
 
@@ -17,15 +17,16 @@ pub enum Choice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bound {
     pub worker: WorkerId,
-    pub idle: bool,
+    /// It has a free slot.
+    pub free: bool,
 }
 
 /// A call bound to a live worker waits for that worker rather than migrating (its state
-/// lives there); any other call takes the worker that has been idle longest, which spreads
+/// lives there); any other call takes the free worker `pick` chose, which spreads
 /// calls evenly.
-pub fn choose_worker(bound: Option<Bound>, longest_idle: Option<WorkerId>) -> Choice {
-    match (bound, longest_idle) {
-        (Some(b), _) if b.idle => Choice::Worker(b.worker),
+pub fn choose_worker(bound: Option<Bound>, free: Option<WorkerId>) -> Choice {
+    match (bound, free) {
+        (Some(b), _) if b.free => Choice::Worker(b.worker),
         (Some(_), _) => Choice::Wait,
         (None, Some(w)) => Choice::Worker(w),
         (None, None) => Choice::Wait,
@@ -78,16 +79,6 @@ pub fn may_pipeline(fast_streak: u32, running_for: Duration) -> bool {
     fast_streak >= PIPELINE_STREAK && running_for <= PIPELINE_FAST
 }
 
-/// Whether a worker whose pipelined calls number `held` (the last of them to be started
-/// before `last_start_by`) may take one more. The start-by instants of a worker's pipelined
-/// calls never increase from the front of its pipe to the back, so the ones past their
-/// start-by are always the last ones and can be taken back without reordering the rest;
-/// once the latest start-by is half a hold away, the worker's pipe is let run dry and the
-/// next call starts a fresh hold.
-pub fn has_pipeline_room<T: Ord + Copy>(held: usize, last_start_by: Option<T>, half_hold_from_now: T) -> bool {
-    held < PIPELINE_DEPTH && last_start_by.is_none_or(|s| s >= half_hold_from_now)
-}
-
 /// Whether a call of `frame_len` bytes fits behind the `held` calls (of `held_bytes`)
 /// already pipelined to a worker.
 pub fn pipe_has_bytes_for(held: usize, held_bytes: usize, frame_len: usize) -> bool {
@@ -114,17 +105,6 @@ mod tests {
         assert!(
             !may_pipeline(PIPELINE_STREAK, PIPELINE_FAST + Duration::from_micros(1)),
             "the running call is already slow"
-        );
-    }
-
-    #[test]
-    fn a_pipe_takes_calls_up_to_its_depth_while_its_latest_start_by_is_half_a_hold_away() {
-        assert!(has_pipeline_room(0, None, 5));
-        assert!(has_pipeline_room(PIPELINE_DEPTH - 1, Some(5), 5));
-        assert!(!has_pipeline_room(PIPELINE_DEPTH, Some(9), 5), "full");
-        assert!(
-            !has_pipeline_room(1, Some(4), 5),
-            "its start-by is too near: let it run dry"
         );
     }
 
@@ -172,12 +152,12 @@ mod tests {
         let rows = [
             (None, None, Choice::Wait),
             (None, Some(w2), Choice::Worker(w2)),
-            (Some(Bound { worker: w1, idle: true }), Some(w2), Choice::Worker(w1)),
-            (Some(Bound { worker: w1, idle: true }), None, Choice::Worker(w1)),
+            (Some(Bound { worker: w1, free: true }), Some(w2), Choice::Worker(w1)),
+            (Some(Bound { worker: w1, free: true }), None, Choice::Worker(w1)),
             (
                 Some(Bound {
                     worker: w1,
-                    idle: false,
+                    free: false,
                 }),
                 Some(w2),
                 Choice::Wait,
@@ -185,7 +165,7 @@ mod tests {
             (
                 Some(Bound {
                     worker: w1,
-                    idle: false,
+                    free: false,
                 }),
                 None,
                 Choice::Wait,

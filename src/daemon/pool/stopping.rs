@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use super::PoolActor;
 use super::workers::SUPERVISED_STABLE_AFTER;
 use crate::ids::WorkerId;
-use crate::lifecycle::{Failure, Reason, WorkerEvent, WorkerState, transition};
+use crate::lifecycle::{Failure, Reason, WorkerEvent, WorkerState};
 use crate::proto::call::ErrorKind;
 use crate::proto::event::EventKind;
 use crate::spec::Protocol;
@@ -19,16 +19,10 @@ impl PoolActor {
     /// SIGTERM to the worker's group now, SIGKILL after kill_timeout.
     pub(super) fn stop_worker(&mut self, id: WorkerId, reason: Option<Reason>, now: Instant) {
         let Some(w) = self.workers.get_mut(&id) else { return };
-        if w.state == WorkerState::Stopping {
+        if w.state() == WorkerState::Stopping {
             return;
         }
-        match transition(w.state, WorkerEvent::Stop) {
-            Ok(next) => w.state = next,
-            Err(e) => {
-                tracing::error!(pool = %self.spec.name, worker = %id, "{e}");
-                return;
-            }
-        }
+        w.apply(WorkerEvent::Stop);
         w.stop_reason = reason.or(w.stop_reason);
         if let Some(pid) = w.pid {
             self.deps.spawner.signal_group(pid, Signal::SIGTERM);
@@ -52,13 +46,11 @@ impl PoolActor {
     /// Returns `Some(pid if known)` when the worker exists.
     fn kill_group(&mut self, id: WorkerId, reason: Reason, detail: String) -> Option<Option<u32>> {
         let w = self.workers.get_mut(&id)?;
-        if let Ok(next) = transition(w.state, WorkerEvent::Stop) {
-            w.state = next;
-        }
+        w.apply(WorkerEvent::Stop);
         w.stop_reason = Some(reason);
         w.kill_detail = Some(detail);
         w.kill_at = None;
-        w.io = None;
+        w.pipe = None;
         if let Some(pid) = w.pid {
             self.deps.spawner.signal_group(pid, Signal::SIGKILL);
         }
@@ -78,7 +70,7 @@ impl PoolActor {
         let idle: Vec<WorkerId> = self
             .workers
             .values()
-            .filter(|w| w.running.is_none())
+            .filter(|w| w.calls.is_empty())
             .map(|w| w.id)
             .collect();
         for id in idle {
@@ -110,7 +102,7 @@ impl PoolActor {
         if let Some((deadline, _)) = self.shutdown {
             let busy: Vec<WorkerId> = self.workers.values().filter(|w| w.live()).map(|w| w.id).collect();
             for id in busy {
-                let idle = self.workers.get(&id).is_some_and(|w| w.running.is_none());
+                let idle = self.workers.get(&id).is_some_and(|w| w.calls.is_empty());
                 if idle || deadline <= now {
                     self.stop_worker(id, None, now);
                 }
@@ -154,11 +146,11 @@ impl PoolActor {
         let drains = self
             .workers
             .values()
-            .filter_map(|w| w.drain_deadline.filter(|_| w.state == WorkerState::Draining));
+            .filter_map(|w| w.drain_deadline.filter(|_| w.state() == WorkerState::Draining));
         let ages = self
             .workers
             .values()
-            .filter(|w| w.retire.is_none() && matches!(w.state, WorkerState::Idle | WorkerState::Busy))
+            .filter(|w| w.retire.is_none() && matches!(w.state(), WorkerState::Idle | WorkerState::Busy))
             .filter_map(|w| w.limits.max_age.map(|a| w.started_at + a));
         kills
             .chain(startups)
@@ -180,7 +172,7 @@ impl PoolActor {
     fn has_stable_worker(&self, now: Instant) -> bool {
         let after = self.stable_after();
         self.workers.values().any(|w| {
-            matches!(w.state, WorkerState::Idle | WorkerState::Busy) && w.ready_at.is_some_and(|t| t + after <= now)
+            matches!(w.state(), WorkerState::Idle | WorkerState::Busy) && w.ready_at.is_some_and(|t| t + after <= now)
         })
     }
 }

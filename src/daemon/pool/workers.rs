@@ -1,19 +1,20 @@
 //! The worker half of the pool actor: starting workers, readiness, exits, restarts with
 //! backoff and the crash-loop breaker, stopping and killing.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::pipe::WorkerMsg;
+use super::routing::PIPELINE_DEPTH;
+use super::window::WindowPolicy;
+use super::worker::{Replies, Worker};
 use super::{PoolActor, PoolMsg};
-use crate::daemon::monitor::{self, TreeSample, reported_growth_rate};
+use crate::daemon::monitor;
 use crate::daemon::output;
 use crate::daemon::procs::ExitInfo;
 use crate::daemon::spawn::{SpawnError, SpawnRequest, Spawned, TemplateRequest};
-use crate::daemon::worker_io::{self, WorkerIo, WorkerMsg};
 use crate::ids::WorkerId;
 use crate::lifecycle::{
     Failure, Health, PoolVerdict, Reason, WorkerEvent, WorkerLimits, WorkerState, exit_reason, exit_reason_with_cpu,
-    transition,
 };
 use crate::proto::call::ErrorKind;
 use crate::proto::event::EventKind;
@@ -27,118 +28,20 @@ pub const SUPERVISED_STABLE_AFTER: Duration = Duration::from_secs(1);
 /// The resolution of the runtime's timers.
 const TIMER_SLACK: Duration = Duration::from_millis(1);
 
-#[derive(Debug)]
-pub struct Worker {
-    pub id: WorkerId,
-    pub pid: Option<u32>,
-    pub state: WorkerState,
-    pub health: Health,
-    pub started_at: Instant,
-    pub ready_at: Option<Instant>,
-    /// When it last became idle: the longest idle worker takes the next call.
-    pub idle_since: Instant,
-    pub requests: u64,
-    pub errors: u64,
-    /// Methods the worker announced in its ready frame.
-    pub handlers: Vec<String>,
-    pub io: Option<WorkerIo>,
-    /// The call it is running, with the instant it times out.
-    pub running: Option<(super::Call, Instant)>,
-    /// When the running call was handed over (or reached the front of its pipe).
-    pub running_since: Instant,
-    /// The running call was pipelined: the worker refuses it if it got to it too late.
-    pub running_pipelined: bool,
-    /// Calls written behind the running one, not started yet, in pipe order (`pipeline.rs`).
-    pub next: VecDeque<super::pipeline::Pipelined>,
-    /// Pipelined calls pitd took back: the worker's answers to them are dropped.
-    pub taken_back: Vec<u64>,
-    /// The last call of it that timed out: a late reply to it is dropped.
-    pub timed_out: Option<u64>,
-    /// Calls in a row that took at most `PIPELINE_FAST`.
-    pub fast_streak: u32,
-    /// How far its reply pipe has been read.
-    pub replies: Replies,
-    /// Its exit, reaped while the rest of its replies may still be on their way, and when
-    /// to stop waiting for them. Meanwhile it is given nothing new.
-    pub exit: Option<(ExitInfo, Instant)>,
-    /// Set when pitd asked it to stop: SIGKILL is due at this instant.
-    pub kill_at: Option<Instant>,
-    /// Why pitd stopped it; `None` for an exit nobody asked for.
-    pub stop_reason: Option<Reason>,
-    /// Set when pitd sent it SIGKILL, saying why in words ("protocol error (...)"): its
-    /// lost calls and its exit event name this rather than the signal.
-    pub kill_detail: Option<String>,
-    /// The latest sample of its process tree.
-    pub sample: Option<TreeSample>,
-    /// Its own draw of max_requests/max_age (jitter keeps workers from recycling together).
-    pub limits: WorkerLimits,
-    pub consecutive_errors: u32,
-    /// Selected for retirement: it no longer counts towards `size` (so a replacement
-    /// starts) but keeps serving until the pool has `size` other ready workers.
-    pub retire: Option<Reason>,
-    /// The recycled worker it replaces and why that one was recycled (its `worker_started`
-    /// event says so; its own status does not: that is about what happened to it).
-    pub started_for: Option<(WorkerId, Reason)>,
-    /// While draining: stop it at this instant even if its call has not finished.
-    pub drain_deadline: Option<Instant>,
-    /// An unanswered health ping: its id and when it was sent.
-    pub ping: Option<(u64, Instant)>,
-    /// Last time it proved alive (ready, a reply, a pong): pings go to workers idle since.
-    pub last_seen: Instant,
-    pub health_failures: u32,
-    /// Recent (time, RSS) points for the growth rate.
-    pub rss_history: VecDeque<(Instant, u64)>,
-}
-
-/// How much of what a worker wrote on its reply pipe pitd has seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Replies {
-    /// No pipe (supervise-only, or not started yet).
-    None,
-    /// Being read.
-    Open,
-    /// Read to its end: every frame the worker wrote has been handled.
-    Done,
-    /// Reading stopped at a bad frame: what came after it is unknown.
-    Broken,
-}
-
 /// How long an exited worker's remaining replies are waited for (its pipe normally ends
 /// at once; a descendant that escaped its group may hold it open).
 const EXIT_REPLIES_WAIT: Duration = Duration::from_millis(200);
 
-/// Samples kept for the RSS growth rate (at 1 s sampling: the last half minute).
-const RSS_HISTORY: usize = 30;
-
-impl Worker {
-    pub fn record_sample(&mut self, sample: TreeSample) {
-        // The growth of a worker still importing its app is its start-up, not a leak.
-        if self.state != WorkerState::Starting {
-            self.rss_history.push_back((sample.at, sample.rss_bytes));
-            while self.rss_history.len() > RSS_HISTORY {
-                self.rss_history.pop_front();
-            }
-        }
-        self.sample = Some(sample);
-    }
-
-    /// RSS growth in bytes per second over the recent samples since it was ready; 0 until
-    /// there are enough of them to tell.
-    pub fn rss_growth(&self) -> i64 {
-        let points: Vec<(Instant, u64)> = self.rss_history.iter().copied().collect();
-        reported_growth_rate(&points)
-    }
-
-    pub fn live(&self) -> bool {
-        !matches!(self.state, WorkerState::Stopping | WorkerState::Exited)
-    }
-
-    pub(super) fn startup_deadline(&self, timeout: Duration) -> Option<Instant> {
-        (self.state == WorkerState::Starting).then_some(self.started_at + timeout)
-    }
-}
-
 impl PoolActor {
+    /// The calls one worker of this pool may hold: one running, and up to
+    /// `PIPELINE_DEPTH` pipelined behind it.
+    pub(super) fn window_policy(&self) -> WindowPolicy {
+        WindowPolicy {
+            slots: 1,
+            pipeline_depth: PIPELINE_DEPTH,
+        }
+    }
+
     /// Workers that count towards `size`: live and not being retired.
     pub(super) fn live_count(&self) -> usize {
         self.workers.values().filter(|w| w.live() && w.retire.is_none()).count()
@@ -147,15 +50,12 @@ impl PoolActor {
     fn starting_count(&self) -> usize {
         self.workers
             .values()
-            .filter(|w| w.state == WorkerState::Starting)
+            .filter(|w| w.state() == WorkerState::Starting)
             .count()
     }
 
     pub(super) fn ready_count(&self) -> usize {
-        self.workers
-            .values()
-            .filter(|w| matches!(w.state, WorkerState::Idle | WorkerState::Busy))
-            .count()
+        self.workers.values().filter(|w| w.is_ready()).count()
     }
 
     /// Starts workers until the pool has `size` live ones, unless a backoff or a failing
@@ -206,41 +106,8 @@ impl PoolActor {
                 news: self.template_sink.clone(),
             }),
         };
-        let worker = Worker {
-            id,
-            pid: None,
-            state: WorkerState::Starting,
-            health: Health::Unknown,
-            started_at: now,
-            ready_at: None,
-            idle_since: now,
-            requests: 0,
-            errors: 0,
-            handlers: Vec::new(),
-            io: None,
-            running: None,
-            running_since: now,
-            running_pipelined: false,
-            next: VecDeque::new(),
-            taken_back: Vec::new(),
-            timed_out: None,
-            fast_streak: 0,
-            replies: Replies::None,
-            exit: None,
-            kill_at: None,
-            stop_reason: None,
-            kill_detail: None,
-            sample: None,
-            rss_history: VecDeque::new(),
-            limits: WorkerLimits::draw(&self.spec.recycle, &mut self.rng),
-            consecutive_errors: 0,
-            retire: None,
-            started_for: self.replacing.pop_front(),
-            drain_deadline: None,
-            ping: None,
-            last_seen: now,
-            health_failures: 0,
-        };
+        let limits = WorkerLimits::draw(&self.spec.recycle, &mut self.rng);
+        let worker = Worker::new(id, now, limits, self.replacing.pop_front(), self.window_policy());
         self.workers.insert(id, worker);
         let (spawned_tx, exit_tx) = (self.me.clone(), self.me.clone());
         self.deps.spawner.spawn(
@@ -285,9 +152,9 @@ impl PoolActor {
             monitor.watch_with(pid, self.spec.recycle.memory_metric, shared_pages, sink);
         }
         if let (Some(to), Some(from)) = (spawned.to_worker, spawned.from_worker) {
-            match worker_io::start(id, to, from, self.me.clone(), MAX_FRAME) {
-                Ok(io) => {
-                    w.io = Some(io);
+            match self.deps.pipes.open(id, to, from, self.me.clone()) {
+                Ok(pipe) => {
+                    w.pipe = Some(pipe);
                     w.replies = Replies::Open;
                 }
                 Err(e) => {
@@ -349,7 +216,7 @@ impl PoolActor {
     /// crash-loop breaker counts like any other.
     fn protocol_error(&mut self, id: WorkerId, why: &str, now: Instant) {
         let Some(w) = self.workers.get(&id) else { return };
-        let starting = w.state == WorkerState::Starting;
+        let starting = w.state() == WorkerState::Starting;
         tracing::error!(pool = %self.spec.name, worker = %id, "protocol error, killing the worker: {why}");
         self.kill_worker(id, Reason::ProtocolError, format!("protocol error ({why})"));
         if starting {
@@ -394,13 +261,12 @@ impl PoolActor {
 
     fn worker_ready(&mut self, id: WorkerId, handlers: Vec<String>, now: Instant) {
         let Some(w) = self.workers.get_mut(&id) else { return };
-        match transition(w.state, WorkerEvent::Ready) {
-            Ok(next) => w.state = next,
-            Err(e) => {
-                tracing::error!(pool = %self.spec.name, worker = %id, "{e}");
-                return;
-            }
+        if w.state() != WorkerState::Starting {
+            // Stopped or killed while it started, or a second READY: nothing to do.
+            tracing::debug!(pool = %self.spec.name, worker = %id, state = %w.state(), "ready frame ignored");
+            return;
         }
+        w.apply(WorkerEvent::Ready);
         w.ready_at = Some(now);
         w.idle_since = now;
         w.last_seen = now;
@@ -424,7 +290,7 @@ impl PoolActor {
     pub(super) fn on_exited(&mut self, id: WorkerId, info: ExitInfo, now: Instant) {
         if let Some(w) = self.workers.get_mut(&id)
             && w.replies == Replies::Open
-            && (w.running.is_some() || !w.next.is_empty())
+            && !w.calls.is_empty()
         {
             w.exit = Some((info, now + EXIT_REPLIES_WAIT));
             return;
@@ -438,7 +304,7 @@ impl PoolActor {
         if let (Some(monitor), Some(pid)) = (&self.deps.monitor, w.pid) {
             monitor.unwatch(pid);
         }
-        let planned = w.stop_reason.is_some() || w.state == WorkerState::Stopping;
+        let planned = w.stop_reason.is_some() || w.state() == WorkerState::Stopping;
         let cpu_limit = self.spec.rlimits.cpu.map(Duration::from_secs);
         // A planned stop carries the reason pitd stopped it for (none for a plain stop,
         // such as shutdown); an unplanned exit is a crash or a CPU-limit kill.
@@ -456,18 +322,14 @@ impl PoolActor {
             Some(detail) => format!("was killed by pitd: {detail}"),
             None => format!("died during the call: {status}"),
         };
-        // Back to front, each to the front of the queue: the calls that go back to the
-        // queue keep their order, the running one (the oldest) first.
-        let unanswered = w.replies == Replies::Done;
-        for p in std::mem::take(&mut w.next).into_iter().rev() {
-            if unanswered {
-                // Its reply pipe ended without an answer to the call ahead: never started.
-                self.requeue_unstarted(p.call);
-            } else {
-                self.call_lost(p.call, &id, &ended);
-            }
+        // Its reply pipe read to the end without an answer to the call ahead: the calls
+        // pipelined behind never started. Back to front, each to the front of the queue:
+        // the calls that go back keep their order, the oldest first.
+        let settled = w.calls.settle_exit(w.replies == Replies::Done);
+        for call in settled.unstarted.into_iter().rev() {
+            self.requeue_unstarted(call);
         }
-        if let Some((call, _)) = w.running.take() {
+        for call in settled.lost.into_iter().rev() {
             self.call_lost(call, &id, &ended);
         }
         for (_, done) in self.worker_waiters.extract_if(.., |(waited, _)| *waited == id) {

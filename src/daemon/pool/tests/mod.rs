@@ -1,6 +1,8 @@
 //! The pool actor driven by messages, with a fake spawner that records what pitd would do:
 //! restarts, backoff, the crash-loop breaker and surge recycling in milliseconds, without
-//! processes.
+//! processes. `calls` adds fake worker pipes for the call path.
+
+mod calls;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -8,6 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
+use super::pipe::{PipeOpener, WorkerPipe};
 use super::{PoolActor, PoolDeps, PoolMsg, Spawner};
 use crate::daemon::events::EventLog;
 use crate::daemon::output::OutputStore;
@@ -33,18 +36,74 @@ impl Spawner for FakeSpawner {
     }
 }
 
+/// Records what pitd writes to each worker's pipe; `full` workers' pipes take nothing, and
+/// `waiting` says a reply is unread in every pipe.
+#[derive(Debug, Default)]
+struct FakePipes {
+    written: Mutex<Vec<(WorkerId, Vec<u8>)>>,
+    full: Mutex<Vec<WorkerId>>,
+    waiting: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug)]
+struct FakePipe {
+    id: WorkerId,
+    pipes: Arc<FakePipes>,
+}
+
+impl WorkerPipe for FakePipe {
+    fn send(&self, frames: Vec<u8>) -> Result<(), Vec<u8>> {
+        if self.pipes.full.lock().unwrap().contains(&self.id) {
+            return Err(frames);
+        }
+        self.pipes.written.lock().unwrap().push((self.id, frames));
+        Ok(())
+    }
+    fn reply_waiting(&self) -> bool {
+        self.pipes.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+struct FakeOpener(Arc<FakePipes>);
+
+impl PipeOpener for FakeOpener {
+    fn open(
+        &self,
+        id: WorkerId,
+        _: std::os::fd::OwnedFd,
+        _: std::os::fd::OwnedFd,
+        _: mpsc::UnboundedSender<PoolMsg>,
+    ) -> std::io::Result<Box<dyn WorkerPipe>> {
+        Ok(Box::new(FakePipe {
+            id,
+            pipes: self.0.clone(),
+        }))
+    }
+}
+
 struct Harness {
     actor: PoolActor,
     fake: Arc<FakeSpawner>,
+    pipes: Arc<FakePipes>,
+    /// Pools that speak the pit protocol get pipes.
+    pit: bool,
     _rx: mpsc::UnboundedReceiver<PoolMsg>,
 }
 
 fn harness(pool_toml: &str) -> Harness {
-    let text = format!("[pools.p]\ncommand = [\"w\"]\nprotocol = \"none\"\n{pool_toml}");
+    spec_harness(&format!(
+        "[pools.p]\ncommand = [\"w\"]\nprotocol = \"none\"\n{pool_toml}"
+    ))
+}
+
+fn spec_harness(text: &str) -> Harness {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("t.toml");
-    let spec = crate::spec::parse(&text, &path).expect("valid spec").pools.remove(0);
+    let spec = crate::spec::parse(text, &path).expect("valid spec").pools.remove(0);
     let fake = Arc::new(FakeSpawner::default());
+    let pipes = Arc::new(FakePipes::default());
+    let pit = spec.protocol == crate::spec::Protocol::Pit;
     let deps = PoolDeps {
+        pipes: Arc::new(FakeOpener(pipes.clone())),
         spawner: fake.clone(),
         ids: Arc::new(IdAllocator::default()),
         output: Arc::new(OutputStore::default()),
@@ -56,6 +115,8 @@ fn harness(pool_toml: &str) -> Harness {
     Harness {
         actor: PoolActor::new(spec, deps, tx),
         fake,
+        pipes,
+        pit,
         _rx: rx,
     }
 }
@@ -73,13 +134,20 @@ impl Harness {
     fn started(&mut self, id: WorkerId, now: Instant) {
         let (out_r, _out_w) = nix::unistd::pipe().unwrap();
         let (err_r, _err_w) = nix::unistd::pipe().unwrap();
+        let (to_worker, from_worker) = match self.pit {
+            true => {
+                let (r, w) = nix::unistd::pipe().unwrap();
+                (Some(w), Some(r))
+            }
+            false => (None, None),
+        };
         let spawned = Spawned {
             pid: 1000 + id.0 as u32,
             started_at: now,
             stdout: out_r,
             stderr: err_r,
-            to_worker: None,
-            from_worker: None,
+            to_worker,
+            from_worker,
         };
         self.actor.handle(
             PoolMsg::Spawned {

@@ -1,0 +1,561 @@
+//! The calls one worker holds, as one model with one owner: a window of calls in flight.
+//!
+//! A worker has `slots` calls *running* (started, or certain to start: the worker reads its
+//! pipe in order), and, once every slot is taken, up to `pipeline_depth` more *pipelined*
+//! behind them: written to its pipe with a start-by instant, not started yet, and taken back
+//! when the calls ahead run long (`pipeline.rs` says why). Today's pools are `slots = 1`
+//! with pipelining; concurrent workers are `slots = N` without; both are this one model.
+//!
+//! A running call whose caller has had `timeout` keeps its slot, without the call, until
+//! the worker answers it or dies: the slot is the worker's, and only the worker frees it.
+//! Calls pitd took back are remembered until the worker's refusal of them arrives.
+//!
+//! Pure: no I/O and no clock. Instants are passed in; the window is generic over what a
+//! call is, so its rules are tested with plain values.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::routing::{may_pipeline, overdue_from_back, pipe_has_bytes_for};
+
+/// How many calls a worker may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowPolicy {
+    /// Calls running at once.
+    pub slots: usize,
+    /// Calls written behind full slots, not started yet (0: no pipelining).
+    pub pipeline_depth: usize,
+}
+
+/// A call started on the worker.
+#[derive(Debug)]
+struct Running<C> {
+    req_id: u64,
+    /// `None` once its caller has been answered (timed out): the slot stays taken.
+    call: Option<C>,
+    deadline: Instant,
+    /// When it was handed over, or reached the front of the pipe.
+    since: Instant,
+    /// It was pipelined: the worker refuses it if it got to it past its start-by.
+    pipelined: bool,
+}
+
+/// A call written behind the running ones.
+#[derive(Debug)]
+struct Pipelined<C> {
+    req_id: u64,
+    call: C,
+    frame_len: usize,
+    deadline: Instant,
+    /// The worker does not start it at or after this instant of CLOCK_MONOTONIC.
+    start_by_ns: u64,
+    /// The same instant on pitd's clock.
+    start_by: Instant,
+    /// When pitd looks at taking it back: from `start_by` on, and again a little later
+    /// while an answer is on its way.
+    revoke_at: Instant,
+}
+
+/// What the worker's answer to a call means.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Completion<C> {
+    /// It ran the call: its caller gets the answer.
+    Answered { call: C, took: Duration },
+    /// It got to a pipelined call past its start-by and did not run it.
+    NotStarted(C),
+    /// The answer to a call whose caller already had `timeout`: dropped, its slot freed.
+    Late,
+    /// The answer to a call pitd took back: dropped. `ran` when it ran anyway (a bug).
+    TakenBack { ran: bool },
+    /// Not a call this worker holds: it broke the protocol.
+    Unknown,
+}
+
+/// A dead worker's calls, oldest first.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Settled<C> {
+    /// Started, or may have: they failed with the worker (or are retried).
+    pub lost: Vec<C>,
+    /// Known never to have started: they go to another worker.
+    pub unstarted: Vec<C>,
+}
+
+#[derive(Debug)]
+pub struct CallWindow<C> {
+    policy: WindowPolicy,
+    /// In the order they started.
+    running: VecDeque<Running<C>>,
+    /// In pipe order; start-by instants never increase towards the back.
+    pipelined: VecDeque<Pipelined<C>>,
+    /// Calls taken back whose refusal has not arrived.
+    taken_back: Vec<u64>,
+    /// Calls in a row that took at most `PIPELINE_FAST`.
+    fast_streak: u32,
+}
+
+impl<C> CallWindow<C> {
+    pub fn new(policy: WindowPolicy) -> Self {
+        CallWindow {
+            policy,
+            running: VecDeque::new(),
+            pipelined: VecDeque::new(),
+            taken_back: Vec::new(),
+            fast_streak: 0,
+        }
+    }
+
+    /// Calls the worker holds: running (answered or not) and pipelined.
+    pub fn in_flight(&self) -> usize {
+        self.running.len() + self.pipelined.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty() && self.pipelined.is_empty()
+    }
+
+    /// Pipelined calls, and the bytes of their frames.
+    pub fn pipelined(&self) -> (usize, usize) {
+        (self.pipelined.len(), self.pipelined.iter().map(|p| p.frame_len).sum())
+    }
+
+    /// Whether a call handed over now would start at once.
+    pub fn has_free_slot(&self) -> bool {
+        self.running.len() < self.policy.slots && self.pipelined.is_empty()
+    }
+
+    /// Whether a call of `frame_len` bytes may be pipelined now: every slot busy with calls
+    /// that have been short (`may_pipeline`), room in the pipe, and the latest start-by
+    /// still `half_hold_from_now` or later (else the pipe is let run dry first).
+    pub fn may_pipeline(&self, frame_len: usize, now: Instant, half_hold_from_now: Instant) -> bool {
+        let Some(oldest) = self.running.front() else {
+            return false;
+        };
+        let (held, held_bytes) = self.pipelined();
+        self.running.len() >= self.policy.slots
+            && held < self.policy.pipeline_depth
+            && self.taken_back.is_empty()
+            && self.pipelined.back().is_none_or(|p| p.start_by >= half_hold_from_now)
+            && pipe_has_bytes_for(held, held_bytes, frame_len)
+            && may_pipeline(self.fast_streak, now.saturating_duration_since(oldest.since))
+    }
+
+    /// The latest start-by in the pipe, on both clocks: a call pipelined behind it must not
+    /// be started later.
+    pub fn last_start_by(&self) -> Option<(Instant, u64)> {
+        self.pipelined.back().map(|p| (p.start_by, p.start_by_ns))
+    }
+
+    /// Starts a call now (a slot must be free).
+    pub fn admit(&mut self, req_id: u64, call: C, deadline: Instant, now: Instant) {
+        debug_assert!(self.has_free_slot(), "admit without a free slot");
+        self.running.push_back(Running {
+            req_id,
+            call: Some(call),
+            deadline,
+            since: now,
+            pipelined: false,
+        });
+    }
+
+    /// Books a call written behind the running ones.
+    pub fn pipeline(
+        &mut self,
+        req_id: u64,
+        call: C,
+        frame_len: usize,
+        deadline: Instant,
+        start_by: Instant,
+        start_by_ns: u64,
+    ) {
+        self.pipelined.push_back(Pipelined {
+            req_id,
+            call,
+            frame_len,
+            deadline,
+            start_by_ns,
+            start_by,
+            revoke_at: start_by,
+        });
+    }
+
+    /// The worker answered `req_id`; `refused` when its answer says it did not start the
+    /// call (a pipelined call it got to too late).
+    pub fn complete(&mut self, req_id: u64, refused: bool, now: Instant) -> Completion<C> {
+        if let Some(at) = self.taken_back.iter().position(|t| *t == req_id) {
+            self.taken_back.swap_remove(at);
+            return Completion::TakenBack { ran: !refused };
+        }
+        let Some(at) = self.running.iter().position(|r| r.req_id == req_id) else {
+            return Completion::Unknown;
+        };
+        let done = self.running.remove(at).expect("position found");
+        let completion = match done.call {
+            None => Completion::Late,
+            Some(call) if refused && done.pipelined => Completion::NotStarted(call),
+            Some(call) => {
+                let took = now.saturating_duration_since(done.since);
+                self.fast_streak = if took <= super::routing::PIPELINE_FAST {
+                    self.fast_streak.saturating_add(1)
+                } else {
+                    0
+                };
+                Completion::Answered { call, took }
+            }
+        };
+        // The worker reads its pipe in order: the first pipelined call is the next it runs.
+        if self.running.len() < self.policy.slots
+            && let Some(p) = self.pipelined.pop_front()
+        {
+            self.running.push_back(Running {
+                req_id: p.req_id,
+                call: Some(p.call),
+                deadline: p.deadline,
+                since: now,
+                pipelined: true,
+            });
+        }
+        completion
+    }
+
+    /// Takes the calls of running slots past their deadline, oldest first, each with its
+    /// deadline; their slots stay taken until the worker answers or dies.
+    pub fn time_out(&mut self, now: Instant) -> Vec<(C, Instant)> {
+        self.running
+            .iter_mut()
+            .filter(|r| r.call.is_some() && r.deadline <= now)
+            .filter_map(|r| Some((r.call.take()?, r.deadline)))
+            .collect()
+    }
+
+    /// Calls that have timed out and whose slots the worker has not freed yet.
+    #[cfg(test)]
+    fn cancelled(&self) -> usize {
+        self.running.iter().filter(|r| r.call.is_none()).count()
+    }
+
+    /// Whether the pipe's last call is due to be looked at for taking back.
+    pub fn revoke_due(&self, now: Instant) -> bool {
+        self.pipelined.back().is_some_and(|p| p.revoke_at <= now)
+    }
+
+    /// How many pipelined calls, from the back of the pipe, are past their start-by
+    /// (`now_ns` on the workers' clock): those the worker will refuse once it gets to them.
+    pub fn overdue(&self, now_ns: u64) -> usize {
+        overdue_from_back(self.pipelined.iter().map(|p| p.start_by_ns), now_ns)
+    }
+
+    /// Takes back the last `count` pipelined calls (the overdue ones), oldest first; the
+    /// worker's refusals of them will be dropped. Only valid while no answer of the worker
+    /// is unread: then none of them can have started.
+    pub fn take_back(&mut self, count: usize) -> Vec<C> {
+        let back = self.pipelined.split_off(self.pipelined.len().saturating_sub(count));
+        self.taken_back.extend(back.iter().map(|p| p.req_id));
+        back.into_iter().map(|p| p.call).collect()
+    }
+
+    /// An answer is on its way: look again at `at`.
+    pub fn postpone_revoke(&mut self, at: Instant) {
+        if let Some(p) = self.pipelined.back_mut() {
+            p.revoke_at = at;
+        }
+    }
+
+    /// Gives back the last `count` pipelined calls, oldest first: they never reached the
+    /// worker (its pipe did not take them).
+    pub fn unsend_last(&mut self, count: usize) -> Vec<C> {
+        let keep = self.pipelined.len().saturating_sub(count);
+        self.pipelined.split_off(keep).into_iter().map(|p| p.call).collect()
+    }
+
+    /// The worker is gone. `read_to_end`: its reply pipe was read to its end, so a pipelined
+    /// call not answered was never started.
+    pub fn settle_exit(&mut self, read_to_end: bool) -> Settled<C> {
+        let mut lost: Vec<C> = self.running.drain(..).filter_map(|r| r.call).collect();
+        let pipelined = self.pipelined.drain(..).map(|p| p.call);
+        let unstarted = if read_to_end {
+            pipelined.collect()
+        } else {
+            lost.extend(pipelined);
+            Vec::new()
+        };
+        self.taken_back.clear();
+        Settled { lost, unstarted }
+    }
+
+    /// The earliest deadline of a running call not answered yet.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.running
+            .iter()
+            .filter(|r| r.call.is_some())
+            .map(|r| r.deadline)
+            .min()
+    }
+
+    /// When to look at taking pipelined calls back.
+    pub fn revoke_at(&self) -> Option<Instant> {
+        self.pipelined.back().map(|p| p.revoke_at)
+    }
+
+    /// When the oldest running call started.
+    pub fn running_since(&self) -> Option<Instant> {
+        self.running.front().map(|r| r.since)
+    }
+
+    /// The running calls, oldest first (answered ones left out).
+    #[cfg(test)]
+    fn running_calls(&self) -> impl Iterator<Item = &C> {
+        self.running.iter().filter_map(|r| r.call.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::routing::{PIPELINE_FAST, PIPELINE_STREAK};
+    use super::*;
+
+    const ONE: WindowPolicy = WindowPolicy {
+        slots: 1,
+        pipeline_depth: 16,
+    };
+    const FOUR: WindowPolicy = WindowPolicy {
+        slots: 4,
+        pipeline_depth: 0,
+    };
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A window whose worker has answered enough short calls to be pipelined to.
+    fn warmed(policy: WindowPolicy, t0: Instant) -> CallWindow<&'static str> {
+        let mut w = CallWindow::new(policy);
+        for i in 0..PIPELINE_STREAK as u64 {
+            w.admit(1000 + i, "warm", t0 + ms(100), t0);
+            assert!(matches!(w.complete(1000 + i, false, t0), Completion::Answered { .. }));
+        }
+        w
+    }
+
+    #[test]
+    fn a_slot_takes_one_call_and_frees_on_its_answer() {
+        let t0 = Instant::now();
+        let mut w = CallWindow::new(ONE);
+        assert!(w.has_free_slot());
+        w.admit(1, "a", t0 + ms(50), t0);
+        assert!(!w.has_free_slot());
+        assert_eq!(w.in_flight(), 1);
+        assert_eq!(
+            w.complete(1, false, t0 + ms(3)),
+            Completion::Answered { call: "a", took: ms(3) }
+        );
+        assert!(w.is_empty() && w.has_free_slot());
+    }
+
+    #[test]
+    fn n_slots_run_n_calls_and_answers_come_in_any_order() {
+        let t0 = Instant::now();
+        let mut w = CallWindow::new(FOUR);
+        for (id, name) in [(1, "a"), (2, "b"), (3, "c")] {
+            w.admit(id, name, t0 + ms(50), t0);
+        }
+        assert!(w.has_free_slot());
+        w.admit(4, "d", t0 + ms(50), t0);
+        assert!(!w.has_free_slot());
+        assert!(matches!(
+            w.complete(3, false, t0),
+            Completion::Answered { call: "c", .. }
+        ));
+        assert!(w.has_free_slot());
+        assert_eq!(w.running_calls().copied().collect::<Vec<_>>(), ["a", "b", "d"]);
+    }
+
+    #[test]
+    fn answers_to_calls_it_does_not_hold_are_unknown() {
+        let t0 = Instant::now();
+        let mut w: CallWindow<&str> = CallWindow::new(ONE);
+        assert_eq!(w.complete(9, false, t0), Completion::Unknown);
+        w.admit(1, "a", t0 + ms(50), t0);
+        assert_eq!(w.complete(2, false, t0), Completion::Unknown);
+        assert_eq!(w.in_flight(), 1);
+    }
+
+    #[test]
+    fn a_timed_out_call_keeps_its_slot_until_the_worker_answers() {
+        let t0 = Instant::now();
+        let mut w = CallWindow::new(FOUR);
+        w.admit(1, "slow", t0 + ms(10), t0);
+        w.admit(2, "quick", t0 + ms(100), t0);
+        assert_eq!(w.deadline(), Some(t0 + ms(10)));
+        assert!(w.time_out(t0 + ms(9)).is_empty());
+        assert_eq!(w.time_out(t0 + ms(10)), [("slow", t0 + ms(10))]);
+        assert_eq!(w.cancelled(), 1);
+        assert_eq!(w.in_flight(), 2, "the slot is still the worker's");
+        assert_eq!(w.deadline(), Some(t0 + ms(100)), "a timed-out call is not due again");
+        assert!(matches!(
+            w.complete(2, false, t0),
+            Completion::Answered { call: "quick", .. }
+        ));
+        assert_eq!(w.complete(1, false, t0 + ms(20)), Completion::Late);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn pipelining_needs_full_slots_a_fast_streak_and_room() {
+        let t0 = Instant::now();
+        let half_hold = t0 + ms(5);
+        let mut cold = CallWindow::new(ONE);
+        cold.admit(1, "a", t0 + ms(50), t0);
+        assert!(!cold.may_pipeline(10, t0, half_hold), "no streak of fast calls yet");
+
+        let mut w = warmed(ONE, t0);
+        assert!(!w.may_pipeline(10, t0, half_hold), "a free slot: no need to pipeline");
+        w.admit(1, "a", t0 + ms(50), t0);
+        assert!(w.may_pipeline(10, t0, half_hold));
+        assert!(
+            !w.may_pipeline(10, t0 + PIPELINE_FAST + ms(1), half_hold),
+            "the running call is already slow"
+        );
+        for i in 0..ONE.pipeline_depth as u64 {
+            w.pipeline(10 + i, "p", 10, t0 + ms(50), t0 + ms(10), 10_000);
+        }
+        assert!(!w.may_pipeline(10, t0, half_hold), "the pipe is full");
+
+        let mut near = warmed(ONE, t0);
+        near.admit(1, "a", t0 + ms(50), t0);
+        near.pipeline(2, "p", 10, t0 + ms(50), t0 + ms(4), 4_000);
+        assert!(
+            !near.may_pipeline(10, t0, half_hold),
+            "its start-by is near: let it run dry"
+        );
+
+        let mut concurrent = warmed(FOUR, t0);
+        for id in 1..=4 {
+            concurrent.admit(id, "a", t0 + ms(50), t0);
+        }
+        assert!(
+            !concurrent.may_pipeline(10, t0, half_hold),
+            "no pipelining with depth 0"
+        );
+    }
+
+    #[test]
+    fn the_first_pipelined_call_runs_when_the_call_ahead_is_answered() {
+        let t0 = Instant::now();
+        let mut w = warmed(ONE, t0);
+        w.admit(1, "a", t0 + ms(50), t0);
+        w.pipeline(2, "b", 10, t0 + ms(60), t0 + ms(10), 10);
+        w.pipeline(3, "c", 10, t0 + ms(70), t0 + ms(10), 10);
+        assert_eq!(w.in_flight(), 3);
+        assert!(matches!(
+            w.complete(1, false, t0 + ms(1)),
+            Completion::Answered { call: "a", .. }
+        ));
+        assert_eq!(w.running_calls().copied().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(w.pipelined(), (1, 10));
+        // Its deadline is its own, not the start-by.
+        assert_eq!(w.deadline(), Some(t0 + ms(60)));
+        assert_eq!(w.revoke_at(), Some(t0 + ms(10)), "when to look at taking `c` back");
+        assert!(matches!(
+            w.complete(2, false, t0 + ms(2)),
+            Completion::Answered { call: "b", .. }
+        ));
+        assert!(matches!(
+            w.complete(3, false, t0 + ms(3)),
+            Completion::Answered { call: "c", .. }
+        ));
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_pipelined_call_refused_past_its_start_by_never_ran() {
+        let t0 = Instant::now();
+        let mut w = warmed(ONE, t0);
+        w.admit(1, "a", t0 + ms(50), t0);
+        w.pipeline(2, "b", 10, t0 + ms(60), t0 + ms(10), 10);
+        assert!(matches!(w.complete(1, false, t0 + ms(20)), Completion::Answered { .. }));
+        assert_eq!(w.complete(2, true, t0 + ms(20)), Completion::NotStarted("b"));
+        // A refusal of a call it was handed directly is an answer like any other.
+        w.admit(3, "c", t0 + ms(50), t0);
+        assert!(matches!(
+            w.complete(3, true, t0),
+            Completion::Answered { call: "c", .. }
+        ));
+    }
+
+    #[test]
+    fn overdue_pipelined_calls_are_taken_back_from_the_back_and_their_refusals_dropped() {
+        let t0 = Instant::now();
+        let mut w = warmed(ONE, t0);
+        w.admit(1, "a", t0 + ms(500), t0);
+        w.pipeline(2, "b", 10, t0 + ms(500), t0 + ms(10), 10_000);
+        w.pipeline(3, "c", 10, t0 + ms(500), t0 + ms(9), 9_000);
+        w.pipeline(4, "d", 10, t0 + ms(500), t0 + ms(8), 8_000);
+        assert!(!w.revoke_due(t0 + ms(7)));
+        assert!(w.revoke_due(t0 + ms(8)));
+        assert_eq!(w.overdue(7_000), 0);
+        assert_eq!(w.overdue(9_000), 2);
+        assert_eq!(w.take_back(2), ["c", "d"]);
+        assert!(!w.may_pipeline(10, t0, t0), "nothing more until the refusals are in");
+        assert_eq!(w.in_flight(), 2);
+        assert_eq!(w.complete(3, true, t0 + ms(20)), Completion::TakenBack { ran: false });
+        assert_eq!(w.complete(4, false, t0 + ms(20)), Completion::TakenBack { ran: true });
+        // Nothing more overdue: look again later.
+        assert_eq!(w.overdue(9_500), 0);
+        w.postpone_revoke(t0 + ms(11));
+        assert_eq!(w.revoke_at(), Some(t0 + ms(11)));
+    }
+
+    #[test]
+    fn a_dead_workers_calls_are_lost_or_unstarted_by_what_was_read() {
+        let t0 = Instant::now();
+        let fill = |w: &mut CallWindow<&'static str>| {
+            w.admit(1, "a", t0 + ms(50), t0);
+            w.pipeline(2, "b", 10, t0 + ms(60), t0 + ms(10), 10);
+            w.pipeline(3, "c", 10, t0 + ms(60), t0 + ms(10), 10);
+        };
+        let mut w = warmed(ONE, t0);
+        fill(&mut w);
+        assert_eq!(
+            w.settle_exit(true),
+            Settled {
+                lost: vec!["a"],
+                unstarted: vec!["b", "c"]
+            }
+        );
+        assert!(w.is_empty());
+        let mut w = warmed(ONE, t0);
+        fill(&mut w);
+        assert_eq!(
+            w.settle_exit(false),
+            Settled {
+                lost: vec!["a", "b", "c"],
+                unstarted: vec![]
+            },
+            "a broken pipe: the pipelined calls may have started"
+        );
+        let mut w = CallWindow::new(FOUR);
+        w.admit(1, "a", t0 + ms(5), t0);
+        w.admit(2, "b", t0 + ms(50), t0);
+        assert_eq!(w.time_out(t0 + ms(5)), [("a", t0 + ms(5))]);
+        assert_eq!(
+            w.settle_exit(true),
+            Settled {
+                lost: vec!["b"],
+                unstarted: vec![]
+            },
+            "a call already answered with timeout is not answered again"
+        );
+    }
+
+    #[test]
+    fn calls_the_pipe_did_not_take_come_back_in_order() {
+        let t0 = Instant::now();
+        let mut w = warmed(ONE, t0);
+        w.admit(1, "a", t0 + ms(50), t0);
+        for (id, c) in [(2, "b"), (3, "c"), (4, "d")] {
+            w.pipeline(id, c, 10, t0 + ms(60), t0 + ms(10), 10);
+        }
+        assert_eq!(w.unsend_last(2), ["c", "d"]);
+        assert_eq!(w.pipelined(), (1, 10));
+    }
+}
