@@ -13,6 +13,7 @@ pub mod guard;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;
+pub mod outbox;
 pub mod output;
 pub mod pool;
 pub mod procs;
@@ -21,7 +22,6 @@ pub mod spawn;
 pub mod supervisor;
 pub mod template;
 pub mod worker_io;
-pub mod write_all;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,7 +74,7 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
     let deps_spawner: Arc<dyn pool::Spawner> = Arc::new(procs);
     let deps = PoolDeps {
-        pipes: Arc::new(worker_io::WorkerPipes),
+        pipes: Arc::new(pool::pipe::WorkerPipes),
         spawner: deps_spawner.clone(),
         ids: Arc::new(IdAllocator::default()),
         output: Arc::new(OutputStore::default()),

@@ -47,6 +47,8 @@ pub struct FrameBuf {
     /// Bytes read; the rest of `buf` is room handed out by `spare`.
     valid: usize,
     max: usize,
+    /// Bytes of a refused frame still to be dropped as they arrive (`skip_frame`).
+    skip: usize,
 }
 
 /// Bytes asked of the reader at least, per read.
@@ -60,6 +62,7 @@ impl FrameBuf {
             start: 0,
             valid: 0,
             max,
+            skip: 0,
         }
     }
 
@@ -75,6 +78,25 @@ impl FrameBuf {
         }
     }
 
+    /// The body bytes read so far of the frame at the front (one `next_frame` refused as
+    /// too large: its first bytes may say whose it was).
+    pub fn partial_body(&self) -> &[u8] {
+        self.buf[self.start..self.valid].get(4..).unwrap_or_default()
+    }
+
+    /// Drops the frame at the front, of `len` body bytes, as its bytes arrive, so a peer
+    /// that sent one frame too large can go on with the next.
+    pub fn skip_frame(&mut self, len: usize) {
+        self.skip = 4 + len;
+        self.apply_skip();
+    }
+
+    fn apply_skip(&mut self) {
+        let k = self.skip.min(self.valid - self.start);
+        self.start += k;
+        self.skip -= k;
+    }
+
     /// Whether bytes of a frame not complete yet are held (an end of stream now cuts it).
     pub fn is_partial(&self) -> bool {
         self.start < self.valid
@@ -87,6 +109,10 @@ impl FrameBuf {
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.start = 0;
+        }
+        if self.buf.is_empty() && self.buf.capacity() > 4 * READ_CHUNK {
+            // A large frame has passed: give its memory back.
+            self.buf = Vec::with_capacity(READ_CHUNK);
         }
         let mut want = READ_CHUNK;
         if let Ok(head) = <[u8; 4]>::try_from(self.buf.get(..4).unwrap_or_default()) {
@@ -104,6 +130,7 @@ impl FrameBuf {
     pub fn filled(&mut self, n: usize) {
         self.buf.truncate(self.valid + n);
         self.valid = self.buf.len();
+        self.apply_skip();
     }
 
     /// One read from a blocking reader; `Ok(0)` at its end. Retries an interrupted read.
@@ -189,6 +216,24 @@ mod tests {
         let mut r: &[u8] = &[0, 0, 0, 5];
         big.read_from(&mut r).unwrap();
         assert!(matches!(big.next_frame(), Err(FrameError::TooLarge { len: 5, max: 4 })));
+    }
+
+    #[test]
+    fn a_frame_refused_as_too_large_is_skipped_as_it_arrives() {
+        let mut wire = Vec::new();
+        encode_into(&mut wire, &[b'x'; 100]);
+        encode_into(&mut wire, b"next");
+        let mut fb = FrameBuf::new(50);
+        let mut r: &[u8] = &wire[..20];
+        fb.read_from(&mut r).unwrap();
+        assert!(matches!(fb.next_frame(), Err(FrameError::TooLarge { len: 100, .. })));
+        assert_eq!(fb.partial_body(), &[b'x'; 16]);
+        fb.skip_frame(100);
+        for chunk in wire[20..].chunks(7) {
+            let mut r: &[u8] = chunk;
+            fb.read_from(&mut r).unwrap();
+        }
+        assert_eq!(fb.next_frame().unwrap(), Some(&b"next"[..]));
     }
 
     #[tokio::test]

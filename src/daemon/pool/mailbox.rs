@@ -169,7 +169,7 @@ impl PoolActor {
             .iter_mut()
             .rev()
             .take(JOIN_WITHIN)
-            .find(|(to, _)| to.same_connection(&tx))
+            .find(|(to, _)| to.same_peer(&tx))
         {
             Some((_, joined)) => joined.join(frame),
             None => self.replies.push((tx, frame)),
@@ -179,7 +179,8 @@ impl PoolActor {
     /// Sends the replies the last batch of messages produced.
     pub(super) fn send_replies(&mut self) {
         for (tx, frame) in self.replies.drain(..) {
-            tx.send(frame);
+            // A caller that hung up gets nothing.
+            let _ = tx.send(frame);
         }
     }
 

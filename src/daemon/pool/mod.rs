@@ -76,7 +76,11 @@ impl Spawner for Procs {
     }
 }
 
-pub use super::calls::ReplyTx;
+use super::outbox::{Outbox, Outgoing};
+
+/// Where a call's reply goes: its caller's connection. Closed when the caller hung up or
+/// stopped reading; its queued calls are then dropped instead of run.
+pub type ReplyTx = Outbox<tokio::net::unix::OwnedWriteHalf, ReplyFrame>;
 
 /// A reply on its way to a caller's connection, with the connection's in-flight slot that
 /// is freed once the reply is written: a caller that stops reading its replies soon stops
@@ -85,6 +89,15 @@ pub use super::calls::ReplyTx;
 pub struct ReplyFrame {
     pub bytes: Vec<u8>,
     pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Outgoing for ReplyFrame {
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    fn consume(&mut self, n: usize) {
+        self.bytes.drain(..n);
+    }
 }
 
 impl ReplyFrame {

@@ -8,10 +8,12 @@ use std::os::fd::OwnedFd;
 
 use tokio::sync::mpsc;
 
+pub use crate::daemon::worker_io::WorkerMsg;
+
 use super::PoolMsg;
+use crate::daemon::worker_io::{self, WorkerIo};
 use crate::ids::WorkerId;
-use crate::proto::call::ErrorKind;
-use crate::proto::worker::Ready;
+use crate::proto::worker::MAX_FRAME;
 
 /// The pool's end of one worker's pipes.
 pub trait WorkerPipe: Send + Debug {
@@ -34,23 +36,28 @@ pub trait PipeOpener: Send + Sync + 'static {
     ) -> std::io::Result<Box<dyn WorkerPipe>>;
 }
 
-/// What a worker said, owned, for the pool's mailbox.
-#[derive(Debug)]
-pub enum WorkerMsg {
-    Ready(Ready),
-    /// OK (`error = None`, body = result JSON) or ERR (`error` = its kind, body = the
-    /// error object JSON).
-    Reply {
-        req_id: u64,
-        error: Option<ErrorKind>,
-        body: Vec<u8>,
-    },
-    Pong {
-        req_id: u64,
-    },
-    /// Garbage, an oversized frame, or a broken pipe: the worker must go.
-    ProtocolError(String),
-    /// The end of the reply pipe: every frame the worker wrote has been delivered before
-    /// this (the worker exited, or closed fd 4).
-    Closed,
+impl WorkerPipe for WorkerIo {
+    fn send(&self, frames: Vec<u8>) -> Result<(), Vec<u8>> {
+        WorkerIo::send(self, frames)
+    }
+    fn reply_waiting(&self) -> bool {
+        WorkerIo::reply_waiting(self)
+    }
+}
+
+/// Opens real worker pipes (`worker_io`): what a worker writes reaches its pool's mailbox.
+#[derive(Debug, Default)]
+pub struct WorkerPipes;
+
+impl PipeOpener for WorkerPipes {
+    fn open(
+        &self,
+        id: WorkerId,
+        to_worker: OwnedFd,
+        from_worker: OwnedFd,
+        mailbox: mpsc::UnboundedSender<PoolMsg>,
+    ) -> std::io::Result<Box<dyn WorkerPipe>> {
+        let sink = Box::new(move |msg| mailbox.send(PoolMsg::FromWorker { id, msg }).is_ok());
+        Ok(Box::new(worker_io::start(to_worker, from_worker, sink, MAX_FRAME)?))
+    }
 }

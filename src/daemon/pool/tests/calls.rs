@@ -52,7 +52,7 @@ fn caller() -> Caller {
     peer.set_nonblocking(true).unwrap();
     let (read, write) = tokio::net::UnixStream::from_std(ours).unwrap().into_split();
     Caller {
-        tx: ReplyTx::new(write),
+        tx: ReplyTx::new(write, None),
         peer,
         frames: FrameBuf::new(1 << 20),
         _read: read,
