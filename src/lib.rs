@@ -1,29 +1,27 @@
 //! pit: a supervisor for pools of Python worker processes.
 //!
 //! ```text
-//!  clients ──call socket──▶ calls ──────────────────────(Call)──────────────────┐
-//!  pitctl ──control socket──▶ control ─▶ Supervisor ─▶ PoolHandle ─(PoolMsg)─▶ PoolActor
+//!  clients ──call socket──▶ daemon::serve::calls ──(Call)──────────────────────┐
+//!  pitctl ──control socket──▶ serve::control ─▶ Supervisor ─▶ PoolHandle ─(PoolMsg)─▶ pool actor
 //!                                                                              │  ▲
-//!                                                   spawn / signal requests    ▼  │ spawned / exited
-//!                                                                         procs thread
-//!                                                          fork+exec (spawn), waitpid(-1) (the one reaper)
-//!                                                                              │
-//!                    guard process ◀── worker pgids ──────────────────────────┘
-//!                    (kills them if pitd dies)            workers: own process group,
-//!                                                         rlimits, PDEATHSIG, stdout/stderr
-//!                                                         captured line by line (output)
+//!                                       spawn / signal (Spawner)   frames      ▼  │ exits, WorkerMsg
+//!                                           worker::procs thread   (WorkerPipe) worker::pipes
+//!                                  fork+exec, waitpid(-1) (the one reaper), preload templates
+//!                    worker::guard ◀── worker pgids         workers: own process group,
+//!                    (kills them if pitd dies)              rlimits, PDEATHSIG, output captured
 //! ```
 //!
 //! - `spec`: the TOML pool spec, raw serde types validated into plain types, errors with
 //!   file:line:column.
 //! - `lifecycle`: pure decisions: the worker state machine, restart backoff and the
 //!   crash-loop breaker, recycle triggers. No I/O, no clock.
-//! - `proto`: what travels on each socket: frames, control requests/replies, status,
-//!   events.
-//! - `daemon`: the running pitd. One actor task per pool owns its workers, queue and
-//!   session affinity; one OS thread forks every worker and reaps every child; a guard
-//!   process kills worker groups if pitd is SIGKILLed; a monitor thread samples process
-//!   trees; the supervisor routes control requests and applies reloads.
+//! - `proto`: what travels on each socket and pipe, one home per shape, and the one frame
+//!   reader.
+//! - `procfs`: reading `/proc`.
+//! - `daemon`: the running pitd, grouped by noun: `pool` (one actor task per pool owns its
+//!   workers, their calls, its queue and session affinity), `worker` (the process thread
+//!   that forks and reaps, templates, the guard, output, pipes), `serve` (the sockets),
+//!   `outbox`, the supervisor (control requests and reloads) and the monitor thread.
 //! - `client` and `cli`: pitctl.
 
 pub mod args;
@@ -33,5 +31,6 @@ pub mod client;
 pub mod daemon;
 pub mod ids;
 pub mod lifecycle;
+pub mod procfs;
 pub mod proto;
 pub mod spec;

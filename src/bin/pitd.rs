@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pit::args::PitdArgs;
-use pit::daemon::{self, guard};
+use pit::daemon::{self, worker::guard};
 use pit::spec::{self, LogFormat};
 
 fn main() -> ExitCode {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{Failure, done};
 use crate::client::{ClientError, ControlClient};
-use crate::daemon::monitor::start_time_ticks;
+use crate::procfs::start_time_ticks;
 use crate::proto::control::Request;
 
 /// How often pitd's process is looked at while waiting.

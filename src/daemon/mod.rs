@@ -6,22 +6,15 @@
 //! SIGTERM/SIGINT or a shutdown request; pools stop their workers (SIGTERM to each group,
 //! SIGKILL after kill_timeout) within shutdown_timeout; then the socket files are removed.
 
-pub mod calls;
-pub mod control;
 pub mod events;
-pub mod guard;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod outbox;
-pub mod output;
 pub mod pool;
-pub mod procs;
-pub mod socket;
-pub mod spawn;
+pub mod serve;
 pub mod supervisor;
-pub mod template;
-pub mod worker_io;
+pub mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,11 +26,13 @@ use tokio_util::sync::CancellationToken;
 use crate::ids::IdAllocator;
 use crate::spec::Spec;
 use events::EventLog;
-use output::OutputStore;
 use pool::PoolDeps;
-use procs::Procs;
-use socket::Access;
+use serve::socket::{self, Access};
+use serve::{calls, control};
 use supervisor::Supervisor;
+use worker::guard;
+use worker::output::OutputStore;
+use worker::procs::Procs;
 
 /// Extra time, beyond shutdown_timeout, for SIGKILLed workers to be reaped.
 const REAP_GRACE: Duration = Duration::from_secs(2);
@@ -94,7 +89,11 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding metrics_listen {addr}"))?;
-        tokio::spawn(metrics::serve_http(listener, sup.clone(), listeners.clone()));
+        tokio::spawn(serve::metrics_http::serve_http(
+            listener,
+            sup.clone(),
+            listeners.clone(),
+        ));
         tracing::info!("serving metrics at http://{addr}/metrics");
     }
     tracing::info!(

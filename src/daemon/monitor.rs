@@ -18,7 +18,6 @@
 //! `/proc/PID/task/TID/children`. That scan is the floor of the cost; an idle monitor (no
 //! watches) does not scan at all.
 
-mod procfs;
 mod sampler;
 #[cfg(test)]
 mod tests;
@@ -27,8 +26,8 @@ mod tree;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+pub use crate::procfs::{ProcStat, exiting, start_time_ticks, stat_of};
 pub use crate::spec::MemoryMetric;
-pub use procfs::{ProcStat, exiting, start_time_ticks, stat_of};
 pub use tree::{RootCheck, growth_rate, reported_growth_rate, root_check, sum_tree, tree_pids};
 
 use sampler::{Sampler, Watch};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 
-use super::supervisor::Supervisor;
+use crate::daemon::supervisor::Supervisor;
 use crate::proto::status::{PoolState, StatusReport};
 
 const READY_POLL: Duration = Duration::from_millis(50);

@@ -9,10 +9,9 @@ use std::time::Instant;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::calls::PoolTable;
-use super::events::EventLog;
-use super::output::OutputStore;
-use super::pool::{self, PoolDeps, PoolHandle, PoolMsg};
+use crate::daemon::events::EventLog;
+use crate::daemon::pool::{self, PoolDeps, PoolHandle, PoolMsg, PoolTable};
+use crate::daemon::worker::output::OutputStore;
 use crate::ids::WorkerId;
 use crate::proto::control::{ControlErrorKind, LogLine};
 use crate::proto::status::StatusReport;

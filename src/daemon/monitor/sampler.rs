@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-use super::procfs::{self, ProcStat};
 use super::tree::{Children, RootCheck, root_check};
 use super::{MemoryMetric, SampleSink, TreeSample};
+use crate::procfs::{self, ProcStat};
 
 /// Above this many processes that sysinfo remembers but no watched tree holds any more, the
 /// `System` is rebuilt (see [`Sampler::forget_strays`]).

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::procfs;
 use super::sampler::{Sampler, Watch};
 use super::tree::Children;
 use super::*;
+use crate::procfs;
 
 /// One generous deadline for everything a test waits on.
 const DEADLINE: Duration = Duration::from_secs(10);

@@ -7,7 +7,7 @@
 //! - `mailbox`: the actor's loop: messages in batches, its one timer, replies out.
 //! - `worker`: one worker (state through the lifecycle table, its calls, its pipe).
 //! - `window`: the calls one worker holds, running and pipelined (pure).
-//! - `pipe`: the seam to workers' pipes (`worker_io` is the real one).
+//! - `pipe`: the seam to workers' pipes (`worker::pipes` is the real one).
 //! - `workers`: starting, readiness, exits, restarts with backoff.
 //! - `stopping`: graceful and immediate stops, shutdown, and their timers.
 //! - `recycle`: triggers, surge recycling, drain, resume, scale, reload.
@@ -44,9 +44,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::events::EventLog;
 use super::metrics::{Metrics, PoolCallMetrics};
 use super::monitor::{Monitor, TreeSample};
-use super::output::OutputStore;
-use super::procs::{ExitInfo, OnExit, OnSpawned, Procs};
-use super::spawn::{SpawnError, SpawnRequest, Spawned, TemplateNews, TemplateSink};
+use crate::daemon::worker::children::{ExitInfo, OnExit, OnSpawned};
+use crate::daemon::worker::output::OutputStore;
+use crate::daemon::worker::procs::Procs;
+use crate::daemon::worker::spawn::{SpawnError, SpawnRequest, Spawned, TemplateNews, TemplateSink};
 use crate::ids::{IdAllocator, WorkerId};
 use crate::lifecycle::{Reason, RestartHistory};
 use crate::proto::event::{Event, EventKind};
@@ -201,6 +202,9 @@ pub enum PoolMsg {
     },
 }
 
+/// Pools by name, as the call server routes them (replaced wholesale on reload).
+pub type PoolTable = Arc<std::collections::HashMap<String, PoolHandle>>;
+
 /// The only way to talk to a pool.
 #[derive(Debug, Clone)]
 pub struct PoolHandle {
@@ -231,7 +235,7 @@ impl PoolHandle {
 #[derive(Clone)]
 pub struct PoolDeps {
     pub spawner: Arc<dyn Spawner>,
-    /// Opens the pipes of started workers (`worker_io::WorkerPipes`, or a fake in tests).
+    /// Opens the pipes of started workers (`pipe::WorkerPipes`, or a fake in tests).
     pub pipes: Arc<dyn PipeOpener>,
     pub ids: Arc<IdAllocator>,
     pub output: Arc<OutputStore>,

@@ -1,6 +1,6 @@
 //! The seam between the pool and its workers' pipes, as `Spawner` is for processes: the
 //! pool writes frames to a `WorkerPipe` and reads what workers say from its own mailbox
-//! (`PoolMsg::FromWorker`). The real pipes are `worker_io`; the pool's tests use a fake
+//! (`PoolMsg::FromWorker`). The real pipes are `worker::pipes`; the pool's tests use a fake
 //! that records the frames, so the call logic is tested without processes.
 
 use std::fmt::Debug;
@@ -8,10 +8,10 @@ use std::os::fd::OwnedFd;
 
 use tokio::sync::mpsc;
 
-pub use crate::daemon::worker_io::WorkerMsg;
+pub use crate::daemon::worker::pipes::WorkerMsg;
 
 use super::PoolMsg;
-use crate::daemon::worker_io::{self, WorkerIo};
+use crate::daemon::worker::pipes::{self, WorkerIo};
 use crate::ids::WorkerId;
 use crate::proto::worker::MAX_FRAME;
 
@@ -45,7 +45,7 @@ impl WorkerPipe for WorkerIo {
     }
 }
 
-/// Opens real worker pipes (`worker_io`): what a worker writes reaches its pool's mailbox.
+/// Opens real worker pipes (`worker::pipes`): what a worker writes reaches its pool's mailbox.
 #[derive(Debug, Default)]
 pub struct WorkerPipes;
 
@@ -58,6 +58,6 @@ impl PipeOpener for WorkerPipes {
         mailbox: mpsc::UnboundedSender<PoolMsg>,
     ) -> std::io::Result<Box<dyn WorkerPipe>> {
         let sink = Box::new(move |msg| mailbox.send(PoolMsg::FromWorker { id, msg }).is_ok());
-        Ok(Box::new(worker_io::start(to_worker, from_worker, sink, MAX_FRAME)?))
+        Ok(Box::new(pipes::start(to_worker, from_worker, sink, MAX_FRAME)?))
     }
 }

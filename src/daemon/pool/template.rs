@@ -4,8 +4,8 @@
 
 use super::{PoolActor, PoolMsg};
 use crate::daemon::monitor::TreeSample;
-use crate::daemon::spawn::{TemplateNews, TemplateSink};
-use crate::daemon::template::threads_warning;
+use crate::daemon::worker::spawn::{TemplateNews, TemplateSink};
+use crate::daemon::worker::template::threads_warning;
 use crate::proto::event::EventKind;
 use crate::proto::status::{ProcessStatus, TemplateStatus};
 

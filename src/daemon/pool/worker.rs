@@ -10,7 +10,7 @@ use super::Call;
 use super::pipe::WorkerPipe;
 use super::window::{CallWindow, WindowPolicy};
 use crate::daemon::monitor::{TreeSample, reported_growth_rate};
-use crate::daemon::procs::ExitInfo;
+use crate::daemon::worker::children::ExitInfo;
 use crate::ids::WorkerId;
 use crate::lifecycle::{Health, Reason, WorkerEvent, WorkerLimits, WorkerState, transition};
 

@@ -9,9 +9,9 @@ use super::window::WindowPolicy;
 use super::worker::{Replies, Worker};
 use super::{PoolActor, PoolMsg};
 use crate::daemon::monitor;
-use crate::daemon::output;
-use crate::daemon::procs::ExitInfo;
-use crate::daemon::spawn::{SpawnError, SpawnRequest, Spawned, TemplateRequest};
+use crate::daemon::worker::children::ExitInfo;
+use crate::daemon::worker::output;
+use crate::daemon::worker::spawn::{SpawnError, SpawnRequest, Spawned, TemplateRequest};
 use crate::ids::WorkerId;
 use crate::lifecycle::{
     Failure, Health, PoolVerdict, Reason, WorkerEvent, WorkerLimits, WorkerState, exit_reason, exit_reason_with_cpu,

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use tokio::net::unix::pipe;
 
-use super::outbox::Outbox;
+use crate::daemon::outbox::Outbox;
 use crate::proto::call::ErrorKind;
 use crate::proto::frame::FrameBuf;
 use crate::proto::worker::{FromWorker, Ready, decode_from_worker};

@@ -7,7 +7,6 @@
 //! group is killed while the zombie leader still pins the pgid, and only then reaped.
 //! Orphans adopted as a child subreaper (or as PID 1) are reaped and logged.
 
-use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::mpsc;
@@ -17,29 +16,14 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, killpg, pthread_sigmask};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
-use nix::unistd::Pid;
 
-use super::guard::Guard;
-use super::monitor::{ProcStat, stat_of};
-use super::spawn::{SpawnError, SpawnRequest, Spawned, spawn};
-use super::template::Templates;
+use crate::daemon::monitor::{ProcStat, stat_of};
+use crate::daemon::worker::children::{ExitInfo, OnExit, OnSpawned};
+use crate::daemon::worker::children::{Live, Table};
+use crate::daemon::worker::guard::Guard;
+use crate::daemon::worker::spawn::{SpawnRequest, spawn};
+use crate::daemon::worker::template::Templates;
 use crate::lifecycle::ExitStatusInfo;
-
-/// How a worker ended, as seen by the reaper.
-#[derive(Debug, Clone)]
-pub struct ExitInfo {
-    pub pid: u32,
-    pub status: ExitStatusInfo,
-    pub at: Instant,
-    /// CPU time (user + system) the worker used, read from the zombie before reaping: a
-    /// SIGKILL at RLIMIT_CPU (soft = hard) is told from any other SIGKILL by it.
-    pub cpu_time: Option<std::time::Duration>,
-}
-
-/// Called on the process thread with the spawn result; must not block.
-pub type OnSpawned = Box<dyn FnOnce(Result<Spawned, SpawnError>) + Send>;
-/// Called on the process thread when the worker has been reaped; must not block.
-pub type OnExit = Box<dyn FnOnce(ExitInfo) + Send>;
 
 enum Cmd {
     Spawn {
@@ -82,11 +66,7 @@ impl Procs {
             let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
             let mut thread = ProcThread {
                 rx,
-                table: Table {
-                    live: HashMap::new(),
-                    guard,
-                    unclaimed: VecDeque::new(),
-                },
+                table: Table::new(guard),
                 templates: Templates::default(),
             };
             thread.run(sig_r, wake_r)
@@ -124,85 +104,6 @@ impl Procs {
             // A full wake pipe already guarantees a wake-up.
             let _ = nix::unistd::write(self.wake.as_fd(), &[1]);
         }
-    }
-}
-
-enum Live {
-    Worker {
-        on_exit: OnExit,
-    },
-    /// A pool's preload template.
-    Template {
-        pool: String,
-    },
-}
-
-/// Exits of unknown children kept for a registration that may still come (a worker forked
-/// by a template can die before the template reports its pid): how many, and how long.
-const UNCLAIMED_KEPT: usize = 64;
-const UNCLAIMED_FOR: Duration = Duration::from_secs(30);
-
-/// The children the process thread knows, and the guard told about them.
-pub struct Table {
-    live: HashMap<u32, Live>,
-    guard: Option<Guard>,
-    unclaimed: VecDeque<ExitInfo>,
-}
-
-impl Table {
-    fn insert(&mut self, pid: u32, live: Live) {
-        self.live.insert(pid, live);
-        if let Some(g) = self.guard.as_mut() {
-            g.watch(pid);
-        }
-    }
-
-    pub fn register_template(&mut self, pid: u32, pool: &str) {
-        self.insert(pid, Live::Template { pool: pool.to_string() });
-    }
-
-    /// Registers a worker forked elsewhere (by a template) after `since`. If it has already
-    /// been reaped, its exit is handed back, to be reported once its spawn has been.
-    pub fn register_worker(&mut self, pid: u32, on_exit: OnExit, since: Instant) -> Option<(OnExit, ExitInfo)> {
-        if let Some(at) = self.unclaimed.iter().position(|e| e.pid == pid && e.at >= since) {
-            let info = self.unclaimed.remove(at).expect("found above");
-            return Some((on_exit, info));
-        }
-        self.insert(pid, Live::Worker { on_exit });
-        None
-    }
-
-    /// Whether `pid` may be registered as a worker forked after `since`: a live child of
-    /// pitd leading its own process group, or a child of pitd reaped since then.
-    pub fn claimable(&self, pid: u32, since: Instant) -> bool {
-        if self.live.contains_key(&pid) {
-            return false;
-        }
-        if self.unclaimed.iter().any(|e| e.pid == pid && e.at >= since) {
-            return true;
-        }
-        stat_of(pid).is_some_and(|s| s.ppid == std::process::id() && s.pgrp == pid)
-    }
-
-    /// Signals the process group of a registered, not yet reaped child.
-    pub fn signal_group(&self, pid: u32, signal: Signal) {
-        // Only pids not yet reaped: a reaped pid (and its pgid) may already be reused.
-        if self.live.contains_key(&pid) {
-            match killpg(Pid::from_raw(pid as i32), signal) {
-                Ok(()) | Err(Errno::ESRCH) => {}
-                Err(e) => tracing::warn!(pid, "signalling process group {pid} with {signal}: {e}"),
-            }
-        }
-    }
-
-    fn keep_unclaimed(&mut self, info: ExitInfo) {
-        let now = info.at;
-        self.unclaimed
-            .retain(|e| now.saturating_duration_since(e.at) < UNCLAIMED_FOR);
-        if self.unclaimed.len() >= UNCLAIMED_KEPT {
-            self.unclaimed.pop_front();
-        }
-        self.unclaimed.push_back(info);
     }
 }
 
@@ -362,13 +263,10 @@ fn cpu_time(stat: &ProcStat) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::worker::children::UNCLAIMED_KEPT;
 
     fn table() -> Table {
-        Table {
-            live: HashMap::new(),
-            guard: None,
-            unclaimed: VecDeque::new(),
-        }
+        Table::new(None)
     }
 
     fn exit(pid: u32, at: Instant) -> ExitInfo {

@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use super::pool::PoolMsg;
-use super::socket::Access;
-use super::supervisor::{Refusal, Supervisor};
+use crate::daemon::pool::PoolMsg;
+use crate::daemon::serve::socket::Access;
+use crate::daemon::supervisor::{Refusal, Supervisor};
 use crate::proto::control::{ControlErrorKind, Reply, Request};
 use crate::proto::frame::{self, CONTROL_MAX, FrameBuf, FrameError};
 use tokio::sync::oneshot;
@@ -20,7 +20,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub async fn serve(listener: UnixListener, sup: Arc<Supervisor>, access: Access, stop: CancellationToken) {
     let accept_stop = stop.clone();
-    super::socket::accept_loop(listener, "control socket", accept_stop, |stream| {
+    crate::daemon::serve::socket::accept_loop(listener, "control socket", accept_stop, |stream| {
         connection(stream, sup.clone(), access, stop.clone())
     })
     .await

@@ -5,7 +5,6 @@
 //! replies in completion order, batching whatever is ready into one write. A slow caller
 //! only slows its own connection.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,14 +14,11 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::pool::{Call, PoolHandle, PoolMsg, ReplyFrame, ReplyTx};
-use super::socket::Access;
+use crate::daemon::pool::{Call, PoolMsg, PoolTable, ReplyFrame, ReplyTx};
+use crate::daemon::serve::socket::Access;
 use crate::proto::call::{CALL_MAX, CallRequest, ErrorKind, IN_FLIGHT_PER_CONNECTION, error_frame, sniff_id};
 use crate::proto::frame::{FrameBuf, FrameError};
 use crate::proto::worker::encode_call;
-
-/// Pools by name, as the call server routes them.
-pub type PoolTable = Arc<HashMap<String, PoolHandle>>;
 
 /// An error reply pitd sends before a call reaches a pool (no in-flight slot held).
 fn reply(tx: &ReplyTx, bytes: Vec<u8>) {
@@ -40,7 +36,7 @@ static NEXT_REQ_ID: AtomicU64 = AtomicU64::new(1);
 pub type PoolTableRx = tokio::sync::watch::Receiver<PoolTable>;
 
 pub async fn serve(listener: UnixListener, pools: PoolTableRx, access: Access, stop: CancellationToken) {
-    super::socket::accept_loop(listener, "call socket", stop, |stream| {
+    crate::daemon::serve::socket::accept_loop(listener, "call socket", stop, |stream| {
         connection(stream, pools.clone(), access)
     })
     .await

@@ -2,7 +2,7 @@
 //! bounded line length, so a worker is never blocked on a full pipe by pitd. Lines go to
 //! the log (tagged with the worker id) and to a bounded ring per worker, kept a while after
 //! the worker exits for `pitctl logs` and crash reports. A preloaded pool's template has a
-//! ring of its own (its lines are read and logged by the process thread, `template.rs`).
+//! ring of its own (its lines are read and logged by the process thread, `template/`).
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
@@ -79,7 +79,7 @@ impl OutputStore {
         };
         let entry = LogLine {
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
-            ts: super::now_rfc3339(),
+            ts: crate::daemon::now_rfc3339(),
             pool: pool.to_string(),
             worker,
             process,
