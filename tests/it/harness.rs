@@ -67,10 +67,12 @@ pub fn events(d: &TestDaemon) -> Vec<serde_json::Value> {
 /// Waits for the first event that satisfies `pred`.
 pub fn wait_event(d: &TestDaemon, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
     wait_until(what, || {
-        events(d)
-            .into_iter()
-            .find(|e| pred(e))
-            .ok_or_else(|| "not yet".to_string())
+        let all = events(d);
+        match all.iter().find(|e| pred(e)) {
+            Some(e) => Ok(e.clone()),
+            // The last events, to tell what happened instead.
+            None => Err(all.iter().rev().take(8).rev().map(|e| format!("\n  {e}")).collect()),
+        }
     })
 }
 

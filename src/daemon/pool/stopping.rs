@@ -50,7 +50,7 @@ impl PoolActor {
         w.stop_reason = Some(reason);
         w.kill_detail = Some(detail);
         w.kill_at = None;
-        w.pipe = None;
+        w.killed_pipe = w.pipe.take();
         if let Some(pid) = w.pid {
             self.deps.spawner.signal_group(pid, Signal::SIGKILL);
         }

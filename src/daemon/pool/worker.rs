@@ -31,6 +31,9 @@ pub struct Worker {
     /// Its pipes; `None` before it started, for supervise-only workers, and once pitd
     /// killed it (nothing more is written to a worker being killed).
     pub pipe: Option<Box<dyn WorkerPipe>>,
+    /// A killed worker's pipe, unused but kept open until it is reaped: closing it would
+    /// let the worker see the end of its input and exit by itself, racing the SIGKILL.
+    pub killed_pipe: Option<Box<dyn WorkerPipe>>,
     /// The calls it holds.
     pub calls: CallWindow<Call>,
     /// How far its reply pipe has been read.
@@ -104,6 +107,7 @@ impl Worker {
             errors: 0,
             handlers: Vec::new(),
             pipe: None,
+            killed_pipe: None,
             calls: CallWindow::new(window),
             replies: Replies::None,
             exit: None,
