@@ -40,6 +40,10 @@ fuzz_target!(|data: &[u8]| {
                 let encoded = worker::encode_ping(req_id);
                 assert_eq!(&encoded[4..], &body[..9]);
             }
+            Ok(ToWorker::Cancel { req_id }) => {
+                let encoded = worker::encode_cancel(req_id);
+                assert_eq!(&encoded[4..], &body[..9]);
+            }
             Ok(ToWorker::CallBy { start_by_ns, call }) => {
                 let ToWorker::Call {
                     req_id,

@@ -55,6 +55,13 @@ pub fn render(report: &StatusReport) -> String {
             pool.recycled,
             pool.restarts
         );
+        if pool.concurrency > 1 {
+            let _ = writeln!(
+                out,
+                "  concurrency {} per worker: {} call(s) in flight of a capacity of {}",
+                pool.concurrency, pool.in_flight, pool.capacity
+            );
+        }
         if let Some(why) = &pool.failing_reason {
             let _ = writeln!(out, "  failing: {why}");
         }

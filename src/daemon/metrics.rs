@@ -104,6 +104,8 @@ pub struct Metrics {
     pool_rss: Family<PoolLabel, Gauge>,
     pool_memory: Family<PoolLabel, Gauge>,
     queue_depth: Family<PoolLabel, Gauge>,
+    calls_in_flight: Family<PoolLabel, Gauge>,
+    capacity: Family<PoolLabel, Gauge>,
     pipelined: Family<PoolLabel, Counter>,
     taken_back: Family<PoolLabel, Counter>,
 }
@@ -125,6 +127,8 @@ impl Default for Metrics {
             pool_rss: Family::default(),
             pool_memory: Family::default(),
             queue_depth: Family::default(),
+            calls_in_flight: Family::default(),
+            capacity: Family::default(),
             pipelined: Family::default(),
             taken_back: Family::default(),
             registry: Registry::default(),
@@ -178,6 +182,16 @@ impl Default for Metrics {
             m.worker_cpu.clone(),
         );
         registry.register("queue_depth", "Calls waiting for a worker", m.queue_depth.clone());
+        registry.register(
+            "calls_in_flight",
+            "Calls the pool's workers hold now",
+            m.calls_in_flight.clone(),
+        );
+        registry.register(
+            "capacity",
+            "Calls the pool can run at once: ready workers x concurrency",
+            m.capacity.clone(),
+        );
         registry.register(
             "calls_pipelined",
             "Calls written to a busy worker behind its running call",
@@ -244,6 +258,8 @@ impl Metrics {
         self.pool_rss.clear();
         self.pool_memory.clear();
         self.queue_depth.clear();
+        self.calls_in_flight.clear();
+        self.capacity.clear();
         for pool in &status.pools {
             for &state in WorkerState::VARIANTS {
                 let n = pool.workers.iter().filter(|w| w.state == state).count();
@@ -259,6 +275,11 @@ impl Metrics {
                     pool: pool.name.clone(),
                 })
                 .set(pool.queued as i64);
+            let label = PoolLabel {
+                pool: pool.name.clone(),
+            };
+            self.calls_in_flight.get_or_create(&label).set(pool.in_flight as i64);
+            self.capacity.get_or_create(&label).set(pool.capacity as i64);
             for w in &pool.workers {
                 let labels = WorkerLabels {
                     pool: pool.name.clone(),

@@ -48,6 +48,15 @@ pub struct PoolStatus {
     pub queued: u64,
     pub recycled: u64,
     pub restarts: u64,
+    /// Calls a worker holds at once (`concurrency`).
+    #[serde(default = "one")]
+    pub concurrency: u32,
+    /// Calls the workers hold now (running, pipelined, or timed out and not yet freed).
+    #[serde(default)]
+    pub in_flight: u64,
+    /// Calls the pool can run at once: ready workers x concurrency.
+    #[serde(default)]
+    pub capacity: u64,
     /// The pool's `max_rss`, when set (what `top` draws RSS bars against).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rss_bytes: Option<u64>,
@@ -127,4 +136,14 @@ pub struct WorkerStatus {
     pub errors: u64,
     pub age_s: f64,
     pub last_recycle_reason: Option<Reason>,
+    /// Calls it holds now.
+    #[serde(default)]
+    pub in_flight: u32,
+    /// Whether its interpreter runs with the GIL; `null` when it did not say.
+    #[serde(default)]
+    pub gil_enabled: Option<bool>,
+}
+
+fn one() -> u32 {
+    1
 }

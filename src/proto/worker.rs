@@ -12,7 +12,10 @@
 //!                            call written while the worker runs another; the worker
 //!                            starts it only before `start_by`, else answers ERR
 //!                            `queue_timeout` without running it (pitd has taken it back)
-//! worker -> pitd  0x81 READY JSON {"protocol": 1, "pid": N, "handlers": [...]}
+//!                 0x04 CANCEL u64 req_id: the call is past its timeout (a worker running
+//!                            several calls at once cancels it and still answers it once)
+//! worker -> pitd  0x81 READY JSON {"protocol": 1, "pid": N, "handlers": [...],
+//!                            "concurrency": N, "gil_enabled": true|false|null}
 //!                 0x82 OK    u64 req_id, result JSON (rest)
 //!                 0x83 ERR   u64 req_id, JSON {"kind", "message", "type", "traceback"}
 //!                 0x84 PONG  u64 req_id
@@ -21,6 +24,7 @@
 pub const CALL: u8 = 0x01;
 pub const PING: u8 = 0x02;
 pub const CALL_BY: u8 = 0x03;
+pub const CANCEL: u8 = 0x04;
 pub const READY: u8 = 0x81;
 pub const OK: u8 = 0x82;
 pub const ERR: u8 = 0x83;
@@ -81,9 +85,18 @@ pub fn encode_call_by_into(out: &mut Vec<u8>, call_frame: &[u8], start_by_ns: u6
 }
 
 pub fn encode_ping(req_id: u64) -> Vec<u8> {
+    encode_id_frame(PING, req_id)
+}
+
+/// A CANCEL of call `req_id` (past its timeout).
+pub fn encode_cancel(req_id: u64) -> Vec<u8> {
+    encode_id_frame(CANCEL, req_id)
+}
+
+fn encode_id_frame(kind: u8, req_id: u64) -> Vec<u8> {
     let mut f = Vec::with_capacity(13);
     f.extend_from_slice(&9u32.to_be_bytes());
-    f.push(PING);
+    f.push(kind);
     f.extend_from_slice(&req_id.to_be_bytes());
     f
 }
@@ -102,6 +115,17 @@ pub struct Ready {
     pub protocol: u32,
     pub pid: u32,
     pub handlers: Vec<String>,
+    /// Calls it runs at once (older runtimes do not say: one).
+    #[serde(default = "one")]
+    pub concurrency: u32,
+    /// Whether its interpreter runs with the GIL (free-threaded builds may not); `None`
+    /// when it cannot tell.
+    #[serde(default)]
+    pub gil_enabled: Option<bool>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Decodes one frame body (after the length prefix) sent by a worker.
@@ -143,6 +167,9 @@ pub enum ToWorker<'a> {
     Ping {
         req_id: u64,
     },
+    Cancel {
+        req_id: u64,
+    },
     CallBy {
         start_by_ns: u64,
         call: Box<ToWorker<'a>>,
@@ -163,6 +190,10 @@ pub fn decode_to_worker(body: &[u8]) -> Result<ToWorker<'_>, WorkerFrameError> {
             req_id: u64::from_be_bytes(rest[..8].try_into().expect("8")),
         }),
         PING => Err(short),
+        CANCEL if rest.len() >= 8 => Ok(ToWorker::Cancel {
+            req_id: u64::from_be_bytes(rest[..8].try_into().expect("8")),
+        }),
+        CANCEL => Err(short),
         other => Err(WorkerFrameError::UnknownType(other)),
     }
 }

@@ -28,6 +28,8 @@ pub const PYTHON: &str = "python3";
 pub const PROTOCOL: Protocol = Protocol::Pit;
 /// `size`.
 pub const SIZE: u32 = 1;
+/// `concurrency`: calls in flight per worker.
+pub const CONCURRENCY: u32 = 1;
 /// `startup_timeout`.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// `request_timeout`.

@@ -125,6 +125,9 @@ impl PoolSpec {
             self.size,
             argv.join(" ")
         );
+        if self.concurrency > 1 {
+            line.push_str(&format!(", {} calls in flight per worker", self.concurrency));
+        }
         if !self.preload.is_empty() {
             line.push_str(&format!(
                 ", forked from a template preloading {}",

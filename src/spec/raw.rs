@@ -48,6 +48,7 @@ pub struct RawPool {
     pub protocol: Opt<String>,
     pub preload: Opt<Vec<String>>,
     pub size: Opt<Count>,
+    pub concurrency: Opt<Count>,
     pub cwd: Opt<String>,
     pub env: Opt<BTreeMap<String, String>>,
     pub user: Opt<String>,

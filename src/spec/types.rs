@@ -52,6 +52,8 @@ pub struct PoolSpec {
     pub protocol: Protocol,
     pub preload: Vec<String>,
     pub size: u32,
+    /// Calls a worker holds at once (`concurrency`; 1 for supervise-only pools).
+    pub concurrency: u32,
     /// Absolute working directory of the workers.
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,

@@ -92,6 +92,14 @@ fn pool(name: &Spanned<String>, raw: &RawPool, ctx: &Ctx) -> Result<PoolSpec> {
         let msg = format!("expected a list of Python module names like \"numpy\", found {bad:?}");
         return Err(Problem::value(preload.span(), msg));
     }
+    let concurrency = rules::count(&raw.concurrency, 1, def::CONCURRENCY)?;
+    if let (Some(given), Protocol::None) = (&raw.concurrency, protocol)
+        && concurrency > 1
+    {
+        let msg =
+            format!("expected 1 with protocol = \"none\" (calls in flight need the pit protocol), found {concurrency}");
+        return Err(Problem::value(given.span(), msg));
+    }
     let user = raw.user.as_ref().map(|u| user(u, ctx.host)).transpose()?;
     let group = match &raw.group {
         Some(g) => Some(root_only(g, ctx.host).and_then(|()| group(g))?),
@@ -103,6 +111,7 @@ fn pool(name: &Spanned<String>, raw: &RawPool, ctx: &Ctx) -> Result<PoolSpec> {
         protocol,
         preload: value_or(&raw.preload, Vec::new(), Clone::clone),
         size: rules::count(&raw.size, 1, def::SIZE)?,
+        concurrency,
         cwd: cwd(&raw.cwd, ctx.dir)?,
         env: value_or(&raw.env, BTreeMap::new(), Clone::clone),
         user,

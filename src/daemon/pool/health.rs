@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use super::PoolActor;
+use super::worker::Worker;
 use crate::ids::WorkerId;
 use crate::lifecycle::{Health, WorkerState};
 use crate::proto::worker::encode_ping;
@@ -31,10 +32,7 @@ impl PoolActor {
                 failed.push(w.id);
                 continue;
             }
-            let due = w.state() == WorkerState::Idle
-                && w.exit.is_none()
-                && w.ping.is_none()
-                && w.last_seen + policy.interval <= now;
+            let due = pingable(w) && w.exit.is_none() && w.ping.is_none() && w.last_seen + policy.interval <= now;
             if due && let Some(pipe) = &w.pipe {
                 let req_id = self.next_ping;
                 self.next_ping += 1;
@@ -67,9 +65,16 @@ impl PoolActor {
             .values()
             .filter_map(|w| match w.ping {
                 Some((_, sent)) => Some(sent + h.timeout),
-                None if w.state() == WorkerState::Idle => Some(w.last_seen + h.interval),
+                None if pingable(w) => Some(w.last_seen + h.interval),
                 None => None,
             })
             .min()
     }
+}
+
+/// Workers that can answer a ping now: idle ones, and busy ones that run several calls at
+/// once (their event loop answers pings beside the calls; one blocked by a call does not,
+/// which is what the ping is for).
+fn pingable(w: &Worker) -> bool {
+    w.state() == WorkerState::Idle || (w.state() == WorkerState::Busy && w.calls.slots() > 1)
 }

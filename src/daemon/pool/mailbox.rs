@@ -141,6 +141,7 @@ impl PoolActor {
                 let _ = reply.send(self.scale_command(size, now));
             }
             PoolMsg::Reconfigure(spec) => self.reconfigure(*spec, now),
+            PoolMsg::CallerGone(caller) => self.caller_gone(&caller, now),
         }
         true
     }

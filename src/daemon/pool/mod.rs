@@ -191,6 +191,8 @@ pub enum PoolMsg {
         size: u32,
         reply: oneshot::Sender<Result<String, String>>,
     },
+    /// A caller's connection ended: its calls are dropped or cancelled.
+    CallerGone(ReplyTx),
     /// A reloaded spec for this pool.
     Reconfigure(Box<PoolSpec>),
     /// Stop taking calls (queued ones get `shutting_down`), let running calls finish until

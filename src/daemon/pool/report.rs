@@ -37,6 +37,24 @@ impl PoolActor {
         }
     }
 
+    /// Calls the workers hold now.
+    pub(super) fn in_flight(&self) -> u64 {
+        self.workers.values().map(|w| w.calls.in_flight() as u64).sum()
+    }
+
+    /// Calls the pool can run at once: its ready workers' slots (none for a supervise-only
+    /// pool).
+    pub(super) fn capacity(&self) -> u64 {
+        if self.spec.protocol == crate::spec::Protocol::None {
+            return 0;
+        }
+        self.workers
+            .values()
+            .filter(|w| w.is_ready())
+            .map(|w| w.calls.slots() as u64)
+            .sum()
+    }
+
     pub(super) fn status(&self, now: Instant) -> PoolStatus {
         let workers = self
             .workers
@@ -57,6 +75,8 @@ impl PoolActor {
                 age_s: now.saturating_duration_since(w.started_at).as_secs_f64(),
                 // What happened to this worker itself: being retired, or stopped for a reason.
                 last_recycle_reason: w.retire.or(w.stop_reason),
+                in_flight: w.calls.in_flight() as u32,
+                gil_enabled: w.gil_enabled,
             })
             .collect();
         PoolStatus {
@@ -69,6 +89,9 @@ impl PoolActor {
             queued: self.queue.len() as u64,
             recycled: self.recycled,
             restarts: self.restarts,
+            concurrency: self.spec.concurrency,
+            in_flight: self.in_flight(),
+            capacity: self.capacity(),
             failing_reason: self.failing_reason(),
             max_rss_bytes: self.spec.recycle.max_rss,
             template: self.template_status(),

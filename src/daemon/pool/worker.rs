@@ -36,6 +36,8 @@ pub struct Worker {
     pub killed_pipe: Option<Box<dyn WorkerPipe>>,
     /// The calls it holds.
     pub calls: CallWindow<Call>,
+    /// Whether its interpreter runs with the GIL, as its ready frame said.
+    pub gil_enabled: Option<bool>,
     /// How far its reply pipe has been read.
     pub replies: Replies,
     /// Its exit, reaped while the rest of its replies may still be on their way, and when
@@ -109,6 +111,7 @@ impl Worker {
             pipe: None,
             killed_pipe: None,
             calls: CallWindow::new(window),
+            gil_enabled: None,
             replies: Replies::None,
             exit: None,
             kill_at: None,

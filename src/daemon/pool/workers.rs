@@ -33,12 +33,14 @@ const TIMER_SLACK: Duration = Duration::from_millis(1);
 const EXIT_REPLIES_WAIT: Duration = Duration::from_millis(200);
 
 impl PoolActor {
-    /// The calls one worker of this pool may hold: one running, and up to
-    /// `PIPELINE_DEPTH` pipelined behind it.
+    /// The calls one worker of this pool may hold: `concurrency` running; with one, up to
+    /// `PIPELINE_DEPTH` more pipelined behind it (a worker running several at once starts
+    /// each as it arrives: nothing waits in its pipe).
     pub(super) fn window_policy(&self) -> WindowPolicy {
+        let slots = self.spec.concurrency.max(1) as usize;
         WindowPolicy {
-            slots: 1,
-            pipeline_depth: PIPELINE_DEPTH,
+            slots,
+            pipeline_depth: if slots == 1 { PIPELINE_DEPTH } else { 0 },
         }
     }
 
@@ -87,6 +89,9 @@ impl PoolActor {
         }
         let mut env: Vec<(String, String)> = self.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         env.push(("PIT_MAX_FRAME".into(), MAX_FRAME.to_string()));
+        if self.spec.protocol == Protocol::Pit {
+            env.push(("PIT_CONCURRENCY".into(), self.spec.concurrency.to_string()));
+        }
         let req = SpawnRequest {
             pool: self.spec.name.clone(),
             id,
@@ -174,7 +179,7 @@ impl PoolActor {
             self.stop_worker(id, None, now);
         } else if self.spec.protocol == Protocol::None {
             // Supervise-only workers have no ready frame: running is ready.
-            self.worker_ready(id, Vec::new(), now);
+            self.worker_ready(id, Vec::new(), None, now);
         }
     }
 
@@ -185,7 +190,17 @@ impl PoolActor {
                     let why = format!("speaks protocol version {}, pitd speaks 1", ready.protocol);
                     return self.protocol_error(id, &why, now);
                 }
-                self.worker_ready(id, ready.handlers, now)
+                if ready.concurrency != self.spec.concurrency {
+                    // A runtime that does not run what the spec asks would be given calls
+                    // it cannot start.
+                    let why = format!(
+                        "runs {} call(s) at once, the pool's concurrency is {} (is its pit package older than pitd?)",
+                        ready.concurrency, self.spec.concurrency
+                    );
+                    tracing::error!(pool = %self.spec.name, worker = %id, "{why}");
+                    return self.kill_worker(id, Reason::ProtocolError, format!("protocol error ({why})"));
+                }
+                self.worker_ready(id, ready.handlers, ready.gil_enabled, now)
             }
             WorkerMsg::Reply { req_id, error, body } => self.on_reply(id, req_id, error, body, now),
             WorkerMsg::Pong { req_id } => self.on_pong(id, req_id, now),
@@ -259,7 +274,7 @@ impl PoolActor {
             .min()
     }
 
-    fn worker_ready(&mut self, id: WorkerId, handlers: Vec<String>, now: Instant) {
+    fn worker_ready(&mut self, id: WorkerId, handlers: Vec<String>, gil_enabled: Option<bool>, now: Instant) {
         let Some(w) = self.workers.get_mut(&id) else { return };
         if w.state() != WorkerState::Starting {
             // Stopped or killed while it started, or a second READY: nothing to do.
@@ -271,6 +286,7 @@ impl PoolActor {
         w.idle_since = now;
         w.last_seen = now;
         w.health = Health::Ok;
+        w.gil_enabled = gil_enabled;
         w.handlers = handlers;
         let pid = w.pid;
         // Its memory from the moment it counts as ready, not one monitor interval later.

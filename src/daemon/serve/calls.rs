@@ -14,7 +14,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::pool::{Call, PoolMsg, PoolTable, ReplyFrame, ReplyTx};
+use crate::daemon::pool::{Call, PoolHandle, PoolMsg, PoolTable, ReplyFrame, ReplyTx};
 use crate::daemon::serve::socket::Access;
 use crate::proto::call::{CALL_MAX, CallRequest, ErrorKind, IN_FLIGHT_PER_CONNECTION, error_frame, sniff_id};
 use crate::proto::frame::{FrameBuf, FrameError};
@@ -64,8 +64,17 @@ async fn connection(stream: UnixStream, pools: PoolTableRx, access: Access) {
 async fn read_requests(mut reader: OwnedReadHalf, pools: &PoolTableRx, tx: ReplyTx) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION));
     let mut frames = FrameBuf::new(CALL_MAX);
+    // The pools this caller has called: told when it hangs up.
+    let mut called: Vec<PoolHandle> = Vec::new();
     loop {
         if !matches!(frames.read_from_async(&mut reader).await, Ok(n) if n > 0) {
+            // Hung up, not just done sending (a caller may shut down its writing side and
+            // still read its replies).
+            if hung_up(&reader) {
+                for pool in called {
+                    pool.send(PoolMsg::CallerGone(tx.clone()));
+                }
+            }
             return;
         }
         loop {
@@ -74,7 +83,11 @@ async fn read_requests(mut reader: OwnedReadHalf, pools: &PoolTableRx, tx: Reply
                     let Ok(slot) = slots.clone().acquire_owned().await else {
                         return;
                     };
-                    handle_request(body, pools, &tx, Instant::now(), slot);
+                    if let Some(pool) = handle_request(body, pools, &tx, Instant::now(), slot)
+                        && !called.iter().any(|p| p.name == pool.name)
+                    {
+                        called.push(pool);
+                    }
                 }
                 Ok(None) => break,
                 Err(FrameError::TooLarge { len, max }) => {
@@ -94,13 +107,32 @@ async fn read_requests(mut reader: OwnedReadHalf, pools: &PoolTableRx, tx: Reply
     }
 }
 
-fn handle_request(body: &[u8], pools: &PoolTableRx, tx: &ReplyTx, now: Instant, slot: OwnedSemaphorePermit) {
+/// Whether the peer closed its socket altogether (POLLHUP), not only its writing side.
+fn hung_up(reader: &OwnedReadHalf) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let stream: &UnixStream = reader.as_ref();
+    let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(_) => fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLHUP)),
+        Err(_) => false,
+    }
+}
+
+/// Hands one request to its pool (returned), or answers it at once.
+fn handle_request(
+    body: &[u8],
+    pools: &PoolTableRx,
+    tx: &ReplyTx,
+    now: Instant,
+    slot: OwnedSemaphorePermit,
+) -> Option<PoolHandle> {
     let req: CallRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => {
             let msg = format!("invalid call request: {e}");
             reply(tx, error_frame(&sniff_id(body), ErrorKind::BadRequest, &msg));
-            return;
+            return None;
         }
     };
     let id = req.id.get().as_bytes();
@@ -110,14 +142,14 @@ fn handle_request(body: &[u8], pools: &PoolTableRx, tx: &ReplyTx, now: Instant, 
         names.sort_unstable();
         let msg = format!("no pool named {:?} (pools: {})", req.pool, names.join(", "));
         reply(tx, error_frame(id, ErrorKind::NoSuchPool, &msg));
-        return;
+        return None;
     };
     if req.method.len() > u16::MAX as usize || req.session.as_ref().is_some_and(|s| s.len() > u16::MAX as usize) {
         reply(
             tx,
             error_frame(id, ErrorKind::BadRequest, "method or session longer than 65535 bytes"),
         );
-        return;
+        return None;
     }
     let req_id = NEXT_REQ_ID.fetch_add(1, Ordering::Relaxed);
     let args = req.args.map_or(&b"null"[..], |a| a.get().as_bytes());
@@ -136,5 +168,7 @@ fn handle_request(body: &[u8], pools: &PoolTableRx, tx: &ReplyTx, now: Instant, 
     };
     if !pool.send(PoolMsg::Call(call)) {
         reply(tx, error_frame(id, ErrorKind::ShuttingDown, "pitd is shutting down"));
+        return None;
     }
+    Some(pool.clone())
 }

@@ -69,6 +69,7 @@ pub const SAMPLES: &[(&str, &str)] = &[
     ("protocol", "\"pit\""),
     ("preload", "[\"json\"]"),
     ("size", "2"),
+    ("concurrency", "4"),
     ("cwd", "\".\""),
     ("env", "{ A = \"1\" }"),
     ("user", "\"root\""),

@@ -104,6 +104,11 @@ impl<C> CallWindow<C> {
         }
     }
 
+    /// Calls it may run at once.
+    pub fn slots(&self) -> usize {
+        self.policy.slots
+    }
+
     /// Calls the worker holds: running (answered or not) and pipelined.
     pub fn in_flight(&self) -> usize {
         self.running.len() + self.pipelined.len()
@@ -219,12 +224,36 @@ impl<C> CallWindow<C> {
 
     /// Takes the calls of running slots past their deadline, oldest first, each with its
     /// deadline; their slots stay taken until the worker answers or dies.
-    pub fn time_out(&mut self, now: Instant) -> Vec<(C, Instant)> {
+    pub fn time_out(&mut self, now: Instant) -> Vec<(u64, C, Instant)> {
         self.running
             .iter_mut()
             .filter(|r| r.call.is_some() && r.deadline <= now)
-            .filter_map(|r| Some((r.call.take()?, r.deadline)))
+            .filter_map(|r| Some((r.req_id, r.call.take()?, r.deadline)))
             .collect()
+    }
+
+    /// When the oldest call that timed out (or was cancelled) and still holds its slot was
+    /// due: the worker has not freed that slot since.
+    pub fn oldest_cancelled(&self) -> Option<Instant> {
+        self.running
+            .iter()
+            .filter(|r| r.call.is_none())
+            .map(|r| r.deadline)
+            .min()
+    }
+
+    /// Takes the running calls `cancel` picks (their callers are gone), each with its id;
+    /// their slots stay taken until the worker answers, as for a timeout.
+    pub fn cancel_where(&mut self, now: Instant, cancel: impl Fn(&C) -> bool) -> Vec<(u64, C)> {
+        let mut out = Vec::new();
+        for r in self.running.iter_mut() {
+            if r.call.as_ref().is_some_and(&cancel) {
+                let call = r.call.take().expect("checked");
+                r.deadline = now;
+                out.push((r.req_id, call));
+            }
+        }
+        out
     }
 
     /// Calls that have timed out and whose slots the worker has not freed yet.

@@ -77,7 +77,8 @@ fn a_timed_out_call_keeps_its_slot_until_the_worker_answers() {
     w.admit(2, "quick", t0 + ms(100), t0);
     assert_eq!(w.deadline(), Some(t0 + ms(10)));
     assert!(w.time_out(t0 + ms(9)).is_empty());
-    assert_eq!(w.time_out(t0 + ms(10)), [("slow", t0 + ms(10))]);
+    assert_eq!(w.time_out(t0 + ms(10)), [(1, "slow", t0 + ms(10))]);
+    assert_eq!(w.oldest_cancelled(), Some(t0 + ms(10)));
     assert_eq!(w.cancelled(), 1);
     assert_eq!(w.in_flight(), 2, "the slot is still the worker's");
     assert_eq!(w.deadline(), Some(t0 + ms(100)), "a timed-out call is not due again");
@@ -226,7 +227,7 @@ fn a_dead_workers_calls_are_lost_or_unstarted_by_what_was_read() {
     let mut w = CallWindow::new(FOUR);
     w.admit(1, "a", t0 + ms(5), t0);
     w.admit(2, "b", t0 + ms(50), t0);
-    assert_eq!(w.time_out(t0 + ms(5)), [("a", t0 + ms(5))]);
+    assert_eq!(w.time_out(t0 + ms(5)), [(1, "a", t0 + ms(5))]);
     assert_eq!(
         w.settle_exit(true),
         Settled {
@@ -247,4 +248,15 @@ fn calls_the_pipe_did_not_take_come_back_in_order() {
     }
     assert_eq!(w.unsend_last(2), ["c", "d"]);
     assert_eq!(w.pipelined(), (1, 10));
+}
+
+#[test]
+fn calls_of_a_caller_that_is_gone_are_taken_and_keep_their_slots() {
+    let t0 = Instant::now();
+    let mut w = CallWindow::new(FOUR);
+    w.admit(1, "gone", t0 + ms(50), t0);
+    w.admit(2, "stays", t0 + ms(50), t0);
+    assert_eq!(w.cancel_where(t0 + ms(1), |c| *c == "gone"), [(1, "gone")]);
+    assert_eq!((w.in_flight(), w.oldest_cancelled()), (2, Some(t0 + ms(1))));
+    assert_eq!(w.complete(1, false, t0 + ms(2)), Completion::Late);
 }
