@@ -163,6 +163,17 @@ pub enum Command {
         #[arg(long, default_value = "5m", value_parser = call::parse_duration, requires = "wait")]
         timeout: std::time::Duration,
     },
+    /// Ask pitd itself (never a worker): startup (every pool reached its size once), ready
+    /// (not shutting down; every pool serving calls has a ready worker and is not failing,
+    /// draining or drained), live (pitd and every pool actor answer within --timeout).
+    /// Exit 0 yes, 1 no (with a one-line reason), 3 no daemon
+    Probe {
+        #[arg(value_enum)]
+        kind: crate::proto::control::ProbeKind,
+        /// How long pitd (and, for live, each pool actor) may take to answer
+        #[arg(long, default_value = "1s", value_parser = call::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Print a shell completion script, e.g. `pitctl completions bash > /etc/bash_completion.d/pitctl`
     Completions {
         #[arg(value_enum)]
@@ -302,6 +313,21 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         },
         Command::Top { interval } => top::run(&socket, interval),
         Command::Shutdown { wait, timeout } => shutdown::run(&socket, wait, timeout),
+        Command::Probe { kind, timeout } => {
+            let mut client = control()?;
+            client.set_timeout(Some(timeout));
+            let timeout_ms = timeout.as_millis() as u64;
+            match client.request(&Request::Probe { kind, timeout_ms }) {
+                Ok(Reply::Probe { ok: true, .. }) => Ok(()),
+                Ok(Reply::Probe { ok: false, reason }) => Err(Failure::Refused(reason.unwrap_or_default())),
+                Ok(other) => Err(unexpected(&other)),
+                Err(ClientError::Unreachable { .. }) => Err(Failure::Unreachable(format!(
+                    "no pitd reachable at {}",
+                    socket.display()
+                ))),
+                Err(e) => Err(Failure::Refused(format!("pitd did not answer the probe: {e}"))),
+            }
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "pitctl", &mut std::io::stdout());

@@ -28,10 +28,15 @@ pub fn render(report: &StatusReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "pitd {} (pid {}), up {}",
+        "pitd {} (pid {}), up {}{}",
         report.version,
         report.pid,
-        age(report.uptime_s)
+        age(report.uptime_s),
+        if report.shutting_down {
+            ", shutting down (not ready)"
+        } else {
+            ""
+        }
     );
     if report.pools.is_empty() {
         out.push_str("no pools\n");

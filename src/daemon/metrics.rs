@@ -106,6 +106,8 @@ pub struct Metrics {
     queue_depth: Family<PoolLabel, Gauge>,
     calls_in_flight: Family<PoolLabel, Gauge>,
     capacity: Family<PoolLabel, Gauge>,
+    saturation: Family<PoolLabel, Gauge<f64, AtomicU64>>,
+    shutting_down: Gauge,
     pipelined: Family<PoolLabel, Counter>,
     taken_back: Family<PoolLabel, Counter>,
 }
@@ -129,6 +131,8 @@ impl Default for Metrics {
             queue_depth: Family::default(),
             calls_in_flight: Family::default(),
             capacity: Family::default(),
+            saturation: Family::default(),
+            shutting_down: Gauge::default(),
             pipelined: Family::default(),
             taken_back: Family::default(),
             registry: Registry::default(),
@@ -191,6 +195,16 @@ impl Default for Metrics {
             "capacity",
             "Calls the pool can run at once: ready workers x concurrency",
             m.capacity.clone(),
+        );
+        registry.register(
+            "saturation",
+            "(calls in flight + queued calls) / capacity (a capacity of 0 counts as 1): the signal to scale on",
+            m.saturation.clone(),
+        );
+        registry.register(
+            "shutting_down",
+            "1 once pitd got SIGTERM or a shutdown request (not ready), else 0",
+            m.shutting_down.clone(),
         );
         registry.register(
             "calls_pipelined",
@@ -260,6 +274,8 @@ impl Metrics {
         self.queue_depth.clear();
         self.calls_in_flight.clear();
         self.capacity.clear();
+        self.saturation.clear();
+        self.shutting_down.set(i64::from(status.shutting_down));
         for pool in &status.pools {
             for &state in WorkerState::VARIANTS {
                 let n = pool.workers.iter().filter(|w| w.state == state).count();
@@ -280,6 +296,10 @@ impl Metrics {
             };
             self.calls_in_flight.get_or_create(&label).set(pool.in_flight as i64);
             self.capacity.get_or_create(&label).set(pool.capacity as i64);
+            let demand = (pool.in_flight + pool.queued) as f64;
+            self.saturation
+                .get_or_create(&label)
+                .set(demand / pool.capacity.max(1) as f64);
             for w in &pool.workers {
                 let labels = WorkerLabels {
                     pool: pool.name.clone(),

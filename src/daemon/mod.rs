@@ -12,6 +12,7 @@ pub mod monitor;
 pub mod notify;
 pub mod outbox;
 pub mod pool;
+pub mod probe;
 pub mod serve;
 pub mod supervisor;
 pub mod worker;
@@ -112,7 +113,7 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
         tokio::select! {
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
-            _ = shutdown.cancelled() => break "a shutdown request",
+            _ = sup.stop_requested.cancelled() => break "a shutdown request",
             _ = hup.recv() => {
                 // An invalid spec is refused and logged; the running one stays.
                 if let Err(refusal) = sup.reload() {
@@ -121,6 +122,19 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
             }
         }
     };
+    // Not ready from now on; calls are still taken for `shutdown_delay` (a load balancer
+    // or Kubernetes takes pitd out of its endpoints meanwhile), unless a second SIGTERM or
+    // a SIGINT says not to wait.
+    sup.begin_shutting_down();
+    let delay = daemon.shutdown_delay;
+    if why != "SIGINT" && !delay.is_zero() {
+        tracing::info!("{why}: not ready; still taking calls for shutdown_delay ({delay:?})");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = term.recv() => tracing::info!("a second SIGTERM: stopping without the rest of the delay"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping without the rest of the delay"),
+        }
+    }
     shutdown.cancel();
     notify::stopping();
     let _ = notify_task.await;

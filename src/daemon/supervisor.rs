@@ -3,17 +3,19 @@
 //! only on reload; readers take a snapshot (`handles`) and never hold the lock across an
 //! await.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::events::EventLog;
 use crate::daemon::pool::{self, PoolDeps, PoolHandle, PoolMsg, PoolTable};
+use crate::daemon::probe::{self, PoolSnapshot};
 use crate::daemon::worker::output::OutputStore;
 use crate::ids::WorkerId;
-use crate::proto::control::{ControlErrorKind, LogLine};
+use crate::proto::control::{ControlErrorKind, LogLine, ProbeKind};
 use crate::proto::status::StatusReport;
 use crate::spec::{self, Spec};
 
@@ -33,6 +35,11 @@ pub struct Supervisor {
     pub events: Arc<EventLog>,
     /// Cancelled to stop the daemon (SIGTERM, SIGINT or a shutdown request).
     pub shutdown: CancellationToken,
+    /// Set at the first stop signal or request, before `shutdown_delay`: not ready.
+    shutting_down: AtomicBool,
+    /// Cancelled by a stop request (`pitctl shutdown`); the daemon's signal loop begins
+    /// the stop (with its delay) when it is.
+    pub stop_requested: CancellationToken,
 }
 
 /// A control request the supervisor refuses, with the kind pitctl maps to its message.
@@ -64,6 +71,8 @@ impl Supervisor {
             deps,
             started: Instant::now(),
             shutdown,
+            shutting_down: AtomicBool::new(false),
+            stop_requested: CancellationToken::new(),
         }
     }
 
@@ -92,6 +101,41 @@ impl Supervisor {
         })
     }
 
+    /// Not ready from now on: the stop has begun (its `shutdown_delay` may still run).
+    pub fn begin_shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Answers a probe from the pools' published facts (`live`: every pool actor answers
+    /// within `timeout`); `Err` is the one-line reason for a no.
+    pub async fn probe(&self, kind: ProbeKind, timeout: Duration) -> Result<(), String> {
+        let handles = self.handles();
+        let snapshots: Vec<PoolSnapshot> = handles.iter().map(|h| h.facts.snapshot(&h.name)).collect();
+        match kind {
+            ProbeKind::Startup => probe::started(&snapshots),
+            ProbeKind::Ready => probe::ready(self.is_shutting_down(), &snapshots),
+            ProbeKind::Live => {
+                // Every actor is asked at once; each answers as soon as it handles the ask.
+                let deadline = tokio::time::Instant::now() + timeout;
+                let asked: Vec<_> = handles.iter().map(|h| (&h.name, h.ping())).collect();
+                for (name, answer) in asked {
+                    let answered = match answer {
+                        Some(rx) => matches!(tokio::time::timeout_at(deadline, rx).await, Ok(Ok(()))),
+                        None => false,
+                    };
+                    if !answered {
+                        return Err(format!("pool {name} did not answer within {timeout:?}"));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
     pub async fn status(&self, only: Option<&str>) -> Result<StatusReport, Refusal> {
         let handles = match only {
             Some(name) => vec![self.pool(name)?],
@@ -116,6 +160,7 @@ impl Supervisor {
             pid: std::process::id(),
             uptime_s: self.started.elapsed().as_secs_f64(),
             pools,
+            shutting_down: self.is_shutting_down(),
             call_socket: Some(call_socket),
         })
     }

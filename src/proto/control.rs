@@ -50,6 +50,25 @@ pub enum Request {
         #[serde(default)]
         follow: bool,
     },
+    /// Answered by pitd itself: `Reply::Probe`. `live` waits up to `timeout_ms` for every
+    /// pool actor.
+    Probe {
+        kind: ProbeKind,
+        timeout_ms: u64,
+    },
+}
+
+/// What a probe asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeKind {
+    /// Every pool has reached its size once.
+    Startup,
+    /// Not shutting down; every pool that serves calls has a ready worker and is not
+    /// failing, draining or drained.
+    Ready,
+    /// The daemon and every pool actor answer.
+    Live,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -71,6 +90,12 @@ pub enum Reply {
     },
     Done {
         message: String,
+    },
+    /// A probe's answer: yes, or no with a one-line reason.
+    Probe {
+        ok: bool,
+        #[serde(default)]
+        reason: Option<String>,
     },
     Error {
         kind: ControlErrorKind,

@@ -12,6 +12,10 @@ pub struct StatusReport {
     pub pid: u32,
     pub uptime_s: f64,
     pub pools: Vec<PoolStatus>,
+    /// pitd got SIGTERM (or a shutdown request): not ready, stopping once its
+    /// `shutdown_delay` is over.
+    #[serde(default)]
+    pub shutting_down: bool,
     /// Where calls go (lets `pitctl call` find it from the control socket alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_socket: Option<String>,

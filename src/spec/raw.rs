@@ -35,6 +35,7 @@ pub struct RawDaemon {
     pub socket_group: Opt<String>,
     pub monitor_interval: Opt<Dur>,
     pub shutdown_timeout: Opt<Dur>,
+    pub shutdown_delay: Opt<Dur>,
     pub metrics_listen: Opt<String>,
     pub log_format: Opt<String>,
 }

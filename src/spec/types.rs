@@ -28,6 +28,8 @@ pub struct DaemonSpec {
     pub socket_group: Option<GroupRef>,
     pub monitor_interval: Duration,
     pub shutdown_timeout: Duration,
+    /// After SIGTERM: not ready at once, still taking calls this long, then the graceful stop.
+    pub shutdown_delay: Duration,
     pub metrics_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
 }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nix::unistd::{Group, User};
 use toml::Spanned;
@@ -48,6 +49,7 @@ fn daemon(raw: &RawDaemon, ctx: &Ctx) -> Result<DaemonSpec> {
         socket_group: raw.socket_group.as_ref().map(group).transpose()?,
         monitor_interval: rules::positive(&raw.monitor_interval, def::MONITOR_INTERVAL)?,
         shutdown_timeout: value_or(&raw.shutdown_timeout, def::SHUTDOWN_TIMEOUT, |d| d.0),
+        shutdown_delay: value_or(&raw.shutdown_delay, Duration::ZERO, |d| d.0),
         metrics_listen: raw.metrics_listen.as_ref().map(socket_addr).transpose()?,
         log_format: choice(
             &raw.log_format,

@@ -13,6 +13,7 @@ mod metrics;
 mod pid1;
 mod pipeline;
 mod preload;
+mod probe;
 mod reload;
 mod supervise;
 mod systemd;

@@ -90,6 +90,7 @@ impl PoolActor {
         } else {
             self.dispatch(now);
         }
+        self.facts.publish(&self.snapshot());
     }
 
     /// Handles one message without looking at the queue or the timers; returns whether
@@ -98,6 +99,10 @@ impl PoolActor {
         match msg {
             PoolMsg::Call(call) => {
                 self.on_call(call, now);
+                return false;
+            }
+            PoolMsg::Ping(reply) => {
+                let _ = reply.send(());
                 return false;
             }
             PoolMsg::Status(reply) => {

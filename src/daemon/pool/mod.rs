@@ -44,6 +44,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::events::EventLog;
 use super::metrics::{Metrics, PoolCallMetrics};
 use super::monitor::{Monitor, TreeSample};
+use super::probe::PoolFacts;
 use crate::daemon::worker::children::{ExitInfo, OnExit, OnSpawned};
 use crate::daemon::worker::output::OutputStore;
 use crate::daemon::worker::procs::Procs;
@@ -149,6 +150,8 @@ impl Call {
 #[derive(Debug)]
 pub enum PoolMsg {
     Status(oneshot::Sender<PoolStatus>),
+    /// Answered at once: the actor is alive (`pitctl probe live`).
+    Ping(oneshot::Sender<()>),
     Call(Call),
     Spawned {
         id: WorkerId,
@@ -212,6 +215,8 @@ pub type PoolTable = Arc<std::collections::HashMap<String, PoolHandle>>;
 pub struct PoolHandle {
     pub name: String,
     tx: mpsc::UnboundedSender<PoolMsg>,
+    /// What probes read without asking the actor.
+    pub facts: Arc<PoolFacts>,
 }
 
 impl PoolHandle {
@@ -223,6 +228,12 @@ impl PoolHandle {
         let (tx, rx) = oneshot::channel();
         self.send(PoolMsg::Status(tx));
         rx.await.ok()
+    }
+
+    /// Asks the actor to answer (`pitctl probe live`); `None` when it is gone.
+    pub fn ping(&self) -> Option<oneshot::Receiver<()>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(PoolMsg::Ping(tx)).then_some(rx)
     }
 
     pub async fn shutdown(&self, deadline: Instant) {
@@ -250,11 +261,12 @@ pub struct PoolDeps {
 /// Starts a pool actor on the current runtime and returns its handle.
 pub fn start(spec: PoolSpec, deps: PoolDeps) -> PoolHandle {
     let (tx, rx) = mpsc::unbounded_channel();
+    let mut actor = PoolActor::new(spec, deps, tx.clone());
     let handle = PoolHandle {
-        name: spec.name.clone(),
-        tx: tx.clone(),
+        name: actor.spec.name.clone(),
+        tx,
+        facts: actor.facts.clone(),
     };
-    let mut actor = PoolActor::new(spec, deps, tx);
     actor.fill(Instant::now());
     tokio::spawn(actor.run(rx));
     handle
@@ -320,6 +332,8 @@ pub struct PoolActor {
     template_sink: TemplateSink,
     /// The running template of a preloaded pool, once it reported ready.
     template: Option<template::TemplateProcs>,
+    /// Published after every batch for the probes.
+    facts: Arc<PoolFacts>,
 }
 
 impl PoolActor {
@@ -352,6 +366,7 @@ impl PoolActor {
             rng: fastrand::Rng::new(),
             call_metrics,
             replies: Vec::new(),
+            facts: Arc::default(),
             template_sink: template::sink(me.clone()),
             template: None,
             me,

@@ -179,11 +179,9 @@ impl PoolActor {
     }
 
     /// A call that never started goes back to the front of the queue (or is answered, if
-    /// the pool no longer takes calls).
+    /// the pool no longer serves calls; while pitd shuts down, queued calls still run).
     pub(super) fn requeue_unstarted(&mut self, call: Call) {
-        if self.shutdown.is_some() {
-            self.fail_call(call, ErrorKind::ShuttingDown);
-        } else if self.draining {
+        if self.draining {
             self.fail_call(call, ErrorKind::PoolDrained);
         } else {
             self.queue.push_front(call);

@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use super::PoolActor;
+use crate::daemon::probe::PoolSnapshot;
 use crate::proto::status::{PoolState, PoolStatus, WorkerStatus};
 
 /// stderr lines quoted in a failing pool's reason.
@@ -34,6 +35,18 @@ impl PoolActor {
             PoolState::Running
         } else {
             PoolState::Starting
+        }
+    }
+
+    /// The pool as the probes see it.
+    pub(super) fn snapshot(&self) -> PoolSnapshot {
+        PoolSnapshot {
+            name: self.spec.name.clone(),
+            reached_size: self.reached_size,
+            ready_workers: self.ready_count() as u32,
+            size: self.desired() as u32,
+            state: self.pool_state(),
+            serves_calls: self.spec.protocol == crate::spec::Protocol::Pit,
         }
     }
 

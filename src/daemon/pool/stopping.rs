@@ -63,19 +63,9 @@ impl PoolActor {
             return;
         }
         self.shutdown = Some((deadline, vec![done]));
-        for call in std::mem::take(&mut self.queue) {
-            self.fail_call(call, ErrorKind::ShuttingDown);
-        }
-        // Busy workers finish their call first (see `expire_workers`).
-        let idle: Vec<WorkerId> = self
-            .workers
-            .values()
-            .filter(|w| w.calls.is_empty())
-            .map(|w| w.id)
-            .collect();
-        for id in idle {
-            self.stop_worker(id, None, now);
-        }
+        // Queued calls still run (until the deadline); workers with nothing left to do stop.
+        self.dispatch(now);
+        self.stop_finished_workers(now);
     }
 
     /// Kills overdue workers (startup timeout, kill_timeout, shutdown budget) and ends a
@@ -100,12 +90,16 @@ impl PoolActor {
             self.announce_failing(id, format!("not ready within startup_timeout ({startup:?})"), booked);
         }
         if let Some((deadline, _)) = self.shutdown {
-            let busy: Vec<WorkerId> = self.workers.values().filter(|w| w.live()).map(|w| w.id).collect();
-            for id in busy {
-                let idle = self.workers.get(&id).is_some_and(|w| w.calls.is_empty());
-                if idle || deadline <= now {
+            if deadline <= now {
+                for call in std::mem::take(&mut self.queue) {
+                    self.fail_call(call, ErrorKind::ShuttingDown);
+                }
+                let live: Vec<WorkerId> = self.workers.values().filter(|w| w.live()).map(|w| w.id).collect();
+                for id in live {
                     self.stop_worker(id, None, now);
                 }
+            } else {
+                self.stop_finished_workers(now);
             }
         }
         let kill_timeout = self.spec.kill_timeout;
@@ -124,6 +118,23 @@ impl PoolActor {
             self.failing = None;
             self.restart_at = None;
             self.emit(EventKind::PoolRecovered, None, None, |_| {});
+        }
+    }
+
+    /// While shutting down: workers with no call in flight stop once no queued call is
+    /// left for them.
+    fn stop_finished_workers(&mut self, now: Instant) {
+        if !self.queue.is_empty() {
+            return;
+        }
+        let idle: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| w.live() && w.calls.is_empty())
+            .map(|w| w.id)
+            .collect();
+        for id in idle {
+            self.stop_worker(id, None, now);
         }
     }
 

@@ -164,8 +164,16 @@ async fn dispatch(request: Request, stream: &mut UnixStream, sup: &Supervisor) -
             )
             .await
         }
+        Request::Probe { kind, timeout_ms } => {
+            let answer = sup.probe(kind, Duration::from_millis(timeout_ms)).await;
+            let reply = Reply::Probe {
+                ok: answer.is_ok(),
+                reason: answer.err(),
+            };
+            send(stream, &reply).await
+        }
         Request::Shutdown => {
-            sup.shutdown.cancel();
+            sup.stop_requested.cancel();
             send(
                 stream,
                 &Reply::Done {

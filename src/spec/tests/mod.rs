@@ -61,6 +61,7 @@ pub const SAMPLES: &[(&str, &str)] = &[
     ("daemon.socket_group", "\"root\""),
     ("daemon.monitor_interval", "\"2s\""),
     ("daemon.shutdown_timeout", "\"10s\""),
+    ("daemon.shutdown_delay", "\"5s\""),
     ("daemon.metrics_listen", "\"127.0.0.1:9464\""),
     ("daemon.log_format", "\"text\""),
     ("app", "\"m\""),
