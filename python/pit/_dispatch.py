@@ -16,7 +16,7 @@ import traceback
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-from . import _frames, _json
+from . import _worker_protocol, _json
 from .handlers import BUILTIN_NAMES, Context, Handler
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class Dispatcher:
         self,
         module_name: str,
         handlers: Dict[str, Handler],
-        max_frame: int = _frames.DEFAULT_MAX_FRAME,
+        max_frame: int = _worker_protocol.DEFAULT_MAX_FRAME,
         worker_id: Optional[str] = None,
         pool: Optional[str] = None,
     ) -> None:
@@ -58,13 +58,13 @@ class Dispatcher:
         """Every method this worker answers, built-ins included, sorted."""
         return sorted(set(self.handlers) | set(BUILTIN_NAMES))
 
-    def reply(self, call: _frames.Call) -> bytes:
+    def reply(self, call: _worker_protocol.Call) -> bytes:
         """Runs ``call`` and returns its reply frame; never raises for the handler's faults."""
         req_id = call.req_id
         h = self.handlers.get(call.method)
         if h is None:
             if call.method == "ping":
-                return _frames.encode_ok(req_id, _PONG_JSON)
+                return _worker_protocol.encode_ok(req_id, _PONG_JSON)
             return self._error(
                 req_id,
                 "no_such_method",
@@ -104,14 +104,14 @@ class Dispatcher:
                 f"the result of {call.method!r} is not JSON-serialisable: {e}",
                 type(e).__name__,
             )
-        if len(payload) + _frames.ID_FRAME_OVERHEAD > self.max_frame:
+        if len(payload) + _worker_protocol.ID_FRAME_OVERHEAD > self.max_frame:
             return self._error(
                 req_id,
                 "too_large",
                 f"the result of {call.method!r} is {len(payload)} bytes of JSON, over the "
                 f"frame limit of {self.max_frame} bytes (PIT_MAX_FRAME)",
             )
-        return _frames.encode_ok(req_id, payload)
+        return _worker_protocol.encode_ok(req_id, payload)
 
     def close(self) -> None:
         """Closes the event loop, if an async handler ever created it."""
@@ -130,7 +130,7 @@ class Dispatcher:
             asyncio.set_event_loop(self._loop)
         return self._loop
 
-    def taken_back(self, call: _frames.Call) -> bytes:
+    def taken_back(self, call: _worker_protocol.Call) -> bytes:
         """The answer to a ``CALL_BY`` whose ``start_by`` has passed: not run."""
         return self._error(call.req_id, "queue_timeout", "not started: pitd took the call back")
 
@@ -152,8 +152,8 @@ class Dispatcher:
                 "traceback": _clip(tb, limit),
             }
             payload = _json.dumps(err).encode("utf-8")
-            if len(payload) + _frames.ID_FRAME_OVERHEAD <= self.max_frame or limit == 0:
-                return _frames.encode_err(req_id, payload)
+            if len(payload) + _worker_protocol.ID_FRAME_OVERHEAD <= self.max_frame or limit == 0:
+                return _worker_protocol.encode_err(req_id, payload)
             limit = max(len(message), len(tb or "")) // 2 if limit is None else limit // 2
 
 

@@ -13,7 +13,7 @@ import itertools
 import os
 from typing import Any, Dict, Optional, Union
 
-from . import _callwire
+from . import _call_protocol
 from .errors import ConnectionLost
 from .paths import default_call_socket
 
@@ -53,8 +53,8 @@ class AsyncClient:
     ) -> Any:
         """As :meth:`pit.Client.call`, awaited."""
         req_id = next(self._ids)
-        message = _callwire.encode_request(
-            req_id, pool, method, args, session, _callwire.timeout_ms(timeout), idempotent
+        message = _call_protocol.encode_request(
+            req_id, pool, method, args, session, _call_protocol.timeout_ms(timeout), idempotent
         )
         writer = await self._connection()
         future: "asyncio.Future[Dict[str, Any]]" = asyncio.get_running_loop().create_future()
@@ -67,12 +67,12 @@ class AsyncClient:
         except OSError as e:
             self._end(f"sending to pitd at {self.path} failed: {e.strerror or e}")
         try:
-            reply = await asyncio.wait_for(future, _callwire.local_deadline(timeout))
+            reply = await asyncio.wait_for(future, _call_protocol.local_deadline(timeout))
         except asyncio.TimeoutError:
-            raise _callwire.local_timeout_error(timeout or 0.0) from None
+            raise _call_protocol.local_timeout_error(timeout or 0.0) from None
         finally:
             self._pending.pop(req_id, None)
-        return _callwire.result_of(reply)
+        return _call_protocol.result_of(reply)
 
     async def close(self) -> None:
         """Closes the connection; calls in flight raise :class:`~pit.ConnectionLost`."""
@@ -113,9 +113,9 @@ class AsyncClient:
         reason = f"pitd closed the connection on {self.path}"
         try:
             while True:
-                head = await reader.readexactly(_callwire.LENGTH.size)
-                (length,) = _callwire.LENGTH.unpack(head)
-                reply = _callwire.parse_reply(await reader.readexactly(length))
+                head = await reader.readexactly(_call_protocol.LENGTH.size)
+                (length,) = _call_protocol.LENGTH.unpack(head)
+                reply = _call_protocol.parse_reply(await reader.readexactly(length))
                 future = self._pending.pop(reply["id"], None)
                 if future is not None and not future.done():
                     future.set_result(reply)

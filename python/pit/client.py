@@ -16,7 +16,7 @@ import socket
 import threading
 from typing import Any, Dict, Optional, Union
 
-from . import _callwire
+from . import _call_protocol
 from .errors import ConnectionLost
 from .paths import default_call_socket
 
@@ -61,14 +61,14 @@ class Client:
         on another worker if its worker dies. Raises :class:`~pit.CallError`.
         """
         req_id = next(self._ids)
-        message = _callwire.encode_request(
-            req_id, pool, method, args, session, _callwire.timeout_ms(timeout), idempotent
+        message = _call_protocol.encode_request(
+            req_id, pool, method, args, session, _call_protocol.timeout_ms(timeout), idempotent
         )
         conn = self._connection()
         waiter = conn.send(req_id, message)
-        if not waiter.lock.acquire(timeout=_callwire.local_deadline(timeout) or -1):
+        if not waiter.lock.acquire(timeout=_call_protocol.local_deadline(timeout) or -1):
             if conn.forget(req_id):
-                raise _callwire.local_timeout_error(timeout or 0.0)
+                raise _call_protocol.local_timeout_error(timeout or 0.0)
             waiter.lock.acquire()  # the reader took it first; its answer is imminent
         return waiter.outcome()
 
@@ -114,7 +114,7 @@ class _Waiter:
             # A fresh exception per caller: one instance raised in many threads would
             # collect all their tracebacks.
             raise ConnectionLost(self.lost or "connection lost", self.path)
-        return _callwire.result_of(self.reply)
+        return _call_protocol.result_of(self.reply)
 
 
 class _Connection:
@@ -177,15 +177,15 @@ class _Connection:
         poller.register(sock, select.POLLIN)
         buf = bytearray()
         at = 0
-        head = _callwire.LENGTH.size
+        head = _call_protocol.LENGTH.size
         try:
             while True:
                 while len(buf) - at >= head:
-                    (length,) = _callwire.LENGTH.unpack_from(buf, at)
+                    (length,) = _call_protocol.LENGTH.unpack_from(buf, at)
                     end = at + head + length
                     if len(buf) < end:
                         break
-                    reply = _callwire.parse_reply(bytes(buf[at + head : end]))
+                    reply = _call_protocol.parse_reply(bytes(buf[at + head : end]))
                     at = end
                     with self._lock:
                         waiter = self._pending.pop(reply["id"], None)

@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from pit import _frames
+from pit import _worker_protocol
 
 #: One generous bound for anything a test waits for.
 DEADLINE = 15.0
 
-PACKAGE_ROOT = Path(_frames.__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(_worker_protocol.__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
 
 
@@ -95,7 +95,7 @@ class WorkerProcess:
         self.to_worker: Optional[int] = to_w
         self.from_worker = from_r
         self._until = 0.0
-        self.frames = _frames.FrameReader(self._read_frame_bytes)
+        self.frames = _worker_protocol.FrameReader(self._read_frame_bytes)
         self._output: Dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
         self._next_id = 100
 
@@ -113,7 +113,7 @@ class WorkerProcess:
 
     def ready(self) -> Dict[str, Any]:
         ftype, body = self.recv()
-        assert ftype == _frames.READY, f"expected READY, got 0x{ftype:02x}"
+        assert ftype == _worker_protocol.READY, f"expected READY, got 0x{ftype:02x}"
         return json.loads(body)
 
     def call(
@@ -129,12 +129,12 @@ class WorkerProcess:
         req_id = self._next_id
         if raw_args is None:
             raw_args = b"" if args is None else json.dumps(args).encode()
-        self.send(_frames.encode_call(req_id, method, raw_args, session, timeout_ms))
+        self.send(_worker_protocol.encode_call(req_id, method, raw_args, session, timeout_ms))
         ftype, body = self.recv()
-        assert ftype in (_frames.OK, _frames.ERR), f"expected OK or ERR, got 0x{ftype:02x}"
-        got_id, payload = _frames.split_reply(body)
+        assert ftype in (_worker_protocol.OK, _worker_protocol.ERR), f"expected OK or ERR, got 0x{ftype:02x}"
+        got_id, payload = _worker_protocol.split_reply(body)
         assert got_id == req_id, f"reply for req {got_id}, expected {req_id}"
-        return Reply(ftype == _frames.OK, got_id, json.loads(payload))
+        return Reply(ftype == _worker_protocol.OK, got_id, json.loads(payload))
 
     def close_input(self) -> None:
         if self.to_worker is not None:

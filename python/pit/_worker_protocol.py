@@ -1,13 +1,14 @@
-"""Binary frames of the worker protocol: pitd writes on the worker's fd 3, reads fd 4.
+"""The worker protocol: binary frames pitd writes on the worker's fd 3 and reads on fd 4.
 
 Every frame is ``u32 length`` (of what follows), ``u8 type``, then the body; integers are
 big-endian. pitd -> worker: ``CALL``, ``CALL_BY`` (a ``CALL`` body after a ``u64``
 ``start_by``: a call written while the worker runs another, to be started only before
 that instant of ``time.monotonic_ns()``, the CLOCK_MONOTONIC clock pitd shares; after it,
 pitd has taken the call back and the worker answers ``ERR`` ``queue_timeout`` without
-running it) and ``PING``; worker -> pitd: ``READY``, ``OK``,
-``ERR`` and ``PONG``. This module is the single home of that layout: the worker runtime
-and the tests (which play pitd) both encode and decode through it.
+running it) and ``PING``; worker -> pitd: ``READY``, ``OK``, ``ERR`` and ``PONG``. This
+module is the single home of that layout: the worker runtime and the tests (which play
+pitd) both encode and decode through it. Its counterpart between a caller and pitd is
+:mod:`pit._call_protocol`.
 
 The call round trip is benchmarked against a raw pipe echo loop, so encoders build each
 frame as one ``bytes`` object (written with one ``os.write``) from precompiled structs, and

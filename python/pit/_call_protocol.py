@@ -1,9 +1,10 @@
-"""Messages of the call socket (INTERFACE section 5), shared by both clients.
+"""The call protocol: messages of the call socket (INTERFACE section 5), shared by both clients.
 
 Each message is a ``u32`` big-endian length and that many bytes of UTF-8 JSON. Requests
 carry a client-chosen ``id``; replies carry it back and may arrive in any order. This module
 builds requests, parses replies and turns an error reply into :class:`~pit.CallError`; the
-clients own the sockets.
+clients own the sockets. Its counterpart between pitd and a worker is
+:mod:`pit._worker_protocol`.
 """
 
 from __future__ import annotations
