@@ -11,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from typing import Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any
 
 from . import _call_protocol
 from .errors import ConnectionLost
 from .paths import default_call_socket
+
+if TYPE_CHECKING:
+    # Only the type checker reads it (annotations are strings here): no runtime dependency.
+    from typing_extensions import Self
 
 
 class AsyncClient:
@@ -23,19 +27,19 @@ class AsyncClient:
 
     def __init__(
         self,
-        path: Union[str, "os.PathLike[str]", None] = None,
+        path: str | os.PathLike[str] | None = None,
         connect_timeout: float = 5.0,
     ) -> None:
         self.path = os.fspath(path) if path is not None else default_call_socket()
         self.connect_timeout = connect_timeout
         self._ids = itertools.count(1)
         self._closed = False
-        self._writer: Optional[asyncio.StreamWriter] = None
-        self._reader_task: Optional["asyncio.Task[None]"] = None
-        self._pending: Dict[int, "asyncio.Future[Dict[str, Any]]"] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         # Created on first use: before 3.10 asyncio locks bind to the loop current at creation.
-        self._connect_lock: Optional[asyncio.Lock] = None
-        self._send_lock: Optional[asyncio.Lock] = None
+        self._connect_lock: asyncio.Lock | None = None
+        self._send_lock: asyncio.Lock | None = None
 
     async def connect(self) -> None:
         """Opens the connection now (``call`` does it when needed)."""
@@ -47,8 +51,8 @@ class AsyncClient:
         method: str,
         args: Any = None,
         *,
-        session: Optional[str] = None,
-        timeout: Optional[float] = None,
+        session: str | None = None,
+        timeout: float | None = None,
         idempotent: bool = False,
     ) -> Any:
         """As :meth:`pit.Client.call`, awaited."""
@@ -57,7 +61,7 @@ class AsyncClient:
             req_id, pool, method, args, session, _call_protocol.timeout_ms(timeout), idempotent
         )
         writer = await self._connection()
-        future: "asyncio.Future[Dict[str, Any]]" = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = future
         try:
             assert self._send_lock is not None
@@ -81,7 +85,7 @@ class AsyncClient:
         if self._reader_task is not None:
             await asyncio.gather(self._reader_task, return_exceptions=True)
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> Self:
         await self.connect()
         return self
 

@@ -33,7 +33,7 @@ import signal
 import sys
 import time
 import traceback
-from typing import Callable, NoReturn, Optional
+from typing import Callable, NoReturn
 
 from . import _worker_protocol
 from ._dispatch import Dispatcher
@@ -50,7 +50,7 @@ EXIT_PROTOCOL_ERROR = 3
 _ACCMODE = getattr(os, "O_ACCMODE", 3)
 
 
-def serve(module_name: str, before_ready: Optional[Callable[[], None]] = None) -> int:
+def serve(module_name: str, before_ready: Callable[[], None] | None = None) -> int:
     """Runs the worker; returns the process exit status. ``before_ready`` runs once MODULE
     is imported, just before ``READY`` is sent (a forked worker finishes its set-up there)."""
     problem = _protocol_fd_problem()
@@ -70,7 +70,7 @@ def serve(module_name: str, before_ready: Optional[Callable[[], None]] = None) -
     try:
         module = importlib.import_module(module_name)
         handlers = collect(module)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure of user code at import is exit status 1
         _say(f"cannot serve {module_name}:")
         traceback.print_exc()
         return EXIT_IMPORT_FAILED
@@ -111,9 +111,9 @@ def _serve_frames(dispatcher: Dispatcher, reader: _worker_protocol.FrameReader) 
     """The hot loop: one frame in, one reply frame out, until end of input."""
     next_frame = reader.next_frame
     reply = dispatcher.reply
-    decode_call = _worker_protocol.decode_call
-    CALL, PING = _worker_protocol.CALL, _worker_protocol.PING
-    CALL_BY, decode_call_by, monotonic_ns = _worker_protocol.CALL_BY, _worker_protocol.decode_call_by, time.monotonic_ns
+    decode_call, decode_call_by = _worker_protocol.decode_call, _worker_protocol.decode_call_by
+    CALL, CALL_BY, PING = _worker_protocol.CALL, _worker_protocol.CALL_BY, _worker_protocol.PING
+    monotonic_ns = time.monotonic_ns
     while True:
         try:
             frame = next_frame()
@@ -135,7 +135,7 @@ def _serve_frames(dispatcher: Dispatcher, reader: _worker_protocol.FrameReader) 
         _write_all(OUT_FD, out)
 
 
-def _protocol_fd_problem() -> Optional[str]:
+def _protocol_fd_problem() -> str | None:
     """Why fds 3/4 cannot be the protocol pipes, or None when they can."""
     for fd, need, refused in ((IN_FD, "reading", os.O_WRONLY), (OUT_FD, "writing", os.O_RDONLY)):
         try:

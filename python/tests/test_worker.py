@@ -9,8 +9,8 @@ import struct
 import time
 
 import pytest
-
 from harness import wait_until
+
 from pit import _worker_protocol
 
 

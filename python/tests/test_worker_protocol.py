@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import List
 
 import pytest
 
 from pit import _worker_protocol
 
 
-def reader_over(data: bytes, step: int, max_frame: int = _worker_protocol.DEFAULT_MAX_FRAME) -> _worker_protocol.FrameReader:
+def reader_over(
+    data: bytes, step: int, max_frame: int = _worker_protocol.DEFAULT_MAX_FRAME
+) -> _worker_protocol.FrameReader:
     """A reader that receives ``data`` at most ``step`` bytes per read."""
-    chunks: List[bytes] = [data[i : i + step] for i in range(0, len(data), step)]
+    chunks: list[bytes] = [data[i : i + step] for i in range(0, len(data), step)]
 
     def read(n: int) -> bytes:
         return chunks.pop(0) if chunks else b""
@@ -47,7 +48,8 @@ def test_call_round_trips_including_unicode_and_no_session(session):
 
 @pytest.mark.parametrize("step", [1, 2, 5, 17, 4096])
 def test_reader_reassembles_frames_split_anywhere(step):
-    frames = [_worker_protocol.encode_call(i, "m", b"x" * i) for i in range(20)] + [_worker_protocol.encode_ping(99)]
+    frames = [_worker_protocol.encode_call(i, "m", b"x" * i) for i in range(20)]
+    frames.append(_worker_protocol.encode_ping(99))
     reader = reader_over(b"".join(frames), step)
     seen = []
     while (frame := reader.next_frame()) is not None:
