@@ -107,7 +107,7 @@ REPO = Path(__file__).resolve().parent.parent
 PYTHON_DIR = REPO / "python"
 sys.path.insert(0, str(PYTHON_DIR))  # this repository's pit package, for the imports below
 
-from pit import _frames  # the frame layout pitd and the worker share
+from pit import _worker_protocol  # the frame layout pitd and the worker share
 from pit.examples.echo import echo  # the function every row calls
 
 PAYLOAD = "abcdefghijklmnopqrstuvwxyz012345"
@@ -487,11 +487,11 @@ def floor_pit_runtime(cfg: Config) -> Rows:
     child = PipeChild([sys.executable, "-m", "pit", "serve", "pit.examples.echo"], env)
     try:
         ftype = child.read_frame(timeout=WAIT_S)[4]
-        if ftype != _frames.READY:
+        if ftype != _worker_protocol.READY:
             raise RuntimeError(f"the worker's first frame is 0x{ftype:02x}, not READY")
         # CALL/OK frames whose only varying part is the req_id, built as pitd builds them.
-        call = _frames.encode_call(0, "echo", ARGS_JSON)
-        ok = _frames.encode_ok(0, ARGS_JSON)
+        call = _worker_protocol.encode_call(0, "echo", ARGS_JSON)
+        ok = _worker_protocol.encode_ok(0, ARGS_JSON)
         call_head, call_tail = call[:5], call[13:]
         ok_head, ok_tail = ok[:5], ok[13:]
         pack_id = struct.Struct(">Q").pack

@@ -13,19 +13,21 @@ from .errors import ERROR_KINDS, CallError, ConnectionLost
 from .handlers import Context, handler
 from .paths import default_call_socket
 
-if TYPE_CHECKING:
-    from .aio import AsyncClient
-
 __version__ = "0.1.0"
 
-
-def __getattr__(name: str) -> Any:
+if TYPE_CHECKING:
+    from .aio import AsyncClient
+else:
     # AsyncClient pulls in asyncio, which workers rarely need: import it on first use.
-    if name == "AsyncClient":
-        from .aio import AsyncClient
+    # Type checkers see the import above instead: a module-level __getattr__ would type
+    # every misspelt ``pit.X`` as Any rather than report it.
+    def __getattr__(name: str) -> Any:
+        if name == "AsyncClient":
+            from .aio import AsyncClient
 
-        return AsyncClient
-    raise AttributeError(f"module 'pit' has no attribute {name!r}")
+            return AsyncClient
+        raise AttributeError(f"module 'pit' has no attribute {name!r}")
+
 
 __all__ = [
     "ERROR_KINDS",

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import List, Optional
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pit",
         description="Worker runtime of pit: serves the @pit.handler functions of a module to pitd.",
@@ -31,7 +30,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     template.add_argument("module", metavar="MODULE", help="the module each forked worker serves")
     template.add_argument(
-        "--preload", metavar="M", action="append", default=[], help="a module to import before forking (repeatable)"
+        "--preload",
+        metavar="M",
+        action="append",
+        default=[],
+        help="a module to import before forking (repeatable)",
     )
     args = parser.parse_args(argv)
 

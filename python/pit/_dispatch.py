@@ -9,14 +9,14 @@ state created by one call are still usable by the next.
 from __future__ import annotations
 
 import inspect
-import sys
 import os
+import sys
 import time
 import traceback
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any
 
-from . import _frames, _json
+from . import _json, _worker_protocol
 from .handlers import BUILTIN_NAMES, Context, Handler
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ _PONG_JSON = b'"pong"'
 _OWN_FILES = (os.path.abspath(__file__),)
 
 
-def _asyncio_dir() -> Optional[str]:
+def _asyncio_dir() -> str | None:
     module = sys.modules.get("asyncio")
     return os.path.dirname(os.path.abspath(module.__file__)) + os.sep if module and module.__file__ else None
 
@@ -42,29 +42,29 @@ class Dispatcher:
     def __init__(
         self,
         module_name: str,
-        handlers: Dict[str, Handler],
-        max_frame: int = _frames.DEFAULT_MAX_FRAME,
-        worker_id: Optional[str] = None,
-        pool: Optional[str] = None,
+        handlers: dict[str, Handler],
+        max_frame: int = _worker_protocol.DEFAULT_MAX_FRAME,
+        worker_id: str | None = None,
+        pool: str | None = None,
     ) -> None:
         self.module_name = module_name
         self.handlers = handlers
         self.max_frame = max_frame
         self.worker_id = worker_id
         self.pool = pool
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def names(self) -> List[str]:
+    def names(self) -> list[str]:
         """Every method this worker answers, built-ins included, sorted."""
         return sorted(set(self.handlers) | set(BUILTIN_NAMES))
 
-    def reply(self, call: _frames.Call) -> bytes:
+    def reply(self, call: _worker_protocol.Call) -> bytes:
         """Runs ``call`` and returns its reply frame; never raises for the handler's faults."""
         req_id = call.req_id
         h = self.handlers.get(call.method)
         if h is None:
             if call.method == "ping":
-                return _frames.encode_ok(req_id, _PONG_JSON)
+                return _worker_protocol.encode_ok(req_id, _PONG_JSON)
             return self._error(
                 req_id,
                 "no_such_method",
@@ -86,7 +86,7 @@ class Dispatcher:
                 result = h.fn()
             if h.is_async or (type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result)):
                 result = self._event_loop().run_until_complete(result)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - whatever a handler raises is the caller's handler_error
             return self._error(
                 req_id,
                 "handler_error",
@@ -104,14 +104,14 @@ class Dispatcher:
                 f"the result of {call.method!r} is not JSON-serialisable: {e}",
                 type(e).__name__,
             )
-        if len(payload) + _frames.ID_FRAME_OVERHEAD > self.max_frame:
+        if len(payload) + _worker_protocol.ID_FRAME_OVERHEAD > self.max_frame:
             return self._error(
                 req_id,
                 "too_large",
                 f"the result of {call.method!r} is {len(payload)} bytes of JSON, over the "
                 f"frame limit of {self.max_frame} bytes (PIT_MAX_FRAME)",
             )
-        return _frames.encode_ok(req_id, payload)
+        return _worker_protocol.encode_ok(req_id, payload)
 
     def close(self) -> None:
         """Closes the event loop, if an async handler ever created it."""
@@ -122,7 +122,7 @@ class Dispatcher:
             finally:
                 loop.close()
 
-    def _event_loop(self) -> "asyncio.AbstractEventLoop":
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
         import asyncio
 
         if self._loop is None:
@@ -130,7 +130,7 @@ class Dispatcher:
             asyncio.set_event_loop(self._loop)
         return self._loop
 
-    def taken_back(self, call: _frames.Call) -> bytes:
+    def taken_back(self, call: _worker_protocol.Call) -> bytes:
         """The answer to a ``CALL_BY`` whose ``start_by`` has passed: not run."""
         return self._error(call.req_id, "queue_timeout", "not started: pitd took the call back")
 
@@ -139,33 +139,33 @@ class Dispatcher:
         req_id: int,
         kind: str,
         message: str,
-        exc_type: Optional[str] = None,
-        tb: Optional[str] = None,
+        exc_type: str | None = None,
+        tb: str | None = None,
     ) -> bytes:
         """An ``ERR`` frame; halves message and traceback until it fits the frame limit."""
-        limit: Optional[int] = None
+        limit: int | None = None
         while True:
-            err: Dict[str, Any] = {
+            err: dict[str, Any] = {
                 "kind": kind,
                 "message": _clip(message, limit),
                 "type": exc_type,
                 "traceback": _clip(tb, limit),
             }
             payload = _json.dumps(err).encode("utf-8")
-            if len(payload) + _frames.ID_FRAME_OVERHEAD <= self.max_frame or limit == 0:
-                return _frames.encode_err(req_id, payload)
+            if len(payload) + _worker_protocol.ID_FRAME_OVERHEAD <= self.max_frame or limit == 0:
+                return _worker_protocol.encode_err(req_id, payload)
             limit = max(len(message), len(tb or "")) // 2 if limit is None else limit // 2
 
 
 def _exc_message(e: BaseException) -> str:
     try:
         text = str(e)
-    except Exception:  # a broken __str__ must not take the worker down
+    except Exception:  # noqa: BLE001 - a broken __str__ must not take the worker down
         text = "<str() of the exception failed>"
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def _user_frames(tb: Optional[TracebackType]) -> Optional[TracebackType]:
+def _user_frames(tb: TracebackType | None) -> TracebackType | None:
     """Skips this module's and asyncio's frames at the top of a handler's traceback."""
     first = tb
     asyncio_dir = _asyncio_dir()
@@ -177,7 +177,7 @@ def _user_frames(tb: Optional[TracebackType]) -> Optional[TracebackType]:
     return first
 
 
-def _clip(text: Optional[str], limit: Optional[int]) -> Optional[str]:
+def _clip(text: str | None, limit: int | None) -> str | None:
     """``text`` cut to ``limit`` characters, with lone surrogates (undecodable file names
     in OS errors) spelled out so the result always encodes as UTF-8."""
     if text is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import json.encoder
-from typing import Any, Callable, Dict
+from typing import Any, Callable
 
 _stock_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _stock_decoder = json.JSONDecoder()
@@ -26,11 +26,11 @@ def _not_serialisable(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-def _make_fast_encoder() -> "tuple[Callable[[Any, int], Any], Dict[int, Any]] | None":
+def _make_fast_encoder() -> tuple[Callable[[Any, int], Any], dict[int, Any]] | None:
     make = getattr(json.encoder, "c_make_encoder", None)  # None without the C accelerator
     if make is None:
         return None
-    markers: Dict[int, Any] = {}
+    markers: dict[int, Any] = {}
     try:
         encoder = make(
             markers, _not_serialisable, json.encoder.encode_basestring, None, ":", ",", False, False, False
@@ -38,7 +38,7 @@ def _make_fast_encoder() -> "tuple[Callable[[Any, int], Any], Dict[int, Any]] | 
         probe = {"a": [1, 2.5, None, True, "é"]}
         if "".join(encoder(probe, 0)) != _stock_encode(probe):
             return None
-    except Exception:  # a future CPython with another signature: use the stock path
+    except Exception:  # noqa: BLE001 - a future CPython with another signature: use the stock path
         return None
     return encoder, markers
 

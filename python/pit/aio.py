@@ -11,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from typing import Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any
 
-from . import _callwire
+from . import _call_protocol
 from .errors import ConnectionLost
 from .paths import default_call_socket
+
+if TYPE_CHECKING:
+    # Only the type checker reads it (annotations are strings here): no runtime dependency.
+    from typing_extensions import Self
 
 
 class AsyncClient:
@@ -23,19 +27,19 @@ class AsyncClient:
 
     def __init__(
         self,
-        path: Union[str, "os.PathLike[str]", None] = None,
+        path: str | os.PathLike[str] | None = None,
         connect_timeout: float = 5.0,
     ) -> None:
         self.path = os.fspath(path) if path is not None else default_call_socket()
         self.connect_timeout = connect_timeout
         self._ids = itertools.count(1)
         self._closed = False
-        self._writer: Optional[asyncio.StreamWriter] = None
-        self._reader_task: Optional["asyncio.Task[None]"] = None
-        self._pending: Dict[int, "asyncio.Future[Dict[str, Any]]"] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         # Created on first use: before 3.10 asyncio locks bind to the loop current at creation.
-        self._connect_lock: Optional[asyncio.Lock] = None
-        self._send_lock: Optional[asyncio.Lock] = None
+        self._connect_lock: asyncio.Lock | None = None
+        self._send_lock: asyncio.Lock | None = None
 
     async def connect(self) -> None:
         """Opens the connection now (``call`` does it when needed)."""
@@ -47,17 +51,17 @@ class AsyncClient:
         method: str,
         args: Any = None,
         *,
-        session: Optional[str] = None,
-        timeout: Optional[float] = None,
+        session: str | None = None,
+        timeout: float | None = None,
         idempotent: bool = False,
     ) -> Any:
         """As :meth:`pit.Client.call`, awaited."""
         req_id = next(self._ids)
-        message = _callwire.encode_request(
-            req_id, pool, method, args, session, _callwire.timeout_ms(timeout), idempotent
+        message = _call_protocol.encode_request(
+            req_id, pool, method, args, session, _call_protocol.timeout_ms(timeout), idempotent
         )
         writer = await self._connection()
-        future: "asyncio.Future[Dict[str, Any]]" = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = future
         try:
             assert self._send_lock is not None
@@ -67,12 +71,12 @@ class AsyncClient:
         except OSError as e:
             self._end(f"sending to pitd at {self.path} failed: {e.strerror or e}")
         try:
-            reply = await asyncio.wait_for(future, _callwire.local_deadline(timeout))
+            reply = await asyncio.wait_for(future, _call_protocol.local_deadline(timeout))
         except asyncio.TimeoutError:
-            raise _callwire.local_timeout_error(timeout or 0.0) from None
+            raise _call_protocol.local_timeout_error(timeout or 0.0) from None
         finally:
             self._pending.pop(req_id, None)
-        return _callwire.result_of(reply)
+        return _call_protocol.result_of(reply)
 
     async def close(self) -> None:
         """Closes the connection; calls in flight raise :class:`~pit.ConnectionLost`."""
@@ -81,7 +85,7 @@ class AsyncClient:
         if self._reader_task is not None:
             await asyncio.gather(self._reader_task, return_exceptions=True)
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> Self:
         await self.connect()
         return self
 
@@ -113,9 +117,9 @@ class AsyncClient:
         reason = f"pitd closed the connection on {self.path}"
         try:
             while True:
-                head = await reader.readexactly(_callwire.LENGTH.size)
-                (length,) = _callwire.LENGTH.unpack(head)
-                reply = _callwire.parse_reply(await reader.readexactly(length))
+                head = await reader.readexactly(_call_protocol.LENGTH.size)
+                (length,) = _call_protocol.LENGTH.unpack(head)
+                reply = _call_protocol.parse_reply(await reader.readexactly(length))
                 future = self._pending.pop(reply["id"], None)
                 if future is not None and not future.done():
                     future.set_result(reply)

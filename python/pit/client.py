@@ -14,11 +14,15 @@ import os
 import select
 import socket
 import threading
-from typing import Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any
 
-from . import _callwire
+from . import _call_protocol
 from .errors import ConnectionLost
 from .paths import default_call_socket
+
+if TYPE_CHECKING:
+    # Only the type checker reads it (annotations are strings here): no runtime dependency.
+    from typing_extensions import Self
 
 #: Bytes asked of each recv of replies.
 _READ_CHUNK = 64 * 1024
@@ -34,7 +38,7 @@ class Client:
 
     def __init__(
         self,
-        path: Union[str, "os.PathLike[str]", None] = None,
+        path: str | os.PathLike[str] | None = None,
         connect_timeout: float = 5.0,
     ) -> None:
         self.path = os.fspath(path) if path is not None else default_call_socket()
@@ -50,8 +54,8 @@ class Client:
         method: str,
         args: Any = None,
         *,
-        session: Optional[str] = None,
-        timeout: Optional[float] = None,
+        session: str | None = None,
+        timeout: float | None = None,
         idempotent: bool = False,
     ) -> Any:
         """Runs ``method(args)`` on a worker of ``pool`` and returns its result.
@@ -61,14 +65,14 @@ class Client:
         on another worker if its worker dies. Raises :class:`~pit.CallError`.
         """
         req_id = next(self._ids)
-        message = _callwire.encode_request(
-            req_id, pool, method, args, session, _callwire.timeout_ms(timeout), idempotent
+        message = _call_protocol.encode_request(
+            req_id, pool, method, args, session, _call_protocol.timeout_ms(timeout), idempotent
         )
         conn = self._connection()
         waiter = conn.send(req_id, message)
-        if not waiter.lock.acquire(timeout=_callwire.local_deadline(timeout) or -1):
+        if not waiter.lock.acquire(timeout=_call_protocol.local_deadline(timeout) or -1):
             if conn.forget(req_id):
-                raise _callwire.local_timeout_error(timeout or 0.0)
+                raise _call_protocol.local_timeout_error(timeout or 0.0)
             waiter.lock.acquire()  # the reader took it first; its answer is imminent
         return waiter.outcome()
 
@@ -79,7 +83,7 @@ class Client:
             conn = self._conn
         conn.close("the client was closed")
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -88,7 +92,7 @@ class Client:
     def __repr__(self) -> str:
         return f"Client(path={self.path!r})"
 
-    def _connection(self) -> "_Connection":
+    def _connection(self) -> _Connection:
         with self._lock:
             if self._closed:
                 raise ConnectionLost(f"the client for {self.path} is closed", self.path)
@@ -100,13 +104,13 @@ class Client:
 class _Waiter:
     """One call in flight: ``lock`` is released by the reader once ``reply`` or ``lost`` is set."""
 
-    __slots__ = ("lock", "reply", "lost", "path")
+    __slots__ = ("lock", "lost", "path", "reply")
 
     def __init__(self, path: str) -> None:
         self.lock = threading.Lock()
         self.lock.acquire()
-        self.reply: Optional[Dict[str, Any]] = None
-        self.lost: Optional[str] = None
+        self.reply: dict[str, Any] | None = None
+        self.lost: str | None = None
         self.path = path
 
     def outcome(self) -> Any:
@@ -114,7 +118,7 @@ class _Waiter:
             # A fresh exception per caller: one instance raised in many threads would
             # collect all their tracebacks.
             raise ConnectionLost(self.lost or "connection lost", self.path)
-        return _callwire.result_of(self.reply)
+        return _call_protocol.result_of(self.reply)
 
 
 class _Connection:
@@ -134,9 +138,9 @@ class _Connection:
         self._sock = sock
         self._send_lock = threading.Lock()
         self._lock = threading.Lock()  # guards _pending and lost
-        self._pending: Dict[int, _Waiter] = {}
+        self._pending: dict[int, _Waiter] = {}
         #: Why the connection ended, once it has; set exactly once, under _lock.
-        self.lost: Optional[str] = None
+        self.lost: str | None = None
         self._reader = threading.Thread(target=self._read_replies, name=f"pit-client {path}", daemon=True)
         self._reader.start()
 
@@ -177,15 +181,15 @@ class _Connection:
         poller.register(sock, select.POLLIN)
         buf = bytearray()
         at = 0
-        head = _callwire.LENGTH.size
+        head = _call_protocol.LENGTH.size
         try:
             while True:
                 while len(buf) - at >= head:
-                    (length,) = _callwire.LENGTH.unpack_from(buf, at)
+                    (length,) = _call_protocol.LENGTH.unpack_from(buf, at)
                     end = at + head + length
                     if len(buf) < end:
                         break
-                    reply = _callwire.parse_reply(bytes(buf[at + head : end]))
+                    reply = _call_protocol.parse_reply(bytes(buf[at + head : end]))
                     at = end
                     with self._lock:
                         waiter = self._pending.pop(reply["id"], None)

@@ -8,9 +8,9 @@ client raises it when the socket itself fails.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any
 
-ERROR_KINDS: Tuple[str, ...] = (
+ERROR_KINDS: tuple[str, ...] = (
     "bad_request",
     "no_such_pool",
     "no_such_method",
@@ -42,8 +42,8 @@ class CallError(Exception):
         self,
         kind: str,
         message: str,
-        traceback: Optional[str] = None,
-        worker: Optional[str] = None,
+        traceback: str | None = None,
+        worker: str | None = None,
     ) -> None:
         super().__init__(kind, message, traceback, worker)
         self.kind = kind
@@ -68,9 +68,9 @@ class ConnectionLost(CallError):
     flight when the connection drops may or may not have run on a worker.
     """
 
-    def __init__(self, message: str, path: Optional[str] = None) -> None:
+    def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(CONNECTION_LOST, message)
         self.path = path
 
-    def __reduce__(self) -> Tuple[Any, ...]:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.message, self.path))

@@ -13,7 +13,7 @@ import inspect
 import os
 import time
 from types import ModuleType
-from typing import Any, Callable, Dict, NamedTuple, Optional, TypeVar, Union, overload
+from typing import Any, Callable, NamedTuple, TypeVar, overload
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,15 +32,16 @@ class Context:
     (from ``PIT_WORKER_ID`` / ``PIT_POOL``, set by pitd).
     """
 
-    __slots__ = ("session", "worker_id", "pool", "request_id", "deadline")
+    # In the order __repr__ shows them, not sorted.
+    __slots__ = ("session", "worker_id", "pool", "request_id", "deadline")  # noqa: RUF023
 
     def __init__(
         self,
-        session: Optional[str],
-        worker_id: Optional[str],
-        pool: Optional[str],
+        session: str | None,
+        worker_id: str | None,
+        pool: str | None,
         request_id: int,
-        deadline: Optional[float],
+        deadline: float | None,
     ) -> None:
         self.session = session
         self.worker_id = worker_id
@@ -48,7 +49,7 @@ class Context:
         self.request_id = request_id
         self.deadline = deadline
 
-    def time_left(self) -> Optional[float]:
+    def time_left(self) -> float | None:
         """Seconds until the deadline (may be negative), or None without one."""
         return None if self.deadline is None else self.deadline - time.monotonic()
 
@@ -60,10 +61,10 @@ class Context:
 @overload
 def handler(fn: F, /) -> F: ...
 @overload
-def handler(name: Optional[str] = None, /) -> Callable[[F], F]: ...
+def handler(name: str | None = None, /) -> Callable[[F], F]: ...
 
 
-def handler(arg: Union[Callable[..., Any], str, None] = None, /) -> Any:
+def handler(arg: Callable[..., Any] | str | None = None, /) -> Any:
     """Exposes a function as a pit method: ``@pit.handler`` or ``@pit.handler("name")``.
 
     The function takes ``(args, ctx)``, ``(args)`` or nothing; ``async def`` works too.
@@ -99,13 +100,13 @@ class Handler(NamedTuple):
     is_async: bool
 
 
-def collect(module: ModuleType) -> Dict[str, Handler]:
+def collect(module: ModuleType) -> dict[str, Handler]:
     """The marked functions in ``module``'s namespace, by method name.
 
     Raises ``ValueError`` when two different functions claim one name and ``TypeError``
     when a handler's signature cannot take ``(args, ctx)``.
     """
-    found: Dict[str, Handler] = {}
+    found: dict[str, Handler] = {}
     for obj in list(vars(module).values()):
         name = getattr(obj, _MARK, None) if callable(obj) else None
         if not isinstance(name, str):
@@ -144,6 +145,6 @@ def _describe(fn: Any) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
 
 
-def worker_identity() -> Dict[str, Optional[str]]:
+def worker_identity() -> dict[str, str | None]:
     """``worker_id`` and ``pool`` as pitd passed them in the environment."""
     return {"worker_id": os.environ.get("PIT_WORKER_ID"), "pool": os.environ.get("PIT_POOL")}

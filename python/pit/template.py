@@ -50,7 +50,8 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Callable
 
 # Imported here, before any fork, so that every worker finds the runtime loaded.
 from .worker import exit_process, prepare_interpreter, serve
@@ -92,7 +93,7 @@ def run(module_name: str, preload: Sequence[str]) -> int:
     for name in preload:
         try:
             importlib.import_module(name)
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - even a SystemExit at import is exit status 1
             _say(f"cannot preload {name}:")
             traceback.print_exc()
             return EXIT_IMPORT_FAILED
@@ -140,7 +141,10 @@ def run(module_name: str, preload: Sequence[str]) -> int:
         if len(fds) != FDS_PER_FORK:
             for fd in fds:
                 os.close(fd)
-            _send(channel, {"type": "fork_failed", "worker_id": worker_id, "error": f"got {len(fds)} fds, expected 4"})
+            _send(
+                channel,
+                {"type": "fork_failed", "worker_id": worker_id, "error": f"got {len(fds)} fds, expected 4"},
+            )
             continue
         reply = spare.assign(worker_id, fds) if spare is not None else None
         if reply is None:
@@ -164,7 +168,7 @@ class _Spare:
         self.pid = pid
         self.sock = sock
 
-    def assign(self, worker_id: str, fds: List[int]) -> Optional[Dict[str, Any]]:
+    def assign(self, worker_id: str, fds: list[int]) -> dict[str, Any] | None:
         """The ``forked`` reply, or None when the spare is gone (fork afresh then)."""
         try:
             socket.send_fds(self.sock, [json.dumps({"worker_id": worker_id}).encode()], fds)
@@ -176,7 +180,7 @@ class _Spare:
         self.sock.close()
 
 
-def _fork_spare(channel: socket.socket, pitd_pid: int, module_name: str) -> Optional[_Spare]:
+def _fork_spare(channel: socket.socket, pitd_pid: int, module_name: str) -> _Spare | None:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = _double_fork(lambda report_w: _run_spare(channel, ours, theirs, report_w, pitd_pid, module_name))
     theirs.close()
@@ -193,7 +197,12 @@ def _fork_spare(channel: socket.socket, pitd_pid: int, module_name: str) -> Opti
 
 
 def _run_spare(
-    channel: socket.socket, ours: socket.socket, theirs: socket.socket, report_w: int, pitd_pid: int, module_name: str
+    channel: socket.socket,
+    ours: socket.socket,
+    theirs: socket.socket,
+    report_w: int,
+    pitd_pid: int,
+    module_name: str,
 ) -> None:
     """The spare's life; never returns."""
     try:
@@ -211,31 +220,37 @@ def _run_spare(
         worker_id = json.loads(data)["worker_id"]
         theirs.close()
         _name_process(f"pit {worker_id}")
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - a forked child must never unwind into the template's loop
         traceback.print_exc()
         os._exit(EXIT_NOT_UNDER_PITD)
     _serve_as(channel, worker_id, fds, module_name, before_ready=None)
 
 
 def _fork_worker(
-    channel: socket.socket, worker_id: str, fds: List[int], pitd_pid: int, module_name: str
-) -> Dict[str, Any]:
+    channel: socket.socket, worker_id: str, fds: list[int], pitd_pid: int, module_name: str
+) -> dict[str, Any]:
     def worker(report_w: int) -> None:
         try:
             _start_own_group(report_w)
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - a forked child must never unwind into the template's loop
             traceback.print_exc()
             os._exit(EXIT_NOT_UNDER_PITD)
         # Importing the app meanwhile hides the intermediate's exit.
-        _serve_as(channel, worker_id, fds, module_name, before_ready=lambda: _adopted_by_pitd(pitd_pid, worker_id))
+        _serve_as(
+            channel, worker_id, fds, module_name, before_ready=lambda: _adopted_by_pitd(pitd_pid, worker_id)
+        )
 
     pid = _double_fork(worker)
     if pid is None:
-        return {"type": "fork_failed", "worker_id": worker_id, "error": "the forked worker died before it started"}
+        return {
+            "type": "fork_failed",
+            "worker_id": worker_id,
+            "error": "the forked worker died before it started",
+        }
     return {"type": "forked", "worker_id": worker_id, "pid": pid}
 
 
-def _double_fork(child: Callable[[int], None]) -> Optional[int]:
+def _double_fork(child: Callable[[int], None]) -> int | None:
     """Forks ``child`` (given the pipe to report its pid on) through an intermediate that
     exits at once, so the child is re-parented to pitd. Returns the child's pid once the
     intermediate is reaped, or None when the child died before reporting it."""
@@ -247,7 +262,7 @@ def _double_fork(child: Callable[[int], None]) -> Optional[int]:
         try:
             os.close(report_r)
             is_child = os.fork() == 0
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - the intermediate must never unwind into the template's loop
             os._exit(1)
         if not is_child:
             os._exit(0)
@@ -272,7 +287,10 @@ def _adopted_by_pitd(pitd_pid: int, name: str) -> None:
     deadline = time.monotonic() + REPARENT_TIMEOUT
     while os.getppid() != pitd_pid:
         if time.monotonic() > deadline:
-            _say(f"not re-parented to pitd (pid {pitd_pid}) within {REPARENT_TIMEOUT:.0f}s; is pitd a subreaper?")
+            _say(
+                f"not re-parented to pitd (pid {pitd_pid}) within {REPARENT_TIMEOUT:.0f}s; "
+                "is pitd a subreaper?"
+            )
             os._exit(EXIT_NOT_UNDER_PITD)
         time.sleep(0.0001)
     _die_with_parent()
@@ -284,9 +302,9 @@ def _adopted_by_pitd(pitd_pid: int, name: str) -> None:
 def _serve_as(
     channel: socket.socket,
     worker_id: str,
-    fds: List[int],
+    fds: list[int],
     module_name: str,
-    before_ready: Optional[Callable[[], None]],
+    before_ready: Callable[[], None] | None,
 ) -> None:
     """Moves the four fds onto 1-4 and serves MODULE as ``worker_id``; never returns
     (``exit_process`` ends it)."""
@@ -301,7 +319,7 @@ def _serve_as(
             os.close(fd)
         os.environ["PIT_WORKER_ID"] = worker_id
         os.environ.pop("PIT_TEMPLATE", None)
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - a forked child must never unwind into the template's loop
         traceback.print_exc()
         os._exit(EXIT_NOT_UNDER_PITD)
     gc.unfreeze()
@@ -336,7 +354,7 @@ def _name_process(name: str) -> None:
     _libc().prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
-_LIBC: Optional[ctypes.CDLL] = None
+_LIBC: ctypes.CDLL | None = None
 
 
 def _libc() -> ctypes.CDLL:
@@ -348,7 +366,7 @@ def _libc() -> ctypes.CDLL:
     return _LIBC
 
 
-def _read_pid(fd: int) -> Optional[int]:
+def _read_pid(fd: int) -> int | None:
     data = b""
     deadline = time.monotonic() + REPARENT_TIMEOUT
     while len(data) < 8:
@@ -359,7 +377,7 @@ def _read_pid(fd: int) -> Optional[int]:
         if not chunk:
             return None
         data += chunk
-    return struct.unpack(">Q", data)[0]
+    return int(struct.unpack(">Q", data)[0])
 
 
 def _wait_child(pid: int) -> None:
@@ -373,7 +391,7 @@ def _wait_child(pid: int) -> None:
             return
 
 
-def _channel() -> Optional[socket.socket]:
+def _channel() -> socket.socket | None:
     try:
         sock = socket.socket(fileno=CHANNEL_FD)
     except OSError:
@@ -386,12 +404,12 @@ def _channel() -> Optional[socket.socket]:
     return sock
 
 
-def _threads_after_preload() -> List[str]:
+def _threads_after_preload() -> list[str]:
     """Names of the threads other than this one: fork copies none of them."""
     return [t.name for t in threading.enumerate() if t is not threading.main_thread()]
 
 
-def _send(channel: socket.socket, msg: Dict[str, Any]) -> None:
+def _send(channel: socket.socket, msg: dict[str, Any]) -> None:
     channel.send(json.dumps(msg).encode())
 
 

@@ -33,9 +33,9 @@ import signal
 import sys
 import time
 import traceback
-from typing import Callable, NoReturn, Optional
+from typing import Callable, NoReturn
 
-from . import _frames
+from . import _worker_protocol
 from ._dispatch import Dispatcher
 from .handlers import collect, worker_identity
 
@@ -50,7 +50,7 @@ EXIT_PROTOCOL_ERROR = 3
 _ACCMODE = getattr(os, "O_ACCMODE", 3)
 
 
-def serve(module_name: str, before_ready: Optional[Callable[[], None]] = None) -> int:
+def serve(module_name: str, before_ready: Callable[[], None] | None = None) -> int:
     """Runs the worker; returns the process exit status. ``before_ready`` runs once MODULE
     is imported, just before ``READY`` is sent (a forked worker finishes its set-up there)."""
     problem = _protocol_fd_problem()
@@ -70,7 +70,7 @@ def serve(module_name: str, before_ready: Optional[Callable[[], None]] = None) -
     try:
         module = importlib.import_module(module_name)
         handlers = collect(module)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure of user code at import is exit status 1
         _say(f"cannot serve {module_name}:")
         traceback.print_exc()
         return EXIT_IMPORT_FAILED
@@ -79,9 +79,9 @@ def serve(module_name: str, before_ready: Optional[Callable[[], None]] = None) -
         before_ready()
     identity = worker_identity()
     dispatcher = Dispatcher(module_name, handlers, max_frame, identity["worker_id"], identity["pool"])
-    reader = _frames.FrameReader(functools.partial(os.read, IN_FD), max_frame)
+    reader = _worker_protocol.FrameReader(functools.partial(os.read, IN_FD), max_frame)
     try:
-        _write_all(OUT_FD, _frames.encode_ready(dispatcher.names(), os.getpid()))
+        _write_all(OUT_FD, _worker_protocol.encode_ready(dispatcher.names(), os.getpid()))
         return _serve_frames(dispatcher, reader)
     except BrokenPipeError:
         return EXIT_OK  # pitd is gone; nobody is left to answer
@@ -107,13 +107,13 @@ def exit_process(status: int) -> NoReturn:
         os._exit(status)
 
 
-def _serve_frames(dispatcher: Dispatcher, reader: _frames.FrameReader) -> int:
+def _serve_frames(dispatcher: Dispatcher, reader: _worker_protocol.FrameReader) -> int:
     """The hot loop: one frame in, one reply frame out, until end of input."""
     next_frame = reader.next_frame
     reply = dispatcher.reply
-    decode_call = _frames.decode_call
-    CALL, PING = _frames.CALL, _frames.PING
-    CALL_BY, decode_call_by, monotonic_ns = _frames.CALL_BY, _frames.decode_call_by, time.monotonic_ns
+    decode_call, decode_call_by = _worker_protocol.decode_call, _worker_protocol.decode_call_by
+    CALL, CALL_BY, PING = _worker_protocol.CALL, _worker_protocol.CALL_BY, _worker_protocol.PING
+    monotonic_ns = time.monotonic_ns
     while True:
         try:
             frame = next_frame()
@@ -126,16 +126,16 @@ def _serve_frames(dispatcher: Dispatcher, reader: _frames.FrameReader) -> int:
                 start_by, call = decode_call_by(body)
                 out = reply(call) if monotonic_ns() < start_by else dispatcher.taken_back(call)
             elif ftype == PING:
-                out = _frames.encode_pong(_frames.decode_id(body))
+                out = _worker_protocol.encode_pong(_worker_protocol.decode_id(body))
             else:
-                raise _frames.FrameError(f"unknown frame type 0x{ftype:02x}")
-        except _frames.FrameError as e:
+                raise _worker_protocol.FrameError(f"unknown frame type 0x{ftype:02x}")
+        except _worker_protocol.FrameError as e:
             _say(f"protocol error from pitd: {e}; exiting")
             return EXIT_PROTOCOL_ERROR
         _write_all(OUT_FD, out)
 
 
-def _protocol_fd_problem() -> Optional[str]:
+def _protocol_fd_problem() -> str | None:
     """Why fds 3/4 cannot be the protocol pipes, or None when they can."""
     for fd, need, refused in ((IN_FD, "reading", os.O_WRONLY), (OUT_FD, "writing", os.O_RDONLY)):
         try:
@@ -150,7 +150,7 @@ def _protocol_fd_problem() -> Optional[str]:
 def _max_frame_from_env() -> int:
     raw = os.environ.get("PIT_MAX_FRAME")
     if not raw:
-        return _frames.DEFAULT_MAX_FRAME
+        return _worker_protocol.DEFAULT_MAX_FRAME
     try:
         value = int(raw)
     except ValueError:

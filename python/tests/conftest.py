@@ -3,11 +3,11 @@ stop them, whatever the test's outcome."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable
 
 import pytest
-
 from harness import FakeCallServer, OnRequest, WorkerProcess, copy_apps, echo_request
 
 
@@ -15,10 +15,10 @@ from harness import FakeCallServer, OnRequest, WorkerProcess, copy_apps, echo_re
 def spawn_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """``spawn_worker("sample_app", env={...}, fds=True)``: a worker with cwd = tmp_path."""
     copy_apps(tmp_path)
-    started: List[WorkerProcess] = []
+    started: list[WorkerProcess] = []
 
     def spawn(
-        module: str = "sample_app", env: Optional[Dict[str, str]] = None, fds: bool = True
+        module: str = "sample_app", env: dict[str, str] | None = None, fds: bool = True
     ) -> WorkerProcess:
         worker = WorkerProcess(module, tmp_path, env, fds)
         started.append(worker)
@@ -32,7 +32,7 @@ def spawn_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
 @pytest.fixture
 def call_server(tmp_path: Path) -> Iterator[Callable[[OnRequest], FakeCallServer]]:
     """``call_server(on_request)``: a fake call socket at tmp_path/call.sock."""
-    servers: List[FakeCallServer] = []
+    servers: list[FakeCallServer] = []
 
     def start(on_request: OnRequest = echo_request) -> FakeCallServer:
         server = FakeCallServer(tmp_path / "call.sock", on_request)

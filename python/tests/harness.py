@@ -19,14 +19,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, NamedTuple
 
-from pit import _frames
+from pit import _worker_protocol
 
 #: One generous bound for anything a test waits for.
 DEADLINE = 15.0
 
-PACKAGE_ROOT = Path(_frames.__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(_worker_protocol.__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
 
 
@@ -56,9 +56,7 @@ class Reply(NamedTuple):
 class WorkerProcess:
     """``python -m pit serve MODULE`` with its protocol pipes on fds 3/4, driven like pitd."""
 
-    def __init__(
-        self, module: str, cwd: Path, env: Optional[Dict[str, str]] = None, fds: bool = True
-    ) -> None:
+    def __init__(self, module: str, cwd: Path, env: dict[str, str] | None = None, fds: bool = True) -> None:
         full_env = dict(os.environ)
         full_env.update(
             PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")])),
@@ -92,11 +90,11 @@ class WorkerProcess:
         )
         os.close(to_r)
         os.close(from_w)
-        self.to_worker: Optional[int] = to_w
+        self.to_worker: int | None = to_w
         self.from_worker = from_r
         self._until = 0.0
-        self.frames = _frames.FrameReader(self._read_frame_bytes)
-        self._output: Dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        self.frames = _worker_protocol.FrameReader(self._read_frame_bytes)
+        self._output: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
         self._next_id = 100
 
     # frames
@@ -105,15 +103,15 @@ class WorkerProcess:
         assert self.to_worker is not None, "input already closed"
         os.write(self.to_worker, data)
 
-    def recv(self) -> Tuple[int, bytes]:
+    def recv(self) -> tuple[int, bytes]:
         self._until = time.monotonic() + DEADLINE
         frame = self.frames.next_frame()
         assert frame is not None, f"worker closed fd 4; stderr: {self.output('stderr')}"
         return frame
 
-    def ready(self) -> Dict[str, Any]:
+    def ready(self) -> dict[str, Any]:
         ftype, body = self.recv()
-        assert ftype == _frames.READY, f"expected READY, got 0x{ftype:02x}"
+        assert ftype == _worker_protocol.READY, f"expected READY, got 0x{ftype:02x}"
         return json.loads(body)
 
     def call(
@@ -121,20 +119,20 @@ class WorkerProcess:
         method: str,
         args: Any = None,
         *,
-        raw_args: Optional[bytes] = None,
-        session: Optional[str] = None,
+        raw_args: bytes | None = None,
+        session: str | None = None,
         timeout_ms: int = 0,
     ) -> Reply:
         self._next_id += 1
         req_id = self._next_id
         if raw_args is None:
             raw_args = b"" if args is None else json.dumps(args).encode()
-        self.send(_frames.encode_call(req_id, method, raw_args, session, timeout_ms))
+        self.send(_worker_protocol.encode_call(req_id, method, raw_args, session, timeout_ms))
         ftype, body = self.recv()
-        assert ftype in (_frames.OK, _frames.ERR), f"expected OK or ERR, got 0x{ftype:02x}"
-        got_id, payload = _frames.split_reply(body)
+        assert ftype in (_worker_protocol.OK, _worker_protocol.ERR), f"expected OK or ERR, got 0x{ftype:02x}"
+        got_id, payload = _worker_protocol.split_reply(body)
         assert got_id == req_id, f"reply for req {got_id}, expected {req_id}"
-        return Reply(ftype == _frames.OK, got_id, json.loads(payload))
+        return Reply(ftype == _worker_protocol.OK, got_id, json.loads(payload))
 
     def close_input(self) -> None:
         if self.to_worker is not None:
@@ -211,7 +209,7 @@ class FakeConnection:
         self.sock = sock
         self._lock = threading.Lock()
 
-    def send(self, message: Dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any]) -> None:
         body = json.dumps(message).encode()
         with self._lock:
             self.sock.sendall(_LENGTH.pack(len(body)) + body)
@@ -228,10 +226,10 @@ class FakeConnection:
         self.sock.close()
 
 
-OnRequest = Callable[[FakeConnection, Dict[str, Any]], None]
+OnRequest = Callable[[FakeConnection, dict[str, Any]], None]
 
 
-def echo_request(conn: FakeConnection, request: Dict[str, Any]) -> None:
+def echo_request(conn: FakeConnection, request: dict[str, Any]) -> None:
     """Answers every call with ``args`` as the result, from ``worker-1``."""
     conn.send({"id": request["id"], "ok": True, "result": request.get("args"), "worker": "worker-1"})
 
@@ -242,8 +240,8 @@ class FakeCallServer:
     def __init__(self, path: Path, on_request: OnRequest = echo_request) -> None:
         self.path = str(path)
         self.on_request = on_request
-        self.requests: List[Dict[str, Any]] = []
-        self.connections: List[FakeConnection] = []
+        self.requests: list[dict[str, Any]] = []
+        self.connections: list[FakeConnection] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

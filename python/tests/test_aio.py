@@ -6,9 +6,9 @@ import asyncio
 import threading
 
 import pytest
+from harness import DEADLINE, FakeConnection
 
 import pit
-from harness import DEADLINE, FakeConnection
 
 
 def run(coro):
@@ -82,7 +82,7 @@ def test_missing_socket_and_local_timeout(call_server, tmp_path):
     async def connect_absent():
         await pit.AsyncClient(tmp_path / "absent.sock").connect()
 
-    with pytest.raises(pit.ConnectionLost, match="absent.sock"):
+    with pytest.raises(pit.ConnectionLost, match=r"absent\.sock"):
         run(connect_absent())
 
     server = call_server(lambda conn, request: None)

@@ -9,9 +9,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from harness import DEADLINE, FakeConnection, wait_until
 
 import pit
-from harness import DEADLINE, FakeConnection, wait_until
 
 
 def test_error_kinds_are_the_twelve_of_the_interface_in_order():

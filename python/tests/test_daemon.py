@@ -17,13 +17,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, List
 
 import pytest
+from harness import DEADLINE, PACKAGE_ROOT, wait_until
 
 import pit
-from harness import DEADLINE, PACKAGE_ROOT, wait_until
 
 REPO = PACKAGE_ROOT.parent
 PITD = Path(os.environ.get("PITD_BIN", REPO / "target" / "debug" / "pitd"))
@@ -56,7 +56,9 @@ kill_timeout = "2s"
         )
         env = dict(os.environ, PIT_TEST_RUN=self.marker)
         self.log = open(tmp / "pitd.log", "wb")
-        self.proc = subprocess.Popen([str(PITD), "--config", str(spec)], env=env, stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen(
+            [str(PITD), "--config", str(spec)], env=env, stdout=self.log, stderr=self.log
+        )
         wait_until("the echo pool to be ready", lambda: self.ready(size), lambda: self.log_text())
 
     def log_text(self) -> str:
@@ -64,7 +66,9 @@ kill_timeout = "2s"
 
     def status(self) -> dict:
         out = subprocess.run(
-            [str(PITCTL), "--socket", str(self.control), "status", "--json"], capture_output=True, timeout=DEADLINE
+            [str(PITCTL), "--socket", str(self.control), "status", "--json"],
+            capture_output=True,
+            timeout=DEADLINE,
         )
         return json.loads(out.stdout) if out.returncode == 0 else {}
 
@@ -72,7 +76,7 @@ kill_timeout = "2s"
         pools = self.status().get("pools", [])
         return bool(pools) and sum(w["state"] == "idle" for w in pools[0]["workers"]) >= size
 
-    def survivors(self) -> List[int]:
+    def survivors(self) -> list[int]:
         found = []
         needle = f"PIT_TEST_RUN={self.marker}".encode()
         for entry in os.listdir("/proc"):
@@ -132,7 +136,7 @@ def test_a_session_sticks_to_one_worker(daemon: Daemon) -> None:
 
 def test_many_threads_pipeline_over_one_client(daemon: Daemon) -> None:
     results: dict = {}
-    errors: List[BaseException] = []
+    errors: list[BaseException] = []
     with pit.Client(str(daemon.call)) as c:
 
         def work(t: int) -> None:

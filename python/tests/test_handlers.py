@@ -8,7 +8,7 @@ import types
 import pytest
 
 import pit
-from pit import _frames
+from pit import _worker_protocol
 from pit._dispatch import Dispatcher
 from pit.handlers import collect
 
@@ -20,10 +20,10 @@ def module_with(**attrs) -> types.ModuleType:
 
 
 def reply_to(dispatcher: Dispatcher, method: str, args: bytes = b"") -> tuple:
-    frame = dispatcher.reply(_frames.Call(1, 0, method, None, args))
+    frame = dispatcher.reply(_worker_protocol.Call(1, 0, method, None, args))
     chunks = [frame]
-    ftype, body = _frames.FrameReader(lambda n: chunks.pop() if chunks else b"").next_frame()
-    _, payload = _frames.split_reply(body)
+    ftype, body = _worker_protocol.FrameReader(lambda n: chunks.pop() if chunks else b"").next_frame()
+    _, payload = _worker_protocol.split_reply(body)
     return ftype, json.loads(payload)
 
 
@@ -86,7 +86,7 @@ def test_dispatcher_errors_carry_kind_type_and_traceback():
 
     dispatcher = Dispatcher("fake_app", collect(module_with(oops=oops)))
     ftype, err = reply_to(dispatcher, "oops")
-    assert ftype == _frames.ERR
+    assert ftype == _worker_protocol.ERR
     assert (err["kind"], err["type"], err["message"]) == ("handler_error", "KeyError", "KeyError: 'k'")
     assert 'raise KeyError("k")' in err["traceback"]
 

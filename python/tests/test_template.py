@@ -73,7 +73,8 @@ def test_announces_ready_and_exits_0_when_pitd_closes_the_channel(tmp_path: Path
 
 def test_ready_names_the_threads_running_after_the_preload(tmp_path: Path) -> None:
     (tmp_path / "starts_thread.py").write_text(
-        "import threading\nthreading.Thread(target=threading.Event().wait, name='poller', daemon=True).start()\n"
+        "import threading\n"
+        "threading.Thread(target=threading.Event().wait, name='poller', daemon=True).start()\n"
     )
     proc = run_template(tmp_path, ["starts_thread"])
     channel: socket.socket = proc.channel  # type: ignore[attr-defined]

@@ -9,9 +9,9 @@ import struct
 import time
 
 import pytest
-
 from harness import wait_until
-from pit import _frames
+
+from pit import _worker_protocol
 
 
 def test_ready_lists_every_handler_with_ping_and_the_pid(spawn_worker):
@@ -112,9 +112,9 @@ def test_printing_handler_does_not_disturb_the_protocol_and_output_is_captured(s
 def test_ping_frame_gets_pong_and_ping_method_returns_pong(spawn_worker):
     worker = spawn_worker()
     worker.ready()
-    worker.send(_frames.encode_ping(77))
+    worker.send(_worker_protocol.encode_ping(77))
     ftype, body = worker.recv()
-    assert (ftype, _frames.decode_id(body)) == (_frames.PONG, 77)
+    assert (ftype, _worker_protocol.decode_id(body)) == (_worker_protocol.PONG, 77)
     assert worker.call("ping").value == "pong"
 
 
@@ -176,17 +176,17 @@ def test_end_of_input_exits_zero(spawn_worker):
 def test_call_by_runs_before_its_start_by_and_is_answered_queue_timeout_after_it(spawn_worker):
     worker = spawn_worker()
     worker.ready()
-    call = _frames.encode_call(7, "add", b'{"a": 1, "b": 2}')
-    worker.send(_frames.encode_call_by(call, time.monotonic_ns() + 60 * 10**9))
+    call = _worker_protocol.encode_call(7, "add", b'{"a": 1, "b": 2}')
+    worker.send(_worker_protocol.encode_call_by(call, time.monotonic_ns() + 60 * 10**9))
     ftype, body = worker.recv()
-    assert ftype == _frames.OK and _frames.split_reply(body) == (7, b"3")
+    assert ftype == _worker_protocol.OK and _worker_protocol.split_reply(body) == (7, b"3")
 
     # Past its start_by, pitd has taken it back: the handler must not run.
-    chatty = _frames.encode_call(8, "chatty", b'"must not be printed"')
-    worker.send(_frames.encode_call_by(chatty, time.monotonic_ns() - 1))
+    chatty = _worker_protocol.encode_call(8, "chatty", b'"must not be printed"')
+    worker.send(_worker_protocol.encode_call_by(chatty, time.monotonic_ns() - 1))
     ftype, body = worker.recv()
-    req_id, payload = _frames.split_reply(body)
-    assert ftype == _frames.ERR and req_id == 8
+    req_id, payload = _worker_protocol.split_reply(body)
+    assert ftype == _worker_protocol.ERR and req_id == 8
     assert json.loads(payload)["kind"] == "queue_timeout"
     assert worker.call("add", {"a": 2, "b": 2}).value == 4, "the worker keeps serving"
     worker.close_input()
@@ -205,7 +205,7 @@ def test_unknown_frame_type_exits_three_with_a_message(spawn_worker):
 def test_truncated_call_body_exits_three(spawn_worker):
     worker = spawn_worker()
     worker.ready()
-    worker.send(struct.pack(">IB", 5, _frames.CALL) + b"\0\0\0\0")
+    worker.send(struct.pack(">IB", 5, _worker_protocol.CALL) + b"\0\0\0\0")
     assert worker.wait_exit() == 3
     assert "protocol error" in worker.output("stderr")
 
@@ -213,7 +213,7 @@ def test_truncated_call_body_exits_three(spawn_worker):
 def test_oversized_frame_length_exits_three(spawn_worker):
     worker = spawn_worker(env={"PIT_MAX_FRAME": "1024"})
     worker.ready()
-    worker.send(struct.pack(">IB", 1_000_000, _frames.CALL))
+    worker.send(struct.pack(">IB", 1_000_000, _worker_protocol.CALL))
     assert worker.wait_exit() == 3
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any
 
 import pit
 
 # Blocks kept alive by `allocate`, so the worker's RSS grows until pitd recycles it.
-_kept: List[bytearray] = []
+_kept: list[bytearray] = []
 _PAGE = 4096
 
 
@@ -56,7 +56,7 @@ def pid(args: Any) -> int:
 
 
 @pit.handler
-def env(args: Any, ctx: pit.Context) -> Dict[str, Any]:
+def env(args: Any, ctx: pit.Context) -> dict[str, Any]:
     """Returns the call context (session, worker id, pool, request id, deadline as a
     ``time.monotonic()`` value and the seconds left before it) and the worker's ``PIT_*``
     environment variables under ``env``."""

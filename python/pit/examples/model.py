@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict
+from typing import Any
 
 import pit
 
 _started = time.monotonic()
 #: Word -> score, shared copy-on-write by every worker forked from the template.
-VOCABULARY: Dict[str, int] = {f"word{i}": i % 97 for i in range(200_000)}
+VOCABULARY: dict[str, int] = {f"word{i}": i % 97 for i in range(200_000)}
 time.sleep(max(0.0, float(os.environ.get("PIT_EXAMPLE_LOAD_S", "1.0")) - (time.monotonic() - _started)))
 #: The process that did the loading: the template's pid in a preloaded pool.
 LOADED_BY = os.getpid()
 
 
 @pit.handler
-def predict(args: Any, ctx: pit.Context) -> Dict[str, Any]:
+def predict(args: Any, ctx: pit.Context) -> dict[str, Any]:
     """Scores the words of ``args`` (a string); says which process loaded the model."""
     words = str(args).split()
     return {

@@ -1,13 +1,14 @@
-"""Binary frames of the worker protocol: pitd writes on the worker's fd 3, reads fd 4.
+"""The worker protocol: binary frames pitd writes on the worker's fd 3 and reads on fd 4.
 
 Every frame is ``u32 length`` (of what follows), ``u8 type``, then the body; integers are
 big-endian. pitd -> worker: ``CALL``, ``CALL_BY`` (a ``CALL`` body after a ``u64``
 ``start_by``: a call written while the worker runs another, to be started only before
 that instant of ``time.monotonic_ns()``, the CLOCK_MONOTONIC clock pitd shares; after it,
 pitd has taken the call back and the worker answers ``ERR`` ``queue_timeout`` without
-running it) and ``PING``; worker -> pitd: ``READY``, ``OK``,
-``ERR`` and ``PONG``. This module is the single home of that layout: the worker runtime
-and the tests (which play pitd) both encode and decode through it.
+running it) and ``PING``; worker -> pitd: ``READY``, ``OK``, ``ERR`` and ``PONG``. This
+module is the single home of that layout: the worker runtime and the tests (which play
+pitd) both encode and decode through it. Its counterpart between a caller and pitd is
+:mod:`pit._call_protocol`.
 
 The call round trip is benchmarked against a raw pipe echo loop, so encoders build each
 frame as one ``bytes`` object (written with one ``os.write``) from precompiled structs, and
@@ -18,7 +19,8 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Callable, Iterable, List, NamedTuple, Optional, Tuple
+from collections.abc import Iterable
+from typing import Callable, NamedTuple
 
 CALL = 0x01
 PING = 0x02
@@ -54,7 +56,7 @@ class Call(NamedTuple):
     req_id: int
     timeout_ms: int
     method: str
-    session: Optional[str]
+    session: str | None
     args: bytes
 
 
@@ -65,7 +67,7 @@ def encode_call(
     req_id: int,
     method: str,
     args: bytes = b"",
-    session: Optional[str] = None,
+    session: str | None = None,
     timeout_ms: int = 0,
 ) -> bytes:
     """A ``CALL`` frame (pitd's side; used by tests and tools that stand in for pitd)."""
@@ -134,7 +136,7 @@ def decode_call(body: bytes) -> Call:
     return Call(req_id, timeout_ms, method, session, body[args_at:])
 
 
-def decode_call_by(body: bytes) -> Tuple[int, Call]:
+def decode_call_by(body: bytes) -> tuple[int, Call]:
     """``(start_by_ns, call)`` of a ``CALL_BY`` body."""
     if len(body) < _ID.size:
         raise FrameError(f"CALL_BY body of {len(body)} bytes has no start_by")
@@ -148,11 +150,11 @@ def decode_id(body: bytes) -> int:
     return int(_ID.unpack(body)[0])
 
 
-def split_reply(body: bytes) -> Tuple[int, bytes]:
+def split_reply(body: bytes) -> tuple[int, bytes]:
     """``(req_id, json_bytes)`` of an ``OK`` or ``ERR`` body."""
     if len(body) < _ID.size:
         raise FrameError(f"reply body of {len(body)} bytes has no req_id")
-    return _ID.unpack_from(body)[0], body[_ID.size :]
+    return int(_ID.unpack_from(body)[0]), body[_ID.size :]
 
 
 # --- reading ----------------------------------------------------------------------------
@@ -173,7 +175,7 @@ class FrameReader:
         self._buf = b""
         self._pos = 0
 
-    def next_frame(self) -> Optional[Tuple[int, bytes]]:
+    def next_frame(self) -> tuple[int, bytes] | None:
         buf, pos = self._buf, self._pos
         if len(buf) - pos < _HEADER.size:
             buf = self._fill(buf[pos:], _HEADER.size)
@@ -193,7 +195,7 @@ class FrameReader:
 
     def _fill(self, have: bytes, want: int) -> bytes:
         """Reads until at least ``want`` bytes are buffered; joins the chunks once."""
-        parts: List[bytes] = [have]
+        parts: list[bytes] = [have]
         size = len(have)
         while size < want:
             chunk = self._read(max(want - size, _READ_CHUNK))

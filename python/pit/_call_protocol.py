@@ -1,9 +1,10 @@
-"""Messages of the call socket (INTERFACE section 5), shared by both clients.
+"""The call protocol: messages of the call socket (INTERFACE section 5), shared by both clients.
 
 Each message is a ``u32`` big-endian length and that many bytes of UTF-8 JSON. Requests
 carry a client-chosen ``id``; replies carry it back and may arrive in any order. This module
 builds requests, parses replies and turns an error reply into :class:`~pit.CallError`; the
-clients own the sockets.
+clients own the sockets. Its counterpart between pitd and a worker is
+:mod:`pit._worker_protocol`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from typing import Any, Dict, Optional
+from typing import Any
 
 from .errors import CallError
 
@@ -30,12 +31,12 @@ def encode_request(
     pool: str,
     method: str,
     args: Any,
-    session: Optional[str],
-    timeout_ms: Optional[int],
+    session: str | None,
+    timeout_ms: int | None,
     idempotent: bool,
 ) -> bytes:
     """One framed request; optional fields are left out when not given."""
-    request: Dict[str, Any] = {"id": req_id, "pool": pool, "method": method, "args": args}
+    request: dict[str, Any] = {"id": req_id, "pool": pool, "method": method, "args": args}
     if session is not None:
         request["session"] = session
     if timeout_ms is not None:
@@ -46,7 +47,7 @@ def encode_request(
     return LENGTH.pack(len(body)) + body
 
 
-def timeout_ms(timeout: Optional[float]) -> Optional[int]:
+def timeout_ms(timeout: float | None) -> int | None:
     """``timeout`` seconds as whole milliseconds, rounded up (None stays None)."""
     if timeout is None:
         return None
@@ -55,7 +56,7 @@ def timeout_ms(timeout: Optional[float]) -> Optional[int]:
     return max(1, math.ceil(timeout * 1000))
 
 
-def local_deadline(timeout: Optional[float]) -> Optional[float]:
+def local_deadline(timeout: float | None) -> float | None:
     """How long to wait locally for a reply: a little past the timeout pitd enforces."""
     if timeout is None:
         return None
@@ -70,7 +71,7 @@ def local_timeout_error(timeout: float) -> CallError:
     )
 
 
-def parse_reply(body: bytes) -> Dict[str, Any]:
+def parse_reply(body: bytes) -> dict[str, Any]:
     """A reply object with an integer ``id``; ``ValueError`` when it is not one."""
     reply = _decode_json(body.decode("utf-8"))
     if not isinstance(reply, dict) or not isinstance(reply.get("id"), int):
@@ -78,7 +79,7 @@ def parse_reply(body: bytes) -> Dict[str, Any]:
     return reply
 
 
-def result_of(reply: Dict[str, Any]) -> Any:
+def result_of(reply: dict[str, Any]) -> Any:
     """The result of a successful reply; raises :class:`CallError` for an error reply."""
     if reply.get("ok") is True:
         return reply.get("result")

@@ -4,56 +4,58 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import List
 
 import pytest
 
-from pit import _frames
+from pit import _worker_protocol
 
 
-def reader_over(data: bytes, step: int, max_frame: int = _frames.DEFAULT_MAX_FRAME) -> _frames.FrameReader:
+def reader_over(
+    data: bytes, step: int, max_frame: int = _worker_protocol.DEFAULT_MAX_FRAME
+) -> _worker_protocol.FrameReader:
     """A reader that receives ``data`` at most ``step`` bytes per read."""
-    chunks: List[bytes] = [data[i : i + step] for i in range(0, len(data), step)]
+    chunks: list[bytes] = [data[i : i + step] for i in range(0, len(data), step)]
 
     def read(n: int) -> bytes:
         return chunks.pop(0) if chunks else b""
 
-    return _frames.FrameReader(read, max_frame)
+    return _worker_protocol.FrameReader(read, max_frame)
 
 
 def test_call_layout_matches_the_spec_byte_for_byte():
-    frame = _frames.encode_call(7, "echo", b'{"x":1}', "u-1", 5000)
+    frame = _worker_protocol.encode_call(7, "echo", b'{"x":1}', "u-1", 5000)
     body = struct.pack(">QIHH", 7, 5000, 4, 3) + b"echo" + b"u-1" + b'{"x":1}'
     assert frame == struct.pack(">IB", 1 + len(body), 0x01) + body
 
 
 def test_reply_layouts_match_the_spec_byte_for_byte():
-    assert _frames.encode_ok(9, b"[1]") == struct.pack(">IBQ", 12, 0x82, 9) + b"[1]"
-    assert _frames.encode_err(9, b"{}") == struct.pack(">IBQ", 11, 0x83, 9) + b"{}"
-    assert _frames.encode_pong(9) == struct.pack(">IBQ", 9, 0x84, 9)
-    assert _frames.encode_ping(9) == struct.pack(">IBQ", 9, 0x02, 9)
-    ready = _frames.encode_ready(["echo", "ping"], 42)
+    assert _worker_protocol.encode_ok(9, b"[1]") == struct.pack(">IBQ", 12, 0x82, 9) + b"[1]"
+    assert _worker_protocol.encode_err(9, b"{}") == struct.pack(">IBQ", 11, 0x83, 9) + b"{}"
+    assert _worker_protocol.encode_pong(9) == struct.pack(">IBQ", 9, 0x84, 9)
+    assert _worker_protocol.encode_ping(9) == struct.pack(">IBQ", 9, 0x02, 9)
+    ready = _worker_protocol.encode_ready(["echo", "ping"], 42)
     assert ready[4] == 0x81
     assert json.loads(ready[5:]) == {"protocol": 1, "pid": 42, "handlers": ["echo", "ping"]}
 
 
 @pytest.mark.parametrize("session", [None, "", "sé"])
 def test_call_round_trips_including_unicode_and_no_session(session):
-    frame = _frames.encode_call(2**64 - 1, "prédict", b"null", session or None, 2**32 - 1)
+    frame = _worker_protocol.encode_call(2**64 - 1, "prédict", b"null", session or None, 2**32 - 1)
     ftype, body = reader_over(frame, 4096).next_frame()
-    assert ftype == _frames.CALL
-    assert _frames.decode_call(body) == (2**64 - 1, 2**32 - 1, "prédict", session or None, b"null")
+    assert ftype == _worker_protocol.CALL
+    assert _worker_protocol.decode_call(body) == (2**64 - 1, 2**32 - 1, "prédict", session or None, b"null")
 
 
 @pytest.mark.parametrize("step", [1, 2, 5, 17, 4096])
 def test_reader_reassembles_frames_split_anywhere(step):
-    frames = [_frames.encode_call(i, "m", b"x" * i) for i in range(20)] + [_frames.encode_ping(99)]
+    frames = [_worker_protocol.encode_call(i, "m", b"x" * i) for i in range(20)]
+    frames.append(_worker_protocol.encode_ping(99))
     reader = reader_over(b"".join(frames), step)
     seen = []
     while (frame := reader.next_frame()) is not None:
         seen.append(frame)
-    assert [_frames.decode_call(body).args for _, body in seen[:-1]] == [b"x" * i for i in range(20)]
-    assert seen[-1] == (_frames.PING, struct.pack(">Q", 99))
+    assert [_worker_protocol.decode_call(body).args for _, body in seen[:-1]] == [b"x" * i for i in range(20)]
+    assert seen[-1] == (_worker_protocol.PING, struct.pack(">Q", 99))
 
 
 @pytest.mark.parametrize(
@@ -66,7 +68,7 @@ def test_reader_reassembles_frames_split_anywhere(step):
     ],
 )
 def test_reader_rejects_truncated_empty_and_oversized_frames(data, problem):
-    with pytest.raises(_frames.FrameError, match=problem):
+    with pytest.raises(_worker_protocol.FrameError, match=problem):
         reader_over(data, 3, max_frame=1024).next_frame()
 
 
@@ -79,14 +81,14 @@ def test_reader_rejects_truncated_empty_and_oversized_frames(data, problem):
     ],
 )
 def test_malformed_call_bodies_are_frame_errors(body, problem):
-    with pytest.raises(_frames.FrameError, match=problem):
-        _frames.decode_call(body)
+    with pytest.raises(_worker_protocol.FrameError, match=problem):
+        _worker_protocol.decode_call(body)
 
 
 def test_id_bodies_must_be_exactly_eight_bytes():
-    assert _frames.decode_id(struct.pack(">Q", 5)) == 5
-    with pytest.raises(_frames.FrameError):
-        _frames.decode_id(b"\0" * 9)
-    assert _frames.split_reply(struct.pack(">Q", 5) + b"[]") == (5, b"[]")
-    with pytest.raises(_frames.FrameError):
-        _frames.split_reply(b"\0")
+    assert _worker_protocol.decode_id(struct.pack(">Q", 5)) == 5
+    with pytest.raises(_worker_protocol.FrameError):
+        _worker_protocol.decode_id(b"\0" * 9)
+    assert _worker_protocol.split_reply(struct.pack(">Q", 5) + b"[]") == (5, b"[]")
+    with pytest.raises(_worker_protocol.FrameError):
+        _worker_protocol.split_reply(b"\0")

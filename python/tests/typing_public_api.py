@@ -1,0 +1,58 @@
+"""The public API's types as a user's type checker sees them: checked by mypy (strict) in
+``.ci/run``, never run. An ``assert_type`` that no longer holds, or a ``type: ignore``
+that is no longer needed, fails the check. The expected types are runtime expressions,
+hence ``Optional`` (``X | None`` does not evaluate on Python 3.9)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+import pit
+
+if TYPE_CHECKING:
+    from typing_extensions import assert_type
+
+
+@pit.handler
+def plain(args: Any, ctx: pit.Context) -> dict[str, Any]:
+    assert_type(ctx.session, Optional[str])
+    assert_type(ctx.worker_id, Optional[str])
+    assert_type(ctx.pool, Optional[str])
+    assert_type(ctx.request_id, int)
+    assert_type(ctx.deadline, Optional[float])
+    assert_type(ctx.time_left(), Optional[float])
+    return {"args": args}
+
+
+@pit.handler("renamed")
+async def renamed(args: Any) -> int:
+    return 1
+
+
+def decorated_functions_keep_their_types(ctx: pit.Context) -> None:
+    assert_type(plain(None, ctx), dict[str, Any])
+
+
+def clients() -> None:
+    assert_type(pit.ERROR_KINDS, tuple[str, ...])
+    assert_type(pit.default_call_socket(), str)
+    with pit.Client("/run/pitd/call.sock", connect_timeout=1.0) as client:
+        assert_type(client, pit.Client)
+        assert_type(client.call("pool", "method", [1], session="s", timeout=1.5, idempotent=True), Any)
+    try:
+        pit.Client().call("pool", "method")
+    except pit.ConnectionLost as e:
+        assert_type(e.path, Optional[str])
+    except pit.CallError as e:
+        assert_type(e.kind, str)
+        assert_type(e.message, str)
+        assert_type(e.traceback, Optional[str])
+        assert_type(e.worker, Optional[str])
+    _ = pit.Clinet  # type: ignore[attr-defined]  # a misspelt name is an error, not Any
+
+
+async def async_client() -> None:
+    assert_type(await renamed(None), int)
+    async with pit.AsyncClient() as client:
+        assert_type(client, pit.AsyncClient)
+        assert_type(await client.call("pool", "method", session=None, timeout=None), Any)
