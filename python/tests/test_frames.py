@@ -32,9 +32,16 @@ def test_reply_layouts_match_the_spec_byte_for_byte():
     assert _frames.encode_err(9, b"{}") == struct.pack(">IBQ", 11, 0x83, 9) + b"{}"
     assert _frames.encode_pong(9) == struct.pack(">IBQ", 9, 0x84, 9)
     assert _frames.encode_ping(9) == struct.pack(">IBQ", 9, 0x02, 9)
-    ready = _frames.encode_ready(["echo", "ping"], 42)
+    assert _frames.encode_cancel(9) == struct.pack(">IBQ", 9, 0x04, 9)
+    ready = _frames.encode_ready(["echo", "ping"], 42, 8, False)
     assert ready[4] == 0x81
-    assert json.loads(ready[5:]) == {"protocol": 1, "pid": 42, "handlers": ["echo", "ping"]}
+    assert json.loads(ready[5:]) == {
+        "protocol": 1,
+        "pid": 42,
+        "handlers": ["echo", "ping"],
+        "concurrency": 8,
+        "gil_enabled": False,
+    }
 
 
 @pytest.mark.parametrize("session", [None, "", "sé"])
@@ -54,6 +61,30 @@ def test_reader_reassembles_frames_split_anywhere(step):
         seen.append(frame)
     assert [_frames.decode_call(body).args for _, body in seen[:-1]] == [b"x" * i for i in range(20)]
     assert seen[-1] == (_frames.PING, struct.pack(">Q", 99))
+
+
+@pytest.mark.parametrize("step", [1, 2, 5, 17, 4096])
+def test_feed_splits_frames_pushed_in_pieces_of_any_size(step):
+    frames = [_frames.encode_call(i, "m", b"x" * i) for i in range(20)] + [_frames.encode_cancel(99)]
+    data = b"".join(frames)
+    feed = _frames.FrameFeed()
+    seen = []
+    for i in range(0, len(data), step):
+        seen += feed.feed(data[i : i + step])
+    feed.end()
+    assert [_frames.decode_call(body).args for _, body in seen[:-1]] == [b"x" * i for i in range(20)]
+    assert seen[-1] == (_frames.CANCEL, struct.pack(">Q", 99))
+
+
+def test_feed_rejects_bad_lengths_at_once_and_an_end_inside_a_frame():
+    with pytest.raises(_frames.FrameError, match="outside 1.."):
+        _frames.FrameFeed(1024).feed(struct.pack(">IB", 2000, 1))
+    with pytest.raises(_frames.FrameError, match="outside 1.."):
+        _frames.FrameFeed().feed(_frames.encode_ping(1) + struct.pack(">I", 0) + b"\x01")
+    feed = _frames.FrameFeed()
+    assert feed.feed(_frames.encode_ping(1)[:6]) == []
+    with pytest.raises(_frames.FrameError, match="ended inside a frame"):
+        feed.end()
 
 
 @pytest.mark.parametrize(
