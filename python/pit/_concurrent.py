@@ -111,8 +111,8 @@ class _Server:
         try:
             await self._done
         finally:
+            # The SIGTERM handler stays: a second SIGTERM while the process exits is a no-op.
             self._stop_reading()
-            self._loop.remove_signal_handler(signal.SIGTERM)
 
     # --- input ---------------------------------------------------------------------------
 

@@ -190,6 +190,7 @@ def test_told_to_stop_with_calls_in_flight_it_lets_them_finish(spawn_worker, tmp
         worker.wait_for_output("stdout", f"started {req_id}\n")
     if how == "sigterm":
         worker.proc.send_signal(signal.SIGTERM)
+        worker.proc.send_signal(signal.SIGTERM)  # a second one changes nothing
     else:
         worker.close_input()
     assert nothing_within(worker, 0.5) and worker.proc.poll() is None, "it stopped with calls in flight"
