@@ -208,3 +208,20 @@ def test_the_one_call_loop_ignores_a_cancel_for_an_answered_call(spawn_worker):
     assert worker.reply() == Reply(True, req_id, False)
     worker.send(_frames.encode_cancel(req_id) + _frames.encode_ping(9))
     assert worker.recv() == (_frames.PONG, (9).to_bytes(8, "big"))
+
+
+def _raises() -> bool:
+    raise RuntimeError("cannot tell")
+
+
+@pytest.mark.parametrize(
+    "probe, expected", [(None, True), (lambda: False, False), (lambda: 1, True), (_raises, None)]
+)
+def test_gil_enabled_asks_the_interpreter_when_it_can(monkeypatch: pytest.MonkeyPatch, probe, expected):
+    from pit.worker import gil_enabled
+
+    if probe is None:
+        monkeypatch.delattr(sys, "_is_gil_enabled", raising=False)
+    else:
+        monkeypatch.setattr(sys, "_is_gil_enabled", probe, raising=False)
+    assert gil_enabled() is expected
