@@ -28,7 +28,8 @@ _PLAIN_RESULTS = frozenset({dict, list, str, int, float, bool, type(None)})
 _PONG_JSON = b'"pong"'
 # Frames of this runtime and of asyncio are noise at the top of a handler's traceback.
 # asyncio is imported only by workers with async handlers: it costs start-up time.
-_OWN_FILES = (os.path.abspath(__file__),)
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_OWN_FILES = (os.path.join(_HERE, "_dispatch.py"), os.path.join(_HERE, "_concurrent.py"))
 
 
 def _asyncio_dir() -> str | None:
@@ -60,26 +61,13 @@ class Dispatcher:
 
     def reply(self, call: _worker_protocol.Call) -> bytes:
         """Runs ``call`` and returns its reply frame; never raises for the handler's faults."""
-        req_id = call.req_id
-        h = self.handlers.get(call.method)
-        if h is None:
-            if call.method == "ping":
-                return _worker_protocol.encode_ok(req_id, _PONG_JSON)
-            return self._error(
-                req_id,
-                "no_such_method",
-                f"no handler {call.method!r} in {self.module_name}; available: {', '.join(self.names())}",
-            )
-        try:
-            args = _json.loads(call.args.decode("utf-8")) if call.args else None
-        except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            return self._error(req_id, "bad_request", f"args of {call.method!r} are not valid JSON: {e}")
-
+        prepared = self.prepare(call)
+        if isinstance(prepared, bytes):
+            return prepared
+        h, args = prepared
         try:
             if h.nargs == 2:
-                deadline = time.monotonic() + call.timeout_ms / 1000.0 if call.timeout_ms else None
-                ctx = Context(call.session, self.worker_id, self.pool, req_id, deadline)
-                result = h.fn(args, ctx)
+                result = h.fn(args, self.context(call))
             elif h.nargs == 1:
                 result = h.fn(args)
             else:
@@ -87,31 +75,61 @@ class Dispatcher:
             if h.is_async or (type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result)):
                 result = self._event_loop().run_until_complete(result)
         except Exception as e:  # noqa: BLE001 - whatever a handler raises is the caller's handler_error
-            return self._error(
-                req_id,
-                "handler_error",
-                _exc_message(e),
-                type(e).__name__,
-                "".join(traceback.format_exception(type(e), e, _user_frames(e.__traceback__))),
-            )
+            return self.exception_frame(call.req_id, e)
+        return self.result_frame(call, result)
 
+    def prepare(self, call: _worker_protocol.Call) -> bytes | tuple[Handler, Any]:
+        """``(handler, args)`` to run for ``call``, or the reply frame when there is nothing
+        to run (the built-in ``ping``, an unknown method, args that are not JSON)."""
+        h = self.handlers.get(call.method)
+        if h is None:
+            if call.method == "ping":
+                return _worker_protocol.encode_ok(call.req_id, _PONG_JSON)
+            return self._error(
+                call.req_id,
+                "no_such_method",
+                f"no handler {call.method!r} in {self.module_name}; available: {', '.join(self.names())}",
+            )
+        try:
+            args = _json.loads(call.args.decode("utf-8")) if call.args else None
+        except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            return self._error(call.req_id, "bad_request", f"args of {call.method!r} are not valid JSON: {e}")
+        return h, args
+
+    def context(self, call: _worker_protocol.Call) -> Context:
+        """The handler's ``ctx`` for ``call``, starting now (its deadline counts from now)."""
+        deadline = time.monotonic() + call.timeout_ms / 1000.0 if call.timeout_ms else None
+        return Context(call.session, self.worker_id, self.pool, call.req_id, deadline)
+
+    def result_frame(self, call: _worker_protocol.Call, result: Any) -> bytes:
+        """The ``OK`` frame of ``result``, or the error when it cannot be sent."""
         try:
             payload = _json.dumps(result).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as e:  # odd type, NaN, cycle, lone surrogate
             return self._error(
-                req_id,
+                call.req_id,
                 "handler_error",
                 f"the result of {call.method!r} is not JSON-serialisable: {e}",
                 type(e).__name__,
             )
         if len(payload) + _worker_protocol.ID_FRAME_OVERHEAD > self.max_frame:
             return self._error(
-                req_id,
+                call.req_id,
                 "too_large",
                 f"the result of {call.method!r} is {len(payload)} bytes of JSON, over the "
                 f"frame limit of {self.max_frame} bytes (PIT_MAX_FRAME)",
             )
-        return _worker_protocol.encode_ok(req_id, payload)
+        return _worker_protocol.encode_ok(call.req_id, payload)
+
+    def exception_frame(self, req_id: int, e: BaseException) -> bytes:
+        """The ``handler_error`` frame of an exception the handler raised."""
+        return self._error(
+            req_id,
+            "handler_error",
+            _exc_message(e),
+            type(e).__name__,
+            "".join(traceback.format_exception(type(e), e, _user_frames(e.__traceback__))),
+        )
 
     def close(self) -> None:
         """Closes the event loop, if an async handler ever created it."""
@@ -133,6 +151,10 @@ class Dispatcher:
     def taken_back(self, call: _worker_protocol.Call) -> bytes:
         """The answer to a ``CALL_BY`` whose ``start_by`` has passed: not run."""
         return self._error(call.req_id, "queue_timeout", "not started: pitd took the call back")
+
+    def cancelled(self, req_id: int) -> bytes:
+        """The answer to a call whose task was cancelled on pitd's ``CANCEL``."""
+        return self._error(req_id, "timeout", "cancelled by pitd (past its timeout)")
 
     def _error(
         self,

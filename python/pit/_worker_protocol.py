@@ -5,10 +5,12 @@ big-endian. pitd -> worker: ``CALL``, ``CALL_BY`` (a ``CALL`` body after a ``u64
 ``start_by``: a call written while the worker runs another, to be started only before
 that instant of ``time.monotonic_ns()``, the CLOCK_MONOTONIC clock pitd shares; after it,
 pitd has taken the call back and the worker answers ``ERR`` ``queue_timeout`` without
-running it) and ``PING``; worker -> pitd: ``READY``, ``OK``, ``ERR`` and ``PONG``. This
-module is the single home of that layout: the worker runtime and the tests (which play
-pitd) both encode and decode through it. Its counterpart between a caller and pitd is
-:mod:`pit._call_protocol`.
+running it), ``PING`` and ``CANCEL`` (a ``u64`` req_id: pitd gave up on that call, past its
+timeout; sent only to workers serving more than one call at a time, and ignored for a call
+the worker already answered); worker -> pitd: ``READY``, ``OK``,
+``ERR`` and ``PONG``. This module is the single home of that layout: the worker runtime
+and the tests (which play pitd) both encode and decode through it. Its counterpart between a
+caller and pitd is :mod:`pit._call_protocol`.
 
 The call round trip is benchmarked against a raw pipe echo loop, so encoders build each
 frame as one ``bytes`` object (written with one ``os.write``) from precompiled structs, and
@@ -25,6 +27,7 @@ from typing import Callable, NamedTuple
 CALL = 0x01
 PING = 0x02
 CALL_BY = 0x03
+CANCEL = 0x04
 READY = 0x81
 OK = 0x82
 ERR = 0x83
@@ -88,10 +91,24 @@ def encode_ping(req_id: int) -> bytes:
     return _HEADER_ID.pack(ID_FRAME_OVERHEAD, PING, req_id)
 
 
-def encode_ready(handlers: Iterable[str], pid: int) -> bytes:
-    """The ``READY`` frame a worker sends once its module is imported."""
+def encode_cancel(req_id: int) -> bytes:
+    """A ``CANCEL`` frame (pitd's side; for tests)."""
+    return _HEADER_ID.pack(ID_FRAME_OVERHEAD, CANCEL, req_id)
+
+
+def encode_ready(
+    handlers: Iterable[str], pid: int, concurrency: int = 1, gil_enabled: bool | None = None
+) -> bytes:
+    """The ``READY`` frame a worker sends once its module is imported: ``concurrency`` is
+    how many calls it serves at once, ``gil_enabled`` whether the GIL is on (None: unknown)."""
     body = json.dumps(
-        {"protocol": PROTOCOL_VERSION, "pid": pid, "handlers": list(handlers)},
+        {
+            "protocol": PROTOCOL_VERSION,
+            "pid": pid,
+            "handlers": list(handlers),
+            "concurrency": concurrency,
+            "gil_enabled": gil_enabled,
+        },
         separators=(",", ":"),
         ensure_ascii=False,
     ).encode("utf-8")
@@ -144,7 +161,7 @@ def decode_call_by(body: bytes) -> tuple[int, Call]:
 
 
 def decode_id(body: bytes) -> int:
-    """The req_id of a ``PING`` or ``PONG`` body (exactly 8 bytes)."""
+    """The req_id of a ``PING``, ``CANCEL`` or ``PONG`` body (exactly 8 bytes)."""
     if len(body) != _ID.size:
         raise FrameError(f"expected an 8-byte req_id body, got {len(body)} bytes")
     return int(_ID.unpack(body)[0])
@@ -206,3 +223,34 @@ class FrameReader:
             parts.append(chunk)
             size += len(chunk)
         return b"".join(parts) if len(parts) > 1 else have
+
+
+class FrameFeed:
+    """Splits bytes pushed as they arrive (a non-blocking fd read by an event loop) into
+    ``(type, body)`` frames, with the checks of :class:`FrameReader`."""
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self._max = max_frame
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        """The frames completed by ``data``; raises :class:`FrameError` on a bad length."""
+        buf = self._buf + data if self._buf else data
+        frames: list[tuple[int, bytes]] = []
+        pos = 0
+        while len(buf) - pos >= _HEADER.size:
+            length, ftype = _HEADER.unpack_from(buf, pos)
+            if length == 0 or length > self._max:
+                raise FrameError(f"frame length {length} is outside 1..{self._max}")
+            end = pos + 4 + length
+            if len(buf) < end:
+                break
+            frames.append((ftype, buf[pos + _HEADER.size : end]))
+            pos = end
+        self._buf = buf[pos:]
+        return frames
+
+    def end(self) -> None:
+        """The stream ended: raises :class:`FrameError` when it ended inside a frame."""
+        if self._buf:
+            raise FrameError(f"stream ended inside a frame ({len(self._buf)} bytes buffered)")

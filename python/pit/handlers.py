@@ -29,11 +29,10 @@ class Context:
 
     ``session`` (str or None), ``request_id`` (the frame's req_id), ``deadline`` (a
     ``time.monotonic()`` value, or None without a timeout), ``worker_id`` and ``pool``
-    (from ``PIT_WORKER_ID`` / ``PIT_POOL``, set by pitd).
+    (from ``PIT_WORKER_ID`` / ``PIT_POOL``, set by pitd), and ``cancelled``.
     """
 
-    # In the order __repr__ shows them, not sorted.
-    __slots__ = ("session", "worker_id", "pool", "request_id", "deadline")  # noqa: RUF023
+    __slots__ = ("_cancelled", "deadline", "pool", "request_id", "session", "worker_id")
 
     def __init__(
         self,
@@ -48,14 +47,26 @@ class Context:
         self.pool = pool
         self.request_id = request_id
         self.deadline = deadline
+        self._cancelled = False
+
+    @property
+    def cancelled(self) -> bool:
+        """True once pitd cancelled the call (past its timeout, in a worker serving several
+        calls at once): a sync handler may stop early; its answer is dropped anyway."""
+        return self._cancelled
 
     def time_left(self) -> float | None:
         """Seconds until the deadline (may be negative), or None without one."""
         return None if self.deadline is None else self.deadline - time.monotonic()
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        fields = ", ".join(f"{name}={getattr(self, name.lstrip('_'))!r}" for name in self.__slots__)
         return f"Context({fields})"
+
+
+def mark_cancelled(ctx: Context) -> None:
+    """Makes ``ctx.cancelled`` True (the runtime's side of a ``CANCEL`` from pitd)."""
+    ctx._cancelled = True
 
 
 @overload

@@ -24,8 +24,9 @@ replacement cost no fork at all, the template keeps one *spare*: a worker forked
 ahead of need, which has done steps 1-2 and 4 and waits on a socket of its own; a fork
 request hands the spare its id and fds and is answered at once, and the next spare is
 forked after the reply (each spare's pid is sent as ``spare``, so pitd can count its
-memory). The ``ready`` message names the threads running after the preload (fork-unsafe);
-pitd warns about them. The template's process name is ``pit template``. rlimits,
+memory). The ``ready`` message names the threads running after the preload (fork-unsafe),
+and says ``gil_reenabled`` when a free-threaded build has its GIL back on after the preload;
+pitd warns about both. The template's process name is ``pit template``. rlimits,
 credentials, the working directory and the environment are the template's, which pitd set
 from the pool's spec when it started it. Messages are one JSON object per datagram.
 
@@ -47,6 +48,7 @@ import signal
 import socket
 import struct
 import sys
+import sysconfig
 import threading
 import time
 import traceback
@@ -54,7 +56,7 @@ from collections.abc import Sequence
 from typing import Any, Callable
 
 # Imported here, before any fork, so that every worker finds the runtime loaded.
-from .worker import exit_process, prepare_interpreter, serve
+from .worker import exit_process, gil_enabled, prepare_interpreter, serve
 
 CHANNEL_FD = 3
 
@@ -98,6 +100,9 @@ def run(module_name: str, preload: Sequence[str]) -> int:
             traceback.print_exc()
             return EXIT_IMPORT_FAILED
     import_ms = (time.monotonic() - started) * 1000.0
+    if os.environ.get("PIT_CONCURRENCY", "1") not in ("", "1"):
+        # The runtime of a worker serving several calls at once (asyncio): loaded once here.
+        importlib.import_module("pit._concurrent")
     # Objects that exist now are shared by every worker: keep the collector from touching
     # (and so copying) their pages in each worker.
     _libc()
@@ -112,6 +117,8 @@ def run(module_name: str, preload: Sequence[str]) -> int:
             "import_ms": import_ms,
             # pitd logs, emits and shows these: they are not in any forked worker.
             "threads": _threads_after_preload(),
+            # A free-threaded build whose GIL a preloaded module turned back on: pitd warns.
+            "gil_reenabled": gil_reenabled(),
         },
     )
     spare = _fork_spare(channel, pitd_pid, module_name)
@@ -407,6 +414,13 @@ def _channel() -> socket.socket | None:
 def _threads_after_preload() -> list[str]:
     """Names of the threads other than this one: fork copies none of them."""
     return [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+
+
+def gil_reenabled() -> bool:
+    """True in a free-threaded build (``Py_GIL_DISABLED``) whose GIL is on now: an extension
+    module imported without declaring itself free-thread safe turns it back on for the
+    whole process, so threads of a concurrent pool run one at a time again."""
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED")) and gil_enabled() is True
 
 
 def _send(channel: socket.socket, msg: dict[str, Any]) -> None:

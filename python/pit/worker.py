@@ -2,9 +2,10 @@
 
 Lifecycle: check that pitd's protocol pipes are on fds 3 (calls in) and 4 (replies out),
 import MODULE with the working directory first on ``sys.path``, send ``READY``, then answer
-frames one at a time until pitd closes fd 3. stdout and stderr belong to user code: the
-protocol never touches them, and they are made line-buffered because pitd captures them
-line by line.
+frames one at a time until pitd closes fd 3; with ``PIT_CONCURRENCY`` above 1 (a pool's
+``concurrency``), :mod:`pit._concurrent` serves up to that many calls at once instead.
+stdout and stderr belong to user code: the protocol never touches them, and they are made
+line-buffered because pitd captures them line by line.
 
 Told to stop (SIGTERM, or the end of input on fd 3), a worker runs its ``atexit`` hooks,
 flushes stdout and stderr and leaves with ``os._exit``: the interpreter's teardown (freeing
@@ -18,7 +19,7 @@ Exit statuses (pitd reads them as the reason a worker went away):
 
 - 0: end of input on fd 3, pitd gone (broken pipe), or SIGTERM;
 - 1: MODULE failed to import, or its handlers are invalid (traceback on stderr);
-- 2: not started by pitd (fds 3/4 missing) or a bad ``PIT_MAX_FRAME``;
+- 2: not started by pitd (fds 3/4 missing), a bad ``PIT_MAX_FRAME`` or ``PIT_CONCURRENCY``;
 - 3: pitd sent a malformed or unknown frame (one line on stderr); pitd replaces the worker.
 """
 
@@ -47,6 +48,9 @@ EXIT_IMPORT_FAILED = 1
 EXIT_NOT_UNDER_PITD = 2
 EXIT_PROTOCOL_ERROR = 3
 
+#: Largest ``PIT_CONCURRENCY``: calls one worker holds at once.
+MAX_CONCURRENCY = 65535
+
 _ACCMODE = getattr(os, "O_ACCMODE", 3)
 
 
@@ -62,6 +66,7 @@ def serve(module_name: str, before_ready: Callable[[], None] | None = None) -> i
         return EXIT_NOT_UNDER_PITD
     try:
         max_frame = _max_frame_from_env()
+        concurrency = _concurrency_from_env()
     except ValueError as e:
         _say(str(e))
         return EXIT_NOT_UNDER_PITD
@@ -81,7 +86,18 @@ def serve(module_name: str, before_ready: Callable[[], None] | None = None) -> i
     dispatcher = Dispatcher(module_name, handlers, max_frame, identity["worker_id"], identity["pool"])
     reader = _worker_protocol.FrameReader(functools.partial(os.read, IN_FD), max_frame)
     try:
-        _write_all(OUT_FD, _worker_protocol.encode_ready(dispatcher.names(), os.getpid()))
+        ready = _worker_protocol.encode_ready(dispatcher.names(), os.getpid(), concurrency, gil_enabled())
+        _write_all(OUT_FD, ready)
+        if concurrency > 1:
+            from ._concurrent import serve_concurrently  # asyncio: only workers that need it
+
+            try:
+                write = functools.partial(_write_all, OUT_FD)
+                serve_concurrently(dispatcher, concurrency, IN_FD, write, max_frame)
+            except _worker_protocol.FrameError as e:
+                _say(f"protocol error from pitd: {e}; exiting")
+                return EXIT_PROTOCOL_ERROR
+            return EXIT_OK
         return _serve_frames(dispatcher, reader)
     except BrokenPipeError:
         return EXIT_OK  # pitd is gone; nobody is left to answer
@@ -111,9 +127,13 @@ def _serve_frames(dispatcher: Dispatcher, reader: _worker_protocol.FrameReader) 
     """The hot loop: one frame in, one reply frame out, until end of input."""
     next_frame = reader.next_frame
     reply = dispatcher.reply
-    decode_call, decode_call_by = _worker_protocol.decode_call, _worker_protocol.decode_call_by
-    CALL, CALL_BY, PING = _worker_protocol.CALL, _worker_protocol.CALL_BY, _worker_protocol.PING
-    monotonic_ns = time.monotonic_ns
+    decode_call = _worker_protocol.decode_call
+    CALL, PING, CANCEL = _worker_protocol.CALL, _worker_protocol.PING, _worker_protocol.CANCEL
+    CALL_BY, decode_call_by, monotonic_ns = (
+        _worker_protocol.CALL_BY,
+        _worker_protocol.decode_call_by,
+        time.monotonic_ns,
+    )
     while True:
         try:
             frame = next_frame()
@@ -127,6 +147,9 @@ def _serve_frames(dispatcher: Dispatcher, reader: _worker_protocol.FrameReader) 
                 out = reply(call) if monotonic_ns() < start_by else dispatcher.taken_back(call)
             elif ftype == PING:
                 out = _worker_protocol.encode_pong(_worker_protocol.decode_id(body))
+            elif ftype == CANCEL:
+                _worker_protocol.decode_id(body)
+                continue  # the call it names was answered before this frame was read
             else:
                 raise _worker_protocol.FrameError(f"unknown frame type 0x{ftype:02x}")
         except _worker_protocol.FrameError as e:
@@ -158,6 +181,31 @@ def _max_frame_from_env() -> int:
     if not 64 <= value <= 0xFFFFFFFF:
         raise ValueError(f"PIT_MAX_FRAME={raw!r} is not a byte count between 64 and 4294967295")
     return value
+
+
+def _concurrency_from_env() -> int:
+    raw = os.environ.get("PIT_CONCURRENCY")
+    if not raw:
+        return 1
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise ValueError(f"PIT_CONCURRENCY={raw!r} is not a number of calls between 1 and {MAX_CONCURRENCY}")
+    return value
+
+
+def gil_enabled() -> bool | None:
+    """Whether the GIL is on now: an import may re-enable it in a free-threaded build
+    (3.13+); builds before 3.13 always have it; None when the interpreter cannot tell."""
+    probe = getattr(sys, "_is_gil_enabled", None)
+    if probe is None:
+        return True
+    try:
+        return bool(probe())
+    except Exception:  # noqa: BLE001 - an unknown answer, not a reason to stop the worker
+        return None
 
 
 def prepare_interpreter() -> None:

@@ -123,15 +123,39 @@ class WorkerProcess:
         session: str | None = None,
         timeout_ms: int = 0,
     ) -> Reply:
+        req_id = self.start_call(method, args, raw_args=raw_args, session=session, timeout_ms=timeout_ms)
+        reply = self.reply()
+        assert reply.req_id == req_id, f"reply for req {reply.req_id}, expected {req_id}"
+        return reply
+
+    def call_frame(
+        self,
+        method: str,
+        args: Any = None,
+        *,
+        raw_args: bytes | None = None,
+        session: str | None = None,
+        timeout_ms: int = 0,
+    ) -> tuple[int, bytes]:
+        """``(req_id, CALL frame)`` with a fresh req_id, not sent."""
         self._next_id += 1
-        req_id = self._next_id
         if raw_args is None:
             raw_args = b"" if args is None else json.dumps(args).encode()
-        self.send(_worker_protocol.encode_call(req_id, method, raw_args, session, timeout_ms))
+        return self._next_id, _worker_protocol.encode_call(
+            self._next_id, method, raw_args, session, timeout_ms
+        )
+
+    def start_call(self, method: str, args: Any = None, **kw: Any) -> int:
+        """Sends a CALL without waiting for its reply; returns its req_id."""
+        req_id, frame = self.call_frame(method, args, **kw)
+        self.send(frame)
+        return req_id
+
+    def reply(self) -> Reply:
+        """The next frame, which must be an OK or an ERR."""
         ftype, body = self.recv()
         assert ftype in (_worker_protocol.OK, _worker_protocol.ERR), f"expected OK or ERR, got 0x{ftype:02x}"
         got_id, payload = _worker_protocol.split_reply(body)
-        assert got_id == req_id, f"reply for req {got_id}, expected {req_id}"
         return Reply(ftype == _worker_protocol.OK, got_id, json.loads(payload))
 
     def close_input(self) -> None:

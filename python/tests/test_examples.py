@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
 
+import pytest
+from harness import DEADLINE
+
+from pit import _worker_protocol
 from pit.examples import echo
 
 
@@ -59,3 +65,54 @@ def test_allocate_keeps_memory_and_grows_rss(spawn_worker):
 def test_handlers_stay_plain_functions():
     assert echo.echo([1]) == [1]
     assert echo.pid(None) == os.getpid()
+
+
+@pytest.fixture
+def http_server():
+    """A local HTTP server in a thread: ``GET /big`` returns 100000 bytes."""
+    body = b"a" * 100_000
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/big" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=DEADLINE)
+
+
+@pytest.mark.parametrize("method", ["ask", "ask_blocking"])
+def test_agent_gets_urls_concurrently(spawn_worker, http_server, method):
+    worker = spawn_worker("pit.examples.agent", env={"PIT_CONCURRENCY": "4"})
+    assert worker.ready()["handlers"] == ["ask", "ask_blocking", "ping"]
+    ids = [worker.start_call(method, {"url": f"{http_server}/big"}) for _ in range(3)]
+    ids.append(worker.start_call(method, {"url": f"{http_server}/missing"}))
+    got = {reply.req_id: reply for reply in (worker.reply() for _ in ids)}
+    assert sorted(got) == sorted(ids)
+    statuses = [(got[i].value["status"], got[i].value["bytes"]) for i in ids]
+    assert statuses == [(200, 100_000)] * 3 + [(404, 100_000)]
+    assert worker.call(method, {"seconds": 0}).value["slept"] >= 0
+    assert worker.call(method, {"url": "ftp://x"}).value["kind"] == "handler_error"
+    assert worker.call(method, [1]).value["type"] == "TypeError"
+
+
+def test_agent_calls_stop_when_pitd_cancels_them(spawn_worker):
+    worker = spawn_worker("pit.examples.agent", env={"PIT_CONCURRENCY": "4"})
+    worker.ready()
+    waiting = worker.start_call("ask", {"seconds": 60})
+    blocking = worker.start_call("ask_blocking", {"seconds": 60})
+    assert worker.call("ping").value == "pong", "both calls are running"
+    worker.send(_worker_protocol.encode_cancel(waiting) + _worker_protocol.encode_cancel(blocking))
+    got = {reply.req_id: reply for reply in (worker.reply(), worker.reply())}
+    assert got[waiting].value["kind"] == "timeout"
+    assert got[blocking].ok and got[blocking].value["cancelled"] is True

@@ -112,3 +112,15 @@ def test_lone_surrogates_in_results_are_errors_and_in_messages_are_spelled_out()
     dispatcher = Dispatcher("fake_app", collect(module_with(bad_text=bad_text, bad_error=bad_error)))
     assert reply_to(dispatcher, "bad_text")[1]["kind"] == "handler_error"
     assert reply_to(dispatcher, "bad_error")[1]["message"] == "OSError: no file \\udcff"
+
+
+def test_context_cancelled_is_false_until_marked_and_read_only():
+    from pit.handlers import Context, mark_cancelled
+
+    ctx = Context("s", "worker-1", "p", 5, None)
+    assert ctx.cancelled is False
+    assert "cancelled=False" in repr(ctx)
+    with pytest.raises(AttributeError):
+        ctx.cancelled = True  # type: ignore[misc]
+    mark_cancelled(ctx)
+    assert ctx.cancelled is True

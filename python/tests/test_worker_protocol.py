@@ -33,9 +33,16 @@ def test_reply_layouts_match_the_spec_byte_for_byte():
     assert _worker_protocol.encode_err(9, b"{}") == struct.pack(">IBQ", 11, 0x83, 9) + b"{}"
     assert _worker_protocol.encode_pong(9) == struct.pack(">IBQ", 9, 0x84, 9)
     assert _worker_protocol.encode_ping(9) == struct.pack(">IBQ", 9, 0x02, 9)
-    ready = _worker_protocol.encode_ready(["echo", "ping"], 42)
+    assert _worker_protocol.encode_cancel(9) == struct.pack(">IBQ", 9, 0x04, 9)
+    ready = _worker_protocol.encode_ready(["echo", "ping"], 42, 8, False)
     assert ready[4] == 0x81
-    assert json.loads(ready[5:]) == {"protocol": 1, "pid": 42, "handlers": ["echo", "ping"]}
+    assert json.loads(ready[5:]) == {
+        "protocol": 1,
+        "pid": 42,
+        "handlers": ["echo", "ping"],
+        "concurrency": 8,
+        "gil_enabled": False,
+    }
 
 
 @pytest.mark.parametrize("session", [None, "", "sé"])
@@ -56,6 +63,32 @@ def test_reader_reassembles_frames_split_anywhere(step):
         seen.append(frame)
     assert [_worker_protocol.decode_call(body).args for _, body in seen[:-1]] == [b"x" * i for i in range(20)]
     assert seen[-1] == (_worker_protocol.PING, struct.pack(">Q", 99))
+
+
+@pytest.mark.parametrize("step", [1, 2, 5, 17, 4096])
+def test_feed_splits_frames_pushed_in_pieces_of_any_size(step):
+    frames = [_worker_protocol.encode_call(i, "m", b"x" * i) for i in range(20)] + [
+        _worker_protocol.encode_cancel(99)
+    ]
+    data = b"".join(frames)
+    feed = _worker_protocol.FrameFeed()
+    seen = []
+    for i in range(0, len(data), step):
+        seen += feed.feed(data[i : i + step])
+    feed.end()
+    assert [_worker_protocol.decode_call(body).args for _, body in seen[:-1]] == [b"x" * i for i in range(20)]
+    assert seen[-1] == (_worker_protocol.CANCEL, struct.pack(">Q", 99))
+
+
+def test_feed_rejects_bad_lengths_at_once_and_an_end_inside_a_frame():
+    with pytest.raises(_worker_protocol.FrameError, match=r"outside 1\.\."):
+        _worker_protocol.FrameFeed(1024).feed(struct.pack(">IB", 2000, 1))
+    with pytest.raises(_worker_protocol.FrameError, match=r"outside 1\.\."):
+        _worker_protocol.FrameFeed().feed(_worker_protocol.encode_ping(1) + struct.pack(">I", 0) + b"\x01")
+    feed = _worker_protocol.FrameFeed()
+    assert feed.feed(_worker_protocol.encode_ping(1)[:6]) == []
+    with pytest.raises(_worker_protocol.FrameError, match="ended inside a frame"):
+        feed.end()
 
 
 @pytest.mark.parametrize(
