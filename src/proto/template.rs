@@ -33,6 +33,10 @@ pub enum FromTemplate {
         /// get none of them, and a lock one of them held stays locked in every worker.
         #[serde(default)]
         threads: Vec<String>,
+        /// A free-threaded build whose GIL is on again after the preload (an extension
+        /// module that needs it): workers run with the GIL.
+        #[serde(default)]
+        gil_reenabled: bool,
     },
     /// A spare worker was forked ahead of need (it waits to be handed an id); it replaces
     /// the previous spare, which is now a worker or gone.
@@ -79,6 +83,7 @@ mod tests {
                 preloaded: vec!["json".into()],
                 import_ms: 1.5,
                 threads: vec!["t".into()],
+                gil_reenabled: false,
             }
         );
         let spare = br#"{"type": "spare", "pid": 43}"#;

@@ -5,6 +5,7 @@ mod harness;
 mod calls;
 mod chaos;
 mod check;
+mod concurrent;
 mod control;
 mod hostile;
 mod lifecycle;

@@ -5,7 +5,6 @@
 use super::{PoolActor, PoolMsg};
 use crate::daemon::monitor::TreeSample;
 use crate::daemon::worker::spawn::{TemplateNews, TemplateSink};
-use crate::daemon::worker::template::threads_warning;
 use crate::proto::event::EventKind;
 use crate::proto::status::{ProcessStatus, TemplateStatus};
 
@@ -52,15 +51,10 @@ pub(super) fn sink(me: tokio::sync::mpsc::UnboundedSender<PoolMsg>) -> TemplateS
 impl PoolActor {
     pub(super) fn on_template_news(&mut self, news: TemplateNews) {
         match news {
-            TemplateNews::Ready { pid, threads } => {
+            TemplateNews::Ready { pid, warnings } => {
                 if let Some(old) = self.template.take() {
                     self.unwatch_template(&old);
                 }
-                let warnings: Vec<String> = if threads.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![threads_warning(&threads)]
-                };
                 for w in &warnings {
                     self.emit(EventKind::TemplateWarning, None, Some(pid), |ev| {
                         ev.message = Some(w.clone())

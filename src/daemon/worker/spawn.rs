@@ -56,8 +56,8 @@ pub struct TemplateRequest {
 /// What a pool hears about its template, beside the forks it asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TemplateNews {
-    /// Imports done; `threads` were running after them (fork-unsafe).
-    Ready { pid: u32, threads: Vec<String> },
+    /// Ready, with what pitd should warn about (threads after the preload, the GIL back on).
+    Ready { pid: u32, warnings: Vec<String> },
     /// A new spare, replacing the previous one (now a worker, or gone).
     Spare { pid: u32 },
     /// The template exited or was stopped; its spare goes with it.

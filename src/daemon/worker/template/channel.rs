@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use nix::sys::socket::{ControlMessage, MsgFlags, recv, sendmsg};
 
-use super::{InFlight, Request, Template, fail, threads_warning};
+use super::{GIL_REENABLED, InFlight, Request, Template, fail, threads_warning};
 use crate::daemon::worker::children::Table;
 use crate::daemon::worker::spawn::{Spawned, TemplateNews, high_pipe};
 use crate::proto::template::{FromTemplate, MAX_MESSAGE, ToTemplate};
@@ -79,6 +79,7 @@ impl Template {
                     pid,
                     import_ms,
                     threads,
+                    gil_reenabled,
                     ..
                 } => {
                     if self.ready_at.is_some() {
@@ -89,11 +90,21 @@ impl Template {
                         pid,
                         "preload template ready: imports took {import_ms:.0} ms"
                     );
+                    let mut warnings = Vec::new();
                     if !threads.is_empty() {
-                        tracing::warn!(pool = %self.req.pool, pid, "{}", threads_warning(&threads));
+                        warnings.push(threads_warning(&threads));
+                    }
+                    if gil_reenabled {
+                        warnings.push(GIL_REENABLED.to_string());
+                    }
+                    for warning in &warnings {
+                        tracing::warn!(pool = %self.req.pool, pid, "{warning}");
                     }
                     // The pid it reports is its own; the one pitd started is the one it trusts.
-                    self.spec.news.tell(TemplateNews::Ready { pid: self.pid, threads });
+                    self.spec.news.tell(TemplateNews::Ready {
+                        pid: self.pid,
+                        warnings,
+                    });
                     self.ready_at = Some(Instant::now());
                     for request in std::mem::take(&mut self.waiting) {
                         self.fork(request);

@@ -334,6 +334,11 @@ impl SpawnRequest {
     }
 }
 
+/// What pitd logs, emits and shows in status when a free-threaded build's GIL is on again
+/// after the preload.
+pub const GIL_REENABLED: &str = "the GIL is enabled again after the preload imports (an extension module of this \
+     free-threaded build needs it): workers run with the GIL, so threads of a concurrent pool do not run in parallel";
+
 /// What pitd logs, emits and shows in status about threads running in a template after
 /// its preload.
 pub fn threads_warning(threads: &[String]) -> String {
