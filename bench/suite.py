@@ -19,6 +19,11 @@ machine, with the core count, the load average before and after, and the interpr
     memory-recycle reaction time (RSS crosses ``max_rss`` -> replacement ready).
 ``preload.py``
     replacement-ready latency and memory with and without the preload fork-server.
+``concurrency.py``
+    64 callers of a handler that waits 500 ms on a loopback HTTP server: pit with 4
+    workers x ``concurrency = 16`` (async and sync handler, and across a whole-pool
+    recycle), with 64 workers x 1, and 64 plain threads; calls/s, p50/p99, failed calls,
+    the pool's PSS, pitd's health-ping round trip.
 ``peers.py``
     supervisord (restart after kill -9, status latency, daemon RSS) and gunicorn sync
     workers with ``max_requests`` under a loopback load generator, installed from PyPI into
@@ -61,6 +66,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str], float]] = {
     "supervise": ([], ["--quick"], 1200),
     "leak": ([], ["--quick"], 1200),
     "preload": ([], ["--kills", "3", "--workers", "4"], 900),
+    "concurrency": ([], ["--quick"], 900),
     "peers": ([], ["--quick"], 2400),
 }
 ORDER = list(SCRIPTS)
@@ -335,6 +341,31 @@ def preload_rows(f: dict[str, Any]) -> list[Row]:
     ]  # fmt: skip
 
 
+def concurrency_rows(f: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for key, r in f["rows"].items():
+        value = f"{r['calls_per_s']:.1f} calls/s, p50 {ms(r['p50_ms'])} / p99 {ms(r['p99_ms'])} ms, {r['failed']} failed"
+        if "pss_mib" in r:
+            value += f", PSS {r['pss_mib']:.0f} MiB"
+        rows.append((f"    {f['labels'][key].strip()}", value, ""))
+    t, a = f["targets"], f["rows"]["4x16_async"]
+    ideal = f["info"]["ideal_calls_per_s"]
+    rows.append(("    4x16 async calls/s of the ideal, p99", f"{t['throughput']['value'] * 100:.1f}%, {ms(a['p99_ms'])} ms",
+                 verdict(f">= 95% of {ideal:.0f}, p99 <= 600 ms", t["throughput"]["met"])))  # fmt: skip
+    rows.append(("    PSS 4x16 async / 64x1 (template, spare included)",
+                 f"1/{1 / t['pss_ratio']['value']:.1f} ({a['pss_mib']:.0f} / {f['rows']['64x1_sync']['pss_mib']:.0f} MiB)",
+                 verdict("<= 1/5", t["pss_ratio"]["met"])))  # fmt: skip
+    h = a["health"]
+    rows.append(("    health ping round trip at full load, 4x16 async",
+                 f"p99 {ms(h['p99_ms'])} ms, max {ms(h['max_ms'])} ms ({h['pings']} pings, {h['missed']} unanswered)",
+                 verdict("p99 < 50 ms", t["health_rtt"]["met"])))  # fmt: skip
+    r = f["rows"]["4x16_async_recycle"]
+    took = f", pool replaced in {r['recycle_s']:.1f} s" if r.get("recycle_s") is not None else ", pool not replaced"
+    rows.append(("    failed calls across `pitctl recycle agent`", f"{r['failed']} of {r['calls']}{took}",
+                 verdict("0", t["recycle_failed"]["met"])))  # fmt: skip
+    return rows
+
+
 PEERS = ("pit", "supervisord", "gunicorn")
 
 
@@ -388,6 +419,7 @@ ROWS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "supervise": ("Supervision (supervise.py)", supervise_rows),
     "leak": ("Memory recycling (leak.py)", leak_rows),
     "preload": ("Preload fork-server (preload.py)", preload_rows),
+    "concurrency": ("Concurrent workers: 64 callers, 500 ms HTTP waits (concurrency.py)", concurrency_rows),
     "peers": ("Peers from PyPI (peers.py)", peers_rows),
 }
 

@@ -274,6 +274,14 @@ fn pings_are_answered_at_full_load_and_a_blocked_event_loop_fails_its_health_che
     let p = d.pool("app");
     assert_eq!(p.workers[0].pid, pid, "not recycled for health at full load");
     assert!(!events(&d).iter().any(|e| e["reason"] == "health"));
+    // Each answered ping is logged at debug level with its round trip, which is what a
+    // benchmark reads to time pings at load.
+    let log = d.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("health ping answered") && l.contains("worker-") && l.contains("rtt_us=")),
+        "no ping round trip in the log:\n{log}"
+    );
     // A call that blocks the loop: no pong, the worker fails its checks and is recycled.
     std::thread::scope(|s| {
         s.spawn(|| call(&d, "block_loop", json!({"s": 4.0}), &CallOptions::default()));

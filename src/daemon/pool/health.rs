@@ -48,7 +48,12 @@ impl PoolActor {
 
     pub(super) fn on_pong(&mut self, id: WorkerId, req_id: u64, now: Instant) {
         let Some(w) = self.workers.get_mut(&id) else { return };
-        if w.ping.is_some_and(|(expected, _)| expected == req_id) {
+        if let Some((expected, sent)) = w.ping
+            && expected == req_id
+        {
+            // At debug level only: what a benchmark reads to get the round trip at load.
+            let rtt_us = u64::try_from(now.saturating_duration_since(sent).as_micros()).unwrap_or(u64::MAX);
+            tracing::debug!(pool = %self.spec.name, worker = %w.id, rtt_us, "health ping answered");
             w.ping = None;
             w.health = Health::Ok;
             w.health_failures = 0;
