@@ -7,7 +7,8 @@ For every Deployment: pitd runs with a spec from a ConfigMap of the same render,
   - the grace period exceeds shutdown_delay + shutdown_timeout (+ the 2 s pitd allows
     itself to reap workers), plus the application's own share when pitd is a sidecar
     (the application stops first: its preStop sleep and its longest call);
-  - shutdown_timeout is at least every pool's drain_timeout;
+  - shutdown_timeout is at least every call-serving pool's drain_timeout and
+    request_timeout (a call may run that long; a graceful stop should not cut it short);
   - pitd's memory limit covers size x hard_rss of every pool, and equals its request;
   - every pool has hard_rss (else nothing bounds the sum);
   - pitd is either a main container or a native sidecar (restartPolicy: Always), and its
@@ -70,9 +71,10 @@ def check(deployment, configmaps):
     pools = spec.get("pools", {})
 
     for name, pool in pools.items():
-        drain = seconds(pool.get("drain_timeout"), 30.0)
-        if drain > timeout:
-            errors.append(f"pool {name}: drain_timeout {drain:g}s > shutdown_timeout {timeout:g}s")
+        for key, default in (("drain_timeout", 30.0), ("request_timeout", 60.0)):
+            value = seconds(pool.get(key), default)
+            if value > timeout and pool.get("protocol", "pit") == "pit":
+                errors.append(f"pool {name}: {key} {value:g}s > shutdown_timeout {timeout:g}s")
         if "hard_rss" not in pool:
             errors.append(f"pool {name}: no hard_rss, so no memory limit can be computed")
 
