@@ -56,7 +56,9 @@ fuzz_target!(|data: &[u8]| {
                     panic!("a CALL_BY carries a call")
                 };
                 let call = worker::encode_call(req_id, timeout_ms, method, session, args);
-                assert_eq!(worker::encode_call_by(&call, start_by_ns), whole, "encode_call_by does not reproduce it");
+                let mut encoded = Vec::new();
+                worker::encode_call_by_into(&mut encoded, &call, start_by_ns);
+                assert_eq!(encoded, whole, "encode_call_by_into does not reproduce it");
             }
             Err(_) => {}
         }

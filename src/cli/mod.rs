@@ -151,8 +151,9 @@ pub enum Command {
         #[arg(long, default_value = "1s", value_parser = top::parse_interval)]
         interval: std::time::Duration,
     },
-    /// Graceful stop of the daemon: queued calls get shutting_down, running ones finish
-    /// (within shutdown_timeout), then each worker gets SIGTERM and SIGKILL only after
+    /// Graceful stop of the daemon, as on SIGTERM: not ready at once, calls still taken for
+    /// shutdown_delay, then new calls get shutting_down while running and queued ones finish
+    /// (within shutdown_timeout); then each worker gets SIGTERM and SIGKILL only after
     /// kill_timeout; pit workers then exit at once (atexit hooks run, no interpreter teardown).
     /// With --wait, return only once pitd has exited (exit 3 if no daemon)
     Shutdown {

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::{Failure, unexpected};
 use crate::client::ControlClient;
 use crate::proto::control::{Reply, Request};
-use crate::proto::status::{ProcessStatus, StatusReport};
+use crate::proto::status::{PoolStatus, ProcessStatus, StatusReport};
 
 pub fn run(client: &mut ControlClient, pool: Option<String>, json: bool) -> Result<(), Failure> {
     let reply = client.request(&Request::Status { pool })?;
@@ -60,11 +60,15 @@ pub fn render(report: &StatusReport) -> String {
             pool.recycled,
             pool.restarts
         );
-        if pool.concurrency > 1 {
+        let concurrent = pool.concurrency > 1;
+        if concurrent {
             let _ = writeln!(
                 out,
-                "  concurrency {} per worker: {} call(s) in flight of a capacity of {}",
-                pool.concurrency, pool.in_flight, pool.capacity
+                "  concurrency {} per worker: {} call(s) in flight of a capacity of {}{}",
+                pool.concurrency,
+                pool.in_flight,
+                pool.capacity,
+                gil_note(pool)
             );
         }
         if let Some(why) = &pool.failing_reason {
@@ -90,9 +94,15 @@ pub fn render(report: &StatusReport) -> String {
         } else {
             String::new()
         };
+        // Calls in flight per worker matter only where a worker holds several.
+        let flight_head = if concurrent {
+            format!(" {:>9}", "IN FLIGHT")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "  {:<10} {:>7}  {:<9} {:<8} {:>10}{pss_head} {:>6} {:>7} {:>6} {:>8}  LAST RECYCLE",
+            "  {:<10} {:>7}  {:<9} {:<8} {:>10}{pss_head} {:>6} {:>7} {:>6}{flight_head} {:>8}  LAST RECYCLE",
             "ID", "PID", "STATE", "HEALTH", "RSS", "CPU%", "CALLS", "ERRORS", "AGE"
         );
         for w in &pool.workers {
@@ -101,9 +111,14 @@ pub fn render(report: &StatusReport) -> String {
             } else {
                 String::new()
             };
+            let flight = if concurrent {
+                format!(" {:>9}", format!("{}/{}", w.in_flight, pool.concurrency))
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "  {:<10} {:>7}  {:<9} {:<8} {:>10}{pss} {:>6.1} {:>7} {:>6} {:>8}  {}",
+                "  {:<10} {:>7}  {:<9} {:<8} {:>10}{pss} {:>6.1} {:>7} {:>6}{flight} {:>8}  {}",
                 w.id.to_string(),
                 if w.pid == 0 { "-".to_string() } else { w.pid.to_string() },
                 w.state.as_str(),
@@ -150,6 +165,18 @@ pub fn render(report: &StatusReport) -> String {
         }
     }
     out
+}
+
+/// Whether the pool's interpreters run with the GIL, as its workers reported at READY; said
+/// only when it tells something (a free-threaded build, or workers that disagree).
+fn gil_note(pool: &PoolStatus) -> &'static str {
+    let reported: Vec<bool> = pool.workers.iter().filter_map(|w| w.gil_enabled).collect();
+    let off = reported.iter().filter(|on| !**on).count();
+    match off {
+        0 => "",
+        n if n == reported.len() => ", free-threaded (GIL off)",
+        _ => ", GIL off in some workers only",
+    }
 }
 
 fn bytes(n: u64) -> String {
@@ -251,5 +278,46 @@ mod tests {
         assert!(heads[0].contains("PSS") && !heads[1].contains("PSS"), "{text}");
         let row = text.lines().find(|l| l.contains("worker-1")).unwrap();
         assert!(row.contains("50.0M") && row.contains("10.0M"), "{row}");
+    }
+
+    #[test]
+    fn a_concurrent_pool_shows_its_capacity_each_workers_calls_in_flight_and_the_gil() {
+        let worker = |id: u32, in_flight: u32| {
+            format!(
+                r#"{{"id":"worker-{id}","pid":{id}0,"state":"busy","health":"ok","rss_bytes":1048576,"memory_bytes":1048576,
+                "rss_growth_bytes_per_s":0,"cpu_percent":0.0,"requests":3,"errors":0,"age_s":1.0,"last_recycle_reason":null,
+                "in_flight":{in_flight},"gil_enabled":false}}"#
+            )
+        };
+        let json = format!(
+            r#"{{"version":"0.1.0","pid":7,"uptime_s":1.0,"pools":[{{"name":"agent","state":"running","size":2,
+            "workers":[{},{}],"requests":6,"errors":0,"queued":0,"recycled":0,"restarts":0,
+            "concurrency":8,"in_flight":11,"capacity":16}}]}}"#,
+            worker(1, 8),
+            worker(2, 3)
+        );
+        let text = render(&serde_json::from_str(&json).unwrap());
+        assert!(
+            text.contains(
+                "concurrency 8 per worker: 11 call(s) in flight of a capacity of 16, free-threaded (GIL off)"
+            ),
+            "{text}"
+        );
+        assert!(text.lines().any(|l| l.contains("IN FLIGHT")), "{text}");
+        let row = |id: &str| text.lines().find(|l| l.contains(id)).unwrap().to_string();
+        assert!(
+            row("worker-1").contains(" 8/8 ") && row("worker-2").contains(" 3/8 "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_pool_of_one_call_per_worker_has_no_in_flight_column() {
+        let json = r#"{"version":"0.1.0","pid":7,"uptime_s":1.0,"pools":[{"name":"echo","state":"running","size":1,
+            "workers":[{"id":"worker-1","pid":9,"state":"busy","health":"ok","rss_bytes":1048576,"memory_bytes":1048576,
+            "rss_growth_bytes_per_s":0,"cpu_percent":0.0,"requests":0,"errors":0,"age_s":1.0,"last_recycle_reason":null,
+            "in_flight":1,"gil_enabled":true}],"requests":0,"errors":0,"queued":0,"recycled":0,"restarts":0}]}"#;
+        let text = render(&serde_json::from_str(json).unwrap());
+        assert!(!text.contains("IN FLIGHT") && !text.contains("concurrency"), "{text}");
     }
 }

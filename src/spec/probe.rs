@@ -7,9 +7,10 @@
 //! This is I/O (it runs the interpreter), kept out of loading so a reload never waits on it;
 //! the decision of what to report is [`missing_report`].
 
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use super::{PoolSpec, Program, Spec};
 
@@ -32,6 +33,11 @@ for name in sys.argv[1:]:
     if not ok:
         print(name)
 "#;
+
+/// How long an interpreter may take to look for a pool's modules. Finding imports nothing,
+/// so this is start-up time alone; a check must never hang a deploy on a wedged interpreter
+/// (an NFS path in `sys.path`, a `sitecustomize` that blocks).
+const FIND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Checks every `app` pool; the first problem, naming the pool and the key, as an error.
 pub fn check_modules(spec: &Spec) -> Result<(), String> {
@@ -57,12 +63,14 @@ fn check_pool(pool: &PoolSpec) -> Result<(), String> {
         cmd.uid(user.uid).gid(pool.group.as_ref().map_or(user.gid, |g| g.gid));
     }
     let key = |k: &str| format!("pools.{}.{k}", pool.name);
-    let out = cmd.output().map_err(|e| match e.kind() {
+    let child = cmd.spawn().map_err(|e| match e.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => {
             format!("{}: interpreter `{python}` cannot be run: {e}", key("python"))
         }
         _ => format!("{}: running `{python}` to find the pool's modules: {e}", key("python")),
     })?;
+    let out = output_within(child, FIND_TIMEOUT)
+        .map_err(|e| format!("{}: running `{python}` to find the pool's modules: {e}", key("python")))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let last = stderr.lines().last().unwrap_or_default();
@@ -80,6 +88,42 @@ fn check_pool(pool: &PoolSpec) -> Result<(), String> {
         Some(problem) => Err(problem),
         None => Ok(()),
     }
+}
+
+/// The child's output, or an error once `timeout` has passed (the child is killed and reaped).
+fn output_within(mut child: Child, timeout: Duration) -> io::Result<Output> {
+    // Readers drain the pipes meanwhile, so a chatty child never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {}", humantime::format_duration(timeout)),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
 }
 
 /// What to say about the modules `python` could not find, by the key that names each:
@@ -111,6 +155,29 @@ mod tests {
         let text = "[pools.m]\napp = \"myapp.handlers\"\npreload = [\"numpy\", \"myapp.model\"]\n";
         let spec = super::super::parse(text, std::path::Path::new("/srv/t.toml")).unwrap();
         spec.pools.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn a_child_that_does_not_finish_in_time_is_killed_and_reported() {
+        let child = Command::new("sleep")
+            .arg("30")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = output_within(child, Duration::from_millis(50)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let child = Command::new("sh")
+            .args(["-c", "echo out; echo err >&2; exit 3"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = output_within(child, Duration::from_secs(20)).unwrap();
+        assert_eq!(
+            (out.status.code(), &out.stdout[..], &out.stderr[..]),
+            (Some(3), &b"out\n"[..], &b"err\n"[..])
+        );
     }
 
     #[test]

@@ -16,9 +16,11 @@ use crate::proto::event::Event;
 use crate::proto::status::StatusReport;
 
 const STATUS: &str = r#"{"version":"0.1.0","pid":1234,"uptime_s":754.2,"pools":[
- {"name":"echo","state":"running","size":3,"requests":0,"errors":2,"queued":1,"recycled":4,"restarts":1,"workers":[
+ {"name":"echo","state":"running","size":3,"requests":0,"errors":2,"queued":1,"recycled":4,"restarts":1,
+  "concurrency":1,"in_flight":1,"capacity":2,"workers":[
   {"id":"worker-7","pid":4301,"state":"busy","health":"ok","rss_bytes":73400320,"memory_bytes":73400320,
-   "rss_growth_bytes_per_s":131072,"cpu_percent":42.5,"requests":812,"errors":2,"age_s":3721.0,"last_recycle_reason":null},
+   "rss_growth_bytes_per_s":131072,"cpu_percent":42.5,"requests":812,"errors":2,"age_s":3721.0,"last_recycle_reason":null,
+   "in_flight":1},
   {"id":"worker-5","pid":4299,"state":"idle","health":"ok","rss_bytes":23068672,"memory_bytes":23068672,
    "rss_growth_bytes_per_s":0,"cpu_percent":0.7,"requests":95,"errors":0,"age_s":640.0,"last_recycle_reason":"max_rss"},
   {"id":"worker-9","pid":4310,"state":"starting","health":"unknown","rss_bytes":0,"memory_bytes":0,
@@ -94,6 +96,32 @@ fn normal_screen() {
 #[test]
 fn failing_pool_shows_its_reason() {
     assert_snapshot!(screen(&fixture(Some(BROKEN)), 120, 40));
+}
+
+const AGENT: &str = r#"{"name":"agent","state":"running","size":2,"requests":40,"errors":0,"queued":3,"recycled":0,
+ "restarts":0,"concurrency":8,"in_flight":16,"capacity":16,
+ "template":{"pid":4400,"rss_bytes":41943040,"memory_bytes":41943040,"pss_bytes":20971520,
+  "spare":{"pid":4401,"rss_bytes":31457280,"memory_bytes":31457280,"pss_bytes":5242880}},
+ "warnings":["1 thread(s) running in the preload template after its imports (poller)"],"workers":[
+  {"id":"worker-11","pid":4402,"state":"busy","health":"ok","rss_bytes":52428800,"memory_bytes":52428800,
+   "rss_growth_bytes_per_s":0,"cpu_percent":3.0,"requests":20,"errors":0,"age_s":60.0,"last_recycle_reason":null,
+   "in_flight":8,"gil_enabled":true},
+  {"id":"worker-12","pid":4403,"state":"busy","health":"ok","rss_bytes":52428800,"memory_bytes":52428800,
+   "rss_growth_bytes_per_s":0,"cpu_percent":2.0,"requests":20,"errors":0,"age_s":60.0,"last_recycle_reason":null,
+   "in_flight":8,"gil_enabled":true}]}"#;
+
+#[test]
+fn a_concurrent_preloaded_pool_shows_calls_in_flight_its_template_and_warnings() {
+    let mut state = fixture(Some(AGENT));
+    if let Some(status) = state.status.as_mut() {
+        status.shutting_down = true;
+    }
+    let text = screen(&state, 140, 40);
+    assert!(
+        text.lines().next().unwrap().contains("shutting down (not ready)"),
+        "{text}"
+    );
+    assert_snapshot!(text);
 }
 
 #[test]

@@ -15,7 +15,7 @@ use super::fmt::{bytes, short_event, wrap};
 use super::state::{HISTORY, State};
 use crate::cli::status::age;
 use crate::lifecycle::WorkerState;
-use crate::proto::status::{PoolState, WorkerStatus};
+use crate::proto::status::{PoolState, ProcessStatus, TemplateStatus, WorkerStatus};
 
 /// Lines of a failing pool's reason shown under its line (the reason quotes stderr).
 const REASON_LINES: usize = 2;
@@ -67,12 +67,17 @@ fn title_line(state: &State, width: usize) -> Line<'static> {
             let why = wrap(why, room.max(3), 1).pop().unwrap_or_default();
             spans.push(Span::from(format!("disconnected: {why}, retrying")).red().bold());
         }
-        (None, Some(s)) => spans.push(Span::from(format!(
-            "pitd {} (pid {}), up {}",
-            s.version,
-            s.pid,
-            age(s.uptime_s)
-        ))),
+        (None, Some(s)) => {
+            spans.push(Span::from(format!(
+                "pitd {} (pid {}), up {}",
+                s.version,
+                s.pid,
+                age(s.uptime_s)
+            )));
+            if s.shutting_down {
+                spans.push(Span::from(", shutting down (not ready)").yellow().bold());
+            }
+        }
         (None, None) => spans.push(Span::from("connecting...")),
     }
     spans.push(Span::from(format!(
@@ -89,8 +94,19 @@ fn pool_lines(state: &State, width: usize) -> Vec<Line<'static>> {
     };
     let mut lines = vec![
         Line::from(format!(
-            "{:<12} {:<9} {:>4} {:>5} {:>4} {:>8} {:>6} {:>8} {:>6} {:>8} {:>8}",
-            "POOL", "STATE", "SIZE", "READY", "BUSY", "CALLS/S", "QUEUED", "CALLS", "ERRORS", "RECYCLED", "RESTARTS"
+            "{:<12} {:<9} {:>4} {:>5} {:>4} {:>9} {:>8} {:>6} {:>8} {:>6} {:>8} {:>8}",
+            "POOL",
+            "STATE",
+            "SIZE",
+            "READY",
+            "BUSY",
+            "IN FLIGHT",
+            "CALLS/S",
+            "QUEUED",
+            "CALLS",
+            "ERRORS",
+            "RECYCLED",
+            "RESTARTS"
         ))
         .bold(),
     ];
@@ -99,14 +115,33 @@ fn pool_lines(state: &State, width: usize) -> Vec<Line<'static>> {
         let ready = count(|w| matches!(w.state, WorkerState::Idle | WorkerState::Busy));
         let busy = count(|w| w.state == WorkerState::Busy);
         let rate = state.calls_per_s(&pool.name).map_or("-".into(), |r| format!("{r:.1}"));
+        // Against capacity (ready workers x concurrency): how full the pool is.
+        let flight = format!("{}/{}", pool.in_flight, pool.capacity);
         lines.push(Line::from(vec![
             Span::from(format!("{:<12} ", pool.name)).bold(),
             Span::styled(format!("{:<9}", pool.state.as_str()), pool_style(pool.state)),
             Span::from(format!(
-                " {:>4} {:>5} {:>4} {:>8} {:>6} {:>8} {:>6} {:>8} {:>8}",
-                pool.size, ready, busy, rate, pool.queued, pool.requests, pool.errors, pool.recycled, pool.restarts
+                " {:>4} {:>5} {:>4} {:>9} {:>8} {:>6} {:>8} {:>6} {:>8} {:>8}",
+                pool.size,
+                ready,
+                busy,
+                flight,
+                rate,
+                pool.queued,
+                pool.requests,
+                pool.errors,
+                pool.recycled,
+                pool.restarts
             )),
         ]));
+        if let Some(template) = &pool.template {
+            lines.push(Line::from(format!("    {}", template_line(template))).dark_gray());
+        }
+        for warning in &pool.warnings {
+            for part in wrap(&format!("warning: {warning}"), width.saturating_sub(4), REASON_LINES) {
+                lines.push(Line::from(format!("    {part}")).yellow());
+            }
+        }
         if let Some(why) = &pool.failing_reason {
             for part in wrap(why, width.saturating_sub(4), REASON_LINES) {
                 lines.push(Line::from(format!("    {part}")).red());
@@ -114,6 +149,21 @@ fn pool_lines(state: &State, width: usize) -> Vec<Line<'static>> {
         }
     }
     lines
+}
+
+/// The preload template and its spare: no workers, so not in the worker table, but their
+/// memory is the pool's.
+fn template_line(template: &TemplateStatus) -> String {
+    let process = |name: &str, p: &ProcessStatus| {
+        let pss = p.pss_bytes.map_or(String::new(), |b| format!(", PSS {}", bytes(b)));
+        format!("{name} pid {}: RSS {}{pss}", p.pid, bytes(p.rss_bytes))
+    };
+    let mut line = process("template", &template.process);
+    if let Some(spare) = &template.spare {
+        line.push_str("; ");
+        line.push_str(&process("spare", spare));
+    }
+    line
 }
 
 fn pool_style(state: PoolState) -> Style {
@@ -210,6 +260,8 @@ fn render_help(frame: &mut Frame, area: Rect) {
         "RSS BAR      against the pool's max_rss (red past it), else its largest worker",
         "             (status does not report max_rss)",
         "GROWTH       RSS change per second, as sampled by pitd",
+        "IN FLIGHT    calls a worker holds / its concurrency; per pool, against",
+        "             capacity (ready workers x concurrency)",
         &sparklines,
         "             start below the window's minimum (range in the title)",
     ];

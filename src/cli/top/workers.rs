@@ -27,6 +27,7 @@ enum Col {
     Growth,
     Cpu,
     Calls,
+    InFlight,
     Errors,
     Age,
     Last,
@@ -36,7 +37,7 @@ enum Col {
 const BAR_WIDTH: usize = 10;
 
 /// Display order: column, header, width, right-aligned.
-const COLUMNS: [(Col, &str, u16, bool); 13] = [
+const COLUMNS: [(Col, &str, u16, bool); 14] = [
     (Col::Pool, "POOL", 8, false),
     (Col::Id, "ID", 10, false),
     (Col::Pid, "PID", 7, true),
@@ -47,19 +48,21 @@ const COLUMNS: [(Col, &str, u16, bool); 13] = [
     (Col::Growth, "GROWTH", 9, true),
     (Col::Cpu, "CPU%", 5, true),
     (Col::Calls, "CALLS", 7, true),
+    (Col::InFlight, "IN FLIGHT", 9, true),
     (Col::Errors, "ERRORS", 6, true),
     (Col::Age, "AGE", 6, true),
     (Col::Last, "LAST RECYCLE", 12, false),
 ];
 
 /// Which columns survive a narrow terminal, most wanted first.
-const PRIORITY: [Col; 13] = [
+const PRIORITY: [Col; 14] = [
     Col::Id,
     Col::State,
     Col::Rss,
     Col::Cpu,
     Col::Pool,
     Col::Calls,
+    Col::InFlight,
     Col::Health,
     Col::Errors,
     Col::Pid,
@@ -72,11 +75,12 @@ const PRIORITY: [Col; 13] = [
 /// Room taken by the borders and the highlight symbol.
 const CHROME: u16 = 4;
 
-/// The columns that fit `width`, in display order.
-fn fitting(width: u16) -> Vec<(Col, &'static str, u16, bool)> {
+/// The columns that fit `width`, in display order. Calls in flight per worker are shown
+/// only when some pool runs several at once: elsewhere the state (busy) says it all.
+fn fitting(width: u16, concurrent: bool) -> Vec<(Col, &'static str, u16, bool)> {
     let mut room = width.saturating_sub(CHROME);
     let mut chosen = Vec::new();
-    for col in PRIORITY {
+    for col in PRIORITY.into_iter().filter(|c| concurrent || *c != Col::InFlight) {
         let (_, _, w, _) = COLUMNS
             .iter()
             .find(|c| c.0 == col)
@@ -94,7 +98,11 @@ fn fitting(width: u16) -> Vec<(Col, &'static str, u16, bool)> {
 }
 
 pub fn render(state: &State, frame: &mut Frame, area: Rect) {
-    let columns = fitting(area.width);
+    let concurrent = state
+        .status
+        .as_ref()
+        .is_some_and(|s| s.pools.iter().any(|p| p.concurrency > 1));
+    let columns = fitting(area.width, concurrent);
     let align = |text: &str, width: u16, right: bool| {
         if right {
             format!("{text:>w$}", w = width as usize)
@@ -176,6 +184,14 @@ fn cell(col: Col, pool_name: &str, pool: &PoolStatus, w: &WorkerStatus) -> (Stri
         Col::Growth => (growth(w.rss_growth_bytes_per_s), plain),
         Col::Cpu => (format!("{:.1}", w.cpu_percent), plain),
         Col::Calls => (w.requests.to_string(), plain),
+        // Against its slots where it has several (full: no more calls go to it); with one,
+        // calls pipelined behind the running one count too, so a plain number.
+        Col::InFlight if pool.concurrency > 1 => {
+            let full = w.in_flight >= pool.concurrency;
+            let text = format!("{}/{}", w.in_flight, pool.concurrency);
+            (text, if full { plain.cyan() } else { plain })
+        }
+        Col::InFlight => (w.in_flight.to_string(), plain),
         Col::Errors => (w.errors.to_string(), if w.errors > 0 { plain.red() } else { plain }),
         Col::Age => (age(w.age_s), plain),
         Col::Last => (w.last_recycle_reason.map_or("-", |r| r.as_str()).into(), plain),
@@ -206,10 +222,17 @@ mod tests {
 
     #[test]
     fn narrow_tables_drop_whole_columns_by_priority_and_keep_display_order() {
-        let names = |w| fitting(w).iter().map(|c| c.1).collect::<Vec<_>>();
-        assert_eq!(names(120).len(), COLUMNS.len());
-        assert_eq!(names(50), ["POOL", "ID", "STATE", "RSS", "CPU%"]);
-        assert_eq!(names(20), ["ID"]);
-        assert!(names(5).is_empty());
+        let names = |w, concurrent| fitting(w, concurrent).iter().map(|c| c.1).collect::<Vec<_>>();
+        assert_eq!(names(140, true).len(), COLUMNS.len());
+        assert_eq!(names(50, true), ["POOL", "ID", "STATE", "RSS", "CPU%"]);
+        assert_eq!(names(20, true), ["ID"]);
+        assert!(names(5, true).is_empty());
+        // Without concurrent pools the column is left out, and 120 cells fit every other.
+        assert!(!names(140, false).contains(&"IN FLIGHT"));
+        assert_eq!(names(120, false).len(), COLUMNS.len() - 1);
+        assert_eq!(
+            names(66, true),
+            ["POOL", "ID", "STATE", "RSS", "CPU%", "CALLS", "IN FLIGHT"]
+        );
     }
 }

@@ -297,8 +297,9 @@ pub struct PoolActor {
     restart: RestartHistory,
     /// No start before this instant (backoff after a crash, or the failing probe delay).
     restart_at: Option<Instant>,
-    /// Crashed workers not yet replaced: their replacements count as restarts.
-    owed_restarts: u32,
+    /// Crashed workers not yet replaced, oldest first, with how each ended: their
+    /// replacements count as restarts and name them (`replaces` in worker_started).
+    owed_restarts: VecDeque<(WorkerId, Reason)>,
     /// Set while failing: the worker whose exit tipped the pool, and how it ended.
     failing: Option<(WorkerId, String)>,
     reached_size: bool,
@@ -346,7 +347,7 @@ impl PoolActor {
             affinity: HashMap::new(),
             restart: RestartHistory::default(),
             restart_at: None,
-            owed_restarts: 0,
+            owed_restarts: VecDeque::new(),
             failing: None,
             reached_size: false,
             size: spec.size,

@@ -86,7 +86,7 @@ impl PoolActor {
                 format!("not ready within startup_timeout ({startup:?})"),
             );
             // It never started: the breaker counts it (the exit itself is planned).
-            let booked = self.count_failure(Failure::Start, now);
+            let booked = self.count_failure(id, Reason::Timeout, Failure::Start, now);
             self.announce_failing(id, format!("not ready within startup_timeout ({startup:?})"), booked);
         }
         if let Some((deadline, _)) = self.shutdown {

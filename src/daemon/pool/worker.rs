@@ -58,8 +58,9 @@ pub struct Worker {
     /// Selected for retirement: it no longer counts towards `size` (so a replacement
     /// starts) but keeps serving until the pool has `size` other ready workers.
     pub retire: Option<Reason>,
-    /// The recycled worker it replaces and why that one was recycled (its `worker_started`
-    /// event says so; its own status does not: that is about what happened to it).
+    /// The worker it replaces (recycled, or crashed and owed a restart) and why that one
+    /// went (its `worker_started` event says so; its own status does not: that is about
+    /// what happened to it).
     pub started_for: Option<(WorkerId, Reason)>,
     /// While draining: stop it at this instant even if its calls have not finished.
     pub drain_deadline: Option<Instant>,

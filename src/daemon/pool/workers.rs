@@ -82,8 +82,8 @@ impl PoolActor {
 
     fn start_worker(&mut self, now: Instant) {
         let id = self.deps.ids.next();
-        if self.owed_restarts > 0 {
-            self.owed_restarts -= 1;
+        let owed = self.owed_restarts.pop_front();
+        if owed.is_some() {
             self.restarts += 1;
             self.deps.metrics.restart(&self.spec.name);
         }
@@ -112,7 +112,13 @@ impl PoolActor {
             }),
         };
         let limits = WorkerLimits::draw(&self.spec.recycle, &mut self.rng);
-        let worker = Worker::new(id, now, limits, self.replacing.pop_front(), self.window_policy());
+        let worker = Worker::new(
+            id,
+            now,
+            limits,
+            self.replacing.pop_front().or(owed),
+            self.window_policy(),
+        );
         self.workers.insert(id, worker);
         let (spawned_tx, exit_tx) = (self.me.clone(), self.me.clone());
         self.deps.spawner.spawn(
@@ -134,7 +140,7 @@ impl PoolActor {
                 tracing::error!(pool = %self.spec.name, worker = %id, "{e}");
                 self.workers.remove(&id);
                 let status = format!("could not start: {}", e.source);
-                let booked = self.count_failure(Failure::Start, now);
+                let booked = self.count_failure(id, Reason::Crash, Failure::Start, now);
                 self.emit(EventKind::WorkerExited, Some(id), None, |ev| {
                     ev.reason = Some(Reason::Crash);
                     ev.message = Some(e.to_string());
@@ -235,7 +241,7 @@ impl PoolActor {
         tracing::error!(pool = %self.spec.name, worker = %id, "protocol error, killing the worker: {why}");
         self.kill_worker(id, Reason::ProtocolError, format!("protocol error ({why})"));
         if starting {
-            let booked = self.count_failure(Failure::Start, now);
+            let booked = self.count_failure(id, Reason::ProtocolError, Failure::Start, now);
             self.announce_failing(id, format!("protocol error: {why}"), booked);
         }
     }
@@ -367,7 +373,7 @@ impl PoolActor {
             } else {
                 Failure::Start
             };
-            self.count_failure(failure, now)
+            self.count_failure(id, reason.unwrap_or(Reason::Crash), failure, now)
         };
         self.emit(EventKind::WorkerExited, Some(id), w.pid, |ev| {
             ev.reason = reason;
@@ -380,11 +386,17 @@ impl PoolActor {
 
     /// Books an unplanned exit or failed start and decides when the replacement may start.
     /// `None` while shutting down: nothing is replaced then.
-    pub(super) fn count_failure(&mut self, failure: Failure, now: Instant) -> Option<Booked> {
+    pub(super) fn count_failure(
+        &mut self,
+        id: WorkerId,
+        reason: Reason,
+        failure: Failure,
+        now: Instant,
+    ) -> Option<Booked> {
         if self.shutdown.is_some() {
             return None;
         }
-        self.owed_restarts += 1;
+        self.owed_restarts.push_back((id, reason));
         let policy = &self.spec.restart;
         let verdict = self.restart.record_failure(policy, now, failure);
         let backoff = match verdict {

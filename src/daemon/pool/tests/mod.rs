@@ -17,7 +17,8 @@ use crate::daemon::worker::children::{ExitInfo, OnExit, OnSpawned};
 use crate::daemon::worker::output::OutputStore;
 use crate::daemon::worker::spawn::{SpawnRequest, Spawned};
 use crate::ids::{IdAllocator, WorkerId};
-use crate::lifecycle::{ExitStatusInfo, WorkerState};
+use crate::lifecycle::{ExitStatusInfo, Reason, WorkerState};
+use crate::proto::event::EventKind;
 use crate::proto::status::{PoolState, PoolStatus};
 
 /// Records spawn requests and signals; never starts anything.
@@ -192,6 +193,15 @@ async fn a_crashed_worker_is_replaced_after_its_backoff_under_a_new_id() {
     h.actor.tick(t1 + Duration::from_millis(130));
     assert_eq!(h.spawned(), [WorkerId(1), WorkerId(2), WorkerId(3)]);
     assert_eq!(h.status(t1).restarts, 1);
+    // Its worker_started names the worker it replaces and how that one ended.
+    h.started(WorkerId(3), t1 + Duration::from_millis(130));
+    let (events, _) = h.actor.deps.events.recent_and_subscribe();
+    let started = events
+        .iter()
+        .find(|e| e.event == EventKind::WorkerStarted && e.worker == Some(WorkerId(3)))
+        .expect("worker-3 started");
+    assert_eq!(started.replaces, Some(WorkerId(1)));
+    assert_eq!(started.reason, Some(Reason::Crash));
 }
 
 #[tokio::test]
