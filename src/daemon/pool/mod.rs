@@ -8,17 +8,21 @@
 //! - `worker`: one worker (state through the lifecycle table, its calls, its pipe).
 //! - `window`: the calls one worker holds, running and pipelined (pure).
 //! - `pipe`: the seam to workers' pipes (`worker::pipes` is the real one).
-//! - `workers`: starting, readiness, exits, restarts with backoff.
+//! - `workers`: starting workers, their messages, readiness.
+//! - `exits`: settling a dead worker's calls, restarts with backoff, the crash-loop breaker.
 //! - `stopping`: graceful and immediate stops, shutdown, and their timers.
 //! - `recycle`: triggers, surge recycling, drain, resume, scale, reload.
 //! - `health`: pings to idle workers.
-//! - `dispatch`: calls: queue, affinity, timeouts, replies.
+//! - `dispatch`: calls: queue, affinity, replies.
+//! - `expiry`: calls past their timeouts, cancels, stuck slots, callers that hung up.
 //! - `pipeline`: calls written behind a busy worker's short call, and taken back.
 //! - `routing`: the pure choice of a worker for a call.
 //! - `report`: status built from the actor's state.
 //! - `template`: a preloaded pool's template and spare: pids, memory, warnings.
 
 mod dispatch;
+mod exits;
+mod expiry;
 mod health;
 mod mailbox;
 pub mod pipe;

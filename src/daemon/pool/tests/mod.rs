@@ -2,7 +2,9 @@
 //! restarts, backoff, the crash-loop breaker and surge recycling in milliseconds, without
 //! processes. `calls` adds fake worker pipes for the call path.
 
+mod call_kit;
 mod calls;
+mod concurrent;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

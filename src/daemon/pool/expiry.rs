@@ -1,0 +1,176 @@
+//! Calls past their time: running calls past their timeout (the worker killed, or with
+//! several calls at once the call cancelled in it), cancelled calls that keep their slot
+//! past `kill_timeout` (the worker recycled), queued calls past `queue_timeout`, and the
+//! calls of callers that hung up.
+
+use std::time::{Duration, Instant};
+
+use super::worker::Worker;
+use super::{Call, PoolActor, ReplyTx};
+use crate::ids::WorkerId;
+use crate::lifecycle::Reason;
+use crate::proto::call::{ErrorKind, error_frame_raw, error_json};
+use crate::proto::worker::encode_cancel;
+
+impl PoolActor {
+    /// Times out running calls and queued calls. A worker running one call at a time is
+    /// killed (it may be stuck); one running several is told to cancel the call, and its
+    /// other calls go on, unless it keeps the slot past `kill_timeout` (then it is recycled,
+    /// replacement first).
+    pub(super) fn expire_calls(&mut self, now: Instant) {
+        let overdue: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| w.calls.deadline().is_some_and(|t| t <= now))
+            .map(|w| w.id)
+            .collect();
+        for id in overdue {
+            let Some(w) = self.workers.get_mut(&id) else { continue };
+            let timed_out = w.calls.time_out(now);
+            w.errors += timed_out.len() as u64;
+            if w.calls.slots() > 1 {
+                for (req_id, call, deadline) in timed_out {
+                    self.cancel_timed_out(id, req_id, call, deadline);
+                }
+                continue;
+            }
+            for (_, call, deadline) in timed_out {
+                let limit = self.limit_of(&call, deadline);
+                let after = humantime::format_duration(Duration::from_millis(limit.as_millis() as u64));
+                tracing::warn!(pool = %self.spec.name, worker = %id, "call {} timed out after {after}; killing the worker", call.method);
+                let message = format!(
+                    "call to {}.{} timed out after {after}; {id} killed",
+                    self.spec.name, call.method
+                );
+                let frame = error_frame_raw(
+                    &call.client_id,
+                    &error_json(ErrorKind::Timeout, &message),
+                    Some(&id.to_string()),
+                );
+                self.answer(call, frame, Some(ErrorKind::Timeout));
+                self.kill_worker(id, Reason::Timeout, format!("a call timed out after {after}"));
+            }
+        }
+        self.recycle_stuck_slots(now);
+        let queue_timeout = self.spec.queue.timeout;
+        let mut i = 0;
+        while i < self.queue.len() {
+            let call = &self.queue[i];
+            let kind = if call.timeout.is_some_and(|t| call.received + t <= now) {
+                Some(ErrorKind::Timeout)
+            } else if call.received + queue_timeout <= now {
+                Some(ErrorKind::QueueTimeout)
+            } else {
+                None
+            };
+            match kind {
+                Some(kind) => {
+                    let call = self.queue.remove(i).expect("index checked");
+                    self.fail_call(call, kind);
+                }
+                None => i += 1,
+            }
+        }
+    }
+
+    /// Answers a call past its timeout on a worker running several at once, and tells the
+    /// worker to cancel it; its slot stays taken until the worker answers.
+    fn cancel_timed_out(&mut self, id: WorkerId, req_id: u64, call: Call, deadline: Instant) {
+        let after =
+            humantime::format_duration(Duration::from_millis(self.limit_of(&call, deadline).as_millis() as u64));
+        tracing::warn!(pool = %self.spec.name, worker = %id, "call {} timed out after {after}; cancelling it", call.method);
+        let message = format!(
+            "call to {}.{} timed out after {after}; cancelled in {id}",
+            self.spec.name, call.method
+        );
+        let frame = error_frame_raw(
+            &call.client_id,
+            &error_json(ErrorKind::Timeout, &message),
+            Some(&id.to_string()),
+        );
+        self.answer(call, frame, Some(ErrorKind::Timeout));
+        self.send_cancel(id, req_id);
+    }
+
+    /// Tells a worker to cancel a call. A worker that does not take the frame is not
+    /// reading: it is replaced.
+    pub(super) fn send_cancel(&mut self, id: WorkerId, req_id: u64) {
+        let sent = self
+            .workers
+            .get(&id)
+            .and_then(|w| w.pipe.as_ref())
+            .map(|p| p.send(encode_cancel(req_id)));
+        if matches!(sent, Some(Err(_))) {
+            tracing::error!(pool = %self.spec.name, worker = %id, "not reading its calls; killing it");
+            self.kill_worker(
+                id,
+                Reason::ProtocolError,
+                "protocol error (not reading its calls)".into(),
+            );
+        }
+    }
+
+    /// Workers that have not freed the slot of a cancelled call within `kill_timeout`:
+    /// recycled gracefully (reason `timeout`), their other calls finishing meanwhile.
+    fn recycle_stuck_slots(&mut self, now: Instant) {
+        let stuck: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| self.stuck_at(w).is_some_and(|t| t <= now))
+            .map(|w| w.id)
+            .collect();
+        for id in stuck {
+            tracing::warn!(pool = %self.spec.name, worker = %id, "a cancelled call kept its slot past kill_timeout; recycling the worker");
+            self.request_recycle(id, Reason::Timeout, now);
+        }
+    }
+
+    /// When a worker not yet on its way out is due for recycling because a cancelled call
+    /// still holds its slot.
+    fn stuck_at(&self, w: &Worker) -> Option<Instant> {
+        let leaving = w.retire.is_some() || !w.live() || self.recycle_queue.iter().any(|(q, _)| *q == w.id);
+        let since = w.calls.oldest_cancelled().filter(|_| !leaving)?;
+        Some(since + self.spec.kill_timeout)
+    }
+
+    /// A caller hung up: its queued calls are dropped, and its calls running on workers
+    /// that run several at once are cancelled there (a worker running one call at a time
+    /// finishes it; the answer goes nowhere).
+    pub(super) fn caller_gone(&mut self, caller: &ReplyTx, now: Instant) {
+        self.queue.retain(|c| !c.reply.same_peer(caller));
+        let several: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| w.calls.slots() > 1)
+            .map(|w| w.id)
+            .collect();
+        for id in several {
+            let Some(w) = self.workers.get_mut(&id) else { continue };
+            let cancelled = w.calls.cancel_where(now, |c| c.reply.same_peer(caller));
+            for (req_id, call) in cancelled {
+                tracing::debug!(pool = %self.spec.name, worker = %id, "caller gone: cancelling call {}", call.method);
+                self.send_cancel(id, req_id);
+            }
+        }
+    }
+
+    /// The limit that ended a call due at `deadline`: the caller's `timeout_ms` when that
+    /// came first, else the pool's `request_timeout`.
+    fn limit_of(&self, call: &Call, deadline: Instant) -> Duration {
+        call.timeout
+            .filter(|t| call.received + *t <= deadline)
+            .unwrap_or(self.spec.request_timeout)
+    }
+
+    pub(super) fn calls_deadline(&self) -> Option<Instant> {
+        let running = self.workers.values().filter_map(|w| w.calls.deadline());
+        let stuck = self.workers.values().filter_map(|w| self.stuck_at(w));
+        let running = running.chain(stuck);
+        let queue_timeout = self.spec.queue.timeout;
+        let queued = self.queue.iter().map(|c| {
+            let q = c.received + queue_timeout;
+            c.timeout.map_or(q, |t| q.min(c.received + t))
+        });
+        running.chain(queued).chain(self.pipeline_deadline()).min()
+    }
+}

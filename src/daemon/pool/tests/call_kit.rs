@@ -1,0 +1,205 @@
+//! What the call-path tests share: a ready pit pool, callers whose replies are read back
+//! from real socket pairs, and the workers' side spoken through the mailbox.
+
+use std::os::unix::net::UnixStream as StdStream;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::super::pipe::WorkerMsg;
+use super::super::routing::PIPELINE_STREAK;
+use super::super::{Call, PoolMsg, ReplyTx};
+use super::{Harness, spec_harness};
+use crate::ids::WorkerId;
+use crate::proto::call::{ErrorKind, error_json};
+use crate::proto::frame::FrameBuf;
+use crate::proto::worker::{Ready, ToWorker, decode_to_worker, encode_call};
+
+pub(super) const W1: WorkerId = WorkerId(1);
+pub(super) const W2: WorkerId = WorkerId(2);
+
+pub(super) fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A pit pool of the given extra keys, its workers started and ready at `t0` (the first
+/// one ready longest).
+pub(super) fn pool(keys: &str, t0: Instant) -> Harness {
+    let mut h = spec_harness(&format!("[pools.p]\napp = \"app\"\n{keys}\n"));
+    h.actor.fill(t0);
+    for id in h.spawned() {
+        h.started(id, t0);
+    }
+    for (i, id) in h.spawned().into_iter().enumerate() {
+        h.ready(id, t0 + ms(i as u64));
+    }
+    h
+}
+
+/// One caller's connection: replies are read back from its other end.
+pub(super) struct Caller {
+    pub(super) tx: ReplyTx,
+    peer: StdStream,
+    frames: FrameBuf,
+    _read: tokio::net::unix::OwnedReadHalf,
+}
+
+pub(super) fn caller() -> Caller {
+    let (ours, peer) = StdStream::pair().unwrap();
+    ours.set_nonblocking(true).unwrap();
+    peer.set_nonblocking(true).unwrap();
+    let (read, write) = tokio::net::UnixStream::from_std(ours).unwrap().into_split();
+    Caller {
+        tx: ReplyTx::new(write, None),
+        peer,
+        frames: FrameBuf::new(1 << 20),
+        _read: read,
+    }
+}
+
+impl Caller {
+    /// The replies that have arrived, as (id, ok or error kind, worker). The runtime runs
+    /// a few turns first: a reply the socket did not take at once is written by its
+    /// connection's writer task.
+    pub(super) async fn replies(&mut self) -> Vec<(u64, String, Option<String>)> {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+            while self.frames.read_from(&mut self.peer).is_ok_and(|n| n > 0) {}
+        }
+        let mut out = Vec::new();
+        while let Some(body) = self.frames.next_frame().unwrap() {
+            let v: Value = serde_json::from_slice(body).unwrap();
+            let outcome = match v["ok"].as_bool() {
+                Some(true) => "ok".to_string(),
+                _ => v["error"]["kind"].as_str().unwrap().to_string(),
+            };
+            out.push((
+                v["id"].as_u64().unwrap(),
+                outcome,
+                v["worker"].as_str().map(str::to_string),
+            ));
+        }
+        out
+    }
+}
+
+/// What pitd wrote to a worker, in order: ("call" | "call_by" | "ping", pitd's req id).
+pub(super) fn decode_all(bytes: &[u8]) -> Vec<(&'static str, u64)> {
+    let mut frames = FrameBuf::new(1 << 20);
+    frames.read_from(&mut &bytes[..]).unwrap();
+    let mut out = Vec::new();
+    while let Some(body) = frames.next_frame().unwrap() {
+        out.push(match decode_to_worker(body).unwrap() {
+            ToWorker::Call { req_id, .. } => ("call", req_id),
+            ToWorker::Ping { req_id } => ("ping", req_id),
+            ToWorker::Cancel { req_id } => ("cancel", req_id),
+            ToWorker::CallBy { call, .. } => match *call {
+                ToWorker::Call { req_id, .. } => ("call_by", req_id),
+                other => panic!("a CALL_BY of {other:?}"),
+            },
+        });
+    }
+    out
+}
+
+/// Calls of this test: pitd's req id is 1000 + the caller's id.
+pub(super) fn req(id: u64) -> u64 {
+    1000 + id
+}
+
+impl Harness {
+    pub(super) fn ready(&mut self, id: WorkerId, now: Instant) {
+        let ready = Ready {
+            protocol: 1,
+            pid: 1000 + id.0 as u32,
+            handlers: vec!["echo".into(), "slow".into()],
+            concurrency: self.actor.spec.concurrency,
+            gil_enabled: Some(true),
+        };
+        self.worker_says(id, WorkerMsg::Ready(ready), now);
+    }
+
+    pub(super) fn worker_says(&mut self, id: WorkerId, msg: WorkerMsg, now: Instant) {
+        self.actor.handle(PoolMsg::FromWorker { id, msg }, now);
+        self.actor.send_replies();
+    }
+
+    pub(super) fn answer(&mut self, id: WorkerId, call: u64, now: Instant) {
+        let msg = WorkerMsg::Reply {
+            req_id: req(call),
+            error: None,
+            body: b"1".to_vec(),
+        };
+        self.worker_says(id, msg, now);
+    }
+
+    pub(super) fn refuse(&mut self, id: WorkerId, call: u64, now: Instant) {
+        let msg = WorkerMsg::Reply {
+            req_id: req(call),
+            error: Some(ErrorKind::QueueTimeout),
+            body: error_json(ErrorKind::QueueTimeout, "not started in time"),
+        };
+        self.worker_says(id, msg, now);
+    }
+
+    pub(super) fn call(&mut self, c: &Caller, id: u64, session: Option<&str>, now: Instant) {
+        self.call_with(c, id, session, None, false, now);
+    }
+
+    pub(super) fn call_with(
+        &mut self,
+        c: &Caller,
+        id: u64,
+        session: Option<&str>,
+        timeout: Option<Duration>,
+        idempotent: bool,
+        now: Instant,
+    ) {
+        let call = Call {
+            req_id: req(id),
+            client_id: id.to_string().into_bytes().into(),
+            frame: encode_call(req(id), 0, "echo", session, b"null"),
+            method: "echo".into(),
+            session: session.map(str::to_string),
+            timeout,
+            idempotent,
+            retried: false,
+            reply: c.tx.clone(),
+            slot: None,
+            received: now,
+        };
+        self.actor.handle(PoolMsg::Call(call), now);
+        self.actor.send_replies();
+    }
+
+    pub(super) fn tick(&mut self, now: Instant) {
+        self.actor.tick(now);
+        self.actor.take_back_overdue(now);
+        self.actor.send_replies();
+    }
+
+    /// Everything written to worker `id` so far.
+    pub(super) fn written(&self, id: WorkerId) -> Vec<(&'static str, u64)> {
+        let written = self.pipes.written.lock().unwrap();
+        let bytes: Vec<u8> = written
+            .iter()
+            .filter(|(w, _)| *w == id)
+            .flat_map(|(_, b)| b.clone())
+            .collect();
+        decode_all(&bytes)
+    }
+
+    pub(super) fn queued(&mut self, now: Instant) -> u64 {
+        self.status(now).queued
+    }
+
+    /// Makes worker `id` one that answers short calls (pipelining's condition): a streak
+    /// of calls answered at once. Caller ids 900.. are used.
+    pub(super) async fn warm(&mut self, id: WorkerId, c: &mut Caller, now: Instant) {
+        for i in 0..PIPELINE_STREAK as u64 {
+            self.call(c, 900 + i, None, now);
+            self.answer(id, 900 + i, now);
+        }
+        assert_eq!(c.replies().await.len(), PIPELINE_STREAK as usize);
+    }
+}

@@ -1,0 +1,82 @@
+//! The call path of workers running several calls at once (`concurrency` > 1): routing
+//! by fewest calls in flight, cancels on timeout and hang-up, stuck slots.
+
+use std::time::Instant;
+
+use super::super::PoolMsg;
+use super::call_kit::{W1, W2, caller, ms, pool, req};
+use crate::ids::WorkerId;
+
+#[tokio::test]
+async fn with_several_slots_a_call_goes_to_the_worker_with_fewest_in_flight_and_a_session_waits() {
+    let t0 = Instant::now();
+    let mut h = pool("size = 2\nconcurrency = 2", t0);
+    let mut c = caller();
+    // (caller id, session, worker it goes to, or none: it waits)
+    let rows: [(u64, Option<&str>, Option<WorkerId>); 5] = [
+        (1, Some("s"), Some(W1)),
+        (2, None, Some(W2)),
+        (3, Some("s"), Some(W1)),
+        (4, Some("s"), None),
+        (5, None, Some(W2)),
+    ];
+    for (id, session, want) in rows {
+        h.call(&c, id, session, t0);
+        let to = [W1, W2]
+            .into_iter()
+            .find(|w| h.written(*w).iter().any(|(_, r)| *r == req(id)));
+        assert_eq!(to, want, "call {id}");
+    }
+    assert_eq!(h.queued(t0), 1, "the session's worker is full: its call waits there");
+    h.answer(W2, 2, t0 + ms(1));
+    assert_eq!(h.queued(t0 + ms(1)), 1, "a free slot elsewhere does not take it");
+    h.answer(W1, 1, t0 + ms(2));
+    assert_eq!(h.written(W1).last(), Some(&("call", req(4))));
+    let st = h.status(t0 + ms(2));
+    assert_eq!((st.concurrency, st.in_flight, st.capacity), (2, 3, 4));
+    assert!(c.replies().await.len() == 2);
+}
+
+#[tokio::test]
+async fn with_several_slots_a_timed_out_call_is_cancelled_and_its_worker_recycled_only_if_it_keeps_the_slot() {
+    let t0 = Instant::now();
+    let mut h = pool(
+        "size = 1\nconcurrency = 4\nrequest_timeout = \"1s\"\nkill_timeout = \"2s\"",
+        t0,
+    );
+    let mut c = caller();
+    h.call(&c, 1, None, t0);
+    h.call(&c, 2, None, t0 + ms(500));
+    h.tick(t0 + ms(1000));
+    assert_eq!(c.replies().await, [(1, "timeout".into(), Some("worker-1".into()))]);
+    assert!(h.signals().is_empty(), "not killed: its other call goes on");
+    assert_eq!(h.written(W1).last(), Some(&("cancel", req(1))));
+    h.answer(W1, 2, t0 + ms(1200));
+    assert_eq!(c.replies().await, [(2, "ok".into(), Some("worker-1".into()))]);
+    // The cancelled call still holds its slot past kill_timeout: replaced, gracefully.
+    h.tick(t0 + ms(2999));
+    assert_eq!(h.spawned(), [W1]);
+    h.tick(t0 + ms(3000));
+    assert_eq!(h.spawned(), [W1, W2], "a replacement first");
+    assert!(h.signals().is_empty());
+    // Its late answer frees the slot and is dropped.
+    h.answer(W1, 1, t0 + ms(3001));
+    assert!(c.replies().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_caller_that_hangs_up_has_its_calls_cancelled_and_its_queued_calls_dropped() {
+    let t0 = Instant::now();
+    let mut h = pool("size = 1\nconcurrency = 2", t0);
+    let gone = caller();
+    let mut stays = caller();
+    h.call(&gone, 1, None, t0);
+    h.call(&stays, 2, None, t0);
+    h.call(&gone, 3, None, t0);
+    assert_eq!(h.queued(t0), 1);
+    h.actor.handle(PoolMsg::CallerGone(gone.tx.clone()), t0 + ms(1));
+    assert_eq!(h.queued(t0 + ms(1)), 0, "its queued call is dropped");
+    assert_eq!(h.written(W1).last(), Some(&("cancel", req(1))));
+    h.answer(W1, 2, t0 + ms(2));
+    assert_eq!(stays.replies().await, [(2, "ok".into(), Some("worker-1".into()))]);
+}
