@@ -44,7 +44,7 @@ pub struct FrameBuf {
     buf: Vec<u8>,
     /// Where the first byte not yet taken as a frame is.
     start: usize,
-    /// Bytes read; the rest of `buf` is room handed out by `spare`.
+    /// Bytes read; the rest of `buf` (initialized) is room handed out by `spare`.
     valid: usize,
     max: usize,
     /// Bytes of a refused frame still to be dropped as they arrive (`skip_frame`).
@@ -58,7 +58,7 @@ impl FrameBuf {
     /// A reader of frames of at most `max` bytes.
     pub fn new(max: usize) -> FrameBuf {
         FrameBuf {
-            buf: Vec::with_capacity(READ_CHUNK),
+            buf: Vec::new(),
             start: 0,
             valid: 0,
             max,
@@ -104,32 +104,35 @@ impl FrameBuf {
 
     /// Room to read into: what is left of the frame being read, and at least `READ_CHUNK`.
     /// Frames already taken are dropped first. Report what was read with `filled`.
+    ///
+    /// The room is zeroed once, when the buffer grows, and reused from then on: zeroing
+    /// a chunk at every read would cost more than the read of a small frame.
     pub fn spare(&mut self) -> &mut [u8] {
-        self.buf.truncate(self.valid);
         if self.start > 0 {
-            self.buf.drain(..self.start);
+            self.buf.copy_within(self.start..self.valid, 0);
+            self.valid -= self.start;
             self.start = 0;
         }
-        if self.buf.is_empty() && self.buf.capacity() > 4 * READ_CHUNK {
+        if self.valid == 0 && self.buf.len() > 4 * READ_CHUNK {
             // A large frame has passed: give its memory back.
-            self.buf = Vec::with_capacity(READ_CHUNK);
+            self.buf = Vec::new();
         }
         let mut want = READ_CHUNK;
-        if let Ok(head) = <[u8; 4]>::try_from(self.buf.get(..4).unwrap_or_default()) {
+        if let Ok(head) = <[u8; 4]>::try_from(self.buf[..self.valid].get(..4).unwrap_or_default()) {
             let len = u32::from_be_bytes(head) as usize;
             if len <= self.max {
-                want = want.max((4 + len).saturating_sub(self.buf.len()));
+                want = want.max((4 + len).saturating_sub(self.valid));
             }
         }
-        self.valid = self.buf.len();
-        self.buf.resize(self.valid + want, 0);
+        if self.buf.len() < self.valid + want {
+            self.buf.resize(self.valid + want, 0);
+        }
         &mut self.buf[self.valid..]
     }
 
     /// `n` bytes were read into the last `spare`.
     pub fn filled(&mut self, n: usize) {
-        self.buf.truncate(self.valid + n);
-        self.valid = self.buf.len();
+        self.valid += n;
         self.apply_skip();
     }
 
