@@ -138,9 +138,16 @@ fn a_timed_out_call_is_cancelled_and_the_workers_other_calls_succeed() {
             ],
         );
         match &outcomes[0] {
-            Outcome::Err { kind, worker, .. } => {
+            Outcome::Err {
+                kind, worker, message, ..
+            } => {
                 assert_eq!(*kind, ErrorKind::Timeout, "{outcomes:?}");
-                assert!(worker.as_deref().is_some_and(|w| w.starts_with("worker-")));
+                let worker = worker.as_deref().unwrap_or_default();
+                assert!(worker.starts_with("worker-"), "{outcomes:?}");
+                assert_eq!(
+                    *message,
+                    format!("call to app.{method} timed out after 300ms; cancelled in {worker}")
+                );
             }
             other => panic!("{name}: expected a timeout, got {other:?}"),
         }

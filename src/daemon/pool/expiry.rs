@@ -35,19 +35,7 @@ impl PoolActor {
                 continue;
             }
             for (_, call, deadline) in timed_out {
-                let limit = self.limit_of(&call, deadline);
-                let after = humantime::format_duration(Duration::from_millis(limit.as_millis() as u64));
-                tracing::warn!(pool = %self.spec.name, worker = %id, "call {} timed out after {after}; killing the worker", call.method);
-                let message = format!(
-                    "call to {}.{} timed out after {after}; {id} killed",
-                    self.spec.name, call.method
-                );
-                let frame = error_frame_raw(
-                    &call.client_id,
-                    &error_json(ErrorKind::Timeout, &message),
-                    Some(&id.to_string()),
-                );
-                self.answer(call, frame, Some(ErrorKind::Timeout));
+                let after = self.answer_timed_out(id, call, deadline, "killing the worker", &format!("{id} killed"));
                 self.kill_worker(id, Reason::Timeout, format!("a call timed out after {after}"));
             }
         }
@@ -76,11 +64,19 @@ impl PoolActor {
     /// Answers a call past its timeout on a worker running several at once, and tells the
     /// worker to cancel it; its slot stays taken until the worker answers.
     fn cancel_timed_out(&mut self, id: WorkerId, req_id: u64, call: Call, deadline: Instant) {
-        let after =
-            humantime::format_duration(Duration::from_millis(self.limit_of(&call, deadline).as_millis() as u64));
-        tracing::warn!(pool = %self.spec.name, worker = %id, "call {} timed out after {after}; cancelling it", call.method);
+        self.answer_timed_out(id, call, deadline, "cancelling it", &format!("cancelled in {id}"));
+        self.send_cancel(id, req_id);
+    }
+
+    /// Logs a call of worker `id` past its timeout and answers `timeout`, saying what
+    /// becomes of it (`doing` in the log, `done` in the reply). Returns the limit that
+    /// ended it, as printed.
+    fn answer_timed_out(&mut self, id: WorkerId, call: Call, deadline: Instant, doing: &str, done: &str) -> String {
+        let limit = self.limit_of(&call, deadline);
+        let after = humantime::format_duration(Duration::from_millis(limit.as_millis() as u64)).to_string();
+        tracing::warn!(pool = %self.spec.name, worker = %id, "call {} timed out after {after}; {doing}", call.method);
         let message = format!(
-            "call to {}.{} timed out after {after}; cancelled in {id}",
+            "call to {}.{} timed out after {after}; {done}",
             self.spec.name, call.method
         );
         let frame = error_frame_raw(
@@ -89,7 +85,7 @@ impl PoolActor {
             Some(&id.to_string()),
         );
         self.answer(call, frame, Some(ErrorKind::Timeout));
-        self.send_cancel(id, req_id);
+        after
     }
 
     /// Tells a worker to cancel a call. A worker that does not take the frame is not
