@@ -22,19 +22,17 @@ Every process the script starts is stopped; it exits 1 if one outlives its pitd.
 import argparse
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procfs import descendants, kill_leftovers  # noqa: E402
+from daemon import PitdProcess, describe  # noqa: E402
 from supervise import control_request  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,12 +44,12 @@ def request(path: str, req: Dict[str, Any]) -> Dict[str, Any]:
     return json.loads(control_request(path, req, WAIT_S))
 
 
-class Daemon:
+class Daemon(PitdProcess):
+    tail_lines = 15
+    wait_s = WAIT_S
+
     def __init__(self, bin_dir: Path, size: int) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="pit-preload-"))
-        self.control = str(self.dir / "control.sock")
-        self.call_socket = str(self.dir / "call.sock")
-        self.pitctl = str(bin_dir / "pitctl")
+        super().__init__(bin_dir, "pit-preload-")
         common = [
             'app = "heavy_app"',
             f"python = {json.dumps(PYTHON)}",
@@ -61,21 +59,11 @@ class Daemon:
             'memory_metric = "pss"',
             'startup_timeout = "60s"',
         ]
-        spec = [
-            "[daemon]",
-            f"control_socket = {json.dumps(self.control)}",
-            f"call_socket = {json.dumps(self.call_socket)}",
-            'monitor_interval = "250ms"',
-        ]
+        spec = [*self.spec_head(), 'monitor_interval = "250ms"']
         for name, extra in (("preloaded", ['preload = ["heavy_import"]']), ("plain", [])):
             spec += ["", f"[pools.{name}]", *common, *extra, f"[pools.{name}.restart]", 'initial = "1ms"', 'reset_after = "1s"']
-        (self.dir / "pitd.toml").write_text("\n".join(spec) + "\n")
-        self.log = open(self.dir / "pitd.log", "wb")
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            [str(bin_dir / "pitd"), "--config", str(self.dir / "pitd.toml")], stdout=subprocess.DEVNULL, stderr=self.log
-        )
-        self.seen: Dict[int, str] = {}
+        self.start(spec)
 
     def pool(self, name: str) -> Dict[str, Any]:
         reply = request(self.control, {"cmd": "status", "pool": name})
@@ -83,26 +71,23 @@ class Daemon:
 
     def wait_idle(self, name: str, size: int, exclude: Optional[set] = None) -> float:
         """Seconds until the pool has `size` idle workers, none of them in `exclude`."""
-        end = time.monotonic() + WAIT_S
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError("pitd exited:\n" + self.log_tail())
-            if os.path.exists(self.control):
-                try:
-                    ws = self.pool(name)["workers"]
-                except (OSError, RuntimeError, KeyError, IndexError):
-                    ws = []
-                idle = [w for w in ws if w["state"] == "idle" and w["id"] not in (exclude or set())]
-                if len(idle) >= size:
-                    self.seen.update(descendants(self.proc.pid))
-                    return time.monotonic()
-            time.sleep(0.0005)
-        raise RuntimeError(f"pool {name} not ready:\n" + self.log_tail())
+
+        def idle_at() -> Optional[float]:
+            if not os.path.exists(self.control):
+                return None
+            try:
+                ws = self.pool(name)["workers"]
+            except (OSError, RuntimeError, KeyError, IndexError):
+                return None
+            idle = [w for w in ws if w["state"] == "idle" and w["id"] not in (exclude or set())]
+            return time.monotonic() if len(idle) >= size else None
+
+        return self.wait_for(idle_at, WAIT_S, 0.0005, f"pool {name} not ready")
 
     def template_pid(self) -> Optional[int]:
         pids = [
             int(line.split("started the preload template (pid ")[1].split(")")[0])
-            for line in (self.dir / "pitd.log").read_text(errors="replace").splitlines()
+            for line in self.log_path.read_text(errors="replace").splitlines()
             if "started the preload template (pid " in line
         ]
         return pids[-1] if pids else None
@@ -115,21 +100,9 @@ class Daemon:
         if out.returncode != 0:
             raise RuntimeError(f"call failed: {out.stderr.decode()}")
 
-    def log_tail(self) -> str:
-        self.log.flush()
-        return "\n".join((self.dir / "pitd.log").read_text(errors="replace").splitlines()[-15:])
-
-    def stop(self) -> List[str]:
-        self.seen.update(descendants(self.proc.pid))
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=WAIT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        left = [f"pid {p}: {' '.join(a)}" for p, a in kill_leftovers(self.seen).items()]
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def stop(self) -> List[str]:  # type: ignore[override]
+        left = describe(super().stop())
+        self.cleanup()
         return left
 
 

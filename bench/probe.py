@@ -60,20 +60,18 @@ A run with the defaults takes about 2 minutes on 2 cores.
 import argparse
 import json
 import os
-import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procfs import descendants, kill_leftovers  # noqa: E402
+from daemon import PitdProcess  # noqa: E402
 from supervise import control_request, nearest_rank  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,18 +84,16 @@ MAX_POLLS = 2_000_000
 MAX_CALLS_PER_CALLER = 1_000_000
 
 
-class Daemon:
+class Daemon(PitdProcess):
     """A release pitd with one ``echo`` pool, spec and sockets in a temporary directory."""
 
+    tail_lines = 15
+    wait_s = WAIT_S
+
     def __init__(self, bin_dir: Path, workers: int, daemon_keys: List[str], pool_keys: List[str]) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="pit-probe-"))
-        self.control = str(self.dir / "control.sock")
-        self.call_socket = str(self.dir / "call.sock")
-        self.pitctl = str(bin_dir / "pitctl")
+        super().__init__(bin_dir, "pit-probe-")
         spec = [
-            "[daemon]",
-            f"control_socket = {json.dumps(self.control)}",
-            f"call_socket = {json.dumps(self.call_socket)}",
+            *self.spec_head(),
             *daemon_keys,
             "[pools.echo]",
             'app = "pit.examples.echo"',
@@ -106,12 +102,7 @@ class Daemon:
             f"env = {{ PYTHONPATH = {json.dumps(str(REPO / 'python'))} }}",
             *pool_keys,
         ]
-        (self.dir / "pitd.toml").write_text("\n".join(spec) + "\n")
-        self.log = open(self.dir / "pitd.log", "wb")
-        self.proc = subprocess.Popen(
-            [str(bin_dir / "pitd"), "--config", str(self.dir / "pitd.toml")], stdout=subprocess.DEVNULL, stderr=self.log
-        )
-        self.seen: Dict[int, str] = {}
+        self.start(spec)
 
     def probe(self, kind: str) -> Tuple[bool, str]:
         reply = json.loads(control_request(self.control, {"cmd": "probe", "kind": kind, "timeout_ms": 1000}, 5.0))
@@ -120,36 +111,18 @@ class Daemon:
         return bool(reply["ok"]), reply.get("reason") or ""
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pitd exited: {self.log_tail()}")
+        def ready() -> bool:
             try:
-                if self.probe("startup")[0] and self.probe("ready")[0]:
-                    self.seen.update(descendants(self.proc.pid))
-                    return
+                return self.probe("startup")[0] and self.probe("ready")[0]
             except (OSError, RuntimeError, ValueError):
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"pitd not ready within {WAIT_S}s: {self.log_tail()}")
+                return False
 
-    def log_tail(self) -> str:
-        self.log.flush()
-        return "\n".join((self.dir / "pitd.log").read_text(errors="replace").splitlines()[-15:])
+        self.wait_for(ready, WAIT_S, 0.05, "pitd not ready")
 
-    def stop(self) -> Dict[int, List[str]]:
-        if self.proc.poll() is None:
-            self.seen.update(descendants(self.proc.pid))
-            # A second SIGTERM skips what is left of a shutdown_delay.
-            self.proc.terminate()
-            try:
-                self.proc.wait(WAIT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        survivors = kill_leftovers(self.seen)
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def stop(self) -> Dict[int, List[str]]:  # type: ignore[override]
+        # After a stop run's SIGTERM, this second one skips what is left of a shutdown_delay.
+        survivors = super().stop()
+        self.cleanup()
         return survivors
 
 
@@ -367,7 +340,7 @@ def one_stop(bin_dir: Path, workers: int, callers: int) -> Dict[str, Any]:
         for t in threads:
             t.start()
         time.sleep(1.0)
-        d.seen.update(descendants(d.proc.pid))
+        d.remember()
         # The poller: probe ready back to back from the signal on, until the first no.
         if not d.probe("ready")[0]:
             raise RuntimeError("not ready before SIGTERM")

@@ -17,18 +17,15 @@ Every process the script starts is stopped; it exits 1 if one outlives its pitd.
 import argparse
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from preload import EventTimes, request  # noqa: E402
-from procfs import descendants, kill_leftovers  # noqa: E402
+from daemon import PitdProcess, describe  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = os.path.realpath(sys.executable)
@@ -36,15 +33,14 @@ WAIT_S = 60.0
 POOL = "model"
 
 
-class Daemon:
+class Daemon(PitdProcess):
+    tail_lines = 15
+    wait_s = WAIT_S
+
     def __init__(self, bin_dir: Path, size: int, reset_after: str) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="pit-restart-"))
-        self.control = str(self.dir / "control.sock")
-        self.pitctl = str(bin_dir / "pitctl")
+        super().__init__(bin_dir, "pit-restart-")
         spec = [
-            "[daemon]",
-            f"control_socket = {json.dumps(self.control)}",
-            f"call_socket = {json.dumps(str(self.dir / 'call.sock'))}",
+            *self.spec_head(),
             "",
             f"[pools.{POOL}]",
             'app = "heavy_app"',
@@ -57,47 +53,28 @@ class Daemon:
             f"[pools.{POOL}.restart]",
             f"reset_after = {json.dumps(reset_after)}",
         ]
-        (self.dir / "pitd.toml").write_text("\n".join(spec) + "\n")
-        self.log = open(self.dir / "pitd.log", "wb")
-        self.proc = subprocess.Popen(
-            [str(bin_dir / "pitd"), "--config", str(self.dir / "pitd.toml")], stdout=subprocess.DEVNULL, stderr=self.log
-        )
-        self.seen: Dict[int, str] = {}
+        self.start(spec)
 
     def workers(self) -> List[Dict[str, Any]]:
         return request(self.control, {"cmd": "status", "pool": POOL})["pools"][0]["workers"]
 
     def wait_workers(self, size: int, min_age_s: float) -> List[Dict[str, Any]]:
         """The workers once `size` are idle and the oldest has been up `min_age_s`."""
-        end = time.monotonic() + WAIT_S
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError("pitd exited:\n" + self.log_tail())
+
+        def stable() -> Optional[List[Dict[str, Any]]]:
             try:
                 ws = self.workers() if os.path.exists(self.control) else []
             except (OSError, RuntimeError, KeyError, IndexError):
-                ws = []
+                return None
             if sum(w["state"] == "idle" for w in ws) >= size and max(w["age_s"] for w in ws) >= min_age_s:
-                self.seen.update(descendants(self.proc.pid))
                 return ws
-            time.sleep(0.05)
-        raise RuntimeError("pool not ready:\n" + self.log_tail())
+            return None
 
-    def log_tail(self) -> str:
-        self.log.flush()
-        return "\n".join((self.dir / "pitd.log").read_text(errors="replace").splitlines()[-15:])
+        return self.wait_for(stable, WAIT_S, 0.05, "pool not ready")
 
-    def stop(self) -> List[str]:
-        self.seen.update(descendants(self.proc.pid))
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=WAIT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        left = [f"pid {p}: {' '.join(a)}" for p, a in kill_leftovers(self.seen).items()]
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def stop(self) -> List[str]:  # type: ignore[override]
+        left = describe(super().stop())
+        self.cleanup()
         return left
 
 

@@ -18,19 +18,17 @@ Every process the script starts is stopped; it exits 1 if one outlives its pitd.
 import argparse
 import json
 import os
-import shutil
 import socket
 import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procfs import descendants, kill_leftovers  # noqa: E402
+from daemon import PitdProcess  # noqa: E402
 from supervise import control_request  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,17 +36,15 @@ PYTHON = os.path.realpath(sys.executable)
 WAIT_S = 120.0
 
 
-class Daemon:
+class Daemon(PitdProcess):
+    tail_lines = 15
+    wait_s = WAIT_S
+
     def __init__(self, bin_dir: Path, size: int, kill_timeout: str) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="pit-stop-"))
-        self.control = str(self.dir / "control.sock")
-        self.call_socket = str(self.dir / "call.sock")
-        self.pitctl = str(bin_dir / "pitctl")
+        super().__init__(bin_dir, "pit-stop-")
         self.size = size
         spec = [
-            "[daemon]",
-            f"control_socket = {json.dumps(self.control)}",
-            f"call_socket = {json.dumps(self.call_socket)}",
+            *self.spec_head(),
             "[pools.heavy]",
             'app = "heavy_app"',
             'preload = ["heavy_import"]',
@@ -59,30 +55,20 @@ class Daemon:
             'startup_timeout = "120s"',
             f"kill_timeout = {json.dumps(kill_timeout)}",
         ]
-        (self.dir / "pitd.toml").write_text("\n".join(spec) + "\n")
-        self.log = open(self.dir / "pitd.log", "wb")
-        self.proc = subprocess.Popen(
-            [str(bin_dir / "pitd"), "--config", str(self.dir / "pitd.toml")], stdout=subprocess.DEVNULL, stderr=self.log
-        )
-        self.seen: Dict[int, str] = {}
+        self.start(spec)
 
     def status(self) -> Dict[str, Any]:
         return json.loads(control_request(self.control, {"cmd": "status"}, WAIT_S))
 
     def wait_idle(self) -> None:
-        end = time.monotonic() + WAIT_S
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pitd exited: {self.log_tail()}")
+        def idle() -> bool:
             try:
                 workers = self.status()["pools"][0]["workers"]
             except (OSError, RuntimeError, ValueError, KeyError, IndexError):
-                workers = []
-            if sum(w["state"] == "idle" for w in workers) == self.size:
-                self.seen.update(descendants(self.proc.pid))
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.size} workers not idle within {WAIT_S}s: {self.log_tail()}")
+                return False
+            return sum(w["state"] == "idle" for w in workers) == self.size
+
+        self.wait_for(idle, WAIT_S, 0.1, f"{self.size} workers not idle")
 
     def touch_every_worker(self) -> None:
         """One ``score`` call per worker, all at once, so each reads the shared tables."""
@@ -113,7 +99,7 @@ class Daemon:
     def exit_statuses(self) -> List[str]:
         """``exit_status`` of every ``worker_exited`` event in pitd's log."""
         found = []
-        for line in (self.dir / "pitd.log").read_text(errors="replace").splitlines():
+        for line in self.log_path.read_text(errors="replace").splitlines():
             if "event: worker_exited" in line and 'exit_status="' in line:
                 found.append(line.split('exit_status="', 1)[1].split('"', 1)[0])
         return found
@@ -124,20 +110,9 @@ class Daemon:
         self.proc.wait(WAIT_S)
         return time.monotonic() - start
 
-    def log_tail(self) -> str:
-        return "\n".join((self.dir / "pitd.log").read_text(errors="replace").splitlines()[-15:])
-
-    def stop(self) -> Dict[int, List[str]]:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(WAIT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        survivors = kill_leftovers(self.seen)
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def stop(self) -> Dict[int, List[str]]:  # type: ignore[override]
+        survivors = super().stop()
+        self.cleanup()
         return survivors
 
 

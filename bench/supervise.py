@@ -54,20 +54,19 @@ import datetime
 import json
 import os
 import platform
-import shutil
 import signal
 import socket
 import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from daemon import PitdProcess, describe
 from procfs import argv as cmdline
-from procfs import ChildWatch, descendants, kill_leftovers
+from procfs import ChildWatch, descendants
 from procfs import stat_fields as _stat_fields
 
 REPO = Path(__file__).resolve().parent.parent
@@ -140,42 +139,24 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
     return b"".join(chunks)
 
 
-class Pitd:
+class Pitd(PitdProcess):
     """A pitd in the foreground with the given pools, spec and sockets in a temporary dir."""
+
+    wait_s = WAIT_S
 
     def __init__(self, bin_dir: Path, pools: Dict[str, Tuple[int, str]], stamps: bool = False) -> None:
         """``pools``: name -> (size, extra spec text for the pool)."""
-        self.pitd, self.pitctl = bin_dir / "pitd", bin_dir / "pitctl"
-        self.dir = Path(tempfile.mkdtemp(prefix="pit-supervise-"))
-        self.control = str(self.dir / "control.sock")
+        super().__init__(bin_dir, "pit-supervise-")
         self.script = str(self.dir / "worker.py")
         Path(self.script).write_text(WORKER)
         self.stamp_dir = self.dir / "stamps"
         self.stamp_dir.mkdir()
         self.sizes = {name: size for name, (size, _) in pools.items()}
-        spec = [
-            "[daemon]",
-            f"control_socket = {json.dumps(self.control)}",
-            f"call_socket = {json.dumps(str(self.dir / 'call.sock'))}",
-            'monitor_interval = "1s"',
-            "",
-        ]
+        spec = [*self.spec_head(), 'monitor_interval = "1s"', ""]
         for name, (size, extra) in pools.items():
             argv = [PYTHON, self.script, name, str(self.stamp_dir) if stamps else ""]
             spec += [f"[pools.{name}]", f"command = {json.dumps(argv)}", 'protocol = "none"', f"size = {size}", extra]
-        self.spec = self.dir / "pitd.toml"
-        self.spec.write_text("\n".join(spec) + "\n")
-        self.log = open(self.dir / "pitd.log", "wb")
-        self.proc = subprocess.Popen(
-            [str(self.pitd), "--config", str(self.spec)], stdout=subprocess.DEVNULL, stderr=self.log
-        )
-        self.pid = self.proc.pid
-        self.seen: Dict[int, str] = {}  # every process pitd was seen to have started
-
-    def ctl(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(self.pitctl), "--socket", self.control, *args], capture_output=True, text=True, timeout=WAIT_S
-        )
+        self.start(spec)
 
     def status(self, pool: Optional[str] = None) -> Dict[str, Any]:
         reply = json.loads(control_request(self.control, {"cmd": "status", "pool": pool}))
@@ -191,51 +172,28 @@ class Pitd:
         """Until every pool is running with all its workers idle (via ``pitctl status
         --json``); returns the seconds it took."""
         t0 = time.monotonic()
-        deadline = t0 + WAIT_S + 0.2 * sum(self.sizes.values())
-        for _ in range(100_000):
-            if time.monotonic() > deadline:
-                break
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pitd exited with {self.proc.returncode}:\n{self.log_tail()}")
+
+        def ready() -> Optional[bool]:
             out = self.ctl("status", "--json")
-            if out.returncode == 0:
-                pools = {p["name"]: p for p in json.loads(out.stdout)["pools"]}
-                if all(
-                    name in pools
-                    and pools[name]["state"] == "running"
-                    and sum(1 for w in pools[name]["workers"] if w["state"] == "idle" and w["pid"]) == size
-                    for name, size in self.sizes.items()
-                ):
-                    self.remember()
-                    return time.monotonic() - t0
-            time.sleep(0.05)
-        raise RuntimeError(f"workers not all idle within the deadline:\n{self.log_tail()}")
+            if out.returncode != 0:
+                return None
+            pools = {p["name"]: p for p in json.loads(out.stdout)["pools"]}
+            return all(
+                name in pools
+                and pools[name]["state"] == "running"
+                and sum(1 for w in pools[name]["workers"] if w["state"] == "idle" and w["pid"]) == size
+                for name, size in self.sizes.items()
+            )
 
-    def remember(self) -> None:
-        self.seen.update(descendants(self.pid))
+        self.wait_for(ready, WAIT_S + 0.2 * sum(self.sizes.values()), 0.05, "workers not all idle")
+        return time.monotonic() - t0
 
-    def stop(self) -> List[str]:
+    def stop(self) -> List[str]:  # type: ignore[override]
         """SIGTERM (SIGKILL after WAIT_S), then what outlived pitd (killed, by pid)."""
-        if self.proc.poll() is None:
-            self.remember()
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=WAIT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=WAIT_S)
-        survivors = [f"pid {pid}: {' '.join(a).strip()}" for pid, a in kill_leftovers(self.seen).items()]
+        survivors = describe(super().stop())
         if self.proc.returncode != 0:
             survivors.append(f"(pitd exited with {self.proc.returncode}, not 0)")
-        self.log.close()
         return survivors
-
-    def log_tail(self, lines: int = 20) -> str:
-        self.log.flush()
-        return "\n".join((self.dir / "pitd.log").read_text(errors="replace").splitlines()[-lines:])
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def with_pitd(bin_dir: Path, pools: Dict[str, Tuple[int, str]], survivors: List[str], body: Callable[[Pitd], Any],
