@@ -87,20 +87,17 @@ import multiprocessing
 import os
 import platform
 import select
-import shutil
 import signal
 import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from procfs import descendants as _descendants
-from procfs import kill_leftovers
+from daemon import PitdProcess, describe
 from procfs import stat_fields as _stat_fields
 
 REPO = Path(__file__).resolve().parent.parent
@@ -505,62 +502,39 @@ def floor_pit_runtime(cfg: Config) -> Rows:
 # --- pit: the real daemon ---------------------------------------------------------------
 
 
-class Pitd:
+class Pitd(PitdProcess):
     """pitd in the foreground with one echo pool per size in ``sizes`` (``echo<size>``), in
     a temporary directory."""
 
-    def __init__(self, bin_dir: Path, sizes: list[int]) -> None:
-        self.sizes = sizes
-        self.pitd = bin_dir / "pitd"
-        self.pitctl = bin_dir / "pitctl"
-        for exe in (self.pitd, self.pitctl):
-            if not os.access(exe, os.X_OK):
-                raise SystemExit(f"{exe} not found: run `cargo build --release` first")
-        self.dir = Path(tempfile.mkdtemp(prefix="pit-bench-"))
-        self.control = self.dir / "control.sock"
-        spec = self.dir / "pitd.toml"
-        spec.write_text(
-            "[daemon]\n"
-            f"control_socket = {json.dumps(str(self.control))}\n"
-            f"call_socket = {json.dumps(str(self.dir / 'call.sock'))}\n"
-            + "".join(
-                f"[pools.echo{n}]\n"
-                'app = "pit.examples.echo"\n'
-                f"python = {json.dumps(sys.executable)}\n"
-                f"cwd = {json.dumps(str(PYTHON_DIR))}\n"
-                f"size = {n}\n"
-                for n in sizes
-            )
-        )
-        self.log = open(self.dir / "pitd.log", "wb")  # noqa: SIM115  (closed in stop())
-        self.proc = subprocess.Popen(
-            [str(self.pitd), "--config", str(spec)], stdout=subprocess.DEVNULL, stderr=self.log
-        )
-        self.started: dict[int, str] = {}  # pitd's descendants once the pool is ready
+    wait_s = WAIT_S
 
-    def ctl(self, *args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(self.pitctl), "--socket", str(self.control), *args],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+    def __init__(self, bin_dir: Path, sizes: list[int]) -> None:
+        super().__init__(bin_dir, "pit-bench-")
+        self.require_binaries()
+        self.sizes = sizes
+        pools = [
+            [
+                f"[pools.echo{n}]",
+                'app = "pit.examples.echo"',
+                f"python = {json.dumps(sys.executable)}",
+                f"cwd = {json.dumps(str(PYTHON_DIR))}",
+                f"size = {n}",
+            ]
+            for n in sizes
+        ]
+        self.start([*self.spec_head(), *(line for pool in pools for line in pool)])
 
     def wait_ready(self) -> None:
         """Until every worker of every pool is idle; records every process pitd started."""
-        deadline = time.monotonic() + WAIT_S + 0.1 * sum(self.sizes)
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pitd exited with {self.proc.returncode}:\n{self.log_tail()}")
+
+        def ready() -> bool:
             out = self.ctl("status", "--json")
-            if out.returncode == 0:
-                pools = {p["name"]: p for p in json.loads(out.stdout)["pools"]}
-                if all(self._ready(pools.get(f"echo{n}"), n) for n in self.sizes):
-                    self.started = _descendants(self.proc.pid)
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"the echo pools were not ready within {WAIT_S:.0f} s:\n{self.log_tail()}")
+            if out.returncode != 0:
+                return False
+            pools = {p["name"]: p for p in json.loads(out.stdout)["pools"]}
+            return all(self._ready(pools.get(f"echo{n}"), n) for n in self.sizes)
+
+        self.wait_for(ready, WAIT_S + 0.1 * sum(self.sizes), 0.1, "the echo pools were not ready")
 
     @staticmethod
     def _ready(pool: dict | None, size: int) -> bool:
@@ -591,30 +565,15 @@ class Pitd:
             "pitd_cpu_us_per_call": 1e6 * (cpu1 - cpu0) / max(r["calls"], 1),
         }
 
-    def stop(self) -> list[str]:
-        """Stops pitd (shutdown, then SIGTERM, then SIGKILL) and returns what outlived it."""
-        if self.proc.poll() is None:
+    def stop(self) -> list[str]:  # type: ignore[override]
+        """Stops pitd (shutdown, then SIGTERM, then SIGKILL) and returns what outlived it:
+        its children (the workers and its guard process) must go with it."""
+        if self.running():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.ctl("shutdown", timeout=10.0)
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    self.proc.wait(timeout=WAIT_S)
-                    break
-                except subprocess.TimeoutExpired:
-                    self.proc.send_signal(sig)
-            self.proc.wait(timeout=WAIT_S)
-        # Its children (the workers and its guard process) must go with it.
-        survivors = [f"pid {pid}: {' '.join(a).strip()}" for pid, a in kill_leftovers(self.started).items()]
-        self.log.close()
-        return survivors
-
-    def log_tail(self, lines: int = 20) -> str:
-        self.log.flush()
-        text = (self.dir / "pitd.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=WAIT_S)
+        return describe(super().stop())
 
 
 def pit_rows(cfg: Config) -> tuple[Rows, list[str]]:
@@ -632,7 +591,7 @@ def pit_rows(cfg: Config) -> tuple[Rows, list[str]]:
                 for name, c, connections in pit_row_names(n):
                     progress(name, run, cfg.runs)
                     rows[name].append(daemon.bench(n, c, cfg.duration_s, connections))
-            with pinned([daemon.proc.pid, *daemon.started], cfg.cpu):
+            with pinned([daemon.proc.pid, *daemon.seen], cfg.cpu):
                 daemon.bench(cfg.reference, 1, cfg.warmup_s)
                 rows[pinned_row].append(daemon.bench(cfg.reference, 1, cfg.duration_s))
     finally:

@@ -66,12 +66,9 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -82,7 +79,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO / "python"))
-from procfs import descendants, kill_leftovers  # noqa: E402
+from daemon import PitdProcess, describe  # noqa: E402
 from supervise import control_request  # noqa: E402
 
 PYTHON = os.path.realpath(sys.executable)
@@ -253,19 +250,17 @@ def summarize(calls: list[Call], t0: float, seconds: float) -> dict[str, Any]:
     }
 
 
-class Pitd:
+class Pitd(PitdProcess):
     """A pitd in the foreground with one preloaded ``pit.examples.agent`` pool."""
 
+    tail_lines = 15
+    wait_s = WAIT_S
+
     def __init__(self, bin_dir: Path, size: int, concurrency: int) -> None:
-        self.pitctl = str(bin_dir / "pitctl")
+        super().__init__(bin_dir, "pit-concurrency-")
         self.size = size
-        self.dir = Path(tempfile.mkdtemp(prefix="pit-concurrency-"))
-        self.control = str(self.dir / "control.sock")
-        self.call_socket = str(self.dir / "call.sock")
         spec = [
-            "[daemon]",
-            f"control_socket = {json.dumps(self.control)}",
-            f"call_socket = {json.dumps(self.call_socket)}",
+            *self.spec_head(),
             'log_format = "json"',
             "",
             f"[pools.{POOL}]",
@@ -280,13 +275,7 @@ class Pitd:
             f'health_interval = "{HEALTH_INTERVAL}"',
             'health_timeout = "5s"',
         ]
-        (self.dir / "pitd.toml").write_text("\n".join(spec) + "\n")
-        self.log_path = self.dir / "pitd.log"
-        self.log = open(self.log_path, "wb")
-        env = dict(os.environ, PITD_LOG="info,pit::daemon::pool::health=debug")
-        self.proc = subprocess.Popen([str(bin_dir / "pitd"), "--config", str(self.dir / "pitd.toml")],
-                                     stdout=subprocess.DEVNULL, stderr=self.log, env=env)  # fmt: skip
-        self.seen: dict[int, str] = {}
+        self.start(spec, env=dict(os.environ, PITD_LOG="info,pit::daemon::pool::health=debug"))
 
     def pool(self) -> dict[str, Any]:
         reply = json.loads(control_request(self.control, {"cmd": "status", "pool": POOL}, WAIT_S))
@@ -305,24 +294,19 @@ class Pitd:
         return pids
 
     def wait_ready(self) -> None:
-        end = time.monotonic() + WAIT_S + 0.5 * self.size
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pitd exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if os.path.exists(self.control):
-                try:
-                    p = self.pool()
-                except (OSError, RuntimeError, ValueError, KeyError, IndexError):
-                    p = None
-                if p and sum(1 for w in p["workers"] if w["state"] == "idle" and w.get("pid")) == self.size:
-                    if ((p.get("template") or {}).get("spare") or {}).get("pid"):
-                        self.remember()
-                        return
-            time.sleep(0.05)
-        raise RuntimeError(f"the pool was not ready in time:\n{self.log_tail()}")
+        """Until every worker is idle and the template has its spare."""
 
-    def remember(self) -> None:
-        self.seen.update(descendants(self.proc.pid))
+        def ready() -> bool:
+            if not os.path.exists(self.control):
+                return False
+            try:
+                p = self.pool()
+            except (OSError, RuntimeError, ValueError, KeyError, IndexError):
+                return False
+            idle = sum(1 for w in p["workers"] if w["state"] == "idle" and w.get("pid"))
+            return idle == self.size and bool(((p.get("template") or {}).get("spare") or {}).get("pid"))
+
+        self.wait_for(ready, WAIT_S + 0.5 * self.size, 0.05, "the pool was not ready")
 
     def log_size(self) -> int:
         self.log.flush()
@@ -347,22 +331,9 @@ class Pitd:
         return {"pings": len(rtts), "missed": missed, "p50_ms": percentile(rtts, 0.5),
                 "p99_ms": percentile(rtts, 0.99), "max_ms": rtts[-1] if rtts else float("nan")}  # fmt: skip
 
-    def log_tail(self) -> str:
-        self.log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-15:])
-
-    def stop(self) -> list[str]:
-        if self.proc.poll() is None:
-            self.remember()
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=WAIT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=WAIT_S)
-        left = [f"pid {p}: {' '.join(a).strip()}" for p, a in kill_leftovers(self.seen).items()]
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def stop(self) -> list[str]:  # type: ignore[override]
+        left = describe(super().stop())
+        self.cleanup()
         return left
 
 

@@ -82,18 +82,17 @@ import math
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from procfs import argv, descendants, kill_leftovers
+from daemon import PitdProcess, describe
+from procfs import argv, descendants
 from procfs import start_time as proc_start_time
 
 REPO = Path(__file__).resolve().parent.parent
@@ -244,41 +243,18 @@ def parse_ts(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
-class Pitd:
+class Pitd(PitdProcess):
     """One pitd in the foreground, its spec and sockets in a temporary directory."""
 
+    wait_s = WAIT_S
+
     def __init__(self, spec_body: str, files: Optional[Dict[str, str]] = None) -> None:
-        self.pitd, self.pitctl = BIN_DIR / "pitd", BIN_DIR / "pitctl"
-        for exe in (self.pitd, self.pitctl):
-            if not os.access(exe, os.X_OK):
-                raise SystemExit(f"{exe} not found: run `cargo build --release` first")
-        self.dir = Path(tempfile.mkdtemp(prefix="pit-leak-"))
+        super().__init__(BIN_DIR, "pit-leak-")
+        self.require_binaries()
         for name, text in (files or {}).items():
             (self.dir / name).write_text(text)
-        self.control = self.dir / "control.sock"
-        self.call = self.dir / "call.sock"
-        spec = self.dir / "pitd.toml"
-        spec.write_text(
-            "[daemon]\n"
-            f"control_socket = {json.dumps(str(self.control))}\n"
-            f"call_socket = {json.dumps(str(self.call))}\n"
-            'shutdown_timeout = "15s"\n' + spec_body.replace("@DIR@", str(self.dir))
-        )
-        self.log = open(self.dir / "pitd.log", "wb")
-        self.proc = subprocess.Popen(
-            [str(self.pitd), "--config", str(spec)], stdout=subprocess.DEVNULL, stderr=self.log
-        )
-        self.seen: Dict[int, str] = {}  # every process pitd started that we saw: pid -> start time
-        self.seen_lock = threading.Lock()
         self.follower: Optional[subprocess.Popen] = None
-
-    def ctl(self, *args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(self.pitctl), "--socket", str(self.control), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        self.start([*self.spec_head(), 'shutdown_timeout = "15s"', spec_body.replace("@DIR@", str(self.dir))])
 
     def status(self) -> Optional[Dict[str, Any]]:
         try:
@@ -288,36 +264,29 @@ class Pitd:
         return json.loads(out.stdout) if out.returncode == 0 else None
 
     def note(self, pid: int) -> None:
+        """Adds a worker pitd reported starting (a worker that dies before the next
+        ``remember()`` is checked too)."""
         started = proc_start_time(pid)
         if started is not None:
             with self.seen_lock:
                 self.seen.setdefault(pid, started)
 
-    def note_descendants(self) -> None:
-        found = descendants(self.proc.pid)
-        with self.seen_lock:
-            for pid, started in found.items():
-                self.seen.setdefault(pid, started)
-
     def wait_workers(self, pool: str, count: int, states: Tuple[str, ...] = ("idle",)) -> Dict[str, Any]:
         """Until ``count`` workers of ``pool`` are in ``states``; returns that status."""
-        deadline = time.monotonic() + WAIT_S + count * 0.2
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pitd exited with {self.proc.returncode}:\n{self.log_tail()}")
+
+        def reached() -> Optional[Dict[str, Any]]:
             st = self.status()
-            if st is not None:
-                p = next((p for p in st["pools"] if p["name"] == pool), None)
-                if p is not None and sum(w["state"] in states for w in p["workers"]) >= count:
-                    self.note_descendants()
-                    return st
-            time.sleep(0.1)
-        raise RuntimeError(f"pool {pool} did not reach {count} workers within the wait:\n{self.log_tail()}")
+            if st is None:
+                return None
+            p = next((p for p in st["pools"] if p["name"] == pool), None)
+            return st if p is not None and sum(w["state"] in states for w in p["workers"]) >= count else None
+
+        return self.wait_for(reached, WAIT_S + count * 0.2, 0.1, f"pool {pool} did not reach {count} workers")
 
     def follow_events(self, on_event) -> None:
         """Streams ``pitctl events -f --json`` into ``on_event(event_dict)`` on a thread."""
         self.follower = subprocess.Popen(
-            [str(self.pitctl), "--socket", str(self.control), "events", "-f", "--json"],
+            [self.pitctl, "--socket", self.control, "events", "-f", "--json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -333,17 +302,12 @@ class Pitd:
         self.reader = threading.Thread(target=read, daemon=True)
         self.reader.start()
 
-    def stop(self) -> Tuple[float, List[str]]:
+    def stop(self) -> Tuple[float, List[str]]:  # type: ignore[override]
         """SIGTERM, wait, and return (seconds to exit, what outlived pitd)."""
-        self.note_descendants()
+        if self.running():
+            self.remember()
         t0 = time.monotonic()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=WAIT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=WAIT_S)
+        self.terminate()
         took = time.monotonic() - t0
         if self.follower is not None:
             try:
@@ -352,20 +316,9 @@ class Pitd:
                 self.follower.kill()
                 self.follower.wait()
             self.reader.join(timeout=5.0)
-        with self.seen_lock:
-            seen = dict(self.seen)
-        survivors = [f"pid {pid}: {' '.join(a).strip() or '?'}" for pid, a in kill_leftovers(seen).items()]
+        survivors = describe(self.leftovers())
         self.log.close()
         return took, survivors
-
-    def log_tail(self, lines: int = 20) -> str:
-        if not self.log.closed:
-            self.log.flush()
-        text = (self.dir / "pitd.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- leak runs
@@ -421,18 +374,14 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
     result: Dict[str, Any] = {"label": label, "max_rss": max_rss}
     try:
         # The follower needs the control socket: wait until status answers.
-        deadline = time.monotonic() + WAIT_S
-        while d.status() is None:
-            if d.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"pitd did not come up:\n{d.log_tail()}")
-            time.sleep(0.05)
+        d.wait_for(d.status, WAIT_S, 0.05, "pitd did not come up")
         d.follow_events(on_event)
         d.wait_workers(POOL, POOL_SIZE)
 
         sys.path.insert(0, str(PYTHON_DIR))
         import pit  # the project's own client, from python/
 
-        client = pit.Client(str(d.call))
+        client = pit.Client(d.call_socket)
         stop = threading.Event()
         status_samples: List[Tuple[float, Dict[str, Tuple[int, str]]]] = []
         stopped_early: List[float] = []
@@ -668,7 +617,7 @@ def monitor_cost(n: int, interval: str, window: float) -> Dict[str, Any]:
         time.sleep(2.0)
         st = d.status()
         workers = len(st["pools"][0]["workers"]) if st else None
-        d.note_descendants()
+        d.remember()
         pid = d.proc.pid
         tid = thread_named(pid, "pitd-monitor")
         tick_path = f"/proc/{pid}/stat"

@@ -91,10 +91,11 @@ import threading
 import time
 import xmlrpc.client
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from daemon import DaemonProcess
 from procfs import argv as cmdline
-from procfs import ChildWatch, descendants, kill_leftovers, start_time
+from procfs import ChildWatch, start_time
 from procfs import stat_fields as _stat_fields
 
 REPO = Path(__file__).resolve().parent.parent
@@ -231,29 +232,32 @@ def free_port() -> int:
 # --- daemons ----------------------------------------------------------------------------
 
 
-class Daemon:
-    """One daemon in the foreground, with its files in a temporary directory."""
+class Daemon(DaemonProcess):
+    """One daemon in the foreground, with its files in a temporary directory, and what each
+    peer measured must offer."""
 
     peer = ""
+    wait_s = WAIT_S
 
     def __init__(self, tag: str) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix=f"peers-{tag}-"))
-        self.log = open(self.dir / "daemon.log", "wb")
-        self.proc: Optional[subprocess.Popen] = None
-        self.seen: Dict[int, str] = {}  # every process it was seen to start
+        super().__init__(f"peers-{tag}-", "daemon.log")
+        self.name = self.peer
         self.size = 0
 
-    def launch(self, argv: List[str], cwd: Optional[Path] = None) -> None:
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-                                     cwd=str(cwd or self.dir))  # fmt: skip
-        started = start_time(self.proc.pid)
+    def launch(
+        self,
+        argv: Sequence[str],
+        env: Optional[Dict[str, str]] = None,
+        cwd: Optional[Path] = None,
+        merged: bool = True,
+    ) -> None:
+        """Starts the daemon in its directory, its output and errors in the log. The daemon
+        itself joins ``seen``: a peer's master must not outlive the stop either."""
+        super().launch(argv, env=env, cwd=cwd or self.dir, merged=merged)
+        started = start_time(self.pid)
         if started is not None:
-            self.seen[self.proc.pid] = started
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+            with self.seen_lock:
+                self.seen[self.pid] = started
 
     def workers(self) -> Dict[int, str]:
         """The daemon's live workers (exec'd where the daemon execs): pid -> start time."""
@@ -263,45 +267,19 @@ class Daemon:
         raise NotImplementedError
 
     def wait_workers(self, n: int) -> None:
-        deadline = time.monotonic() + WAIT_S + 0.3 * n
-        for _ in range(100_000):
-            if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError(f"{self.peer} exited early:\n{self.log_tail()}")
-            if len(self.workers()) == n:
-                self.remember()
-                return
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.peer}: {len(self.workers())} of {n} workers within the deadline:\n{self.log_tail()}")
+        self.wait_for(lambda: len(self.workers()) == n, WAIT_S + 0.3 * n, 0.05, f"{self.peer}: {n} workers")
 
-    def remember(self) -> None:
-        self.seen.update(descendants(self.pid))
-
-    def stop(self) -> List[str]:
+    def stop(self) -> List[str]:  # type: ignore[override]
         """SIGTERM (SIGKILL after WAIT_S), then whatever it started that is left (killed, by pid)."""
         survivors: List[str] = []
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.remember()
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=WAIT_S)
-                except subprocess.TimeoutExpired:
-                    survivors.append(f"{self.peer} (pid {self.pid}) ignored SIGTERM for {WAIT_S:.0f} s")
-                    self.proc.kill()
-                    self.proc.wait(timeout=WAIT_S)
-            for pid, a in kill_leftovers(self.seen).items():
-                survivors.append(f"{self.peer}: pid {pid} left: {' '.join(a).strip()}")
+        if self.running():
+            self.remember()
+            if self.terminate():
+                survivors.append(f"{self.peer} (pid {self.pid}) ignored SIGTERM for {WAIT_S:.0f} s")
+        for pid, a in self.leftovers().items():
+            survivors.append(f"{self.peer}: pid {pid} left: {' '.join(a).strip()}")
         self.log.close()
         return survivors
-
-    def log_tail(self, lines: int = 20) -> str:
-        self.log.flush()
-        return "\n".join((self.dir / "daemon.log").read_text(errors="replace").splitlines()[-lines:])
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     # status, implemented by the peers that have one
     def cli_status(self) -> None:
@@ -346,18 +324,15 @@ class Pitd(Daemon):
 
     def wait_ready(self) -> None:
         """Until the pool has ``size`` idle workers (pitctl status)."""
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError(f"pitd exited early:\n{self.log_tail()}")
+
+        def ready() -> bool:
             out = self.ctl("status", "--json")
-            if out.returncode == 0:
-                pool = json.loads(out.stdout)["pools"][0]
-                if pool["state"] == "running" and sum(w["state"] == "idle" for w in pool["workers"]) == self.size:
-                    self.remember()
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"pitd's pool not ready within {WAIT_S:.0f} s:\n{self.log_tail()}")
+            if out.returncode != 0:
+                return False
+            pool = json.loads(out.stdout)["pools"][0]
+            return pool["state"] == "running" and sum(w["state"] == "idle" for w in pool["workers"]) == self.size
+
+        self.wait_for(ready, WAIT_S, 0.05, "pitd's pool not ready")
 
     def cli_status(self) -> None:
         out = self.ctl("status", "--json")
