@@ -91,7 +91,7 @@ import threading
 import time
 import xmlrpc.client
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from daemon import DaemonProcess
 from procfs import argv as cmdline
@@ -244,16 +244,10 @@ class Daemon(DaemonProcess):
         self.name = self.peer
         self.size = 0
 
-    def launch(
-        self,
-        argv: Sequence[str],
-        env: Optional[Dict[str, str]] = None,
-        cwd: Optional[Path] = None,
-        merged: bool = True,
-    ) -> None:
+    def start(self, argv: List[str], cwd: Optional[Path] = None) -> None:
         """Starts the daemon in its directory, its output and errors in the log. The daemon
         itself joins ``seen``: a peer's master must not outlive the stop either."""
-        super().launch(argv, env=env, cwd=cwd or self.dir, merged=merged)
+        self.launch(argv, cwd=cwd or self.dir, merged=True)
         started = start_time(self.pid)
         if started is not None:
             with self.seen_lock:
@@ -308,7 +302,7 @@ class Pitd(Daemon):
             spec += ["[pools.sleepers]", f"command = {json.dumps([PYTHON, self.script])}", 'protocol = "none"',
                      f"size = {size}", "", "[pools.sleepers.restart]", 'initial = "1ms"', 'reset_after = "1s"']  # fmt: skip
         (self.dir / "pitd.toml").write_text("\n".join(spec) + "\n")
-        self.launch([str(bin_dir / "pitd"), "--config", str(self.dir / "pitd.toml")])
+        self.start([str(bin_dir / "pitd"), "--config", str(self.dir / "pitd.toml")])
 
     def is_worker(self, argv: List[str]) -> bool:
         if self.echo:
@@ -378,7 +372,7 @@ class Supervisord(Daemon):
             f"[program:sleeper]\ncommand = {PYTHON} {self.script}\nprocess_name = %(program_name)s_%(process_num)02d\n"
             f"numprocs = {size}\nautorestart = true\nstartsecs = 0\n"
         )  # fmt: skip
-        self.launch([str(venv / "bin" / "supervisord"), "-n", "-c", self.conf])
+        self.start([str(venv / "bin" / "supervisord"), "-n", "-c", self.conf])
 
     def is_worker(self, argv: List[str]) -> bool:
         return len(argv) > 1 and argv[1] == self.script
@@ -413,7 +407,7 @@ class Gunicorn(Daemon):
                 "--log-level", "warning", "--chdir", str(self.dir)]  # fmt: skip
         if max_requests:
             argv += ["--max-requests", str(max_requests)]
-        self.launch(argv + ["app:app"])
+        self.start(argv + ["app:app"])
 
     def is_worker(self, argv: List[str]) -> bool:
         return True  # every child of the master is a worker (forked, not exec'd)
