@@ -62,15 +62,11 @@ class DaemonProcess:
     ) -> None:
         """Starts the daemon. Its stderr goes to the log; its stdout too with ``merged``,
         else nowhere (pitd writes nothing there)."""
-        if merged:
-            out, err = self.log, subprocess.STDOUT
-        else:
-            out, err = subprocess.DEVNULL, self.log
         self._proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
+            stdout=self.log if merged else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if merged else self.log,
             env=env,
             cwd=None if cwd is None else str(cwd),
         )
