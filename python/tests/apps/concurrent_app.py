@@ -63,15 +63,20 @@ async def hold(args, ctx):
     return "released"
 
 
+def _block_until_exists(path):
+    """Blocks the calling thread (sleeping, not awaiting) until the file ``path`` exists."""
+    deadline = time.monotonic() + _LIMIT
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.01)
+
+
 @pit.handler
 def spin_until(args, ctx):
     """``hold`` blocking a thread."""
     _begin(ctx)
-    deadline = time.monotonic() + _LIMIT
-    while not os.path.exists(args):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{args} never appeared")
-        time.sleep(0.01)
+    _block_until_exists(args)
     return "released"
 
 
@@ -79,11 +84,7 @@ def spin_until(args, ctx):
 async def block_loop(args, ctx):
     """Blocks the event loop (``time.sleep`` in an ``async def``) until the file ``args`` exists."""
     _begin(ctx)
-    deadline = time.monotonic() + _LIMIT
-    while not os.path.exists(args):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{args} never appeared")
-        time.sleep(0.01)
+    _block_until_exists(args)
     return "unblocked"
 
 
