@@ -140,13 +140,17 @@ impl PoolActor {
         self.workers.get(&id).is_some_and(|w| w.retire.is_some()) || self.recycle_queue.iter().any(|(w, _)| *w == id)
     }
 
-    /// The live worker a call's session sticks to, if any.
+    /// The live worker a call's session sticks to, if any. One already reaped (its last
+    /// replies still on their way) is given nothing new: the session moves on.
     pub(super) fn bound_worker(&self, call: &Call, now: Instant) -> Option<Bound> {
         let a = self.affinity.get(call.session.as_deref()?)?;
         if now.saturating_duration_since(a.last_used) > self.spec.queue.affinity_ttl {
             return None;
         }
-        let w = self.workers.get(&a.worker).filter(|w| w.is_ready())?;
+        let w = self
+            .workers
+            .get(&a.worker)
+            .filter(|w| w.is_ready() && w.exit.is_none())?;
         Some(Bound {
             worker: w.id,
             free: w.calls.has_free_slot(),

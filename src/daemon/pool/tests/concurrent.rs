@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use super::super::PoolMsg;
+use super::super::pipe::WorkerMsg;
 use super::call_kit::{W1, W2, caller, ms, pool, req};
 use crate::ids::WorkerId;
 
@@ -79,4 +80,29 @@ async fn a_caller_that_hangs_up_has_its_calls_cancelled_and_its_queued_calls_dro
     assert_eq!(h.written(W1).last(), Some(&("cancel", req(1))));
     h.answer(W1, 2, t0 + ms(2));
     assert_eq!(stays.replies().await, [(2, "ok".into(), Some("worker-1".into()))]);
+}
+
+#[tokio::test]
+async fn a_session_call_does_not_go_to_its_worker_once_that_worker_has_exited() {
+    let t0 = Instant::now();
+    let mut h = pool("size = 2\nconcurrency = 2", t0);
+    let mut c = caller();
+    h.call(&c, 1, Some("s"), t0);
+    assert_eq!(h.written(W1), [("call", req(1))]);
+    // Reaped with call 1 unanswered: its last replies may still be in its pipe.
+    h.exited(W1, 1, t0 + ms(1));
+    h.call(&c, 2, Some("s"), t0 + ms(2));
+    assert_eq!(
+        h.written(W1),
+        [("call", req(1))],
+        "nothing new for a worker that has exited"
+    );
+    assert_eq!(h.written(W2), [("call", req(2))], "the session moves on");
+    h.worker_says(W1, WorkerMsg::Closed, t0 + ms(3));
+    assert_eq!(
+        c.replies().await,
+        [(1, "worker_crashed".into(), Some("worker-1".into()))]
+    );
+    h.answer(W2, 2, t0 + ms(4));
+    assert_eq!(c.replies().await, [(2, "ok".into(), Some("worker-2".into()))]);
 }
