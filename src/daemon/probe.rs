@@ -1,6 +1,7 @@
 //! The answers of `pitctl probe`, decided by pitd itself from facts each pool actor
-//! publishes after every batch of messages (`PoolFacts`): never by a worker, and never
-//! waiting behind a busy pool. Pure: the facts in, a yes or a one-line no out.
+//! publishes when it starts and after every batch of messages or timers (`PoolFacts`):
+//! never by a worker, and never waiting behind a busy pool. Pure: the facts in, a yes or
+//! a one-line no out.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 

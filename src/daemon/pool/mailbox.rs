@@ -59,6 +59,8 @@ impl PoolActor {
                     let now = Instant::now();
                     self.take_back_overdue(now);
                     self.tick(now);
+                    // Timers change what probes read too (a worker killed, a drain over).
+                    self.facts.publish(&self.snapshot());
                 }
             }
             self.send_replies();

@@ -272,6 +272,9 @@ pub fn start(spec: PoolSpec, deps: PoolDeps) -> PoolHandle {
         facts: actor.facts.clone(),
     };
     actor.fill(Instant::now());
+    // Probes may ask before the actor hears anything (a template may import the app for a
+    // while): they see it as it is, not as the defaults.
+    actor.facts.publish(&actor.snapshot());
     tokio::spawn(actor.run(rx));
     handle
 }
@@ -337,7 +340,7 @@ pub struct PoolActor {
     template_sink: TemplateSink,
     /// The running template of a preloaded pool, once it reported ready.
     template: Option<template::TemplateProcs>,
-    /// Published after every batch for the probes.
+    /// Published for the probes at the start and after every batch of messages or timers.
     facts: Arc<PoolFacts>,
 }
 

@@ -5,6 +5,7 @@
 mod call_kit;
 mod calls;
 mod concurrent;
+mod probes;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
