@@ -54,8 +54,9 @@ def serve_concurrently(
     """Serves frames from ``in_fd`` until told to stop and every call is answered.
 
     ``write`` sends one whole frame to pitd. Raises :class:`pit._worker_protocol.FrameError` when
-    pitd sends a malformed frame and whatever ``write`` raised (``BrokenPipeError`` once
-    pitd is gone); calls still running are then abandoned to the process's exit.
+    pitd sends a malformed frame, whatever ``write`` raised (``BrokenPipeError`` once
+    pitd is gone) and what a handler raised that is not an ``Exception``; calls still
+    running are then abandoned to the process's exit.
     """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -185,8 +186,14 @@ class _Server:
         if task.cancelled():
             # Cancelled before its first step: the coroutine never ran to catch it.
             frame = self._dispatcher.cancelled(req_id)
-        elif task.exception() is not None:
-            return  # SystemExit and the like: the loop re-raises it, and the worker exits
+        elif (error := task.exception()) is not None:
+            # Not an Exception (`_run` answers those). The loop re-raises SystemExit and
+            # KeyboardInterrupt itself; any other would leave the call unanswered and its
+            # slot taken for good: it ends the serving, and the worker exits, as the
+            # one-call loop does.
+            if not isinstance(error, (SystemExit, KeyboardInterrupt)):
+                self._fail(error)
+            return
         else:
             frame = task.result()
         self._write(frame)
@@ -226,7 +233,7 @@ class _Server:
         if self._stopping and not self._calls and not self._done.done():
             self._done.set_result(None)
 
-    def _fail(self, error: Exception) -> None:
+    def _fail(self, error: BaseException) -> None:
         self._stop_reading()
         if not self._done.done():
             self._done.set_exception(error)

@@ -201,6 +201,18 @@ def test_told_to_stop_with_calls_in_flight_it_lets_them_finish(spawn_worker, tmp
     assert "atexit ran" in worker.wait_for_output("stdout", "atexit ran")
 
 
+@pytest.mark.parametrize("method", ["escape", "sync_escape"])
+@pytest.mark.parametrize("concurrency", ["1", "4"])
+def test_a_handler_raising_what_is_not_an_exception_ends_the_worker(spawn_worker, method, concurrency):
+    # Neither answered nor left running: the worker exits as the one-call loop does, and
+    # pitd answers the call worker_crashed.
+    worker = spawn_worker("concurrent_app", env={"PIT_CONCURRENCY": concurrency})
+    worker.ready()
+    worker.start_call(method, "out")
+    assert worker.wait_exit() == 1
+    assert "concurrent_app.Escape: out" in worker.output("stderr")
+
+
 def test_the_one_call_loop_ignores_a_cancel_for_an_answered_call(spawn_worker):
     worker = spawn_worker("concurrent_app")
     worker.ready()

@@ -128,3 +128,17 @@ def cancelled_flag(args, ctx):
 
 
 atexit.register(lambda: print("atexit ran", flush=True))
+
+
+class Escape(BaseException):
+    """Not an ``Exception``: no handler's fault that can be answered."""
+
+
+@pit.handler
+async def escape(args):
+    raise Escape(args)
+
+
+@pit.handler
+def sync_escape(args):
+    raise Escape(args)
