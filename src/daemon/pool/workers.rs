@@ -188,12 +188,15 @@ impl PoolActor {
                     let why = format!("speaks protocol version {}, pitd speaks 1", ready.protocol);
                     return self.protocol_error(id, &why, now);
                 }
-                if ready.concurrency != self.spec.concurrency {
-                    // A runtime that does not run what the spec asks would be given calls
+                // What it was started with (PIT_CONCURRENCY): a reload since may have
+                // changed the spec, and then it is recycled, not broken.
+                let asked = self.workers.get(&id).map_or(1, |w| w.calls.slots());
+                if ready.concurrency as usize != asked {
+                    // A runtime that does not run what it was asked to would be given calls
                     // it cannot start.
                     let why = format!(
-                        "runs {} call(s) at once, the pool's concurrency is {} (is its pit package older than pitd?)",
-                        ready.concurrency, self.spec.concurrency
+                        "runs {} call(s) at once, the pool's concurrency is {asked} (is its pit package older than pitd?)",
+                        ready.concurrency
                     );
                     tracing::error!(pool = %self.spec.name, worker = %id, "{why}");
                     return self.kill_worker(id, Reason::ProtocolError, format!("protocol error ({why})"));

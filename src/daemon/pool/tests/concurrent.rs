@@ -7,6 +7,8 @@ use super::super::PoolMsg;
 use super::super::pipe::WorkerMsg;
 use super::call_kit::{W1, W2, caller, ms, pool, req};
 use crate::ids::WorkerId;
+use crate::proto::status::PoolState;
+use crate::proto::worker::Ready;
 
 #[tokio::test]
 async fn with_several_slots_a_call_goes_to_the_worker_with_fewest_in_flight_and_a_session_waits() {
@@ -105,4 +107,56 @@ async fn a_session_call_does_not_go_to_its_worker_once_that_worker_has_exited() 
     );
     h.answer(W2, 2, t0 + ms(4));
     assert_eq!(c.replies().await, [(2, "ok".into(), Some("worker-2".into()))]);
+}
+
+#[tokio::test]
+async fn a_worker_started_before_a_reload_changed_concurrency_is_recycled_not_killed_as_broken() {
+    let t0 = Instant::now();
+    let keys = "size = 2\nconcurrency = 1\nmax_surge = 1";
+    let mut h = pool(keys, t0);
+    // Worker 2 crashes and its replacement (3) is still starting when the reload comes.
+    h.exited(W2, 1, t0 + ms(10));
+    h.tick(t0 + ms(5000));
+    let w3 = WorkerId(3);
+    assert_eq!(h.spawned(), [W1, W2, w3]);
+    h.started(w3, t0 + ms(5001));
+    let text = format!(
+        "[pools.p]\napp = \"app\"\n{}",
+        keys.replace("concurrency = 1", "concurrency = 4")
+    );
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("t.toml");
+    let spec = crate::spec::parse(&text, &path).unwrap().pools.remove(0);
+    h.actor.handle(PoolMsg::Reconfigure(Box::new(spec)), t0 + ms(5002));
+    // Worker 3 runs what it was started with: one call at a time.
+    let ready = Ready {
+        protocol: 1,
+        pid: 1003,
+        handlers: vec!["echo".into()],
+        concurrency: 1,
+        gil_enabled: Some(true),
+    };
+    h.worker_says(w3, WorkerMsg::Ready(ready), t0 + ms(5003));
+    assert!(h.signals().is_empty(), "not killed: {:?}", h.signals());
+    let st = h.status(t0 + ms(5003));
+    assert_eq!(st.state, PoolState::Running, "no failed start booked");
+    let w = st.workers.iter().find(|w| w.id == w3).unwrap();
+    assert_eq!(w.state.as_str(), "idle");
+}
+
+#[tokio::test]
+async fn a_worker_that_runs_other_than_it_was_asked_is_killed() {
+    let t0 = Instant::now();
+    let mut h = pool("size = 1\nconcurrency = 4", t0);
+    h.exited(W1, 1, t0 + ms(1));
+    h.tick(t0 + ms(5000));
+    h.started(W2, t0 + ms(5000));
+    let ready = Ready {
+        protocol: 1,
+        pid: 1002,
+        handlers: vec!["echo".into()],
+        concurrency: 1,
+        gil_enabled: Some(true),
+    };
+    h.worker_says(W2, WorkerMsg::Ready(ready), t0 + ms(5001));
+    assert_eq!(h.signals(), [(1002, nix::sys::signal::Signal::SIGKILL)]);
 }
