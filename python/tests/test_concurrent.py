@@ -140,6 +140,18 @@ def test_a_ping_is_answered_while_every_slot_awaits(spawn_worker, tmp_path: Path
     assert sorted(replies(worker, 4)) == sorted(ids)
 
 
+def test_a_ping_is_answered_while_every_slot_runs_a_sync_handler(spawn_worker, tmp_path: Path):
+    worker = concurrent_worker(spawn_worker)
+    gate = tmp_path / "go"
+    ids = [worker.start_call("spin_until", str(gate)) for _ in range(4)]
+    for req_id in ids:
+        worker.wait_for_output("stdout", f"started {req_id}\n")
+    worker.send(_worker_protocol.encode_ping(79))
+    assert worker.recv() == (_worker_protocol.PONG, (79).to_bytes(8, "big"))
+    gate.touch()
+    assert sorted(replies(worker, 4)) == sorted(ids)
+
+
 def test_a_ping_is_not_answered_while_a_handler_blocks_the_loop(spawn_worker, tmp_path: Path):
     worker = concurrent_worker(spawn_worker)
     gate = tmp_path / "go"

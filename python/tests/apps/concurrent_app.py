@@ -4,6 +4,7 @@
 import asyncio
 import atexit
 import os
+import sys
 import threading
 import time
 
@@ -20,7 +21,10 @@ def _begin(ctx):
     with _lock:
         _counts["started"] += 1
         finished = _counts["finished"]
-    print(f"started {ctx.request_id}")
+    # One write per line: print() writes the end of line apart, and handlers on threads
+    # printing at once would interleave their lines.
+    sys.stdout.write(f"started {ctx.request_id}\n")
+    sys.stdout.flush()
     return finished
 
 
