@@ -4,12 +4,14 @@ measured against the release pitd.
 
 A pool of ``bench/apps/heavy_app.py`` (whose import takes ~1 s) with
 ``preload = ["heavy_import"]`` and ``--workers`` workers (default 5) runs with the default
-``[restart]`` settings but for ``reset_after``, set to ``--reset-after`` (default 2s) so the
-run takes seconds rather than minutes: a worker counts as stable once it has been up that
-long, as it would after the default 60s. ``--kills`` times (default 5), ``--gap`` apart
-(default 3 s), the oldest worker (always one that has been up past ``reset_after``, unless
-``--kill-after`` says otherwise) gets SIGKILL; a ``pitctl events -f --json`` follower times its replacement's ``worker_ready``
-and reads the backoff pitd chose from the ``worker_exited`` event (``backoff_ms``).
+``[restart]`` settings (``min_uptime`` 1s, ``reset_after`` 60s). ``--kills`` times (default
+5), ``--gap`` apart (default 3 s), the oldest worker, once it has been up ``--kill-after``
+seconds (default 5: past ``min_uptime``, far younger than ``reset_after``), gets SIGKILL; a
+``pitctl events -f --json`` follower times its replacement's ``worker_ready``, reads the
+backoff pitd chose from the ``worker_exited`` event (``backoff_ms``) and the replacement's
+own start-up time (its ``worker_started`` to ``worker_ready``, from pitd's timestamps).
+``--min-uptime`` and ``--reset-after`` set the pool's keys, to see what a short-lived
+worker costs.
 
 Every process the script starts is stopped; it exits 1 if one outlives its pitd.
 """
@@ -21,6 +23,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from datetime import datetime
 from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,7 +40,7 @@ class Daemon(PitdProcess):
     tail_lines = 15
     wait_s = WAIT_S
 
-    def __init__(self, bin_dir: Path, size: int, reset_after: str) -> None:
+    def __init__(self, bin_dir: Path, size: int, restart: List[str]) -> None:
         super().__init__(bin_dir, "pit-restart-")
         spec = [
             *self.spec_head(),
@@ -51,7 +54,7 @@ class Daemon(PitdProcess):
             f"env = {{ PYTHONPATH = {json.dumps(str(REPO / 'python'))} }}",
             'startup_timeout = "60s"',
             f"[pools.{POOL}.restart]",
-            f"reset_after = {json.dumps(reset_after)}",
+            *restart,
         ]
         self.start(spec)
 
@@ -78,12 +81,9 @@ class Daemon(PitdProcess):
         return left
 
 
-def seconds(text: str) -> float:
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    for suffix in ("ms", "s", "m", "h"):
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * units[suffix]
-    raise ValueError(f"not a duration: {text}")
+def event_time(ev: Dict[str, Any]) -> float:
+    """An event's RFC 3339 ``ts`` as seconds since the epoch."""
+    return datetime.fromisoformat(str(ev["ts"]).replace("Z", "+00:00")).timestamp()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -91,20 +91,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--kills", type=int, default=5, help="kills (default 5)")
     parser.add_argument("--workers", type=int, default=5, help="workers in the pool (default 5)")
     parser.add_argument("--gap", type=float, default=3.0, help="seconds between kills (default 3)")
-    parser.add_argument("--reset-after", default="2s", help="the pool's restart.reset_after (default 2s)")
+    parser.add_argument("--min-uptime", help="the pool's restart.min_uptime (default: pitd's, 1s)")
+    parser.add_argument("--reset-after", help="the pool's restart.reset_after (default: pitd's, 60s)")
     parser.add_argument(
         "--kill-after",
         type=float,
-        help="seconds the oldest worker has been up before each kill (default: reset_after + 0.5; "
-        "below reset_after, the kills are of short-lived workers, which back off)",
+        default=5.0,
+        help="seconds the oldest worker has been up before each kill (default 5; below min_uptime + "
+        "the start-up time, the kills are of failed starts, which back off)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release")
     args = parser.parse_args(argv)
 
     print(f"# restart: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, python {PYTHON}", flush=True)
-    d = Daemon(args.bin_dir, args.workers, args.reset_after)
-    stable_after = args.kill_after if args.kill_after is not None else seconds(args.reset_after) + 0.5
+    restart = [f"{key} = {json.dumps(value)}" for key, value in (("min_uptime", args.min_uptime), ("reset_after", args.reset_after)) if value]
+    d = Daemon(args.bin_dir, args.workers, restart)
+    stable_after = args.kill_after
     rows: List[Dict[str, Any]] = []
     try:
         d.wait_workers(args.workers, stable_after)
@@ -120,23 +123,31 @@ def main(argv: Optional[List[str]] = None) -> int:
                 lambda ev: ev.get("event") == "worker_ready" and ev.get("pool") == POOL and ev.get("worker") not in known, t
             )
             with events.lock:
-                exited = [ev for _, ev in events.seen if ev.get("event") == "worker_exited" and ev.get("worker") == victim["id"]]
+                seen = [ev for _, ev in events.seen]
+            exited = [ev for ev in seen if ev.get("event") == "worker_exited" and ev.get("worker") == victim["id"]]
+            replacement = next(
+                ev for ev in seen if ev.get("event") == "worker_ready" and ev.get("pool") == POOL and ev.get("worker") not in known
+            )
+            started = [ev for ev in seen if ev.get("event") == "worker_started" and ev.get("worker") == replacement["worker"]]
             rows.append(
                 {
                     "worker": victim["id"],
                     "age_s": victim["age_s"],
                     "backoff_ms": exited[0].get("backoff_ms") if exited else None,
                     "ready_ms": (ready - t) * 1000,
+                    "startup_ms": (event_time(replacement) - event_time(started[0])) * 1000 if started else None,
                 }
             )
         events.stop()
     finally:
         survivors = d.stop()
 
-    print(f"{'kill':>4}  {'worker':>10}  {'up for':>8}  {'backoff chosen':>14}  {'kill -> replacement ready':>25}")
+    print(f"{'kill':>4}  {'worker':>10}  {'up for':>8}  {'backoff chosen':>14}  {'kill -> replacement ready':>25}  {'its start-up':>12}  {'beyond start-up':>15}")
     for i, r in enumerate(rows, 1):
         backoff = "-" if r["backoff_ms"] is None else f"{r['backoff_ms']} ms"
-        print(f"{i:>4}  {r['worker']:>10}  {r['age_s']:>7.1f}s  {backoff:>14}  {r['ready_ms']:>22.1f} ms")
+        startup = "-" if r["startup_ms"] is None else f"{r['startup_ms']:.1f} ms"
+        beyond = "-" if r["startup_ms"] is None else f"{r['ready_ms'] - r['startup_ms']:.1f} ms"
+        print(f"{i:>4}  {r['worker']:>10}  {r['age_s']:>7.1f}s  {backoff:>14}  {r['ready_ms']:>22.1f} ms  {startup:>12}  {beyond:>15}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     if survivors:

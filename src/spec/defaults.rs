@@ -65,6 +65,8 @@ pub const RESTART_INITIAL: Duration = Duration::from_millis(100);
 pub const RESTART_MAX: Duration = Duration::from_secs(30);
 /// `restart.reset_after`.
 pub const RESTART_RESET_AFTER: Duration = Duration::from_secs(60);
+/// `restart.min_uptime` (supervisord's `startsecs`).
+pub const RESTART_MIN_UPTIME: Duration = Duration::from_secs(1);
 /// `restart.crash_loop_failures`.
 pub const CRASH_LOOP_FAILURES: u32 = 5;
 /// `restart.crash_loop_window`.

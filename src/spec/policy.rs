@@ -93,6 +93,7 @@ pub fn restart(raw: Option<&RawRestart>) -> Result<RestartPolicy> {
         initial,
         max,
         reset_after: value_or(&raw.reset_after, def::RESTART_RESET_AFTER, |d| d.0),
+        min_uptime: value_or(&raw.min_uptime, def::RESTART_MIN_UPTIME, |d| d.0),
         crash_loop_failures: count(&raw.crash_loop_failures, 1, def::CRASH_LOOP_FAILURES)?,
         crash_loop_window: positive(&raw.crash_loop_window, def::CRASH_LOOP_WINDOW)?,
     })

@@ -88,6 +88,7 @@ pub struct RawRestart {
     pub initial: Opt<Dur>,
     pub max: Opt<Dur>,
     pub reset_after: Opt<Dur>,
+    pub min_uptime: Opt<Dur>,
     pub crash_loop_failures: Opt<Count>,
     pub crash_loop_window: Opt<Dur>,
 }

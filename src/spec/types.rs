@@ -135,6 +135,9 @@ pub struct RestartPolicy {
     pub initial: Duration,
     pub max: Duration,
     pub reset_after: Duration,
+    /// How long a worker must stay up after it got ready for its start to count as good:
+    /// its death is then replaced at once; dying sooner counts as a failed start.
+    pub min_uptime: Duration,
     pub crash_loop_failures: u32,
     pub crash_loop_window: Duration,
 }

@@ -423,20 +423,21 @@ fn events_have_the_interface_fields() {
     assert!(text.contains("worker_ready"), "{text}");
 }
 
-/// Two pools of the same app: in `stable` a worker counts as stable after 1 s, in `young`
-/// only after an hour.
+/// Two pools of the same app, both with `reset_after` an hour away: in `stable` a start is
+/// good once its worker has been ready for `min_uptime` (default 1 s), in `young` only after
+/// an hour.
 fn restart_spec() -> String {
     let python_dir = format!("{}/python", env!("CARGO_MANIFEST_DIR"));
-    let pool = |name: &str, reset_after: &str| {
+    let pool = |name: &str, min_uptime: &str| {
         format!(
             "[pools.{name}]\napp = \"callapp\"\npython = \"{}\"\ncwd = \"{}\"\n\
              env = {{ PYTHONPATH = \"{python_dir}\" }}\nsize = 2\n\
-             [pools.{name}.restart]\ninitial = \"50ms\"\nmax = \"10s\"\nreset_after = \"{reset_after}\"\n",
+             [pools.{name}.restart]\ninitial = \"50ms\"\nmax = \"10s\"\nreset_after = \"1h\"\n{min_uptime}",
             python(),
             worker("apps")
         )
     };
-    format!("{}{}", pool("stable", "1s"), pool("young", "1h"))
+    format!("{}{}", pool("stable", ""), pool("young", "min_uptime = \"1h\"\n"))
 }
 
 /// SIGKILLs a ready worker of `pool` once every worker there is ready and `min_age_s` old,
@@ -458,9 +459,10 @@ fn kill_ready_worker(d: &TestDaemon, pool: &str, min_age_s: f64) -> Value {
 }
 
 #[test]
-fn a_killed_worker_that_ran_past_reset_after_is_replaced_without_backoff() {
+fn a_killed_worker_that_ran_past_min_uptime_is_replaced_without_backoff_whatever_its_age() {
     let d = TestDaemon::start(&restart_spec());
-    // Kills of healthy workers in a row, on either worker: none delays the next replacement.
+    // Kills of healthy workers in a row, on either worker, far younger than reset_after:
+    // none delays the next replacement.
     for round in 1..=3 {
         let exited = kill_ready_worker(&d, "stable", 1.5);
         assert_eq!(exited["reason"], "crash", "round {round}: {exited}");
@@ -471,7 +473,8 @@ fn a_killed_worker_that_ran_past_reset_after_is_replaced_without_backoff() {
     });
     assert_eq!(p.state.as_str(), "running");
 
-    // Workers dying young are a loop worth slowing down: each backoff doubles (50, 100,
+    // Workers dying within min_uptime of ready are failed starts, a loop worth slowing
+    // down: each backoff doubles (50, 100,
     // 200 ms, less or more 20% jitter).
     let mut backoffs = Vec::new();
     for _ in 0..3 {

@@ -108,16 +108,19 @@ impl PoolActor {
         } else {
             tracing::warn!(pool = %self.spec.name, worker = %id, "exited unexpectedly: {status}");
             let uptime = info.at.saturating_duration_since(w.started_at);
-            // A supervised worker has no ready frame: dying before it was stable is a failed
-            // start, which is what the crash-loop breaker counts.
-            let started = match self.spec.protocol {
-                Protocol::None => uptime >= SUPERVISED_STABLE_AFTER,
-                Protocol::Pit => w.ready_at.is_some(),
+            // A supervised worker has no ready frame: it counts as ready once it has been
+            // up SUPERVISED_STABLE_AFTER, and dying before is a failed start, which is what
+            // the crash-loop breaker counts.
+            let ready_at = match self.spec.protocol {
+                Protocol::None => Some(w.started_at + SUPERVISED_STABLE_AFTER).filter(|_| uptime >= SUPERVISED_STABLE_AFTER),
+                Protocol::Pit => w.ready_at,
             };
-            let failure = if started {
-                Failure::Crash { uptime }
-            } else {
-                Failure::Start
+            let failure = match ready_at {
+                Some(ready_at) => Failure::Crash {
+                    uptime,
+                    ready_for: info.at.saturating_duration_since(ready_at),
+                },
+                None => Failure::Start,
             };
             self.count_failure(id, reason.unwrap_or(Reason::Crash), failure, now)
         };

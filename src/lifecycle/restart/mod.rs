@@ -6,14 +6,18 @@
 //! next start ([`RestartHistory::next_backoff`]) and whether the pool is
 //! [`PoolVerdict::Failing`] ([`RestartHistory::verdict`]).
 //!
+//! Backoff exists for starts that fail, not for workers that ran. A start is good once the
+//! worker got ready and then stayed up `min_uptime` (supervisord's `startsecs`): whatever
+//! kills it after that (an OOM kill, an operator's kill -9, a segfault an hour in) has
+//! nothing to do with how the pool starts, so its replacement starts at once, whatever the
+//! worker's age. Otherwise a burst of kills on different healthy workers would delay each
+//! replacement more than the last, towards `max`.
+//!
 //! Two counters, two purposes:
-//! - the *consecutive* count drives the exponential backoff. It counts failed starts and
-//!   short-lived workers (dead before `reset_after`), because a worker that gets ready and
-//!   dies a second later is still a loop worth slowing down. A worker that stayed up
-//!   `reset_after` proved the pool can run: its death (an OOM kill, an operator's kill) is
-//!   unrelated to how the pool starts, so it clears the count and its replacement starts
-//!   at once. Otherwise a burst of kills on different healthy workers would delay each
-//!   replacement more than the last, towards `max`.
+//! - the *consecutive* count drives the exponential backoff. It counts failed starts:
+//!   workers that died before ready, or within `min_uptime` of it (a worker that gets ready
+//!   and dies at once is still a loop worth slowing down). A good start's death does not
+//!   add to it; a worker that stayed up `reset_after` clears it, as before.
 //! - the *failed starts* within `crash_loop_window` drive the breaker, as the interface
 //!   defines it ("this many failed starts within crash_loop_window"). Crashes of workers
 //!   that did get ready do not count: one flaky worker among many healthy ones must not
@@ -38,8 +42,9 @@ const JITTER_SPAN: f64 = 0.4;
 pub enum Failure {
     /// The worker exited, or missed `startup_timeout`, before it was ready.
     Start,
-    /// The worker exited unplanned after it was ready, `uptime` after it was spawned.
-    Crash { uptime: Duration },
+    /// The worker exited unplanned after it was ready: `uptime` after it was spawned,
+    /// `ready_for` after it got ready.
+    Crash { uptime: Duration, ready_for: Duration },
 }
 
 /// Whether a pool may serve calls or must fail them fast while it probes.
@@ -54,9 +59,11 @@ pub enum PoolVerdict {
 /// timestamps are kept, and only those still inside the window.
 #[derive(Debug, Clone, Default)]
 pub struct RestartHistory {
-    /// Failed starts and deaths of workers up less than `reset_after`, since the last
+    /// Failed starts (dead before ready or within `min_uptime` of it), since the last
     /// worker that stayed up `reset_after` (or since the last recovery from a crash loop).
     consecutive: u32,
+    /// The last failure booked was the death of a good start: its replacement owes no wait.
+    good_start_died: bool,
     /// Times of the most recent failed starts, oldest first.
     failed_starts: VecDeque<Instant>,
     /// The breaker tripped and no worker has got ready since.
@@ -72,9 +79,16 @@ impl RestartHistory {
     /// Records an unplanned exit or a failed start at `now`, and returns the verdict that
     /// follows (the caller announces the pool as failing when it changes).
     pub fn record_failure(&mut self, policy: &RestartPolicy, now: Instant, failure: Failure) -> PoolVerdict {
+        self.good_start_died = false;
         match failure {
-            // It ran long enough to count as stable: no loop to slow down, no backoff.
-            Failure::Crash { uptime } if uptime >= policy.reset_after => self.consecutive = 0,
+            Failure::Crash { uptime, ready_for } if ready_for >= policy.min_uptime => {
+                // A good start: no loop to slow down. Up `reset_after`, it also proves the
+                // failed starts before it are over.
+                self.good_start_died = true;
+                if uptime >= policy.reset_after {
+                    self.consecutive = 0;
+                }
+            }
             Failure::Crash { .. } => self.consecutive = self.consecutive.saturating_add(1),
             Failure::Start => {
                 self.consecutive = self.consecutive.saturating_add(1);
@@ -91,8 +105,8 @@ impl RestartHistory {
     /// Records that a worker became ready. Returns true when this ended a crash loop: the
     /// probe succeeded, so the breaker is cleared and the backoff starts over, letting the
     /// pool refill at once (a relapse trips the breaker again after as many failed starts).
-    /// A ready worker outside a crash loop changes nothing: only `reset_after` of uptime
-    /// proves a worker stable.
+    /// A ready worker outside a crash loop changes nothing: it may still die within
+    /// `min_uptime`, and only `reset_after` of uptime clears the failed starts.
     pub fn record_ready(&mut self) -> bool {
         if !self.failing {
             return false;
@@ -100,18 +114,19 @@ impl RestartHistory {
         self.failing = false;
         self.failed_starts.clear();
         self.consecutive = 0;
+        self.good_start_died = false;
         true
     }
 
     /// How long to wait before the next start: `initial * 2^(consecutive-1)` capped at
     /// `max` (exactly `max` while failing: the probe interval), times a jitter factor in
-    /// `[0.8, 1.2)`, never above `max`. Zero when no start failed and no short-lived
-    /// worker died since the last stable one.
+    /// `[0.8, 1.2)`, never above `max`. Zero when the last failure was the death of a good
+    /// start, or when no start failed since the last worker that stayed up `reset_after`.
     ///
     /// `jitter` is a uniform value in `[0, 1)` (e.g. `rng.f64()`); values outside are
     /// clamped and NaN counts as the neutral middle, so a bad value cannot cause a panic.
     pub fn next_backoff(&self, policy: &RestartPolicy, jitter: f64) -> Duration {
-        if self.consecutive == 0 && !self.failing {
+        if !self.failing && (self.consecutive == 0 || self.good_start_died) {
             return Duration::ZERO;
         }
         let base = if self.failing {
@@ -143,7 +158,7 @@ impl RestartHistory {
         }
     }
 
-    /// Failed starts and short-lived workers counted by the backoff.
+    /// Failed starts counted by the backoff.
     pub fn consecutive_failures(&self) -> u32 {
         self.consecutive
     }

@@ -16,12 +16,17 @@ fn policy() -> RestartPolicy {
         initial: ms(100),
         max: secs(30),
         reset_after: secs(60),
+        min_uptime: secs(1),
         crash_loop_failures: 5,
         crash_loop_window: secs(60),
     }
 }
 
-const SHORT: Failure = Failure::Crash { uptime: ms(500) };
+/// Ready, then dead within `min_uptime`: a failed start.
+const SHORT: Failure = Failure::Crash {
+    uptime: ms(500),
+    ready_for: ms(400),
+};
 const NEUTRAL: f64 = 0.5;
 
 #[test]
@@ -129,38 +134,63 @@ fn random_jitter_stays_within_bounds() {
     }
 }
 
-const STABLE: Failure = Failure::Crash { uptime: secs(60) };
+/// Up past `reset_after`.
+const STABLE: Failure = Failure::Crash {
+    uptime: secs(60),
+    ready_for: secs(59),
+};
+
+/// Ready and up `min_uptime` and more, but younger than `reset_after`.
+const fn good(uptime_s: u64) -> Failure {
+    Failure::Crash {
+        uptime: secs(uptime_s),
+        ready_for: secs(uptime_s - 1),
+    }
+}
 
 #[test]
-fn backoff_grows_only_with_failed_or_short_lived_starts() {
+fn backoff_grows_only_with_failed_starts() {
     let p = policy();
-    let cases: [(&str, &[Failure], u32, Duration); 9] = [
+    let cases: [(&str, &[Failure], u32, Duration); 14] = [
         // (case, failures in order, consecutive after them, backoff at neutral jitter)
         ("one stable worker killed", &[STABLE], 0, Duration::ZERO),
         // A burst of kills on healthy workers: each replacement starts at once.
         ("five stable workers killed", &[STABLE; 5], 0, Duration::ZERO),
+        // Young but past min_uptime: replaced at once, whatever the age.
+        ("five good starts killed", &[good(5), good(15), good(25), good(40), good(50)], 0, Duration::ZERO),
         (
-            "up for exactly reset_after is stable",
-            &[Failure::Crash { uptime: secs(60) }],
-            0,
-            Duration::ZERO,
-        ),
-        (
-            "up an hour",
-            &[Failure::Crash { uptime: secs(3600) }],
-            0,
-            Duration::ZERO,
-        ),
-        (
-            "a millisecond short of reset_after",
+            "ready for exactly min_uptime is a good start",
             &[Failure::Crash {
-                uptime: secs(60) - ms(1),
+                uptime: secs(2),
+                ready_for: secs(1),
+            }],
+            0,
+            Duration::ZERO,
+        ),
+        (
+            "a millisecond short of min_uptime is a failed start",
+            &[Failure::Crash {
+                uptime: secs(30),
+                ready_for: secs(1) - ms(1),
             }],
             1,
             ms(100),
         ),
-        ("short-lived workers", &[SHORT, SHORT, SHORT], 3, ms(400)),
+        (
+            "up an hour",
+            &[Failure::Crash {
+                uptime: secs(3600),
+                ready_for: secs(3599),
+            }],
+            0,
+            Duration::ZERO,
+        ),
+        ("ready, then dead at once", &[SHORT, SHORT, SHORT], 3, ms(400)),
         ("failed starts", &[Failure::Start, Failure::Start], 2, ms(200)),
+        // A good start's death is replaced at once but leaves the failed starts counted:
+        // only `reset_after` of uptime clears them, so the next failure waits longer.
+        ("failed starts, then a good start killed", &[Failure::Start, Failure::Start, good(10)], 2, Duration::ZERO),
+        ("... and one more failed start", &[Failure::Start, Failure::Start, good(10), Failure::Start], 3, ms(400)),
         // A stable worker's death clears the series; the next failure is the first.
         (
             "a series, then a stable death",
@@ -174,6 +204,8 @@ fn backoff_grows_only_with_failed_or_short_lived_starts() {
             1,
             ms(100),
         ),
+        ("a good start killed, then a failed start", &[good(30), SHORT], 1, ms(100)),
+        ("a failed start, then a good start killed", &[SHORT, good(30)], 1, Duration::ZERO),
     ];
     let t0 = Instant::now();
     for (case, failures, consecutive, backoff) in cases {

@@ -97,6 +97,7 @@ pub const SAMPLES: &[(&str, &str)] = &[
     ("restart.initial", "\"1s\""),
     ("restart.max", "\"10s\""),
     ("restart.reset_after", "\"1m\""),
+    ("restart.min_uptime", "\"2s\""),
     ("restart.crash_loop_failures", "3"),
     ("restart.crash_loop_window", "\"1m\""),
     ("rlimits.nofile", "1024"),

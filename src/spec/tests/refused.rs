@@ -236,7 +236,7 @@ fn unknown_keys_are_refused_with_the_keys_allowed_there() {
     );
     assert_eq!(
         err(&pool("[pools.p.restart]\nbackoff = \"1s\"")),
-        "t.toml:4:1: pools.p.restart.backoff: unknown key `backoff`, expected one of: initial, max, reset_after, crash_loop_failures, crash_loop_window"
+        "t.toml:4:1: pools.p.restart.backoff: unknown key `backoff`, expected one of: initial, max, reset_after, min_uptime, crash_loop_failures, crash_loop_window"
     );
     assert_eq!(
         err(&pool("rlimits = { nofile = 10, stack = 1 }")),

@@ -187,8 +187,9 @@ async fn a_crashed_worker_is_replaced_after_its_backoff_under_a_new_id() {
     assert_eq!(h.spawned(), [WorkerId(1), WorkerId(2)]);
     h.started(WorkerId(1), t0);
     h.started(WorkerId(2), t0);
-    // Up for 2 s (a real start), then it crashes: the replacement waits for the backoff.
-    let t1 = t0 + Duration::from_secs(2);
+    // Dead 500 ms after ready, within min_uptime: a failed start, so the replacement waits
+    // for the backoff.
+    let t1 = t0 + Duration::from_millis(500);
     h.exited(WorkerId(1), 1, t1);
     assert_eq!(h.spawned().len(), 2, "no restart before the backoff");
     h.actor.tick(t1 + Duration::from_millis(50));
@@ -205,6 +206,23 @@ async fn a_crashed_worker_is_replaced_after_its_backoff_under_a_new_id() {
         .expect("worker-3 started");
     assert_eq!(started.replaces, Some(WorkerId(1)));
     assert_eq!(started.reason, Some(Reason::Crash));
+}
+
+#[tokio::test]
+async fn a_worker_that_ran_past_min_uptime_is_replaced_at_once_after_failed_starts() {
+    let mut h = harness("size = 2\n[pools.p.restart]\ninitial = \"100ms\"\nmax = \"1s\"");
+    let t0 = Instant::now();
+    h.actor.fill(t0);
+    h.started(WorkerId(1), t0);
+    h.started(WorkerId(2), t0);
+    // worker-1 dies at once: a failed start, backed off.
+    h.exited(WorkerId(1), 1, t0 + Duration::from_millis(200));
+    h.actor.tick(t0 + Duration::from_millis(400));
+    assert_eq!(h.spawned().len(), 3);
+    // worker-2 ran 5 s, far short of reset_after but past min_uptime: no wait.
+    let t1 = t0 + Duration::from_secs(5);
+    h.exited(WorkerId(2), 1, t1);
+    assert_eq!(h.spawned(), [WorkerId(1), WorkerId(2), WorkerId(3), WorkerId(4)]);
 }
 
 #[tokio::test]
