@@ -49,13 +49,14 @@ pub fn render(report: &StatusReport) -> String {
             .count();
         let _ = writeln!(
             out,
-            "\npool {}: {}, {}/{} ready, calls {}, errors {}, queued {}, recycled {}, restarts {}",
+            "\npool {}: {}, {}/{} ready, calls {}, errors {}{}, queued {}, recycled {}, restarts {}",
             pool.name,
             pool.state.as_str(),
             ready,
             pool.size,
             pool.requests,
             pool.errors,
+            rejected_note(pool),
             pool.queued,
             pool.recycled,
             pool.restarts
@@ -196,6 +197,19 @@ pub fn age(secs: f64) -> String {
         3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
         _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
     }
+}
+
+/// ", rejected N (kind n, ...)" for the calls the pool refused before any worker saw
+/// them; nothing when there were none.
+fn rejected_note(pool: &PoolStatus) -> String {
+    let total: u64 = pool.rejected.values().sum();
+    if total == 0 {
+        return String::new();
+    }
+    let mut kinds: Vec<(&String, &u64)> = pool.rejected.iter().filter(|(_, n)| **n > 0).collect();
+    kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    format!(", rejected {total} ({})", kinds.join(", "))
 }
 
 #[cfg(test)]

@@ -34,6 +34,13 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub pool: String,
+    /// The error kind the caller got.
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub pool: String,
     pub reason: String,
@@ -74,10 +81,20 @@ pub struct PoolCallMetrics {
     ok: Counter,
     /// Indexed by the kind's declaration order.
     errors: Vec<Counter>,
+    /// Calls refused before any worker saw them, one counter per kind of `ErrorKind::REJECTIONS`.
+    rejected: Vec<(ErrorKind, Counter)>,
     latency: Histogram,
 }
 
 impl PoolCallMetrics {
+    /// A call pitd refused before any worker saw it (`pool_drained`, `queue_full`, ...).
+    pub fn rejected(&self, kind: ErrorKind) {
+        if let Some((_, counter)) = self.rejected.iter().find(|(k, _)| *k == kind) {
+            counter.inc();
+        }
+    }
+
+    /// A call a worker ran (or was running when it died), by outcome.
     pub fn call(&self, error: Option<ErrorKind>, took: Duration) {
         match error {
             None => self.ok.inc(),
@@ -92,6 +109,7 @@ type LatencyFamily = Family<PoolLabel, Histogram, fn() -> Histogram>;
 pub struct Metrics {
     registry: Registry,
     calls: Family<OutcomeLabels, Counter>,
+    rejected: Family<KindLabels, Counter>,
     latency: LatencyFamily,
     recycles: Family<ReasonLabels, Counter>,
     restarts: Family<PoolLabel, Counter>,
@@ -117,6 +135,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("pit");
         let m = Metrics {
             calls: Family::default(),
+            rejected: Family::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             recycles: Family::default(),
             restarts: Family::default(),
@@ -139,8 +158,13 @@ impl Default for Metrics {
         };
         registry.register(
             "calls",
-            "Calls answered, by pool and outcome (ok or error kind)",
+            "Calls a worker ran, by pool and outcome (ok or error kind)",
             m.calls.clone(),
+        );
+        registry.register(
+            "calls_rejected",
+            "Calls refused before any worker saw them, by pool and error kind",
+            m.rejected.clone(),
         );
         registry.register(
             "call_duration_seconds",
@@ -235,6 +259,16 @@ impl Metrics {
         };
         let ok = counter("ok");
         let errors = ErrorKind::VARIANTS.iter().map(|k| counter(k.as_str())).collect();
+        let rejected = ErrorKind::REJECTIONS
+            .iter()
+            .map(|&k| {
+                let labels = KindLabels {
+                    pool: pool.into(),
+                    kind: k.as_str().into(),
+                };
+                (k, self.rejected.get_or_create(&labels).clone())
+            })
+            .collect();
         let label = PoolLabel { pool: pool.into() };
         let latency = self.latency.get_or_create(&label).clone();
         let pipelined = self.pipelined.get_or_create(&label).clone();
@@ -244,6 +278,7 @@ impl Metrics {
             taken_back,
             ok,
             errors,
+            rejected,
             latency,
         }
     }

@@ -47,6 +47,21 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The kinds of a call a pool refuses before any worker sees it: counted apart from the
+    /// calls its workers ran (status `rejected`, metric `pit_calls_rejected_total`).
+    /// `bad_request` is a call to a supervise-only pool, `timeout` one whose caller's own
+    /// timeout ran out while it waited in the queue.
+    pub const REJECTIONS: [ErrorKind; 8] = [
+        ErrorKind::BadRequest,
+        ErrorKind::NoSuchMethod,
+        ErrorKind::Timeout,
+        ErrorKind::QueueFull,
+        ErrorKind::QueueTimeout,
+        ErrorKind::PoolDrained,
+        ErrorKind::PoolFailing,
+        ErrorKind::ShuttingDown,
+    ];
+
     /// The wire name, identical to the serde form.
     pub fn as_str(self) -> &'static str {
         self.into()

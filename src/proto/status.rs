@@ -1,6 +1,8 @@
 //! `StatusReport`: the reply to a status request and, byte for byte, what
 //! `pitctl status --json` prints (INTERFACE section 4).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::ids::WorkerId;
@@ -47,8 +49,13 @@ pub struct PoolStatus {
     pub state: PoolState,
     pub size: u32,
     pub workers: Vec<WorkerStatus>,
+    /// Calls a worker ran, and of those the ones that failed.
     pub requests: u64,
     pub errors: u64,
+    /// Calls refused before any worker saw them, by error kind (every kind of
+    /// `ErrorKind::REJECTIONS`, zero included).
+    #[serde(default)]
+    pub rejected: BTreeMap<String, u64>,
     pub queued: u64,
     pub recycled: u64,
     pub restarts: u64,

@@ -207,6 +207,49 @@ fn a_worker_due_for_max_requests_takes_calls_only_when_no_other_worker_can() {
     });
 }
 
+#[test]
+fn a_max_requests_replacement_starts_before_the_limit_at_the_pace_of_the_calls() {
+    // One worker, calls of 20 ms one after another: 50 calls/s. A replacement takes the
+    // pool's start-up time (a Python start, far above 20 ms) to get ready, so pitd starts
+    // it calls ahead of the limit, not at it.
+    let d = TestDaemon::start(&pool("size = 1\nmax_requests = 40\nmax_requests_jitter = 0"));
+    let first = idle(&d, 1).workers[0].id;
+    let mut c = CallClient::connect(&d.call_socket()).expect("call socket");
+    let mut served_when_selected = None;
+    let mut served = 0u32;
+    for n in 0..40 {
+        match c.call("app", "sleep", "0.02", &CallOptions::default()) {
+            Ok(Outcome::Ok { worker, .. }) if worker == first.to_string() => served += 1,
+            other => panic!("call {n}: {other:?}"),
+        }
+        let p = d.pool("app");
+        let selected = p
+            .workers
+            .iter()
+            .any(|w| w.id == first && w.last_recycle_reason.is_some());
+        if selected && served_when_selected.is_none() {
+            served_when_selected = Some(served);
+        }
+        if selected {
+            break;
+        }
+    }
+    let at = served_when_selected.expect("worker-1 selected for recycling within its 40 calls");
+    assert!(at < 40, "the replacement started only at the limit ({at} calls)");
+    let started = assert_replaces(&d, WorkerId(2), first, "max_requests");
+    assert_eq!(started["pool"], "app");
+    // The worker goes once its replacement is ready, and the replacement takes the calls.
+    let p = d.wait_pool("the replacement serving alone", "app", |p| {
+        p.workers.len() == 1 && p.workers[0].id != first && p.workers[0].state.as_str() == "idle"
+    });
+    for _ in 0..3 {
+        match c.call("app", "sleep", "0.02", &CallOptions::default()) {
+            Ok(Outcome::Ok { worker, .. }) => assert_eq!(worker, p.workers[0].id.to_string()),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
 /// A path for a gate file that does not exist yet, removed with the test.
 fn missing_path() -> tempfile::TempPath {
     let gate = tempfile::NamedTempFile::new().unwrap().into_temp_path();

@@ -55,8 +55,9 @@ fn metrics_count_calls_by_outcome_and_validate_with_promtool() {
     for want in [
         "pit_calls_total{pool=\"app\",outcome=\"ok\"} 3",
         "pit_calls_total{pool=\"app\",outcome=\"handler_error\"} 1",
-        "pit_calls_total{pool=\"app\",outcome=\"no_such_method\"} 1",
-        "pit_call_duration_seconds_count{pool=\"app\"} 5",
+        // A call to a method the workers do not have never reached one: a refusal.
+        "pit_calls_rejected_total{pool=\"app\",kind=\"no_such_method\"} 1",
+        "pit_call_duration_seconds_count{pool=\"app\"} 4",
         "pit_workers{pool=\"app\",state=\"idle\"} 2",
         "pit_queue_depth{pool=\"app\"} 0",
         "pit_worker_rss_bytes{pool=\"app\",worker=\"worker-1\"}",
@@ -102,4 +103,50 @@ fn metrics_count_calls_by_outcome_and_validate_with_promtool() {
         }
         None => eprintln!("promtool not found: exposition not validated by promtool"),
     }
+}
+
+#[test]
+fn refused_calls_are_counted_apart_from_the_calls_workers_ran() {
+    let python_dir = format!("{}/python", env!("CARGO_MANIFEST_DIR"));
+    let body = format!(
+        "[pools.app]\napp = \"callapp\"\npython = \"{}\"\ncwd = \"{}\"\nsize = 1\n\
+         env = {{ PYTHONPATH = \"{python_dir}\" }}\n",
+        python(),
+        worker("apps")
+    );
+    let d = TestDaemon::start(&body);
+    d.wait_pool("an idle worker", "app", |p| {
+        p.workers.iter().any(|w| w.state.as_str() == "idle")
+    });
+    let mut c = CallClient::connect(&d.call_socket()).unwrap();
+    for _ in 0..4 {
+        c.call("app", "echo", "1", &CallOptions::default()).unwrap();
+    }
+    c.call("app", "fail", "1", &CallOptions::default()).unwrap();
+    c.call("app", "nope", "1", &CallOptions::default()).unwrap();
+    assert!(d.pitctl(&["drain", "app", "--wait"]).status.success());
+    for _ in 0..7 {
+        let reply = c.call("app", "echo", "1", &CallOptions::default()).unwrap();
+        assert!(format!("{reply:?}").contains("PoolDrained"), "{reply:?}");
+    }
+    let p = d.pool("app");
+    // The pool's calls and errors are the 5 calls its worker ran, not the refusals.
+    assert_eq!((p.requests, p.errors), (5, 1), "{p:?}");
+    assert_eq!(p.rejected["pool_drained"], 7, "{:?}", p.rejected);
+    assert_eq!(p.rejected["no_such_method"], 1, "{:?}", p.rejected);
+    assert_eq!(p.rejected["queue_full"], 0, "{:?}", p.rejected);
+    let json: serde_json::Value = serde_json::from_slice(&d.pitctl(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["pools"][0]["rejected"]["pool_drained"], 7, "{json}");
+    let text = String::from_utf8(d.pitctl(&["metrics"]).stdout).unwrap();
+    for want in [
+        "pit_calls_rejected_total{pool=\"app\",kind=\"pool_drained\"} 7",
+        "pit_calls_rejected_total{pool=\"app\",kind=\"no_such_method\"} 1",
+        "pit_calls_total{pool=\"app\",outcome=\"ok\"} 4",
+        "pit_calls_total{pool=\"app\",outcome=\"handler_error\"} 1",
+        "pit_calls_total{pool=\"app\",outcome=\"pool_drained\"} 0",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    let status = String::from_utf8(d.pitctl(&["status"]).stdout).unwrap();
+    assert!(status.contains("rejected 8"), "{status}");
 }

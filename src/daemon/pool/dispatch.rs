@@ -13,6 +13,7 @@ use super::window::Completion;
 use super::{Call, PoolActor, bind_session};
 use crate::ids::WorkerId;
 use crate::lifecycle::Reason;
+use crate::lifecycle::recycle::at_limit;
 use crate::proto::call::{ErrorKind, error_frame, error_frame_raw, error_json, ok_frame};
 use crate::proto::worker::set_call_timeout;
 use crate::spec::Protocol;
@@ -50,18 +51,28 @@ impl PoolActor {
         self.queue.len() >= self.spec.queue.max
     }
 
-    /// Answers a call that pitd itself fails, with a message saying why.
+    /// Refuses a call no worker has seen, with a message saying why.
     pub(super) fn fail_call(&mut self, call: Call, kind: ErrorKind) {
         let frame = self.error_reply(&call, kind);
-        self.answer(call, frame, Some(kind));
+        self.refuse(call, frame, kind);
     }
 
-    /// Sends a call's one reply and books it: counters and metrics by outcome.
-    pub(super) fn answer(&mut self, call: Call, frame: Vec<u8>, error: Option<ErrorKind>) {
-        self.requests += 1;
-        if error.is_some() {
-            self.errors += 1;
+    /// Sends the one reply of a call no worker saw, booked as a refusal of its kind, not
+    /// as one of the pool's calls.
+    fn refuse(&mut self, call: Call, frame: Vec<u8>, kind: ErrorKind) {
+        if self.counts.reject(kind) {
+            self.call_metrics.rejected(kind);
+        } else {
+            debug_assert!(false, "{kind} is not a refusal");
         }
+        let (tx, frame) = call.into_reply(frame);
+        self.queue_reply(tx, frame);
+    }
+
+    /// Sends the one reply of a call a worker ran (or was running when it ended) and books
+    /// it: counters and metrics by outcome.
+    pub(super) fn answer(&mut self, call: Call, frame: Vec<u8>, error: Option<ErrorKind>) {
+        self.counts.ran(error.is_some());
         self.call_metrics.call(error, call.received.elapsed());
         let (tx, frame) = call.into_reply(frame);
         self.queue_reply(tx, frame);
@@ -135,9 +146,17 @@ impl PoolActor {
         )
     }
 
-    /// Selected for a graceful recycle, or waiting for a surge slot to be.
+    /// Selected for a graceful recycle, or waiting for a surge slot to be. A worker whose
+    /// `max_requests` replacement started ahead of its limit is due only once it reaches
+    /// the limit: until then it serves its full share.
     pub(super) fn due_for_recycle(&self, id: WorkerId) -> bool {
-        self.workers.get(&id).is_some_and(|w| w.retire.is_some()) || self.recycle_queue.iter().any(|(w, _)| *w == id)
+        let Some(w) = self.workers.get(&id) else { return false };
+        let queued = || self.recycle_queue.iter().find(|(q, _)| *q == id).map(|&(_, r)| r);
+        match w.retire.or_else(queued) {
+            None => false,
+            Some(Reason::MaxRequests) => at_limit(w.requests, w.calls.in_flight() as u64, w.limits.max_requests),
+            Some(_) => true,
+        }
     }
 
     /// The live worker a call's session sticks to, if any. One already reaped (its last
@@ -170,7 +189,7 @@ impl PoolActor {
                 w.handlers.join(", ")
             );
             let frame = error_frame(&call.client_id, ErrorKind::NoSuchMethod, &message);
-            return self.answer(call, frame, Some(ErrorKind::NoSuchMethod));
+            return self.refuse(call, frame, ErrorKind::NoSuchMethod);
         }
         let remaining = deadline
             .saturating_duration_since(now)
@@ -254,6 +273,7 @@ impl PoolActor {
         };
         let Some(w) = self.workers.get_mut(&id) else { return };
         w.requests += 1;
+        w.pace.record(now);
         w.last_seen = now;
         if error.is_none() {
             w.consecutive_errors = 0;

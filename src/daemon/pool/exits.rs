@@ -112,7 +112,9 @@ impl PoolActor {
             // up SUPERVISED_STABLE_AFTER, and dying before is a failed start, which is what
             // the crash-loop breaker counts.
             let ready_at = match self.spec.protocol {
-                Protocol::None => Some(w.started_at + SUPERVISED_STABLE_AFTER).filter(|_| uptime >= SUPERVISED_STABLE_AFTER),
+                Protocol::None => {
+                    Some(w.started_at + SUPERVISED_STABLE_AFTER).filter(|_| uptime >= SUPERVISED_STABLE_AFTER)
+                }
                 Protocol::Pit => w.ready_at,
             };
             let failure = match ready_at {

@@ -20,6 +20,7 @@
 //! - `report`: status built from the actor's state.
 //! - `template`: a preloaded pool's template and spare: pids, memory, warnings.
 
+mod counts;
 mod dispatch;
 mod exits;
 mod expiry;
@@ -326,10 +327,7 @@ pub struct PoolActor {
     next_ping: u64,
     /// Set by Shutdown: running calls may finish until the deadline.
     shutdown: Option<(Instant, Vec<oneshot::Sender<()>>)>,
-    requests: u64,
-    errors: u64,
-    recycled: u64,
-    restarts: u64,
+    counts: counts::PoolCounts,
     rng: fastrand::Rng,
     call_metrics: PoolCallMetrics,
     /// Replies of the current batch of messages, joined per connection (`queue_reply`),
@@ -367,10 +365,7 @@ impl PoolActor {
             replacing: VecDeque::new(),
             next_ping: 1,
             shutdown: None,
-            requests: 0,
-            errors: 0,
-            recycled: 0,
-            restarts: 0,
+            counts: counts::PoolCounts::default(),
             rng: fastrand::Rng::new(),
             call_metrics,
             replies: Vec::new(),

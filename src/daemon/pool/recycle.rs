@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 
 use super::PoolActor;
 use crate::ids::WorkerId;
+use crate::lifecycle::recycle::replacement_due;
 use crate::lifecycle::{Reason, WorkerEvent, WorkerState, WorkerStats, recycle_decision};
 use crate::proto::call::ErrorKind;
 use crate::proto::event::EventKind;
@@ -50,7 +51,20 @@ impl PoolActor {
                 self.kill_worker(id, Reason::HardRss, detail);
             }
             Some(reason) => self.request_recycle(id, reason, now),
-            None => {}
+            None => {
+                // Its replacement starts ahead of the limit, so that it is ready when the
+                // worker reaches it (`lifecycle::recycle::ahead`).
+                let due = replacement_due(
+                    w.requests,
+                    w.calls.in_flight() as u64,
+                    w.limits.max_requests,
+                    w.pace.per_second(now),
+                    self.counts.startups.estimate(),
+                );
+                if due {
+                    self.request_recycle(id, Reason::MaxRequests, now);
+                }
+            }
         }
     }
 
@@ -96,7 +110,7 @@ impl PoolActor {
             }
             w.retire = Some(reason);
             let pid = w.pid;
-            self.recycled += 1;
+            self.counts.recycled += 1;
             self.deps.metrics.recycle(&self.spec.name, reason);
             self.replacing.push_back((id, reason));
             self.emit(EventKind::WorkerRecycled, Some(id), pid, |ev| ev.reason = Some(reason));

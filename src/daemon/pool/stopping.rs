@@ -37,7 +37,7 @@ impl PoolActor {
         let Some(pid) = self.kill_group(id, reason, detail) else {
             return;
         };
-        self.recycled += 1;
+        self.counts.recycled += 1;
         self.deps.metrics.recycle(&self.spec.name, reason);
         self.emit(EventKind::WorkerRecycled, Some(id), pid, |ev| ev.reason = Some(reason));
     }

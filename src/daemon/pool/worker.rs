@@ -12,6 +12,7 @@ use super::window::{CallWindow, WindowPolicy};
 use crate::daemon::monitor::{TreeSample, reported_growth_rate};
 use crate::daemon::worker::children::ExitInfo;
 use crate::ids::WorkerId;
+use crate::lifecycle::recycle::CallPace;
 use crate::lifecycle::{Health, Reason, WorkerEvent, WorkerLimits, WorkerState, transition};
 
 #[derive(Debug)]
@@ -26,6 +27,8 @@ pub struct Worker {
     pub idle_since: Instant,
     pub requests: u64,
     pub errors: u64,
+    /// When its recent calls finished: when its `max_requests` replacement starts.
+    pub pace: CallPace,
     /// Methods the worker announced in its ready frame.
     pub handlers: Vec<String>,
     /// Its pipes; `None` before it started, for supervise-only workers, and once pitd
@@ -108,6 +111,7 @@ impl Worker {
             idle_since: now,
             requests: 0,
             errors: 0,
+            pace: CallPace::default(),
             handlers: Vec::new(),
             pipe: None,
             killed_pipe: None,

@@ -76,7 +76,7 @@ impl PoolActor {
         let id = self.deps.ids.next();
         let owed = self.owed_restarts.pop_front();
         if owed.is_some() {
-            self.restarts += 1;
+            self.counts.restarts += 1;
             self.deps.metrics.restart(&self.spec.name);
         }
         let mut env: Vec<(String, String)> = self.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -250,6 +250,7 @@ impl PoolActor {
         }
         w.apply(WorkerEvent::Ready);
         w.ready_at = Some(now);
+        self.counts.startups.record(now.saturating_duration_since(w.started_at));
         w.idle_since = now;
         w.last_seen = now;
         w.health = Health::Ok;

@@ -13,6 +13,9 @@
 
 use std::time::{Duration, Instant};
 
+pub mod ahead;
+pub use ahead::{CallPace, StartupTimes, at_limit, replacement_due};
+
 use super::reason::Reason;
 use crate::spec::{HealthPolicy, RecyclePolicy};
 

@@ -157,7 +157,12 @@ fn backoff_grows_only_with_failed_starts() {
         // A burst of kills on healthy workers: each replacement starts at once.
         ("five stable workers killed", &[STABLE; 5], 0, Duration::ZERO),
         // Young but past min_uptime: replaced at once, whatever the age.
-        ("five good starts killed", &[good(5), good(15), good(25), good(40), good(50)], 0, Duration::ZERO),
+        (
+            "five good starts killed",
+            &[good(5), good(15), good(25), good(40), good(50)],
+            0,
+            Duration::ZERO,
+        ),
         (
             "ready for exactly min_uptime is a good start",
             &[Failure::Crash {
@@ -189,8 +194,18 @@ fn backoff_grows_only_with_failed_starts() {
         ("failed starts", &[Failure::Start, Failure::Start], 2, ms(200)),
         // A good start's death is replaced at once but leaves the failed starts counted:
         // only `reset_after` of uptime clears them, so the next failure waits longer.
-        ("failed starts, then a good start killed", &[Failure::Start, Failure::Start, good(10)], 2, Duration::ZERO),
-        ("... and one more failed start", &[Failure::Start, Failure::Start, good(10), Failure::Start], 3, ms(400)),
+        (
+            "failed starts, then a good start killed",
+            &[Failure::Start, Failure::Start, good(10)],
+            2,
+            Duration::ZERO,
+        ),
+        (
+            "... and one more failed start",
+            &[Failure::Start, Failure::Start, good(10), Failure::Start],
+            3,
+            ms(400),
+        ),
         // A stable worker's death clears the series; the next failure is the first.
         (
             "a series, then a stable death",
@@ -204,8 +219,18 @@ fn backoff_grows_only_with_failed_starts() {
             1,
             ms(100),
         ),
-        ("a good start killed, then a failed start", &[good(30), SHORT], 1, ms(100)),
-        ("a failed start, then a good start killed", &[SHORT, good(30)], 1, Duration::ZERO),
+        (
+            "a good start killed, then a failed start",
+            &[good(30), SHORT],
+            1,
+            ms(100),
+        ),
+        (
+            "a failed start, then a good start killed",
+            &[SHORT, good(30)],
+            1,
+            Duration::ZERO,
+        ),
     ];
     let t0 = Instant::now();
     for (case, failures, consecutive, backoff) in cases {
