@@ -435,6 +435,34 @@ fn a_crash_looping_app_pool_fails_calls_fast_with_pool_failing() {
 }
 
 #[test]
+fn a_failed_start_traceback_is_logged_once_then_one_line_per_retry() {
+    let body = app_pool(
+        "app",
+        "import_fails",
+        1,
+        "[pools.app.restart]\ninitial = \"10ms\"\nmax = \"50ms\"\ncrash_loop_failures = 100",
+    );
+    let (d, _call) = start(&body);
+    // Five failed starts, each with the same traceback on stderr.
+    let repeats = wait_until("four failed starts logged as repeats", || {
+        let log = d.log();
+        let n = log.matches("failed to start with the same").count();
+        if n >= 4 {
+            Ok(log)
+        } else {
+            Err(format!("{n} repeats in:\n{log}"))
+        }
+    });
+    let error_line = "No module named 'missing_dependency_for_pit_tests'";
+    assert_eq!(repeats.matches(error_line).count(), 1, "the traceback once:\n{repeats}");
+    assert!(repeats.contains("failed starts in a row print them"), "{repeats}");
+    // Every attempt's lines are still kept for `pitctl logs`.
+    let logs = d.pitctl(&["logs", "app", "-n", "1000"]);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(text.matches(error_line).count() >= 5, "{text}");
+}
+
+#[test]
 fn a_worker_not_ready_within_startup_timeout_is_killed() {
     let (d, _call) = start(&app_pool("app", "slow_import", 1, "startup_timeout = \"300ms\""));
     let first = d.wait_pool("a first worker", "app", |p| !p.workers.is_empty()).workers[0].id;

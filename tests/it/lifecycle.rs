@@ -393,6 +393,11 @@ fn drain_wait_of_one_worker_returns_when_it_is_gone_and_it_is_not_replaced() {
     assert!(p.workers.iter().all(|w| w.id.to_string() != victim), "{p:?}");
     assert_eq!(p.size, 1);
     assert_eq!(p.workers.len(), 1);
+    // An operator's drain says so, as an operator's recycle does.
+    let draining = wait_event(&d, "the drain event", |e| {
+        e["event"] == "worker_draining" && e["worker"] == victim.as_str()
+    });
+    assert_eq!(draining["reason"], "manual", "{draining}");
 }
 
 #[test]

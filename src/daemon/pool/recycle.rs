@@ -91,10 +91,18 @@ impl PoolActor {
         self.advance_recycles(now);
     }
 
-    /// Selects queued recycles while fewer than `max_surge` replacements are under way.
+    /// Selects queued recycles while fewer than `max_surge` replacements are under way: a
+    /// selected worker holds its slot until its replacement is ready and it starts to drain.
+    /// A worker draining its last calls holds none: the next replacement need not wait for
+    /// a long call to end (nor, with `max_requests`, let the next due worker serve on while
+    /// it waits).
     pub(super) fn advance_recycles(&mut self, now: Instant) {
         while let Some(&(id, reason)) = self.recycle_queue.front() {
-            let in_flight = self.workers.values().filter(|w| w.retire.is_some() && w.live()).count();
+            let in_flight = self
+                .workers
+                .values()
+                .filter(|w| w.retire.is_some() && w.is_ready())
+                .count();
             if in_flight >= self.spec.recycle.max_surge as usize {
                 return;
             }
@@ -153,11 +161,12 @@ impl PoolActor {
         }
         w.apply(WorkerEvent::Drain);
         w.drain_deadline = Some(now + self.spec.drain_timeout);
-        let (idle, pid, reason) = (w.calls.is_empty(), w.pid, w.retire);
-        self.emit(EventKind::WorkerDraining, Some(id), pid, |ev| ev.reason = reason);
+        // Not being retired, it drains because an operator said so (`pitctl drain`).
+        let (idle, pid, reason) = (w.calls.is_empty(), w.pid, w.retire.unwrap_or(Reason::Manual));
+        self.emit(EventKind::WorkerDraining, Some(id), pid, |ev| ev.reason = Some(reason));
         // Sessions bound to it move on their next call (only idle/busy workers bind).
         if idle {
-            self.stop_worker(id, reason.or(Some(Reason::Manual)), now);
+            self.stop_worker(id, Some(reason), now);
         }
     }
 

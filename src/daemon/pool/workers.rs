@@ -257,6 +257,7 @@ impl PoolActor {
         w.gil_enabled = gil_enabled;
         w.handlers = handlers;
         let pid = w.pid;
+        self.deps.output.worker_ready(&self.spec.name, id);
         // Its memory from the moment it counts as ready, not one monitor interval later.
         if let (Some(monitor), Some(pid)) = (&self.deps.monitor, pid) {
             monitor.sample_now(pid);

@@ -8,5 +8,6 @@ pub mod guard;
 pub mod output;
 pub mod pipes;
 pub mod procs;
+pub mod repeats;
 pub mod spawn;
 pub mod template;

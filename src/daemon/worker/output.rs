@@ -4,7 +4,7 @@
 //! the worker exits for `pitctl logs` and crash reports. A preloaded pool's template has a
 //! ring of its own (its lines are read and logged by the process thread, `template/`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::OwnedFd;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::AsyncReadExt;
 use tokio::sync::broadcast;
 
+use super::repeats::{FailedStart, StartEnd, StartOutput};
 use crate::ids::WorkerId;
 use crate::proto::control::{LogLine, Stream};
 
@@ -35,6 +36,11 @@ pub struct OutputStore {
 struct Inner {
     rings: HashMap<Source, Ring>,
     exited: VecDeque<WorkerId>,
+    /// Workers that got ready (forgotten with their rings): their stderr is a running
+    /// worker's, no longer a start's.
+    ready: HashSet<WorkerId>,
+    /// Per pool, the stderr of its last failed start (`repeats.rs`).
+    failed_starts: HashMap<String, FailedStart>,
 }
 
 /// Whose lines a ring holds.
@@ -105,7 +111,52 @@ impl OutputStore {
         while inner.exited.len() > KEEP_EXITED {
             if let Some(old) = inner.exited.pop_front() {
                 inner.rings.remove(&Source::Worker(old));
+                inner.ready.remove(&old);
             }
+        }
+    }
+
+    /// A worker of `pool` got ready: its stderr is logged as it comes from now on, and the
+    /// pool's next failed start is logged in full.
+    pub fn worker_ready(&self, pool: &str, worker: WorkerId) {
+        let mut inner = self.inner.lock().expect("output store lock");
+        inner.ready.insert(worker);
+        inner.failed_starts.remove(pool);
+    }
+
+    /// Whether `worker` got ready, and `pool`'s last failed start.
+    fn start_state(&self, pool: &str, worker: WorkerId) -> (bool, Option<FailedStart>) {
+        let inner = self.inner.lock().expect("output store lock");
+        let ready = inner.ready.contains(&worker);
+        (
+            ready,
+            if ready {
+                None
+            } else {
+                inner.failed_starts.get(pool).cloned()
+            },
+        )
+    }
+
+    /// How a starting worker's stderr ended: remembers a new failed start, counts a
+    /// repeated one.
+    fn start_ended(&self, pool: &str, worker: WorkerId, end: &StartEnd) {
+        let mut inner = self.inner.lock().expect("output store lock");
+        match end {
+            StartEnd::Remember(lines) => {
+                let failed = FailedStart {
+                    worker,
+                    lines: lines.clone(),
+                    times: 1,
+                };
+                inner.failed_starts.insert(pool.to_string(), failed);
+            }
+            StartEnd::Repeated { times, .. } => {
+                if let Some(f) = inner.failed_starts.get_mut(pool) {
+                    f.times = *times;
+                }
+            }
+            StartEnd::Nothing | StartEnd::Release(_) => {}
         }
     }
 
@@ -173,18 +224,48 @@ async fn read_lines(
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
     let mut log = LogBudget::new();
+    // Only stderr carries a failed start's traceback.
+    let mut start = (stream == Stream::Stderr).then(StartOutput::default);
+    let mut lines = |buf: &mut Vec<u8>, eof: bool, log: &mut LogBudget| {
+        for line in take_lines(buf, eof) {
+            let Some(s) = start.as_mut().filter(|s| !s.started()) else {
+                emit(store, pool, worker, stream, line, log);
+                continue;
+            };
+            store.push(pool, worker, stream, line.clone());
+            let (ready, last) = store.start_state(pool, worker);
+            for l in s.line(line, ready, last.as_ref()) {
+                log_line(pool, worker, stream, &l, log);
+            }
+        }
+    };
     loop {
         let n = match rx.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
         buf.extend_from_slice(&chunk[..n]);
-        for line in take_lines(&mut buf, false) {
-            emit(store, pool, worker, stream, line, &mut log);
-        }
+        lines(&mut buf, false, &mut log);
     }
-    for line in take_lines(&mut buf, true) {
-        emit(store, pool, worker, stream, line, &mut log);
+    lines(&mut buf, true, &mut log);
+    if let Some(s) = start {
+        let (ready, last) = store.start_state(pool, worker);
+        let end = s.end(ready, last.as_ref());
+        match &end {
+            StartEnd::Release(held) => {
+                for l in held {
+                    log_line(pool, worker, stream, l, &mut log);
+                }
+            }
+            StartEnd::Repeated { like, lines, times } => tracing::warn!(
+                target: "worker",
+                pool,
+                worker = %worker,
+                "failed to start with the same {lines} line(s) of stderr as {like} ({times} failed starts in a row print them; `pitctl logs {worker}` has them)"
+            ),
+            StartEnd::Nothing | StartEnd::Remember(_) => {}
+        }
+        store.start_ended(pool, worker, &end);
     }
 }
 
@@ -263,6 +344,12 @@ pub fn take_lines(partial: &mut Vec<u8>, eof: bool) -> Vec<String> {
 }
 
 fn emit(store: &OutputStore, pool: &str, worker: WorkerId, stream: Stream, line: String, log: &mut LogBudget) {
+    log_line(pool, worker, stream, &line, log);
+    store.push(pool, worker, stream, line);
+}
+
+/// A worker's line in pitd's own log, within its budget.
+fn log_line(pool: &str, worker: WorkerId, stream: Stream, line: &str, log: &mut LogBudget) {
     if log.allow(std::time::Instant::now()) {
         if log.suppressed > 0 {
             let n = log.take_suppressed();
@@ -273,7 +360,6 @@ fn emit(store: &OutputStore, pool: &str, worker: WorkerId, stream: Stream, line:
             Stream::Stderr => tracing::warn!(target: "worker", pool, worker = %worker, "{line}"),
         }
     }
-    store.push(pool, worker, stream, line);
 }
 
 #[cfg(test)]

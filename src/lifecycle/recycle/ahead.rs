@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 /// Completions a pace is measured over: enough to smooth a burst, few enough to follow a
 /// change of load within a few calls.
 const PACE_WINDOW: usize = 16;
-/// Starts the start-up estimate looks back over.
-const STARTUP_WINDOW: usize = 4;
+/// The weight of the latest start in the start-up estimate: half, so that a pool's first
+/// starts (a preloaded pool's include its template's imports, 100 times a fork from its
+/// spare) stop counting after a few replacements.
+const STARTUP_WEIGHT: f64 = 0.5;
 
 /// When a worker's last calls finished: its pace, in calls per second.
 #[derive(Debug, Clone, Default)]
@@ -50,25 +52,23 @@ impl CallPace {
     }
 }
 
-/// How long the pool's recent workers took from spawn to ready.
+/// How long the pool's workers take from spawn to ready, weighted towards the latest.
 #[derive(Debug, Clone, Default)]
 pub struct StartupTimes {
-    recent: VecDeque<Duration>,
+    estimate: Option<Duration>,
 }
 
 impl StartupTimes {
     pub fn record(&mut self, took: Duration) {
-        if self.recent.len() == STARTUP_WINDOW {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(took);
+        self.estimate = Some(match self.estimate {
+            None => took,
+            Some(before) => before.mul_f64(1.0 - STARTUP_WEIGHT) + took.mul_f64(STARTUP_WEIGHT),
+        });
     }
 
-    /// The longest of the recent start-ups: a replacement started on this estimate is
-    /// ready in time unless starts get slower than any seen lately. `None` before the
-    /// first start.
+    /// `None` before the first start.
     pub fn estimate(&self) -> Option<Duration> {
-        self.recent.iter().max().copied()
+        self.estimate
     }
 }
 
@@ -144,20 +144,24 @@ mod tests {
     }
 
     #[test]
-    fn startup_estimate_is_the_longest_recent_start() {
+    fn startup_estimate_follows_the_latest_starts() {
         let mut s = StartupTimes::default();
         assert_eq!(s.estimate(), None);
-        for took in [ms(100), ms(300), ms(50), ms(40)] {
-            s.record(took);
+        s.record(ms(800));
+        assert_eq!(s.estimate(), Some(ms(800)));
+        // A preloaded pool's first starts waited for its template; forks from the spare
+        // take milliseconds: within a few replacements the estimate is theirs.
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            s.record(ms(8));
+            seen.push(s.estimate().unwrap());
         }
-        assert_eq!(s.estimate(), Some(ms(300)));
-        // The 300 ms start ages out after STARTUP_WINDOW newer ones.
-        for took in [ms(20), ms(30), ms(10)] {
-            s.record(took);
-        }
-        assert_eq!(s.estimate(), Some(ms(40)));
-        s.record(ms(5));
-        assert_eq!(s.estimate(), Some(ms(30)));
+        assert_eq!(seen[0], ms(404));
+        assert!(seen.windows(2).all(|w| w[1] < w[0]), "{seen:?}");
+        assert!(seen[5] < ms(22), "{seen:?}");
+        // A slower start raises it at once, by half the difference.
+        s.record(ms(208));
+        assert!(s.estimate().unwrap() > ms(100));
     }
 
     #[test]

@@ -266,12 +266,12 @@ async fn a_graceful_recycle_starts_the_replacement_first_and_one_at_a_time() {
         h.signals().is_empty(),
         "no worker stops before its replacement is ready"
     );
-    // The replacement is ready: the first old worker drains (idle: stops at once).
+    // The replacement is ready: the first old worker drains (idle: stops at once), which
+    // frees the surge slot for the second recycle.
     h.started(WorkerId(3), t0);
     assert_eq!(h.signals(), [(1001, Signal::SIGTERM)]);
-    // Its exit frees the surge slot for the second recycle.
-    h.exited(WorkerId(1), 0, t0);
     assert_eq!(h.spawned().last(), Some(&WorkerId(4)));
+    h.exited(WorkerId(1), 0, t0);
     h.started(WorkerId(4), t0);
     assert_eq!(h.signals().last(), Some(&(1002, Signal::SIGTERM)));
     let s = h.status(t0);

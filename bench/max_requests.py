@@ -1,0 +1,163 @@
+"""How closely ``max_requests`` holds under load: the calls each worker served before it
+left, against the limit, measured against the release pitd.
+
+A pool of ``bench/apps/whoami_app.py`` (one quick handler that answers with its worker's
+id) with ``size = 2``, ``max_requests = 25`` (no jitter), without
+and with ``preload`` (a Python start of ~100 ms against a fork from the template's spare),
+gets ``--calls`` calls (default 400) from 1, 8 and 64 callers (threads, each
+with its own ``pit.Client``). Every reply names its worker; a worker counts once it has
+left (it is no longer in status once the pool has settled after the run), so the figures are the calls each
+retired worker served: min, median and max, and how many served more than the limit.
+
+Every process the script starts is stopped; it exits 1 if one outlives its pitd.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from daemon import PitdProcess, describe  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "python"))
+import pit  # noqa: E402
+
+PYTHON = os.path.realpath(sys.executable)
+POOL = "echo"
+LIMIT = 25
+WAIT_S = 60.0
+
+
+class Daemon(PitdProcess):
+    def __init__(self, bin_dir: Path, preload: bool) -> None:
+        super().__init__(bin_dir, "pit-maxreq-")
+        self.require_binaries()
+        spec = [
+            *self.spec_head(),
+            'monitor_interval = "1s"',
+            "",
+            f"[pools.{POOL}]",
+            'app = "whoami_app"',
+            f"python = {json.dumps(PYTHON)}",
+            f"cwd = {json.dumps(str(REPO / 'bench' / 'apps'))}",
+            f"env = {{ PYTHONPATH = {json.dumps(str(REPO / 'python'))} }}",
+            "size = 2",
+            f"max_requests = {LIMIT}",
+            "max_requests_jitter = 0",
+        ]
+        if preload:
+            spec.append('preload = ["whoami_app"]')
+        self.start(spec)
+
+    def status(self) -> Dict[str, Any]:
+        out = self.ctl("status", POOL, "--json")
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr)
+        pool: Dict[str, Any] = json.loads(out.stdout)["pools"][0]
+        return pool
+
+    def wait_ready(self) -> Dict[str, Any]:
+        def ready() -> Optional[Dict[str, Any]]:
+            try:
+                p = self.status() if os.path.exists(self.control) else None
+            except (RuntimeError, ValueError, IndexError, KeyError):
+                return None
+            settled = p and len(p["workers"]) == 2 and all(w["state"] == "idle" and not w["last_recycle_reason"] for w in p["workers"])
+            if settled:
+                return p
+            return None
+
+        return self.wait_for(ready, WAIT_S, 0.05, "pool not ready")
+
+
+def run(bin_dir: Path, preload: bool, callers: int, calls: int) -> Dict[str, Any]:
+    d = Daemon(bin_dir, preload)
+    served: Dict[str, int] = {}
+    failed = [0]
+    lock = threading.Lock()
+    left = [calls]
+    try:
+        d.wait_ready()
+
+        def caller() -> None:
+            with pit.Client(d.call_socket) as c:
+                while True:
+                    with lock:
+                        if left[0] == 0:
+                            return
+                        left[0] -= 1
+                    try:
+                        worker = str(c.call(POOL, "whoami", None, timeout=WAIT_S))
+                    except pit.CallError:
+                        with lock:
+                            failed[0] += 1
+                        continue
+                    with lock:
+                        served[worker] = served.get(worker, 0) + 1
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=caller) for _ in range(callers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(WAIT_S)
+        took = time.monotonic() - started
+        # Once the replacements the run asked for are in, the workers still in the pool
+        # have not finished their lives: only the ones gone count.
+        alive = {w["id"] for w in d.wait_ready()["workers"]}
+    finally:
+        survivors = describe(d.stop())
+        d.cleanup()
+    retired = sorted(n for w, n in served.items() if w not in alive)
+    return {
+        "preload": preload,
+        "callers": callers,
+        "calls": calls,
+        "seconds": took,
+        "failed": failed[0],
+        "retired": retired,
+        "over_limit": sum(n > LIMIT for n in retired),
+        "survivors": survivors,
+    }
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=400, help="calls per run (default 400)")
+    parser.add_argument("--callers", default="1,8,64", help="caller counts (default 1,8,64)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures here")
+    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release")
+    args = parser.parse_args(argv)
+
+    print(f"# max_requests: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, python {PYTHON}", flush=True)
+    rows = []
+    for preload in (False, True):
+        for callers in (int(c) for c in args.callers.split(",")):
+            rows.append(run(args.bin_dir, preload, callers, args.calls))
+    print(f"max_requests = {LIMIT}, 2 workers, {args.calls} calls per run")
+    print(f"{'preload':>7}  {'callers':>7}  {'calls/s':>8}  {'failed':>6}  {'workers gone':>12}  {'calls each min/median/max':>26}  {'over the limit':>14}")
+    for r in rows:
+        each = r["retired"]
+        spread = f"{each[0]}/{statistics.median(each):g}/{each[-1]}" if each else "-"
+        rate = r["calls"] / r["seconds"] if r["seconds"] else 0.0
+        print(
+            f"{'yes' if r['preload'] else 'no':>7}  {r['callers']:>7}  {rate:>8.0f}  {r['failed']:>6}  {len(each):>12}  {spread:>26}  {r['over_limit']:>14}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    survivors = [s for r in rows for s in r["survivors"]]
+    if survivors:
+        print("processes outlived pitd:", *survivors, sep="\n  ")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
