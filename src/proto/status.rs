@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::WorkerId;
 use crate::lifecycle::{Health, Reason, WorkerState};
+pub use crate::spec::MemoryMetric;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StatusReport {
@@ -61,9 +62,15 @@ pub struct PoolStatus {
     /// Calls the pool can run at once: ready workers x concurrency.
     #[serde(default)]
     pub capacity: u64,
-    /// The pool's `max_rss`, when set (what `top` draws RSS bars against).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// What `max_rss` and `hard_rss` compare, and so each worker's `memory_bytes`.
+    #[serde(default)]
+    pub memory_metric: MemoryMetric,
+    /// The pool's `max_rss` (graceful recycle past it), `null` when unset.
+    #[serde(default)]
     pub max_rss_bytes: Option<u64>,
+    /// The pool's `hard_rss` (killed past it), `null` when unset.
+    #[serde(default)]
+    pub hard_rss_bytes: Option<u64>,
     /// Why the pool is `failing`: the last exit status and the last stderr lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_reason: Option<String>,
@@ -150,4 +157,36 @@ pub struct WorkerStatus {
 
 fn one() -> u32 {
     1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POOL: &str = r#"{"name":"p","state":"running","size":1,"workers":[],"requests":0,"errors":0,
+        "queued":0,"recycled":0,"restarts":0"#;
+
+    #[test]
+    fn a_pool_says_its_memory_metric_and_limits_and_null_for_an_unset_limit() {
+        let pool: PoolStatus =
+            serde_json::from_str(&format!(r#"{POOL},"memory_metric":"pss","max_rss_bytes":536870912}}"#)).unwrap();
+        assert_eq!(pool.memory_metric, MemoryMetric::Pss);
+        let json: serde_json::Value = serde_json::to_value(&pool).unwrap();
+        assert_eq!(json["memory_metric"], "pss");
+        assert_eq!(json["max_rss_bytes"], 536870912);
+        assert!(json["hard_rss_bytes"].is_null(), "{json}");
+        assert!(
+            json.as_object().unwrap().contains_key("hard_rss_bytes"),
+            "an unset limit is null, not left out: {json}"
+        );
+    }
+
+    #[test]
+    fn a_status_without_the_memory_fields_reads_as_rss_without_limits() {
+        let pool: PoolStatus = serde_json::from_str(&format!("{POOL}}}")).unwrap();
+        assert_eq!(
+            (pool.memory_metric, pool.max_rss_bytes, pool.hard_rss_bytes),
+            (MemoryMetric::Rss, None, None)
+        );
+    }
 }
