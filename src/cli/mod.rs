@@ -37,7 +37,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Pools and workers: id, pid, state, health, RSS, CPU %, calls, errors, age, last recycle reason; a preloaded pool's template and spare worker (pid, RSS, PSS), its memory totals and warnings
+    /// Pools and workers: id, pid, state, health, RSS, CPU %, calls, errors, age, last recycle reason; beside RSS the pool's memory_metric where pages are shared (PSS or USS; PSS for a preloaded pool on rss) and its max_rss/hard_rss; a preloaded pool's template and spare worker (pid, RSS, PSS), its memory totals and warnings
     Status {
         /// Only this pool
         pool: Option<String>,

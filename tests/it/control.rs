@@ -119,6 +119,8 @@ fn status_json_gives_each_pools_memory_metric_and_rss_limits_null_when_unset() {
     assert_eq!(q["memory_metric"], "uss", "{q}");
     assert_eq!(q["max_rss_bytes"], 512 << 20, "{q}");
     assert_eq!(q["hard_rss_bytes"], 1u64 << 30, "{q}");
+    let text = String::from_utf8_lossy(&d.pitctl(&["status", "q"]).stdout).into_owned();
+    assert!(text.contains("limits on USS: max_rss 512.0M, hard_rss 1.0G"), "{text}");
 }
 
 #[test]
