@@ -10,8 +10,10 @@
 //! way out: a normal quit, an error (the guard's `Drop`) and a panic (the hook restores
 //! before the panic message is printed, so the message stays readable).
 
+mod columns;
 mod fetch;
 mod fmt;
+mod pools;
 mod state;
 mod view;
 mod workers;
