@@ -47,7 +47,7 @@ const STALL: Duration = Duration::from_secs(3);
 
 /// Parses `--interval`.
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
-    let d = super::call::parse_duration(s)?;
+    let d = super::duration::parse(s)?;
     if d < MIN_INTERVAL {
         return Err(format!("the interval must be at least 100ms, found {s:?}"));
     }
