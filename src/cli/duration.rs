@@ -1,5 +1,6 @@
 //! Durations on pitctl's command line: read as `timeout(1)` and `sleep(1)` read them (a bare
-//! number is seconds, "0.2"), or with units ("500ms", "1.5s", "1m30s").
+//! number is seconds, "0.2"), or with units ("500ms", "1.5s", "1m30s"); and written in the
+//! unit a person reads ("502 ms", "87 us", "1.24 s").
 //!
 //! The spec's durations are not read here: INTERFACE section 1 wants units there, so a bare
 //! number in a spec stays an error (`spec::units`).
@@ -24,6 +25,32 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(text)
         .map_err(|e| format!("expected seconds (0.5) or a number with a unit (500ms, 5s, 1m30s), found {s:?}: {e}"))
+}
+
+/// `d` with three significant digits in µs, ms or s ("87 us", "1.23 ms", "502 ms", "1.24 s");
+/// whole microseconds below a millisecond, the resolution pitctl measures in.
+pub fn human(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    // Rounding could print "1000 us" or "1000 ms": those go up a unit.
+    if us < 999.5 {
+        return format!("{} us", us.round() as u64);
+    }
+    let ms = us / 1e3;
+    if ms < 999.5 {
+        return format!("{} ms", three_digits(ms));
+    }
+    format!("{} s", three_digits(ms / 1e3))
+}
+
+/// `v` (at least 0.9995) with three significant digits, or more for values of 1000 and up.
+fn three_digits(v: f64) -> String {
+    if v >= 99.95 {
+        format!("{v:.0}")
+    } else if v >= 9.995 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +150,28 @@ mod tests {
             assert!(help.contains("seconds ("), "--{flag} of {}: {help}", args[0]);
             let general = cli.get_after_help().unwrap().to_string();
             assert!(general.contains(&format!("{} --{flag}", args[0])), "{general}");
+        }
+    }
+
+    #[test]
+    fn durations_are_written_in_the_unit_a_person_reads() {
+        let us = Duration::from_micros;
+        let cases = [
+            (us(0), "0 us"),
+            (us(87), "87 us"),
+            (us(999), "999 us"),
+            (Duration::from_nanos(999_600), "1.00 ms"),
+            (us(1234), "1.23 ms"),
+            (us(12_345), "12.3 ms"),
+            (us(99_960), "100 ms"),
+            (us(501_917), "502 ms"),
+            (us(999_600), "1.00 s"),
+            (us(1_240_000), "1.24 s"),
+            (us(61_000_000), "61.0 s"),
+            (us(4_000_000_000), "4000 s"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(human(d), want, "{d:?}");
         }
     }
 }

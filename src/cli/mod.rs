@@ -91,7 +91,7 @@ pub enum Command {
         #[arg(long, env = "PITD_CALL_SOCKET", hide_env_values = true, value_name = "PATH")]
         call_socket: Option<PathBuf>,
     },
-    /// Load generator: calls/s and latency p50/p90/p99/max
+    /// Load generator: calls/s and latency p50/p90/p99/max, each in the unit it reads best (87 us, 502 ms, 1.24 s)
     Bench {
         pool: String,
         /// Method to call
@@ -110,7 +110,7 @@ pub enum Command {
         /// How long to run: seconds (2.5) or a number with a unit (500ms, 5s, 1m)
         #[arg(long, short = 'd', default_value = "5s", value_parser = duration::parse, allow_hyphen_values = true)]
         duration: std::time::Duration,
-        /// Print one JSON object (calls_per_s, p50_us, p90_us, p99_us, max_us, errors)
+        /// Print one JSON object (calls_per_s, p50_us, p90_us, p99_us, max_us in microseconds, errors)
         #[arg(long)]
         json: bool,
         /// Call socket [default: the one the daemon reports]
