@@ -211,6 +211,25 @@ fn the_memory_bar_turns_red_past_max_rss_on_the_pools_metric() {
 }
 
 #[test]
+fn at_80x24_the_events_give_way_to_every_pool_line_and_worker() {
+    let mut state = fixture(Some(AGENT));
+    if let Some(status) = state.status.as_mut() {
+        status.pools.push(serde_json::from_str(BROKEN).unwrap());
+    }
+    let text = screen(&state, 80, 24);
+    for shown in [
+        "broken failing",
+        "crash loop: worker-14",
+        "warning: 1 thread(s)",
+        "worker-12",
+        "no workers",
+    ] {
+        assert!(text.contains(shown), "{shown} left out:\n{text}");
+    }
+    assert!(!text.contains("events (UTC)"), "{text}");
+}
+
+#[test]
 fn help_overlay_fits_80x24_and_says_what_the_bar_is_drawn_against() {
     let mut state = fixture(Some(AGENT));
     press(&mut state, '?');

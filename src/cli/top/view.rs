@@ -18,18 +18,20 @@ use crate::cli::status::age;
 use crate::proto::status::MemoryMetric;
 
 /// Rows the worker table keeps before an optional pane (events, sparklines) may take room
-/// from it: its borders, head and five workers, or all of them when fewer.
-const TABLE_ROWS: u16 = 8;
+/// from it: its borders, head and eleven workers, or all of them when fewer.
+const TABLE_ROWS: u16 = 14;
 
 const KEYS: &str = "↑↓/jk select  r recycle  d drain  u resume pool  s sort  ? help  q quit";
 
 pub fn render(state: &State, frame: &mut Frame) {
     let area = frame.area();
     let pools = super::pools::lines(state, area.width.saturating_sub(2) as usize);
-    let pools_h = (pools.len() as u16 + 2).min(area.height / 3);
+    let pools_want = pools.len() as u16 + 2;
+    let table_want = state.rows().len() as u16 + 3;
+    let mut pools_h = pools_want.min(area.height / 3);
     // Optional panes appear only while the worker table keeps its rows: the workers are
     // what top is for.
-    let keep = (state.rows().len() as u16 + 3).min(TABLE_ROWS);
+    let keep = table_want.min(TABLE_ROWS);
     let mut room = area.height.saturating_sub(pools_h + 2);
     let events = if area.height >= 20 && room >= area.height / 5 + keep {
         area.height / 5
@@ -38,6 +40,9 @@ pub fn render(state: &State, frame: &mut Frame) {
     };
     room -= events;
     let charts = if area.height >= 24 && room >= 5 + keep { 5 } else { 0 };
+    room -= charts;
+    // Rows the worker table does not need show the pool lines that did not fit.
+    pools_h += room.saturating_sub(table_want).min(pools_want - pools_h);
     let [title, pools_area, workers, charts_area, events_area, status] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(pools_h),
