@@ -170,13 +170,7 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
         /// With --wait: give up (exit 1) if pitd still runs after this: seconds (90) or a number with a unit (90s, 5m)
-        #[arg(
-            long,
-            default_value = "5m",
-            value_parser = duration::parse,
-            allow_hyphen_values = true,
-            requires = "wait"
-        )]
+        #[arg(long, default_value = "5m", value_parser = duration::parse, allow_hyphen_values = true, requires = "wait")]
         timeout: std::time::Duration,
     },
     /// Ask pitd itself (never a worker): startup (every pool reached its size once), ready
