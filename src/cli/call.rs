@@ -1,7 +1,6 @@
 //! `pitctl call POOL METHOD [JSON]`: one call through the call socket.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::Failure;
 use crate::call_client::{CallClient, CallClientError, CallOptions, Outcome};
@@ -29,11 +28,6 @@ pub fn connect(path: &Path) -> Result<CallClient, Failure> {
         CallClientError::Unreachable { .. } => Failure::Unreachable(e.to_string()),
         other => Failure::Refused(other.to_string()),
     })
-}
-
-/// Parses a `--timeout` value such as "500ms" or "5s".
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("expected a duration like 500ms or 5s, found {s:?}: {e}"))
 }
 
 /// Checks that a command-line argument is JSON, so a typo is a usage error, not a call.

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod call;
+mod duration;
 mod events;
 mod logs;
 mod shutdown;
@@ -19,7 +20,15 @@ use crate::proto::control::{Reply, Request};
 
 /// pitctl: see and steer a running pitd.
 #[derive(Debug, Parser)]
-#[command(name = "pitctl", version, about, long_about = None)]
+#[command(
+    name = "pitctl",
+    version,
+    about,
+    long_about = None,
+    after_help = "Durations (call --timeout, bench --duration, top --interval, shutdown --timeout, \
+                  probe --timeout) are a number of seconds, e.g. 0.2, as timeout(1) takes them, or a \
+                  number with a unit: 500ms, 1.5s, 1m30s."
+)]
 pub struct Cli {
     /// Control socket of the daemon [default: $XDG_RUNTIME_DIR/pitd/control.sock, /run/pitd/control.sock as root]
     #[arg(
@@ -37,7 +46,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Pools and workers: id, pid, state, health, RSS, CPU %, calls, errors, age, last recycle reason; a preloaded pool's template and spare worker (pid, RSS, PSS), its memory totals and warnings
+    /// Pools and workers: id, pid, state, health, RSS, CPU %, calls, errors, age, last recycle reason; beside RSS the pool's memory_metric where pages are shared (PSS or USS; PSS for a preloaded pool on rss) and its max_rss/hard_rss; a preloaded pool's template and spare worker (pid, RSS, PSS), its memory totals and warnings
     Status {
         /// Only this pool
         pool: Option<String>,
@@ -69,8 +78,8 @@ pub enum Command {
         /// Session id: calls of one session stick to one worker
         #[arg(long)]
         session: Option<String>,
-        /// Give up after this long, e.g. 500ms, 5s
-        #[arg(long, value_parser = call::parse_duration)]
+        /// Give up after this long: seconds (0.2) or a number with a unit (500ms, 5s)
+        #[arg(long, value_parser = duration::parse, allow_hyphen_values = true)]
         timeout: Option<std::time::Duration>,
         /// Retry once on another worker if the worker dies before replying
         #[arg(long)]
@@ -82,7 +91,7 @@ pub enum Command {
         #[arg(long, env = "PITD_CALL_SOCKET", hide_env_values = true, value_name = "PATH")]
         call_socket: Option<PathBuf>,
     },
-    /// Load generator: calls/s and latency p50/p90/p99/max
+    /// Load generator: calls/s and latency p50/p90/p99/max, each in the unit it reads best (87 us, 502 ms, 1.24 s)
     Bench {
         pool: String,
         /// Method to call
@@ -98,10 +107,10 @@ pub enum Command {
         /// [default: one per call in flight]
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
         connections: Option<u64>,
-        /// How long to run, e.g. 5s
-        #[arg(long, short = 'd', default_value = "5s", value_parser = call::parse_duration)]
+        /// How long to run: seconds (2.5) or a number with a unit (500ms, 5s, 1m)
+        #[arg(long, short = 'd', default_value = "5s", value_parser = duration::parse, allow_hyphen_values = true)]
         duration: std::time::Duration,
-        /// Print one JSON object (calls_per_s, p50_us, p90_us, p99_us, max_us, errors)
+        /// Print one JSON object (calls_per_s, p50_us, p90_us, p99_us, max_us in microseconds, errors)
         #[arg(long)]
         json: bool,
         /// Call socket [default: the one the daemon reports]
@@ -147,8 +156,8 @@ pub enum Command {
     },
     /// Live full-screen view of pools and workers; keys: arrows/j/k select, r recycle, d drain, u resume, s sort, ? help, q quit
     Top {
-        /// Time between refreshes, e.g. 500ms, 2s
-        #[arg(long, default_value = "1s", value_parser = top::parse_interval)]
+        /// Time between refreshes, at least 100ms: seconds (0.5) or a number with a unit (500ms, 2s)
+        #[arg(long, default_value = "1s", value_parser = top::parse_interval, allow_hyphen_values = true)]
         interval: std::time::Duration,
     },
     /// Graceful stop of the daemon, as on SIGTERM: not ready at once, calls still taken for
@@ -160,8 +169,8 @@ pub enum Command {
         /// Return only once pitd has exited (its workers stopped)
         #[arg(long)]
         wait: bool,
-        /// With --wait: give up (exit 1) if pitd still runs after this, e.g. 90s, 5m
-        #[arg(long, default_value = "5m", value_parser = call::parse_duration, requires = "wait")]
+        /// With --wait: give up (exit 1) if pitd still runs after this: seconds (90) or a number with a unit (90s, 5m)
+        #[arg(long, default_value = "5m", value_parser = duration::parse, allow_hyphen_values = true, requires = "wait")]
         timeout: std::time::Duration,
     },
     /// Ask pitd itself (never a worker): startup (every pool reached its size once), ready
@@ -171,8 +180,8 @@ pub enum Command {
     Probe {
         #[arg(value_enum)]
         kind: crate::proto::control::ProbeKind,
-        /// How long pitd (and, for live, each pool actor) may take to answer
-        #[arg(long, default_value = "1s", value_parser = call::parse_duration)]
+        /// How long pitd (and, for live, each pool actor) may take to answer: seconds (0.5) or a number with a unit (500ms, 1s)
+        #[arg(long, default_value = "1s", value_parser = duration::parse, allow_hyphen_values = true)]
         timeout: std::time::Duration,
     },
     /// Print a shell completion script, e.g. `pitctl completions bash > /etc/bash_completion.d/pitctl`

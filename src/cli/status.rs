@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::{Failure, unexpected};
 use crate::client::ControlClient;
 use crate::proto::control::{Reply, Request};
-use crate::proto::status::{PoolStatus, ProcessStatus, StatusReport};
+use crate::proto::status::{MemoryMetric, PoolStatus, ProcessStatus, StatusReport};
 
 pub fn run(client: &mut ControlClient, pool: Option<String>, json: bool) -> Result<(), Failure> {
     let reply = client.request(&Request::Status { pool })?;
@@ -72,6 +72,9 @@ pub fn render(report: &StatusReport) -> String {
                 gil_note(pool)
             );
         }
+        if let Some(limits) = limits(pool) {
+            let _ = writeln!(out, "  {limits}");
+        }
         if let Some(why) = &pool.failing_reason {
             let _ = writeln!(out, "  failing: {why}");
         }
@@ -86,15 +89,12 @@ pub fn render(report: &StatusReport) -> String {
         if pool.workers.is_empty() && extra.is_empty() {
             continue;
         }
-        // Workers sharing pages (preloaded pools, pss/uss metrics) also show PSS: RSS counts
-        // each shared page in every worker.
-        let shows_pss =
-            pool.workers.iter().any(|w| w.pss_bytes.is_some()) || extra.iter().any(|(_, p)| p.pss_bytes.is_some());
-        let pss_head = if shows_pss {
-            format!(" {:>10}", "PSS")
-        } else {
-            String::new()
-        };
+        // Workers sharing pages (preloaded pools, pss/uss metrics) also show their pool's
+        // metric (PSS on rss): RSS counts each shared page in every worker.
+        let shown = pool.shown_metric();
+        let metric_head = shown.map_or(String::new(), |m| format!(" {:>10}", m.label()));
+        let metric_cell =
+            |p: &dyn Fn(MemoryMetric) -> u64| shown.map_or(String::new(), |m| format!(" {:>10}", bytes(p(m))));
         // Calls in flight per worker matter only where a worker holds several.
         let flight_head = if concurrent {
             format!(" {:>9}", "IN FLIGHT")
@@ -103,15 +103,11 @@ pub fn render(report: &StatusReport) -> String {
         };
         let _ = writeln!(
             out,
-            "  {:<10} {:>7}  {:<9} {:<8} {:>10}{pss_head} {:>6} {:>7} {:>6}{flight_head} {:>8}  LAST RECYCLE",
+            "  {:<10} {:>7}  {:<9} {:<8} {:>10}{metric_head} {:>6} {:>7} {:>6}{flight_head} {:>8}  LAST RECYCLE",
             "ID", "PID", "STATE", "HEALTH", "RSS", "CPU%", "CALLS", "ERRORS", "AGE"
         );
         for w in &pool.workers {
-            let pss = if shows_pss {
-                format!(" {:>10}", bytes(w.pss_bytes.unwrap_or(0)))
-            } else {
-                String::new()
-            };
+            let metric = metric_cell(&|m| pool.figure(w, m));
             let flight = if concurrent {
                 format!(" {:>9}", format!("{}/{}", w.in_flight, pool.concurrency))
             } else {
@@ -119,7 +115,7 @@ pub fn render(report: &StatusReport) -> String {
             };
             let _ = writeln!(
                 out,
-                "  {:<10} {:>7}  {:<9} {:<8} {:>10}{pss} {:>6.1} {:>7} {:>6}{flight} {:>8}  {}",
+                "  {:<10} {:>7}  {:<9} {:<8} {:>10}{metric} {:>6.1} {:>7} {:>6}{flight} {:>8}  {}",
                 w.id.to_string(),
                 if w.pid == 0 { "-".to_string() } else { w.pid.to_string() },
                 w.state.as_str(),
@@ -134,14 +130,10 @@ pub fn render(report: &StatusReport) -> String {
         }
         // The template and its spare are no workers, but their memory is the pool's.
         for (name, p) in &extra {
-            let pss = if shows_pss {
-                format!(" {:>10}", bytes(p.pss_bytes.unwrap_or(0)))
-            } else {
-                String::new()
-            };
+            let metric = metric_cell(&|m| pool.figure(*p, m));
             let _ = writeln!(
                 out,
-                "  {:<10} {:>7}  {:<9} {:<8} {:>10}{pss}",
+                "  {:<10} {:>7}  {:<9} {:<8} {:>10}{metric}",
                 name,
                 p.pid,
                 "-",
@@ -150,19 +142,12 @@ pub fn render(report: &StatusReport) -> String {
             );
         }
         if !extra.is_empty() {
-            let (rss, _) = pool.memory_totals();
-            let pss: u64 = pool
-                .workers
-                .iter()
-                .map(|w| w.pss_bytes.unwrap_or(0))
-                .chain(extra.iter().map(|(_, p)| p.pss_bytes.unwrap_or(0)))
-                .sum();
-            let pss = if shows_pss {
-                format!(", PSS {}", bytes(pss))
-            } else {
-                String::new()
-            };
-            let _ = writeln!(out, "  memory: RSS {}{pss} (workers, template and spare)", bytes(rss));
+            let metric = shown.map_or(String::new(), |m| format!(", {} {}", m.label(), bytes(pool.total(m))));
+            let _ = writeln!(
+                out,
+                "  memory: RSS {}{metric} (workers, template and spare)",
+                bytes(pool.total(MemoryMetric::Rss))
+            );
         }
     }
     out
@@ -178,6 +163,16 @@ fn gil_note(pool: &PoolStatus) -> &'static str {
         n if n == reported.len() => ", free-threaded (GIL off)",
         _ => ", GIL off in some workers only",
     }
+}
+
+/// The pool's memory limits and the metric they compare ("limits on PSS: max_rss 512.0M");
+/// `None` without any.
+pub fn limits(pool: &PoolStatus) -> Option<String> {
+    let set: Vec<String> = [("max_rss", pool.max_rss_bytes), ("hard_rss", pool.hard_rss_bytes)]
+        .into_iter()
+        .filter_map(|(name, limit)| Some(format!("{name} {}", bytes(limit?))))
+        .collect();
+    (!set.is_empty()).then(|| format!("limits on {}: {}", pool.memory_metric.label(), set.join(", ")))
 }
 
 fn bytes(n: u64) -> String {
@@ -292,6 +287,30 @@ mod tests {
         assert!(heads[0].contains("PSS") && !heads[1].contains("PSS"), "{text}");
         let row = text.lines().find(|l| l.contains("worker-1")).unwrap();
         assert!(row.contains("50.0M") && row.contains("10.0M"), "{row}");
+    }
+
+    #[test]
+    fn a_pool_on_uss_shows_uss_beside_rss_and_its_limits_on_it() {
+        let json = r#"{"version":"0.1.0","pid":7,"uptime_s":1.0,"pools":[{"name":"u","state":"running","size":1,
+            "memory_metric":"uss","max_rss_bytes":536870912,"hard_rss_bytes":1073741824,
+            "workers":[{"id":"worker-1","pid":9,"state":"idle","health":"ok","rss_bytes":52428800,"memory_bytes":3145728,
+            "pss_bytes":10485760,"uss_bytes":3145728,"rss_growth_bytes_per_s":0,"cpu_percent":0.0,"requests":0,"errors":0,
+            "age_s":1.0,"last_recycle_reason":null}],"requests":0,"errors":0,"queued":0,"recycled":0,"restarts":0},
+            {"name":"plain","state":"running","size":1,"max_rss_bytes":268435456,"workers":[],"requests":0,"errors":0,
+            "queued":0,"recycled":0,"restarts":0}]}"#;
+        let text = render(&serde_json::from_str(json).unwrap());
+        let head = text.lines().find(|l| l.contains("HEALTH")).unwrap();
+        assert!(head.contains("USS") && !head.contains("PSS"), "{text}");
+        let row = text.lines().find(|l| l.contains("worker-1")).unwrap();
+        assert!(
+            row.contains("50.0M") && row.contains("3.0M") && !row.contains("10.0M"),
+            "{row}"
+        );
+        assert!(
+            text.contains("  limits on USS: max_rss 512.0M, hard_rss 1.0G\n"),
+            "{text}"
+        );
+        assert!(text.contains("  limits on RSS: max_rss 256.0M\n"), "{text}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::WorkerId;
 use crate::lifecycle::{Health, Reason, WorkerState};
+pub use crate::spec::MemoryMetric;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StatusReport {
@@ -68,9 +69,15 @@ pub struct PoolStatus {
     /// Calls the pool can run at once: ready workers x concurrency.
     #[serde(default)]
     pub capacity: u64,
-    /// The pool's `max_rss`, when set (what `top` draws RSS bars against).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// What `max_rss` and `hard_rss` compare, and so each worker's `memory_bytes`.
+    #[serde(default)]
+    pub memory_metric: MemoryMetric,
+    /// The pool's `max_rss` (graceful recycle past it), `null` when unset.
+    #[serde(default)]
     pub max_rss_bytes: Option<u64>,
+    /// The pool's `hard_rss` (killed past it), `null` when unset.
+    #[serde(default)]
+    pub hard_rss_bytes: Option<u64>,
     /// Why the pool is `failing`: the last exit status and the last stderr lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_reason: Option<String>,
@@ -87,13 +94,85 @@ impl PoolStatus {
     /// The pool's processes' memory: its workers, template and spare, summed as
     /// (RSS, the `memory_metric` value).
     pub fn memory_totals(&self) -> (u64, u64) {
-        let workers = self.workers.iter().map(|w| (w.rss_bytes, w.memory_bytes));
+        (self.total(MemoryMetric::Rss), self.total(self.memory_metric))
+    }
+
+    /// The figure shown beside RSS: the pool's `memory_metric`, or PSS for a pool on RSS
+    /// whose processes share pages (a preloaded one: RSS counts each shared page in every
+    /// worker); `None` when RSS is all there is to say.
+    pub fn shown_metric(&self) -> Option<MemoryMetric> {
+        match self.memory_metric {
+            MemoryMetric::Rss => self
+                .measured()
+                .any(|m| m.figures().pss.is_some())
+                .then_some(MemoryMetric::Pss),
+            metric => Some(metric),
+        }
+    }
+
+    /// `metric` of one of the pool's processes (0 when not measured): for the pool's own
+    /// metric its `memory_bytes`, the very figure `max_rss` is compared with (RSS where
+    /// smaps could not be read).
+    pub fn figure(&self, process: &(impl Measured + ?Sized), metric: MemoryMetric) -> u64 {
+        let f = process.figures();
+        match metric {
+            MemoryMetric::Rss => f.rss,
+            _ if metric == self.memory_metric => f.memory,
+            MemoryMetric::Pss => f.pss.unwrap_or(0),
+            MemoryMetric::Uss => f.uss.unwrap_or(0),
+        }
+    }
+
+    /// `metric` summed over the workers, template and spare.
+    pub fn total(&self, metric: MemoryMetric) -> u64 {
+        self.measured().map(|m| self.figure(m, metric)).sum()
+    }
+
+    fn measured(&self) -> impl Iterator<Item = &dyn Measured> {
+        let workers = self.workers.iter().map(|w| w as &dyn Measured);
         let extra = self
             .template
             .iter()
             .flat_map(|t| t.processes())
-            .map(|p| (p.rss_bytes, p.memory_bytes));
-        workers.chain(extra).fold((0, 0), |(r, m), (pr, pm)| (r + pr, m + pm))
+            .map(|p| p as &dyn Measured);
+        workers.chain(extra)
+    }
+}
+
+/// A worker's tree or a single process as last sampled, each figure in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Figures {
+    pub rss: u64,
+    /// The pool's `memory_metric`.
+    pub memory: u64,
+    pub pss: Option<u64>,
+    pub uss: Option<u64>,
+}
+
+/// What status measures the memory of: workers, and a preloaded pool's template and spare.
+pub trait Measured {
+    fn figures(&self) -> Figures;
+}
+
+impl Measured for WorkerStatus {
+    fn figures(&self) -> Figures {
+        Figures {
+            rss: self.rss_bytes,
+            memory: self.memory_bytes,
+            pss: self.pss_bytes,
+            uss: self.uss_bytes,
+        }
+    }
+}
+
+impl Measured for ProcessStatus {
+    fn figures(&self) -> Figures {
+        Figures {
+            rss: self.rss_bytes,
+            memory: self.memory_bytes,
+            pss: self.pss_bytes,
+            uss: self.uss_bytes,
+        }
     }
 }
 
@@ -157,4 +236,90 @@ pub struct WorkerStatus {
 
 fn one() -> u32 {
     1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POOL: &str = r#"{"name":"p","state":"running","size":1,"workers":[],"requests":0,"errors":0,
+        "queued":0,"recycled":0,"restarts":0"#;
+
+    #[test]
+    fn a_pool_says_its_memory_metric_and_limits_and_null_for_an_unset_limit() {
+        let pool: PoolStatus =
+            serde_json::from_str(&format!(r#"{POOL},"memory_metric":"pss","max_rss_bytes":536870912}}"#)).unwrap();
+        assert_eq!(pool.memory_metric, MemoryMetric::Pss);
+        let json: serde_json::Value = serde_json::to_value(&pool).unwrap();
+        assert_eq!(json["memory_metric"], "pss");
+        assert_eq!(json["max_rss_bytes"], 536870912);
+        assert!(json["hard_rss_bytes"].is_null(), "{json}");
+        assert!(
+            json.as_object().unwrap().contains_key("hard_rss_bytes"),
+            "an unset limit is null, not left out: {json}"
+        );
+    }
+
+    #[test]
+    fn the_figure_beside_rss_is_the_pools_metric_or_pss_where_pages_are_shared() {
+        let worker = |pss: &str| {
+            format!(
+                r#"{{"id":"worker-1","pid":9,"state":"idle","health":"ok","rss_bytes":50,"memory_bytes":30,{pss}
+                "rss_growth_bytes_per_s":0,"cpu_percent":0.0,"requests":0,"errors":0,"age_s":1.0,"last_recycle_reason":null}}"#
+            )
+        };
+        let template = r#""template":{"pid":5,"rss_bytes":40,"memory_bytes":40,"pss_bytes":20}"#;
+        // (memory_metric, the worker's pss/uss, template, shown metric, its total over the pool)
+        let cases = [
+            ("rss", "", "", None, 0),
+            (
+                "rss",
+                r#""pss_bytes":10,"uss_bytes":2,"#,
+                template,
+                Some(MemoryMetric::Pss),
+                30,
+            ),
+            (
+                "pss",
+                r#""pss_bytes":30,"uss_bytes":2,"#,
+                "",
+                Some(MemoryMetric::Pss),
+                30,
+            ),
+            // USS is its memory_bytes, what max_rss compares.
+            (
+                "uss",
+                r#""pss_bytes":40,"uss_bytes":30,"#,
+                "",
+                Some(MemoryMetric::Uss),
+                30,
+            ),
+        ];
+        for (metric, pss, template, shown, total) in cases {
+            let json = format!(
+                r#"{},"memory_metric":"{metric}","workers":[{}]{}{template}}}"#,
+                POOL.replace(r#""workers":[],"#, ""),
+                worker(pss),
+                if template.is_empty() { "" } else { "," }
+            );
+            let pool: PoolStatus = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+            assert_eq!(pool.shown_metric(), shown, "{json}");
+            if let Some(m) = shown {
+                assert_eq!(pool.total(m), total, "{json}");
+            }
+            assert_eq!(
+                pool.total(MemoryMetric::Rss),
+                50 + if template.is_empty() { 0 } else { 40 }
+            );
+        }
+    }
+
+    #[test]
+    fn a_status_without_the_memory_fields_reads_as_rss_without_limits() {
+        let pool: PoolStatus = serde_json::from_str(&format!("{POOL}}}")).unwrap();
+        assert_eq!(
+            (pool.memory_metric, pool.max_rss_bytes, pool.hard_rss_bytes),
+            (MemoryMetric::Rss, None, None)
+        );
+    }
 }

@@ -96,11 +96,35 @@ pub enum Protocol {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What `max_rss`/`hard_rss` compare; status reports it per pool under the spec's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MemoryMetric {
+    /// Also what a pool reports when its daemon did not say (status from before the field).
+    #[default]
     Rss,
     Pss,
     Uss,
+}
+
+impl MemoryMetric {
+    /// The spec's and the wire's name ("rss").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemoryMetric::Rss => "rss",
+            MemoryMetric::Pss => "pss",
+            MemoryMetric::Uss => "uss",
+        }
+    }
+
+    /// The name as a column head ("RSS").
+    pub fn label(self) -> &'static str {
+        match self {
+            MemoryMetric::Rss => "RSS",
+            MemoryMetric::Pss => "PSS",
+            MemoryMetric::Uss => "USS",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

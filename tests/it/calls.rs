@@ -234,6 +234,22 @@ fn a_call_past_its_timeout_gets_timeout_and_its_worker_is_replaced() {
 }
 
 #[test]
+fn pitctl_call_takes_a_bare_number_as_seconds_for_its_timeout() {
+    let (d, _call) = start(&app_pool("app", "callapp", 1, "request_timeout = \"20s\""));
+    ready(&d, "app", 1);
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let out = d.pitctl(&["call", "app", "echo", "7", "--timeout", "0.2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "7");
+    let out = d.pitctl(&["call", "app", "sleep", "20", "--timeout", "0.2"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("timed out after 200ms"), "{out:?}");
+    let out = d.pitctl(&["call", "app", "echo", "--timeout", "-1"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(text(&out.stderr).contains("a duration cannot be negative"), "{out:?}");
+}
+
+#[test]
 fn request_timeout_bounds_calls_without_a_timeout_of_their_own() {
     let (d, call) = start(&app_pool("app", "callapp", 1, "request_timeout = \"300ms\""));
     ready(&d, "app", 1);

@@ -88,6 +88,42 @@ fn status_json_has_the_interface_shape() {
 }
 
 #[test]
+fn status_json_gives_each_pools_memory_metric_and_rss_limits_null_when_unset() {
+    let limited = format!(
+        "[pools.q]\ncommand = [\"{}\", \"{}\"]\nprotocol = \"none\"\n\
+         memory_metric = \"uss\"\nmax_rss = \"512MiB\"\nhard_rss = \"1GiB\"\n",
+        python(),
+        worker("sleeper.py")
+    );
+    let d = TestDaemon::start(&format!("{}{limited}", one_sleeper()));
+    let out = d.pitctl(&["status", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pool = |name: &str| {
+        v["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let (p, q) = (pool("p"), pool("q"));
+    assert_eq!(p["memory_metric"], "rss", "{p}");
+    for key in ["max_rss_bytes", "hard_rss_bytes"] {
+        assert!(
+            p.get(key).is_some_and(|v| v.is_null()),
+            "{key} of a pool without it: {p}"
+        );
+    }
+    assert_eq!(q["memory_metric"], "uss", "{q}");
+    assert_eq!(q["max_rss_bytes"], 512 << 20, "{q}");
+    assert_eq!(q["hard_rss_bytes"], 1u64 << 30, "{q}");
+    let text = String::from_utf8_lossy(&d.pitctl(&["status", "q"]).stdout).into_owned();
+    assert!(text.contains("limits on USS: max_rss 512.0M, hard_rss 1.0G"), "{text}");
+}
+
+#[test]
 fn pitctl_exit_codes_follow_the_contract() {
     let d = TestDaemon::start(&one_sleeper());
     assert_eq!(d.pitctl(&["status"]).status.code(), Some(0));

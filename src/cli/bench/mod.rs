@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::Failure;
 use super::call::connect;
+use super::duration::human;
 mod load;
 
 use load::{Prepared, Tally, pipeline_prepared};
@@ -54,24 +55,31 @@ pub fn run(a: BenchArgs<'_>, json: bool) -> Result<(), Failure> {
     if json {
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
     } else {
-        println!(
-            "{} calls of {}.{} in {:.1}s with concurrency {} over {} connection{}: {:.0} calls/s, {} errors",
-            report.calls,
-            report.pool,
-            report.method,
-            report.duration_s,
-            report.concurrency,
-            report.connections,
-            if report.connections == 1 { "" } else { "s" },
-            report.calls_per_s,
-            report.errors
-        );
-        println!(
-            "latency: p50 {} us, p90 {} us, p99 {} us, max {} us",
-            report.p50_us, report.p90_us, report.p99_us, report.max_us
-        );
+        print!("{}", text(&report));
     }
     Ok(())
+}
+
+/// The report as a person reads it, latencies in their own unit; `--json` keeps microseconds.
+pub fn text(report: &BenchReport) -> String {
+    let latency = |us: u64| human(Duration::from_micros(us));
+    format!(
+        "{} calls of {}.{} in {:.1}s with concurrency {} over {} connection{}: {:.0} calls/s, {} errors\n\
+         latency: p50 {}, p90 {}, p99 {}, max {}\n",
+        report.calls,
+        report.pool,
+        report.method,
+        report.duration_s,
+        report.concurrency,
+        report.connections,
+        if report.connections == 1 { "" } else { "s" },
+        report.calls_per_s,
+        report.errors,
+        latency(report.p50_us),
+        latency(report.p90_us),
+        latency(report.p99_us),
+        latency(report.max_us)
+    )
 }
 
 pub fn measure(a: &BenchArgs<'_>) -> Result<BenchReport, Failure> {
@@ -173,7 +181,30 @@ fn share(concurrency: usize, connections: usize, i: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::share;
+    use super::{BenchReport, share, text};
+
+    #[test]
+    fn the_text_report_gives_latencies_in_the_unit_a_person_reads() {
+        let report = BenchReport {
+            pool: "agent".into(),
+            method: "ask".into(),
+            concurrency: 16,
+            connections: 16,
+            duration_s: 3.02,
+            calls: 96,
+            errors: 0,
+            calls_per_s: 31.8,
+            p50_us: 87,
+            p90_us: 1234,
+            p99_us: 501_917,
+            max_us: 1_240_000,
+        };
+        assert_eq!(
+            text(&report),
+            "96 calls of agent.ask in 3.0s with concurrency 16 over 16 connections: 32 calls/s, 0 errors\n\
+             latency: p50 87 us, p90 1.23 ms, p99 502 ms, max 1.24 s\n"
+        );
+    }
 
     #[test]
     fn calls_in_flight_are_shared_evenly_over_connections() {

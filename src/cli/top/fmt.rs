@@ -1,7 +1,8 @@
-//! Small text formatters of `pitctl top`: sizes, rates, bars, event lines. Pure functions,
-//! each safe for any input (zero widths, zero maxima, negative rates).
+//! Small text formatters of `pitctl top`: sizes, memory figures, rates, bars, event lines.
+//! Pure functions, each safe for any input (zero widths, zero maxima, negative rates).
 
 use crate::proto::event::Event;
+use crate::proto::status::{Measured, PoolStatus};
 
 /// Compact IEC size ("12.0M"); "-" for zero, which status reports before the first sample.
 pub fn bytes(n: u64) -> String {
@@ -30,6 +31,24 @@ pub fn bar(value: u64, max: u64, width: usize) -> String {
         ((value as f64 / max as f64) * width as f64).round().min(width as f64) as usize
     };
     format!("{}{}", "█".repeat(filled), "░".repeat(width - filled))
+}
+
+/// The head of the memory column: the metric the pools show beside RSS ("PSS/USS" when
+/// they differ); `None` when no pool shows one.
+pub fn memory_head(pools: &[PoolStatus]) -> Option<&'static str> {
+    let mut shown = pools.iter().filter_map(PoolStatus::shown_metric);
+    let first = shown.next()?;
+    Some(if shown.all(|m| m == first) {
+        first.label()
+    } else {
+        "PSS/USS"
+    })
+}
+
+/// A worker's figure in the memory column: its pool's shown metric, "-" where the pool has none.
+pub fn memory_cell(pool: &PoolStatus, process: &(impl Measured + ?Sized)) -> String {
+    pool.shown_metric()
+        .map_or("-".into(), |m| bytes(pool.figure(process, m)))
 }
 
 /// An event as one line with the time of day only: the pane is narrow and shows recent ones.

@@ -10,8 +10,10 @@
 //! way out: a normal quit, an error (the guard's `Drop`) and a panic (the hook restores
 //! before the panic message is printed, so the message stays readable).
 
+mod columns;
 mod fetch;
 mod fmt;
+mod pools;
 mod state;
 mod view;
 mod workers;
@@ -45,7 +47,7 @@ const STALL: Duration = Duration::from_secs(3);
 
 /// Parses `--interval`.
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
-    let d = super::call::parse_duration(s)?;
+    let d = super::duration::parse(s)?;
     if d < MIN_INTERVAL {
         return Err(format!("the interval must be at least 100ms, found {s:?}"));
     }

@@ -15,7 +15,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::ids::WorkerId;
 use crate::proto::event::Event;
-use crate::proto::status::{PoolStatus, StatusReport, WorkerStatus};
+use crate::proto::status::{MemoryMetric, PoolStatus, StatusReport, WorkerStatus};
 
 /// Refreshes kept for the sparklines: a minute at the default interval.
 pub const HISTORY: usize = 60;
@@ -90,8 +90,9 @@ pub struct PoolHistory {
     last: Option<(u64, Instant)>,
     /// Calls/s between consecutive refreshes, oldest first.
     pub calls_per_s: VecDeque<f64>,
-    /// Sum of the workers' RSS at each refresh, oldest first.
-    pub rss: VecDeque<u64>,
+    /// The pool's memory at each refresh, oldest first: workers, template and spare, on the
+    /// figure shown beside RSS (RSS where there is none).
+    pub memory: VecDeque<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -146,8 +147,8 @@ impl State {
                 }
             }
             h.last = Some((pool.requests, now));
-            // The pool's whole footprint: a preloaded pool's template and spare included.
-            push(&mut h.rss, pool.memory_totals().0);
+            let metric = pool.shown_metric().unwrap_or(MemoryMetric::Rss);
+            push(&mut h.memory, pool.total(metric));
         }
         self.status = Some(report);
         self.disconnected = None;
@@ -163,6 +164,10 @@ impl State {
     /// Calls/s of a pool over the last refresh; `None` until two reports were seen.
     pub fn calls_per_s(&self, pool: &str) -> Option<f64> {
         self.history.get(pool)?.calls_per_s.back().copied()
+    }
+
+    pub fn pool(&self, name: &str) -> Option<&PoolStatus> {
+        self.status.as_ref()?.pools.iter().find(|p| p.name == name)
     }
 
     /// The selectable rows in display order: pools in the daemon's order, workers sorted.

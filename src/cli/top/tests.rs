@@ -1,6 +1,6 @@
-//! `pitctl top` without a terminal: keys against `State`, and `view::render` into a
-//! `TestBackend` compared with snapshots. Fixed status JSON and a fixed clock make every
-//! figure (calls/s, sparklines) reproducible.
+//! `pitctl top` without a terminal: `view::render` into a `TestBackend` compared with
+//! snapshots, and (`keys`) keys against `State`. Fixed status JSON and a fixed clock make
+//! every figure (calls/s, sparklines) reproducible.
 
 use std::time::{Duration, Instant};
 
@@ -8,12 +8,15 @@ use insta::assert_snapshot;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::style::Color;
 
-use super::state::{Action, SortKey, State};
+use super::state::{Action, State};
 use super::view;
 use crate::ids::WorkerId;
 use crate::proto::event::Event;
 use crate::proto::status::StatusReport;
+
+mod keys;
 
 const STATUS: &str = r#"{"version":"0.1.0","pid":1234,"uptime_s":754.2,"pools":[
  {"name":"echo","state":"running","size":3,"requests":0,"errors":2,"queued":1,"recycled":4,"restarts":1,
@@ -25,7 +28,8 @@ const STATUS: &str = r#"{"version":"0.1.0","pid":1234,"uptime_s":754.2,"pools":[
    "rss_growth_bytes_per_s":0,"cpu_percent":0.7,"requests":95,"errors":0,"age_s":640.0,"last_recycle_reason":"max_rss"},
   {"id":"worker-9","pid":4310,"state":"starting","health":"unknown","rss_bytes":0,"memory_bytes":0,
    "rss_growth_bytes_per_s":-2048,"cpu_percent":12.0,"requests":0,"errors":0,"age_s":1.2,"last_recycle_reason":"manual"}]},
- {"name":"ticker","state":"running","size":2,"requests":0,"errors":0,"queued":0,"recycled":0,"restarts":0,"workers":[
+ {"name":"ticker","state":"running","size":2,"requests":0,"errors":0,"queued":0,"recycled":0,"restarts":0,
+  "hard_rss_bytes":20971520,"workers":[
   {"id":"worker-1","pid":4200,"state":"idle","health":"ok","rss_bytes":9437184,"memory_bytes":9437184,
    "rss_growth_bytes_per_s":0,"cpu_percent":0.0,"requests":0,"errors":0,"age_s":754.0,"last_recycle_reason":null},
   {"id":"worker-2","pid":4201,"state":"idle","health":"ok","rss_bytes":9961472,"memory_bytes":9961472,
@@ -98,15 +102,19 @@ fn failing_pool_shows_its_reason() {
     assert_snapshot!(screen(&fixture(Some(BROKEN)), 120, 40));
 }
 
+/// A preloaded pool on PSS: its workers' RSS counts each page they share with the template,
+/// so only PSS tells that worker-12 is past max_rss and worker-11 is not.
 const AGENT: &str = r#"{"name":"agent","state":"running","size":2,"requests":40,"errors":0,"queued":3,"recycled":0,
- "restarts":0,"concurrency":8,"in_flight":16,"capacity":16,
- "template":{"pid":4400,"rss_bytes":41943040,"memory_bytes":41943040,"pss_bytes":20971520,
-  "spare":{"pid":4401,"rss_bytes":31457280,"memory_bytes":31457280,"pss_bytes":5242880}},
+ "restarts":0,"concurrency":8,"in_flight":16,"capacity":16,"memory_metric":"pss","max_rss_bytes":16777216,
+ "template":{"pid":4400,"rss_bytes":41943040,"memory_bytes":20971520,"pss_bytes":20971520,"uss_bytes":1048576,
+  "spare":{"pid":4401,"rss_bytes":31457280,"memory_bytes":5242880,"pss_bytes":5242880,"uss_bytes":1048576}},
  "warnings":["1 thread(s) running in the preload template after its imports (poller)"],"workers":[
-  {"id":"worker-11","pid":4402,"state":"busy","health":"ok","rss_bytes":52428800,"memory_bytes":52428800,
+  {"id":"worker-11","pid":4402,"state":"busy","health":"ok","rss_bytes":52428800,"memory_bytes":12582912,
+   "pss_bytes":12582912,"uss_bytes":4194304,
    "rss_growth_bytes_per_s":0,"cpu_percent":3.0,"requests":20,"errors":0,"age_s":60.0,"last_recycle_reason":null,
    "in_flight":8,"gil_enabled":true},
-  {"id":"worker-12","pid":4403,"state":"busy","health":"ok","rss_bytes":52428800,"memory_bytes":52428800,
+  {"id":"worker-12","pid":4403,"state":"busy","health":"ok","rss_bytes":52428800,"memory_bytes":17825792,
+   "pss_bytes":17825792,"uss_bytes":9437184,
    "rss_growth_bytes_per_s":0,"cpu_percent":2.0,"requests":20,"errors":0,"age_s":60.0,"last_recycle_reason":null,
    "in_flight":8,"gil_enabled":true}]}"#;
 
@@ -122,6 +130,135 @@ fn a_concurrent_preloaded_pool_shows_calls_in_flight_its_template_and_warnings()
         "{text}"
     );
     assert_snapshot!(text);
+}
+
+/// Every head of the pool pane and of the worker table.
+const HEADS: [&str; 26] = [
+    "POOL", "STATE", "SIZE", "READY", "BUSY", "IN", "FLIGHT", "CALLS/S", "QUEUED", "CALLS", "ERRORS", "RECYCLED",
+    "RESTARTS", "RSS", "PSS", "ID", "PID", "HEALTH", "MEM", "BAR", "GROWTH", "CPU%", "AGE", "LAST", "RECYCLE", "USS",
+];
+
+/// The head lines of the pool pane and the worker table, without their borders and the
+/// table's highlight room.
+fn head_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.contains("STATE"))
+        .map(|l| l.trim_matches('│').trim().to_string())
+        .collect()
+}
+
+#[test]
+fn at_80x24_every_column_and_line_fits() {
+    let text = screen(&fixture(Some(AGENT)), 80, 24);
+    let heads = head_lines(&text);
+    assert_eq!(heads.len(), 2, "{text}");
+    for head in &heads {
+        for word in head.split_whitespace() {
+            assert!(HEADS.contains(&word), "a cut head {word:?} in {head:?}:\n{text}");
+        }
+        assert!(head.contains("ERRORS") && head.contains("PSS"), "{text}");
+    }
+    assert!(
+        text.contains("template pid 4400 RSS 40.0M PSS 20.0M; spare pid 4401 RSS 30.0M PSS 5.0M"),
+        "{text}"
+    );
+    for worker in [
+        "worker-5",
+        "worker-7",
+        "worker-9",
+        "worker-1",
+        "worker-2",
+        "worker-11",
+        "worker-12",
+    ] {
+        assert!(text.contains(worker), "{worker} left out:\n{text}");
+    }
+    assert!(text.lines().next().unwrap().ends_with("sort: id"), "{text}");
+    assert_snapshot!(text);
+}
+
+#[test]
+fn at_120x40_pools_and_workers_show_rss_and_pss_and_bars_on_pss() {
+    let mut state = fixture(Some(AGENT));
+    press(&mut state, 'G');
+    let text = screen(&state, 120, 40);
+    let row = |id: &str| text.lines().find(|l| l.contains(id)).unwrap().to_string();
+    // RSS 50.0M, PSS 12.0M against max_rss 16.0M (8 of 10 cells); worker-12 is past it.
+    assert!(row("worker-11").contains("50.0M   12.0M ████████░░"), "{text}");
+    assert!(row("worker-12").contains("50.0M   17.0M ██████████"), "{text}");
+    // The pool: its workers, template and spare.
+    assert!(row("agent ").contains("170.0M   54.0M"), "{text}");
+    // The sparklines of the selected worker's pool chart PSS too.
+    assert!(row("PSS agent: 54.0M").contains("calls/s agent"), "{text}");
+    assert_snapshot!(text);
+}
+
+#[test]
+fn the_memory_bar_turns_red_past_max_rss_on_the_pools_metric() {
+    let state = fixture(Some(AGENT));
+    let mut terminal = Terminal::new(TestBackend::new(140, 40)).unwrap();
+    terminal.draw(|f| view::render(&state, f)).unwrap();
+    let buf = terminal.backend().buffer();
+    let bar_color = |id: &str| {
+        let y = (0..40)
+            .find(|&y| (0..140).map(|x| buf[(x, y)].symbol()).collect::<String>().contains(id))
+            .unwrap();
+        let x = (0..140).find(|&x| buf[(x, y)].symbol() == "█").unwrap();
+        buf[(x, y)].fg
+    };
+    assert_eq!(bar_color("worker-12"), Color::Red);
+    assert_eq!(bar_color("worker-11"), Color::Magenta);
+    // A pool with hard_rss only: against it, red past it.
+    assert_eq!(bar_color("worker-1 "), Color::Magenta);
+}
+
+#[test]
+fn at_80x24_the_events_give_way_to_every_pool_line_and_worker() {
+    let mut state = fixture(Some(AGENT));
+    if let Some(status) = state.status.as_mut() {
+        status.pools.push(serde_json::from_str(BROKEN).unwrap());
+    }
+    let text = screen(&state, 80, 24);
+    for shown in [
+        "broken failing",
+        "crash loop: worker-14",
+        "warning: 1 thread(s)",
+        "worker-12",
+        "no workers",
+    ] {
+        assert!(text.contains(shown), "{shown} left out:\n{text}");
+    }
+    assert!(!text.contains("events (UTC)"), "{text}");
+}
+
+#[test]
+fn help_overlay_fits_80x24_and_says_what_the_bar_is_drawn_against() {
+    let mut state = fixture(Some(AGENT));
+    press(&mut state, '?');
+    let text = screen(&state, 80, 24);
+    assert!(
+        text.contains("MEM BAR      the pool's memory_metric against its max_rss (red past it),")
+            && text.contains("else its hard_rss, else its largest worker"),
+        "{text}"
+    );
+    assert!(
+        text.contains("start below the window's minimum"),
+        "the last line is cut:\n{text}"
+    );
+    assert_snapshot!(text);
+}
+
+#[test]
+fn no_head_is_cut_at_any_width() {
+    let state = fixture(Some(AGENT));
+    for width in 40..=200 {
+        let text = screen(&state, width, 30);
+        for head in head_lines(&text) {
+            for word in head.split_whitespace() {
+                assert!(HEADS.contains(&word), "a cut head {word:?} at width {width}:\n{text}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -163,11 +300,16 @@ fn disconnected_keeps_the_last_screen_and_says_why() {
 
 #[test]
 fn any_size_renders_without_panicking() {
-    let states = [State::new(Duration::from_secs(1)), fixture(Some(BROKEN)), {
-        let mut s = fixture(None);
-        press(&mut s, '?');
-        s
-    }];
+    let states = [
+        State::new(Duration::from_secs(1)),
+        fixture(Some(BROKEN)),
+        fixture(Some(AGENT)),
+        {
+            let mut s = fixture(None);
+            press(&mut s, '?');
+            s
+        },
+    ];
     // Tiny sizes, the thresholds where panes appear (20 and 24 rows), 40x10 up to 200x60.
     for state in &states {
         for w in [1, 3, 10, 20, 40, 41, 80, 120, 200] {
@@ -176,140 +318,4 @@ fn any_size_renders_without_panicking() {
             }
         }
     }
-}
-
-#[test]
-fn first_worker_is_selected_and_j_k_arrows_move_within_bounds() {
-    let mut state = fixture(None);
-    // Pools in the daemon's order, workers by id: worker-5, worker-7, worker-9, worker-1, worker-2.
-    assert_eq!(selected_worker(&state), Some(WorkerId(5)));
-    press(&mut state, 'k');
-    assert_eq!(selected_worker(&state), Some(WorkerId(5)), "clamps at the top");
-    press(&mut state, 'j');
-    state.on_key(key(KeyCode::Down));
-    assert_eq!(selected_worker(&state), Some(WorkerId(9)));
-    for _ in 0..10 {
-        press(&mut state, 'j');
-    }
-    assert_eq!(selected_worker(&state), Some(WorkerId(2)), "clamps at the bottom");
-    state.on_key(key(KeyCode::Up));
-    assert_eq!(selected_worker(&state), Some(WorkerId(1)));
-}
-
-#[test]
-fn selection_follows_the_worker_and_falls_back_to_its_row_when_it_goes() {
-    let mut state = fixture(None);
-    press(&mut state, 'j');
-    assert_eq!(selected_worker(&state), Some(WorkerId(7)));
-    let mut report = state.status.clone().unwrap();
-    report.pools[0].workers.retain(|w| w.id != WorkerId(7));
-    state.apply_status(report, Instant::now());
-    assert_eq!(selected_worker(&state), Some(WorkerId(9)), "the row below moved up");
-}
-
-#[test]
-fn r_asks_and_y_recycles_the_selected_worker() {
-    let mut state = fixture(None);
-    press(&mut state, 'j');
-    assert_eq!(press(&mut state, 'r'), None);
-    let prompt = &state.confirm.as_ref().expect("a question").prompt;
-    assert_eq!(prompt, "recycle worker-7 of pool echo? (y/n)");
-    assert_eq!(press(&mut state, 'x'), None, "other keys leave the question open");
-    assert!(state.confirm.is_some());
-    assert_eq!(press(&mut state, 'y'), Some(Action::Recycle(WorkerId(7))));
-    assert!(state.confirm.is_none());
-}
-
-#[test]
-fn n_or_esc_cancel_a_drain() {
-    let mut state = fixture(None);
-    for cancel in [KeyCode::Char('n'), KeyCode::Esc] {
-        assert_eq!(press(&mut state, 'd'), None);
-        assert!(state.confirm.is_some());
-        assert_eq!(state.on_key(key(cancel)), None);
-        assert!(state.confirm.is_none());
-        assert_eq!(state.message.as_ref().unwrap().text, "cancelled");
-    }
-    press(&mut state, 'd');
-    assert_eq!(press(&mut state, 'y'), Some(Action::Drain(WorkerId(5))));
-}
-
-#[test]
-fn u_resumes_the_selected_workers_pool_without_asking() {
-    let mut state = fixture(None);
-    press(&mut state, 'G');
-    assert_eq!(press(&mut state, 'u'), Some(Action::Resume("ticker".into())));
-}
-
-#[test]
-fn a_pool_without_workers_can_be_selected_and_resumed_but_not_recycled() {
-    let mut state = fixture(Some(BROKEN));
-    press(&mut state, 'G');
-    assert_eq!(state.selected.as_ref().unwrap().pool, "broken");
-    assert_eq!(press(&mut state, 'r'), None);
-    assert!(state.confirm.is_none());
-    assert!(state.message.as_ref().unwrap().error);
-    assert_eq!(press(&mut state, 'u'), Some(Action::Resume("broken".into())));
-}
-
-#[test]
-fn q_esc_and_ctrl_c_quit() {
-    let mut state = fixture(None);
-    assert_eq!(press(&mut state, 'q'), Some(Action::Quit));
-    assert_eq!(state.on_key(key(KeyCode::Esc)), Some(Action::Quit));
-    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
-    assert_eq!(state.on_key(ctrl_c), Some(Action::Quit));
-}
-
-#[test]
-fn help_closes_on_any_key_and_q_still_quits() {
-    let mut state = fixture(None);
-    press(&mut state, '?');
-    assert!(state.help);
-    assert_eq!(press(&mut state, 'j'), None);
-    assert!(!state.help);
-    press(&mut state, '?');
-    assert_eq!(press(&mut state, 'q'), Some(Action::Quit));
-}
-
-#[test]
-fn s_cycles_the_sort_and_keeps_the_selected_worker() {
-    let mut state = fixture(None);
-    press(&mut state, 'j');
-    let order = |s: &State| -> Vec<String> {
-        s.rows()
-            .iter()
-            .filter_map(|(_, w)| w.map(|w| w.id.to_string()))
-            .collect()
-    };
-    let mut seen = Vec::new();
-    for _ in 0..4 {
-        press(&mut state, 's');
-        seen.push(state.sort);
-        assert_eq!(selected_worker(&state), Some(WorkerId(7)));
-        if state.sort == SortKey::Rss {
-            assert_eq!(order(&state)[..3], ["worker-7", "worker-5", "worker-9"]);
-        }
-        if state.sort == SortKey::Cpu {
-            assert_eq!(order(&state)[..3], ["worker-7", "worker-9", "worker-5"]);
-        }
-    }
-    assert_eq!(seen, [SortKey::Rss, SortKey::Cpu, SortKey::Calls, SortKey::Id]);
-}
-
-#[test]
-fn calls_per_s_is_the_counter_delta_over_the_elapsed_time() {
-    let t0 = Instant::now();
-    let mut state = State::new(Duration::from_secs(1));
-    let mut report: StatusReport = serde_json::from_str(STATUS).unwrap();
-    state.apply_status(report.clone(), t0);
-    assert_eq!(state.calls_per_s("echo"), None, "one report is no rate");
-    report.pools[0].requests = 30;
-    state.apply_status(report.clone(), t0 + Duration::from_secs(2));
-    assert_eq!(state.calls_per_s("echo"), Some(15.0));
-    // A restarted daemon (new pid) starts the history over instead of a negative rate.
-    report.pid = 99;
-    report.pools[0].requests = 3;
-    state.apply_status(report, t0 + Duration::from_secs(3));
-    assert_eq!(state.calls_per_s("echo"), None);
 }

@@ -1,9 +1,10 @@
 //! Draws `pitctl top` from a `State`; reads only, so a snapshot test of `render` sees exactly
 //! what a terminal would.
 //!
-//! Top to bottom: a title line (daemon, or why it is unreachable), one line per pool, the
-//! worker table, sparklines of the selected pool, recent events and a status line. Panes
-//! that do not fit a small terminal are left out rather than squeezed to nothing.
+//! Top to bottom: a title line (daemon, or why it is unreachable), the pool pane (`pools`),
+//! the worker table (`workers`), sparklines of the selected pool, recent events and a status
+//! line. Panes that do not fit a small terminal are left out rather than squeezed to
+//! nothing, and lines are shortened rather than cut at the right edge.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -14,21 +15,34 @@ use ratatui::widgets::{Block, Clear, Paragraph, Sparkline, Wrap};
 use super::fmt::{bytes, short_event, wrap};
 use super::state::{HISTORY, State};
 use crate::cli::status::age;
-use crate::lifecycle::WorkerState;
-use crate::proto::status::{PoolState, ProcessStatus, TemplateStatus, WorkerStatus};
+use crate::proto::status::MemoryMetric;
 
-/// Lines of a failing pool's reason shown under its line (the reason quotes stderr).
-const REASON_LINES: usize = 2;
+/// Rows the worker table keeps before an optional pane (events, sparklines) may take room
+/// from it: its borders, head and eleven workers, or all of them when fewer.
+const TABLE_ROWS: u16 = 14;
 
 const KEYS: &str = "↑↓/jk select  r recycle  d drain  u resume pool  s sort  ? help  q quit";
 
 pub fn render(state: &State, frame: &mut Frame) {
     let area = frame.area();
-    let pools = pool_lines(state, area.width.saturating_sub(2) as usize);
-    // Optional panes appear only when the worker table keeps a few rows.
-    let charts = if area.height >= 24 { 5 } else { 0 };
-    let events = if area.height >= 20 { area.height / 5 } else { 0 };
-    let pools_h = (pools.len() as u16 + 2).min(area.height / 3);
+    let pools = super::pools::lines(state, area.width.saturating_sub(2) as usize);
+    let pools_want = pools.len() as u16 + 2;
+    let table_want = state.rows().len() as u16 + 3;
+    let mut pools_h = pools_want.min(area.height / 3);
+    // Optional panes appear only while the worker table keeps its rows: the workers are
+    // what top is for.
+    let keep = table_want.min(TABLE_ROWS);
+    let mut room = area.height.saturating_sub(pools_h + 2);
+    let events = if area.height >= 20 && room >= area.height / 5 + keep {
+        area.height / 5
+    } else {
+        0
+    };
+    room -= events;
+    let charts = if area.height >= 24 && room >= 5 + keep { 5 } else { 0 };
+    room -= charts;
+    // Rows the worker table does not need show the pool lines that did not fit.
+    pools_h += room.saturating_sub(table_want).min(pools_want - pools_h);
     let [title, pools_area, workers, charts_area, events_area, status] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(pools_h),
@@ -60,131 +74,53 @@ pub fn render(state: &State, frame: &mut Frame) {
 fn title_line(state: &State, width: usize) -> Line<'static> {
     const NAME: &str = "pitctl top  ";
     let mut spans = vec![Span::from(NAME).bold()];
+    let room = width.saturating_sub(NAME.len());
     match (&state.disconnected, &state.status) {
         (Some(why), _) => {
             // Shorten the reason rather than lose "retrying" off the edge.
-            let room = width.saturating_sub(NAME.len() + "disconnected: , retrying".len());
+            let room = room.saturating_sub("disconnected: , retrying".len());
             let why = wrap(why, room.max(3), 1).pop().unwrap_or_default();
             spans.push(Span::from(format!("disconnected: {why}, retrying")).red().bold());
         }
         (None, Some(s)) => {
-            spans.push(Span::from(format!(
-                "pitd {} (pid {}), up {}",
-                s.version,
-                s.pid,
-                age(s.uptime_s)
-            )));
+            const SHUTTING: &str = ", shutting down (not ready)";
+            let room = room.saturating_sub(if s.shutting_down { SHUTTING.len() } else { 0 });
+            let daemon = format!("pitd {} (pid {}), up {}", s.version, s.pid, age(s.uptime_s));
+            spans.push(Span::from(wrap(&daemon, room, 1).pop().unwrap_or_default()));
             if s.shutting_down {
-                spans.push(Span::from(", shutting down (not ready)").yellow().bold());
+                spans.push(Span::from(SHUTTING).yellow().bold());
             }
         }
         (None, None) => spans.push(Span::from("connecting...")),
     }
-    spans.push(Span::from(format!(
-        "  |  every {}  |  sort: {}  |  ? help",
-        humantime::format_duration(state.interval),
-        state.sort.name()
-    )));
+    // The rest is said elsewhere too (the workers' title, the key line): it goes first.
+    let extras = [
+        format!("  |  every {}", humantime::format_duration(state.interval)),
+        format!("  |  sort: {}", state.sort.name()),
+        "  |  ? help".to_string(),
+    ];
+    let mut used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+    for extra in extras {
+        used += extra.chars().count();
+        if used > width {
+            break;
+        }
+        spans.push(Span::from(extra));
+    }
     Line::from(spans)
 }
 
-fn pool_lines(state: &State, width: usize) -> Vec<Line<'static>> {
-    let Some(status) = &state.status else {
-        return Vec::new();
-    };
-    let mut lines = vec![
-        Line::from(format!(
-            "{:<12} {:<9} {:>4} {:>5} {:>4} {:>9} {:>8} {:>6} {:>8} {:>6} {:>8} {:>8}",
-            "POOL",
-            "STATE",
-            "SIZE",
-            "READY",
-            "BUSY",
-            "IN FLIGHT",
-            "CALLS/S",
-            "QUEUED",
-            "CALLS",
-            "ERRORS",
-            "RECYCLED",
-            "RESTARTS"
-        ))
-        .bold(),
-    ];
-    for pool in &status.pools {
-        let count = |f: fn(&WorkerStatus) -> bool| pool.workers.iter().filter(|w| f(w)).count();
-        let ready = count(|w| matches!(w.state, WorkerState::Idle | WorkerState::Busy));
-        let busy = count(|w| w.state == WorkerState::Busy);
-        let rate = state.calls_per_s(&pool.name).map_or("-".into(), |r| format!("{r:.1}"));
-        // Against capacity (ready workers x concurrency): how full the pool is.
-        let flight = format!("{}/{}", pool.in_flight, pool.capacity);
-        lines.push(Line::from(vec![
-            Span::from(format!("{:<12} ", pool.name)).bold(),
-            Span::styled(format!("{:<9}", pool.state.as_str()), pool_style(pool.state)),
-            Span::from(format!(
-                " {:>4} {:>5} {:>4} {:>9} {:>8} {:>6} {:>8} {:>6} {:>8} {:>8}",
-                pool.size,
-                ready,
-                busy,
-                flight,
-                rate,
-                pool.queued,
-                pool.requests,
-                pool.errors,
-                pool.recycled,
-                pool.restarts
-            )),
-        ]));
-        if let Some(template) = &pool.template {
-            lines.push(Line::from(format!("    {}", template_line(template))).dark_gray());
-        }
-        for warning in &pool.warnings {
-            for part in wrap(&format!("warning: {warning}"), width.saturating_sub(4), REASON_LINES) {
-                lines.push(Line::from(format!("    {part}")).yellow());
-            }
-        }
-        if let Some(why) = &pool.failing_reason {
-            for part in wrap(why, width.saturating_sub(4), REASON_LINES) {
-                lines.push(Line::from(format!("    {part}")).red());
-            }
-        }
-    }
-    lines
-}
-
-/// The preload template and its spare: no workers, so not in the worker table, but their
-/// memory is the pool's.
-fn template_line(template: &TemplateStatus) -> String {
-    let process = |name: &str, p: &ProcessStatus| {
-        let pss = p.pss_bytes.map_or(String::new(), |b| format!(", PSS {}", bytes(b)));
-        format!("{name} pid {}: RSS {}{pss}", p.pid, bytes(p.rss_bytes))
-    };
-    let mut line = process("template", &template.process);
-    if let Some(spare) = &template.spare {
-        line.push_str("; ");
-        line.push_str(&process("spare", spare));
-    }
-    line
-}
-
-fn pool_style(state: PoolState) -> Style {
-    match state {
-        PoolState::Running => Style::new().green(),
-        PoolState::Failing => Style::new().red().bold(),
-        PoolState::Draining | PoolState::Drained => Style::new().yellow(),
-        PoolState::Starting => Style::new().cyan(),
-    }
-}
-
-/// Sparklines of the selected worker's pool (the first pool when nothing is selected).
+/// Sparklines of the selected worker's pool (the first pool when nothing is selected): its
+/// calls/s, and its memory on the figure shown beside RSS (RSS where it has none).
 fn render_charts(state: &State, frame: &mut Frame, area: Rect) {
     let pool = state
         .selected
         .as_ref()
-        .map(|t| t.pool.clone())
-        .or_else(|| state.status.as_ref()?.pools.first().map(|p| p.name.clone()));
+        .and_then(|t| state.pool(&t.pool))
+        .or_else(|| state.status.as_ref()?.pools.first());
     let [left, right] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(area);
-    let history = pool.as_ref().and_then(|p| state.history.get(p));
-    let name = pool.as_deref().unwrap_or("-");
+    let history = pool.and_then(|p| state.history.get(&p.name));
+    let name = pool.map_or("-", |p| p.name.as_str());
     // Newest samples on the right: a sparkline draws from the left and drops what overflows.
     let fit = |len: usize, r: Rect| len.saturating_sub(r.width.saturating_sub(2) as usize);
 
@@ -196,37 +132,50 @@ fn render_charts(state: &State, frame: &mut Frame, area: Rect) {
     let chart = Sparkline::default()
         .data(&calls[fit(calls.len(), left)..])
         .style(Style::new().cyan())
-        .block(Block::bordered().title(format!(" calls/s {name}: {now} ")));
+        .block(Block::bordered().title(block_title(&format!("calls/s {name}: {now}"), left)));
     frame.render_widget(chart, left);
 
     // Against zero a slow leak would look flat, so bars start below the window's minimum by
     // its spread (at least 5% of the peak, so sampling noise stays small).
-    let rss: Vec<u64> = history.map_or(Vec::new(), |h| h.rss.iter().copied().collect());
-    let rss = &rss[fit(rss.len(), right)..];
+    let memory: Vec<u64> = history.map_or(Vec::new(), |h| h.memory.iter().copied().collect());
+    let memory = &memory[fit(memory.len(), right)..];
     let (low, high) = (
-        rss.iter().min().copied().unwrap_or(0),
-        rss.iter().max().copied().unwrap_or(0),
+        memory.iter().min().copied().unwrap_or(0),
+        memory.iter().max().copied().unwrap_or(0),
     );
     let floor = low.saturating_sub((high - low).max(high / 20));
-    let title = match rss.last() {
-        Some(now) => format!(" RSS {name}: {} (window {}..{}) ", bytes(*now), bytes(low), bytes(high)),
-        None => format!(" RSS {name}: - "),
+    let metric = pool.map_or("RSS", |p| p.shown_metric().unwrap_or(MemoryMetric::Rss).label());
+    let title = match memory.last() {
+        Some(now) => format!(
+            "{metric} {name}: {} (window {}..{})",
+            bytes(*now),
+            bytes(low),
+            bytes(high)
+        ),
+        None => format!("{metric} {name}: -"),
     };
     let chart = Sparkline::default()
-        .data(rss.iter().map(|b| b - floor).collect::<Vec<u64>>())
+        .data(memory.iter().map(|b| b - floor).collect::<Vec<u64>>())
         .style(Style::new().magenta())
-        .block(Block::bordered().title(title));
+        .block(Block::bordered().title(block_title(&title, right)));
     frame.render_widget(chart, right);
+}
+
+/// A pane's title, shortened to fit its top border between the corners.
+fn block_title(text: &str, area: Rect) -> String {
+    let room = area.width.saturating_sub(4) as usize;
+    format!(" {} ", wrap(text, room, 1).pop().unwrap_or_default())
 }
 
 fn render_events(state: &State, frame: &mut Frame, area: Rect) {
     let fits = area.height.saturating_sub(2) as usize;
+    let width = area.width.saturating_sub(2) as usize;
     let skip = state.events.len().saturating_sub(fits);
     let lines: Vec<Line> = state
         .events
         .iter()
         .skip(skip)
-        .map(|e| Line::from(short_event(e)))
+        .map(|e| Line::from(wrap(&short_event(e), width, 1).pop().unwrap_or_default()))
         .collect();
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" events (UTC) ")),
@@ -246,7 +195,7 @@ fn status_line(state: &State) -> Line<'static> {
 }
 
 fn render_help(frame: &mut Frame, area: Rect) {
-    let sparklines = format!("sparklines   the selected worker's pool, last {HISTORY} refreshes; RSS bars");
+    let sparklines = format!("sparklines   the selected worker's pool, last {HISTORY} refreshes; memory bars");
     let text = [
         "↑/↓, j/k     select a worker (PgUp/PgDn, g/G jump)",
         "r            recycle the selected worker (asks y/n)",
@@ -257,8 +206,10 @@ fn render_help(frame: &mut Frame, area: Rect) {
         "q, Esc       quit (while this help is open, Esc only closes it)",
         "",
         "calls/s      change of the pool's call counter between refreshes",
-        "RSS BAR      against the pool's max_rss (red past it), else its largest worker",
-        "             (status does not report max_rss)",
+        "PSS, USS     the pool's memory_metric beside RSS (PSS for a preloaded pool",
+        "             on rss); a pool's memory: workers, template and spare",
+        "MEM BAR      the pool's memory_metric against its max_rss (red past it),",
+        "             else its hard_rss, else its largest worker",
         "GROWTH       RSS change per second, as sampled by pitd",
         "IN FLIGHT    calls a worker holds / its concurrency; per pool, against",
         "             capacity (ready workers x concurrency)",

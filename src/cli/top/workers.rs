@@ -1,15 +1,14 @@
 //! The worker table of `pitctl top`: one row per worker (or per pool without workers),
-//! grouped by pool, the selected row marked.
-//!
-//! A narrow terminal drops whole columns, least useful first, instead of cutting every
-//! column down to unreadable stubs; the remaining ones keep their display order.
+//! grouped by pool, the selected row marked; a narrow terminal drops whole columns
+//! (`columns`).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Modifier, Style, Stylize};
 use ratatui::widgets::{Block, Cell, Row, Table, TableState};
 
-use super::fmt::{bar, bytes, growth};
+use super::columns::{Column, fit};
+use super::fmt::{bar, bytes, growth, memory_cell, memory_head};
 use super::state::State;
 use crate::cli::status::age;
 use crate::lifecycle::{Health, WorkerState};
@@ -23,6 +22,7 @@ enum Col {
     State,
     Health,
     Rss,
+    Memory,
     Bar,
     Growth,
     Cpu,
@@ -33,42 +33,44 @@ enum Col {
     Last,
 }
 
-/// Cells of the RSS bar.
+/// Cells of the memory bar.
 const BAR_WIDTH: usize = 10;
 
-/// Display order: column, header, width, right-aligned.
-const COLUMNS: [(Col, &str, u16, bool); 14] = [
-    (Col::Pool, "POOL", 8, false),
-    (Col::Id, "ID", 10, false),
-    (Col::Pid, "PID", 7, true),
-    (Col::State, "STATE", 8, false),
-    (Col::Health, "HEALTH", 7, false),
-    (Col::Rss, "RSS", 7, true),
-    (Col::Bar, "RSS BAR", BAR_WIDTH as u16, false),
-    (Col::Growth, "GROWTH", 9, true),
-    (Col::Cpu, "CPU%", 5, true),
-    (Col::Calls, "CALLS", 7, true),
-    (Col::InFlight, "IN FLIGHT", 9, true),
-    (Col::Errors, "ERRORS", 6, true),
-    (Col::Age, "AGE", 6, true),
-    (Col::Last, "LAST RECYCLE", 12, false),
+/// Display order. The memory column's head is the metric it shows (`memory_head`).
+const COLUMNS: [Column<Col>; 15] = [
+    Column::new(Col::Pool, "POOL", 8, false),
+    Column::new(Col::Id, "ID", 10, false),
+    Column::new(Col::Pid, "PID", 7, true),
+    Column::new(Col::State, "STATE", 8, false),
+    Column::new(Col::Health, "HEALTH", 7, false),
+    Column::new(Col::Rss, "RSS", 7, true),
+    Column::new(Col::Memory, "PSS", 7, true),
+    Column::new(Col::Bar, "MEM BAR", BAR_WIDTH as u16, false),
+    Column::new(Col::Growth, "GROWTH", 9, true),
+    Column::new(Col::Cpu, "CPU%", 5, true),
+    Column::new(Col::Calls, "CALLS", 7, true),
+    Column::new(Col::InFlight, "IN FLIGHT", 9, true),
+    Column::new(Col::Errors, "ERRORS", 6, true),
+    Column::new(Col::Age, "AGE", 6, true),
+    Column::new(Col::Last, "LAST RECYCLE", 12, false),
 ];
 
 /// Which columns survive a narrow terminal, most wanted first.
-const PRIORITY: [Col; 14] = [
+const PRIORITY: [Col; 15] = [
     Col::Id,
     Col::State,
     Col::Rss,
+    Col::Memory,
     Col::Cpu,
     Col::Pool,
     Col::Calls,
     Col::InFlight,
-    Col::Health,
     Col::Errors,
+    Col::Health,
     Col::Pid,
+    Col::Bar,
     Col::Age,
     Col::Growth,
-    Col::Bar,
     Col::Last,
 ];
 
@@ -76,41 +78,26 @@ const PRIORITY: [Col; 14] = [
 const CHROME: u16 = 4;
 
 /// The columns that fit `width`, in display order. Calls in flight per worker are shown
-/// only when some pool runs several at once: elsewhere the state (busy) says it all.
-fn fitting(width: u16, concurrent: bool) -> Vec<(Col, &'static str, u16, bool)> {
-    let mut room = width.saturating_sub(CHROME);
-    let mut chosen = Vec::new();
-    for col in PRIORITY.into_iter().filter(|c| concurrent || *c != Col::InFlight) {
-        let (_, _, w, _) = COLUMNS
-            .iter()
-            .find(|c| c.0 == col)
-            .copied()
-            .expect("every column has a spec");
-        // Each column after the first costs one more cell of spacing.
-        let cost = w + u16::from(!chosen.is_empty());
-        if cost > room {
-            break;
-        }
-        room -= cost;
-        chosen.push(col);
+/// only when some pool runs several at once (elsewhere the state, busy, says it all), and
+/// a memory column beside RSS only when some pool has a figure for it, under `memory_head`.
+fn fitting(width: u16, concurrent: bool, memory_head: Option<&'static str>) -> Vec<Column<Col>> {
+    let wanted: Vec<Col> = PRIORITY
+        .into_iter()
+        .filter(|c| concurrent || *c != Col::InFlight)
+        .filter(|c| memory_head.is_some() || *c != Col::Memory)
+        .collect();
+    let mut columns = fit(&COLUMNS, &wanted, width.saturating_sub(CHROME));
+    for c in columns.iter_mut().filter(|c| c.id == Col::Memory) {
+        c.head = memory_head.unwrap_or(c.head);
     }
-    COLUMNS.into_iter().filter(|c| chosen.contains(&c.0)).collect()
+    columns
 }
 
 pub fn render(state: &State, frame: &mut Frame, area: Rect) {
-    let concurrent = state
-        .status
-        .as_ref()
-        .is_some_and(|s| s.pools.iter().any(|p| p.concurrency > 1));
-    let columns = fitting(area.width, concurrent);
-    let align = |text: &str, width: u16, right: bool| {
-        if right {
-            format!("{text:>w$}", w = width as usize)
-        } else {
-            text.to_string()
-        }
-    };
-    let header = Row::new(columns.iter().map(|&(_, h, w, right)| align(h, w, right))).bold();
+    let pools = state.status.as_ref().map_or(&[][..], |s| &s.pools[..]);
+    let concurrent = pools.iter().any(|p| p.concurrency > 1);
+    let columns = fitting(area.width, concurrent, memory_head(pools));
+    let header = Row::new(columns.iter().map(|c| c.align(c.head))).bold();
     let rows = state.rows();
     let mut previous_pool = None;
     let body: Vec<Row> = rows
@@ -123,12 +110,12 @@ pub fn render(state: &State, frame: &mut Frame, area: Rect) {
                 pool.name.as_str()
             };
             previous_pool = Some(&pool.name);
-            Row::new(columns.iter().map(|&(col, _, w, right)| {
+            Row::new(columns.iter().map(|c| {
                 let (text, style) = match worker {
-                    Some(worker) => cell(col, name, pool, worker),
-                    None => no_workers(col, name),
+                    Some(worker) => cell(c.id, name, pool, worker),
+                    None => no_workers(c.id, name),
                 };
-                Cell::from(align(&text, w, right)).style(style)
+                Cell::from(c.align(&text)).style(style)
             }))
         })
         .collect();
@@ -136,11 +123,11 @@ pub fn render(state: &State, frame: &mut Frame, area: Rect) {
     let widths: Vec<Constraint> = columns
         .iter()
         .enumerate()
-        .map(|(i, &(_, _, w, _))| {
+        .map(|(i, c)| {
             if i + 1 == columns.len() {
-                Constraint::Min(w)
+                Constraint::Min(c.width)
             } else {
-                Constraint::Length(w)
+                Constraint::Length(c.width)
             }
         })
         .collect();
@@ -170,16 +157,19 @@ fn cell(col: Col, pool_name: &str, pool: &PoolStatus, w: &WorkerStatus) -> (Stri
             (w.health.as_str().into(), style)
         }
         Col::Rss => (bytes(w.rss_bytes), plain),
+        Col::Memory => (memory_cell(pool, w), plain),
         Col::Bar => {
-            // Against max_rss when the pool has one, else against its largest worker.
-            let largest = pool.workers.iter().map(|w| w.rss_bytes).max().unwrap_or(0);
-            let scale = pool.max_rss_bytes.unwrap_or(largest);
-            let style = if pool.max_rss_bytes.is_some_and(|m| w.rss_bytes >= m) {
+            // On the figure the limits are compared with: how close a recycle is.
+            let figure = |w: &WorkerStatus| pool.figure(w, pool.memory_metric);
+            let limit = pool.max_rss_bytes.or(pool.hard_rss_bytes);
+            let largest = pool.workers.iter().map(figure).max().unwrap_or(0);
+            let scale = limit.unwrap_or(largest);
+            let style = if limit.is_some_and(|m| figure(w) >= m) {
                 plain.red()
             } else {
                 plain.magenta()
             };
-            (bar(w.rss_bytes.min(scale), scale, BAR_WIDTH), style)
+            (bar(figure(w).min(scale), scale, BAR_WIDTH), style)
         }
         Col::Growth => (growth(w.rss_growth_bytes_per_s), plain),
         Col::Cpu => (format!("{:.1}", w.cpu_percent), plain),
@@ -222,17 +212,37 @@ mod tests {
 
     #[test]
     fn narrow_tables_drop_whole_columns_by_priority_and_keep_display_order() {
-        let names = |w, concurrent| fitting(w, concurrent).iter().map(|c| c.1).collect::<Vec<_>>();
-        assert_eq!(names(140, true).len(), COLUMNS.len());
-        assert_eq!(names(50, true), ["POOL", "ID", "STATE", "RSS", "CPU%"]);
-        assert_eq!(names(20, true), ["ID"]);
-        assert!(names(5, true).is_empty());
-        // Without concurrent pools the column is left out, and 120 cells fit every other.
-        assert!(!names(140, false).contains(&"IN FLIGHT"));
-        assert_eq!(names(120, false).len(), COLUMNS.len() - 1);
+        let names = |w, concurrent, memory| {
+            fitting(w, concurrent, memory)
+                .iter()
+                .map(|c| c.head)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(150, true, Some("PSS")).len(), COLUMNS.len());
         assert_eq!(
-            names(66, true),
-            ["POOL", "ID", "STATE", "RSS", "CPU%", "CALLS", "IN FLIGHT"]
+            names(59, true, Some("USS")),
+            ["POOL", "ID", "STATE", "RSS", "USS", "CPU%"]
+        );
+        assert_eq!(names(20, true, None), ["ID"]);
+        assert!(names(5, true, None).is_empty());
+        // Without concurrent pools the column is left out, and 120 cells fit every other
+        // but the memory column, which only pools measuring shared pages need.
+        assert!(!names(150, false, None).contains(&"IN FLIGHT"));
+        assert_eq!(names(120, false, None).len(), COLUMNS.len() - 2);
+        // 80 columns keep the errors of every worker.
+        assert_eq!(
+            names(80, true, Some("PSS")),
+            [
+                "POOL",
+                "ID",
+                "STATE",
+                "RSS",
+                "PSS",
+                "CPU%",
+                "CALLS",
+                "IN FLIGHT",
+                "ERRORS"
+            ]
         );
     }
 }

@@ -107,7 +107,9 @@ impl PoolActor {
             in_flight: self.in_flight(),
             capacity: self.capacity(),
             failing_reason: self.failing_reason(),
+            memory_metric: self.spec.recycle.memory_metric,
             max_rss_bytes: self.spec.recycle.max_rss,
+            hard_rss_bytes: self.spec.recycle.hard_rss,
             template: self.template_status(),
             warnings: self.warnings(),
         }
