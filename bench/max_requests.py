@@ -4,7 +4,8 @@ left, against the limit, measured against the release pitd.
 A pool of ``bench/apps/whoami_app.py`` (one quick handler that answers with its worker's
 id) with ``size = 2``, ``max_requests = 25`` (no jitter), without
 and with ``preload`` (a Python start of ~100 ms against a fork from the template's spare),
-gets ``--calls`` calls (default 400) from 1, 8 and 64 callers (threads, each
+gets ``--calls`` calls (default 400) from 1, 8 and 64 callers, quick ones (no work) and ones
+of 5 ms (``--work-ms``), (threads, each
 with its own ``pit.Client``). Every reply names its worker; a worker counts once it has
 left (it is no longer in status once the pool has settled after the run), so the figures are the calls each
 retired worker served: min, median and max, and how many served more than the limit.
@@ -77,7 +78,7 @@ class Daemon(PitdProcess):
         return self.wait_for(ready, WAIT_S, 0.05, "pool not ready")
 
 
-def run(bin_dir: Path, preload: bool, callers: int, calls: int) -> Dict[str, Any]:
+def run(bin_dir: Path, preload: bool, callers: int, calls: int, work_ms: float) -> Dict[str, Any]:
     d = Daemon(bin_dir, preload)
     served: Dict[str, int] = {}
     failed = [0]
@@ -94,7 +95,7 @@ def run(bin_dir: Path, preload: bool, callers: int, calls: int) -> Dict[str, Any
                             return
                         left[0] -= 1
                     try:
-                        worker = str(c.call(POOL, "whoami", None, timeout=WAIT_S))
+                        worker = str(c.call(POOL, "whoami", work_ms / 1000 or None, timeout=WAIT_S))
                     except pit.CallError:
                         with lock:
                             failed[0] += 1
@@ -118,6 +119,7 @@ def run(bin_dir: Path, preload: bool, callers: int, calls: int) -> Dict[str, Any
     retired = sorted(n for w, n in served.items() if w not in alive)
     return {
         "preload": preload,
+        "work_ms": work_ms,
         "callers": callers,
         "calls": calls,
         "seconds": took,
@@ -132,23 +134,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=400, help="calls per run (default 400)")
     parser.add_argument("--callers", default="1,8,64", help="caller counts (default 1,8,64)")
+    parser.add_argument("--work-ms", default="0,5", help="milliseconds each call sleeps, per run (default 0,5)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release")
     args = parser.parse_args(argv)
 
     print(f"# max_requests: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, python {PYTHON}", flush=True)
     rows = []
-    for preload in (False, True):
-        for callers in (int(c) for c in args.callers.split(",")):
-            rows.append(run(args.bin_dir, preload, callers, args.calls))
+    for work_ms in (float(w) for w in args.work_ms.split(",")):
+        for preload in (False, True):
+            for callers in (int(c) for c in args.callers.split(",")):
+                rows.append(run(args.bin_dir, preload, callers, args.calls, work_ms))
     print(f"max_requests = {LIMIT}, 2 workers, {args.calls} calls per run")
-    print(f"{'preload':>7}  {'callers':>7}  {'calls/s':>8}  {'failed':>6}  {'workers gone':>12}  {'calls each min/median/max':>26}  {'over the limit':>14}")
+    print(f"{'work':>5}  {'preload':>7}  {'callers':>7}  {'calls/s':>8}  {'failed':>6}  {'workers gone':>12}  {'calls each min/median/max':>26}  {'over the limit':>14}")
     for r in rows:
         each = r["retired"]
         spread = f"{each[0]}/{statistics.median(each):g}/{each[-1]}" if each else "-"
         rate = r["calls"] / r["seconds"] if r["seconds"] else 0.0
         print(
-            f"{'yes' if r['preload'] else 'no':>7}  {r['callers']:>7}  {rate:>8.0f}  {r['failed']:>6}  {len(each):>12}  {spread:>26}  {r['over_limit']:>14}"
+            f"{r['work_ms']:>3g}ms  {'yes' if r['preload'] else 'no':>7}  {r['callers']:>7}  {rate:>8.0f}  {r['failed']:>6}  {len(each):>12}  {spread:>26}  {r['over_limit']:>14}"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
