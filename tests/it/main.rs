@@ -19,3 +19,4 @@ mod reload;
 mod supervise;
 mod systemd;
 mod top;
+mod warmup;
