@@ -90,7 +90,8 @@ pub struct PoolHistory {
     last: Option<(u64, Instant)>,
     /// Calls/s between consecutive refreshes, oldest first.
     pub calls_per_s: VecDeque<f64>,
-    /// Sum of the workers' RSS at each refresh, oldest first.
+    /// The pool's RSS total (workers, template, spare) at each refresh whose total left no
+    /// process out, oldest first.
     pub rss: VecDeque<u64>,
 }
 
@@ -146,8 +147,11 @@ impl State {
                 }
             }
             h.last = Some((pool.requests, now));
-            // The pool's whole footprint: a preloaded pool's template and spare included.
-            push(&mut h.rss, pool.memory_totals().0);
+            // The pool's whole footprint, a preloaded pool's template and spare included; a
+            // total that leaves a process out (not sampled yet) would draw a false dip.
+            if let Some(memory) = pool.memory.as_ref().filter(|m| m.complete) {
+                push(&mut h.rss, memory.rss_bytes);
+            }
         }
         self.status = Some(report);
         self.disconnected = None;
@@ -158,6 +162,16 @@ impl State {
     pub fn apply_events(&mut self, events: Vec<Event>) {
         let skip = events.len().saturating_sub(KEEP_EVENTS);
         self.events = events.into_iter().skip(skip).collect();
+    }
+
+    /// The processes the pool's latest memory total leaves out (not sampled yet).
+    pub fn unsampled(&self, pool: &str) -> &[String] {
+        let memory = self
+            .status
+            .as_ref()
+            .and_then(|s| s.pools.iter().find(|p| p.name == pool))
+            .and_then(|p| p.memory.as_ref());
+        memory.map_or(&[], |m| &m.unsampled)
     }
 
     /// Calls/s of a pool over the last refresh; `None` until two reports were seen.

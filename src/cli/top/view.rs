@@ -208,9 +208,16 @@ fn render_charts(state: &State, frame: &mut Frame, area: Rect) {
         rss.iter().max().copied().unwrap_or(0),
     );
     let floor = low.saturating_sub((high - low).max(high / 20));
-    let title = match rss.last() {
-        Some(now) => format!(" RSS {name}: {} (window {}..{}) ", bytes(*now), bytes(low), bytes(high)),
-        None => format!(" RSS {name}: - "),
+    // The last total that counted every process; when the newest did not, which ones it
+    // would have left out (the window gives way: the title has one line).
+    let title = match (rss.last(), state.unsampled(name)) {
+        (Some(now), []) => format!(" RSS {name}: {} (window {}..{}) ", bytes(*now), bytes(low), bytes(high)),
+        (None, []) => format!(" RSS {name}: - "),
+        (now, left_out) => format!(
+            " RSS {name}: {} ({} not yet sampled) ",
+            now.map_or("-".into(), |b| bytes(*b)),
+            left_out.join(", ")
+        ),
     };
     let chart = Sparkline::default()
         .data(rss.iter().map(|b| b - floor).collect::<Vec<u64>>())
