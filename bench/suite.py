@@ -24,6 +24,11 @@ machine, with the core count, the load average before and after, and the interpr
     workers x ``concurrency = 16`` (async and sync handler, and across a whole-pool
     recycle), with 64 workers x 1, and 64 plain threads; calls/s, p50/p99, failed calls,
     the pool's PSS, pitd's health-ping round trip.
+``warmup.py``
+    a DSPy program (or, without DSPy, a stand-in whose first call loads more than its
+    import) served by 4 workers x ``concurrency = 16`` with and without ``warmup``, and by
+    one process with 64 threads: the PSS idle and after three runs of load from 64
+    callers against a loopback fake of an OpenAI-compatible server.
 ``peers.py``
     supervisord (restart after kill -9, status latency, daemon RSS) and gunicorn sync
     workers with ``max_requests`` under a loopback load generator, installed from PyPI into
@@ -67,6 +72,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str], float]] = {
     "leak": ([], ["--quick"], 1200),
     "preload": ([], ["--kills", "3", "--workers", "4"], 900),
     "concurrency": ([], ["--quick"], 900),
+    "warmup": ([], ["--quick"], 900),
     "peers": ([], ["--quick"], 2400),
 }
 ORDER = list(SCRIPTS)
@@ -366,6 +372,25 @@ def concurrency_rows(f: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def warmup_rows(f: dict[str, Any]) -> list[Row]:
+    info = f["info"]
+    rows: list[Row] = []
+    if info["stand_in"]:
+        rows.append(("    the stand-in app (no DSPy here)", info["versions"], ""))
+    else:
+        rows.append(("    app", info["versions"], ""))
+    for key, r in f["rows"].items():
+        pss = " / ".join(f"{p['total']:.0f}" for p in r["pss_mib"])
+        rows.append((f"    {f['labels'][key]}: PSS idle / after runs 1-3",
+                     f"{pss} MiB, {r['failed']} failed", ""))  # fmt: skip
+    plain = f["rows"]["plain"]["pss_mib"][-1]["total"]
+    for key, t in f["targets"].items():
+        mib = f["rows"][key]["pss_mib"][-1]["total"]
+        rows.append((f"    {f['labels'][key]} / one process, after run 3", f"{t['ratio']:.2f}x ({mib:.0f} / {plain:.0f} MiB)",
+                     verdict("<= 1.5x", t["met"])))  # fmt: skip
+    return rows
+
+
 PEERS = ("pit", "supervisord", "gunicorn")
 
 
@@ -420,6 +445,7 @@ ROWS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "leak": ("Memory recycling (leak.py)", leak_rows),
     "preload": ("Preload fork-server (preload.py)", preload_rows),
     "concurrency": ("Concurrent workers: 64 callers, 500 ms HTTP waits (concurrency.py)", concurrency_rows),
+    "warmup": ("Warm-up: a forked pool's memory after load (warmup.py)", warmup_rows),
     "peers": ("Peers from PyPI (peers.py)", peers_rows),
 }
 

@@ -20,7 +20,7 @@ pub struct PitdArgs {
     )]
     pub config: PathBuf,
 
-    /// Validate the spec, and that each app pool's interpreter runs and finds pit, its app and preload modules (from the pool's cwd, with its env; found, not imported); print one summary line per pool, and exit (0 valid, 1 invalid)
+    /// Validate the spec, and that each app pool's interpreter runs and finds pit, its app, preload and warmup modules (from the pool's cwd, with its env; found, not imported); print one summary line per pool, and exit (0 valid, 1 invalid)
     #[arg(long)]
     pub check: bool,
 }

@@ -1,5 +1,6 @@
 """Command line of the package: ``python -m pit serve MODULE`` starts a worker,
-``python -m pit template MODULE --preload M ...`` the preload template of a pool.
+``python -m pit template MODULE --preload M ... [--warmup MODULE:FUNCTION]`` the preload
+template of a pool.
 
 Only pitd is expected to run these (it passes the protocol fds from 3 up); see
 :mod:`pit.worker` and :mod:`pit.template` for lifecycles and exit statuses. Usage errors
@@ -36,16 +37,33 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="a module to import before forking (repeatable)",
     )
+    template.add_argument(
+        "--warmup",
+        metavar="MODULE:FUNCTION",
+        type=_warmup,
+        help="a function to call once after the preload, before forking (what a pool's warmup names)",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "template":
         from .template import run as run_template
 
-        return run_template(args.module, args.preload)
+        return run_template(args.module, args.preload, args.warmup)
 
     from .worker import exit_process, serve as run_worker
 
     exit_process(run_worker(args.module))
+
+
+def _warmup(spec: str) -> str:
+    """``--warmup``'s value, checked: a usage error (exit 2) rather than a failed warm-up."""
+    from .template import parse_warmup
+
+    try:
+        parse_warmup(spec)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return spec
 
 
 if __name__ == "__main__":

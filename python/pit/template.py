@@ -1,10 +1,14 @@
-"""The preload template: ``python -m pit template MODULE --preload M [--preload M ...]``, what
-pitd runs once for a pool with ``preload = [...]``.
+"""The preload template: ``python -m pit template MODULE --preload M [--preload M ...]
+[--warmup MODULE:FUNCTION]``, what pitd runs once for a pool with ``preload = [...]``.
 
 The template first holds fds 0-4 (/dev/null on any free one), so that files and sockets
 the preload modules open at import land above the fds every worker takes from pitd; it
-imports the preload modules once, then waits on fd 3, a ``SOCK_SEQPACKET``
-socket to pitd. For every worker pitd wants, it sends one ``fork`` message carrying, as
+imports the preload modules once, then calls the pool's ``warmup`` function, if it has one
+(no arguments; a coroutine it returns is run to completion): what a first call would load
+lazily (modules imported inside functions, caches, compiled templates) is then loaded here
+too, once, and shared by every worker instead of loaded privately by each at its first
+call. Then it waits on fd 3, a ``SOCK_SEQPACKET`` socket to pitd. For every worker pitd
+wants, it sends one ``fork`` message carrying, as
 ``SCM_RIGHTS``, the worker's four ends: calls in (its fd 3), replies out (its fd 4), stdout
 and stderr. The template forks twice: the intermediate child exits at once, so the worker is
 re-parented to pitd (a child subreaper), and pitd reaps and signals it exactly like a worker
@@ -19,20 +23,27 @@ it started itself. The worker
    (Importing MODULE meanwhile hides the intermediate's exit, which takes milliseconds for
    a large address space.)
 
+The template itself reaps each intermediate child; a *spare* (below) that pitd adopted is
+pitd's to reap, and it exits 0 by itself once its template is gone.
+
 The template then answers ``forked`` with the pid (or ``fork_failed`` with why). To make a
 replacement cost no fork at all, the template keeps one *spare*: a worker forked that way
 ahead of need, which has done steps 1-2 and 4 and waits on a socket of its own; a fork
 request hands the spare its id and fds and is answered at once, and the next spare is
 forked after the reply (each spare's pid is sent as ``spare``, so pitd can count its
-memory). The ``ready`` message names the threads running after the preload (fork-unsafe),
-and says ``gil_reenabled`` when a free-threaded build has its GIL back on after the preload;
-pitd warns about both. The template's process name is ``pit template``. rlimits,
-credentials, the working directory and the environment are the template's, which pitd set
-from the pool's spec when it started it. Messages are one JSON object per datagram.
+memory). The ``ready`` message names what is still there after the preload and the warm-up
+and would be wrong in every forked worker: the threads running (fork copies none of them),
+and the sockets open (every worker would share each one, so a connection a warm-up left
+open, say a client's keep-alive connection, would carry the traffic of all workers at
+once); it says ``gil_reenabled`` when a free-threaded build has its GIL back on after the
+preload. pitd warns about all of them. The template's process name is ``pit template``.
+rlimits, credentials, the working directory and the environment are the template's, which
+pitd set from the pool's spec when it started it. Messages are one JSON object per datagram.
 
 Exit statuses: 0 when pitd closes the socket or on SIGTERM; 1 when a preload module fails to
 import (traceback on stderr); 2 when not started by pitd (fd 3 is not a seqpacket socket);
-3 when pitd sent something this template does not understand.
+3 when pitd sent something this template does not understand; 4 when the warm-up fails
+(its module does not import, the function is not found, or it raises; traceback on stderr).
 """
 
 from __future__ import annotations
@@ -41,11 +52,13 @@ import ctypes
 import fcntl
 import gc
 import importlib
+import inspect
 import json
 import os
 import select
 import signal
 import socket
+import stat
 import struct
 import sys
 import sysconfig
@@ -64,6 +77,7 @@ EXIT_OK = 0
 EXIT_IMPORT_FAILED = 1
 EXIT_NOT_UNDER_PITD = 2
 EXIT_PROTOCOL_ERROR = 3
+EXIT_WARMUP_FAILED = 4
 
 #: What a fork message carries, in this order.
 FDS_PER_FORK = 4
@@ -77,9 +91,9 @@ _PR_SET_NAME = 15
 _MAX_MESSAGE = 64 * 1024
 
 
-def run(module_name: str, preload: Sequence[str]) -> int:
+def run(module_name: str, preload: Sequence[str], warmup: str | None = None) -> int:
     """Runs the template; returns its exit status (a forked worker never returns here: it
-    leaves through ``SystemExit`` with its own status)."""
+    leaves through ``SystemExit`` with its own status). ``warmup`` is ``"module:function"``."""
     channel = _channel()
     if channel is None:
         _say(
@@ -103,6 +117,16 @@ def run(module_name: str, preload: Sequence[str]) -> int:
     if os.environ.get("PIT_CONCURRENCY", "1") not in ("", "1"):
         # The runtime of a worker serving several calls at once (asyncio): loaded once here.
         importlib.import_module("pit._concurrent")
+    warmup_ms = None
+    if warmup is not None:
+        started = time.monotonic()
+        try:
+            warm_up(warmup)
+        except BaseException:  # noqa: BLE001 - a warm-up that fails in any way fails the template
+            _say(f"warm-up {warmup} failed:")
+            traceback.print_exc()
+            return EXIT_WARMUP_FAILED
+        warmup_ms = (time.monotonic() - started) * 1000.0
     # Objects that exist now are shared by every worker: keep the collector from touching
     # (and so copying) their pages in each worker.
     _libc()
@@ -115,8 +139,12 @@ def run(module_name: str, preload: Sequence[str]) -> int:
             "pid": os.getpid(),
             "preloaded": list(preload),
             "import_ms": import_ms,
+            "warmup": warmup,
+            "warmup_ms": warmup_ms,
             # pitd logs, emits and shows these: they are not in any forked worker.
             "threads": _threads_after_preload(),
+            # pitd warns about these too: every forked worker would share each one.
+            "sockets": sockets_open(),
             # A free-threaded build whose GIL a preloaded module turned back on: pitd warns.
             "gil_reenabled": gil_reenabled(),
         },
@@ -409,6 +437,102 @@ def _channel() -> socket.socket | None:
     sock.setblocking(True)
     os.set_inheritable(CHANNEL_FD, False)
     return sock
+
+
+def parse_warmup(spec: str) -> tuple[str, str]:
+    """``"module:function"`` as (module, attribute path); ValueError when it is not that."""
+    module, sep, function = spec.partition(":")
+    names = [*module.split("."), *function.split(".")]
+    if not sep or not all(name.isidentifier() for name in names):
+        raise ValueError(f'expected "module:function" like "myapp.model:warm_up", found {spec!r}')
+    return module, function
+
+
+def warm_up(spec: str) -> None:
+    """Imports the module of ``spec`` (``"module:function"``), calls the function with no
+    arguments, and runs a coroutine it returns to completion (``asyncio.run``)."""
+    module_name, function = parse_warmup(spec)
+    target: Any = importlib.import_module(module_name)
+    for name in function.split("."):
+        target = getattr(target, name)
+    result = target()
+    if inspect.isawaitable(result):
+        import asyncio
+
+        async def until_done() -> None:
+            await result
+
+        asyncio.run(until_done())
+
+
+def sockets_open() -> list[dict[str, Any]]:
+    """Every socket open in this process but pitd's channel, as ``fd``, ``kind`` (``tcp``,
+    ``udp``, ``unix``, or the address family's name), ``local`` and ``peer`` addresses
+    (None when it has none) and ``listening``. Read from the fds themselves, so sockets a
+    C library opened count too."""
+    found: list[dict[str, Any]] = []
+    try:
+        fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+    except OSError:
+        return found
+    for fd in fds:
+        if fd == CHANNEL_FD:
+            continue
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+        except OSError:
+            continue  # the listing's own fd, closed by now
+        found.append(_describe_socket(fd))
+    return found
+
+
+def _describe_socket(fd: int) -> dict[str, Any]:
+    described: dict[str, Any] = {"fd": fd, "kind": "socket", "local": None, "peer": None, "listening": False}
+    try:
+        # A duplicate, so that closing the object leaves the process's own fd alone.
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return described
+    with sock:
+        described["kind"] = _socket_kind(sock.family, sock.type)
+        described["local"] = _address(sock, sock.getsockname)
+        described["peer"] = _address(sock, sock.getpeername)
+        try:
+            described["listening"] = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+        except OSError:
+            pass
+    return described
+
+
+def _socket_kind(family: int, type_: int) -> str:
+    if family in (socket.AF_INET, socket.AF_INET6):
+        return "tcp" if type_ == socket.SOCK_STREAM else "udp" if type_ == socket.SOCK_DGRAM else "raw"
+    if family == socket.AF_UNIX:
+        return "unix"
+    name = getattr(family, "name", "")
+    return name.removeprefix("AF_").lower() if name else f"family {int(family)}"
+
+
+def _address(sock: socket.socket, get: Callable[[], Any]) -> str | None:
+    """An address as a person writes it (``127.0.0.1:80``, ``[::1]:80``, a path, ``@name``
+    for an abstract one); None when there is none (not bound, not connected, unnamed)."""
+    try:
+        address: Any = get()
+    except OSError:
+        return None
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        host, port = address[:2]
+        if port == 0:
+            return None  # not bound yet
+        return f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
+    if sock.family == socket.AF_UNIX:
+        if isinstance(address, bytes):
+            address = address.decode(errors="replace")
+        if not address:
+            return None
+        return "@" + address[1:] if address.startswith("\0") else str(address)
+    return str(address)
 
 
 def _threads_after_preload() -> list[str]:

@@ -116,3 +116,19 @@ def test_agent_calls_stop_when_pitd_cancels_them(spawn_worker):
     got = {reply.req_id: reply for reply in (worker.reply(), worker.reply())}
     assert got[waiting].value["kind"] == "timeout"
     assert got[blocking].ok and got[blocking].value["cancelled"] is True
+
+
+def test_the_model_builds_its_index_at_its_first_call_or_in_its_warm_up(spawn_worker, monkeypatch):
+    worker = spawn_worker("pit.examples.model", env={"PIT_EXAMPLE_LOAD_S": "0"})
+    worker.ready()
+    first = worker.call("predict", "word3 word7").value
+    assert first["score"] == 10 and first["like_first"] == ["word3", "word100", "word197"]
+    assert first["index_built_by_pid"] == first["worker_pid"] == worker.proc.pid
+
+    # In a preloaded pool the template calls warm_up before forking: the index is built
+    # by then, by the process that did the loading.
+    monkeypatch.setenv("PIT_EXAMPLE_LOAD_S", "0")
+    from pit.examples import model
+
+    model.warm_up()
+    assert model._index_built_by == model.LOADED_BY == os.getpid()

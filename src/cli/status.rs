@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::{Failure, unexpected};
 use crate::client::ControlClient;
 use crate::proto::control::{Reply, Request};
-use crate::proto::status::{MemoryMetric, PoolStatus, ProcessStatus, StatusReport};
+use crate::proto::status::{MemoryMetric, PoolMemory, PoolStatus, ProcessStatus, StatusReport};
 
 pub fn run(client: &mut ControlClient, pool: Option<String>, json: bool) -> Result<(), Failure> {
     let reply = client.request(&Request::Status { pool })?;
@@ -141,16 +141,33 @@ pub fn render(report: &StatusReport) -> String {
                 bytes(p.rss_bytes)
             );
         }
-        if !extra.is_empty() {
-            let metric = shown.map_or(String::new(), |m| format!(", {} {}", m.label(), bytes(pool.total(m))));
-            let _ = writeln!(
-                out,
-                "  memory: RSS {}{metric} (workers, template and spare)",
-                bytes(pool.total(MemoryMetric::Rss))
-            );
+        if let Some(memory) = pool.memory.as_ref().filter(|_| !extra.is_empty()) {
+            let _ = writeln!(out, "  memory: {}", memory_line(memory, shown));
         }
     }
     out
+}
+
+/// A preloaded pool's memory total, saying which processes it leaves out (not sampled yet).
+fn memory_line(memory: &PoolMemory, shown: Option<MemoryMetric>) -> String {
+    // The pool's own metric is what `memory_bytes` sums; PSS beside RSS for a pool on RSS.
+    let figure = match shown {
+        Some(MemoryMetric::Rss) | None => None,
+        Some(MemoryMetric::Pss) => memory.pss_bytes.or(Some(memory.memory_bytes)),
+        Some(MemoryMetric::Uss) => Some(memory.memory_bytes),
+    };
+    let pss = figure.map_or(String::new(), |b| {
+        format!(", {} {}", shown.map_or("", |m| m.label()), bytes(b))
+    });
+    let left_out = if memory.complete {
+        String::new()
+    } else {
+        format!("; not yet sampled, so left out: {}", memory.unsampled.join(", "))
+    };
+    format!(
+        "RSS {}{pss} (workers, template and spare{left_out})",
+        bytes(memory.rss_bytes)
+    )
 }
 
 /// Whether the pool's interpreters run with the GIL, as its workers reported at READY; said
@@ -252,7 +269,8 @@ mod tests {
             "age_s":1.0,"last_recycle_reason":null}],"requests":0,"errors":0,"queued":0,"recycled":0,"restarts":0,
             "template":{"pid":5,"rss_bytes":41943040,"memory_bytes":41943040,"pss_bytes":20971520,"uss_bytes":1048576,
             "spare":{"pid":6,"rss_bytes":31457280,"memory_bytes":31457280,"pss_bytes":5242880,"uss_bytes":1048576}},
-            "warnings":["1 thread(s) running in the preload template after its imports (poller)"]}]}"#;
+            "warnings":["1 thread(s) running in the preload template after its imports (poller)"],
+            "memory":{"rss_bytes":125829120,"memory_bytes":125829120,"pss_bytes":36700160,"complete":true}}]}"#;
         let text = render(&serde_json::from_str(json).unwrap());
         assert!(text.contains("  warning: 1 thread(s) running"), "{text}");
         let row = |name: &str| text.lines().find(|l| l.trim_start().starts_with(name)).unwrap();
@@ -261,7 +279,28 @@ mod tests {
             "{text}"
         );
         assert!(row("spare").contains(" 6 ") && row("spare").contains("5.0M"), "{text}");
-        assert!(text.contains("memory: RSS 120.0M, PSS 35.0M"), "{text}");
+        assert!(
+            text.contains("memory: RSS 120.0M, PSS 35.0M (workers, template and spare)\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_memory_total_says_which_processes_it_leaves_out() {
+        let json = r#"{"version":"0.1.0","pid":7,"uptime_s":1.0,"pools":[{"name":"pre","state":"running","size":1,
+            "workers":[{"id":"worker-1","pid":9,"state":"idle","health":"ok","rss_bytes":52428800,"memory_bytes":52428800,
+            "pss_bytes":10485760,"uss_bytes":2097152,"rss_growth_bytes_per_s":0,"cpu_percent":0.0,"requests":0,"errors":0,
+            "age_s":1.0,"last_recycle_reason":null}],"requests":0,"errors":0,"queued":0,"recycled":0,"restarts":0,
+            "template":{"pid":5,"rss_bytes":0,"memory_bytes":0,"spare":{"pid":6,"rss_bytes":0,"memory_bytes":0}},
+            "memory":{"rss_bytes":52428800,"memory_bytes":52428800,"pss_bytes":10485760,"complete":false,
+                      "unsampled":["template","spare"]}}]}"#;
+        let text = render(&serde_json::from_str(json).unwrap());
+        assert!(
+            text.contains(
+                "memory: RSS 50.0M, PSS 10.0M (workers, template and spare; not yet sampled, so left out: template, spare)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -196,12 +196,12 @@ impl Default for Metrics {
         );
         registry.register(
             "pool_rss_bytes",
-            "RSS summed over a pool's workers, template and spare",
+            "RSS summed over a pool's workers, template and spare; absent while one is not sampled yet",
             m.pool_rss.clone(),
         );
         registry.register(
             "pool_memory_bytes",
-            "The pool's memory_metric summed over its workers, template and spare",
+            "The pool's memory_metric summed over its workers, template and spare; absent while one is not sampled yet",
             m.pool_memory.clone(),
         );
         registry.register(
@@ -356,12 +356,14 @@ impl Metrics {
                     self.template_memory.get_or_create(&labels).set(p.memory_bytes as i64);
                 }
             }
-            let (rss, memory) = pool.memory_totals();
-            let label = PoolLabel {
-                pool: pool.name.clone(),
-            };
-            self.pool_rss.get_or_create(&label).set(rss as i64);
-            self.pool_memory.get_or_create(&label).set(memory as i64);
+            // A total that would leave a process out (not sampled yet) is not exposed at all.
+            if let Some(memory) = pool.memory.as_ref().filter(|m| m.complete) {
+                let label = PoolLabel {
+                    pool: pool.name.clone(),
+                };
+                self.pool_rss.get_or_create(&label).set(memory.rss_bytes as i64);
+                self.pool_memory.get_or_create(&label).set(memory.memory_bytes as i64);
+            }
         }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {

@@ -84,10 +84,13 @@ pub struct PoolStatus {
     /// A preloaded pool's template and spare worker, which use memory no worker row shows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<TemplateStatus>,
-    /// What an operator should know about the pool (threads running in its template after
-    /// the preload).
+    /// What an operator should know about the pool (threads running and sockets open in its
+    /// template after the preload and warm-up).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The memory of all its processes together: workers, template and spare.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<PoolMemory>,
 }
 
 impl PoolStatus {
@@ -173,6 +176,53 @@ impl Measured for ProcessStatus {
             pss: self.pss_bytes,
             uss: self.uss_bytes,
         }
+    }
+}
+
+/// A pool's processes' memory summed: its workers, and a preloaded pool's template and
+/// spare. A process not sampled yet is left out of the sums and named in `unsampled`, so a
+/// total is never short without saying so.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PoolMemory {
+    pub rss_bytes: u64,
+    /// The pool's `memory_metric` (RSS, PSS or USS) summed.
+    pub memory_bytes: u64,
+    /// PSS summed, when every process summed was measured for it (preloaded pools,
+    /// `memory_metric` pss or uss).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pss_bytes: Option<u64>,
+    /// Whether every process of the pool is in the sums.
+    pub complete: bool,
+    /// The processes left out because they have not been sampled yet: `worker-N`,
+    /// `template`, `spare`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsampled: Vec<String>,
+}
+
+/// One process's memory as sampled: RSS, the `memory_metric` value, PSS when measured.
+pub type MemorySample = (u64, u64, Option<u64>);
+
+impl PoolMemory {
+    /// Sums the pool's processes, each named, with its sample (`None`: not sampled yet).
+    pub fn sum(processes: impl IntoIterator<Item = (String, Option<MemorySample>)>) -> PoolMemory {
+        let mut total = PoolMemory {
+            complete: true,
+            ..PoolMemory::default()
+        };
+        let mut pss = Some(0);
+        for (name, measured) in processes {
+            let Some((rss, memory, process_pss)) = measured else {
+                total.complete = false;
+                total.unsampled.push(name);
+                continue;
+            };
+            total.rss_bytes += rss;
+            total.memory_bytes += memory;
+            pss = pss.zip(process_pss).map(|(a, b)| a + b);
+        }
+        let summed_any = total.rss_bytes > 0;
+        total.pss_bytes = pss.filter(|_| summed_any);
+        total
     }
 }
 
@@ -321,5 +371,46 @@ mod tests {
             (pool.memory_metric, pool.max_rss_bytes, pool.hard_rss_bytes),
             (MemoryMetric::Rss, None, None)
         );
+    }
+
+    #[test]
+    fn a_pool_total_names_the_processes_it_leaves_out() {
+        let all = PoolMemory::sum([
+            ("worker-1".to_string(), Some((10, 4, Some(4)))),
+            ("template".to_string(), Some((20, 6, Some(6)))),
+            ("spare".to_string(), Some((5, 1, Some(1)))),
+        ]);
+        assert_eq!(
+            all,
+            PoolMemory {
+                rss_bytes: 35,
+                memory_bytes: 11,
+                pss_bytes: Some(11),
+                complete: true,
+                unsampled: vec![],
+            }
+        );
+        let partial = PoolMemory::sum([
+            ("worker-1".to_string(), Some((10, 4, Some(4)))),
+            ("template".to_string(), None),
+            ("spare".to_string(), None),
+        ]);
+        assert_eq!((partial.rss_bytes, partial.pss_bytes), (10, Some(4)));
+        assert!(!partial.complete);
+        assert_eq!(partial.unsampled, ["template", "spare"]);
+        let json = serde_json::to_value(&partial).unwrap();
+        assert_eq!(json["complete"], false, "{json}");
+        assert_eq!(json["unsampled"], serde_json::json!(["template", "spare"]), "{json}");
+    }
+
+    #[test]
+    fn pss_is_summed_only_when_every_process_has_it() {
+        let mixed = PoolMemory::sum([
+            ("worker-1".to_string(), Some((10, 10, None))),
+            ("worker-2".to_string(), Some((10, 10, Some(3)))),
+        ]);
+        assert_eq!((mixed.rss_bytes, mixed.pss_bytes), (20, None));
+        let none = PoolMemory::sum(std::iter::empty());
+        assert!(none.complete && none.pss_bytes.is_none() && none.rss_bytes == 0);
     }
 }

@@ -109,6 +109,10 @@ impl PoolSpec {
             argv.push("--preload".into());
             argv.push(m.clone());
         }
+        if let Some(warmup) = &self.warmup {
+            argv.push("--warmup".into());
+            argv.push(warmup.to_string());
+        }
         Some(argv)
     }
 
@@ -133,6 +137,9 @@ impl PoolSpec {
                 ", forked from a template preloading {}",
                 self.preload.join(" ")
             ));
+        }
+        if let Some(warmup) = &self.warmup {
+            line.push_str(&format!(", warmed up by {warmup}"));
         }
         let r = &self.recycle;
         let triggers = [

@@ -1,8 +1,9 @@
 //! `pitd --check`'s look at what a spec names outside itself: each `app` pool's interpreter
-//! must exist, and the modules it is to run (`pit`, `app`, each of `preload`) must be
-//! findable by it from the pool's `cwd` with the pool's `env` (so `PYTHONPATH` applies).
-//! Finding is not importing: nothing of the user's code runs. A dotted name is followed down
-//! its parent chain by each package's search path, so a package's `__init__` is not run either.
+//! must exist, and the modules it is to run (`pit`, `app`, each of `preload`, the module of
+//! `warmup`) must be findable by it from the pool's `cwd` with the pool's `env` (so
+//! `PYTHONPATH` applies). Finding is not importing: nothing of the user's code runs. A dotted
+//! name is followed down its parent chain by each package's search path, so a package's
+//! `__init__` is not run either.
 //!
 //! This is I/O (it runs the interpreter), kept out of loading so a reload never waits on it;
 //! the decision of what to report is [`missing_report`].
@@ -54,6 +55,7 @@ fn check_pool(pool: &PoolSpec) -> Result<(), String> {
         .arg("pit")
         .arg(module)
         .args(&pool.preload)
+        .args(pool.warmup.as_ref().map(|w| &w.module))
         .current_dir(&pool.cwd)
         .envs(&pool.env)
         .stdin(Stdio::null())
@@ -127,7 +129,8 @@ fn output_within(mut child: Child, timeout: Duration) -> io::Result<Output> {
 }
 
 /// What to say about the modules `python` could not find, by the key that names each:
-/// `preload` for a preloaded one, `app` for the app module and for the `pit` runtime.
+/// `preload` for a preloaded one, `warmup` for the warm-up's, `app` for the app module and
+/// for the `pit` runtime.
 pub fn missing_report(pool: &PoolSpec, python: &str, missing: &[String]) -> Option<String> {
     let first = missing.first()?;
     let Program::App { module, .. } = &pool.program else {
@@ -141,6 +144,8 @@ pub fn missing_report(pool: &PoolSpec, python: &str, missing: &[String]) -> Opti
         )
     } else if first == module {
         format!("pools.{}.app: module `{first}` is not found {where_}", pool.name)
+    } else if pool.warmup.as_ref().is_some_and(|w| &w.module == first) && !pool.preload.contains(first) {
+        format!("pools.{}.warmup: module `{first}` is not found {where_}", pool.name)
     } else {
         format!("pools.{}.preload: module `{first}` is not found {where_}", pool.name)
     };
@@ -152,7 +157,8 @@ mod tests {
     use super::*;
 
     fn pool() -> PoolSpec {
-        let text = "[pools.m]\napp = \"myapp.handlers\"\npreload = [\"numpy\", \"myapp.model\"]\n";
+        let text = "[pools.m]\napp = \"myapp.handlers\"\npreload = [\"numpy\", \"myapp.model\"]\n\
+                    warmup = \"myapp.warm:run\"\n";
         let spec = super::super::parse(text, std::path::Path::new("/srv/t.toml")).unwrap();
         spec.pools.into_iter().next().unwrap()
     }
@@ -182,7 +188,7 @@ mod tests {
 
     #[test]
     fn each_missing_module_is_blamed_on_the_key_that_names_it() {
-        let cases: [(&[&str], Option<&str>); 5] = [
+        let cases: [(&[&str], Option<&str>); 6] = [
             (&[], None),
             (
                 &["pit", "myapp.handlers"],
@@ -199,6 +205,10 @@ mod tests {
             (
                 &["numpy", "myapp.model"],
                 Some("pools.m.preload: module `numpy` is not found"),
+            ),
+            (
+                &["myapp.warm"],
+                Some("pools.m.warmup: module `myapp.warm` is not found"),
             ),
         ];
         for (missing, want) in cases {

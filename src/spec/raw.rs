@@ -48,6 +48,7 @@ pub struct RawPool {
     pub python: Opt<String>,
     pub protocol: Opt<String>,
     pub preload: Opt<Vec<String>>,
+    pub warmup: Opt<String>,
     pub size: Opt<Count>,
     pub concurrency: Opt<Count>,
     pub cwd: Opt<String>,

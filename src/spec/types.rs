@@ -53,6 +53,8 @@ pub struct PoolSpec {
     pub program: Program,
     pub protocol: Protocol,
     pub preload: Vec<String>,
+    /// Called once in the preload template, after the preload and before any fork.
+    pub warmup: Option<Warmup>,
     pub size: u32,
     /// Calls a worker holds at once (`concurrency`; 1 for supervise-only pools).
     pub concurrency: u32,
@@ -86,6 +88,22 @@ pub enum Program {
     App { module: String, python: String },
     /// `command = [argv...]`, no shell.
     Command(Vec<String>),
+}
+
+/// `warmup = "module:function"`: what a first call would load lazily, loaded once in the
+/// template so every forked worker shares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warmup {
+    /// A dotted module name, imported in the template.
+    pub module: String,
+    /// An attribute path in the module (`run`, `Model.warm`), called without arguments.
+    pub function: String,
+}
+
+impl std::fmt::Display for Warmup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.module, self.function)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

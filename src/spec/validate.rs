@@ -18,7 +18,7 @@ use super::locate::is_bare_key;
 use super::policy;
 use super::raw::{Opt, RawDaemon, RawPool, RawSpec};
 use super::rules::{self, choice, value_or};
-use super::types::{DaemonSpec, GroupRef, LogFormat, PoolSpec, Program, Protocol, UserRef};
+use super::types::{DaemonSpec, GroupRef, LogFormat, PoolSpec, Program, Protocol, UserRef, Warmup};
 
 /// What relative paths and privilege rules are judged against.
 pub struct Ctx<'a> {
@@ -94,6 +94,7 @@ fn pool(name: &Spanned<String>, raw: &RawPool, ctx: &Ctx) -> Result<PoolSpec> {
         let msg = format!("expected a list of Python module names like \"numpy\", found {bad:?}");
         return Err(Problem::value(preload.span(), msg));
     }
+    let warmup = raw.warmup.as_ref().map(|w| warmup(w, &raw.preload)).transpose()?;
     let concurrency = rules::count(&raw.concurrency, 1, def::CONCURRENCY)?;
     if let (Some(given), Protocol::None) = (&raw.concurrency, protocol)
         && concurrency > 1
@@ -112,6 +113,7 @@ fn pool(name: &Spanned<String>, raw: &RawPool, ctx: &Ctx) -> Result<PoolSpec> {
         program,
         protocol,
         preload: value_or(&raw.preload, Vec::new(), Clone::clone),
+        warmup,
         size: rules::count(&raw.size, 1, def::SIZE)?,
         concurrency,
         cwd: cwd(&raw.cwd, ctx.dir)?,
@@ -130,7 +132,30 @@ fn pool(name: &Spanned<String>, raw: &RawPool, ctx: &Ctx) -> Result<PoolSpec> {
     })
 }
 
-/// A dotted Python module name: `numpy`, `myapp.handlers`.
+/// `warmup = "module:function"`, which needs a template to run in: a non-empty `preload`.
+fn warmup(raw: &Spanned<String>, preload: &Opt<Vec<String>>) -> Result<Warmup> {
+    if preload.as_ref().is_none_or(|p| p.get_ref().is_empty()) {
+        let msg = "only allowed with `preload` (the warm-up runs once in the template process a preloaded pool \
+                   forks its workers from)";
+        return Err(Problem::key(raw.span(), msg));
+    }
+    match raw.get_ref().split_once(':') {
+        Some((module, function)) if is_module_name(module) && is_module_name(function) => Ok(Warmup {
+            module: module.to_string(),
+            function: function.to_string(),
+        }),
+        _ => {
+            let msg = format!(
+                "expected \"module:function\" like \"myapp.model:warm_up\", found {:?}",
+                raw.get_ref()
+            );
+            Err(Problem::value(raw.span(), msg))
+        }
+    }
+}
+
+/// A dotted Python module name: `numpy`, `myapp.handlers`; also an attribute path in a
+/// module (`Model.warm_up`), which has the same shape.
 fn is_module_name(module: &str) -> bool {
     module.split('.').all(|part| {
         part.chars().next().is_some_and(|c| !c.is_ascii_digit())

@@ -71,7 +71,7 @@ fn the_demo_spec_is_valid_and_preloads_its_model_pool() {
     }
     let model = stdout.lines().find(|l| l.contains("pool model:")).unwrap();
     assert!(
-        model.contains("forked from a template preloading pit.examples.model"),
+        model.contains("forked from a template preloading pit.examples.model, warmed up by pit.examples.model:warm_up"),
         "{model}"
     );
 }
@@ -113,6 +113,12 @@ fn check_refuses_an_interpreter_or_modules_the_pool_cannot_find() {
         (
             format!("app = \"callapp\"\npython = \"{python}\"\npreload = [\"no_such_package.sub\"]"),
             Some("pools.x.preload: module `no_such_package.sub` is not found"),
+        ),
+        (
+            format!(
+                "app = \"callapp\"\npython = \"{python}\"\npreload = [\"json\"]\nwarmup = \"no_such_warmup_for_pit:run\""
+            ),
+            Some("pools.x.warmup: module `no_such_warmup_for_pit` is not found"),
         ),
         // Found through PYTHONPATH (env) and cwd, dotted names down their packages.
         (

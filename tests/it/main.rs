@@ -18,4 +18,6 @@ mod probe;
 mod reload;
 mod supervise;
 mod systemd;
+mod template_life;
 mod top;
+mod warmup;

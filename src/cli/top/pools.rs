@@ -170,9 +170,20 @@ fn cell(state: &State, pool: &PoolStatus, col: Col) -> String {
         Col::Errors => pool.errors.to_string(),
         Col::Recycled => pool.recycled.to_string(),
         Col::Restarts => pool.restarts.to_string(),
-        // The whole footprint: a preloaded pool's template and spare count too.
-        Col::Rss => bytes(pool.total(MemoryMetric::Rss)),
-        Col::Memory => pool.shown_metric().map_or("-".into(), |m| bytes(pool.total(m))),
+        // The whole footprint: a preloaded pool's template and spare count too; `+` marks a
+        // total that leaves out a process not sampled yet.
+        Col::Rss => partial_mark(pool, bytes(pool.total(MemoryMetric::Rss))),
+        Col::Memory => pool
+            .shown_metric()
+            .map_or("-".into(), |m| partial_mark(pool, bytes(pool.total(m)))),
+    }
+}
+
+/// `figure` with a `+` when the pool's total leaves a process out (not sampled yet).
+fn partial_mark(pool: &PoolStatus, figure: String) -> String {
+    match pool.memory.as_ref().is_some_and(|m| !m.complete) {
+        true => format!("{figure}+"),
+        false => figure,
     }
 }
 

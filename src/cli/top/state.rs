@@ -90,8 +90,8 @@ pub struct PoolHistory {
     last: Option<(u64, Instant)>,
     /// Calls/s between consecutive refreshes, oldest first.
     pub calls_per_s: VecDeque<f64>,
-    /// The pool's memory at each refresh, oldest first: workers, template and spare, on the
-    /// figure shown beside RSS (RSS where there is none).
+    /// The pool's memory at each refresh whose total left no process out, oldest first:
+    /// workers, template and spare, on the figure shown beside RSS (RSS where there is none).
     pub memory: VecDeque<u64>,
 }
 
@@ -147,8 +147,12 @@ impl State {
                 }
             }
             h.last = Some((pool.requests, now));
-            let metric = pool.shown_metric().unwrap_or(MemoryMetric::Rss);
-            push(&mut h.memory, pool.total(metric));
+            // The pool's whole footprint, a preloaded pool's template and spare included; a
+            // total that leaves a process out (not sampled yet) would draw a false dip.
+            if pool.memory.as_ref().is_none_or(|m| m.complete) {
+                let metric = pool.shown_metric().unwrap_or(MemoryMetric::Rss);
+                push(&mut h.memory, pool.total(metric));
+            }
         }
         self.status = Some(report);
         self.disconnected = None;
@@ -159,6 +163,16 @@ impl State {
     pub fn apply_events(&mut self, events: Vec<Event>) {
         let skip = events.len().saturating_sub(KEEP_EVENTS);
         self.events = events.into_iter().skip(skip).collect();
+    }
+
+    /// The processes the pool's latest memory total leaves out (not sampled yet).
+    pub fn unsampled(&self, pool: &str) -> &[String] {
+        let memory = self
+            .status
+            .as_ref()
+            .and_then(|s| s.pools.iter().find(|p| p.name == pool))
+            .and_then(|p| p.memory.as_ref());
+        memory.map_or(&[], |m| &m.unsampled)
     }
 
     /// Calls/s of a pool over the last refresh; `None` until two reports were seen.

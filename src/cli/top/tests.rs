@@ -14,7 +14,7 @@ use super::state::{Action, State};
 use super::view;
 use crate::ids::WorkerId;
 use crate::proto::event::Event;
-use crate::proto::status::StatusReport;
+use crate::proto::status::{PoolMemory, StatusReport};
 
 mod keys;
 
@@ -58,12 +58,35 @@ fn fixture(extra_pool: Option<&str>) -> State {
             let mut r = report.clone();
             r.pools[0].requests = (0..=i).map(|k| 10 + (k * 7) % 25).sum();
             r.pools[0].workers[0].rss_bytes += i * 1_048_576;
-            r
+            with_totals(r, &[])
         };
         state.apply_status(report, t0 + Duration::from_secs(i));
     }
     state.apply_events(serde_json::from_str::<Vec<Event>>(EVENTS).unwrap());
     state
+}
+
+/// Each pool's memory total as pitd reports it, every process counted but those named in
+/// `unsampled`.
+fn with_totals(mut report: StatusReport, unsampled: &[&str]) -> StatusReport {
+    for pool in &mut report.pools {
+        let workers = pool.workers.iter().map(|w| {
+            let measured = (w.rss_bytes, w.memory_bytes, w.pss_bytes);
+            (w.id.to_string(), measured)
+        });
+        let extra = pool.template.iter().flat_map(|t| {
+            let spare = t.spare.as_ref().map(|s| ("spare".to_string(), s));
+            std::iter::once(("template".to_string(), &t.process))
+                .chain(spare)
+                .map(|(name, p)| (name, (p.rss_bytes, p.memory_bytes, p.pss_bytes)))
+        });
+        let parts = workers.chain(extra).map(|(name, measured)| {
+            let sampled = !unsampled.contains(&name.as_str());
+            (name, sampled.then_some(measured))
+        });
+        pool.memory = Some(PoolMemory::sum(parts));
+    }
+    report
 }
 
 fn key(code: KeyCode) -> KeyEvent {
@@ -259,6 +282,29 @@ fn no_head_is_cut_at_any_width() {
             }
         }
     }
+}
+
+#[test]
+fn the_memory_chart_skips_a_total_that_leaves_a_process_out_and_says_which() {
+    let t0 = Instant::now();
+    let mut state = State::new(Duration::from_secs(1));
+    let pool = serde_json::from_str(AGENT).unwrap();
+    let report = StatusReport {
+        version: "0.1.0".into(),
+        pid: 1,
+        uptime_s: 1.0,
+        pools: vec![pool],
+        shutting_down: false,
+        call_socket: None,
+    };
+    state.apply_status(with_totals(report.clone(), &[]), t0);
+    state.apply_status(with_totals(report, &["template"]), t0 + Duration::from_secs(1));
+    let history = &state.history["agent"].memory;
+    assert_eq!(history.len(), 1, "only the complete total is drawn: {history:?}");
+    // The agent pool shares pages: its chart is on PSS, workers, template and spare.
+    assert_eq!(history[0], (12 + 17 + 20 + 5) * 1_048_576);
+    let text = screen(&state, 140, 40);
+    assert!(text.contains("PSS agent: 54.0M (template not yet sampled)"), "{text}");
 }
 
 #[test]

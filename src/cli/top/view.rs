@@ -145,14 +145,21 @@ fn render_charts(state: &State, frame: &mut Frame, area: Rect) {
     );
     let floor = low.saturating_sub((high - low).max(high / 20));
     let metric = pool.map_or("RSS", |p| p.shown_metric().unwrap_or(MemoryMetric::Rss).label());
-    let title = match memory.last() {
-        Some(now) => format!(
+    // The last total that counted every process; when the newest did not, which ones it
+    // would have left out (the window gives way: the title has one line).
+    let title = match (memory.last(), state.unsampled(name)) {
+        (Some(now), []) => format!(
             "{metric} {name}: {} (window {}..{})",
             bytes(*now),
             bytes(low),
             bytes(high)
         ),
-        None => format!("{metric} {name}: -"),
+        (None, []) => format!("{metric} {name}: -"),
+        (now, left_out) => format!(
+            "{metric} {name}: {} ({} not yet sampled)",
+            now.map_or("-".into(), |b| bytes(*b)),
+            left_out.join(", ")
+        ),
     };
     let chart = Sparkline::default()
         .data(memory.iter().map(|b| b - floor).collect::<Vec<u64>>())
@@ -207,7 +214,8 @@ fn render_help(frame: &mut Frame, area: Rect) {
         "",
         "calls/s      change of the pool's call counter between refreshes",
         "PSS, USS     the pool's memory_metric beside RSS (PSS for a preloaded pool",
-        "             on rss); a pool's memory: workers, template and spare",
+        "             on rss); per pool: workers, template and spare, a + after it",
+        "             when one is not sampled yet (and left out)",
         "MEM BAR      the pool's memory_metric against its max_rss (red past it),",
         "             else its hard_rss, else its largest worker",
         "GROWTH       RSS change per second, as sampled by pitd",

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use super::PoolActor;
 use crate::daemon::probe::PoolSnapshot;
-use crate::proto::status::{PoolState, PoolStatus, WorkerStatus};
+use crate::proto::status::{PoolMemory, PoolState, PoolStatus, WorkerStatus};
 
 /// stderr lines quoted in a failing pool's reason.
 const CRASH_REPORT_LINES: usize = 5;
@@ -68,6 +68,15 @@ impl PoolActor {
             .sum()
     }
 
+    /// Every process of the pool, workers first, with its last sample.
+    fn memory(&self) -> PoolMemory {
+        let workers = self.workers.values().filter(|w| w.pid.is_some()).map(|w| {
+            let measured = w.sample.as_ref().map(|s| (s.rss_bytes, s.memory_bytes, s.pss_bytes));
+            (w.id.to_string(), measured)
+        });
+        PoolMemory::sum(workers.chain(self.template_memory()))
+    }
+
     pub(super) fn status(&self, now: Instant) -> PoolStatus {
         let workers = self
             .workers
@@ -112,6 +121,7 @@ impl PoolActor {
             hard_rss_bytes: self.spec.recycle.hard_rss,
             template: self.template_status(),
             warnings: self.warnings(),
+            memory: Some(self.memory()),
         }
     }
 }

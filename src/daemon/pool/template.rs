@@ -6,7 +6,7 @@ use super::{PoolActor, PoolMsg};
 use crate::daemon::monitor::TreeSample;
 use crate::daemon::worker::spawn::{TemplateNews, TemplateSink};
 use crate::proto::event::EventKind;
-use crate::proto::status::{ProcessStatus, TemplateStatus};
+use crate::proto::status::{MemorySample, ProcessStatus, TemplateStatus};
 
 /// A process of the pool that is not a worker, and its last sample.
 #[derive(Debug)]
@@ -18,6 +18,10 @@ pub(super) struct Sampled {
 impl Sampled {
     fn new(pid: u32) -> Sampled {
         Sampled { pid, sample: None }
+    }
+
+    fn measured(&self) -> Option<MemorySample> {
+        self.sample.as_ref().map(|s| (s.rss_bytes, s.memory_bytes, s.pss_bytes))
     }
 
     fn status(&self) -> ProcessStatus {
@@ -113,6 +117,18 @@ impl PoolActor {
         })
     }
 
+    /// The template and its spare for the pool's memory total, each named.
+    pub(super) fn template_memory(&self) -> Vec<(String, Option<MemorySample>)> {
+        let Some(t) = self.template.as_ref() else {
+            return Vec::new();
+        };
+        let mut parts = vec![("template".to_string(), t.template.measured())];
+        if let Some(spare) = &t.spare {
+            parts.push(("spare".to_string(), spare.measured()));
+        }
+        parts
+    }
+
     pub(super) fn warnings(&self) -> Vec<String> {
         self.template.as_ref().map(|t| t.warnings.clone()).unwrap_or_default()
     }
@@ -125,6 +141,9 @@ impl PoolActor {
             });
             // PSS and USS whatever the metric: these processes are mostly shared pages.
             monitor.watch_with(pid, self.spec.recycle.memory_metric, true, sink);
+            // Sampled now, not one monitor interval later: until then the pool's total
+            // leaves this process out (and says so).
+            monitor.sample_now(pid);
         }
     }
 

@@ -153,6 +153,9 @@ impl PoolActor {
             });
             let shared_pages = !self.spec.preload.is_empty();
             monitor.watch_with(pid, self.spec.recycle.memory_metric, shared_pages, sink);
+            // Its memory is the pool's from now on: sampled at once, so that the pool's
+            // total leaves it out (and says so) for a moment only.
+            monitor.sample_now(pid);
         }
         if let (Some(to), Some(from)) = (spawned.to_worker, spawned.from_worker) {
             match self.deps.pipes.open(id, to, from, self.me.clone()) {

@@ -5,7 +5,8 @@
 //! lives as long as pitd. Children inherit the signal mask of the forking thread: this
 //! thread keeps an empty one. Exits are peeked with `waitid(WNOWAIT)`, the worker's process
 //! group is killed while the zombie leader still pins the pgid, and only then reaped.
-//! Orphans adopted as a child subreaper (or as PID 1) are reaped and logged.
+//! Orphans adopted as a child subreaper (or as PID 1) are reaped and logged; a template's
+//! spare exiting with its template is expected, and logged at debug level only.
 
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
@@ -22,7 +23,7 @@ use crate::daemon::worker::children::{ExitInfo, OnExit, OnSpawned};
 use crate::daemon::worker::children::{Live, Table};
 use crate::daemon::worker::guard::Guard;
 use crate::daemon::worker::spawn::{SpawnRequest, spawn};
-use crate::daemon::worker::template::Templates;
+use crate::daemon::worker::template::{SpareOf, Templates};
 use crate::lifecycle::ExitStatusInfo;
 
 enum Cmd {
@@ -233,18 +234,44 @@ impl ProcThread {
                     let _ = killpg(pid, Signal::SIGKILL);
                 }
                 let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+                let exit = ExitInfo {
+                    pid: raw,
+                    status: info,
+                    at: Instant::now(),
+                    cpu_time,
+                };
                 if self.table.guard.as_ref().is_some_and(|g| g.pid == raw) {
                     tracing::error!(
                         "the guard process exited ({info}); workers' children would survive a SIGKILL of pitd"
                     );
-                } else {
-                    tracing::info!(pid = raw, "reaped orphan process {raw} ({info})");
-                    self.table.keep_unclaimed(ExitInfo {
-                        pid: raw,
-                        status: info,
-                        at: Instant::now(),
-                        cpu_time,
-                    });
+                    continue;
+                }
+                // What pitd adopts without having started it: a template's spare (forked
+                // through an intermediate so that pitd adopts it), which exits 0 by itself
+                // when its template goes (every whole-pool recycle, every changed spec);
+                // anything a worker left behind. The intermediates themselves are reaped by
+                // their template (`_double_fork` in python/pit/template.py): one reaches
+                // pitd only when its template died in the middle of a fork, which is news.
+                match self.templates.spare_exited(raw) {
+                    Some(SpareOf::Gone(pool)) => tracing::debug!(
+                        pool = %pool,
+                        pid = raw,
+                        "reaped the spare worker {raw} of a preload template that is gone ({info})"
+                    ),
+                    Some(SpareOf::Running(pool)) => {
+                        tracing::info!(
+                            pool = %pool,
+                            pid = raw,
+                            "reaped process {raw}, the preload template's spare worker or the worker it was just \
+                             handed out as ({info})"
+                        );
+                        // Handed out, its worker's report may still be on its way.
+                        self.table.keep_unclaimed(exit);
+                    }
+                    None => {
+                        tracing::info!(pid = raw, "reaped orphan process {raw} ({info})");
+                        self.table.keep_unclaimed(exit);
+                    }
                 }
             }
         }

@@ -95,6 +95,44 @@ fn app_pools_run_the_pit_runtime_and_summaries_show_recycling() {
 }
 
 #[test]
+fn a_warmup_is_passed_to_the_template_and_shown_in_the_summary() {
+    let spec = ok(
+        "[pools.m]\napp = \"myapp.handlers\"\npreload = [\"numpy\", \"myapp.model\"]\nwarmup = \"myapp.model:Model.warm_up\"\n",
+    );
+    let p = &spec.pools[0];
+    assert_eq!(
+        p.warmup,
+        Some(Warmup {
+            module: "myapp.model".into(),
+            function: "Model.warm_up".into()
+        })
+    );
+    assert_eq!(
+        p.template_argv().unwrap(),
+        [
+            "python3",
+            "-m",
+            "pit",
+            "template",
+            "myapp.handlers",
+            "--preload",
+            "numpy",
+            "--preload",
+            "myapp.model",
+            "--warmup",
+            "myapp.model:Model.warm_up"
+        ]
+    );
+    assert_eq!(
+        spec.summary_lines(),
+        [
+            "pool m: 1 x python3 -m pit serve myapp.handlers (protocol pit), forked from a template preloading numpy \
+          myapp.model, warmed up by myapp.model:Model.warm_up"
+        ]
+    );
+}
+
+#[test]
 fn user_and_group_need_root_and_resolve_to_ids() {
     let spec = ok(&pool("user = \"root\"\ngroup = \"root\""));
     let p = &spec.pools[0];

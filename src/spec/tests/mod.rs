@@ -69,6 +69,7 @@ pub const SAMPLES: &[(&str, &str)] = &[
     ("python", "\"python3\""),
     ("protocol", "\"pit\""),
     ("preload", "[\"json\"]"),
+    ("warmup", "\"json:loads\""),
     ("size", "2"),
     ("concurrency", "4"),
     ("cwd", "\".\""),
@@ -117,6 +118,7 @@ pub fn spec_with_sample(key: &str) -> String {
     let program = match key {
         "app" | "command" => "",
         "python" | "preload" => "app = \"m\"\n",
+        "warmup" => "app = \"m\"\npreload = [\"json\"]\n",
         _ => "command = [\"w\"]\n",
     };
     format!("[pools.p]\n{key} = {value}\n{program}")

@@ -39,6 +39,10 @@ fn every_rule_fails_with_position_key_expected_and_found() {
             "t.toml:4:1: pools.p.preload: only allowed with protocol = \"pit\" (preloading happens in the pit runtime's template process)",
         ),
         (
+            "warmup = \"myapp:warm\"",
+            "t.toml:3:1: pools.p.warmup: only allowed with `preload` (the warm-up runs once in the template process a preloaded pool forks its workers from)",
+        ),
+        (
             "memory_metric = \"vss\"",
             "t.toml:3:17: pools.p.memory_metric: expected \"rss\", \"pss\" or \"uss\", found \"vss\"",
         ),
@@ -137,6 +141,40 @@ fn every_rule_fails_with_position_key_expected_and_found() {
     ];
     for (extra, want) in cases {
         assert_eq!(&err(&pool(extra)), want, "with {extra:?}");
+    }
+}
+
+#[test]
+fn a_warmup_needs_a_template_and_names_a_function_of_a_module() {
+    let app = |extra: &str| format!("[pools.p]\napp = \"m\"\n{extra}\n");
+    let cases: &[(&str, &str)] = &[
+        (
+            "preload = []\nwarmup = \"m:warm\"",
+            "t.toml:4:1: pools.p.warmup: only allowed with `preload` (the warm-up runs once in the template process a preloaded pool forks its workers from)",
+        ),
+        (
+            "preload = [\"m\"]\nwarmup = \"m.warm\"",
+            "t.toml:4:10: pools.p.warmup: expected \"module:function\" like \"myapp.model:warm_up\", found \"m.warm\"",
+        ),
+        (
+            "preload = [\"m\"]\nwarmup = \"m:\"",
+            "t.toml:4:10: pools.p.warmup: expected \"module:function\" like \"myapp.model:warm_up\", found \"m:\"",
+        ),
+        (
+            "preload = [\"m\"]\nwarmup = \"my-app:warm\"",
+            "t.toml:4:10: pools.p.warmup: expected \"module:function\" like \"myapp.model:warm_up\", found \"my-app:warm\"",
+        ),
+        (
+            "preload = [\"m\"]\nwarmup = \"m:warm()\"",
+            "t.toml:4:10: pools.p.warmup: expected \"module:function\" like \"myapp.model:warm_up\", found \"m:warm()\"",
+        ),
+        (
+            "preload = [\"m\"]\nwarmup = [\"m:warm\"]",
+            "t.toml:4:10: pools.p.warmup: expected a string, found array",
+        ),
+    ];
+    for (extra, want) in cases {
+        assert_eq!(&err(&app(extra)), want, "with {extra:?}");
     }
 }
 

@@ -1,5 +1,5 @@
 //! A template's channel: fork requests out, with the worker's four fds as SCM_RIGHTS; the
-//! template's messages in (ready, forked, spare, fork failed).
+//! template's messages in (ready with what to warn about, forked, spare, fork failed).
 
 use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use nix::sys::socket::{ControlMessage, MsgFlags, recv, sendmsg};
 
-use super::{GIL_REENABLED, InFlight, Request, Template, fail, threads_warning};
+use super::warnings::ready_warnings;
+use super::{InFlight, Request, Template, fail};
 use crate::daemon::worker::children::Table;
 use crate::daemon::worker::spawn::{Spawned, TemplateNews, high_pipe};
 use crate::proto::template::{FromTemplate, MAX_MESSAGE, ToTemplate};
@@ -78,25 +79,26 @@ impl Template {
                 FromTemplate::Ready {
                     pid,
                     import_ms,
+                    warmup,
+                    warmup_ms,
                     threads,
+                    sockets,
                     gil_reenabled,
                     ..
                 } => {
                     if self.ready_at.is_some() {
                         return Err("it sent a second ready message".into());
                     }
+                    let warm = match (&warmup, warmup_ms) {
+                        (Some(warmup), Some(ms)) => format!(", warm-up {warmup} {ms:.0} ms"),
+                        _ => String::new(),
+                    };
                     tracing::info!(
                         pool = %self.req.pool,
                         pid,
-                        "preload template ready: imports took {import_ms:.0} ms"
+                        "preload template ready: imports took {import_ms:.0} ms{warm}"
                     );
-                    let mut warnings = Vec::new();
-                    if !threads.is_empty() {
-                        warnings.push(threads_warning(&threads));
-                    }
-                    if gil_reenabled {
-                        warnings.push(GIL_REENABLED.to_string());
-                    }
+                    let warnings = ready_warnings(&threads, &sockets, warmup.is_some(), gil_reenabled);
                     for warning in &warnings {
                         tracing::warn!(pool = %self.req.pool, pid, "{warning}");
                     }
@@ -111,7 +113,10 @@ impl Template {
                     }
                 }
                 FromTemplate::Forked { worker_id, pid } => self.forked(&worker_id, pid, table)?,
-                FromTemplate::Spare { pid } => self.spec.news.tell(TemplateNews::Spare { pid }),
+                FromTemplate::Spare { pid } => {
+                    self.spare = Some(pid);
+                    self.spec.news.tell(TemplateNews::Spare { pid })
+                }
                 FromTemplate::ForkFailed { worker_id, error } => {
                     let Some(f) = self.forking.remove(&worker_id) else {
                         return Err(format!("it reported a fork pitd did not ask for ({worker_id})"));
@@ -127,6 +132,9 @@ impl Template {
         let Some(f) = self.forking.remove(worker_id) else {
             return Err(format!("it reported a fork pitd did not ask for ({worker_id})"));
         };
+        if self.spare == Some(pid) {
+            self.spare = None;
+        }
         // Only a child of pitd leading its own group may be registered: pitd signals the
         // group of every pid it registers.
         if !table.claimable(pid, f.sent_at) {

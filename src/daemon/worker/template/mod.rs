@@ -12,6 +12,10 @@
 //! the pool samples the spare's memory), its output lines (for `pitctl logs POOL`), and its
 //! end.
 //!
+//! A template's spare (a worker forked ahead of need, adopted by pitd) exits by itself once
+//! its template is gone; the reaper asks [`Templates::spare_exited`] to tell that expected
+//! exit from an orphan nobody expected.
+//!
 //! A template that dies takes no worker with it. It is started again at once if it had been
 //! serving for a while, else on the pool's next worker start (the pool's restart backoff
 //! and crash-loop breaker then pace it: a template that cannot import its modules makes
@@ -19,6 +23,7 @@
 
 mod channel;
 mod output;
+mod warnings;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -33,6 +38,8 @@ use crate::daemon::worker::spawn::{SpawnError, SpawnRequest, TemplateNews, Templ
 
 /// stderr lines of a template kept for the error of a failed start.
 const TAIL_LINES: usize = 8;
+/// Spares of templates that are gone, kept until reaped: how many at most.
+const RETIRED_SPARES_KEPT: usize = 64;
 /// A template that served at least this long is restarted at once when it dies.
 const STABLE_AFTER: Duration = Duration::from_secs(5);
 /// How long a template that closed its channel may take to exit.
@@ -88,6 +95,8 @@ struct Template {
     /// When it closed its channel: it is about to exit (the reaper then says how), or it
     /// is retired shortly after.
     closed_at: Option<Instant>,
+    /// Its current spare's pid, from its `spare` message; none once handed out as a worker.
+    spare: Option<u32>,
     /// Requests that came before the template was ready.
     waiting: Vec<Request>,
     forking: HashMap<String, InFlight>,
@@ -98,6 +107,17 @@ struct Template {
 pub struct Templates {
     by_pool: HashMap<String, Template>,
     next_serial: u64,
+    /// (pid, pool) of the spares of templates that are gone, not reaped yet.
+    retired_spares: VecDeque<(u32, String)>,
+}
+
+/// Whose spare a reaped process was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpareOf {
+    /// Of a pool's running template: it died while waiting to be handed out.
+    Running(String),
+    /// Of a pool's template that is gone: it exits by itself then.
+    Gone(String),
 }
 
 impl Templates {
@@ -168,6 +188,7 @@ impl Templates {
                 started_at: Instant::now(),
                 ready_at: None,
                 closed_at: None,
+                spare: None,
                 waiting: Vec::new(),
                 forking: HashMap::new(),
             },
@@ -192,6 +213,7 @@ impl Templates {
     fn retire(&mut self, pool: &str, table: &mut Table, why: &str) {
         if let Some(mut t) = self.by_pool.remove(pool) {
             table.signal_group(t.pid, Signal::SIGKILL);
+            self.spare_left(&t);
             t.spec.news.tell(TemplateNews::Gone { pid: t.pid });
             t.read_output(false);
             t.read_output(true);
@@ -273,6 +295,7 @@ impl Templates {
         t.read_output(true);
         let _ = t.read_channel(table);
         let mut t = self.by_pool.remove(pool).expect("found above");
+        self.spare_left(&t);
         t.spec.news.tell(TemplateNews::Gone { pid });
         let why = format!("the preload template (pid {pid}) exited ({})", info.status);
         tracing::warn!(pool = %pool, "{why}");
@@ -284,6 +307,29 @@ impl Templates {
         if stable && let Err(e) = self.start(&req, &spec, table) {
             tracing::error!(pool = %pool, "restarting the preload template: {e}");
         }
+    }
+
+    /// A template is gone: its spare (if it had one, and it is still pitd's child to reap)
+    /// is about to exit by itself.
+    fn spare_left(&mut self, t: &Template) {
+        let ours = |pid: u32| crate::procfs::stat_of(pid).is_some_and(|s| s.ppid == std::process::id());
+        if let Some(spare) = t.spare.filter(|pid| ours(*pid)) {
+            if self.retired_spares.len() >= RETIRED_SPARES_KEPT {
+                self.retired_spares.pop_front();
+            }
+            self.retired_spares.push_back((spare, t.req.pool.clone()));
+        }
+    }
+
+    /// Whether the reaped child `pid`, not a registered worker, was a template's spare.
+    pub fn spare_exited(&mut self, pid: u32) -> Option<SpareOf> {
+        if let Some(at) = self.retired_spares.iter().position(|(spare, _)| *spare == pid) {
+            let (_, pool) = self.retired_spares.remove(at).expect("found above");
+            return Some(SpareOf::Gone(pool));
+        }
+        let (pool, t) = self.by_pool.iter_mut().find(|(_, t)| t.spare == Some(pid))?;
+        t.spare = None;
+        Some(SpareOf::Running(pool.clone()))
     }
 
     fn pool_of(&self, serial: u64) -> Option<String> {
@@ -332,24 +378,6 @@ impl SpawnRequest {
             .cloned()
             .unwrap_or_default()
     }
-}
-
-/// What pitd logs, emits and shows in status when a free-threaded build's GIL is on again
-/// after the preload.
-pub const GIL_REENABLED: &str = "the GIL is enabled again after the preload imports (an extension module of this \
-     free-threaded build needs it): workers run with the GIL, so threads of a concurrent pool do not run in parallel";
-
-/// What pitd logs, emits and shows in status about threads running in a template after
-/// its preload.
-pub fn threads_warning(threads: &[String]) -> String {
-    let shown: Vec<&str> = threads.iter().take(5).map(String::as_str).collect();
-    let more = if threads.len() > shown.len() { ", ..." } else { "" };
-    format!(
-        "{} thread(s) running in the preload template after its imports ({}{more}): forked workers \
-         get none of them, and a lock one of them held stays locked in every worker",
-        threads.len(),
-        shown.join(", ")
-    )
 }
 
 fn fail(request: Request, program: &str, source: io::Error) {
