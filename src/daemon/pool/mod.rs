@@ -17,6 +17,7 @@
 //! - `expiry`: calls past their timeouts, cancels, stuck slots, callers that hung up.
 //! - `pipeline`: calls written behind a busy worker's short call, and taken back.
 //! - `routing`: the pure choice of a worker for a call.
+//! - `reply`: the port a call's reply leaves by (a caller's connection, or a fake).
 //! - `report`: status built from the actor's state.
 //! - `template`: a preloaded pool's template and spare: pids, memory, warnings.
 
@@ -29,6 +30,7 @@ mod mailbox;
 pub mod pipe;
 mod pipeline;
 mod recycle;
+mod reply;
 mod report;
 pub mod routing;
 mod stopping;
@@ -83,42 +85,7 @@ impl Spawner for Procs {
     }
 }
 
-use super::outbox::{Outbox, Outgoing};
-
-/// Where a call's reply goes: its caller's connection. Closed when the caller hung up or
-/// stopped reading; its queued calls are then dropped instead of run.
-pub type ReplyTx = Outbox<tokio::net::unix::OwnedWriteHalf, ReplyFrame>;
-
-/// A reply on its way to a caller's connection, with the connection's in-flight slot that
-/// is freed once the reply is written: a caller that stops reading its replies soon stops
-/// being read, so pitd's memory for it stays bounded.
-#[derive(Debug)]
-pub struct ReplyFrame {
-    pub bytes: Vec<u8>,
-    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-impl Outgoing for ReplyFrame {
-    fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-    fn consume(&mut self, n: usize) {
-        self.bytes.drain(..n);
-    }
-}
-
-impl ReplyFrame {
-    /// Appends another reply to the same connection: written after this one, and its slot
-    /// freed with this one's.
-    fn join(&mut self, other: ReplyFrame) {
-        self.bytes.extend_from_slice(&other.bytes);
-        match (&mut self.slot, other.slot) {
-            (Some(mine), Some(theirs)) => mine.merge(theirs),
-            (mine @ None, theirs) => *mine = theirs,
-            (Some(_), None) => {}
-        }
-    }
-}
+pub use reply::{ReplyFrame, ReplyPort, ReplyTx};
 
 /// One call on its way through the pool.
 #[derive(Debug)]

@@ -1,14 +1,14 @@
-//! What the call-path tests share: a ready pit pool, callers whose replies are read back
-//! from real socket pairs, and the workers' side spoken through the mailbox.
+//! What the call-path tests share: a ready pit pool, callers whose replies are recorded by
+//! a fake reply port, and the workers' side spoken through the mailbox.
 
-use std::os::unix::net::UnixStream as StdStream;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::super::pipe::WorkerMsg;
 use super::super::routing::PIPELINE_STREAK;
-use super::super::{Call, PoolMsg, ReplyTx};
+use super::super::{Call, PoolMsg, ReplyFrame, ReplyPort, ReplyTx};
 use super::{Harness, spec_harness};
 use crate::ids::WorkerId;
 use crate::proto::call::{ErrorKind, error_json};
@@ -36,36 +36,43 @@ pub(super) fn pool(keys: &str, t0: Instant) -> Harness {
     h
 }
 
-/// One caller's connection: replies are read back from its other end.
+/// A caller's connection as the pool sees it: the bytes of the replies sent to it.
+#[derive(Debug, Default)]
+pub(super) struct Recorded(Mutex<Vec<u8>>);
+
+impl ReplyPort for Arc<Recorded> {
+    fn send(&self, frame: ReplyFrame) -> Result<(), ReplyFrame> {
+        self.0.lock().unwrap().extend_from_slice(&frame.bytes);
+        Ok(())
+    }
+    fn is_closed(&self) -> bool {
+        false
+    }
+}
+
+/// One caller's connection: the replies it got are read back from the recording.
 pub(super) struct Caller {
     pub(super) tx: ReplyTx,
-    peer: StdStream,
+    sent: Arc<Recorded>,
     frames: FrameBuf,
-    _read: tokio::net::unix::OwnedReadHalf,
 }
 
 pub(super) fn caller() -> Caller {
-    let (ours, peer) = StdStream::pair().unwrap();
-    ours.set_nonblocking(true).unwrap();
-    peer.set_nonblocking(true).unwrap();
-    let (read, write) = tokio::net::UnixStream::from_std(ours).unwrap().into_split();
+    let sent = Arc::new(Recorded::default());
     Caller {
-        tx: ReplyTx::new(write, None),
-        peer,
+        tx: ReplyTx::to(sent.clone()),
+        sent,
         frames: FrameBuf::new(1 << 20),
-        _read: read,
     }
 }
 
 impl Caller {
-    /// The replies that have arrived, as (id, ok or error kind, worker). The runtime runs
-    /// a few turns first: a reply the socket did not take at once is written by its
-    /// connection's writer task.
-    pub(super) async fn replies(&mut self) -> Vec<(u64, String, Option<String>)> {
-        for _ in 0..20 {
-            tokio::task::yield_now().await;
-            while self.frames.read_from(&mut self.peer).is_ok_and(|n| n > 0) {}
-        }
+    /// The replies that have arrived since the last look, as (id, ok or error kind,
+    /// worker).
+    pub(super) fn replies(&mut self) -> Vec<(u64, String, Option<String>)> {
+        let bytes = std::mem::take(&mut *self.sent.0.lock().unwrap());
+        let mut unread = &bytes[..];
+        while self.frames.read_from(&mut unread).unwrap() > 0 {}
         let mut out = Vec::new();
         while let Some(body) = self.frames.next_frame().unwrap() {
             let v: Value = serde_json::from_slice(body).unwrap();
@@ -200,6 +207,6 @@ impl Harness {
             self.call(c, 900 + i, None, now);
             self.answer(id, 900 + i, now);
         }
-        assert_eq!(c.replies().await.len(), PIPELINE_STREAK as usize);
+        assert_eq!(c.replies().len(), PIPELINE_STREAK as usize);
     }
 }

@@ -41,7 +41,7 @@ async fn calls_go_to_the_longest_idle_worker_and_a_session_waits_for_its_own() {
     h.answer(W2, 4, t0 + ms(3));
     let w = |s: &str| Some(s.to_string());
     assert_eq!(
-        c.replies().await,
+        c.replies(),
         [
             (2, "ok".into(), w("worker-2")),
             (1, "ok".into(), w("worker-1")),
@@ -69,12 +69,12 @@ async fn the_queue_refuses_past_queue_max_and_expires_its_calls() {
     ];
     for (at, want) in rows {
         h.tick(t0 + ms(at));
-        let got: Vec<(u64, String)> = c.replies().await.into_iter().map(|(id, k, _)| (id, k)).collect();
+        let got: Vec<(u64, String)> = c.replies().into_iter().map(|(id, k, _)| (id, k)).collect();
         let want: Vec<(u64, String)> = want.iter().map(|(id, k)| (*id, k.to_string())).collect();
         assert_eq!(got, want, "at +{at} ms");
     }
     h.answer(W1, 1, t0 + ms(1001));
-    assert_eq!(c.replies().await, [(1, "ok".into(), Some("worker-1".into()))]);
+    assert_eq!(c.replies(), [(1, "ok".into(), Some("worker-1".into()))]);
 }
 
 #[tokio::test]
@@ -111,7 +111,7 @@ async fn calls_are_pipelined_behind_a_short_call_and_taken_back_behind_a_long_on
     assert_eq!(h.written(W1)[warm + 3..], [("call", req(2))]);
     h.answer(W1, 2, t1 + ms(5));
     h.answer(W1, 3, t1 + ms(6));
-    let ids: Vec<(u64, String)> = c.replies().await.into_iter().map(|(id, k, _)| (id, k)).collect();
+    let ids: Vec<(u64, String)> = c.replies().into_iter().map(|(id, k, _)| (id, k)).collect();
     assert_eq!(ids, [(1, "ok".into()), (2, "ok".into()), (3, "ok".into())], "each once");
 }
 
@@ -132,7 +132,7 @@ async fn a_pipelined_call_the_worker_refused_runs_again_and_is_answered_once() {
         [("call", req(1)), ("call_by", req(2)), ("call", req(2))]
     );
     h.answer(W1, 2, t0 + ms(21));
-    let ids: Vec<u64> = c.replies().await.into_iter().map(|(id, _, _)| id).collect();
+    let ids: Vec<u64> = c.replies().into_iter().map(|(id, _, _)| id).collect();
     assert_eq!(ids, [1, 2]);
 }
 
@@ -143,13 +143,13 @@ async fn a_call_past_its_timeout_is_answered_at_once_and_its_worker_killed() {
     let mut c = caller();
     h.call(&c, 1, None, t0);
     h.tick(t0 + ms(999));
-    assert!(c.replies().await.is_empty());
+    assert!(c.replies().is_empty());
     h.tick(t0 + ms(1000));
-    assert_eq!(c.replies().await, [(1, "timeout".into(), Some("worker-1".into()))]);
+    assert_eq!(c.replies(), [(1, "timeout".into(), Some("worker-1".into()))]);
     assert_eq!(h.signals(), [(1001, Signal::SIGKILL)]);
     // Its late answer is dropped: one reply per call.
     h.answer(W1, 1, t0 + ms(1001));
-    assert!(c.replies().await.is_empty());
+    assert!(c.replies().is_empty());
     assert_eq!(h.spawned(), [W1, W2], "its replacement starts at once");
 }
 
@@ -176,7 +176,7 @@ async fn a_dead_workers_calls_fail_retry_or_go_to_another_worker_by_what_it_read
         };
         h.exited(W1, 1, t0 + ms(1));
         h.worker_says(W1, msg, t0 + ms(1));
-        let replies = c.replies().await;
+        let replies = c.replies();
         let got: Vec<String> = (1..=3)
             .map(|id| match replies.iter().find(|r| r.0 == id) {
                 Some((_, kind, worker)) => {
@@ -222,7 +222,7 @@ async fn recycling_and_draining_let_calls_in_flight_finish() {
     h.call(&c, 4, None, t0 + ms(5));
     h.answer(W2, 3, t0 + ms(6));
     assert_eq!(h.signals().last(), Some(&(1002, Signal::SIGTERM)));
-    let got: Vec<(u64, String)> = c.replies().await.into_iter().map(|(id, k, _)| (id, k)).collect();
+    let got: Vec<(u64, String)> = c.replies().into_iter().map(|(id, k, _)| (id, k)).collect();
     assert_eq!(
         got,
         [

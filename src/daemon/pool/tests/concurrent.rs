@@ -37,7 +37,7 @@ async fn with_several_slots_a_call_goes_to_the_worker_with_fewest_in_flight_and_
     assert_eq!(h.written(W1).last(), Some(&("call", req(4))));
     let st = h.status(t0 + ms(2));
     assert_eq!((st.concurrency, st.in_flight, st.capacity), (2, 3, 4));
-    assert!(c.replies().await.len() == 2);
+    assert!(c.replies().len() == 2);
 }
 
 #[tokio::test]
@@ -51,11 +51,11 @@ async fn with_several_slots_a_timed_out_call_is_cancelled_and_its_worker_recycle
     h.call(&c, 1, None, t0);
     h.call(&c, 2, None, t0 + ms(500));
     h.tick(t0 + ms(1000));
-    assert_eq!(c.replies().await, [(1, "timeout".into(), Some("worker-1".into()))]);
+    assert_eq!(c.replies(), [(1, "timeout".into(), Some("worker-1".into()))]);
     assert!(h.signals().is_empty(), "not killed: its other call goes on");
     assert_eq!(h.written(W1).last(), Some(&("cancel", req(1))));
     h.answer(W1, 2, t0 + ms(1200));
-    assert_eq!(c.replies().await, [(2, "ok".into(), Some("worker-1".into()))]);
+    assert_eq!(c.replies(), [(2, "ok".into(), Some("worker-1".into()))]);
     // The cancelled call still holds its slot past kill_timeout: replaced, gracefully.
     h.tick(t0 + ms(2999));
     assert_eq!(h.spawned(), [W1]);
@@ -64,7 +64,7 @@ async fn with_several_slots_a_timed_out_call_is_cancelled_and_its_worker_recycle
     assert!(h.signals().is_empty());
     // Its late answer frees the slot and is dropped.
     h.answer(W1, 1, t0 + ms(3001));
-    assert!(c.replies().await.is_empty());
+    assert!(c.replies().is_empty());
 }
 
 #[tokio::test]
@@ -81,7 +81,7 @@ async fn a_caller_that_hangs_up_has_its_calls_cancelled_and_its_queued_calls_dro
     assert_eq!(h.queued(t0 + ms(1)), 0, "its queued call is dropped");
     assert_eq!(h.written(W1).last(), Some(&("cancel", req(1))));
     h.answer(W1, 2, t0 + ms(2));
-    assert_eq!(stays.replies().await, [(2, "ok".into(), Some("worker-1".into()))]);
+    assert_eq!(stays.replies(), [(2, "ok".into(), Some("worker-1".into()))]);
 }
 
 #[tokio::test]
@@ -102,11 +102,11 @@ async fn a_session_call_does_not_go_to_its_worker_once_that_worker_has_exited() 
     assert_eq!(h.written(W2), [("call", req(2))], "the session moves on");
     h.worker_says(W1, WorkerMsg::Closed, t0 + ms(3));
     assert_eq!(
-        c.replies().await,
+        c.replies(),
         [(1, "worker_crashed".into(), Some("worker-1".into()))]
     );
     h.answer(W2, 2, t0 + ms(4));
-    assert_eq!(c.replies().await, [(2, "ok".into(), Some("worker-2".into()))]);
+    assert_eq!(c.replies(), [(2, "ok".into(), Some("worker-2".into()))]);
 }
 
 #[tokio::test]
