@@ -37,8 +37,13 @@ impl PoolActor {
     }
 
     /// Workers that count towards `size`: live and not being retired.
+    /// Workers that count towards the pool's size: live, and neither retiring nor draining
+    /// (an operator's drain takes a worker out for good; it is not waited for).
     pub(super) fn live_count(&self) -> usize {
-        self.workers.values().filter(|w| w.live() && w.retire.is_none()).count()
+        self.workers
+            .values()
+            .filter(|w| w.live() && w.retire.is_none() && w.state() != WorkerState::Draining)
+            .count()
     }
 
     fn starting_count(&self) -> usize {

@@ -101,10 +101,7 @@ async fn a_session_call_does_not_go_to_its_worker_once_that_worker_has_exited() 
     );
     assert_eq!(h.written(W2), [("call", req(2))], "the session moves on");
     h.worker_says(W1, WorkerMsg::Closed, t0 + ms(3));
-    assert_eq!(
-        c.replies(),
-        [(1, "worker_crashed".into(), Some("worker-1".into()))]
-    );
+    assert_eq!(c.replies(), [(1, "worker_crashed".into(), Some("worker-1".into()))]);
     h.answer(W2, 2, t0 + ms(4));
     assert_eq!(c.replies(), [(2, "ok".into(), Some("worker-2".into()))]);
 }

@@ -6,6 +6,7 @@ mod call_kit;
 mod calls;
 mod concurrent;
 mod probes;
+mod sim;
 mod template;
 
 use std::sync::{Arc, Mutex};

@@ -104,6 +104,13 @@ impl<C> CallWindow<C> {
         }
     }
 
+    /// The pitd ids of the calls it holds: running (answered or not) and pipelined.
+    #[cfg(test)]
+    pub fn req_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        let running = self.running.iter().map(|r| r.req_id);
+        running.chain(self.pipelined.iter().map(|p| p.req_id))
+    }
+
     /// Calls it may run at once.
     pub fn slots(&self) -> usize {
         self.policy.slots
