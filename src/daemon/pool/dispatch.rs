@@ -14,8 +14,7 @@ use super::{Call, PoolActor, bind_session};
 use crate::ids::WorkerId;
 use crate::lifecycle::Reason;
 use crate::lifecycle::recycle::at_limit;
-use crate::proto::call::{ErrorKind, error_frame, error_frame_raw, error_json, ok_frame};
-use crate::proto::worker::set_call_timeout;
+use crate::proto::call::ErrorKind;
 use crate::spec::Protocol;
 
 impl PoolActor {
@@ -98,7 +97,7 @@ impl PoolActor {
             ErrorKind::PoolDrained => format!("pool {pool} is drained (`pitctl resume {pool}` brings it back)"),
             other => other.as_str().to_string(),
         };
-        error_frame(&call.client_id, kind, &message)
+        call.refused(kind, &message)
     }
 
     /// Hands queued calls to idle workers, oldest call first. A call whose session is bound
@@ -188,14 +187,10 @@ impl PoolActor {
                 call.method,
                 w.handlers.join(", ")
             );
-            let frame = error_frame(&call.client_id, ErrorKind::NoSuchMethod, &message);
+            let frame = call.refused(ErrorKind::NoSuchMethod, &message);
             return self.refuse(call, frame, ErrorKind::NoSuchMethod);
         }
-        let remaining = deadline
-            .saturating_duration_since(now)
-            .as_millis()
-            .clamp(1, u32::MAX as u128) as u32;
-        set_call_timeout(&mut call.frame, remaining);
+        call.set_deadline(deadline, now);
         let frame = if call.idempotent {
             call.frame.clone()
         } else {
@@ -287,10 +282,7 @@ impl PoolActor {
             a.last_used = now;
         }
         let worker = id.to_string();
-        let frame = match error {
-            None => ok_frame(&call.client_id, &body, &worker),
-            Some(_) => error_frame_raw(&call.client_id, &body, Some(&worker)),
-        };
+        let frame = call.worker_reply(error, &body, &worker);
         self.answer(call, frame, error);
         self.check_triggers(id, now);
     }
@@ -316,7 +308,7 @@ impl PoolActor {
                 format!("{worker} ({}) {ended}", self.spec.name),
             )
         };
-        let frame = error_frame_raw(&call.client_id, &error_json(kind, &message), Some(&worker.to_string()));
+        let frame = call.failed_on(&worker.to_string(), kind, &message);
         self.answer(call, frame, Some(kind));
     }
 }

@@ -9,7 +9,7 @@ use super::worker::Worker;
 use super::{Call, PoolActor, ReplyTx};
 use crate::ids::WorkerId;
 use crate::lifecycle::Reason;
-use crate::proto::call::{ErrorKind, error_frame_raw, error_json};
+use crate::proto::call::ErrorKind;
 use crate::proto::worker::encode_cancel;
 
 impl PoolActor {
@@ -79,11 +79,7 @@ impl PoolActor {
             "call to {}.{} timed out after {after}; {done}",
             self.spec.name, call.method
         );
-        let frame = error_frame_raw(
-            &call.client_id,
-            &error_json(ErrorKind::Timeout, &message),
-            Some(&id.to_string()),
-        );
+        let frame = call.failed_on(&id.to_string(), ErrorKind::Timeout, &message);
         self.answer(call, frame, Some(ErrorKind::Timeout));
         after
     }

@@ -4,6 +4,7 @@
 //! effects leave as calls on the `Spawner` (which only enqueues work for the process
 //! thread), as `try_send`s to worker pipes, or as reply frames to callers' connections.
 //!
+//! - `call`: one call: made from a request, its worker frame, its replies.
 //! - `mailbox`: the actor's loop: messages in batches, its one timer, replies out.
 //! - `worker`: one worker (state through the lifecycle table, its calls, its pipe).
 //! - `window`: the calls one worker holds, running and pipelined (pure).
@@ -21,6 +22,7 @@
 //! - `report`: status built from the actor's state.
 //! - `template`: a preloaded pool's template and spare: pids, memory, warnings.
 
+mod call;
 mod counts;
 mod dispatch;
 mod exits;
@@ -43,7 +45,7 @@ mod workers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
@@ -85,36 +87,8 @@ impl Spawner for Procs {
     }
 }
 
+pub use call::Call;
 pub use reply::{ReplyFrame, ReplyPort, ReplyTx};
-
-/// One call on its way through the pool.
-#[derive(Debug)]
-pub struct Call {
-    /// pitd's id for the call on the worker pipe (unique per daemon run).
-    pub req_id: u64,
-    /// The caller's `id`, as raw JSON, echoed in the reply.
-    pub client_id: Box<[u8]>,
-    pub method: String,
-    pub session: Option<String>,
-    /// The caller's `timeout_ms`, if any.
-    pub timeout: Option<Duration>,
-    pub idempotent: bool,
-    /// Already retried once after its worker died.
-    pub retried: bool,
-    /// The complete CALL frame for the worker (timeout patched at dispatch).
-    pub frame: Vec<u8>,
-    pub reply: ReplyTx,
-    /// This call's in-flight slot on its connection.
-    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
-    pub received: Instant,
-}
-
-impl Call {
-    /// Its reply, ready to send.
-    fn into_reply(self, bytes: Vec<u8>) -> (ReplyTx, ReplyFrame) {
-        (self.reply, ReplyFrame { bytes, slot: self.slot })
-    }
-}
 
 /// Messages a pool understands. Senders: the control server (Status, Shutdown), the call
 /// server (Call), the process thread's callbacks (Spawned, Exited) and the worker I/O tasks

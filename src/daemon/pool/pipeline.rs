@@ -22,7 +22,7 @@ use super::{Call, PoolActor, bind_session};
 use crate::ids::WorkerId;
 use crate::lifecycle::{Reason, WorkerState};
 use crate::proto::call::ErrorKind;
-use crate::proto::worker::{encode_call_by_into, set_call_timeout};
+use crate::proto::worker::encode_call_by_into;
 
 /// Nanoseconds of CLOCK_MONOTONIC, the clock `time.monotonic_ns()` reads in the workers.
 fn monotonic_ns() -> u64 {
@@ -161,11 +161,7 @@ impl PoolActor {
             .saturating_add(start_by.saturating_duration_since(clock_at).as_nanos() as u64)
             .min(last.map_or(u64::MAX, |(_, ns)| ns));
         let deadline = self.call_deadline(&call, now);
-        let remaining = deadline
-            .saturating_duration_since(now)
-            .as_millis()
-            .clamp(1, u32::MAX as u128) as u32;
-        set_call_timeout(&mut call.frame, remaining);
+        call.set_deadline(deadline, now);
         // The call keeps its own frame: if it is taken back, it is sent again.
         encode_call_by_into(frames, &call.frame, start_by_ns);
         bind_session(&mut self.affinity, &call, id, now);

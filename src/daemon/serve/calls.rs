@@ -6,8 +6,7 @@
 //! only slows its own connection.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::net::unix::OwnedReadHalf;
 use tokio::net::{UnixListener, UnixStream};
@@ -18,7 +17,6 @@ use crate::daemon::pool::{Call, PoolHandle, PoolMsg, PoolTable, ReplyFrame, Repl
 use crate::daemon::serve::socket::Access;
 use crate::proto::call::{CALL_MAX, CallRequest, ErrorKind, IN_FLIGHT_PER_CONNECTION, error_frame, sniff_id};
 use crate::proto::frame::{FrameBuf, FrameError};
-use crate::proto::worker::encode_call;
 
 /// An error reply pitd sends before a call reaches a pool (no in-flight slot held).
 fn reply(tx: &ReplyTx, bytes: Vec<u8>) {
@@ -28,9 +26,6 @@ fn reply(tx: &ReplyTx, bytes: Vec<u8>) {
 
 /// Bytes of an oversized request read before answering `too_large`, to find its id.
 const ID_SNIFF_BYTES: usize = 64;
-
-/// pitd's call ids on worker pipes: unique per daemon run.
-static NEXT_REQ_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Pools as the call server sees them: replaced wholesale on reload.
 pub type PoolTableRx = tokio::sync::watch::Receiver<PoolTable>;
@@ -151,23 +146,9 @@ fn handle_request(
         );
         return None;
     }
-    let req_id = NEXT_REQ_ID.fetch_add(1, Ordering::Relaxed);
-    let args = req.args.map_or(&b"null"[..], |a| a.get().as_bytes());
-    let call = Call {
-        req_id,
-        client_id: id.into(),
-        frame: encode_call(req_id, 0, &req.method, req.session.as_deref(), args),
-        method: req.method.into_owned(),
-        session: req.session.map(|s| s.into_owned()),
-        timeout: req.timeout_ms.map(Duration::from_millis),
-        idempotent: req.idempotent,
-        retried: false,
-        reply: tx.clone(),
-        slot: Some(slot),
-        received: now,
-    };
-    if !pool.send(PoolMsg::Call(call)) {
-        reply(tx, error_frame(id, ErrorKind::ShuttingDown, "pitd is shutting down"));
+    let id: Box<[u8]> = id.into();
+    if !pool.send(PoolMsg::Call(Call::new(req, tx.clone(), Some(slot), now))) {
+        reply(tx, error_frame(&id, ErrorKind::ShuttingDown, "pitd is shutting down"));
         return None;
     }
     Some(pool.clone())

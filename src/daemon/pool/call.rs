@@ -1,0 +1,94 @@
+//! One call, in one place: made from the caller's request (its pitd id, its worker frame),
+//! the frame a worker is given (with the time it has left), and every reply it can get.
+//! The call socket only parses a request and hands it here; the pool decides where the
+//! call goes and which reply it gets, through these.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::reply::{ReplyFrame, ReplyTx};
+use crate::proto::call::{CallRequest, ErrorKind, error_frame, error_frame_raw, error_json, ok_frame};
+use crate::proto::worker::{encode_call, set_call_timeout};
+
+/// pitd's call ids on worker pipes: unique per daemon run.
+static NEXT_REQ_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One call on its way through the pool.
+#[derive(Debug)]
+pub struct Call {
+    /// pitd's id for the call on the worker pipe (unique per daemon run).
+    pub req_id: u64,
+    /// The caller's `id`, as raw JSON, echoed in the reply.
+    pub client_id: Box<[u8]>,
+    pub method: String,
+    pub session: Option<String>,
+    /// The caller's `timeout_ms`, if any.
+    pub timeout: Option<Duration>,
+    pub idempotent: bool,
+    /// Already retried once after its worker died.
+    pub retried: bool,
+    /// The complete CALL frame for the worker (timeout set when it is handed over).
+    pub frame: Vec<u8>,
+    pub reply: ReplyTx,
+    /// This call's in-flight slot on its connection.
+    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    pub received: Instant,
+}
+
+impl Call {
+    /// A caller's request, received at `now`, answered through `reply`.
+    pub fn new(
+        req: CallRequest<'_>,
+        reply: ReplyTx,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+        now: Instant,
+    ) -> Call {
+        let req_id = NEXT_REQ_ID.fetch_add(1, Ordering::Relaxed);
+        let args = req.args.map_or(&b"null"[..], |a| a.get().as_bytes());
+        Call {
+            req_id,
+            client_id: req.id.get().as_bytes().into(),
+            frame: encode_call(req_id, 0, &req.method, req.session.as_deref(), args),
+            method: req.method.into_owned(),
+            session: req.session.map(|s| s.into_owned()),
+            timeout: req.timeout_ms.map(Duration::from_millis),
+            idempotent: req.idempotent,
+            retried: false,
+            reply,
+            slot,
+            received: now,
+        }
+    }
+
+    /// Its frame set to run until `deadline`, for a worker at `now`.
+    pub(super) fn set_deadline(&mut self, deadline: Instant, now: Instant) {
+        let remaining = deadline
+            .saturating_duration_since(now)
+            .as_millis()
+            .clamp(1, u32::MAX as u128) as u32;
+        set_call_timeout(&mut self.frame, remaining);
+    }
+
+    /// The worker's answer: its result, or its error object, naming the worker.
+    pub(super) fn worker_reply(&self, error: Option<ErrorKind>, body: &[u8], worker: &str) -> Vec<u8> {
+        match error {
+            None => ok_frame(&self.client_id, body, worker),
+            Some(_) => error_frame_raw(&self.client_id, body, Some(worker)),
+        }
+    }
+
+    /// An error pitd gives the call after it reached a worker (a timeout, a crash), naming it.
+    pub(super) fn failed_on(&self, worker: &str, kind: ErrorKind, message: &str) -> Vec<u8> {
+        error_frame_raw(&self.client_id, &error_json(kind, message), Some(worker))
+    }
+
+    /// An error pitd gives the call before any worker saw it.
+    pub(super) fn refused(&self, kind: ErrorKind, message: &str) -> Vec<u8> {
+        error_frame(&self.client_id, kind, message)
+    }
+
+    /// Its reply, ready to send.
+    pub(super) fn into_reply(self, bytes: Vec<u8>) -> (ReplyTx, ReplyFrame) {
+        (self.reply, ReplyFrame { bytes, slot: self.slot })
+    }
+}
