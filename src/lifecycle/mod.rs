@@ -12,10 +12,12 @@
 //! daemon, so this module can become its own crate unchanged.
 //!
 //! - [`state`]: worker states, health, and the transition table.
+//! - [`phase`]: a pool's phase and its transition table.
 //! - [`reason`]: recycle and exit reasons; classifying an exit status.
 //! - [`recycle`]: per-worker limits and the recycle decision.
 //! - [`restart`]: restart backoff with jitter and the crash-loop breaker.
 
+pub mod phase;
 pub mod reason;
 pub mod recycle;
 pub mod restart;

@@ -21,11 +21,11 @@ impl PoolActor {
     pub(super) fn on_call(&mut self, call: Call, now: Instant) {
         let refuse = if self.spec.protocol == Protocol::None {
             Some(ErrorKind::BadRequest)
-        } else if self.shutdown.is_some() {
+        } else if self.phase.shutting_down() {
             Some(ErrorKind::ShuttingDown)
-        } else if self.draining {
+        } else if self.phase.drained() {
             Some(ErrorKind::PoolDrained)
-        } else if self.failing.is_some() {
+        } else if self.phase.failing() {
             Some(ErrorKind::PoolFailing)
         } else if self.queue_full(now) {
             Some(ErrorKind::QueueFull)
@@ -292,12 +292,12 @@ impl PoolActor {
     /// naming the worker. `ended` is how it ended, after its id ("died during the call:
     /// exit code 1", "was killed by pitd: protocol error (...)").
     pub(super) fn call_lost(&mut self, mut call: Call, worker: &WorkerId, ended: &str) {
-        if call.idempotent && !call.retried && self.shutdown.is_none() && !call.frame.is_empty() {
+        if call.idempotent && !call.retried && !self.phase.shutting_down() && !call.frame.is_empty() {
             call.retried = true;
             tracing::info!(pool = %self.spec.name, worker = %worker, "retrying idempotent call {} on another worker", call.req_id);
             return self.queue.push_front(call);
         }
-        let (kind, message) = if self.shutdown.is_some() {
+        let (kind, message) = if self.phase.shutting_down() {
             (
                 ErrorKind::ShuttingDown,
                 "pitd is shutting down; the call was stopped".to_string(),

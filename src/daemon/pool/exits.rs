@@ -8,6 +8,7 @@ use super::worker::Replies;
 use super::workers::SUPERVISED_STABLE_AFTER;
 use crate::daemon::worker::children::ExitInfo;
 use crate::ids::WorkerId;
+use crate::lifecycle::phase::PhaseEvent;
 use crate::lifecycle::{Failure, PoolVerdict, Reason, WorkerState, exit_reason, exit_reason_with_cpu};
 use crate::proto::call::ErrorKind;
 use crate::proto::event::EventKind;
@@ -103,6 +104,7 @@ impl PoolActor {
         for (_, done) in self.worker_waiters.extract_if(.., |(waited, _)| *waited == id) {
             let _ = done.send(());
         }
+        self.note_emptied();
         let booked = if planned {
             None
         } else {
@@ -144,7 +146,7 @@ impl PoolActor {
         failure: Failure,
         now: Instant,
     ) -> Option<Booked> {
-        if self.shutdown.is_some() {
+        if self.phase.shutting_down() {
             return None;
         }
         self.owed_restarts.push_back((id, reason));
@@ -165,9 +167,14 @@ impl PoolActor {
         if !booked.is_some_and(|b| b.verdict == PoolVerdict::Failing) {
             return;
         }
-        let first = self.failing.is_none();
-        self.failing = Some((id, status));
-        if first {
+        let was = self.phase.failing();
+        self.move_phase(PhaseEvent::Tripped);
+        // A draining pool stays draining: it starts no workers anyway.
+        if !self.phase.failing() {
+            return;
+        }
+        self.failing_cause = Some((id, status));
+        if !was {
             // Calls would wait for a pool that cannot start workers: fail them fast.
             for call in std::mem::take(&mut self.queue) {
                 self.fail_call(call, ErrorKind::PoolFailing);

@@ -193,7 +193,7 @@ impl PoolActor {
     }
 
     pub(super) fn finished(&self) -> bool {
-        self.shutdown.is_some() && self.workers.is_empty()
+        self.phase.shutting_down() && self.workers.is_empty()
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -48,7 +48,7 @@ impl PoolActor {
             .workers
             .values()
             .any(|w| self.pipeline_open(w.id) && w.calls.may_pipeline(0, now, half_hold));
-        if self.shutdown.is_some() || self.draining || !any_room {
+        if self.phase.shutting_down() || self.phase.drained() || !any_room {
             return;
         }
         // (worker, frames for it, how many calls they are)
@@ -177,7 +177,7 @@ impl PoolActor {
     /// A call that never started goes back to the front of the queue (or is answered, if
     /// the pool no longer serves calls; while pitd shuts down, queued calls still run).
     pub(super) fn requeue_unstarted(&mut self, call: Call) {
-        if self.draining {
+        if self.phase.drained() {
             self.fail_call(call, ErrorKind::PoolDrained);
         } else {
             self.queue.push_front(call);

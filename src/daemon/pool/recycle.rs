@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 
 use super::PoolActor;
 use crate::ids::WorkerId;
+use crate::lifecycle::phase::{Phase, PhaseEvent};
 use crate::lifecycle::recycle::replacement_due;
 use crate::lifecycle::{Reason, WorkerEvent, WorkerState, WorkerStats, recycle_decision};
 use crate::proto::call::ErrorKind;
@@ -18,7 +19,7 @@ impl PoolActor {
     /// How many workers the pool keeps: `size` (spec or `scale`), less the workers drained
     /// one by one, none while the pool is drained.
     pub(super) fn desired(&self) -> usize {
-        if self.draining {
+        if self.phase.drained() {
             0
         } else {
             (self.size as usize).saturating_sub(self.drained_out as usize)
@@ -183,7 +184,15 @@ impl PoolActor {
             let reason = self.workers.get(&id).and_then(|w| w.retire).or(Some(Reason::Manual));
             self.stop_worker(id, reason, now);
         }
-        if self.draining && self.workers.is_empty() && !self.drain_waiters.is_empty() {
+        self.note_emptied();
+    }
+
+    /// A draining pool whose last worker is gone is drained: `drain --wait` returns.
+    pub(super) fn note_emptied(&mut self) {
+        if self.phase == Phase::Draining && self.workers.is_empty() {
+            self.move_phase(PhaseEvent::Emptied);
+        }
+        if self.phase == Phase::Drained {
             for done in self.drain_waiters.drain(..) {
                 let _ = done.send(());
             }
@@ -247,7 +256,7 @@ impl PoolActor {
                 format!("draining {id} of pool {}; it will not be replaced", self.spec.name)
             }
             None => {
-                self.draining = true;
+                self.move_phase(PhaseEvent::Drain);
                 for call in std::mem::take(&mut self.queue) {
                     self.fail_call(call, ErrorKind::PoolDrained);
                 }
@@ -267,8 +276,14 @@ impl PoolActor {
 
     /// `pitctl resume`: undoes drains; the pool starts its workers again.
     pub(super) fn resume_command(&mut self, now: Instant) -> Result<String, String> {
-        let was = self.draining || self.drained_out > 0;
-        self.draining = false;
+        let was = self.phase.drained() || self.drained_out > 0;
+        if self.phase.drained() {
+            // A drained pool starts afresh, a crash loop before the drain forgotten.
+            self.move_phase(PhaseEvent::Resume);
+            self.failing_cause = None;
+            self.restart = Default::default();
+            self.restart_at = None;
+        }
         self.drained_out = 0;
         self.fill(now);
         Ok(if was {
@@ -302,7 +317,10 @@ impl PoolActor {
             // that imported the old.
             self.deps.spawner.release_template(Some(&self.spec.name));
             // A fixed spec deserves a fresh start, not the old crash loop's backoff.
-            self.failing = None;
+            if self.phase.failing() {
+                self.move_phase(PhaseEvent::Recovered);
+                self.failing_cause = None;
+            }
             self.restart = Default::default();
             self.restart_at = None;
             let ids: Vec<WorkerId> = self

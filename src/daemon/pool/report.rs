@@ -13,7 +13,7 @@ impl PoolActor {
     /// Why the pool is failing: the exit that tipped it and the worker's last stderr lines
     /// (read at report time, so lines captured after the exit are included).
     pub(super) fn failing_reason(&self) -> Option<String> {
-        let (id, status) = self.failing.as_ref()?;
+        let (id, status) = self.failing_cause.as_ref().filter(|_| self.phase.failing())?;
         let lines = self.deps.output.last_stderr(*id, CRASH_REPORT_LINES);
         Some(if lines.is_empty() {
             format!("crash loop: {id} {status}")
@@ -23,19 +23,7 @@ impl PoolActor {
     }
 
     fn pool_state(&self) -> PoolState {
-        if self.draining {
-            if self.workers.is_empty() {
-                PoolState::Drained
-            } else {
-                PoolState::Draining
-            }
-        } else if self.failing.is_some() {
-            PoolState::Failing
-        } else if self.reached_size {
-            PoolState::Running
-        } else {
-            PoolState::Starting
-        }
+        self.phase.state()
     }
 
     /// The pool as the probes see it.

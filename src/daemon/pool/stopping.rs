@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use super::PoolActor;
 use super::workers::SUPERVISED_STABLE_AFTER;
 use crate::ids::WorkerId;
+use crate::lifecycle::phase::PhaseEvent;
 use crate::lifecycle::{Failure, Reason, WorkerEvent, WorkerState};
 use crate::proto::call::ErrorKind;
 use crate::proto::event::EventKind;
@@ -63,6 +64,7 @@ impl PoolActor {
             return;
         }
         self.shutdown = Some((deadline, vec![done]));
+        self.move_phase(PhaseEvent::Shutdown);
         // Queued calls still run (until the deadline); workers with nothing left to do stop.
         self.dispatch(now);
         self.stop_finished_workers(now);
@@ -113,9 +115,10 @@ impl PoolActor {
                 w.kill_detail = Some(format!("did not stop within kill_timeout ({kill_timeout:?})"));
             }
         }
-        if self.failing.is_some() && self.has_stable_worker(now) {
+        if self.phase.failing() && self.has_stable_worker(now) {
             self.restart.record_ready();
-            self.failing = None;
+            self.move_phase(PhaseEvent::Recovered);
+            self.failing_cause = None;
             self.restart_at = None;
             self.emit(EventKind::PoolRecovered, None, None, |_| {});
         }
@@ -147,9 +150,8 @@ impl PoolActor {
             .values()
             .filter(|w| w.pid.is_some())
             .filter_map(|w| w.startup_deadline(self.spec.startup_timeout));
-        let stable = self
-            .failing
-            .as_ref()
+        let stable = Some(())
+            .filter(|_| self.phase.failing())
             .and_then(|_| self.workers.values().filter_map(|w| w.ready_at).min())
             .map(|t| t + self.stable_after());
         let restart = self.restart_at.filter(|_| self.live_count() < self.desired());

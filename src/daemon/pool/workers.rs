@@ -12,6 +12,7 @@ use crate::daemon::monitor;
 use crate::daemon::worker::output;
 use crate::daemon::worker::spawn::{SpawnError, SpawnRequest, Spawned, TemplateRequest};
 use crate::ids::WorkerId;
+use crate::lifecycle::phase::PhaseEvent;
 use crate::lifecycle::{Failure, Health, Reason, WorkerEvent, WorkerLimits, WorkerState};
 use crate::proto::event::EventKind;
 use crate::proto::worker::MAX_FRAME;
@@ -62,12 +63,12 @@ impl PoolActor {
     pub(super) fn fill(&mut self, now: Instant) {
         // The runtime's timers tick in whole milliseconds: a backoff due within the next one
         // is due now (a 1 ms backoff would otherwise cost 2).
-        if self.shutdown.is_some() || self.restart_at.is_some_and(|t| now + TIMER_SLACK < t) {
+        if self.phase.shutting_down() || self.restart_at.is_some_and(|t| now + TIMER_SLACK < t) {
             return;
         }
         self.restart_at = None;
         let missing = self.desired().saturating_sub(self.live_count());
-        let allowed = if self.failing.is_some() {
+        let allowed = if self.phase.failing() {
             missing.min(1).saturating_sub(self.starting_count())
         } else {
             missing
@@ -181,7 +182,7 @@ impl PoolActor {
                 ev.reason = Some(reason);
             }
         });
-        if self.shutdown.is_some() {
+        if self.phase.shutting_down() {
             self.stop_worker(id, None, now);
         } else if self.spec.protocol == Protocol::None {
             // Supervise-only workers have no ready frame: running is ready.
@@ -271,8 +272,9 @@ impl PoolActor {
             monitor.sample_now(pid);
         }
         self.emit(EventKind::WorkerReady, Some(id), pid, |_| {});
-        if !self.reached_size && self.ready_count() >= self.desired() {
+        if self.ready_count() >= self.desired() {
             self.reached_size = true;
+            self.move_phase(PhaseEvent::ReachedSize);
         }
         self.retire_replaced(now);
     }

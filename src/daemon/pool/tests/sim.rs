@@ -488,7 +488,7 @@ impl Sim {
         }
         // A crash's backoff holds every start of the pool, a scale-up's too.
         let backing_off = a.restart_at.is_some_and(|t| t > self.now);
-        let held = a.shutdown.is_some() || a.draining || a.failing.is_some() || backing_off;
+        let held = a.phase.shutting_down() || a.phase.drained() || a.phase.failing() || backing_off;
         let members = a
             .workers
             .values()
