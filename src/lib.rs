@@ -5,21 +5,21 @@
 //!  pitctl ──control socket──▶ serve::control ─▶ Supervisor ─▶ PoolHandle ─(PoolMsg)─▶ pool actor
 //!                                                                              │  ▲
 //!                                       spawn / signal (Spawner)   frames      ▼  │ exits, WorkerMsg
-//!                                           worker::procs thread   (WorkerPipe) worker::pipes
+//!                                          process::procs thread  (WorkerPipe) process::pipes
 //!                                  fork+exec, waitpid(-1) (the one reaper), preload templates
-//!                    worker::guard ◀── worker pgids         workers: own process group,
+//!                   process::guard ◀── worker pgids         workers: own process group,
 //!                    (kills them if pitd dies)              rlimits, PDEATHSIG, output captured
 //! ```
 //!
 //! - `spec`: the TOML pool spec, raw serde types validated into plain types, errors with
 //!   file:line:column.
-//! - `lifecycle`: pure decisions: the worker state machine, restart backoff and the
-//!   crash-loop breaker, recycle triggers. No I/O, no clock.
+//! - `lifecycle`: pure decisions: the worker state machine, a pool's phase, restart backoff
+//!   and the crash-loop breaker, recycle triggers. No I/O, no clock.
 //! - `proto`: what travels on each socket and pipe, one home per shape, and the one frame
 //!   reader.
 //! - `procfs`: reading `/proc`.
 //! - `daemon`: the running pitd, grouped by noun: `pool` (one actor task per pool owns its
-//!   workers, their calls, its queue and session affinity), `worker` (the process thread
+//!   workers, their calls, its queue and session affinity), `process` (the process thread
 //!   that forks and reaps, templates, the guard, output, pipes), `serve` (the sockets),
 //!   `outbox`, the supervisor (control requests and reloads) and the monitor thread.
 //! - `client` and `cli`: pitctl.

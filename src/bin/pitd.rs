@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pit::args::PitdArgs;
-use pit::daemon::{self, worker::guard};
+use pit::daemon::{self, process::guard};
 use pit::spec::{self, LogFormat};
 
 fn main() -> ExitCode {
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
-        if let Err(problem) = spec::probe::check_modules(&spec) {
+        if let Err(problem) = spec::lookup::check_modules(&spec) {
             eprintln!("pitd: {}: {problem}", args.config.display());
             return ExitCode::from(1);
         }

@@ -13,9 +13,9 @@ pub mod notify;
 pub mod outbox;
 pub mod pool;
 pub mod probe;
+pub mod process;
 pub mod serve;
 pub mod supervisor;
-pub mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,12 +28,12 @@ use crate::ids::IdAllocator;
 use crate::spec::Spec;
 use events::EventLog;
 use pool::PoolDeps;
+use process::guard;
+use process::output::OutputStore;
+use process::procs::Procs;
 use serve::socket::{self, Access};
 use serve::{calls, control};
 use supervisor::Supervisor;
-use worker::guard;
-use worker::output::OutputStore;
-use worker::procs::Procs;
 
 /// Extra time, beyond shutdown_timeout, for SIGKILLed workers to be reaped.
 const REAP_GRACE: Duration = Duration::from_secs(2);
@@ -70,7 +70,7 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
     let deps_spawner: Arc<dyn pool::Spawner> = Arc::new(procs);
     let deps = PoolDeps {
-        pipes: Arc::new(pool::pipe::WorkerPipes),
+        pipes: Arc::new(pool::seams::WorkerPipes),
         spawner: deps_spawner.clone(),
         ids: Arc::new(IdAllocator::default()),
         output: Arc::new(OutputStore::default()),

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::daemon::events::EventLog;
 use crate::daemon::pool::{self, PoolDeps, PoolHandle, PoolMsg, PoolTable};
 use crate::daemon::probe::{self, PoolSnapshot};
-use crate::daemon::worker::output::OutputStore;
+use crate::daemon::process::output::OutputStore;
 use crate::ids::WorkerId;
 use crate::proto::control::{ControlErrorKind, LogLine, ProbeKind};
 use crate::proto::status::StatusReport;

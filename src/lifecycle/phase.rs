@@ -17,7 +17,28 @@
 //! shutting down keeps showing the state it was in (status has no "shutting down" state of
 //! a pool; `shutting_down` is pitd's).
 
-use crate::proto::status::PoolState;
+use serde::{Deserialize, Serialize};
+
+/// A pool's state as status shows it (INTERFACE section 4): its phase, less shutting down.
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, strum::IntoStaticStr, strum::Display, strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum PoolState {
+    Starting,
+    Running,
+    Draining,
+    Drained,
+    Failing,
+}
+
+impl PoolState {
+    /// The wire name, identical to the serde form.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
 
 /// See the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

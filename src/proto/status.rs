@@ -24,25 +24,8 @@ pub struct StatusReport {
     pub call_socket: Option<String>,
 }
 
-#[derive(
-    Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, strum::IntoStaticStr, strum::Display, strum::VariantArray,
-)]
-#[strum(serialize_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum PoolState {
-    Starting,
-    Running,
-    Draining,
-    Drained,
-    Failing,
-}
-
-impl PoolState {
-    /// The wire name, identical to the serde form.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-}
+/// A pool's state as status shows it: what its phase (`lifecycle::phase`) shows.
+pub use crate::lifecycle::phase::PoolState;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PoolStatus {

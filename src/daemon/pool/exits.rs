@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use super::PoolActor;
+use super::starting::SUPERVISED_STABLE_AFTER;
 use super::worker::Replies;
-use super::workers::SUPERVISED_STABLE_AFTER;
-use crate::daemon::worker::children::ExitInfo;
+use crate::daemon::process::children::ExitInfo;
 use crate::ids::WorkerId;
 use crate::lifecycle::phase::PhaseEvent;
 use crate::lifecycle::{Failure, PoolVerdict, Reason, WorkerState, exit_reason, exit_reason_with_cpu};

@@ -8,8 +8,9 @@
 //! - `mailbox`: the actor's loop: messages in batches, its one timer, replies out.
 //! - `worker`: one worker (state through the lifecycle table, its calls, its pipe).
 //! - `window`: the calls one worker holds, running and pipelined (pure).
-//! - `pipe`: the seam to workers' pipes (`worker::pipes` is the real one).
-//! - `workers`: starting workers, their messages, readiness.
+//! - `seams`: the pool's seams to processes (`Spawner`) and to workers' pipes (`WorkerPipe`);
+//!   the real ones are `process::procs` and `process::pipes`, the tests' are fakes.
+//! - `starting`: starting workers, their messages, readiness.
 //! - `exits`: settling a dead worker's calls, restarts with backoff, the crash-loop breaker.
 //! - `stopping`: graceful and immediate stops, shutdown, and their timers.
 //! - `recycle`: triggers, surge recycling, drain, resume, scale, reload.
@@ -20,7 +21,7 @@
 //! - `routing`: the pure choice of a worker for a call.
 //! - `reply`: the port a call's reply leaves by (a caller's connection, or a fake).
 //! - `report`: status built from the actor's state.
-//! - `template`: a preloaded pool's template and spare: pids, memory, warnings.
+//! - `preload`: a preloaded pool's template and spare: pids, memory, warnings.
 
 mod call;
 mod counts;
@@ -29,64 +30,42 @@ mod exits;
 mod expiry;
 mod health;
 mod mailbox;
-pub mod pipe;
 mod pipeline;
+mod preload;
 mod recycle;
 mod reply;
 mod report;
 pub mod routing;
+pub mod seams;
+mod starting;
 mod stopping;
-mod template;
 #[cfg(test)]
 mod tests;
 mod window;
 mod worker;
-mod workers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
 use super::events::EventLog;
 use super::metrics::{Metrics, PoolCallMetrics};
 use super::monitor::{Monitor, TreeSample};
 use super::probe::PoolFacts;
-use crate::daemon::worker::children::{ExitInfo, OnExit, OnSpawned};
-use crate::daemon::worker::output::OutputStore;
-use crate::daemon::worker::procs::Procs;
-use crate::daemon::worker::spawn::{SpawnError, SpawnRequest, Spawned, TemplateNews, TemplateSink};
+use crate::daemon::process::children::ExitInfo;
+use crate::daemon::process::output::OutputStore;
+use crate::daemon::process::spawn::{SpawnError, Spawned, TemplateNews, TemplateSink};
 use crate::ids::{IdAllocator, WorkerId};
 use crate::lifecycle::phase::{Phase, PhaseEvent, next_phase};
 use crate::lifecycle::{Reason, RestartHistory};
 use crate::proto::event::{Event, EventKind};
 use crate::proto::status::PoolStatus;
 use crate::spec::PoolSpec;
-use pipe::{PipeOpener, WorkerMsg};
+pub use seams::Spawner;
+use seams::{PipeOpener, WorkerMsg};
 use worker::Worker;
-
-/// Starting and signalling processes, behind a seam so the actor can be tested with a fake.
-pub trait Spawner: Send + Sync + 'static {
-    fn spawn(&self, req: SpawnRequest, on_spawned: OnSpawned, on_exit: OnExit);
-    fn signal_group(&self, pid: u32, signal: Signal);
-    /// Stops a pool's preload template (`None`: every pool's); the next worker start of a
-    /// preloaded pool starts a fresh one.
-    fn release_template(&self, _pool: Option<&str>) {}
-}
-
-impl Spawner for Procs {
-    fn spawn(&self, req: SpawnRequest, on_spawned: OnSpawned, on_exit: OnExit) {
-        Procs::spawn(self, req, on_spawned, on_exit)
-    }
-    fn signal_group(&self, pid: u32, signal: Signal) {
-        Procs::signal_group(self, pid, signal)
-    }
-    fn release_template(&self, pool: Option<&str>) {
-        Procs::release_template(self, pool)
-    }
-}
 
 pub use call::Call;
 pub use reply::{ReplyFrame, ReplyPort, ReplyTx};
@@ -281,7 +260,7 @@ pub struct PoolActor {
     /// Where this pool's template sends its news (one sink for the pool's life).
     template_sink: TemplateSink,
     /// The running template of a preloaded pool, once it reported ready.
-    template: Option<template::TemplateProcs>,
+    template: Option<preload::TemplateProcs>,
     /// Published for the probes at the start and after every batch of messages or timers.
     facts: Arc<PoolFacts>,
 }
@@ -314,7 +293,7 @@ impl PoolActor {
             call_metrics,
             replies: Vec::new(),
             facts: Arc::default(),
-            template_sink: template::sink(me.clone()),
+            template_sink: preload::sink(me.clone()),
             template: None,
             me,
         }

@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::oneshot;
 
 use super::PoolActor;
-use super::workers::SUPERVISED_STABLE_AFTER;
+use super::starting::SUPERVISED_STABLE_AFTER;
 use crate::ids::WorkerId;
 use crate::lifecycle::phase::PhaseEvent;
 use crate::lifecycle::{Failure, Reason, WorkerEvent, WorkerState};

@@ -7,10 +7,10 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::Call;
-use super::pipe::WorkerPipe;
+use super::seams::WorkerPipe;
 use super::window::{CallWindow, WindowPolicy};
 use crate::daemon::monitor::{TreeSample, reported_growth_rate};
-use crate::daemon::worker::children::ExitInfo;
+use crate::daemon::process::children::ExitInfo;
 use crate::ids::WorkerId;
 use crate::lifecycle::recycle::CallPace;
 use crate::lifecycle::{Health, Reason, WorkerEvent, WorkerLimits, WorkerState, transition};

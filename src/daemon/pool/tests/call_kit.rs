@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::super::pipe::WorkerMsg;
 use super::super::routing::PIPELINE_STREAK;
+use super::super::seams::WorkerMsg;
 use super::super::{Call, PoolMsg, ReplyFrame, ReplyPort, ReplyTx};
 use super::{Harness, spec_harness};
 use crate::ids::WorkerId;

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::super::pipe::WorkerMsg;
 use super::super::routing::{PIPELINE_HOLD, PIPELINE_STREAK};
+use super::super::seams::WorkerMsg;
 use super::call_kit::{W1, W2, caller, ms, pool, req};
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::super::PoolMsg;
-use super::super::pipe::WorkerMsg;
+use super::super::seams::WorkerMsg;
 use super::call_kit::{W1, W2, caller, ms, pool, req};
 use crate::ids::WorkerId;
 use crate::proto::status::PoolState;

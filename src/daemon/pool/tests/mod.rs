@@ -5,9 +5,9 @@
 mod call_kit;
 mod calls;
 mod concurrent;
+mod preload;
 mod probes;
 mod sim;
-mod template;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
-use super::pipe::{PipeOpener, WorkerPipe};
+use super::seams::{PipeOpener, WorkerPipe};
 use super::{PoolActor, PoolDeps, PoolMsg, Spawner};
 use crate::daemon::events::EventLog;
-use crate::daemon::worker::children::{ExitInfo, OnExit, OnSpawned};
-use crate::daemon::worker::output::OutputStore;
-use crate::daemon::worker::spawn::{SpawnRequest, Spawned};
+use crate::daemon::process::children::{ExitInfo, OnExit, OnSpawned};
+use crate::daemon::process::output::OutputStore;
+use crate::daemon::process::spawn::{SpawnRequest, Spawned};
 use crate::ids::{IdAllocator, WorkerId};
 use crate::lifecycle::{ExitStatusInfo, Reason, WorkerState};
 use crate::proto::event::EventKind;

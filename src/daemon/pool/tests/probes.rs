@@ -3,12 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use super::super::pipe::WorkerMsg;
+use super::super::seams::WorkerMsg;
 use super::super::{Call, PoolHandle, PoolMsg, start};
 use super::call_kit::{W1, caller, req};
 use super::spec_harness;
 use crate::daemon::probe;
-use crate::daemon::worker::spawn::Spawned;
+use crate::daemon::process::spawn::Spawned;
 use crate::proto::worker::{Ready, encode_call};
 
 /// A pit pool of one worker, running on the test's runtime.

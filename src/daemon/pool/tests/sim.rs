@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 use fastrand::Rng;
 use nix::sys::signal::Signal;
 
-use super::super::pipe::WorkerMsg;
+use super::super::seams::WorkerMsg;
 use super::super::{Call, PoolMsg};
 use super::call_kit::{Caller, caller};
 use super::{Harness, spec_harness};
-use crate::daemon::worker::children::ExitInfo;
+use crate::daemon::process::children::ExitInfo;
 use crate::ids::WorkerId;
 use crate::lifecycle::{ExitStatusInfo, WorkerState};
 use crate::proto::call::{ErrorKind, error_json};

@@ -19,11 +19,11 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, killpg, pthread_sigmask};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 
 use crate::daemon::monitor::{ProcStat, stat_of};
-use crate::daemon::worker::children::{ExitInfo, OnExit, OnSpawned};
-use crate::daemon::worker::children::{Live, Table};
-use crate::daemon::worker::guard::Guard;
-use crate::daemon::worker::spawn::{SpawnRequest, spawn};
-use crate::daemon::worker::template::{SpareOf, Templates};
+use crate::daemon::process::children::{ExitInfo, OnExit, OnSpawned};
+use crate::daemon::process::children::{Live, Table};
+use crate::daemon::process::guard::Guard;
+use crate::daemon::process::spawn::{SpawnRequest, spawn};
+use crate::daemon::process::template::{SpareOf, Templates};
 use crate::lifecycle::ExitStatusInfo;
 
 enum Cmd {
@@ -290,7 +290,7 @@ fn cpu_time(stat: &ProcStat) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::worker::children::UNCLAIMED_KEPT;
+    use crate::daemon::process::children::UNCLAIMED_KEPT;
 
     fn table() -> Table {
         Table::new(None)

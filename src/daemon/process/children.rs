@@ -10,8 +10,8 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::daemon::worker::guard::Guard;
-use crate::daemon::worker::spawn::{SpawnError, Spawned};
+use crate::daemon::process::guard::Guard;
+use crate::daemon::process::spawn::{SpawnError, Spawned};
 use crate::lifecycle::ExitStatusInfo;
 use crate::procfs::stat_of;
 

@@ -4,7 +4,7 @@
 
 use super::{PoolActor, PoolMsg};
 use crate::daemon::monitor::TreeSample;
-use crate::daemon::worker::spawn::{TemplateNews, TemplateSink};
+use crate::daemon::process::spawn::{TemplateNews, TemplateSink};
 use crate::proto::event::EventKind;
 use crate::proto::status::{MemorySample, ProcessStatus, TemplateStatus};
 

@@ -1,17 +1,23 @@
-//! The seam between the pool and its workers' pipes, as `Spawner` is for processes: the
-//! pool writes frames to a `WorkerPipe` and reads what workers say from its own mailbox
-//! (`PoolMsg::FromWorker`). The real pipes are `worker::pipes`; the pool's tests use a fake
-//! that records the frames, so the call logic is tested without processes.
+//! The pool's seams to the world of processes: `Spawner` starts and signals them (the real
+//! one is the process thread, `process::procs`), `WorkerPipe` writes frames to a worker while
+//! what workers say arrives in the pool's own mailbox (`PoolMsg::FromWorker`; the real pipes
+//! are `process::pipes`). The pool's tests use fakes that record what the pool asked for,
+//! so its logic is tested without processes.
 
 use std::fmt::Debug;
 use std::os::fd::OwnedFd;
 
 use tokio::sync::mpsc;
 
-pub use crate::daemon::worker::pipes::WorkerMsg;
+pub use crate::daemon::process::pipes::WorkerMsg;
+
+use nix::sys::signal::Signal;
 
 use super::PoolMsg;
-use crate::daemon::worker::pipes::{self, WorkerIo};
+use crate::daemon::process::children::{OnExit, OnSpawned};
+use crate::daemon::process::pipes::{self, WorkerIo};
+use crate::daemon::process::procs::Procs;
+use crate::daemon::process::spawn::SpawnRequest;
 use crate::ids::WorkerId;
 use crate::proto::worker::MAX_FRAME;
 
@@ -45,7 +51,7 @@ impl WorkerPipe for WorkerIo {
     }
 }
 
-/// Opens real worker pipes (`worker::pipes`): what a worker writes reaches its pool's mailbox.
+/// Opens real worker pipes (`process::pipes`): what a worker writes reaches its pool's mailbox.
 #[derive(Debug, Default)]
 pub struct WorkerPipes;
 
@@ -59,5 +65,26 @@ impl PipeOpener for WorkerPipes {
     ) -> std::io::Result<Box<dyn WorkerPipe>> {
         let sink = Box::new(move |msg| mailbox.send(PoolMsg::FromWorker { id, msg }).is_ok());
         Ok(Box::new(pipes::start(to_worker, from_worker, sink, MAX_FRAME)?))
+    }
+}
+
+/// Starting and signalling processes, behind a seam so the actor can be tested with a fake.
+pub trait Spawner: Send + Sync + 'static {
+    fn spawn(&self, req: SpawnRequest, on_spawned: OnSpawned, on_exit: OnExit);
+    fn signal_group(&self, pid: u32, signal: Signal);
+    /// Stops a pool's preload template (`None`: every pool's); the next worker start of a
+    /// preloaded pool starts a fresh one.
+    fn release_template(&self, _pool: Option<&str>) {}
+}
+
+impl Spawner for Procs {
+    fn spawn(&self, req: SpawnRequest, on_spawned: OnSpawned, on_exit: OnExit) {
+        Procs::spawn(self, req, on_spawned, on_exit)
+    }
+    fn signal_group(&self, pid: u32, signal: Signal) {
+        Procs::signal_group(self, pid, signal)
+    }
+    fn release_template(&self, pool: Option<&str>) {
+        Procs::release_template(self, pool)
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::super::PoolMsg;
 use super::spec_harness;
 use crate::daemon::monitor::TreeSample;
-use crate::daemon::worker::spawn::TemplateNews;
+use crate::daemon::process::spawn::TemplateNews;
 use crate::ids::WorkerId;
 
 const MIB: u64 = 1024 * 1024;

@@ -9,8 +9,8 @@ use nix::sys::socket::{ControlMessage, MsgFlags, recv, sendmsg};
 
 use super::warnings::ready_warnings;
 use super::{InFlight, Request, Template, fail};
-use crate::daemon::worker::children::Table;
-use crate::daemon::worker::spawn::{Spawned, TemplateNews, high_pipe};
+use crate::daemon::process::children::Table;
+use crate::daemon::process::spawn::{Spawned, TemplateNews, high_pipe};
 use crate::proto::template::{FromTemplate, MAX_MESSAGE, ToTemplate};
 
 impl Template {

@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::daemon::worker::children::{ExitInfo, OnExit, OnSpawned, Table};
-use crate::daemon::worker::output::LogBudget;
-use crate::daemon::worker::spawn::{SpawnError, SpawnRequest, TemplateNews, TemplateRequest, spawn_template};
+use crate::daemon::process::children::{ExitInfo, OnExit, OnSpawned, Table};
+use crate::daemon::process::output::LogBudget;
+use crate::daemon::process::spawn::{SpawnError, SpawnRequest, TemplateNews, TemplateRequest, spawn_template};
 
 /// stderr lines of a template kept for the error of a failed start.
 const TAIL_LINES: usize = 8;

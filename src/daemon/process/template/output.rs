@@ -5,8 +5,8 @@ use std::io::{self, Read};
 use std::time::Instant;
 
 use super::{TAIL_LINES, Template};
-use crate::daemon::worker::output::{LOG_LINES_PER_S, take_lines};
-use crate::daemon::worker::spawn::TemplateNews;
+use crate::daemon::process::output::{LOG_LINES_PER_S, take_lines};
+use crate::daemon::process::spawn::TemplateNews;
 use crate::proto::control::Stream;
 
 impl Template {

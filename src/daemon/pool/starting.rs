@@ -3,14 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use super::pipe::WorkerMsg;
 use super::routing::PIPELINE_DEPTH;
+use super::seams::WorkerMsg;
 use super::window::WindowPolicy;
 use super::worker::{Replies, Worker};
 use super::{PoolActor, PoolMsg};
 use crate::daemon::monitor;
-use crate::daemon::worker::output;
-use crate::daemon::worker::spawn::{SpawnError, SpawnRequest, Spawned, TemplateRequest};
+use crate::daemon::process::output;
+use crate::daemon::process::spawn::{SpawnError, SpawnRequest, Spawned, TemplateRequest};
 use crate::ids::WorkerId;
 use crate::lifecycle::phase::PhaseEvent;
 use crate::lifecycle::{Failure, Health, Reason, WorkerEvent, WorkerLimits, WorkerState};
