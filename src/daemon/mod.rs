@@ -77,6 +77,7 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
         events: Arc::new(EventLog::default()),
         monitor: Some(monitor),
         metrics: metrics.clone(),
+        clock: pool::seams::WorkerClock::read(),
     };
     let sup = Arc::new(Supervisor::start(spec.clone(), deps, shutdown.clone()));
     let listeners = CancellationToken::new();

@@ -182,6 +182,8 @@ pub struct PoolDeps {
     /// Samples workers' process trees; `None` in tests that run no processes.
     pub monitor: Option<Monitor>,
     pub metrics: Arc<Metrics>,
+    /// The workers' clock, for the start-by of pipelined calls.
+    pub clock: seams::WorkerClock,
 }
 
 /// Starts a pool actor on the current runtime and returns its handle.

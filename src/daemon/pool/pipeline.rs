@@ -24,13 +24,6 @@ use crate::lifecycle::{Reason, WorkerState};
 use crate::proto::call::ErrorKind;
 use crate::proto::worker::encode_call_by_into;
 
-/// Nanoseconds of CLOCK_MONOTONIC, the clock `time.monotonic_ns()` reads in the workers.
-fn monotonic_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(u64::MAX)
-}
-
 /// How soon pitd looks again at a pipe whose calls it could not take back yet.
 const REVOKE_RETRY: Duration = Duration::from_millis(1);
 
@@ -53,9 +46,6 @@ impl PoolActor {
         }
         // (worker, frames for it, how many calls they are)
         let mut writes: Vec<(WorkerId, Vec<u8>, usize)> = Vec::new();
-        // The two clocks read together: a start-by on pitd's clock (from `now`, which may
-        // be as old as the batch) maps to the workers' clock through this pair.
-        let clocks = (Instant::now(), monotonic_ns());
         let mut i = 0;
         while i < self.queue.len() {
             let call = &self.queue[i];
@@ -84,7 +74,7 @@ impl PoolActor {
                         }
                     };
                     let (_, frames, count) = &mut writes[at];
-                    self.pipeline_to(id, call, frames, now, clocks);
+                    self.pipeline_to(id, call, frames, now);
                     *count += 1;
                 }
                 _ => i += 1,
@@ -138,14 +128,7 @@ impl PoolActor {
     }
 
     /// Books a call as pipelined to worker `id` and appends its CALL_BY frame to `frames`.
-    fn pipeline_to(
-        &mut self,
-        id: WorkerId,
-        mut call: Call,
-        frames: &mut Vec<u8>,
-        now: Instant,
-        (clock_at, clock_ns): (Instant, u64),
-    ) {
+    fn pipeline_to(&mut self, id: WorkerId, mut call: Call, frames: &mut Vec<u8>, now: Instant) {
         let mut start_by = now + PIPELINE_HOLD;
         start_by = start_by.min(call.received + self.spec.queue.timeout);
         if let Some(t) = call.timeout {
@@ -157,9 +140,7 @@ impl PoolActor {
         }
         // Never later than the call ahead's, on the workers' clock too: what is overdue
         // is always at the back.
-        let start_by_ns = clock_ns
-            .saturating_add(start_by.saturating_duration_since(clock_at).as_nanos() as u64)
-            .min(last.map_or(u64::MAX, |(_, ns)| ns));
+        let start_by_ns = self.deps.clock.ns(start_by).min(last.map_or(u64::MAX, |(_, ns)| ns));
         let deadline = self.call_deadline(&call, now);
         call.set_deadline(deadline, now);
         // The call keeps its own frame: if it is taken back, it is sent again.
@@ -197,7 +178,7 @@ impl PoolActor {
             .collect();
         for id in due {
             let Some(w) = self.workers.get_mut(&id) else { continue };
-            let overdue = w.calls.overdue(monotonic_ns());
+            let overdue = w.calls.overdue(self.deps.clock.ns(now));
             if overdue == 0 || w.pipe.as_ref().is_none_or(|p| p.reply_waiting()) {
                 w.calls.postpone_revoke(now + REVOKE_RETRY);
                 continue;

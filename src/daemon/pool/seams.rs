@@ -6,6 +6,7 @@
 
 use std::fmt::Debug;
 use std::os::fd::OwnedFd;
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 
@@ -36,6 +37,7 @@ pub trait PipeOpener: Send + Sync + 'static {
     fn open(
         &self,
         id: WorkerId,
+        pid: u32,
         to_worker: OwnedFd,
         from_worker: OwnedFd,
         mailbox: mpsc::UnboundedSender<PoolMsg>,
@@ -59,11 +61,20 @@ impl PipeOpener for WorkerPipes {
     fn open(
         &self,
         id: WorkerId,
+        pid: u32,
         to_worker: OwnedFd,
         from_worker: OwnedFd,
         mailbox: mpsc::UnboundedSender<PoolMsg>,
     ) -> std::io::Result<Box<dyn WorkerPipe>> {
-        let sink = Box::new(move |msg| mailbox.send(PoolMsg::FromWorker { id, msg }).is_ok());
+        let sink = Box::new(move |msg| {
+            // Whether the worker is dying is read here, on the I/O side, when the pipe ends:
+            // the pool decides from the message alone.
+            let msg = match msg {
+                WorkerMsg::Closed if !crate::procfs::exiting(pid) => WorkerMsg::ClosedWhileAlive,
+                other => other,
+            };
+            mailbox.send(PoolMsg::FromWorker { id, msg }).is_ok()
+        });
         Ok(Box::new(pipes::start(to_worker, from_worker, sink, MAX_FRAME)?))
     }
 }
@@ -86,5 +97,36 @@ impl Spawner for Procs {
     }
     fn release_template(&self, pool: Option<&str>) {
         Procs::release_template(self, pool)
+    }
+}
+
+/// The workers' clock (CLOCK_MONOTONIC, what `time.monotonic_ns()` reads) as nanoseconds,
+/// from pitd's `Instant`s: a pipelined call's start-by is written on it. Both are the same
+/// clock on Linux, so one pair read together at start maps every instant exactly, and the
+/// pool reads no clock itself.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerClock {
+    at: Instant,
+    ns: u64,
+}
+
+impl WorkerClock {
+    /// Reads both clocks now (the daemon does, once).
+    pub fn read() -> WorkerClock {
+        let ns = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+            .unwrap_or(0);
+        WorkerClock::pair(Instant::now(), ns)
+    }
+
+    /// `at` is `ns` on the workers' clock.
+    pub fn pair(at: Instant, ns: u64) -> WorkerClock {
+        WorkerClock { at, ns }
+    }
+
+    /// `instant` on the workers' clock (instants before the pair map to it).
+    pub fn ns(&self, instant: Instant) -> u64 {
+        let since = instant.saturating_duration_since(self.at).as_nanos();
+        self.ns.saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
     }
 }

@@ -8,7 +8,6 @@ use super::seams::WorkerMsg;
 use super::window::WindowPolicy;
 use super::worker::{Replies, Worker};
 use super::{PoolActor, PoolMsg};
-use crate::daemon::monitor;
 use crate::daemon::process::output;
 use crate::daemon::process::spawn::{SpawnError, SpawnRequest, Spawned, TemplateRequest};
 use crate::ids::WorkerId;
@@ -164,7 +163,7 @@ impl PoolActor {
             monitor.sample_now(pid);
         }
         if let (Some(to), Some(from)) = (spawned.to_worker, spawned.from_worker) {
-            match self.deps.pipes.open(id, to, from, self.me.clone()) {
+            match self.deps.pipes.open(id, pid, to, from, self.me.clone()) {
                 Ok(pipe) => {
                     w.pipe = Some(pipe);
                     w.replies = Replies::Open;
@@ -221,9 +220,10 @@ impl PoolActor {
                 self.protocol_error(id, &why, now);
                 self.settle_exit(id, now);
             }
-            WorkerMsg::Closed => {
+            WorkerMsg::Closed | WorkerMsg::ClosedWhileAlive => {
                 let Some(w) = self.workers.get_mut(&id) else { return };
-                if w.exit.is_none() && w.live() && w.pid.is_some_and(|pid| !monitor::exiting(pid)) {
+                let alive = matches!(msg, WorkerMsg::ClosedWhileAlive);
+                if alive && w.exit.is_none() && w.live() {
                     // A live worker closed fd 4: nothing it answers can reach pitd, and
                     // it may go on to the calls pipelined behind (its replies going
                     // nowhere), so those count as lost, not as never started.

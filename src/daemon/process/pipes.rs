@@ -38,6 +38,9 @@ pub enum WorkerMsg {
     /// The end of the reply pipe: every frame the worker wrote has been delivered before
     /// this (the worker exited, or closed fd 4).
     Closed,
+    /// The same end, while the worker was alive and not exiting (its pool's pipe seam looks
+    /// at `/proc` when the pipe ends): nothing it answers can reach pitd any more.
+    ClosedWhileAlive,
 }
 
 /// Where a worker's frames go; returns false once nobody listens (the reader then ends).

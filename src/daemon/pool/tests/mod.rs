@@ -76,6 +76,7 @@ impl PipeOpener for FakeOpener {
     fn open(
         &self,
         id: WorkerId,
+        _: u32,
         _: std::os::fd::OwnedFd,
         _: std::os::fd::OwnedFd,
         _: mpsc::UnboundedSender<PoolMsg>,
@@ -116,6 +117,7 @@ fn spec_harness(text: &str) -> Harness {
         events: Arc::new(EventLog::default()),
         monitor: None,
         metrics: Arc::default(),
+        clock: super::seams::WorkerClock::pair(Instant::now(), 1_000_000_000),
     };
     let (tx, rx) = mpsc::unbounded_channel();
     Harness {
