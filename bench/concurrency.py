@@ -66,7 +66,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import threading
@@ -75,12 +74,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(REPO / "python"))
-from daemon import PitdProcess, describe  # noqa: E402
-from supervise import control_request  # noqa: E402
+from pitbench import specs, stats
+from pitbench.daemon import PitdProcess, pool_pids
+from pitbench.loopback import ServerProcess
+from pitbench.paths import BIN_DIR
+from pitbench.procfs import pss_bytes
+from pitbench.report import columns
 
 PYTHON = os.path.realpath(sys.executable)
 WAIT_S = 60.0
@@ -164,31 +163,6 @@ def plain(url: str, seconds: float, threads: int) -> int:
     return 0
 
 
-class Server:
-    def __init__(self, delay: float) -> None:
-        self.proc = subprocess.Popen([PYTHON, __file__, "--serve", str(delay)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)  # fmt: skip
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.strip().isdigit():
-            self.stop()
-            raise RuntimeError(f"the HTTP server did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{int(line)}/"
-
-    def stop(self) -> int | None:
-        """Stops the server; the number of requests it answered."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        try:
-            self.proc.stdin.close()
-            rest = self.proc.stdout.read()
-            self.proc.wait(timeout=WAIT_S)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-            return None
-        return int(rest.split()[-1]) if rest.split() and rest.split()[-1].isdigit() else None
-
-
 # --- measuring ---------------------------------------------------------------------------
 
 
@@ -198,23 +172,6 @@ class Call(NamedTuple):
     done: float
     ok: bool
     error: str | None
-
-
-def pss_of(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
 def closed_loop_rate(calls: list[Call]) -> float:
@@ -236,15 +193,15 @@ def closed_loop_rate(calls: list[Call]) -> float:
 def summarize(calls: list[Call], t0: float, seconds: float) -> dict[str, Any]:
     w0, w1 = t0 + WARMUP_S, t0 + seconds
     window = [c for c in calls if c.ok and w0 <= c.done < w1]
-    inside = sorted(c.done - c.start for c in window)
+    p50, p99, top = stats.percentiles((c.done - c.start for c in window), [0.50, 0.99, 1.0])
     errors = [c.error or "failed" for c in calls if not c.ok]
     return {
         "calls": len(calls),
         "calls_per_s": closed_loop_rate(window),
         "completed_in_window_per_s": len(window) / (w1 - w0),
-        "p50_ms": percentile(inside, 0.50) * 1000,
-        "p99_ms": percentile(inside, 0.99) * 1000,
-        "max_ms": (inside[-1] if inside else float("nan")) * 1000,
+        "p50_ms": p50 * 1000,
+        "p99_ms": p99 * 1000,
+        "max_ms": top * 1000,
         "failed": len(errors),
         "errors": sorted(set(errors))[:5],
     }
@@ -259,54 +216,24 @@ class Pitd(PitdProcess):
     def __init__(self, bin_dir: Path, size: int, concurrency: int) -> None:
         super().__init__(bin_dir, "pit-concurrency-")
         self.size = size
-        spec = [
-            *self.spec_head(),
-            'log_format = "json"',
-            "",
-            f"[pools.{POOL}]",
-            'app = "pit.examples.agent"',
-            'preload = ["pit.examples.agent"]',
-            f"python = {json.dumps(PYTHON)}",
-            f"size = {size}",
-            f"concurrency = {concurrency}",
-            f"env = {{ PYTHONPATH = {json.dumps(str(REPO / 'python'))} }}",
-            'memory_metric = "pss"',
-            'startup_timeout = "60s"',
-            f'health_interval = "{HEALTH_INTERVAL}"',
-            'health_timeout = "5s"',
-        ]
+        pool: dict[str, specs.Value] = {
+            "app": "pit.examples.agent",
+            "preload": ["pit.examples.agent"],
+            "python": PYTHON,
+            "size": size,
+            "concurrency": concurrency,
+            "env": specs.pit_env(),
+            "memory_metric": "pss",
+            "startup_timeout": "60s",
+            "health_interval": HEALTH_INTERVAL,
+            "health_timeout": "5s",
+        }
+        spec = self.spec_head(log_format="json") + specs.table(f"pools.{POOL}", pool)
         self.start(spec, env=dict(os.environ, PITD_LOG="info,pit::daemon::pool::health=debug"))
-
-    def pool(self) -> dict[str, Any]:
-        reply = json.loads(control_request(self.control, {"cmd": "status", "pool": POOL}, WAIT_S))
-        if reply.get("reply") != "status":
-            raise RuntimeError(f"status refused: {reply}")
-        return reply["pools"][0]
-
-    def pids(self, pool: dict[str, Any]) -> list[int]:
-        """The pool's workers, template and spare."""
-        pids = [w["pid"] for w in pool["workers"] if w.get("pid")]
-        template = pool.get("template") or {}
-        if template.get("pid"):
-            pids.append(template["pid"])
-        if (template.get("spare") or {}).get("pid"):
-            pids.append(template["spare"]["pid"])
-        return pids
 
     def wait_ready(self) -> None:
         """Until every worker is idle and the template has its spare."""
-
-        def ready() -> bool:
-            if not os.path.exists(self.control):
-                return False
-            try:
-                p = self.pool()
-            except (OSError, RuntimeError, ValueError, KeyError, IndexError):
-                return False
-            idle = sum(1 for w in p["workers"] if w["state"] == "idle" and w.get("pid"))
-            return idle == self.size and bool(((p.get("template") or {}).get("spare") or {}).get("pid"))
-
-        self.wait_for(ready, WAIT_S + 0.5 * self.size, 0.05, "the pool was not ready")
+        self.wait_workers({POOL: self.size}, spare=True)
 
     def log_size(self) -> int:
         self.log.flush()
@@ -327,17 +254,18 @@ class Pitd(PitdProcess):
                 rtts.append(fields["rtt_us"] / 1000)
             elif "no answer to a health ping" in str(fields.get("message")):
                 missed += 1
-        rtts.sort()
-        return {"pings": len(rtts), "missed": missed, "p50_ms": percentile(rtts, 0.5),
-                "p99_ms": percentile(rtts, 0.99), "max_ms": rtts[-1] if rtts else float("nan")}  # fmt: skip
+        p50, p99, top = stats.percentiles(rtts, [0.5, 0.99, 1.0])
+        return {"pings": len(rtts), "missed": missed, "p50_ms": p50, "p99_ms": p99, "max_ms": top}
 
-    def stop(self) -> list[str]:  # type: ignore[override]
-        left = describe(super().stop())
+    def stop(self, wait_s: float | None = None) -> list[str]:
+        left = super().stop(wait_s)
         self.cleanup()
         return left
 
 
 async def pit_load(d: Pitd, method: str, url: str, seconds: float, t0: float) -> list[Call]:
+    # Imported here, not with the script: the plain-threads process is this script too,
+    # and its PSS is a row of the table; pit has no business in it.
     import pit
 
     end = t0 + seconds
@@ -374,11 +302,12 @@ def run_pit(bin_dir: Path, url: str, seconds: float, size: int, concurrency: int
         marks: dict[str, Any] = {}
 
         def sample() -> dict[str, Any]:
-            p = d.pool()
+            p = d.pool(POOL)
             d.remember()
-            pids = d.pids(p)
-            return {"pss": sum(pss_of(pid) for pid in pids), "processes": len(pids), "pitd_pss": pss_of(d.proc.pid),
-                    "in_flight": p.get("in_flight"), "capacity": p.get("capacity")}  # fmt: skip
+            pids = pool_pids(p)
+            return {"pss": sum(pss_bytes(pid) for pid in pids), "processes": len(pids),
+                    "pitd_pss": pss_bytes(d.proc.pid), "in_flight": p.get("in_flight"),
+                    "capacity": p.get("capacity")}  # fmt: skip
 
         def window_start() -> None:
             marks["log0"] = d.log_size()
@@ -387,7 +316,7 @@ def run_pit(bin_dir: Path, url: str, seconds: float, size: int, concurrency: int
             marks["log1"] = d.log_size()
 
         def do_recycle() -> None:
-            before = {w["pid"] for w in d.pool()["workers"]}
+            before = {w["pid"] for w in d.pool(POOL)["workers"]}
             issued = time.monotonic()
             out = subprocess.run([d.pitctl, "--socket", d.control, "recycle", POOL], capture_output=True,
                                  text=True, timeout=WAIT_S)  # fmt: skip
@@ -396,7 +325,7 @@ def run_pit(bin_dir: Path, url: str, seconds: float, size: int, concurrency: int
             # Bounded: until no worker of before is left and the pool is whole again.
             for _ in range(int(WAIT_S / 0.05)):
                 d.remember()
-                ws = d.pool()["workers"]
+                ws = d.pool(POOL)["workers"]
                 live = [w for w in ws if w["state"] in ("idle", "busy")]
                 if not before & {w["pid"] for w in ws} and len(live) == size:
                     marks["recycle_s"] = time.monotonic() - issued
@@ -414,8 +343,8 @@ def run_pit(bin_dir: Path, url: str, seconds: float, size: int, concurrency: int
         row = summarize(results[0], t0, seconds)
         samples = [r for r in results[1:] if isinstance(r, dict)]
         if samples:
-            row["pss_mib"] = statistics.median(s["pss"] for s in samples) / MIB
-            row["pitd_pss_mib"] = statistics.median(s["pitd_pss"] for s in samples) / MIB
+            row["pss_mib"] = stats.median(s["pss"] for s in samples) / MIB
+            row["pitd_pss_mib"] = stats.median(s["pitd_pss"] for s in samples) / MIB
             mid = samples[len(samples) // 2]
             row["in_flight"], row["capacity"] = mid["in_flight"], mid["capacity"]
             row["pss_processes"] = mid["processes"]
@@ -438,7 +367,7 @@ def run_plain(url: str, seconds: float) -> dict[str, Any]:
     try:
         for f in (0.3, 0.5, 0.7):
             time.sleep(max(0.0, t0 + f * seconds - time.monotonic()))
-            samples.append(pss_of(proc.pid))
+            samples.append(pss_bytes(proc.pid))
         out, _ = proc.communicate(timeout=seconds + CALL_TIMEOUT_S + WAIT_S)
     except BaseException:
         proc.kill()
@@ -446,7 +375,7 @@ def run_plain(url: str, seconds: float) -> dict[str, Any]:
         raise
     calls = [Call(i, s, e, ok, None if ok else "urllib error") for i, s, e, ok in json.loads(out)]
     row = summarize(calls, t0, seconds)
-    row["pss_mib"] = statistics.median(samples) / MIB
+    row["pss_mib"] = stats.median(samples) / MIB
     return row
 
 
@@ -482,9 +411,7 @@ def print_table(rows: dict[str, dict[str, Any]], labels: dict[str, str]) -> None
         pss = f"{row['pss_mib']:.0f}" if "pss_mib" in row else "-"
         lines.append((labels[key], f"{row['calls_per_s']:.1f}", f"{row['p50_ms']:.0f}", f"{row['p99_ms']:.0f}",
                       f"{row['max_ms']:.0f}", str(row["failed"]), pss, flight, rtt))  # fmt: skip
-    widths = [max(len(x[i]) for x in [head, *lines]) for i in range(len(head))]
-    for line in [head, *lines]:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+    columns(head, lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -493,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="length of each row (default 20, 5 with --quick)")
     parser.add_argument("--delay", type=float, default=0.5, help="the HTTP server's answer delay in s")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
-    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release")
+    parser.add_argument("--bin-dir", type=Path, default=BIN_DIR)
     parser.add_argument("--serve", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--plain", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -509,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# concurrency: {os.cpu_count()} cores, load {' '.join(f'{x:.2f}' for x in load_before)}, "
           f"python {PYTHON}, {CALLERS} callers, server delay {args.delay * 1000:.0f} ms, "
           f"{seconds:.0f} s per row", flush=True)  # fmt: skip
-    server = Server(args.delay)
+    server = ServerProcess([PYTHON, __file__, "--serve", str(args.delay)], "http://127.0.0.1:{port}/", "the HTTP server")
     rows: dict[str, dict[str, Any]] = {}
     labels: dict[str, str] = {}
     survivors: list[str] = []

@@ -73,7 +73,6 @@ process it was seen to start is left (exit status 1 otherwise). Linux only. Usag
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import http.client
 import json
@@ -82,8 +81,6 @@ import platform
 import shutil
 import signal
 import socket
-import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -93,16 +90,15 @@ import xmlrpc.client
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from daemon import DaemonProcess
-from procfs import argv as cmdline
-from procfs import ChildWatch, start_time
-from procfs import stat_fields as _stat_fields
+from pitbench import specs, stats, wire
+from pitbench.daemon import DaemonProcess, workers_ready
+from pitbench.events import event_time
+from pitbench.paths import BENCH, BIN_DIR, PYTHON_DIR
+from pitbench.procfs import ChildWatch, CpuUse, age_s, argv, children, start_time, vm_rss_mb
+from pitbench.report import fmt_ms, loadavg, progress
 
-REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable  # absolute: runs the sleepers and the virtual environment
-PYTHON_DIR = REPO / "python"
 WAIT_S = 30.0  # bound on start-up, replies, replacements and shutdown
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 VICTIM_MIN_AGE_S = 1.3  # > pitd's restart.reset_after (1 s): every kill is a first crash
 POLL_S = 0.0002  # /proc polling period while waiting for a replacement
 RESTART_WORKERS = 2
@@ -136,64 +132,7 @@ end
 LOAD_CAP_PER_S = 100_000  # responses per second of load allowed before a generator stops
 
 
-# --- /proc ------------------------------------------------------------------------------
-
-
-def age_s(started: str) -> float:
-    with open("/proc/uptime") as f:
-        uptime = float(f.read().split()[0])
-    return uptime - int(started) / CLK_TCK
-
-
-def vm_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024 / 1e6
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def cpu_times() -> Tuple[float, float, float]:
-    """(machine busy, machine steal, this script and everything it reaped) in CPU seconds."""
-    with open("/proc/stat") as f:
-        ticks = [int(x) for x in f.readline().split()[1:]]
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-    steal = ticks[7] if len(ticks) > 7 else 0
-    t = os.times()
-    return (sum(ticks[:8]) - idle - steal) / CLK_TCK, steal / CLK_TCK, t.user + t.system + t.children_user + t.children_system
-
-
-def children(parent: int) -> Dict[int, str]:
-    """Live children of ``parent``: pid -> start time."""
-    found: Dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields is not None and int(fields[1]) == parent and fields[0] not in ("Z", "X"):
-                found[int(entry)] = fields[19]
-    return found
-
-
-def _recv_exact(s: socket.socket, n: int) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        chunk = s.recv(min(n - got, 1 << 20))
-        if not chunk:
-            raise ConnectionResetError("connection closed mid-frame")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
-def framed_request(path: str, request: Dict[str, Any]) -> Dict[str, Any]:
-    """One 4-byte big-endian length + JSON request on a new Unix-socket connection."""
-    body = json.dumps(request).encode()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(WAIT_S)
-        s.connect(path)
-        s.sendall(struct.pack(">I", len(body)) + body)
-        size = struct.unpack(">I", _recv_exact(s, 4))[0]
-        return json.loads(_recv_exact(s, size))
+# --- peers' sockets ----------------------------------------------------------------------
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
@@ -226,7 +165,8 @@ def xmlrpc_unix(path: str, method: str, *params: Any) -> Any:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 # --- daemons ----------------------------------------------------------------------------
@@ -263,16 +203,16 @@ class Daemon(DaemonProcess):
     def wait_workers(self, n: int) -> None:
         self.wait_for(lambda: len(self.workers()) == n, WAIT_S + 0.3 * n, 0.05, f"{self.peer}: {n} workers")
 
-    def stop(self) -> List[str]:  # type: ignore[override]
+    def stop(self, wait_s: Optional[float] = None) -> List[str]:
         """SIGTERM (SIGKILL after WAIT_S), then whatever it started that is left (killed, by pid)."""
         survivors: List[str] = []
         if self.running():
             self.remember()
-            if self.terminate():
+            if self.terminate(wait_s):
                 survivors.append(f"{self.peer} (pid {self.pid}) ignored SIGTERM for {WAIT_S:.0f} s")
+        self.log.close()
         for pid, a in self.leftovers().items():
             survivors.append(f"{self.peer}: pid {pid} left: {' '.join(a).strip()}")
-        self.log.close()
         return survivors
 
     # status, implemented by the peers that have one
@@ -293,14 +233,14 @@ class Pitd(Daemon):
         self.script = str(self.dir / "sleeper.py")
         Path(self.script).write_text(SLEEPER)
         self.size, self.echo = size, echo
-        spec = ["[daemon]", f"control_socket = {json.dumps(self.control)}",
-                f"call_socket = {json.dumps(str(self.dir / 'call.sock'))}", ""]  # fmt: skip
+        self.pool = "echo" if echo else "sleepers"
+        spec = specs.table("daemon", {"control_socket": self.control, "call_socket": str(self.dir / "call.sock")})
         if echo:
-            spec += ["[pools.echo]", 'app = "pit.examples.echo"', f"python = {json.dumps(PYTHON)}",
-                     f"cwd = {json.dumps(str(PYTHON_DIR))}", f"size = {size}"]  # fmt: skip
+            pool: Dict[str, specs.Value] = {"app": "pit.examples.echo", "python": PYTHON, "cwd": str(PYTHON_DIR)}
+            spec += specs.table("pools.echo", {**pool, "size": size})
         else:
-            spec += ["[pools.sleepers]", f"command = {json.dumps([PYTHON, self.script])}", 'protocol = "none"',
-                     f"size = {size}", "", "[pools.sleepers.restart]", 'initial = "1ms"', 'reset_after = "1s"']  # fmt: skip
+            spec += specs.table("pools.sleepers", {"command": [PYTHON, self.script], "protocol": "none", "size": size})
+            spec += specs.table("pools.sleepers.restart", {"initial": "1ms", "reset_after": "1s"})
         (self.dir / "pitd.toml").write_text("\n".join(spec) + "\n")
         self.start([str(bin_dir / "pitd"), "--config", str(self.dir / "pitd.toml")])
 
@@ -310,23 +250,15 @@ class Pitd(Daemon):
         return len(argv) > 1 and argv[1] == self.script
 
     def workers(self) -> Dict[int, str]:
-        return {p: s for p, s in children(self.pid).items() if self.is_worker(cmdline(p))}
+        return {p: s for p, s in children(self.pid).items() if self.is_worker(argv(p))}
 
-    def ctl(self, *args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess:
+    def ctl(self, *args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess[str]:
         return subprocess.run([self.pitctl, "--socket", self.control, *args], capture_output=True, text=True,
                               timeout=timeout)  # fmt: skip
 
     def wait_ready(self) -> None:
-        """Until the pool has ``size`` idle workers (pitctl status)."""
-
-        def ready() -> bool:
-            out = self.ctl("status", "--json")
-            if out.returncode != 0:
-                return False
-            pool = json.loads(out.stdout)["pools"][0]
-            return pool["state"] == "running" and sum(w["state"] == "idle" for w in pool["workers"]) == self.size
-
-        self.wait_for(ready, WAIT_S, 0.05, "pitd's pool not ready")
+        """Until the pool has ``size`` idle workers."""
+        self.wait_for(lambda: workers_ready(self.control, {self.pool: self.size}), WAIT_S, 0.05, "pitd's pool not ready")
 
     def cli_status(self) -> None:
         out = self.ctl("status", "--json")
@@ -334,12 +266,12 @@ class Pitd(Daemon):
             raise RuntimeError(f"pitctl status failed: {out.stderr.strip()}")
 
     def socket_status(self) -> None:
-        reply = framed_request(self.control, {"cmd": "status", "pool": None})
+        reply = wire.request(self.control, {"cmd": "status", "pool": None}, WAIT_S)
         if reply.get("reply") != "status" or len(reply["pools"][0]["workers"]) != self.size:
             raise RuntimeError(f"pitd status: {str(reply)[:200]}")
 
     def guard_rss_mb(self) -> Optional[float]:
-        others = [p for p in children(self.pid) if not self.is_worker(cmdline(p))]
+        others = [p for p in children(self.pid) if not self.is_worker(argv(p))]
         return vm_rss_mb(others[0]) if others else None
 
     def bench(self, concurrency: int, duration_s: float) -> Dict[str, float]:
@@ -378,7 +310,7 @@ class Supervisord(Daemon):
         return len(argv) > 1 and argv[1] == self.script
 
     def workers(self) -> Dict[int, str]:
-        return {p: s for p, s in children(self.pid).items() if self.is_worker(cmdline(p))}
+        return {p: s for p, s in children(self.pid).items() if self.is_worker(argv(p))}
 
     def cli_status(self) -> None:
         out = subprocess.run([str(self.venv / "bin" / "supervisorctl"), "-c", self.conf, "status"],
@@ -439,9 +371,9 @@ class Gunicorn(Daemon):
         deadline = time.monotonic() + WAIT_S
         while True:
             try:
-                reply = framed_request(self.ctl_sock, {"id": 1, "command": "show stats"})
+                reply = wire.request(self.ctl_sock, {"id": 1, "command": "show stats"}, WAIT_S)
                 break
-            except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
+            except (FileNotFoundError, ConnectionError):
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.01)
@@ -454,7 +386,7 @@ class Gunicorn(Daemon):
             raise RuntimeError(f"gunicornc failed ({out.returncode}): {out.stdout[-300:]}{out.stderr[-300:]}")
 
     def socket_status(self) -> None:
-        reply = framed_request(self.ctl_sock, {"id": 1, "command": "show workers"})
+        reply = wire.request(self.ctl_sock, {"id": 1, "command": "show workers"}, WAIT_S)
         if reply.get("status") != "ok" or reply["data"]["count"] != self.size:
             raise RuntimeError(f"gunicorn show workers: {str(reply)[:200]}")
 
@@ -504,15 +436,6 @@ def prepare_venv(venv: Path) -> Tuple[Dict[str, str], Dict[str, str]]:
 # --- measurements -----------------------------------------------------------------------
 
 
-def nearest_rank(values: List[float], p: float) -> float:
-    xs = sorted(values)
-    return xs[round((len(xs) - 1) * p)]
-
-
-def progress(what: str) -> None:
-    print(f"  {what}", file=sys.stderr, flush=True)
-
-
 def kill_one(d: Daemon) -> Tuple[float, int, int]:
     """SIGKILL the oldest worker once every worker is VICTIM_MIN_AGE_S old (the daemon and
     the machine are quiet again after the previous replacement); returns the ms until /proc
@@ -544,10 +467,6 @@ def kill_one(d: Daemon) -> Tuple[float, int, int]:
             break
         time.sleep(POLL_S)
     raise RuntimeError(f"{d.peer}: no replacement within {WAIT_S:.0f} s:\n{d.log_tail()}")
-
-
-def _event_ms(ev: Dict[str, Any]) -> float:
-    return datetime.datetime.fromisoformat(ev["ts"].replace("Z", "+00:00")).timestamp() * 1e3
 
 
 def timed(fn: Callable[[], None], n: int) -> List[float]:
@@ -644,8 +563,9 @@ def python_load(port: int, concurrency: int, duration_s: float) -> Dict[str, flo
     every = [x for xs in lat for x in xs]
     if not every:
         raise RuntimeError("the load generator got no response")
-    return {"per_s": len(every) / elapsed, "p50_ms": nearest_rank(every, 0.5), "p99_ms": nearest_rank(every, 0.99),
-            "errors": float(sum(errors)), "count": float(len(every)), "elapsed_s": elapsed}  # fmt: skip
+    p50, p99 = stats.percentiles(every, [0.5, 0.99])
+    return {"per_s": len(every) / elapsed, "p50_ms": p50, "p99_ms": p99, "errors": float(sum(errors)),
+            "count": float(len(every)), "elapsed_s": elapsed}  # fmt: skip
 
 
 # --- one run ----------------------------------------------------------------------------
@@ -684,24 +604,24 @@ class Runner:
         kills = [kill_one(d) for _ in range(self.args.kills)]
         times = [ms for ms, _, _ in kills]
         self.samples.setdefault(d.peer, []).append([round(ms, 3) for ms in times])
-        out = {"restart_ms": statistics.median(times), "restart_max_ms": max(times), "restart_min_ms": min(times)}
+        out = {"restart_ms": stats.median(times), "restart_max_ms": max(times), "restart_min_ms": min(times)}
         if isinstance(d, Pitd):
             # pitd's own split of each restart: exit handled -> replacement started (1 ms resolution)
-            events = framed_request(d.control, {"cmd": "events", "follow": False}).get("events", [])
-            exited = {e.get("pid"): _event_ms(e) for e in events if e["event"] == "worker_exited"}
-            started = {e.get("pid"): _event_ms(e) for e in events if e["event"] == "worker_started"}
+            events = wire.request(d.control, {"cmd": "events", "follow": False}, WAIT_S).get("events", [])
+            exited = {e.get("pid"): event_time(e) * 1e3 for e in events if e["event"] == "worker_exited"}
+            started = {e.get("pid"): event_time(e) * 1e3 for e in events if e["event"] == "worker_started"}
             split = [started[new] - exited[old] for _, old, new in kills if old in exited and new in started]
             if split:
                 self.samples.setdefault("pit exit->started", []).append(split)
-                out["exit_to_start_ms"] = statistics.median(split)
+                out["exit_to_start_ms"] = stats.median(split)
         return out
 
     def footprint(self, d: Daemon, n: int) -> Dict[str, float]:
         time.sleep(2.0)  # start-up settles
         out: Dict[str, float] = {}
         sock = timed(d.socket_status, self.args.status_n)
-        out[f"sock_p50_{n}"], out[f"sock_p99_{n}"] = statistics.median(sock), nearest_rank(sock, 0.99)
-        out[f"cli_{n}"] = statistics.median(timed(d.cli_status, self.args.cli_n))
+        out[f"sock_p50_{n}"], out[f"sock_p99_{n}"] = stats.percentiles(sock, [0.5, 0.99])
+        out[f"cli_{n}"] = stats.median(timed(d.cli_status, self.args.cli_n))
         out[f"rss_{n}"] = vm_rss_mb(d.pid)
         if isinstance(d, Pitd):
             guard = d.guard_rss_mb()
@@ -753,15 +673,11 @@ class Runner:
 # --- report -----------------------------------------------------------------------------
 
 
-def fmt_ms(v: float) -> str:
-    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
-
-
 def report(runs: List[Dict[str, Dict[str, float]]], peers: List[str]) -> Dict[str, Dict[str, float]]:
     med: Dict[str, Dict[str, float]] = {}
     for peer in PEERS:
         keys = sorted({k for r in runs for k in r.get(peer, {})})
-        med[peer] = {k: statistics.median([r[peer][k] for r in runs if k in r.get(peer, {})]) for k in keys}
+        med[peer] = {k: stats.median([r[peer][k] for r in runs if k in r.get(peer, {})]) for k in keys}
 
     rows: List[Tuple[str, ...]] = []
 
@@ -822,11 +738,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs; the table shows medians (default 3)")
     parser.add_argument("--quick", action="store_true", help="1 run, fewer samples, shorter loads")
     parser.add_argument("--json", metavar="FILE", help="also write every run's figures here")
-    parser.add_argument("--venv", type=Path, default=REPO / "bench" / ".venv",
+    parser.add_argument("--venv", type=Path, default=BENCH / ".venv",
                         help="virtual environment for the peers, created if missing (default bench/.venv)")  # fmt: skip
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
                         help="HTTP load generator for gunicorn: wrk if installed (auto), or the built-in one")  # fmt: skip
-    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release",
+    parser.add_argument("--bin-dir", type=Path, default=BIN_DIR,
                         help="directory holding pitd and pitctl (default: this repository's target/release)")  # fmt: skip
     args = parser.parse_args(argv)
     args.kills, args.status_n, args.cli_n, args.duration, args.warmup = 8, 200, 20, 5.0, 1.0
@@ -867,7 +783,7 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"{args.cli_n} CLI runs per size, {args.duration:g} s of load per concurrency", flush=True)  # fmt: skip
 
     started = time.monotonic()
-    cpu0 = cpu_times()
+    cpu_use = CpuUse()
     runner = Runner(args, peers, loadgen)
     runs: List[Dict[str, Dict[str, float]]] = []
     loads: List[Tuple[float, float]] = []
@@ -890,11 +806,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         print(f"{runner.daemons} daemons stopped with SIGTERM; none of the {runner.processes} processes "
               "they were seen to run is left")  # fmt: skip
-    cpu1, wall = cpu_times(), time.monotonic() - started
-    busy, steal, ours = ((b - a) / wall / (os.cpu_count() or 1) * 100 for a, b in zip(cpu0, cpu1))
-    print(f"total time {wall:.0f} s, load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}; CPU time "
-          f"of the {os.cpu_count()} cores: {ours:.0f}% this benchmark and what it started, "
-          f"{max(0.0, busy - ours):.0f}% other processes, {steal:.0f}% stolen")  # fmt: skip
+    use, wall = cpu_use.summary(), time.monotonic() - started
+    print(f"total time {wall:.0f} s, load average now {loadavg()}; CPU time of the {os.cpu_count()} cores: "
+          f"{use['ours_percent']:.0f}% this benchmark and what it started, "
+          f"{use['others_percent']:.0f}% other processes, {use['steal_percent']:.0f}% stolen")  # fmt: skip
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cores": os.cpu_count(), "python": platform.python_version(), "pit": pit_version,

@@ -24,7 +24,7 @@ as many ``ready`` and ``live`` control requests sent straight to the control soc
 this script (a new connection each, as pitctl does: connect, one length-prefixed JSON
 frame ``{"cmd": "probe", "kind": ..., "timeout_ms": 1000}``, the reply read): pitd's
 answer time plus one socket round trip. Every answer must be yes (exit 0 / ``ok: true``):
-neither load nor a full queue makes pitd unready. Table: p50, p99 (nearest rank), max;
+neither load nor a full queue makes pitd unready. Table: p50, p99 (``pitbench.stats``), max;
 above it, the pool's queued / in-flight / capacity at the start and end of each load,
 and the calls pitd answered meanwhile by outcome (its ``pit_calls_total`` counters).
 
@@ -62,7 +62,6 @@ import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -70,11 +69,12 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon import PitdProcess  # noqa: E402
-from supervise import control_request, nearest_rank  # noqa: E402
+from pitbench import report, specs, wire
+from pitbench.daemon import PitdProcess
+from pitbench.paths import BIN_DIR
+from pitbench.report import columns
+from pitbench.stats import percentile
 
-REPO = Path(__file__).resolve().parent.parent
 PYTHON = os.path.realpath(sys.executable)
 WAIT_S = 60.0
 SHUTDOWN_DELAY_S = 2.0
@@ -90,22 +90,21 @@ class Daemon(PitdProcess):
     tail_lines = 15
     wait_s = WAIT_S
 
-    def __init__(self, bin_dir: Path, workers: int, daemon_keys: List[str], pool_keys: List[str]) -> None:
+    def __init__(
+        self, bin_dir: Path, workers: int, daemon_keys: Dict[str, specs.Value], pool_keys: Dict[str, specs.Value]
+    ) -> None:
         super().__init__(bin_dir, "pit-probe-")
-        spec = [
-            *self.spec_head(),
-            *daemon_keys,
-            "[pools.echo]",
-            'app = "pit.examples.echo"',
-            f"python = {json.dumps(PYTHON)}",
-            f"size = {workers}",
-            f"env = {{ PYTHONPATH = {json.dumps(str(REPO / 'python'))} }}",
-            *pool_keys,
-        ]
-        self.start(spec)
+        pool: Dict[str, specs.Value] = {
+            "app": "pit.examples.echo",
+            "python": PYTHON,
+            "size": workers,
+            "env": specs.pit_env(),
+            **pool_keys,
+        }
+        self.start(self.spec_head(**daemon_keys) + specs.table("pools.echo", pool))
 
     def probe(self, kind: str) -> Tuple[bool, str]:
-        reply = json.loads(control_request(self.control, {"cmd": "probe", "kind": kind, "timeout_ms": 1000}, 5.0))
+        reply = self.request({"cmd": "probe", "kind": kind, "timeout_ms": 1000}, 5.0)
         if reply.get("reply") != "probe":
             raise RuntimeError(f"probe {kind}: unexpected reply {reply}")
         return bool(reply["ok"]), reply.get("reason") or ""
@@ -119,9 +118,9 @@ class Daemon(PitdProcess):
 
         self.wait_for(ready, WAIT_S, 0.05, "pitd not ready")
 
-    def stop(self) -> Dict[int, List[str]]:  # type: ignore[override]
+    def stop(self, wait_s: Optional[float] = None) -> List[str]:
         # After a stop run's SIGTERM, this second one skips what is left of a shutdown_delay.
-        survivors = super().stop()
+        survivors = super().stop(wait_s)
         self.cleanup()
         return survivors
 
@@ -192,14 +191,13 @@ def time_requests(d: Daemon, kind: str, n: int) -> Tuple[List[float], int]:
 
 
 def pool_load(d: Daemon) -> Dict[str, int]:
-    status = json.loads(control_request(d.control, {"cmd": "status", "pool": "echo"}))
-    pool = status["pools"][0]
+    pool = d.pool("echo")
     return {k: pool[k] for k in ("queued", "in_flight", "capacity")}
 
 
 def outcomes(d: Daemon) -> Dict[str, int]:
     """pitd's own count of the pool's answered calls by outcome (``pit_calls_total``)."""
-    text = json.loads(control_request(d.control, {"cmd": "metrics"}))["text"]
+    text = d.request({"cmd": "metrics"})["text"]
     found = {}
     for line in text.splitlines():
         if line.startswith('pit_calls_total{pool="echo",outcome="'):
@@ -208,7 +206,7 @@ def outcomes(d: Daemon) -> Dict[str, int]:
 
 
 def probe_times(bin_dir: Path, workers: int, queue_max: int, n: int) -> Dict[str, Any]:
-    d = Daemon(bin_dir, workers, ['monitor_interval = "1s"'], [f"queue_max = {queue_max}"])
+    d = Daemon(bin_dir, workers, {"monitor_interval": "1s"}, {"queue_max": queue_max})
     figures: Dict[str, Any] = {}
     try:
         d.wait_ready()
@@ -223,7 +221,7 @@ def probe_times(bin_dir: Path, workers: int, queue_max: int, n: int) -> Dict[str
                     for kind in ("ready", "live"):
                         times, failed = measure(d, kind, n)
                         figures[f"{condition} {how} {kind}"] = {"ms": times, "no": failed}
-                        progress(f"{condition} {how} {kind}: p50 {nearest_rank(times, 0.5):.3f} ms")
+                        progress(f"{condition} {how} {kind}: p50 {percentile(times, 0.5):.3f} ms")
             finally:
                 if load:
                     figures[f"{condition} status"].append(pool_load(d))
@@ -243,29 +241,6 @@ def probe_times(bin_dir: Path, workers: int, queue_max: int, n: int) -> Dict[str
 # --- the stop -------------------------------------------------------------------------
 
 
-def frame(obj: Any) -> bytes:
-    body = json.dumps(obj).encode()
-    return struct.pack(">I", len(body)) + body
-
-
-def read_frame(s: socket.socket) -> Optional[Dict[str, Any]]:
-    """The next reply, or None when the connection closed."""
-    head = b""
-    while len(head) < 4:
-        chunk = s.recv(4 - len(head))
-        if not chunk:
-            return None
-        head += chunk
-    n = struct.unpack(">I", head)[0]
-    body = b""
-    while len(body) < n:
-        chunk = s.recv(n - len(body))
-        if not chunk:
-            return None
-        body += chunk
-    return json.loads(body)
-
-
 class Caller(threading.Thread):
     """One connection, one ``echo.sleep`` call at a time, until pitd is gone or ``until``."""
 
@@ -283,8 +258,8 @@ class Caller(threading.Thread):
             if time.perf_counter() > self.until:
                 break
             if s is None:
+                s = socket.socket(socket.AF_UNIX)
                 try:
-                    s = socket.socket(socket.AF_UNIX)
                     s.settimeout(WAIT_S)
                     s.connect(self.path)
                 except OSError:
@@ -292,8 +267,8 @@ class Caller(threading.Thread):
                     s.close()
                     return
             try:
-                s.sendall(frame({"id": i, "pool": "echo", "method": "sleep", "args": 0.02}))
-                reply = read_frame(s)
+                s.sendall(wire.frame({"id": i, "pool": "echo", "method": "sleep", "args": 0.02}))
+                reply = wire.read_frame(s)
             except (BrokenPipeError, ConnectionResetError):
                 # pitd closed the connection with the call unread: on a Unix socket the
                 # writer gets EPIPE, or the reader ECONNRESET when its bytes were still in
@@ -330,8 +305,8 @@ def one_stop(bin_dir: Path, workers: int, callers: int) -> Dict[str, Any]:
     d = Daemon(
         bin_dir,
         workers,
-        ['monitor_interval = "1s"', f'shutdown_delay = "{SHUTDOWN_DELAY_S:g}s"', 'shutdown_timeout = "10s"'],
-        [],
+        {"monitor_interval": "1s", "shutdown_delay": f"{SHUTDOWN_DELAY_S:g}s", "shutdown_timeout": "10s"},
+        {},
     )
     try:
         d.wait_ready()
@@ -387,13 +362,7 @@ def one_stop(bin_dir: Path, workers: int, callers: int) -> Dict[str, Any]:
 
 
 def progress(what: str) -> None:
-    print(f"  .. {what}", file=sys.stderr, flush=True)
-
-
-def table(header: Tuple[str, ...], rows: List[Tuple[str, ...]]) -> None:
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    report.progress(what, "  .. ")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -406,7 +375,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="workers of the echo pool (default 2)")
     parser.add_argument("--queue-max", type=int, default=16, help="queue_max while saturated (default 16)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
-    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release")
+    parser.add_argument("--bin-dir", type=Path, default=BIN_DIR)
     args = parser.parse_args(argv)
 
     print(f"# probe: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, python {PYTHON}", flush=True)
@@ -443,21 +412,21 @@ def main(argv: Optional[List[str]] = None) -> int:
                     (
                         condition,
                         f"{how} {kind}",
-                        f"{nearest_rank(ms, 0.5):.3f}",
-                        f"{nearest_rank(ms, 0.99):.3f}",
+                        f"{percentile(ms, 0.5):.3f}",
+                        f"{percentile(ms, 0.99):.3f}",
                         f"{max(ms):.3f}",
                         f"{f['no']} / {len(ms)}",
                     )
                 )
-    table(("load", "probe", "p50 ms", "p99 ms", "max ms", "answered no"), rows)
+    columns(("load", "probe", "p50 ms", "p99 ms", "max ms", "answered no"), rows)
 
     print(
         f"\nSIGTERM under load: shutdown_delay {SHUTDOWN_DELAY_S:g}s, {args.callers} callers of echo.sleep(0.02), "
         f"{args.workers} workers, {len(stops)} runs:"
     )
-    rows = []
+    stop_rows = []
     for i, s in enumerate(stops, 1):
-        rows.append(
+        stop_rows.append(
             (
                 str(i),
                 "-" if s["not_ready_ms"] is None else f"{s['not_ready_ms']:.3f}",
@@ -472,7 +441,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 str(s["ok"] + s["other"]),
             )
         )
-    table(
+    columns(
         (
             "run",
             "SIGTERM->not ready ms",
@@ -486,7 +455,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "other failures",
             "accepted",
         ),
-        rows,
+        stop_rows,
     )
     others = sorted({o for s in stops for o in s["others"]})
     for o in others:

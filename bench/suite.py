@@ -52,7 +52,6 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,9 +59,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-BIN_DIR = REPO / "target" / "release"
+from pitbench import report, stats
+from pitbench.paths import BENCH, BIN_DIR, REPO
+
 PYTHON = sys.executable
 
 #: Script -> (arguments of a full run, of a quick run, bound on its wall time in seconds).
@@ -84,10 +83,10 @@ Row = tuple[str, str, str]  # figure, value, target (with its verdict)
 
 
 def progress(message: str) -> None:
-    print(f"[suite] {message}", file=sys.stderr, flush=True)
+    report.progress(message, "[suite] ")
 
 
-def stop_group(proc: subprocess.Popen) -> None:
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
     """Asks a script that overran its time bound to stop: SIGINT (its own cleanup runs),
     then SIGTERM, then SIGKILL, to its process group (it was started in its own session)."""
     for sig, wait in ((signal.SIGINT, 60), (signal.SIGTERM, 20), (signal.SIGKILL, 20)):
@@ -333,12 +332,12 @@ def leak_rows(f: dict[str, Any]) -> list[Row]:
 
 def preload_rows(f: dict[str, Any]) -> list[Row]:
     pre, plain = f["preloaded_kill_ready_ms"], f["plain_kill_ready_ms"]
-    p_med = statistics.median(pre)
+    p_med = stats.median(pre)
     pm, nm = f["preloaded_memory"], f["plain_memory"]
     n = f.get("workers", "")
     return [
         ("preload: kill -9 -> replacement ready, preload / plain",
-         f"{ms(p_med)} / {ms(statistics.median(plain))} ms (median of {len(pre)}; max {ms(max(pre))} ms)",
+         f"{ms(p_med)} / {ms(stats.median(plain))} ms (median of {len(pre)}; max {ms(max(pre))} ms)",
          verdict("<= 20 ms with preload", p_med <= 20)),
         ("    pitctl recycle -> replacement ready, preload / plain",
          f"{ms(f['preloaded_recycle_ready_ms'])} / {ms(f['plain_recycle_ready_ms'])} ms", ""),
@@ -507,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
                              timeout=30).stdout.strip()  # fmt: skip
     stale = build_is_stale()
     load_before = os.getloadavg()
-    machine = {
+    machine: dict[str, Any] = {
         "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),
         "platform": platform.platform(),
@@ -547,7 +546,10 @@ def main(argv: list[str] | None = None) -> int:
         rows += section(name, results[name])
     ran = [r for r in results.values() if r is not None]
     failed = [n for n, r in results.items() if r is not None and (r.get("error") or r.get("survivors"))]
-    load = lambda la: " ".join(f"{x:.2f}" for x in la)  # noqa: E731
+
+    def load(la: tuple[float, float, float]) -> str:
+        return " ".join(f"{x:.2f}" for x in la)
+
     print()
     print(f"pit benchmark suite ({'quick validation run' if args.quick else 'full run'}): "
           f"{version or 'pitd'}, release build{' OLDER THAN THE SOURCES' if stale else ''}")  # fmt: skip

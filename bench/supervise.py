@@ -30,7 +30,7 @@ Restart after ``kill -9``
 Status round trip
     A new connection to the control socket per request (as ``pitctl`` does), one frame
     ``{"cmd":"status","pool":null}`` (4-byte big-endian length + JSON), the whole reply
-    frame read: median and p99 (nearest rank) per run, with 8, 64 and 256 workers. Also
+    frame read: p50 and p99 (``pitbench.stats``) per run, with 8, 64 and 256 workers. Also
     the wall time of a ``pitctl status --json`` process (process start included).
 pitd's footprint
     ``VmRSS`` of the pitd process alone (not its workers, not the guard, which is shown on
@@ -50,33 +50,32 @@ count and a deadline. Linux only (pitd is). Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
 import signal
-import socket
-import statistics
-import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from daemon import PitdProcess, describe
-from procfs import argv as cmdline
-from procfs import ChildWatch, descendants
-from procfs import stat_fields as _stat_fields
+from pitbench import specs, stats, wire
+from pitbench.daemon import PitdProcess
+from pitbench.events import event_time
+from pitbench.paths import BIN_DIR
+from pitbench.procfs import ChildWatch, argv, cpu_seconds, descendants, status_kib
+from pitbench.report import fmt_ms, progress
 
-REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable  # absolute path: the workers and `python -c pass` use this one
 WAIT_S = 30.0  # bound on start-up, replies, replacements and shutdown
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 RESTART_POOL_SIZE = 3
-RESTART_POOLS = {"initial-1ms": '[pools.initial-1ms.restart]\ninitial = "1ms"\nreset_after = "1s"\n',
-                 "initial-default": '[pools.initial-default.restart]\nreset_after = "1s"\n'}  # fmt: skip
+#: Each restart pool's ``[restart]`` table.
+RESTART_POOLS: Dict[str, Dict[str, specs.Value]] = {
+    "initial-1ms": {"initial": "1ms", "reset_after": "1s"},
+    "initial-default": {"reset_after": "1s"},
+}
 VICTIM_MIN_AGE_S = 1.3  # > reset_after (1 s): each kill is a first crash, not a failed start
 
 # The supervised worker: argv is [script, pool, stamp_dir]. It records the monotonic clock
@@ -96,47 +95,7 @@ while True:
 """
 
 
-# --- /proc ------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = _stat_fields(pid)
-    if fields is None:
-        raise RuntimeError(f"pid {pid} is gone")
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def vm_kib(pid: int, key: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {key} for pid {pid}")
-
-
 # --- pitd -------------------------------------------------------------------------------
-
-
-def control_request(path: str, request: Dict[str, Any], timeout: float = WAIT_S) -> bytes:
-    """One request on a new connection: the reply frame's body."""
-    body = json.dumps(request).encode()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(path)
-        s.sendall(struct.pack(">I", len(body)) + body)
-        head = _recv_exact(s, 4)
-        return _recv_exact(s, struct.unpack(">I", head)[0])
-
-
-def _recv_exact(s: socket.socket, n: int) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        chunk = s.recv(min(n - got, 1 << 20))
-        if not chunk:
-            raise RuntimeError("control connection closed mid-frame")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
 
 
 class Pitd(PitdProcess):
@@ -144,63 +103,35 @@ class Pitd(PitdProcess):
 
     wait_s = WAIT_S
 
-    def __init__(self, bin_dir: Path, pools: Dict[str, Tuple[int, str]], stamps: bool = False) -> None:
-        """``pools``: name -> (size, extra spec text for the pool)."""
+    def __init__(self, bin_dir: Path, pools: Dict[str, Tuple[int, Dict[str, specs.Value]]], stamps: bool = False) -> None:
+        """``pools``: name -> (size, the pool's ``[restart]`` table, empty for the default)."""
         super().__init__(bin_dir, "pit-supervise-")
         self.script = str(self.dir / "worker.py")
         Path(self.script).write_text(WORKER)
         self.stamp_dir = self.dir / "stamps"
         self.stamp_dir.mkdir()
         self.sizes = {name: size for name, (size, _) in pools.items()}
-        spec = [*self.spec_head(), 'monitor_interval = "1s"', ""]
-        for name, (size, extra) in pools.items():
-            argv = [PYTHON, self.script, name, str(self.stamp_dir) if stamps else ""]
-            spec += [f"[pools.{name}]", f"command = {json.dumps(argv)}", 'protocol = "none"', f"size = {size}", extra]
+        spec = self.spec_head(monitor_interval="1s")
+        for name, (size, restart) in pools.items():
+            command = [PYTHON, self.script, name, str(self.stamp_dir) if stamps else ""]
+            spec += specs.table(f"pools.{name}", {"command": command, "protocol": "none", "size": size})
+            if restart:
+                spec += specs.table(f"pools.{name}.restart", restart)
         self.start(spec)
 
-    def status(self, pool: Optional[str] = None) -> Dict[str, Any]:
-        reply = json.loads(control_request(self.control, {"cmd": "status", "pool": pool}))
-        if reply.get("reply") != "status":
-            raise RuntimeError(f"status refused: {reply}")
-        return reply
-
-    def events(self) -> List[Dict[str, Any]]:
-        reply = json.loads(control_request(self.control, {"cmd": "events", "follow": False}))
-        return reply.get("events", [])
-
-    def wait_ready(self) -> float:
-        """Until every pool is running with all its workers idle (via ``pitctl status
-        --json``); returns the seconds it took."""
-        t0 = time.monotonic()
-
-        def ready() -> Optional[bool]:
-            out = self.ctl("status", "--json")
-            if out.returncode != 0:
-                return None
-            pools = {p["name"]: p for p in json.loads(out.stdout)["pools"]}
-            return all(
-                name in pools
-                and pools[name]["state"] == "running"
-                and sum(1 for w in pools[name]["workers"] if w["state"] == "idle" and w["pid"]) == size
-                for name, size in self.sizes.items()
-            )
-
-        self.wait_for(ready, WAIT_S + 0.2 * sum(self.sizes.values()), 0.05, "workers not all idle")
-        return time.monotonic() - t0
-
-    def stop(self) -> List[str]:  # type: ignore[override]
+    def stop(self, wait_s: Optional[float] = None) -> List[str]:
         """SIGTERM (SIGKILL after WAIT_S), then what outlived pitd (killed, by pid)."""
-        survivors = describe(super().stop())
+        survivors = super().stop(wait_s)
         if self.proc.returncode != 0:
             survivors.append(f"(pitd exited with {self.proc.returncode}, not 0)")
         return survivors
 
 
-def with_pitd(bin_dir: Path, pools: Dict[str, Tuple[int, str]], survivors: List[str], body: Callable[[Pitd], Any],
-              stamps: bool = False) -> Any:  # fmt: skip
+def with_pitd(bin_dir: Path, pools: Dict[str, Tuple[int, Dict[str, specs.Value]]], survivors: List[str],
+              body: Callable[[Pitd], Any], stamps: bool = False) -> Any:  # fmt: skip
     daemon = Pitd(bin_dir, pools, stamps)
     try:
-        daemon.wait_ready()
+        daemon.wait_workers(daemon.sizes)
         return body(daemon)
     finally:
         survivors.extend(daemon.stop())
@@ -210,11 +141,6 @@ def with_pitd(bin_dir: Path, pools: Dict[str, Tuple[int, str]], survivors: List[
 # --- measurements -----------------------------------------------------------------------
 
 
-def nearest_rank(values: List[float], p: float) -> float:
-    xs = sorted(values)
-    return xs[round((len(xs) - 1) * p)]
-
-
 def python_startup_ms(n: int) -> float:
     """Median wall time of ``python -c pass`` (spawn to exit)."""
     times = []
@@ -222,19 +148,19 @@ def python_startup_ms(n: int) -> float:
         t0 = time.perf_counter()
         subprocess.run([PYTHON, "-c", "pass"], check=True, timeout=WAIT_S)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return stats.median(times) * 1e3
 
 
 def status_round_trips(d: Pitd, n: int) -> Dict[str, float]:
-    """Median and p99 (ms) of ``n`` status requests, each on a new connection."""
-    reply = json.loads(control_request(d.control, {"cmd": "status", "pool": None}))
-    assert reply["reply"] == "status", reply
+    """p50 and p99 (ms) of ``n`` status requests, each on a new connection."""
+    d.status()
     times = []
     for _ in range(n):
         t0 = time.perf_counter_ns()
-        control_request(d.control, {"cmd": "status", "pool": None})
+        wire.request_bytes(d.control, {"cmd": "status", "pool": None}, WAIT_S)
         times.append((time.perf_counter_ns() - t0) / 1e6)
-    return {"p50": statistics.median(times), "p99": nearest_rank(times, 0.99)}
+    p50, p99 = stats.percentiles(times, [0.5, 0.99])
+    return {"p50": p50, "p99": p99}
 
 
 def pitctl_wall_ms(d: Pitd, n: int) -> float:
@@ -245,13 +171,7 @@ def pitctl_wall_ms(d: Pitd, n: int) -> float:
         times.append(time.perf_counter() - t0)
         if out.returncode != 0:
             raise RuntimeError(f"pitctl status failed: {out.stderr.strip()}")
-    return statistics.median(times) * 1e3
-
-
-def _event_ns(ev: Dict[str, Any]) -> int:
-    ts = ev["ts"].replace("Z", "+00:00")
-    dt = datetime.datetime.fromisoformat(ts)
-    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+    return stats.median(times) * 1e3
 
 
 def kill_one(d: Pitd, pool: str, mode: str) -> Dict[str, float]:
@@ -314,8 +234,8 @@ def kill_one(d: Pitd, pool: str, mode: str) -> Dict[str, float]:
     exited = [e for e in events if e["event"] == "worker_exited" and e.get("worker") == victim["id"]]
     started = [e for e in events if e["event"] == "worker_started" and e.get("pid") == new_pid]
     if exited and started:
-        out["to_exit_ms"] = (_event_ns(exited[-1]) - wall0) / 1e6
-        out["exit_to_start_ms"] = (_event_ns(started[-1]) - _event_ns(exited[-1])) / 1e6
+        out["to_exit_ms"] = (event_time(exited[-1]) - wall0 / 1e9) * 1e3
+        out["exit_to_start_ms"] = (event_time(started[-1]) - event_time(exited[-1])) * 1e3
     return out
 
 
@@ -333,7 +253,7 @@ def restart_run(d: Pitd, kills: int) -> Dict[str, float]:
                 if key in r:
                     s.setdefault(key, []).append(r[key])
     d.remember()
-    return {f"{pool}.{k}": statistics.median(v) for pool, s in samples.items() for k, v in s.items()}
+    return {f"{pool}.{k}": stats.median(v) for pool, s in samples.items() for k, v in s.items()}
 
 
 def footprint_run(d: Pitd, n_workers: int, status_n: int, pitctl_n: int, idle_s: float) -> Dict[str, float]:
@@ -349,11 +269,11 @@ def footprint_run(d: Pitd, n_workers: int, status_n: int, pitctl_n: int, idle_s:
         cpu1, t1 = cpu_seconds(d.pid), time.monotonic()
         out[f"cpu_ms_{n_workers}"] = (cpu1 - cpu0) * 1e3
         out[f"cpu_pct_{n_workers}"] = (cpu1 - cpu0) / (t1 - t0) * 100
-    out[f"rss_{n_workers}"] = vm_kib(d.pid, "VmRSS") * 1024 / 1e6
-    out[f"hwm_{n_workers}"] = vm_kib(d.pid, "VmHWM") * 1024 / 1e6
-    guards = [p for p in descendants(d.pid) if cmdline(p)[:1] != [PYTHON]]
+    out[f"rss_{n_workers}"] = status_kib(d.pid, "VmRSS") * 1024 / 1e6
+    out[f"hwm_{n_workers}"] = status_kib(d.pid, "VmHWM") * 1024 / 1e6
+    guards = [p for p in descendants(d.pid) if argv(p)[:1] != [PYTHON]]
     if guards:
-        out["guard_rss"] = vm_kib(guards[0], "VmRSS") * 1024 / 1e6
+        out["guard_rss"] = status_kib(guards[0], "VmRSS") * 1024 / 1e6
     d.remember()
     return out
 
@@ -361,17 +281,9 @@ def footprint_run(d: Pitd, n_workers: int, status_n: int, pitctl_n: int, idle_s:
 # --- report -----------------------------------------------------------------------------
 
 
-def progress(what: str) -> None:
-    print(f"  {what}", file=sys.stderr, flush=True)
-
-
-def fmt_ms(v: float) -> str:
-    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
-
-
 def report(runs: List[Dict[str, float]], sizes: List[int], idle_s: float) -> Dict[str, Any]:
     keys = sorted({k for r in runs for k in r})
-    med = {k: statistics.median([r[k] for r in runs if k in r]) for k in keys}
+    med = {k: stats.median([r[k] for r in runs if k in r]) for k in keys}
     lo = {k: min(r[k] for r in runs if k in r) for k in keys}
     hi = {k: max(r[k] for r in runs if k in r) for k in keys}
     verdicts: Dict[str, Any] = {}
@@ -447,7 +359,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--no-256", action="store_true", help="skip the 256-worker daemon")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measurement (default 10)")
     parser.add_argument("--json", metavar="FILE", help="also write every run's figures here")
-    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release",
+    parser.add_argument("--bin-dir", type=Path, default=BIN_DIR,
                         help="directory holding pitd and pitctl (default: this repository's target/release)")  # fmt: skip
     args = parser.parse_args(argv)
     kills, status_n, pitctl_n, py_n = 10, 200, 20, 20
@@ -484,7 +396,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for n in sizes:
             progress(f"run {run + 1}/{args.runs}: {n} workers")
             idle = args.idle if n >= 64 else 0.0
-            fp = with_pitd(args.bin_dir, {"sleepers": (n, "")}, survivors,
+            fp = with_pitd(args.bin_dir, {"sleepers": (n, {})}, survivors,
                            lambda d: footprint_run(d, n, status_n, pitctl_n, idle))  # fmt: skip
             daemons += 1
             if n != 8:

@@ -64,13 +64,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-APPS = BENCH / "apps"
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(REPO / "python"))
-from daemon import PitdProcess, describe  # noqa: E402
-from supervise import control_request  # noqa: E402
+from pitbench import specs
+from pitbench.daemon import PitdProcess
+from pitbench.loopback import ServerProcess
+from pitbench.paths import APPS, BIN_DIR, REPO
+from pitbench.procfs import pss_bytes
+from pitbench.report import columns
 
 PYTHON = os.path.realpath(sys.executable)
 DSPY_VENV_PYTHON = REPO / "target" / "dspy-venv" / "bin" / "python"
@@ -169,55 +168,17 @@ def plain(app: str, calls: int) -> int:
     return 0
 
 
-class Server:
-    def __init__(self, delay: float) -> None:
-        self.proc = subprocess.Popen([PYTHON, __file__, "--serve", str(delay)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)  # fmt: skip
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.strip().isdigit():
-            self.stop()
-            raise RuntimeError(f"the LLM server did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{int(line)}/v1"
-
-    def stop(self) -> int | None:
-        """Stops the server; the number of requests it answered."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        try:
-            self.proc.stdin.close()
-            rest = self.proc.stdout.read()
-            self.proc.wait(timeout=WAIT_S)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-            return None
-        words = rest.split()
-        return int(words[-1]) if words and words[-1].isdigit() else None
-
-
 # --- measuring ---------------------------------------------------------------------------
 
 
-def pss_of(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def app_env(url: str, cache_dir: Path) -> dict[str, str]:
-    return {
-        "PYTHONPATH": str(REPO / "python"),
-        "BENCH_LLM_URL": url,
+    return specs.pit_env(
+        BENCH_LLM_URL=url,
         # DSPy's first call fetches a model price map from the internet unless told not to.
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "DSPY_CACHEDIR": str(cache_dir),
-        "HF_HUB_OFFLINE": "1",
-    }
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        DSPY_CACHEDIR=str(cache_dir),
+        HF_HUB_OFFLINE="1",
+    )
 
 
 class Pitd(PitdProcess):
@@ -228,58 +189,37 @@ class Pitd(PitdProcess):
 
     def __init__(self, bin_dir: Path, python: str, app: str, url: str, warmup: bool) -> None:
         super().__init__(bin_dir, "pit-warmup-")
-        env = app_env(url, self.dir / "dspy-cache")
-        spec = [
-            *self.spec_head(),
-            "",
-            f"[pools.{POOL}]",
-            f"app = {json.dumps(app)}",
-            f"preload = [{json.dumps(app)}]",
-            *([f'warmup = "{app}:warm_up"'] if warmup else []),
-            f"python = {json.dumps(python)}",
-            f"size = {SIZE}",
-            f"concurrency = {CONCURRENCY}",
-            f"cwd = {json.dumps(str(APPS))}",
-            "env = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in env.items()) + " }",
-            'memory_metric = "pss"',
-            'startup_timeout = "120s"',
-            'request_timeout = "60s"',
-        ]
-        self.start(spec)
-
-    def pool(self) -> dict[str, Any]:
-        reply = json.loads(control_request(self.control, {"cmd": "status", "pool": POOL}, WAIT_S))
-        if reply.get("reply") != "status":
-            raise RuntimeError(f"status refused: {reply}")
-        return reply["pools"][0]
+        pool: dict[str, specs.Value | None] = {
+            "app": app,
+            "preload": [app],
+            "warmup": f"{app}:warm_up" if warmup else None,
+            "python": python,
+            "size": SIZE,
+            "concurrency": CONCURRENCY,
+            "cwd": str(APPS),
+            "env": app_env(url, self.dir / "dspy-cache"),
+            "memory_metric": "pss",
+            "startup_timeout": "120s",
+            "request_timeout": "60s",
+        }
+        self.start(self.spec_head() + specs.table(f"pools.{POOL}", pool))
 
     def pss(self) -> dict[str, float]:
         """PSS of the pool's processes, MiB: workers, template and spare, and all of them."""
-        p = self.pool()
+        p = self.pool(POOL)
         self.remember()
         template = p.get("template") or {}
-        workers = sum(pss_of(w["pid"]) for w in p["workers"] if w.get("pid"))
+        workers = sum(pss_bytes(w["pid"]) for w in p["workers"] if w.get("pid"))
         extra = [q["pid"] for q in (template, template.get("spare") or {}) if q.get("pid")]
-        rest = sum(pss_of(pid) for pid in extra)
+        rest = sum(pss_bytes(pid) for pid in extra)
         return {"workers": workers / MIB, "template_spare": rest / MIB, "total": (workers + rest) / MIB}
 
     def wait_ready(self) -> None:
         """Until every worker is idle and the template has its spare."""
+        self.wait_workers({POOL: SIZE}, spare=True, within_s=WAIT_S, every_s=0.1)
 
-        def ready() -> bool:
-            if not os.path.exists(self.control):
-                return False
-            try:
-                p = self.pool()
-            except (OSError, RuntimeError, ValueError, KeyError, IndexError):
-                return False
-            idle = sum(1 for w in p["workers"] if w["state"] == "idle" and w.get("pid"))
-            return idle == SIZE and bool(((p.get("template") or {}).get("spare") or {}).get("pid"))
-
-        self.wait_for(ready, WAIT_S, 0.1, "the pool was not ready")
-
-    def stop(self) -> list[str]:  # type: ignore[override]
-        left = describe(super().stop())
+    def stop(self, wait_s: float | None = None) -> list[str]:
+        left = super().stop(wait_s)
         self.cleanup()
         return left
 
@@ -318,7 +258,7 @@ def run_pit(bin_dir: Path, python: str, app: str, url: str, calls: int, warmup: 
             row["failed"] += failed
             row["errors"] += errors
             row["pss_mib"].append(d.pss())
-        row["warnings"] = d.pool().get("warnings", [])
+        row["warnings"] = d.pool(POOL).get("warnings", [])
     finally:
         survivors = d.stop()
     return row, survivors
@@ -333,7 +273,7 @@ def run_plain(python: str, app: str, url: str, calls: int) -> dict[str, Any]:
         try:
             if proc.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"the plain process did not start ({app})")
-            mib = pss_of(proc.pid) / MIB
+            mib = pss_bytes(proc.pid) / MIB
             row: dict[str, Any] = {"pss_mib": [{"total": mib}], "calls_per_s": [], "failed": 0, "errors": []}
             for _ in range(RUNS):
                 proc.stdin.write("run\n")
@@ -341,7 +281,7 @@ def run_plain(python: str, app: str, url: str, calls: int) -> dict[str, Any]:
                 done = json.loads(proc.stdout.readline())
                 row["calls_per_s"].append(CALLERS * calls / done["seconds"])
                 row["failed"] += done["failed"]
-                row["pss_mib"].append({"total": pss_of(proc.pid) / MIB})
+                row["pss_mib"].append({"total": pss_bytes(proc.pid) / MIB})
             proc.stdin.close()
             proc.wait(timeout=WAIT_S)
         finally:
@@ -385,10 +325,8 @@ def print_table(rows: dict[str, dict[str, Any]], labels: dict[str, str]) -> None
         pss = [f"{p['total']:.0f}" for p in row["pss_mib"]]
         rates = " / ".join(f"{r:.0f}" for r in row["calls_per_s"])
         lines.append((labels[key], *pss, rates, str(row["failed"])))
-    widths = [max(len(x[i]) for x in [head, *lines]) for i in range(len(head))]
     print("PSS MiB: pool = workers + template + spare (pitd excluded)")
-    for line in [head, *lines]:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+    columns(head, lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -399,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", help="an interpreter with DSPy (default: target/dspy-venv/bin/python)")
     parser.add_argument("--app", choices=("dspy_agent", "lazy_agent"), help="default: dspy_agent if DSPy runs")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
-    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release")
+    parser.add_argument("--bin-dir", type=Path, default=BIN_DIR)
     parser.add_argument("--serve", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--plain", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -423,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         why = "as asked" if args.app == "lazy_agent" else "DSPy is not installed here"
         print(f"# the stand-in app (lazy imports and a cache built at its first call) is measured instead of DSPy "
               f"({why})", flush=True)  # fmt: skip
-    server = Server(args.delay)
+    server = ServerProcess([PYTHON, __file__, "--serve", str(args.delay)], "http://127.0.0.1:{port}/v1", "the LLM server")
     rows: dict[str, dict[str, Any]] = {}
     labels: dict[str, str] = {}
     survivors: list[str] = []
