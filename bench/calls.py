@@ -38,9 +38,9 @@ are measured in one run of this script, with one interpreter (the one running it
     thread keeping 64 calls in flight on one connection, writing the requests it can send
     together in one write and taking every reply it has from one read, as a process that
     multiplexes its callers over one connection does (``pit.Client`` carries the calls of
-    all its threads on one connection). This is the like-for-like row for the Python pools' C=64 rows below, which are
-    also one process with 64 calls in flight. (The throughput ratios below take each
-    side's fastest row.)
+    all its threads on one connection). This is the like-for-like row for the Python
+    pools' C=64 rows below, which are also one process with 64 calls in flight. (The
+    throughput ratios below take each side's fastest row.)
 ``mp.Pool(W) c=C`` / ``ProcessPoolExecutor(W) c=C``
     ``multiprocessing.Pool(W).apply_async`` and ``ProcessPoolExecutor(W).submit`` with C
     calls kept in flight: C=1 is latency, C=64 is throughput.
@@ -57,13 +57,14 @@ are measured in one run of this script, with one interpreter (the one running it
 Each measurement runs for a fixed time (after a short warm-up that is not counted) and
 records every call's latency from just before the request leaves the caller to just after
 the reply is back; calls/s is completed calls over the measured time. Percentiles are
-``pitbench.stats``'s, the definition ``pitctl bench`` uses. Each row is measured ``--runs`` times,
-the rows of one kind taking turns in each round so that drift on the machine affects them
-alike, and the table shows the median of each column over the runs; ``--json FILE`` keeps
-every run. In the JSON, the 2-worker rows are also under their names from before the worker
-count was a parameter (``pit c=1``, ``mp.Pool c=64``, ...). Other load on the machine skews everything, so the script also reports how the
-machine's CPU time was spent during the run: by this benchmark and what it started, by
-other processes, and stolen by the hypervisor.
+``pitbench.stats``'s, the definition ``pitctl bench`` uses. Each row is measured
+``--runs`` times, the rows of one kind taking turns in each round so that drift on the
+machine affects them alike, and the table shows the median of each column over the runs;
+``--json FILE`` keeps every run. In the JSON, the 2-worker rows are also under their names
+from before the worker count was a parameter (``pit c=1``, ``mp.Pool c=64``, ...). Other
+load on the machine skews everything, so the script also reports how the machine's CPU
+time was spent during the run: by this benchmark and what it started, by other processes,
+and stolen by the hypervisor.
 
 Every loop is bounded by a deadline and a call count, every wait by a timeout. pitd is
 stopped at the end (also on errors or Ctrl-C), and the script checks that none of the
@@ -181,7 +182,9 @@ PIPELINED = WINDOWS[-1]  # calls in flight on the one connection of the pipeline
 def pit_row_names(workers: int) -> list[tuple[str, int, int | None]]:
     """The pit rows of a pool of ``workers``: (name, calls in flight, connections), the
     last with as many calls in flight as the Python pools get, on one connection."""
-    rows: list[tuple[str, int, int | None]] = [(f"pit({workers}) c={c}", c, None) for c in pit_concurrencies(workers)]
+    rows: list[tuple[str, int, int | None]] = [
+        (f"pit({workers}) c={c}", c, None) for c in pit_concurrencies(workers)
+    ]
     rows.append((f"pit({workers}) c={PIPELINED} conn=1", PIPELINED, 1))
     return rows
 
@@ -296,6 +299,7 @@ class PipeChild(FrameProcess):
             os.close(child_in)
             os.close(child_out)
 
+
 class RelayChild(FrameProcess):
     """``bench/relay.rs`` between us and a ``PipeChild``: our frames go to the relay's fd 3,
     its replies come from its fd 4, and it talks to the child on fds 5 and 6."""
@@ -393,7 +397,10 @@ def floor_raw(cfg: Config) -> Rows:
     child = PipeChild([sys.executable, "-c", RAW_ECHO], dict(os.environ))
     try:
         message = len(PAYLOAD).to_bytes(4, "big") + PAYLOAD.encode("utf-8")
-        same = lambda i: message
+
+        def same(i: int) -> bytes:
+            return message
+
         return floor_rows("floor-raw", child, same, same, cfg)
     finally:
         child.close()
@@ -410,8 +417,11 @@ def relay_binary(cfg: Config) -> Path | None:
         try:
             subprocess.run(
                 ["cargo", "build", "--release", "--example", "relay"],
-                cwd=REPO, check=True, stdout=subprocess.DEVNULL, timeout=900,
-            )  # fmt: skip
+                cwd=REPO,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                timeout=900,
+            )
         except (OSError, subprocess.SubprocessError) as e:
             print(f"cannot build the relay ({e}): the floor-relay rows are left out", file=sys.stderr)
             return None
@@ -428,7 +438,10 @@ def floor_relay(cfg: Config) -> Rows:
     child = RelayChild(relay, PipeChild([sys.executable, "-c", RAW_ECHO], dict(os.environ)))
     try:
         message = len(PAYLOAD).to_bytes(4, "big") + PAYLOAD.encode("utf-8")
-        same = lambda i: message
+
+        def same(i: int) -> bytes:
+            return message
+
         return floor_rows("floor-relay", child, same, same, cfg, middle=child.pid)
     finally:
         child.close()
@@ -448,8 +461,13 @@ def floor_pit_runtime(cfg: Config) -> Rows:
         call_head, call_tail = call[:5], call[13:]
         ok_head, ok_tail = ok[:5], ok[13:]
         pack_id = struct.Struct(">Q").pack
-        frame = lambda i: call_head + pack_id(i) + call_tail
-        reply = lambda i: ok_head + pack_id(i) + ok_tail
+
+        def frame(i: int) -> bytes:
+            return call_head + pack_id(i) + call_tail
+
+        def reply(i: int) -> bytes:
+            return ok_head + pack_id(i) + ok_tail
+
         return floor_rows("floor-pit-runtime", child, frame, reply, cfg)
     finally:
         child.close()
@@ -470,8 +488,12 @@ class Pitd(PitdProcess):
         self.sizes = {f"echo{n}": n for n in sizes}
         spec = self.spec_head()
         for name, n in self.sizes.items():
-            pool: dict[str, specs.Value] = {"app": "pit.examples.echo", "python": sys.executable,
-                                            "cwd": str(PYTHON_DIR), "size": n}  # fmt: skip
+            pool: dict[str, specs.Value] = {
+                "app": "pit.examples.echo",
+                "python": sys.executable,
+                "cwd": str(PYTHON_DIR),
+                "size": n,
+            }
             spec += specs.table(f"pools.{name}", pool)
         self.start(spec)
 
@@ -484,10 +506,20 @@ class Pitd(PitdProcess):
         extra = ["--connections", str(connections)] if connections else []
         cpu0, t0 = cpu_seconds(self.proc.pid), time.monotonic()
         out = self.ctl(
-            "bench", f"echo{size}", "--method", "echo", "--args", ARGS_JSON.decode(),
-            "--concurrency", str(concurrency), "--duration", f"{round(duration_s * 1000)}ms", "--json",
-            *extra, timeout=duration_s + WAIT_S,
-        )  # fmt: skip
+            "bench",
+            f"echo{size}",
+            "--method",
+            "echo",
+            "--args",
+            ARGS_JSON.decode(),
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            f"{round(duration_s * 1000)}ms",
+            "--json",
+            *extra,
+            timeout=duration_s + WAIT_S,
+        )
         cpu1, t1 = cpu_seconds(self.proc.pid), time.monotonic()
         if out.returncode != 0:
             raise RuntimeError(f"pitctl bench failed ({out.returncode}): {out.stderr.strip()}")
@@ -641,7 +673,12 @@ def row_order(cfg: Config) -> list[str]:
     """The table's rows, top to bottom."""
     rows = ["floor-raw", "floor-pit-runtime", "floor-relay"]
     rows += [name for n in cfg.workers for name, _, _ in pit_row_names(n)]
-    rows += [f"{kind}({n}) c={w}" for kind in ("mp.Pool", "ProcessPoolExecutor") for n in cfg.workers for w in WINDOWS]
+    rows += [
+        f"{kind}({n}) c={w}"
+        for kind in ("mp.Pool", "ProcessPoolExecutor")
+        for n in cfg.workers
+        for w in WINDOWS
+    ]
     rows += ["floor-raw" + ONE_CPU, "floor-pit-runtime" + ONE_CPU, "floor-relay" + ONE_CPU]
     rows += [f"pit({cfg.reference}) c=1" + ONE_CPU]
     return rows
@@ -712,7 +749,10 @@ def ratios(medians: dict[str, Run], cfg: Config) -> dict[str, object]:
             f"{'throughput' if n == cfg.workers[0] else '':<12}{t['what']}: {pit_cps:.0f} / {mp_cps:.0f}"
             f" = {t['value']:.2f}x  (target >= 2x: {'met' if t['met'] else 'NOT met'})"
         )
-    out: dict[str, object] = {"throughput": by_workers[str(cfg.reference)], "throughput_by_workers": by_workers}
+    out: dict[str, object] = {
+        "throughput": by_workers[str(cfg.reference)],
+        "throughput_by_workers": by_workers,
+    }
     pit_c1 = f"pit({cfg.reference}) c=1"
     for key, suffix, floor in (
         ("latency", "", "floor-pit-runtime"),
@@ -728,7 +768,8 @@ def ratios(medians: dict[str, Run], cfg: Config) -> dict[str, object]:
             "met": pit_p50 / floor_p50 <= 2.5,
         }
         print(
-            f"{'latency' if key == 'latency' else '':<12}{r['what']}: {fmt_us(pit_p50)} / {fmt_us(floor_p50)} µs"
+            f"{'latency' if key == 'latency' else '':<12}{r['what']}: {fmt_us(pit_p50)} / "
+            f"{fmt_us(floor_p50)} µs"
             f" = {r['value']:.2f}x  (target <= 2.5x: {'met' if r['met'] else 'NOT met'})"
         )
     if "floor-relay" in medians:
@@ -736,10 +777,14 @@ def ratios(medians: dict[str, Run], cfg: Config) -> dict[str, object]:
         # the latency ratio no relay can remove on this machine.
         relay: dict[str, object] = {}
         for suffix in ("", ONE_CPU):
-            relay_p50, raw_p50 = medians["floor-relay" + suffix]["p50_us"], medians["floor-raw" + suffix]["p50_us"]
+            relay_p50, raw_p50 = (
+                medians["floor-relay" + suffix]["p50_us"],
+                medians["floor-raw" + suffix]["p50_us"],
+            )
             relay["one_cpu" if suffix else "unpinned"] = relay_p50 / raw_p50
             print(
-                f"{'':<12}floor-relay{suffix} / floor-raw{suffix} p50: {fmt_us(relay_p50)} / {fmt_us(raw_p50)} µs"
+                f"{'':<12}floor-relay{suffix} / floor-raw{suffix} p50: {fmt_us(relay_p50)} / "
+                f"{fmt_us(raw_p50)} µs"
                 f" = {relay_p50 / raw_p50:.2f}x  (two hops through a relay that does no work)"
             )
         pit_cpu = medians[pit_c1 + ONE_CPU]["pitd_cpu_us_per_call"]
@@ -747,7 +792,8 @@ def ratios(medians: dict[str, Run], cfg: Config) -> dict[str, object]:
         relay["pitd_cpu_us_per_call_one_cpu"], relay["relay_cpu_us_per_call_one_cpu"] = pit_cpu, relay_cpu
         out["relay_over_raw_floor"] = relay
         print(
-            f"{'':<12}CPU of the middle process per call, 1 CPU: pitd {pit_cpu:.1f} µs, relay {relay_cpu:.1f} µs"
+            f"{'':<12}CPU of the middle process per call, 1 CPU: pitd {pit_cpu:.1f} µs, relay "
+            f"{relay_cpu:.1f} µs"
         )
     # pitd's own CPU at the highest throughput of each pool size
     cpu: dict[str, dict[str, object]] = {}

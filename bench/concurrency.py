@@ -109,8 +109,10 @@ def serve(delay: float) -> int:
                 if not line or not line.strip():
                     break
             await asyncio.sleep(delay)
-            writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
-                         b"Connection: close\r\n\r\nok\n")  # fmt: skip
+            writer.write(
+                b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
+                b"Connection: close\r\n\r\nok\n"
+            )
             await writer.drain()
             answered += 1
         except OSError:
@@ -293,8 +295,9 @@ async def at(t: float, fn: Callable[[], Any]) -> Any:
     return await asyncio.to_thread(fn)
 
 
-def run_pit(bin_dir: Path, url: str, seconds: float, size: int, concurrency: int, method: str,
-            recycle: bool = False) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+def run_pit(
+    bin_dir: Path, url: str, seconds: float, size: int, concurrency: int, method: str, recycle: bool = False
+) -> tuple[dict[str, Any], list[str]]:
     d = Pitd(bin_dir, size, concurrency)
     try:
         d.wait_ready()
@@ -305,9 +308,13 @@ def run_pit(bin_dir: Path, url: str, seconds: float, size: int, concurrency: int
             p = d.pool(POOL)
             d.remember()
             pids = pool_pids(p)
-            return {"pss": sum(pss_bytes(pid) for pid in pids), "processes": len(pids),
-                    "pitd_pss": pss_bytes(d.proc.pid), "in_flight": p.get("in_flight"),
-                    "capacity": p.get("capacity")}  # fmt: skip
+            return {
+                "pss": sum(pss_bytes(pid) for pid in pids),
+                "processes": len(pids),
+                "pitd_pss": pss_bytes(d.proc.pid),
+                "in_flight": p.get("in_flight"),
+                "capacity": p.get("capacity"),
+            }
 
         def window_start() -> None:
             marks["log0"] = d.log_size()
@@ -318,8 +325,12 @@ def run_pit(bin_dir: Path, url: str, seconds: float, size: int, concurrency: int
         def do_recycle() -> None:
             before = {w["pid"] for w in d.pool(POOL)["workers"]}
             issued = time.monotonic()
-            out = subprocess.run([d.pitctl, "--socket", d.control, "recycle", POOL], capture_output=True,
-                                 text=True, timeout=WAIT_S)  # fmt: skip
+            out = subprocess.run(
+                [d.pitctl, "--socket", d.control, "recycle", POOL],
+                capture_output=True,
+                text=True,
+                timeout=WAIT_S,
+            )
             marks["recycle_rc"] = out.returncode
             marks["recycle_out"] = (out.stdout + out.stderr).strip()[-200:]
             # Bounded: until no worker of before is left and the pool is whole again.
@@ -360,8 +371,9 @@ def run_pit(bin_dir: Path, url: str, seconds: float, size: int, concurrency: int
 
 
 def run_plain(url: str, seconds: float) -> dict[str, Any]:
-    proc = subprocess.Popen([PYTHON, __file__, "--plain", url, str(seconds), str(CALLERS)],
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [PYTHON, __file__, "--plain", url, str(seconds), str(CALLERS)], stdout=subprocess.PIPE, text=True
+    )
     t0 = time.monotonic()
     samples = []
     try:
@@ -392,25 +404,52 @@ ROWS = [
 def targets(rows: dict[str, dict[str, Any]], ideal: float) -> dict[str, dict[str, Any]]:
     a, r, big = rows["4x16_async"], rows["4x16_async_recycle"], rows["64x1_sync"]
     return {
-        "throughput": {"value": a["calls_per_s"] / ideal, "p99_ms": a["p99_ms"],
-                       "met": a["calls_per_s"] >= 0.95 * ideal and a["p99_ms"] <= 600},
+        "throughput": {
+            "value": a["calls_per_s"] / ideal,
+            "p99_ms": a["p99_ms"],
+            "met": a["calls_per_s"] >= 0.95 * ideal and a["p99_ms"] <= 600,
+        },
         "pss_ratio": {"value": a["pss_mib"] / big["pss_mib"], "met": a["pss_mib"] * 5 <= big["pss_mib"]},
-        "health_rtt": {"value": a["health"]["p99_ms"], "pings": a["health"]["pings"],
-                       "met": a["health"]["pings"] > 0 and a["health"]["missed"] == 0 and a["health"]["p99_ms"] < 50},
+        "health_rtt": {
+            "value": a["health"]["p99_ms"],
+            "pings": a["health"]["pings"],
+            "met": a["health"]["pings"] > 0 and a["health"]["missed"] == 0 and a["health"]["p99_ms"] < 50,
+        },
         "recycle_failed": {"value": r["failed"], "met": r["failed"] == 0 and r.get("recycle_s") is not None},
-    }  # fmt: skip
+    }
 
 
 def print_table(rows: dict[str, dict[str, Any]], labels: dict[str, str]) -> None:
-    head = ("", "calls/s", "p50 ms", "p99 ms", "max ms", "failed", "PSS MiB", "in flight", "health RTT p50/p99 ms")
+    head = (
+        "",
+        "calls/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "failed",
+        "PSS MiB",
+        "in flight",
+        "health RTT p50/p99 ms",
+    )
     lines = []
     for key, row in rows.items():
         h = row.get("health")
         rtt = f"{h['p50_ms']:.1f} / {h['p99_ms']:.1f} ({h['pings']})" if h and h["pings"] else "-"
         flight = f"{row['in_flight']}/{row['capacity']}" if row.get("capacity") else "-"
         pss = f"{row['pss_mib']:.0f}" if "pss_mib" in row else "-"
-        lines.append((labels[key], f"{row['calls_per_s']:.1f}", f"{row['p50_ms']:.0f}", f"{row['p99_ms']:.0f}",
-                      f"{row['max_ms']:.0f}", str(row["failed"]), pss, flight, rtt))  # fmt: skip
+        lines.append(
+            (
+                labels[key],
+                f"{row['calls_per_s']:.1f}",
+                f"{row['p50_ms']:.0f}",
+                f"{row['p99_ms']:.0f}",
+                f"{row['max_ms']:.0f}",
+                str(row["failed"]),
+                pss,
+                flight,
+                rtt,
+            )
+        )
     columns(head, lines)
 
 
@@ -433,10 +472,15 @@ def main(argv: list[str] | None = None) -> int:
     ideal = CALLERS / args.delay
 
     load_before = os.getloadavg()
-    print(f"# concurrency: {os.cpu_count()} cores, load {' '.join(f'{x:.2f}' for x in load_before)}, "
-          f"python {PYTHON}, {CALLERS} callers, server delay {args.delay * 1000:.0f} ms, "
-          f"{seconds:.0f} s per row", flush=True)  # fmt: skip
-    server = ServerProcess([PYTHON, __file__, "--serve", str(args.delay)], "http://127.0.0.1:{port}/", "the HTTP server")
+    print(
+        f"# concurrency: {os.cpu_count()} cores, load {' '.join(f'{x:.2f}' for x in load_before)}, "
+        f"python {PYTHON}, {CALLERS} callers, server delay {args.delay * 1000:.0f} ms, "
+        f"{seconds:.0f} s per row",
+        flush=True,
+    )
+    server = ServerProcess(
+        [PYTHON, __file__, "--serve", str(args.delay)], "http://127.0.0.1:{port}/", "the HTTP server"
+    )
     rows: dict[str, dict[str, Any]] = {}
     labels: dict[str, str] = {}
     survivors: list[str] = []
@@ -454,45 +498,72 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
 
     print_table(rows, labels)
-    print(f"load average after: {' '.join(f'{x:.2f}' for x in load_after)}; the server answered {answered} requests")
+    print(
+        f"load average after: {' '.join(f'{x:.2f}' for x in load_after)}; the server answered {answered} "
+        "requests"
+    )
     r = rows["4x16_async_recycle"]
-    print(f"recycle: `pitctl recycle {POOL}` at {seconds / 2:.0f} s (exit {r.get('recycle_rc')}); no worker of "
-          f"before left after {r['recycle_s']:.2f} s" if r.get("recycle_s") is not None
-          else "recycle: the pool was not whole again within 60 s")  # fmt: skip
+    print(
+        f"recycle: `pitctl recycle {POOL}` at {seconds / 2:.0f} s (exit {r.get('recycle_rc')}); no worker of "
+        f"before left after {r['recycle_s']:.2f} s"
+        if r.get("recycle_s") is not None
+        else "recycle: the pool was not whole again within 60 s"
+    )
     for key, row in rows.items():
         if row["errors"]:
             print(f"{labels[key].strip()}: failures: {'; '.join(row['errors'])}")
     t = targets(rows, ideal)
-    print("calls/s: per caller (successful calls - 1) / (last return - first return), summed, over the calls "
-          "returned from 1 s to the end;\nlatency: those calls, send to reply; PSS: workers + template + spare "
-          "(pitd excluded), median of 3 samples under load;\nhealth RTT: pitd's PING -> PONG as pitd times it "
-          f"(debug log), a ping after {HEALTH_INTERVAL} without a sign of life, (n) pings answered in the window")  # fmt: skip
+    print(
+        "calls/s: per caller (successful calls - 1) / (last return - first return), summed, over the calls "
+        "returned from 1 s to the end;\nlatency: those calls, send to reply; PSS: workers + template + spare "
+        "(pitd excluded), median of 3 samples under load;\nhealth RTT: pitd's PING -> PONG as pitd times it "
+        f"(debug log), a ping after {HEALTH_INTERVAL} without a sign of life, (n) pings answered in the "
+        "window"
+    )
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "NOT met"
 
-    print(f"target: 4x16 async >= 95% of {ideal:.0f} calls/s with p99 <= 600 ms: {verdict(t['throughput']['met'])} "
-          f"({t['throughput']['value'] * 100:.1f}%, p99 {t['throughput']['p99_ms']:.0f} ms)")
-    print(f"target: 4x16 async PSS <= 1/5 of 64x1's: {verdict(t['pss_ratio']['met'])} "
-          f"({rows['4x16_async']['pss_mib']:.0f} / {rows['64x1_sync']['pss_mib']:.0f} MiB = "
-          f"1/{1 / t['pss_ratio']['value']:.1f})")
+    print(
+        f"target: 4x16 async >= 95% of {ideal:.0f} calls/s with p99 <= 600 ms: "
+        f"{verdict(t['throughput']['met'])} "
+        f"({t['throughput']['value'] * 100:.1f}%, p99 {t['throughput']['p99_ms']:.0f} ms)"
+    )
+    print(
+        f"target: 4x16 async PSS <= 1/5 of 64x1's: {verdict(t['pss_ratio']['met'])} "
+        f"({rows['4x16_async']['pss_mib']:.0f} / {rows['64x1_sync']['pss_mib']:.0f} MiB = "
+        f"1/{1 / t['pss_ratio']['value']:.1f})"
+    )
     h = rows["4x16_async"]["health"]
-    print(f"target: health RTT p99 < 50 ms at full load (4x16 async): {verdict(t['health_rtt']['met'])} "
-          f"(p99 {h['p99_ms']:.1f} ms, max {h['max_ms']:.1f} ms, {h['pings']} pings, {h['missed']} unanswered)")
-    print(f"target: 0 failed calls across the whole-pool recycle: {verdict(t['recycle_failed']['met'])} "
-          f"({r['failed']} failed of {r['calls']})")  # fmt: skip
+    print(
+        f"target: health RTT p99 < 50 ms at full load (4x16 async): {verdict(t['health_rtt']['met'])} "
+        f"(p99 {h['p99_ms']:.1f} ms, max {h['max_ms']:.1f} ms, {h['pings']} pings, {h['missed']} unanswered)"
+    )
+    print(
+        f"target: 0 failed calls across the whole-pool recycle: {verdict(t['recycle_failed']['met'])} "
+        f"({r['failed']} failed of {r['calls']})"
+    )
     if survivors:
         print("processes outlived pitd (killed now):", *survivors, sep="\n  ")
     if args.json:
         figures = {
-            "info": {"cores": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after,
-                     "python": PYTHON, "callers": CALLERS, "delay_s": args.delay, "seconds": seconds,
-                     "ideal_calls_per_s": ideal, "health_interval": HEALTH_INTERVAL, "answered": answered},
+            "info": {
+                "cores": os.cpu_count(),
+                "loadavg_before": load_before,
+                "loadavg_after": load_after,
+                "python": PYTHON,
+                "callers": CALLERS,
+                "delay_s": args.delay,
+                "seconds": seconds,
+                "ideal_calls_per_s": ideal,
+                "health_interval": HEALTH_INTERVAL,
+                "answered": answered,
+            },
             "labels": labels,
             "rows": rows,
             "targets": t,
             "survivors": survivors,
-        }  # fmt: skip
+        }
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
     return 1 if survivors else 0
 

@@ -87,7 +87,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Optional
 
 from pitbench import specs, stats
 from pitbench.daemon import PitdProcess
@@ -107,7 +107,7 @@ import pit
 
 SVG_PATH = BENCH / "leak.svg"
 #: One call of a leak run: sent, returned (wall clock), its error or None, its reply or None.
-Call = Tuple[float, float, Optional[str], Optional[Dict[str, Any]]]
+Call = tuple[float, float, Optional[str], Optional[dict[str, Any]]]
 
 MIB = 1024 * 1024
 POOL = "leaky"
@@ -207,8 +207,13 @@ class Pitd(PitdProcess):
 
     wait_s = WAIT_S
 
-    def __init__(self, monitor_interval: str, pool: str, keys: Dict[str, Optional[specs.Value]],
-                 files: Optional[Dict[str, str]] = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        monitor_interval: str,
+        pool: str,
+        keys: dict[str, specs.Value | None],
+        files: dict[str, str] | None = None,
+    ) -> None:
         """One pool ``pool`` with ``keys``; with ``files``, written to pitd's directory,
         that directory is the pool's ``cwd``."""
         super().__init__(BIN_DIR, "pit-leak-")
@@ -219,23 +224,23 @@ class Pitd(PitdProcess):
         cwd = {"cwd": str(self.dir)} if files else {}
         self.start(spec + specs.table(f"pools.{pool}", {**keys, **cwd}))
 
-    def ctl_status(self) -> Optional[Dict[str, Any]]:
+    def ctl_status(self) -> dict[str, Any] | None:
         """``pitctl status --json``, None when it fails: the run's RSS samples come from
         the same command an operator would use."""
         try:
             out = self.ctl("status", "--json", timeout=10.0)
         except subprocess.TimeoutExpired:
             return None
-        status: Dict[str, Any] = json.loads(out.stdout)
+        status: dict[str, Any] = json.loads(out.stdout)
         return status if out.returncode == 0 else None
 
 
 # --------------------------------------------------------------------------- leak runs
 
 
-def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, cap: int) -> Dict[str, Any]:
+def leak_run(label: str, max_rss: int | None, duration: float, rate: float, cap: int) -> dict[str, Any]:
     print(f"  {label}: {duration:.0f} s at {rate:.0f} calls/s ...", file=sys.stderr, flush=True)
-    pool: Dict[str, Optional[specs.Value]] = {
+    pool: dict[str, specs.Value | None] = {
         "app": "leakapp",
         "python": sys.executable,
         "env": specs.pit_env(),
@@ -251,10 +256,10 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
         stdout=subprocess.PIPE,
         text=True,
     )
-    events: List[Dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
     ev_lock = threading.Lock()
 
-    def on_event(ev: Dict[str, Any]) -> None:
+    def on_event(ev: dict[str, Any]) -> None:
         ev["_recv"] = time.time()
         with ev_lock:
             events.append(ev)
@@ -267,7 +272,7 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
             except (BrokenPipeError, ValueError):
                 pass
 
-    result: Dict[str, Any] = {"label": label, "max_rss": max_rss}
+    result: dict[str, Any] = {"label": label, "max_rss": max_rss}
     try:
         # The follower needs the control socket: wait until status answers.
         d.wait_for(lambda: d.workers_ready({}), WAIT_S, 0.05, "pitd did not come up")
@@ -276,9 +281,9 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
 
         client = pit.Client(d.call_socket)
         stop = threading.Event()
-        status_samples: List[Tuple[float, Dict[str, Tuple[int, str]]]] = []
-        stopped_early: List[float] = []
-        calls: List[Call] = []
+        status_samples: list[tuple[float, dict[str, tuple[int, str]]]] = []
+        stopped_early: list[float] = []
+        calls: list[Call] = []
         calls_lock = threading.Lock()
         t0 = time.time() + 0.2
         end = t0 + duration
@@ -304,7 +309,7 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
                     stop.set()
 
         def load(k: int) -> None:
-            local: List[Call] = []
+            local: list[Call] = []
             i = 0
             while i * CLIENT_THREADS < MAX_CALLS:
                 due = t0 + (k + i * CLIENT_THREADS) / rate
@@ -319,7 +324,7 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
                 try:
                     r = client.call(POOL, "leak", MIB, timeout=CALL_TIMEOUT_S)
                     local.append((start, time.time(), None, r))
-                except Exception as e:  # every failure counts
+                except Exception as e:  # noqa: BLE001 - every failure counts, whatever its kind
                     local.append((start, time.time(), f"{getattr(e, 'kind', type(e).__name__)}: {e}", None))
                 i += 1
             with calls_lock:
@@ -360,8 +365,8 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
         log_tail = d.log_tail()
         d.cleanup()
 
-    crossings: Dict[int, float] = {}
-    peaks: Dict[int, int] = {}
+    crossings: dict[int, float] = {}
+    peaks: dict[int, int] = {}
     for line in out.splitlines():
         parts = line.split()
         if parts[0] == "cross":
@@ -375,7 +380,7 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
     lat_ms = [(c[1] - c[0]) * 1000 for c in calls]
     pool_rss = [(t - t0, sum(r for r, _ in w.values())) for t, w in status_samples if t <= load_end]
     # Handler-reported crossings: the first reply from a pid whose RSS was over max_rss.
-    handler_cross: Dict[int, float] = {}
+    handler_cross: dict[int, float] = {}
     if max_rss is not None:
         replies = [c[3] for c in ok if c[3] is not None]
         for r in sorted(replies, key=lambda r: float(r["t"])):
@@ -394,7 +399,7 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
     ]
     recycles = [e for e in evs if e["event"] == "worker_recycled"]
     reactions = []
-    taken: Set[str] = set()
+    taken: set[str] = set()
     for rec in recycles:
         repl = next(
             (
@@ -406,10 +411,10 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
         )
         if repl is not None:
             taken.add(repl["worker"])
-        pid: Optional[int] = rec.get("pid")
+        pid: int | None = rec.get("pid")
         sources = {"sampler": crossings.get(pid or 0), "handler": handler_cross.get(pid or 0)}
         known = {k: v for k, v in sources.items() if v is not None}
-        row: Dict[str, Any] = {
+        row: dict[str, Any] = {
             "worker": rec.get("worker"),
             "pid": pid,
             "reason": rec.get("reason"),
@@ -496,9 +501,9 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
 # --------------------------------------------------------------------------- monitor cost
 
 
-def monitor_cost(n: int, interval: str, window: float) -> Dict[str, Any]:
+def monitor_cost(n: int, interval: str, window: float) -> dict[str, Any]:
     sleep = shutil.which("sleep") or "/bin/sleep"
-    pool: Dict[str, Optional[specs.Value]] = {
+    pool: dict[str, specs.Value | None] = {
         "command": [sleep, "3600"],
         "protocol": "none",
         "size": n,
@@ -534,14 +539,16 @@ def monitor_cost(n: int, interval: str, window: float) -> Dict[str, Any]:
         "window_s": elapsed,
         "cpu_ms": (ns1 - ns0) / 1e6 if ns0 is not None and ns1 is not None else None,
         "cpu_ticks_ms": (ticks1 - ticks0) * 1000 / CLK_TCK,
-        "monitor_thread_ticks_ms": (mon1 - mon0) * 1000 / CLK_TCK if mon0 is not None and mon1 is not None else None,
+        "monitor_thread_ticks_ms": (mon1 - mon0) * 1000 / CLK_TCK
+        if mon0 is not None and mon1 is not None
+        else None,
         "python_read_us_per_process": floor_us,
         "stop_s": stop_s,
         "survivors": survivors,
     }
 
 
-def read_floor_us(pids: List[int], passes: int = 20) -> Optional[float]:
+def read_floor_us(pids: list[int], passes: int = 20) -> float | None:
     """A yardstick: this script's own CPU time (µs) per process to read /proc/PID/stat and
     /proc/PID/statm once, the two files a sample needs, averaged over ``passes``."""
     if not pids:
@@ -576,12 +583,12 @@ def nice_step(span: float, target: int = 6) -> float:
 
 
 def panel(
-    out: List[str],
+    out: list[str],
     top: float,
     title: str,
-    series: List[Tuple[List[Tuple[float, float]], str, float, str]],
-    vlines: List[float],
-    hlines: List[Tuple[float, str]],
+    series: list[tuple[list[tuple[float, float]], str, float, str]],
+    vlines: list[float],
+    hlines: list[tuple[float, str]],
     x_max: float,
     width: float = 960,
     height: float = 300,
@@ -600,7 +607,8 @@ def panel(
 
     out.append(f'<text x="{left}" y="{top + 18}" font-size="14" font-weight="bold">{esc(title)}</text>')
     out.append(
-        f'<rect x="{left}" y="{top + pad_top}" width="{pw}" height="{ph}" fill="none" stroke="#444" stroke-width="1"/>'
+        f'<rect x="{left}" y="{top + pad_top}" width="{pw}" height="{ph}" fill="none" stroke="#444" '
+        'stroke-width="1"/>'
     )
     v = 0.0
     while v <= y_max:
@@ -612,14 +620,17 @@ def panel(
     while t <= x_max + 1e-9:
         x = X(t)
         out.append(
-            f'<line x1="{x:.1f}" y1="{top + pad_top + ph}" x2="{x:.1f}" y2="{top + pad_top + ph + 4}" stroke="#444"/>'
+            f'<line x1="{x:.1f}" y1="{top + pad_top + ph}" x2="{x:.1f}" y2="{top + pad_top + ph + 4}" '
+            'stroke="#444"/>'
         )
         out.append(
-            f'<text x="{x:.1f}" y="{top + pad_top + ph + 16}" font-size="11" text-anchor="middle">{t:g}</text>'
+            f'<text x="{x:.1f}" y="{top + pad_top + ph + 16}" font-size="11" '
+            f'text-anchor="middle">{t:g}</text>'
         )
         t += x_step
     out.append(
-        f'<text x="{left + pw / 2}" y="{top + height - 6}" font-size="12" text-anchor="middle">seconds since the load started</text>'
+        f'<text x="{left + pw / 2}" y="{top + height - 6}" font-size="12" text-anchor="middle">seconds '
+        "since the load started</text>"
     )
     out.append(
         f'<text x="16" y="{top + pad_top + ph / 2}" font-size="12" text-anchor="middle" '
@@ -628,10 +639,12 @@ def panel(
     for value, label in hlines:
         y = Y(value)
         out.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#888" stroke-dasharray="6,4"/>'
+            f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#888" '
+            'stroke-dasharray="6,4"/>'
         )
         out.append(
-            f'<text x="{left + pw - 4}" y="{y + 13:.1f}" font-size="11" text-anchor="end" fill="#555">{esc(label)}</text>'
+            f'<text x="{left + pw - 4}" y="{y + 13:.1f}" font-size="11" text-anchor="end" '
+            f'fill="#555">{esc(label)}</text>'
         )
     for t in vlines:
         x = X(t)
@@ -652,16 +665,17 @@ def panel(
     lx, ly = left + pw - sum(widths), top + 18
     for (color, stroke, label), w in zip(entries, widths):
         out.append(
-            f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="{color}" stroke-width="{stroke}"/>'
+            f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="{color}" '
+            f'stroke-width="{stroke}"/>'
         )
         out.append(f'<text x="{lx + 30}" y="{ly}" font-size="12">{esc(label)}</text>')
         lx += w
 
 
 def write_svg(
-    path: Path, with_rss: Dict[str, Any], without: Dict[str, Any], max_rss: int, rate: float
+    path: Path, with_rss: dict[str, Any], without: dict[str, Any], max_rss: int, rate: float
 ) -> None:
-    def mib(series: List[Tuple[float, int]]) -> List[Tuple[float, float]]:
+    def mib(series: list[tuple[float, int]]) -> list[tuple[float, float]]:
         return [(t, v / MIB) for t, v in series]
 
     x_max = max(with_rss["seconds"], without["seconds"])
@@ -675,7 +689,8 @@ def write_svg(
         f'<rect width="{width}" height="{2 * height + 40}" fill="white"/>',
         (
             f'<text x="{width / 2}" y="22" font-size="15" text-anchor="middle">'
-            f"{esc(f'Pool RSS of 2 leaking workers (1 MiB kept per call, {rate:g} calls/s), sampled every 100 ms')}"
+            f"{esc(f'Pool RSS of 2 leaking workers (1 MiB kept per call, {rate:g} calls/s), sampled every')}"
+            " 100 ms"
             "</text>"
         ),
     ]
@@ -699,7 +714,7 @@ def write_svg(
         out,
         30 + height,
         f"max_rss = {max_rss // MIB} MiB: pool and per-worker RSS",
-        workers + [(mib(with_rss["pool_rss_series"]), "#2ca02c", 2.0, "pool (sum)")],
+        [*workers, (mib(with_rss["pool_rss_series"]), "#2ca02c", 2.0, "pool (sum)")],
         recycled,
         [(max_rss / MIB, "max_rss")],
         x_max,
@@ -711,11 +726,13 @@ def write_svg(
 # --------------------------------------------------------------------------- report
 
 
-def fmt_ms(v: Optional[float]) -> str:
+def fmt_ms(v: float | None) -> str:
     return "-" if v is None or math.isnan(v) else (f"{v:.0f}" if v >= 100 else f"{v:.1f}")
 
 
-def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args: argparse.Namespace, max_rss: int) -> Dict[str, Any]:
+def report(
+    runs: list[dict[str, Any]], mon: list[dict[str, Any]], args: argparse.Namespace, max_rss: int
+) -> dict[str, Any]:
     with_rss = runs[0]
     print()
     print(
@@ -723,7 +740,10 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args: argparse
         f"pool size {POOL_SIZE}, {args.duration:g} s per run, monitor_interval 100ms"
     )
     print()
-    head = f"{'run':<18}{'pool RSS peak':>15}{'pool RSS mean':>15}{'calls/s':>9}{'failed':>8}{'recycles':>10}{'p50/p99/max ms':>22}"
+    head = (
+        f"{'run':<18}{'pool RSS peak':>15}{'pool RSS mean':>15}{'calls/s':>9}{'failed':>8}{'recycles':>10}"
+        f"{'p50/p99/max ms':>22}"
+    )
     print(head)
     for r in runs:
         name = f"max_rss {max_rss // MIB} MiB" if r["max_rss"] else "max_rss unset"
@@ -745,12 +765,13 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args: argparse
     reactions = [r for r in with_rss["reactions"] if "reaction_ms" in r]
     startup_med = stats.median(startups) if startups else float("nan")
     target = MONITOR_INTERVAL_S * 1000 + 50 + startup_med
-    summary: Dict[str, Any] = {"startup_median_ms": startup_med, "target_ms": target}
+    summary: dict[str, Any] = {"startup_median_ms": startup_med, "target_ms": target}
     print(
         f"worker start-up (worker_started -> worker_ready): median {fmt_ms(startup_med)} ms, "
         f"max {fmt_ms(max(startups, default=float('nan')))} ms over {len(startups)} workers "
         f"(the {len(initial)} initial: {', '.join(fmt_ms(v) for v in initial)} ms; "
-        f"replacements under load: median {fmt_ms(stats.median(repl_startups) if repl_startups else None)} ms)"
+        f"replacements under load: median {fmt_ms(stats.median(repl_startups) if repl_startups else None)} "
+        "ms)"
     )
     print(
         f"target = monitor_interval 100 ms + 50 ms + start-up {fmt_ms(startup_med)} ms = {fmt_ms(target)} ms"
@@ -792,7 +813,8 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args: argparse
         ):
             vals = [r[key] for r in reactions]
             print(
-                f"  {what + ':':<46} median {fmt_ms(stats.median(vals)):>6} ms   max {fmt_ms(max(vals)):>6} ms"
+                f"  {what + ':':<46} median {fmt_ms(stats.median(vals)):>6} ms   max {fmt_ms(max(vals)):>6} "
+                "ms"
             )
         print(
             f"  reaction less its own replacement's start-up: median {fmt_ms(stats.median(own))} ms, "
@@ -800,13 +822,10 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args: argparse
         )
         lag = [r["sampler_after_handler_ms"] for r in reactions if "sampler_after_handler_ms" in r]
         print(
-            f"  crossing taken from: 5 ms /proc sampler {srcs['sampler']}, handler's own report {srcs['handler']} "
+            f"  crossing taken from: 5 ms /proc sampler {srcs['sampler']}, handler's own report "
+            f"{srcs['handler']} "
             f"(the earlier of the two); sampler saw it "
-            + (
-                f"{fmt_ms(stats.median(lag))} ms later (median, max {fmt_ms(max(lag))} ms)"
-                if lag
-                else "-"
-            )
+            + (f"{fmt_ms(stats.median(lag))} ms later (median, max {fmt_ms(max(lag))} ms)" if lag else "-")
         )
     else:
         print("reaction: no recycle with a measured crossing and a ready replacement")
@@ -859,11 +878,13 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args: argparse
             )
         summary["monitor"] = rows
         print(
-            f"(cpu = pitd's process CPU clock in ns precision over a {mon[0]['window_s']:.1f} s window; ticks = "
+            f"(cpu = pitd's process CPU clock in ns precision over a {mon[0]['window_s']:.1f} s window; "
+            "ticks = "
             f"utime+stime at {1000 // CLK_TCK} ms resolution; monitor thread = its own ticks per sample;"
         )
         print(
-            "floor = a yardstick, not pitd: this script's CPU per process to read /proc/PID/stat and statm once)"
+            "floor = a yardstick, not pitd: this script's CPU per process to read /proc/PID/stat and statm "
+            "once)"
         )
     leftovers = [s for r in runs for s in r["survivors"]] + [s for m in mon for s in m["survivors"]]
     print()
@@ -875,7 +896,7 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args: argparse
     return summary
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--duration", type=float, default=30.0, help="seconds of load per leak run (default 30)"
@@ -918,7 +939,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         leak_run("max_rss unset", None, args.duration, args.rate, cap),
     ]
     write_svg(Path(args.svg), runs[0], runs[1], max_rss, args.rate)
-    mon: List[Dict[str, Any]] = []
+    mon: list[dict[str, Any]] = []
     if not args.no_monitor:
         for n in MONITOR_NS:
             for interval in ("1h", "100ms"):

@@ -7,9 +7,9 @@ objects. Two pools serve it, identical but for ``preload = ["heavy_import"]``:
 - **Replacement ready.** ``restart.initial = "1ms"`` (so the backoff does not count) and
   ``reset_after = "1s"`` with kills 1.2 s apart (so each is a first crash); the oldest idle
   worker gets SIGKILL, and the time until its replacement's ``worker_ready`` event reaches a
-  ``pitctl events -f --json`` follower is taken (no polling that would compete with pitd); ``--kills`` times per pool, median and
-  max. Also one ``pitctl recycle worker-N`` per pool (the replacement ready, the old one
-  retired), and the cold start of the whole pool.
+  ``pitctl events -f --json`` follower is taken (no polling that would compete with pitd);
+  ``--kills`` times per pool, median and max. Also one ``pitctl recycle worker-N`` per pool
+  (the replacement ready, the old one retired), and the cold start of the whole pool.
 - **Memory of N workers** (``--workers``, default 8), once every worker has answered a
   ``score`` call and the monitor has sampled twice: the sum of RSS, PSS and USS over the
   pool's workers (``memory_metric = "pss"``), plus the template's own PSS for the preloaded
@@ -19,6 +19,8 @@ objects. Two pools serve it, identical but for ``preload = ["heavy_import"]``:
 Every process the script starts is stopped; it exits 1 if one outlives its pitd.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -26,11 +28,11 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from pitbench import specs, stats
 from pitbench.daemon import PitdProcess
-from pitbench.events import EventFollower
+from pitbench.events import EventFollower, replacement_ready
 from pitbench.paths import APPS, BIN_DIR
 from pitbench.procfs import pss_bytes
 
@@ -44,7 +46,7 @@ class Daemon(PitdProcess):
 
     def __init__(self, bin_dir: Path, size: int) -> None:
         super().__init__(bin_dir, "pit-preload-")
-        common: Dict[str, specs.Value] = {
+        common: dict[str, specs.Value] = {
             "app": "heavy_app",
             "python": PYTHON,
             "size": size,
@@ -54,7 +56,7 @@ class Daemon(PitdProcess):
             "startup_timeout": "60s",
         }
         spec = self.spec_head(monitor_interval="250ms")
-        preload: Dict[str, Dict[str, specs.Value]] = {"preloaded": {"preload": ["heavy_import"]}, "plain": {}}
+        preload: dict[str, dict[str, specs.Value]] = {"preloaded": {"preload": ["heavy_import"]}, "plain": {}}
         for name, extra in preload.items():
             spec += specs.table(f"pools.{name}", {**common, **extra})
             spec += specs.table(f"pools.{name}.restart", {"initial": "1ms", "reset_after": "1s"})
@@ -71,8 +73,8 @@ class Daemon(PitdProcess):
             f"pool {name} not ready",
         )
 
-    def template_pid(self, name: str) -> Optional[int]:
-        pid: Optional[int] = (self.pool(name).get("template") or {}).get("pid")
+    def template_pid(self, name: str) -> int | None:
+        pid: int | None = (self.pool(name).get("template") or {}).get("pid")
         return pid
 
     def call(self, pool: str, method: str, args: Any) -> None:
@@ -80,7 +82,7 @@ class Daemon(PitdProcess):
         if out.returncode != 0:
             raise RuntimeError(f"call failed: {out.stderr}")
 
-    def stop(self, wait_s: Optional[float] = None) -> List[str]:
+    def stop(self, wait_s: float | None = None) -> list[str]:
         left = super().stop(wait_s)
         self.cleanup()
         return left
@@ -92,11 +94,7 @@ def kill_and_time(d: Daemon, events: EventFollower, pool: str) -> float:
     known = {w["id"] for w in ws}
     t = time.monotonic()
     os.kill(victim["pid"], signal.SIGKILL)
-    ready = events.wait(
-        lambda ev: ev.get("event") == "worker_ready" and ev.get("pool") == pool and ev.get("worker") not in known,
-        t,
-        WAIT_S,
-    )
+    ready = events.wait(replacement_ready(pool, known), t, WAIT_S)
     return (ready - t) * 1000
 
 
@@ -106,15 +104,11 @@ def recycle_and_time(d: Daemon, events: EventFollower, pool: str) -> float:
     target = sorted(ws, key=lambda w: -w["age_s"])[0]["id"]
     t = time.monotonic()
     d.ctl("recycle", target)
-    ready = events.wait(
-        lambda ev: ev.get("event") == "worker_ready" and ev.get("pool") == pool and ev.get("worker") not in known,
-        t,
-        WAIT_S,
-    )
+    ready = events.wait(replacement_ready(pool, known), t, WAIT_S)
     return (ready - t) * 1000
 
 
-def memory(d: Daemon, pool: str, size: int) -> Dict[str, float]:
+def memory(d: Daemon, pool: str, size: int) -> dict[str, float]:
     for i in range(size * 3):
         d.call(pool, "score", f"token-{i}")
     time.sleep(0.6)  # two monitor passes after the calls
@@ -134,7 +128,7 @@ def memory(d: Daemon, pool: str, size: int) -> Dict[str, float]:
     return out
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=7, help="kills per pool (default 7)")
     parser.add_argument("--workers", type=int, default=8, help="workers per pool (default 8)")
@@ -144,7 +138,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     print(f"# preload: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, python {PYTHON}", flush=True)
     d = Daemon(args.bin_dir, args.workers)
-    figures: Dict[str, Any] = {}
+    figures: dict[str, Any] = {}
     try:
         for pool in ("preloaded", "plain"):
             figures[f"{pool}_cold_start_ms"] = (d.idle_at(pool, args.workers) - d.t0) * 1000
@@ -167,7 +161,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return f"{v:.1f} ms" if v < 100 else f"{v:.0f} ms"
 
     rows = [
-        ("pool ready from pitd start (cold)", ms(figures["preloaded_cold_start_ms"]), ms(figures["plain_cold_start_ms"])),
+        (
+            "pool ready from pitd start (cold)",
+            ms(figures["preloaded_cold_start_ms"]),
+            ms(figures["plain_cold_start_ms"]),
+        ),
         (
             f"kill -9 -> replacement idle, median of {args.kills}",
             ms(stats.median(figures["preloaded_kill_ready_ms"])),
@@ -178,7 +176,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             ms(max(figures["preloaded_kill_ready_ms"])),
             ms(max(figures["plain_kill_ready_ms"])),
         ),
-        ("pitctl recycle -> replacement idle", ms(figures["preloaded_recycle_ready_ms"]), ms(figures["plain_recycle_ready_ms"])),
+        (
+            "pitctl recycle -> replacement idle",
+            ms(figures["preloaded_recycle_ready_ms"]),
+            ms(figures["plain_recycle_ready_ms"]),
+        ),
     ]
     pm, nm = figures["preloaded_memory"], figures["plain_memory"]
     n = args.workers
@@ -196,7 +198,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     for label, a, b in rows:
         print(f"{label:{width}}  {a:>24}  {b:>12}")
     target = stats.median(figures["preloaded_kill_ready_ms"])
-    print(f"target: replacement ready <= 20 ms with preload: {'met' if target <= 20 else 'NOT met'} ({ms(target)})")
+    print(
+        f"target: replacement ready <= 20 ms with preload: {'met' if target <= 20 else 'NOT met'} "
+        f"({ms(target)})"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     if survivors:

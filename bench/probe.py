@@ -57,6 +57,8 @@ Linux only (pitd is). Usage::
 A run with the defaults takes about 2 minutes on 2 cores.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -67,7 +69,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from pitbench import report, specs, wire
 from pitbench.daemon import PitdProcess
@@ -91,10 +93,14 @@ class Daemon(PitdProcess):
     wait_s = WAIT_S
 
     def __init__(
-        self, bin_dir: Path, workers: int, daemon_keys: Dict[str, specs.Value], pool_keys: Dict[str, specs.Value]
+        self,
+        bin_dir: Path,
+        workers: int,
+        daemon_keys: dict[str, specs.Value],
+        pool_keys: dict[str, specs.Value],
     ) -> None:
         super().__init__(bin_dir, "pit-probe-")
-        pool: Dict[str, specs.Value] = {
+        pool: dict[str, specs.Value] = {
             "app": "pit.examples.echo",
             "python": PYTHON,
             "size": workers,
@@ -103,7 +109,7 @@ class Daemon(PitdProcess):
         }
         self.start(self.spec_head(**daemon_keys) + specs.table("pools.echo", pool))
 
-    def probe(self, kind: str) -> Tuple[bool, str]:
+    def probe(self, kind: str) -> tuple[bool, str]:
         reply = self.request({"cmd": "probe", "kind": kind, "timeout_ms": 1000}, 5.0)
         if reply.get("reply") != "probe":
             raise RuntimeError(f"probe {kind}: unexpected reply {reply}")
@@ -118,7 +124,7 @@ class Daemon(PitdProcess):
 
         self.wait_for(ready, WAIT_S, 0.05, "pitd not ready")
 
-    def stop(self, wait_s: Optional[float] = None) -> List[str]:
+    def stop(self, wait_s: float | None = None) -> list[str]:
         # After a stop run's SIGTERM, this second one skips what is left of a shutdown_delay.
         survivors = super().stop(wait_s)
         self.cleanup()
@@ -139,16 +145,27 @@ CONDITIONS = {
 class Load:
     """``pitctl bench echo -c 64 -d 15s ...``, started again each time it ends, until stopped."""
 
-    def __init__(self, d: Daemon, extra: List[str]) -> None:
+    def __init__(self, d: Daemon, extra: list[str]) -> None:
         self.d, self.extra = d, extra
         self.done = threading.Event()
         self.lock = threading.Lock()
-        self.proc: Optional["subprocess.Popen[bytes]"] = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
     def run(self) -> None:
-        argv = [self.d.pitctl, "--socket", self.d.control, "bench", "echo", "-c", "64", "-d", "15s", *self.extra]
+        argv = [
+            self.d.pitctl,
+            "--socket",
+            self.d.control,
+            "bench",
+            "echo",
+            "-c",
+            "64",
+            "-d",
+            "15s",
+            *self.extra,
+        ]
         for _ in range(1000):
             with self.lock:
                 if self.done.is_set():
@@ -165,20 +182,22 @@ class Load:
         self.thread.join(WAIT_S)
 
 
-def time_processes(d: Daemon, kind: str, n: int) -> Tuple[List[float], int]:
+def time_processes(d: Daemon, kind: str, n: int) -> tuple[list[float], int]:
     """``n`` whole ``pitctl probe KIND`` processes: their wall times (ms), and how many did
     not exit 0."""
     argv = [d.pitctl, "--socket", d.control, "probe", kind]
     times, failed = [], 0
     for _ in range(n):
         t0 = time.perf_counter()
-        rc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=WAIT_S).returncode
+        rc = subprocess.run(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=WAIT_S
+        ).returncode
         times.append((time.perf_counter() - t0) * 1e3)
         failed += rc != 0
     return times, failed
 
 
-def time_requests(d: Daemon, kind: str, n: int) -> Tuple[List[float], int]:
+def time_requests(d: Daemon, kind: str, n: int) -> tuple[list[float], int]:
     """``n`` probe requests straight to the control socket: round trips (ms), and how many
     were answered no."""
     times, failed = [], 0
@@ -190,12 +209,12 @@ def time_requests(d: Daemon, kind: str, n: int) -> Tuple[List[float], int]:
     return times, failed
 
 
-def pool_load(d: Daemon) -> Dict[str, int]:
+def pool_load(d: Daemon) -> dict[str, int]:
     pool = d.pool("echo")
     return {k: pool[k] for k in ("queued", "in_flight", "capacity")}
 
 
-def outcomes(d: Daemon) -> Dict[str, int]:
+def outcomes(d: Daemon) -> dict[str, int]:
     """pitd's own count of the pool's answered calls by outcome (``pit_calls_total``)."""
     text = d.request({"cmd": "metrics"})["text"]
     found = {}
@@ -205,9 +224,9 @@ def outcomes(d: Daemon) -> Dict[str, int]:
     return found
 
 
-def probe_times(bin_dir: Path, workers: int, queue_max: int, n: int) -> Dict[str, Any]:
+def probe_times(bin_dir: Path, workers: int, queue_max: int, n: int) -> dict[str, Any]:
     d = Daemon(bin_dir, workers, {"monitor_interval": "1s"}, {"queue_max": queue_max})
-    figures: Dict[str, Any] = {}
+    figures: dict[str, Any] = {}
     try:
         d.wait_ready()
         for condition, extra in CONDITIONS.items():
@@ -248,12 +267,12 @@ class Caller(threading.Thread):
         super().__init__(daemon=True)
         self.path, self.until = path, until
         self.counts = {"ok": 0, "shutting_down": 0, "unread": 0, "other": 0}
-        self.others: List[str] = []
-        self.ok_after: List[float] = []  # perf_counter of ok replies (read against SIGTERM)
-        self.first_refusal: Optional[float] = None
+        self.others: list[str] = []
+        self.ok_after: list[float] = []  # perf_counter of ok replies (read against SIGTERM)
+        self.first_refusal: float | None = None
 
     def run(self) -> None:
-        s: Optional[socket.socket] = None
+        s: socket.socket | None = None
         for i in range(MAX_CALLS_PER_CALLER):
             if time.perf_counter() > self.until:
                 break
@@ -301,7 +320,7 @@ class Caller(threading.Thread):
             s.close()
 
 
-def one_stop(bin_dir: Path, workers: int, callers: int) -> Dict[str, Any]:
+def one_stop(bin_dir: Path, workers: int, callers: int) -> dict[str, Any]:
     d = Daemon(
         bin_dir,
         workers,
@@ -365,7 +384,7 @@ def progress(what: str) -> None:
     report.progress(what, "  .. ")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--probes", type=int, default=1000, help="probes of each kind and way per condition (default 1000)"
@@ -379,7 +398,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     print(f"# probe: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, python {PYTHON}", flush=True)
-    figures: Dict[str, Any] = {"probes": probe_times(args.bin_dir, args.workers, args.queue_max, args.probes)}
+    figures: dict[str, Any] = {"probes": probe_times(args.bin_dir, args.workers, args.queue_max, args.probes)}
     stops = []
     for i in range(args.stops):
         stops.append(one_stop(args.bin_dir, args.workers, args.callers))
@@ -388,7 +407,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     p = figures["probes"]
     print(
-        f"\nprobe answer times, pool echo of {args.workers} workers, queue_max {args.queue_max}, {args.probes} of each:"
+        f"\nprobe answer times, pool echo of {args.workers} workers, queue_max {args.queue_max}, "
+        f"{args.probes} of each:"
     )
     for condition, extra in CONDITIONS.items():
         if extra is not None:
@@ -421,7 +441,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     columns(("load", "probe", "p50 ms", "p99 ms", "max ms", "answered no"), rows)
 
     print(
-        f"\nSIGTERM under load: shutdown_delay {SHUTDOWN_DELAY_S:g}s, {args.callers} callers of echo.sleep(0.02), "
+        f"\nSIGTERM under load: shutdown_delay {SHUTDOWN_DELAY_S:g}s, {args.callers} callers of "
+        "echo.sleep(0.02), "
         f"{args.workers} workers, {len(stops)} runs:"
     )
     stop_rows = []

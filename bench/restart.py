@@ -16,6 +16,8 @@ worker costs.
 Every process the script starts is stopped; it exits 1 if one outlives its pitd.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -23,11 +25,11 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from pitbench import specs
 from pitbench.daemon import PitdProcess
-from pitbench.events import event_time
+from pitbench.events import event_time, replacement_ready
 from pitbench.paths import APPS, BIN_DIR
 
 PYTHON = os.path.realpath(sys.executable)
@@ -39,7 +41,7 @@ class Daemon(PitdProcess):
     tail_lines = 15
     wait_s = WAIT_S
 
-    def __init__(self, bin_dir: Path, size: int, restart: Dict[str, Optional[specs.Value]]) -> None:
+    def __init__(self, bin_dir: Path, size: int, restart: dict[str, specs.Value | None]) -> None:
         super().__init__(bin_dir, "pit-restart-")
         spec = self.spec_head()
         spec += specs.table(
@@ -57,23 +59,23 @@ class Daemon(PitdProcess):
         spec += specs.table(f"pools.{POOL}.restart", restart)
         self.start(spec)
 
-    def stable_workers(self, size: int, min_age_s: float) -> List[Dict[str, Any]]:
+    def stable_workers(self, size: int, min_age_s: float) -> list[dict[str, Any]]:
         """The workers once `size` are idle and the oldest has been up `min_age_s`."""
         status = self.wait_workers(
             {POOL: size},
             accept=lambda pool: max(w["age_s"] for w in pool["workers"]) >= min_age_s,
             within_s=WAIT_S,
         )
-        workers: List[Dict[str, Any]] = status["pools"][0]["workers"]
+        workers: list[dict[str, Any]] = status["pools"][0]["workers"]
         return workers
 
-    def stop(self, wait_s: Optional[float] = None) -> List[str]:
+    def stop(self, wait_s: float | None = None) -> list[str]:
         left = super().stop(wait_s)
         self.cleanup()
         return left
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=5, help="kills (default 5)")
     parser.add_argument("--workers", type=int, default=5, help="workers in the pool (default 5)")
@@ -92,10 +94,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     print(f"# restart: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, python {PYTHON}", flush=True)
-    restart: Dict[str, Optional[specs.Value]] = {"min_uptime": args.min_uptime, "reset_after": args.reset_after}
+    restart: dict[str, specs.Value | None] = {
+        "min_uptime": args.min_uptime,
+        "reset_after": args.reset_after,
+    }
     d = Daemon(args.bin_dir, args.workers, restart)
     stable_after = args.kill_after
-    rows: List[Dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     try:
         d.stable_workers(args.workers, stable_after)
         events = d.follow_events()
@@ -106,36 +111,45 @@ def main(argv: Optional[List[str]] = None) -> int:
             victim, known = ws[0], {w["id"] for w in ws}
             t = time.monotonic()
             os.kill(victim["pid"], signal.SIGKILL)
-            ready = events.wait(
-                lambda ev: ev.get("event") == "worker_ready" and ev.get("pool") == POOL and ev.get("worker") not in known,
-                t,
-                WAIT_S,
-            )
+            is_replacement = replacement_ready(POOL, known)
+            ready = events.wait(is_replacement, t, WAIT_S)
             seen = events.events()
-            exited = [ev for ev in seen if ev.get("event") == "worker_exited" and ev.get("worker") == victim["id"]]
-            replacement = next(
-                ev for ev in seen if ev.get("event") == "worker_ready" and ev.get("pool") == POOL and ev.get("worker") not in known
-            )
-            started = [ev for ev in seen if ev.get("event") == "worker_started" and ev.get("worker") == replacement["worker"]]
+            exited = [
+                ev for ev in seen if ev.get("event") == "worker_exited" and ev.get("worker") == victim["id"]
+            ]
+            replacement = next(ev for ev in seen if is_replacement(ev))
+            started = [
+                ev
+                for ev in seen
+                if ev.get("event") == "worker_started" and ev.get("worker") == replacement["worker"]
+            ]
             rows.append(
                 {
                     "worker": victim["id"],
                     "age_s": victim["age_s"],
                     "backoff_ms": exited[0].get("backoff_ms") if exited else None,
                     "ready_ms": (ready - t) * 1000,
-                    "startup_ms": (event_time(replacement) - event_time(started[0])) * 1000 if started else None,
+                    "startup_ms": (event_time(replacement) - event_time(started[0])) * 1000
+                    if started
+                    else None,
                 }
             )
         events.stop()
     finally:
         survivors = d.stop()
 
-    print(f"{'kill':>4}  {'worker':>10}  {'up for':>8}  {'backoff chosen':>14}  {'kill -> replacement ready':>25}  {'its start-up':>12}  {'beyond start-up':>15}")
+    print(
+        f"{'kill':>4}  {'worker':>10}  {'up for':>8}  {'backoff chosen':>14}  "
+        f"{'kill -> replacement ready':>25}  {'its start-up':>12}  {'beyond start-up':>15}"
+    )
     for i, r in enumerate(rows, 1):
         backoff = "-" if r["backoff_ms"] is None else f"{r['backoff_ms']} ms"
         startup = "-" if r["startup_ms"] is None else f"{r['startup_ms']:.1f} ms"
         beyond = "-" if r["startup_ms"] is None else f"{r['ready_ms'] - r['startup_ms']:.1f} ms"
-        print(f"{i:>4}  {r['worker']:>10}  {r['age_s']:>7.1f}s  {backoff:>14}  {r['ready_ms']:>22.1f} ms  {startup:>12}  {beyond:>15}")
+        print(
+            f"{i:>4}  {r['worker']:>10}  {r['age_s']:>7.1f}s  {backoff:>14}  {r['ready_ms']:>22.1f} ms  "
+            f"{startup:>12}  {beyond:>15}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     if survivors:

@@ -15,6 +15,8 @@ gives the median stop time, the max, and the kills summed over the runs.
 Every process the script starts is stopped; it exits 1 if one outlives its pitd.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -22,7 +24,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from pitbench import specs, stats, wire
 from pitbench.daemon import PitdProcess
@@ -40,7 +42,7 @@ class Daemon(PitdProcess):
     def __init__(self, bin_dir: Path, size: int, kill_timeout: str) -> None:
         super().__init__(bin_dir, "pit-stop-")
         self.size = size
-        pool: Dict[str, specs.Value] = {
+        pool: dict[str, specs.Value] = {
             "app": "heavy_app",
             "preload": ["heavy_import"],
             "python": PYTHON,
@@ -57,7 +59,10 @@ class Daemon(PitdProcess):
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(WAIT_S)
             s.connect(self.call_socket)
-            calls = (wire.frame({"id": i, "pool": "heavy", "method": "score", "args": f"token-{i}"}) for i in range(self.size))
+            calls = (
+                wire.frame({"id": i, "pool": "heavy", "method": "score", "args": f"token-{i}"})
+                for i in range(self.size)
+            )
             s.sendall(b"".join(calls))
             for _ in range(self.size):
                 reply = wire.read_frame(s)
@@ -66,7 +71,7 @@ class Daemon(PitdProcess):
                 if not reply.get("ok"):
                     raise RuntimeError(f"score failed: {reply}")
 
-    def exit_statuses(self) -> List[str]:
+    def exit_statuses(self) -> list[str]:
         """``exit_status`` of every ``worker_exited`` event in pitd's log."""
         found = []
         for line in self.log_path.read_text(errors="replace").splitlines():
@@ -82,13 +87,13 @@ class Daemon(PitdProcess):
         self.proc.wait(WAIT_S)
         return time.monotonic() - start
 
-    def stop(self, wait_s: Optional[float] = None) -> List[str]:
+    def stop(self, wait_s: float | None = None) -> list[str]:
         survivors = super().stop(wait_s)
         self.cleanup()
         return survivors
 
 
-def one_run(bin_dir: Path, size: int, kill_timeout: str) -> Dict[str, Any]:
+def one_run(bin_dir: Path, size: int, kill_timeout: str) -> dict[str, Any]:
     d = Daemon(bin_dir, size, kill_timeout)
     try:
         d.wait_workers({"heavy": size}, within_s=WAIT_S, every_s=0.1)
@@ -109,21 +114,30 @@ def one_run(bin_dir: Path, size: int, kill_timeout: str) -> Dict[str, Any]:
             sys.exit(1)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[8, 64], help="pool sizes (default 8 64)")
     parser.add_argument("--runs", type=int, default=3, help="runs per size (default 3)")
-    parser.add_argument("--kill-timeout", default="5s", help='the pool\'s kill_timeout (default "5s", the spec default)')
+    parser.add_argument(
+        "--kill-timeout", default="5s", help='the pool\'s kill_timeout (default "5s", the spec default)'
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     parser.add_argument("--bin-dir", type=Path, default=BIN_DIR)
     args = parser.parse_args(argv)
 
     print(f"# stop: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, python {PYTHON}", flush=True)
-    figures: Dict[str, Any] = {}
+    figures: dict[str, Any] = {}
     for n in args.workers:
         runs = [one_run(args.bin_dir, n, args.kill_timeout) for _ in range(args.runs)]
         figures[str(n)] = runs
-    header = ("preloaded workers", "pitctl shutdown -> pitd exited", "max", "exited by themselves", "SIGKILLed", "other exits")
+    header = (
+        "preloaded workers",
+        "pitctl shutdown -> pitd exited",
+        "max",
+        "exited by themselves",
+        "SIGKILLed",
+        "other exits",
+    )
     rows = []
     for n, runs in figures.items():
         times = [r["stop_s"] for r in runs]

@@ -110,8 +110,9 @@ def run_script(name: str, args: list[str], bound_s: float, work: Path) -> dict[s
     progress(f"{shown} (output in {name}.out / {name}.err) ...")
     started = time.monotonic()
     with open(work / f"{name}.out", "wb") as out, open(work / f"{name}.err", "wb") as err:
-        proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            argv, cwd=REPO, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         try:
             rc = proc.wait(timeout=bound_s)
             timed_out = False
@@ -209,34 +210,44 @@ def calls_rows(f: dict[str, Any]) -> list[Row]:
     for kind, label in (("mp.Pool", "multiprocessing.Pool"), ("ProcessPoolExecutor", "ProcessPoolExecutor")):
         for n in workers:
             a, b = med[f"{kind}({n}) c=1"], med[f"{kind}({n}) c=64"]
-            rows.append((
-                f"(c) {label}({n}), c=1 / c=64",
-                f"{per_s(a['calls_per_s'])} / {per_s(b['calls_per_s'])} calls/s, "
-                f"p50 {us(a['p50_us'])} / {us(b['p50_us'])} µs",
-                "",
-            ))  # fmt: skip
+            rows.append(
+                (
+                    f"(c) {label}({n}), c=1 / c=64",
+                    f"{per_s(a['calls_per_s'])} / {per_s(b['calls_per_s'])} calls/s, "
+                    f"p50 {us(a['p50_us'])} / {us(b['p50_us'])} µs",
+                    "",
+                )
+            )
     one = [med["floor-raw 1 CPU"], med["floor-pit-runtime 1 CPU"], med[f"pit({ref}) c=1 1 CPU"]]
-    rows.append((
-        f"    all pinned to 1 CPU: raw / runtime floor / pit({ref}) c=1",
-        f"{joined([per_s(m['calls_per_s']) for m in one])} calls/s, p50 {joined([us(m['p50_us']) for m in one])} µs",
-        "",
-    ))  # fmt: skip
+    rows.append(
+        (
+            f"    all pinned to 1 CPU: raw / runtime floor / pit({ref}) c=1",
+            f"{joined([per_s(m['calls_per_s']) for m in one])} calls/s, p50 "
+            f"{joined([us(m['p50_us']) for m in one])} µs",
+            "",
+        )
+    )
     if "floor-relay 1 CPU" in med:
         m = med["floor-relay 1 CPU"]
-        rows.append((
-            "    the relay floor pinned to 1 CPU",
-            f"{per_s(m['calls_per_s'])} calls/s, p50 {us(m['p50_us'])} µs; relay {m['relay_cpu_us_per_call']:.1f} µs "
-            f"CPU/call (pitd {med[f'pit({ref}) c=1 1 CPU']['pitd_cpu_us_per_call']:.1f})",
-            "",
-        ))  # fmt: skip
+        rows.append(
+            (
+                "    the relay floor pinned to 1 CPU",
+                f"{per_s(m['calls_per_s'])} calls/s, p50 {us(m['p50_us'])} µs; relay "
+                f"{m['relay_cpu_us_per_call']:.1f} µs "
+                f"CPU/call (pitd {med[f'pit({ref}) c=1 1 CPU']['pitd_cpu_us_per_call']:.1f})",
+                "",
+            )
+        )
     r = info["ratios"]
     for n in workers:
         t = r["throughput_by_workers"][str(n)]
-        rows.append((
-            f"pit / mp.Pool calls/s, {n} worker{'s' if n > 1 else ''} (best c each)",
-            f"{t['value']:.2f}x ({per_s(t['pit_calls_per_s'])} / {per_s(t['mp_pool_calls_per_s'])})",
-            verdict(">= 2x", t["met"]),
-        ))  # fmt: skip
+        rows.append(
+            (
+                f"pit / mp.Pool calls/s, {n} worker{'s' if n > 1 else ''} (best c each)",
+                f"{t['value']:.2f}x ({per_s(t['pit_calls_per_s'])} / {per_s(t['mp_pool_calls_per_s'])})",
+                verdict(">= 2x", t["met"]),
+            )
+        )
     for key, label in (
         ("latency_over_raw_floor", f"pit({ref}) c=1 p50 / raw floor p50"),
         ("latency", f"pit({ref}) c=1 p50 / runtime floor p50"),
@@ -246,23 +257,32 @@ def calls_rows(f: dict[str, Any]) -> list[Row]:
             rows.append((label, f"{r[key]['value']:.2f}x", verdict("<= 2.5x", r[key]["met"])))
     if "relay_over_raw_floor" in r:
         rel = r["relay_over_raw_floor"]
-        rows.append((
-            "    relay floor p50 / raw floor p50 (unpinned / 1 CPU)",
-            f"{rel['unpinned']:.2f}x / {rel['one_cpu']:.2f}x",
-            "what 2 hops cost here",
-        ))  # fmt: skip
+        rows.append(
+            (
+                "    relay floor p50 / raw floor p50 (unpinned / 1 CPU)",
+                f"{rel['unpinned']:.2f}x / {rel['one_cpu']:.2f}x",
+                "what 2 hops cost here",
+            )
+        )
     for n in workers:
         c = r["pitd_cpu"][str(n)]
-        rows.append((
-            f"pitd's own CPU at peak throughput, {n} worker{'s' if n > 1 else ''}",
-            f"{c['pitd_cpu_percent']:.0f}% of one core ({c['pitd_cpu_us_per_call']:.1f} µs/call, "
-            f"{c['row'].split(' ', 1)[1]}, {per_s(c['calls_per_s'])} calls/s)",
-            verdict("< 10%", c["met"]),
-        ))  # fmt: skip
+        rows.append(
+            (
+                f"pitd's own CPU at peak throughput, {n} worker{'s' if n > 1 else ''}",
+                f"{c['pitd_cpu_percent']:.0f}% of one core ({c['pitd_cpu_us_per_call']:.1f} µs/call, "
+                f"{c['row'].split(' ', 1)[1]}, {per_s(c['calls_per_s'])} calls/s)",
+                verdict("< 10%", c["met"]),
+            )
+        )
     use = info.get("cpu_use", {})
     if use:
-        rows.append(("    other processes' CPU during calls.py", f"{use['others_percent']:.0f}% of the machine",
-                     "figures skewed above 5%"))  # fmt: skip
+        rows.append(
+            (
+                "    other processes' CPU during calls.py",
+                f"{use['others_percent']:.0f}% of the machine",
+                "figures skewed above 5%",
+            )
+        )
     return rows
 
 
@@ -276,30 +296,66 @@ def supervise_rows(f: dict[str, Any]) -> list[Row]:
         return joined([fmt(med[k]) if k in med else "-" for k in keys]) + f" {unit}"
 
     b = med.get("initial-1ms.b_proc")
-    rows.append(("restart after kill -9: replacement exec'd (1ms backoff)", f"{ms(b)} ms",
-                 verdict("pitd's share <= 5 ms", b is not None and b <= 5)))  # fmt: skip
+    rows.append(
+        (
+            "restart after kill -9: replacement exec'd (1ms backoff)",
+            f"{ms(b)} ms",
+            verdict("pitd's share <= 5 ms", b is not None and b <= 5),
+        )
+    )
     c = med.get("initial-1ms.c_up")
-    rows.append(("    replacement's Python at its first line", f"{ms(c)} ms (python -c pass: {ms(py)} ms)",
-                 verdict(f"<= start-up + 5 = {ms(py + 5)} ms", c is not None and c <= py + 5)))  # fmt: skip
+    rows.append(
+        (
+            "    replacement's Python at its first line",
+            f"{ms(c)} ms (python -c pass: {ms(py)} ms)",
+            verdict(f"<= start-up + 5 = {ms(py + 5)} ms", c is not None and c <= py + 5),
+        )
+    )
     rows.append(("    replacement idle in status", f"{ms(med.get('initial-1ms.a_status'))} ms", ""))
-    rows.append(("    with the default backoff (restart.initial 100ms)",
-                 f"{ms(med.get('initial-default.b_proc'))} ms", "the backoff is 80-120 ms"))  # fmt: skip
+    rows.append(
+        (
+            "    with the default backoff (restart.initial 100ms)",
+            f"{ms(med.get('initial-default.b_proc'))} ms",
+            "the backoff is 80-120 ms",
+        )
+    )
     label = "/".join(map(str, sizes))
     worst = max((med[f"pitctl_{n}"] for n in sizes), default=float("inf"))
-    rows.append((f"pitctl status --json process, {label} workers", pick(ms, [f"pitctl_{n}" for n in sizes], "ms"),
-                 verdict("< 5 ms", worst < 5)))  # fmt: skip
+    rows.append(
+        (
+            f"pitctl status --json process, {label} workers",
+            pick(ms, [f"pitctl_{n}" for n in sizes], "ms"),
+            verdict("< 5 ms", worst < 5),
+        )
+    )
     worst = max((med[f"status_p99_{n}"] for n in sizes), default=float("inf"))
-    rows.append((f"    status round trip p50 on the socket, {label} w",
-                 pick(ms, [f"status_p50_{n}" for n in sizes], "ms") + " (p99 "
-                 + pick(ms, [f"status_p99_{n}" for n in sizes], "ms)"), verdict("p99 < 5 ms", worst < 5)))  # fmt: skip
+    rows.append(
+        (
+            f"    status round trip p50 on the socket, {label} w",
+            pick(ms, [f"status_p50_{n}" for n in sizes], "ms")
+            + " (p99 "
+            + pick(ms, [f"status_p99_{n}" for n in sizes], "ms)"),
+            verdict("p99 < 5 ms", worst < 5),
+        )
+    )
     rss64 = med.get("rss_64")
-    rows.append((f"pitd RSS, {label} workers", pick(lambda v: f"{v:.1f}", [f"rss_{n}" for n in sizes], "MB")
-                 + (f" (guard {med['guard_rss']:.1f} MB)" if "guard_rss" in med else ""),
-                 verdict("< 10 MB at 64", rss64 is not None and rss64 < 10)))  # fmt: skip
+    rows.append(
+        (
+            f"pitd RSS, {label} workers",
+            pick(lambda v: f"{v:.1f}", [f"rss_{n}" for n in sizes], "MB")
+            + (f" (guard {med['guard_rss']:.1f} MB)" if "guard_rss" in med else ""),
+            verdict("< 10 MB at 64", rss64 is not None and rss64 < 10),
+        )
+    )
     idle = [n for n in sizes if f"cpu_pct_{n}" in med]
     if idle:
-        rows.append((f"pitd CPU while idle, {'/'.join(map(str, idle))} workers",
-                     pick(lambda v: f"{v:.2f}", [f"cpu_pct_{n}" for n in idle], "% of one core"), ""))  # fmt: skip
+        rows.append(
+            (
+                f"pitd CPU while idle, {'/'.join(map(str, idle))} workers",
+                pick(lambda v: f"{v:.2f}", [f"cpu_pct_{n}" for n in idle], "% of one core"),
+                "",
+            )
+        )
     return rows
 
 
@@ -307,26 +363,37 @@ def leak_rows(f: dict[str, Any]) -> list[Row]:
     s, runs = f["summary"], f["runs"]
     rows: list[Row] = []
     if "reaction_median_ms" in s:
-        rows.append((
-            "memory recycle: RSS crosses max_rss -> replacement ready",
-            f"median {ms(s['reaction_median_ms'])} ms, max {ms(s['reaction_max_ms'])} ms "
-            f"({s['within_target']}/{s['recycles_measured']} within target)",
-            verdict(f"median <= 100 + 50 + start-up {ms(s['startup_median_ms'])} = {ms(s['target_ms'])} ms",
-                    s["reaction_median_ms"] <= s["target_ms"]),
-        ))  # fmt: skip
+        rows.append(
+            (
+                "memory recycle: RSS crosses max_rss -> replacement ready",
+                f"median {ms(s['reaction_median_ms'])} ms, max {ms(s['reaction_max_ms'])} ms "
+                f"({s['within_target']}/{s['recycles_measured']} within target)",
+                verdict(
+                    f"median <= 100 + 50 + start-up {ms(s['startup_median_ms'])} = {ms(s['target_ms'])} ms",
+                    s["reaction_median_ms"] <= s["target_ms"],
+                ),
+            )
+        )
     else:
         rows.append(("memory recycle: RSS crosses max_rss -> replacement ready", "no recycle measured", ""))
     with_rss, without = runs[0], runs[1]
-    rows.append((
-        "    pool RSS peak with / without max_rss",
-        f"{with_rss['pool_rss_peak'] / 2**20:,.0f} / {without['pool_rss_peak'] / 2**20:,.0f} MiB, "
-        f"{with_rss['recycles']} recycles, {with_rss['failed']} failed calls",
-        verdict("no failed call", with_rss["failed"] == 0),
-    ))  # fmt: skip
+    rows.append(
+        (
+            "    pool RSS peak with / without max_rss",
+            f"{with_rss['pool_rss_peak'] / 2**20:,.0f} / {without['pool_rss_peak'] / 2**20:,.0f} MiB, "
+            f"{with_rss['recycles']} recycles, {with_rss['failed']} failed calls",
+            verdict("no failed call", with_rss["failed"] == 0),
+        )
+    )
     mon = s.get("monitor") or []
     if mon:
-        rows.append((f"    monitor cost per sample, {'/'.join(str(m['processes']) for m in mon)} processes",
-                     joined([ms(m["per_sample_ms"]) for m in mon]) + " ms", ""))  # fmt: skip
+        rows.append(
+            (
+                f"    monitor cost per sample, {'/'.join(str(m['processes']) for m in mon)} processes",
+                joined([ms(m["per_sample_ms"]) for m in mon]) + " ms",
+                "",
+            )
+        )
     return rows
 
 
@@ -336,38 +403,74 @@ def preload_rows(f: dict[str, Any]) -> list[Row]:
     pm, nm = f["preloaded_memory"], f["plain_memory"]
     n = f.get("workers", "")
     return [
-        ("preload: kill -9 -> replacement ready, preload / plain",
-         f"{ms(p_med)} / {ms(stats.median(plain))} ms (median of {len(pre)}; max {ms(max(pre))} ms)",
-         verdict("<= 20 ms with preload", p_med <= 20)),
-        ("    pitctl recycle -> replacement ready, preload / plain",
-         f"{ms(f['preloaded_recycle_ready_ms'])} / {ms(f['plain_recycle_ready_ms'])} ms", ""),
-        (f"    workers' PSS{f', {n} workers' if n else ''}, preload (+ template) / plain",
-         f"{pm['total_mib']:.0f} ({pm['pss_mib']:.0f} + {pm['template_pss_mib']:.0f}) / {nm['total_mib']:.0f} MiB", ""),
-    ]  # fmt: skip
+        (
+            "preload: kill -9 -> replacement ready, preload / plain",
+            f"{ms(p_med)} / {ms(stats.median(plain))} ms (median of {len(pre)}; max {ms(max(pre))} ms)",
+            verdict("<= 20 ms with preload", p_med <= 20),
+        ),
+        (
+            "    pitctl recycle -> replacement ready, preload / plain",
+            f"{ms(f['preloaded_recycle_ready_ms'])} / {ms(f['plain_recycle_ready_ms'])} ms",
+            "",
+        ),
+        (
+            f"    workers' PSS{f', {n} workers' if n else ''}, preload (+ template) / plain",
+            f"{pm['total_mib']:.0f} ({pm['pss_mib']:.0f} + {pm['template_pss_mib']:.0f}) / "
+            f"{nm['total_mib']:.0f} MiB",
+            "",
+        ),
+    ]
 
 
 def concurrency_rows(f: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     for key, r in f["rows"].items():
-        value = f"{r['calls_per_s']:.1f} calls/s, p50 {ms(r['p50_ms'])} / p99 {ms(r['p99_ms'])} ms, {r['failed']} failed"
+        value = (
+            f"{r['calls_per_s']:.1f} calls/s, p50 {ms(r['p50_ms'])} / p99 {ms(r['p99_ms'])} ms, "
+            f"{r['failed']} failed"
+        )
         if "pss_mib" in r:
             value += f", PSS {r['pss_mib']:.0f} MiB"
         rows.append((f"    {f['labels'][key].strip()}", value, ""))
     t, a = f["targets"], f["rows"]["4x16_async"]
     ideal = f["info"]["ideal_calls_per_s"]
-    rows.append(("    4x16 async calls/s of the ideal, p99", f"{t['throughput']['value'] * 100:.1f}%, {ms(a['p99_ms'])} ms",
-                 verdict(f">= 95% of {ideal:.0f}, p99 <= 600 ms", t["throughput"]["met"])))  # fmt: skip
-    rows.append(("    PSS 4x16 async / 64x1 (template, spare included)",
-                 f"1/{1 / t['pss_ratio']['value']:.1f} ({a['pss_mib']:.0f} / {f['rows']['64x1_sync']['pss_mib']:.0f} MiB)",
-                 verdict("<= 1/5", t["pss_ratio"]["met"])))  # fmt: skip
+    rows.append(
+        (
+            "    4x16 async calls/s of the ideal, p99",
+            f"{t['throughput']['value'] * 100:.1f}%, {ms(a['p99_ms'])} ms",
+            verdict(f">= 95% of {ideal:.0f}, p99 <= 600 ms", t["throughput"]["met"]),
+        )
+    )
+    rows.append(
+        (
+            "    PSS 4x16 async / 64x1 (template, spare included)",
+            f"1/{1 / t['pss_ratio']['value']:.1f} ({a['pss_mib']:.0f} / "
+            f"{f['rows']['64x1_sync']['pss_mib']:.0f} MiB)",
+            verdict("<= 1/5", t["pss_ratio"]["met"]),
+        )
+    )
     h = a["health"]
-    rows.append(("    health ping round trip at full load, 4x16 async",
-                 f"p99 {ms(h['p99_ms'])} ms, max {ms(h['max_ms'])} ms ({h['pings']} pings, {h['missed']} unanswered)",
-                 verdict("p99 < 50 ms", t["health_rtt"]["met"])))  # fmt: skip
+    rows.append(
+        (
+            "    health ping round trip at full load, 4x16 async",
+            f"p99 {ms(h['p99_ms'])} ms, max {ms(h['max_ms'])} ms ({h['pings']} pings, {h['missed']} "
+            "unanswered)",
+            verdict("p99 < 50 ms", t["health_rtt"]["met"]),
+        )
+    )
     r = f["rows"]["4x16_async_recycle"]
-    took = f", pool replaced in {r['recycle_s']:.1f} s" if r.get("recycle_s") is not None else ", pool not replaced"
-    rows.append(("    failed calls across `pitctl recycle agent`", f"{r['failed']} of {r['calls']}{took}",
-                 verdict("0", t["recycle_failed"]["met"])))  # fmt: skip
+    took = (
+        f", pool replaced in {r['recycle_s']:.1f} s"
+        if r.get("recycle_s") is not None
+        else ", pool not replaced"
+    )
+    rows.append(
+        (
+            "    failed calls across `pitctl recycle agent`",
+            f"{r['failed']} of {r['calls']}{took}",
+            verdict("0", t["recycle_failed"]["met"]),
+        )
+    )
     return rows
 
 
@@ -380,13 +483,19 @@ def warmup_rows(f: dict[str, Any]) -> list[Row]:
         rows.append(("    app", info["versions"], ""))
     for key, r in f["rows"].items():
         pss = " / ".join(f"{p['total']:.0f}" for p in r["pss_mib"])
-        rows.append((f"    {f['labels'][key]}: PSS idle / after runs 1-3",
-                     f"{pss} MiB, {r['failed']} failed", ""))  # fmt: skip
+        rows.append(
+            (f"    {f['labels'][key]}: PSS idle / after runs 1-3", f"{pss} MiB, {r['failed']} failed", "")
+        )
     plain = f["rows"]["plain"]["pss_mib"][-1]["total"]
     for key, t in f["targets"].items():
         mib = f["rows"][key]["pss_mib"][-1]["total"]
-        rows.append((f"    {f['labels'][key]} / one process, after run 3", f"{t['ratio']:.2f}x ({mib:.0f} / {plain:.0f} MiB)",
-                     verdict("<= 1.5x", t["met"])))  # fmt: skip
+        rows.append(
+            (
+                f"    {f['labels'][key]} / one process, after run 3",
+                f"{t['ratio']:.2f}x ({mib:.0f} / {plain:.0f} MiB)",
+                verdict("<= 1.5x", t["met"]),
+            )
+        )
     return rows
 
 
@@ -400,7 +509,9 @@ def peers_rows(f: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     for peer in PEERS[1:]:
         if peer in skipped:
-            rows.append((f"{peer}: not installable from PyPI, its figures are skipped", skipped[peer][:120], ""))
+            rows.append(
+                (f"{peer}: not installable from PyPI, its figures are skipped", skipped[peer][:120], "")
+            )
 
     def cells(fmt: Callable[[dict[str, float]], str], peers: tuple[str, ...] = PEERS) -> str:
         out = []
@@ -411,30 +522,56 @@ def peers_rows(f: dict[str, Any]) -> list[Row]:
                 out.append("-")
         return joined(out)
 
+    def at(key: str, fmt: Callable[[float], str]) -> Callable[[dict[str, float]], str]:
+        """``fmt`` of one figure of a peer's medians."""
+        return lambda m: fmt(m[key])
+
     names = " / ".join(f"{p} {versions[p]}" if p in versions else p for p in PEERS)
     rows.append(("    compared", names, ""))
-    rows.append(("    restart after kill -9, pit / supervisord / gunicorn",
-                 cells(lambda m: ms(m["restart_ms"])) + " ms", "gunicorn forks without exec"))  # fmt: skip
+    rows.append(
+        (
+            "    restart after kill -9, pit / supervisord / gunicorn",
+            cells(lambda m: ms(m["restart_ms"])) + " ms",
+            "gunicorn forks without exec",
+        )
+    )
     for n in (8, 64):
-        rows.append((f"    status, CLI process wall, {n} workers", cells(lambda m: ms(m[f"cli_{n}"])) + " ms", ""))
-        rows.append((f"    status, socket round trip p50, {n} workers",
-                     cells(lambda m: ms(m[f"sock_p50_{n}"])) + " ms", ""))  # fmt: skip
-    rows.append(("    daemon RSS, 8 / 64 workers", cells(lambda m: f"{m['rss_8']:.1f}/{m['rss_64']:.1f}") + " MB", ""))
-    conc = sorted(int(k[1:].split("_")[0]) for k in med.get("pit", {}) if k.startswith("c") and k.endswith("_per_s"))
+        rows.append((f"    status, CLI process wall, {n} workers", cells(at(f"cli_{n}", ms)) + " ms", ""))
+        rows.append(
+            (
+                f"    status, socket round trip p50, {n} workers",
+                cells(at(f"sock_p50_{n}", ms)) + " ms",
+                "",
+            )
+        )
+    rows.append(
+        ("    daemon RSS, 8 / 64 workers", cells(lambda m: f"{m['rss_8']:.1f}/{m['rss_64']:.1f}") + " MB", "")
+    )
+    conc = sorted(
+        int(k[1:].split("_")[0]) for k in med.get("pit", {}) if k.startswith("c") and k.endswith("_per_s")
+    )
     both = ("pit", "gunicorn")
     for c in conc:
-        rows.append((
-            f"    c={c}: pit calls/s / gunicorn (sync, max_requests) req/s",
-            cells(lambda m: per_s(m[f"c{c}_per_s"]), both)
-            + ", p99 " + cells(lambda m: ms(m[f"c{c}_p99_ms"]), both) + " ms",
-            "",
-        ))  # fmt: skip
+        rows.append(
+            (
+                f"    c={c}: pit calls/s / gunicorn (sync, max_requests) req/s",
+                cells(at(f"c{c}_per_s", per_s), both)
+                + ", p99 "
+                + cells(at(f"c{c}_p99_ms", ms), both)
+                + " ms",
+                "",
+            )
+        )
     g = med.get("gunicorn", {})
     if conc and "gunicorn" not in skipped and f"c{conc[0]}_recycled_per_s" in g:
         failed = sum(med[p].get(f"c{c}_errors", 0) for p in both for c in conc)
-        rows.append(("    gunicorn workers replaced /s (max_requests), failed",
-                     joined([f"{g[f'c{c}_recycled_per_s']:.1f}" for c in conc]) + f" /s, {failed:.0f} failed",
-                     f"load generator: {f.get('loadgen', '?')}"))  # fmt: skip
+        rows.append(
+            (
+                "    gunicorn workers replaced /s (max_requests), failed",
+                joined([f"{g[f'c{c}_recycled_per_s']:.1f}" for c in conc]) + f" /s, {failed:.0f} failed",
+                f"load generator: {f.get('loadgen', '?')}",
+            )
+        )
     return rows
 
 
@@ -456,7 +593,7 @@ def section(name: str, result: dict[str, Any] | None) -> list[Row]:
     title, make = ROWS[name]
     rows: list[Row] = [(title, "", "")]
     if result is None:
-        return rows + [("    skipped (--skip)", "", "")]
+        return [*rows, ("    skipped (--skip)", "", "")]
     if result.get("figures") is not None and not result.get("timed_out"):
         try:
             rows += make(result["figures"])
@@ -465,8 +602,13 @@ def section(name: str, result: dict[str, Any] | None) -> list[Row]:
     if result.get("error"):
         rows.append((f"    {name}.py failed", result["error"][:300], "FAILED"))
     if result.get("survivors"):
-        rows.append((f"    {name}.py: processes outlived their daemon", f"{len(result['survivors'])} (killed)",
-                     "FAILED"))  # fmt: skip
+        rows.append(
+            (
+                f"    {name}.py: processes outlived their daemon",
+                f"{len(result['survivors'])} (killed)",
+                "FAILED",
+            )
+        )
     return rows
 
 
@@ -491,7 +633,9 @@ def build_is_stale() -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs of every script, to validate")
-    parser.add_argument("--skip", default="", help=f"comma-separated scripts to leave out ({','.join(ORDER)})")
+    parser.add_argument(
+        "--skip", default="", help=f"comma-separated scripts to leave out ({','.join(ORDER)})"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the table and every script's figures here")
     parser.add_argument("--logs", metavar="DIR", type=Path, help="keep each script's output and JSON in DIR")
     args = parser.parse_args(argv)
@@ -502,8 +646,9 @@ def main(argv: list[str] | None = None) -> int:
         if not os.access(BIN_DIR / exe, os.X_OK):
             parser.error(f"{BIN_DIR / exe} not found: run `cargo build --release` first")
 
-    version = subprocess.run([str(BIN_DIR / "pitd"), "--version"], capture_output=True, text=True,
-                             timeout=30).stdout.strip()  # fmt: skip
+    version = subprocess.run(
+        [str(BIN_DIR / "pitd"), "--version"], capture_output=True, text=True, timeout=30
+    ).stdout.strip()
     stale = build_is_stale()
     load_before = os.getloadavg()
     machine: dict[str, Any] = {
@@ -551,8 +696,10 @@ def main(argv: list[str] | None = None) -> int:
         return " ".join(f"{x:.2f}" for x in la)
 
     print()
-    print(f"pit benchmark suite ({'quick validation run' if args.quick else 'full run'}): "
-          f"{version or 'pitd'}, release build{' OLDER THAN THE SOURCES' if stale else ''}")  # fmt: skip
+    print(
+        f"pit benchmark suite ({'quick validation run' if args.quick else 'full run'}): "
+        f"{version or 'pitd'}, release build{' OLDER THAN THE SOURCES' if stale else ''}"
+    )
     print(f"machine: {machine['cores']} cores ({machine['usable_cores']} usable), {platform.platform()}")
     print(f"python: {platform.python_implementation()} {platform.python_version()} at {PYTHON}")
     print(f"load average (1/5/15 min): before {load(load_before)}, after {load(load_after)}")

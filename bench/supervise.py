@@ -50,6 +50,7 @@ count and a deadline. Linux only (pitd is). Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -58,7 +59,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable
 
 from pitbench import specs, stats, wire
 from pitbench.daemon import PitdProcess
@@ -72,7 +73,7 @@ WAIT_S = 30.0  # bound on start-up, replies, replacements and shutdown
 
 RESTART_POOL_SIZE = 3
 #: Each restart pool's ``[restart]`` table.
-RESTART_POOLS: Dict[str, Dict[str, specs.Value]] = {
+RESTART_POOLS: dict[str, dict[str, specs.Value]] = {
     "initial-1ms": {"initial": "1ms", "reset_after": "1s"},
     "initial-default": {"reset_after": "1s"},
 }
@@ -103,7 +104,9 @@ class Pitd(PitdProcess):
 
     wait_s = WAIT_S
 
-    def __init__(self, bin_dir: Path, pools: Dict[str, Tuple[int, Dict[str, specs.Value]]], stamps: bool = False) -> None:
+    def __init__(
+        self, bin_dir: Path, pools: dict[str, tuple[int, dict[str, specs.Value]]], stamps: bool = False
+    ) -> None:
         """``pools``: name -> (size, the pool's ``[restart]`` table, empty for the default)."""
         super().__init__(bin_dir, "pit-supervise-")
         self.script = str(self.dir / "worker.py")
@@ -119,7 +122,7 @@ class Pitd(PitdProcess):
                 spec += specs.table(f"pools.{name}.restart", restart)
         self.start(spec)
 
-    def stop(self, wait_s: Optional[float] = None) -> List[str]:
+    def stop(self, wait_s: float | None = None) -> list[str]:
         """SIGTERM (SIGKILL after WAIT_S), then what outlived pitd (killed, by pid)."""
         survivors = super().stop(wait_s)
         if self.proc.returncode != 0:
@@ -127,8 +130,13 @@ class Pitd(PitdProcess):
         return survivors
 
 
-def with_pitd(bin_dir: Path, pools: Dict[str, Tuple[int, Dict[str, specs.Value]]], survivors: List[str],
-              body: Callable[[Pitd], Any], stamps: bool = False) -> Any:  # fmt: skip
+def with_pitd(
+    bin_dir: Path,
+    pools: dict[str, tuple[int, dict[str, specs.Value]]],
+    survivors: list[str],
+    body: Callable[[Pitd], Any],
+    stamps: bool = False,
+) -> Any:
     daemon = Pitd(bin_dir, pools, stamps)
     try:
         daemon.wait_workers(daemon.sizes)
@@ -151,7 +159,7 @@ def python_startup_ms(n: int) -> float:
     return stats.median(times) * 1e3
 
 
-def status_round_trips(d: Pitd, n: int) -> Dict[str, float]:
+def status_round_trips(d: Pitd, n: int) -> dict[str, float]:
     """p50 and p99 (ms) of ``n`` status requests, each on a new connection."""
     d.status()
     times = []
@@ -174,7 +182,7 @@ def pitctl_wall_ms(d: Pitd, n: int) -> float:
     return stats.median(times) * 1e3
 
 
-def kill_one(d: Pitd, pool: str, mode: str) -> Dict[str, float]:
+def kill_one(d: Pitd, pool: str, mode: str) -> dict[str, float]:
     """SIGKILL the oldest idle worker of ``pool``; ms from the kill to each milestone."""
     size = d.sizes[pool]
     deadline = time.monotonic() + WAIT_S
@@ -194,7 +202,11 @@ def kill_one(d: Pitd, pool: str, mode: str) -> Dict[str, float]:
     if victim is None:
         raise RuntimeError(f"no worker of {pool} old enough to kill:\n{d.log_tail()}")
     known = {w["id"] for w in workers}
-    watch = ChildWatch(d.pid, lambda a: len(a) > 2 and a[1] == d.script and a[2] == pool) if mode == "proc" else None
+    watch = (
+        ChildWatch(d.pid, lambda a: len(a) > 2 and a[1] == d.script and a[2] == pool)
+        if mode == "proc"
+        else None
+    )
 
     wall0 = time.time_ns()
     t0 = time.monotonic_ns()
@@ -239,9 +251,9 @@ def kill_one(d: Pitd, pool: str, mode: str) -> Dict[str, float]:
     return out
 
 
-def restart_run(d: Pitd, kills: int) -> Dict[str, float]:
+def restart_run(d: Pitd, kills: int) -> dict[str, float]:
     """Per pool, ``kills`` kills alternating watchers; per-run medians of each figure."""
-    samples: Dict[str, Dict[str, List[float]]] = {p: {} for p in RESTART_POOLS}
+    samples: dict[str, dict[str, list[float]]] = {p: {} for p in RESTART_POOLS}
     for i in range(kills):
         mode = "status" if i % 2 == 0 else "proc"
         for pool in RESTART_POOLS:
@@ -256,9 +268,9 @@ def restart_run(d: Pitd, kills: int) -> Dict[str, float]:
     return {f"{pool}.{k}": stats.median(v) for pool, s in samples.items() for k, v in s.items()}
 
 
-def footprint_run(d: Pitd, n_workers: int, status_n: int, pitctl_n: int, idle_s: float) -> Dict[str, float]:
+def footprint_run(d: Pitd, n_workers: int, status_n: int, pitctl_n: int, idle_s: float) -> dict[str, float]:
     time.sleep(2.0)  # let start-up settle: two monitor rounds
-    out: Dict[str, float] = {}
+    out: dict[str, float] = {}
     rtt = status_round_trips(d, status_n)
     out[f"status_p50_{n_workers}"], out[f"status_p99_{n_workers}"] = rtt["p50"], rtt["p99"]
     out[f"pitctl_{n_workers}"] = pitctl_wall_ms(d, pitctl_n)
@@ -281,16 +293,23 @@ def footprint_run(d: Pitd, n_workers: int, status_n: int, pitctl_n: int, idle_s:
 # --- report -----------------------------------------------------------------------------
 
 
-def report(runs: List[Dict[str, float]], sizes: List[int], idle_s: float) -> Dict[str, Any]:
+def report(runs: list[dict[str, float]], sizes: list[int], idle_s: float) -> dict[str, Any]:
     keys = sorted({k for r in runs for k in r})
     med = {k: stats.median([r[k] for r in runs if k in r]) for k in keys}
     lo = {k: min(r[k] for r in runs if k in r) for k in keys}
     hi = {k: max(r[k] for r in runs if k in r) for k in keys}
-    verdicts: Dict[str, Any] = {}
-    rows: List[Tuple[str, str, str, str, str]] = []
+    verdicts: dict[str, Any] = {}
+    rows: list[tuple[str, str, str, str, str]] = []
 
-    def row(label: str, key: Optional[str], unit: str = "ms", p99: Optional[str] = None, target: str = "",
-            ok: Optional[bool] = None, fmt: Callable[[float], str] = fmt_ms) -> None:  # fmt: skip
+    def row(
+        label: str,
+        key: str | None,
+        unit: str = "ms",
+        p99: str | None = None,
+        target: str = "",
+        ok: bool | None = None,
+        fmt: Callable[[float], str] = fmt_ms,
+    ) -> None:
         if key is None:
             rows.append((label, "", "", "", ""))
             return
@@ -307,24 +326,44 @@ def report(runs: List[Dict[str, float]], sizes: List[int], idle_s: float) -> Dic
 
     py = med["python_startup"]
     row("python -c pass (spawn to exit)", "python_startup")
-    for pool, title in (("initial-1ms", 'restart.initial = "1ms"'), ("initial-default", "restart.initial default (100ms)")):
+    for pool, title in (
+        ("initial-1ms", 'restart.initial = "1ms"'),
+        ("initial-default", "restart.initial default (100ms)"),
+    ):
         rows.append(("", "", "", "", ""))
         row(f"kill -9 -> replacement, {title}", None)
         up = f"{pool}.c_up"
         row("  (a) new worker idle in status", f"{pool}.a_status")
         note = "" if pool == "initial-1ms" else " (the backoff alone is 80-120 ms)"
-        row("  (b) new process exec'd (/proc)", f"{pool}.b_proc", target=f"pitd's share <= 5 ms{note}",
-            ok=med.get(f"{pool}.b_proc", 1e9) <= 5)  # fmt: skip
-        row("  (c) its Python at its first line", up, target=f"<= py start-up + 5 = {fmt_ms(py + 5)} ms{note}",
-            ok=med.get(up, 1e9) <= py + 5)  # fmt: skip
+        row(
+            "  (b) new process exec'd (/proc)",
+            f"{pool}.b_proc",
+            target=f"pitd's share <= 5 ms{note}",
+            ok=med.get(f"{pool}.b_proc", 1e9) <= 5,
+        )
+        row(
+            "  (c) its Python at its first line",
+            up,
+            target=f"<= py start-up + 5 = {fmt_ms(py + 5)} ms{note}",
+            ok=med.get(up, 1e9) <= py + 5,
+        )
         row("      kill -> exit handled (events)", f"{pool}.to_exit_ms", target="1 ms resolution")
-        row("      exit -> replacement exec'd (events)", f"{pool}.exit_to_start_ms", target="backoff + fork/exec")
+        row(
+            "      exit -> replacement exec'd (events)",
+            f"{pool}.exit_to_start_ms",
+            target="backoff + fork/exec",
+        )
         row("      exec'd -> first line, (c)-(b)", f"{pool}.exec_to_up_ms", target="Python start-up")
     rows.append(("", "", "", "", ""))
     row("status round trip, control socket", None)
     for n in sizes:
-        row(f"  {n} workers", f"status_p50_{n}", p99=f"status_p99_{n}", target="p99 < 5 ms",
-            ok=med[f"status_p99_{n}"] < 5)  # fmt: skip
+        row(
+            f"  {n} workers",
+            f"status_p50_{n}",
+            p99=f"status_p99_{n}",
+            target="p99 < 5 ms",
+            ok=med[f"status_p99_{n}"] < 5,
+        )
     row("pitctl status --json (process wall)", None)
     for n in sizes:
         row(f"  {n} workers", f"pitctl_{n}", target="< 5 ms", ok=med[f"pitctl_{n}"] < 5)
@@ -341,10 +380,10 @@ def report(runs: List[Dict[str, float]], sizes: List[int], idle_s: float) -> Dic
             row(f"  {n} workers", f"cpu_ms_{n}", unit="ms", target=f"= {med[f'cpu_pct_{n}']:.2f} % of a core")
 
     header = ("figure", "median", "p99", "runs min-max" if len(runs) > 1 else "", "target")
-    w0 = max(len(r[0]) for r in rows + [header]) + 2
-    w = [max(len(r[i]) for r in rows + [header]) + 2 for i in range(1, 4)]
+    w0 = max(len(r[0]) for r in [*rows, header]) + 2
+    w = [max(len(r[i]) for r in [*rows, header]) + 2 for i in range(1, 4)]
     print()
-    for r in [header] + rows:
+    for r in [header, *rows]:
         print(f"{r[0]:<{w0}}{r[1]:>{w[0]}}{r[2]:>{w[1]}}{r[3]:>{w[2]}}  {r[4]}".rstrip())
     print()
     print("peers on a 2-core machine: replace a killed worker: supervisord ~1 s, gunicorn ~8 ms;")
@@ -352,15 +391,21 @@ def report(runs: List[Dict[str, float]], sizes: List[int], idle_s: float) -> Dic
     return {"medians": med, "min": lo, "max": hi, "verdicts": verdicts}
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="runs; the table shows medians (default 5)")
     parser.add_argument("--quick", action="store_true", help="1 run, fewer samples")
     parser.add_argument("--no-256", action="store_true", help="skip the 256-worker daemon")
-    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measurement (default 10)")
+    parser.add_argument(
+        "--idle", type=float, default=10.0, help="seconds of idle CPU measurement (default 10)"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write every run's figures here")
-    parser.add_argument("--bin-dir", type=Path, default=BIN_DIR,
-                        help="directory holding pitd and pitctl (default: this repository's target/release)")  # fmt: skip
+    parser.add_argument(
+        "--bin-dir",
+        type=Path,
+        default=BIN_DIR,
+        help="directory holding pitd and pitctl (default: this repository's target/release)",
+    )
     args = parser.parse_args(argv)
     kills, status_n, pitctl_n, py_n = 10, 200, 20, 20
     if args.quick:
@@ -372,21 +417,28 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser.error(f"{args.bin_dir / exe} not found: run `cargo build --release` first")
     sizes = [8, 64] if args.no_256 else [8, 64, 256]
 
-    version = subprocess.run([str(args.bin_dir / "pitd"), "--version"], capture_output=True, text=True).stdout.strip()
-    print(f"cores: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
+    version = subprocess.run(
+        [str(args.bin_dir / "pitd"), "--version"], capture_output=True, text=True
+    ).stdout.strip()
+    print(
+        f"cores: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     print(f"python: {platform.python_version()} at {PYTHON} (this interpreter; workers and `python -c pass`)")
     print(f"pitd: {version or '?'} at {args.bin_dir / 'pitd'}")
-    print(f"{args.runs} run(s); per run: {kills} kills per restart pool (each watcher on half), "
-          f"{status_n} status requests and {pitctl_n} pitctl runs per daemon, "
-          f"{py_n} x python -c pass", flush=True)  # fmt: skip
+    print(
+        f"{args.runs} run(s); per run: {kills} kills per restart pool (each watcher on half), "
+        f"{status_n} status requests and {pitctl_n} pitctl runs per daemon, "
+        f"{py_n} x python -c pass",
+        flush=True,
+    )
 
     started = time.monotonic()
-    survivors: List[str] = []
-    runs: List[Dict[str, float]] = []
+    survivors: list[str] = []
+    runs: list[dict[str, float]] = []
     daemons = 0
     for run in range(args.runs):
-        r: Dict[str, float] = {"load1": os.getloadavg()[0]}
+        r: dict[str, float] = {"load1": os.getloadavg()[0]}
         progress(f"run {run + 1}/{args.runs}: python -c pass")
         r["python_startup"] = python_startup_ms(py_n)
         progress(f"run {run + 1}/{args.runs}: restarts")
@@ -396,8 +448,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         for n in sizes:
             progress(f"run {run + 1}/{args.runs}: {n} workers")
             idle = args.idle if n >= 64 else 0.0
-            fp = with_pitd(args.bin_dir, {"sleepers": (n, {})}, survivors,
-                           lambda d: footprint_run(d, n, status_n, pitctl_n, idle))  # fmt: skip
+            fp = with_pitd(
+                args.bin_dir,
+                {"sleepers": (n, {})},
+                survivors,
+                functools.partial(
+                    footprint_run, n_workers=n, status_n=status_n, pitctl_n=pitctl_n, idle_s=idle
+                ),
+            )
             daemons += 1
             if n != 8:
                 fp.pop("guard_rss", None)
@@ -410,11 +468,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("processes started by pitd outlived it (killed now):\n  " + "\n  ".join(survivors))
     else:
         print(f"pitd stopped {daemons} times with SIGTERM; none of the processes it started outlived it")
-    print(f"total time {time.monotonic() - started:.0f} s, load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"total time {time.monotonic() - started:.0f} s, load average now "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"python": PYTHON, "cores": os.cpu_count(), "runs": runs, **result, "survivors": survivors},
-                      f, indent=2)  # fmt: skip
+            json.dump(
+                {"python": PYTHON, "cores": os.cpu_count(), "runs": runs, **result, "survivors": survivors},
+                f,
+                indent=2,
+            )
             f.write("\n")
     return 1 if survivors else 0
 

@@ -110,12 +110,22 @@ def serve(delay: float) -> int:
             except ValueError:
                 model = "bench-model"
             time.sleep(delay)
-            body = json.dumps({
-                "id": "chatcmpl-bench", "object": "chat.completion", "created": int(time.time()), "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": COMPLETION},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60},
-            }).encode()  # fmt: skip
+            body = json.dumps(
+                {
+                    "id": "chatcmpl-bench",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": COMPLETION},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60},
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -235,7 +245,9 @@ async def pit_run(call_socket: str, calls: int, run: int) -> tuple[float, int, l
         async with pit.AsyncClient(call_socket) as client:
             for k in range(calls):
                 try:
-                    r = await client.call(POOL, "ask", {"question": f"question {run}-{i}-{k}"}, timeout=CALL_TIMEOUT_S)
+                    r = await client.call(
+                        POOL, "ask", {"question": f"question {run}-{i}-{k}"}, timeout=CALL_TIMEOUT_S
+                    )
                     if not (isinstance(r, dict) and r.get("answer")):
                         raise ValueError(f"reply {str(r)[:80]}")
                 except Exception as e:  # noqa: BLE001 - every failure is counted
@@ -247,7 +259,9 @@ async def pit_run(call_socket: str, calls: int, run: int) -> tuple[float, int, l
     return time.monotonic() - started, failed, sorted(set(errors))[:3]
 
 
-def run_pit(bin_dir: Path, python: str, app: str, url: str, calls: int, warmup: bool) -> tuple[dict[str, Any], list[str]]:
+def run_pit(
+    bin_dir: Path, python: str, app: str, url: str, calls: int, warmup: bool
+) -> tuple[dict[str, Any], list[str]]:
     d = Pitd(bin_dir, python, app, url, warmup)
     try:
         d.wait_ready()
@@ -267,8 +281,14 @@ def run_pit(bin_dir: Path, python: str, app: str, url: str, calls: int, warmup: 
 def run_plain(python: str, app: str, url: str, calls: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pit-warmup-plain-") as tmp:
         env = dict(os.environ, **app_env(url, Path(tmp) / "dspy-cache"))
-        proc = subprocess.Popen([python, __file__, "--plain", app, str(calls)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True, env=env, cwd=str(APPS))  # fmt: skip
+        proc = subprocess.Popen(
+            [python, __file__, "--plain", app, str(calls)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=str(APPS),
+        )
         assert proc.stdin is not None and proc.stdout is not None
         try:
             if proc.stdout.readline().strip() != "ready":
@@ -296,8 +316,12 @@ def dspy_python(given: str | None) -> str | None:
     candidate = given or (str(DSPY_VENV_PYTHON) if DSPY_VENV_PYTHON.exists() else None)
     if candidate is None:
         return None
-    ok = subprocess.run([candidate, "-c", "import dspy"], capture_output=True, timeout=WAIT_S,
-                        env=dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True"))  # fmt: skip
+    ok = subprocess.run(
+        [candidate, "-c", "import dspy"],
+        capture_output=True,
+        timeout=WAIT_S,
+        env=dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True"),
+    )
     return candidate if ok.returncode == 0 else None
 
 
@@ -306,8 +330,13 @@ def version_of(python: str, app: str) -> str:
     code = "import platform; print(platform.python_version())"
     if app == "dspy_agent":
         code = "import dspy, platform; print(platform.python_version(), dspy.__version__)"
-    out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=WAIT_S,
-                         env=dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")).stdout.split()  # fmt: skip
+    out = subprocess.run(
+        [python, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        env=dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True"),
+    ).stdout.split()
     if len(out) == 2:
         return f"DSPy {out[1]}, Python {out[0]}"
     return f"Python {out[0]}" if out else "Python ?"
@@ -335,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, help="calls per caller in each run (default 4, 2 with --quick)")
     parser.add_argument("--delay", type=float, default=0.5, help="the LLM server's answer delay in s")
     parser.add_argument("--python", help="an interpreter with DSPy (default: target/dspy-venv/bin/python)")
-    parser.add_argument("--app", choices=("dspy_agent", "lazy_agent"), help="default: dspy_agent if DSPy runs")
+    parser.add_argument(
+        "--app", choices=("dspy_agent", "lazy_agent"), help="default: dspy_agent if DSPy runs"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     parser.add_argument("--bin-dir", type=Path, default=BIN_DIR)
     parser.add_argument("--serve", type=float, help=argparse.SUPPRESS)
@@ -354,14 +385,23 @@ def main(argv: list[str] | None = None) -> int:
     python = python or PYTHON
     stand_in = app == "lazy_agent"
     load_before = os.getloadavg()
-    print(f"# warmup: {os.cpu_count()} cores, load {' '.join(f'{x:.2f}' for x in load_before)}, app {app} "
-          f"({version_of(python, app)}, {python}), {CALLERS} callers x {calls} calls x {RUNS} runs, "
-          f"server delay {args.delay * 1000:.0f} ms", flush=True)  # fmt: skip
+    print(
+        f"# warmup: {os.cpu_count()} cores, load {' '.join(f'{x:.2f}' for x in load_before)}, app {app} "
+        f"({version_of(python, app)}, {python}), {CALLERS} callers x {calls} calls x {RUNS} runs, "
+        f"server delay {args.delay * 1000:.0f} ms",
+        flush=True,
+    )
     if stand_in:
         why = "as asked" if args.app == "lazy_agent" else "DSPy is not installed here"
-        print(f"# the stand-in app (lazy imports and a cache built at its first call) is measured instead of DSPy "
-              f"({why})", flush=True)  # fmt: skip
-    server = ServerProcess([PYTHON, __file__, "--serve", str(args.delay)], "http://127.0.0.1:{port}/v1", "the LLM server")
+        print(
+            "# the stand-in app (lazy imports and a cache built at its first call) is measured instead of "
+            "DSPy "
+            f"({why})",
+            flush=True,
+        )
+    server = ServerProcess(
+        [PYTHON, __file__, "--serve", str(args.delay)], "http://127.0.0.1:{port}/v1", "the LLM server"
+    )
     rows: dict[str, dict[str, Any]] = {}
     labels: dict[str, str] = {}
     survivors: list[str] = []
@@ -379,7 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
 
     print_table(rows, labels)
-    print(f"load average after: {' '.join(f'{x:.2f}' for x in load_after)}; the server answered {answered} requests")
+    print(
+        f"load average after: {' '.join(f'{x:.2f}' for x in load_after)}; the server answered {answered} "
+        "requests"
+    )
     plain_mib = rows["plain"]["pss_mib"][-1]["total"]
     targets = {}
     for key, _, _ in ROWS:
@@ -387,9 +430,12 @@ def main(argv: list[str] | None = None) -> int:
         ratio = mib / plain_mib
         targets[key] = {"ratio": ratio, "met": ratio <= TARGET_RATIO}
         first = rows[key]["pss_mib"][1]["total"] - rows[key]["pss_mib"][0]["total"]
-        print(f"target: {labels[key]} PSS after run 3 <= {TARGET_RATIO}x one process's: "
-              f"{'met' if ratio <= TARGET_RATIO else 'NOT met'} ({mib:.0f} / {plain_mib:.0f} MiB = {ratio:.2f}x); "
-              f"run 1 added {first:.0f} MiB")  # fmt: skip
+        print(
+            f"target: {labels[key]} PSS after run 3 <= {TARGET_RATIO}x one process's: "
+            f"{'met' if ratio <= TARGET_RATIO else 'NOT met'} ({mib:.0f} / {plain_mib:.0f} MiB = "
+            f"{ratio:.2f}x); "
+            f"run 1 added {first:.0f} MiB"
+        )
     for key, row in rows.items():
         if row.get("warnings"):
             print(f"{labels[key]}: warnings: {' | '.join(row['warnings'])}")
@@ -399,14 +445,25 @@ def main(argv: list[str] | None = None) -> int:
         print("processes outlived pitd (killed now):", *survivors, sep="\n  ")
     if args.json:
         figures = {
-            "info": {"cores": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after,
-                     "python": python, "app": app, "stand_in": stand_in, "versions": version_of(python, app),
-                     "callers": CALLERS, "calls": calls, "runs": RUNS, "delay_s": args.delay, "answered": answered},
+            "info": {
+                "cores": os.cpu_count(),
+                "loadavg_before": load_before,
+                "loadavg_after": load_after,
+                "python": python,
+                "app": app,
+                "stand_in": stand_in,
+                "versions": version_of(python, app),
+                "callers": CALLERS,
+                "calls": calls,
+                "runs": RUNS,
+                "delay_s": args.delay,
+                "answered": answered,
+            },
             "labels": labels,
             "rows": rows,
             "targets": targets,
             "survivors": survivors,
-        }  # fmt: skip
+        }
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
     return 1 if survivors else 0
 

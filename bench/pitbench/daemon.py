@@ -246,7 +246,10 @@ class PitdProcess(DaemonProcess):
 
     def spec_head(self, **daemon: specs.Value) -> list[str]:
         """The ``[daemon]`` table: both sockets in the directory, and ``daemon``'s keys."""
-        return ["[daemon]", *specs.keys({"control_socket": self.control, "call_socket": self.call_socket, **daemon})]
+        return [
+            "[daemon]",
+            *specs.keys({"control_socket": self.control, "call_socket": self.call_socket, **daemon}),
+        ]
 
     def start(self, spec: Sequence[str], env: Mapping[str, str] | None = None) -> None:
         """Writes ``spec`` (lines) to ``pitd.toml`` and starts pitd on it."""

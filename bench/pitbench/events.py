@@ -21,6 +21,16 @@ def event_time(ev: Event) -> float:
     return datetime.fromisoformat(str(ev["ts"]).replace("Z", "+00:00")).timestamp()
 
 
+def replacement_ready(pool: str, known: set[str]) -> Callable[[Event], bool]:
+    """Matches the ``worker_ready`` event of a worker of ``pool`` not in ``known`` (the ids
+    of its workers before a kill or a recycle): the replacement is ready."""
+
+    def match(ev: Event) -> bool:
+        return ev.get("event") == "worker_ready" and ev.get("pool") == pool and ev.get("worker") not in known
+
+    return match
+
+
 class EventFollower:
     """``pitctl events -f --json`` against a control socket, read on a thread: ``seen`` has
     every event with the monotonic time it arrived here, and ``on_event`` (when given) is

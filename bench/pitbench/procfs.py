@@ -220,7 +220,9 @@ class CpuUse:
     def _machine() -> tuple[float, float]:
         """(busy, steal) seconds of all CPUs from /proc/stat."""
         with open("/proc/stat") as f:
-            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in f.readline().split()[1:9])
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (
+                int(x) for x in f.readline().split()[1:9]
+            )
         return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
 
     @staticmethod

@@ -31,6 +31,7 @@ def columns(header: Sequence[str], rows: Sequence[Sequence[str]], rule: bool = F
     lines = [header, *([tuple("-" * w for w in widths)] if rule else []), *rows]
     for line in lines:
         cells = (
-            str(c).ljust(w) if rule or i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(line, widths))
+            str(c).ljust(w) if rule or i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths))
         )
         print("  ".join(cells).rstrip() if rule else "  ".join(cells))
