@@ -26,7 +26,8 @@ frame ``{"cmd": "probe", "kind": ..., "timeout_ms": 1000}``, the reply read): pi
 answer time plus one socket round trip. Every answer must be yes (exit 0 / ``ok: true``):
 neither load nor a full queue makes pitd unready. Table: p50, p99 (``pitbench.stats``), max;
 above it, the pool's queued / in-flight / capacity at the start and end of each load,
-and the calls pitd answered meanwhile by outcome (its ``pit_calls_total`` counters).
+and the calls pitd answered meanwhile by outcome (its ``pit_calls_total`` and
+``pit_calls_rejected_total`` counters).
 
 **The stop.** ``--stops`` times (default 5) a fresh pitd with the same pool,
 ``shutdown_delay = "2s"``, ``shutdown_timeout = "10s"`` and the default ``queue_max``,
@@ -215,12 +216,20 @@ def pool_load(d: Daemon) -> dict[str, int]:
 
 
 def outcomes(d: Daemon) -> dict[str, int]:
-    """pitd's own count of the pool's answered calls by outcome (``pit_calls_total``)."""
+    """pitd's own count of the pool's answered calls: those its workers ran by outcome
+    (``pit_calls_total``) and those it refused by kind (``pit_calls_rejected_total``:
+    ``queue_full`` when the queue is full)."""
     text = d.request({"cmd": "metrics"})["text"]
     found = {}
     for line in text.splitlines():
-        if line.startswith('pit_calls_total{pool="echo",outcome="'):
-            found[line.split('outcome="', 1)[1].split('"', 1)[0]] = int(float(line.rsplit(" ", 1)[1]))
+        name, _, rest = line.partition("{")
+        if name not in ("pit_calls_total", "pit_calls_rejected_total") or "}" not in rest:
+            continue
+        labels_text, _, value = rest.partition("}")
+        labels = dict(pair.split("=", 1) for pair in labels_text.split(",") if "=" in pair)
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        if labels.get("pool") == "echo":
+            found[labels.get("outcome") or labels.get("kind") or "?"] = int(float(value))
     return found
 
 
@@ -421,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
                 + f"; pool at start and end: {seen}"
             )
             calls = ", ".join(f"{k} {v:,}" for k, v in sorted(p[f"{condition} calls"].items()))
-            print(f"    calls answered meanwhile (pit_calls_total): {calls}")
+            print(f"    calls answered meanwhile (pit_calls_total, pit_calls_rejected_total): {calls}")
     rows = []
     for condition in CONDITIONS:
         for how in ("pitctl process", "control request"):
@@ -438,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{f['no']} / {len(ms)}",
                     )
                 )
-    columns(("load", "probe", "p50 ms", "p99 ms", "max ms", "answered no"), rows)
+    columns(("load", "probe", "p50 ms", "p99 ms", "max ms", "answered no"), rows, rule=True)
 
     print(
         f"\nSIGTERM under load: shutdown_delay {SHUTDOWN_DELAY_S:g}s, {args.callers} callers of "
@@ -477,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             "accepted",
         ),
         stop_rows,
+        rule=True,
     )
     others = sorted({o for s in stops for o in s["others"]})
     for o in others:
