@@ -2,9 +2,10 @@
 """Every benchmark in one command, one combined table.
 
 Runs the benchmark scripts of this directory one after the other, each in its own
-subprocess with ``--json`` to a temporary file (``--quick`` is passed through for a short
-validation run), and prints one table of the figures they measured, all in this run on this
-machine, with the core count, the load average before and after, and the interpreter:
+subprocess with ``--json`` to a temporary file (``--quick`` runs each briefly, to validate:
+``.ci/run`` does, so that a change that breaks a benchmark fails CI), and prints one table
+of the figures they measured, all in this run on this machine, with the core count, the
+load average before and after, and the interpreter:
 
 ``calls.py``
     the floor (a raw Python loop echoing length-prefixed frames over pipes, and the pit
@@ -29,6 +30,18 @@ machine, with the core count, the load average before and after, and the interpr
     import) served by 4 workers x ``concurrency = 16`` with and without ``warmup``, and by
     one process with 64 threads: the PSS idle and after three runs of load from 64
     callers against a loopback fake of an OpenAI-compatible server.
+``restart.py``
+    replacement-ready time and the backoff pitd chose after kills of workers up past
+    ``restart.min_uptime``.
+``stop.py``
+    ``pitctl shutdown`` to pitd's exit with a preloaded pool, and the workers that exited
+    by themselves.
+``max_requests.py``
+    the calls each retired worker served against ``max_requests = 25``, with and without
+    preload, from 1 and more callers.
+``probe.py``
+    ``pitctl probe`` and direct probe requests idle, under load and with the queue full; a
+    SIGTERM under load: not ready, first refusal, exit, and no accepted call unanswered.
 ``peers.py``
     supervisord (restart after kill -9, status latency, daemon RSS) and gunicorn sync
     workers with ``max_requests`` under a loopback load generator, installed from PyPI into
@@ -83,6 +96,10 @@ SCRIPTS: dict[str, Script] = {
     "preload": Script([], ["--kills", "3", "--workers", "4"], 900, 300),
     "concurrency": Script([], ["--quick"], 900, 300),
     "warmup": Script([], ["--quick"], 900, 300),
+    "restart": Script([], ["--kills", "2", "--gap", "1"], 300, 120),
+    "stop": Script([], ["--workers", "8", "--runs", "1"], 600, 120),
+    "max_requests": Script([], ["--calls", "100", "--callers", "1,8", "--work-ms", "0"], 600, 120),
+    "probe": Script([], ["--probes", "50", "--stops", "1"], 900, 180),
     # Installing the peers from PyPI into a fresh environment takes most of its quick run.
     "peers": Script([], ["--quick"], 2400, 600),
 }
@@ -511,6 +528,92 @@ def warmup_rows(f: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def restart_rows(f: list[dict[str, Any]]) -> list[Row]:
+    ready = [r["ready_ms"] for r in f]
+    backoffs = joined([str(r["backoff_ms"]) for r in f])
+    return [
+        (
+            f"    kill -9 of a stable worker -> replacement ready ({len(f)} kills)",
+            f"median {ms(stats.median(ready))} ms, max {ms(max(ready))} ms; backoff chosen {backoffs} ms",
+            verdict("backoff 0", all(r["backoff_ms"] == 0 for r in f)),
+        )
+    ]
+
+
+def stop_rows(f: dict[str, list[dict[str, Any]]]) -> list[Row]:
+    rows: list[Row] = []
+    for n, runs in f.items():
+        took = [r["stop_s"] * 1000 for r in runs]
+        killed = sum(r["killed"] for r in runs)
+        rows.append(
+            (
+                f"    pitctl shutdown -> pitd exited, {n} preloaded workers ({len(runs)} runs)",
+                f"median {ms(stats.median(took))} ms, max {ms(max(took))} ms; "
+                f"{sum(r['by_themselves'] for r in runs)} of {sum(r['exited'] for r in runs)} workers exited "
+                f"by themselves, {killed} SIGKILLed",
+                "",
+            )
+        )
+    return rows
+
+
+def max_requests_rows(f: list[dict[str, Any]]) -> list[Row]:
+    rows: list[Row] = []
+    for r in f:
+        each = r["retired"]
+        spread = f"{each[0]}/{stats.median(each):g}/{each[-1]}" if each else "-"
+        rows.append(
+            (
+                f"    {r['work_ms']:g} ms calls, {'preload' if r['preload'] else 'no preload'}, "
+                f"{r['callers']} caller{'s' if r['callers'] > 1 else ''}",
+                f"calls per retired worker min/median/max {spread}, {r['over_limit']} of {len(each)} over "
+                f"the limit, {r['failed']} failed",
+                verdict("0 failed", r["failed"] == 0),
+            )
+        )
+    return rows
+
+
+def probe_rows(f: dict[str, Any]) -> list[Row]:
+    p, stops = f["probes"], f["stops"]
+    rows: list[Row] = []
+    for condition in ("idle", "saturated", "queue full"):
+        cells, no = [], 0
+        for how in ("pitctl process", "control request"):
+            for kind in ("ready", "live"):
+                m = p[f"{condition} {how} {kind}"]
+                p50, p99 = stats.percentiles(m["ms"], [0.5, 0.99])
+                cells.append(f"{ms(p50)}/{ms(p99)}")
+                no += m["no"]
+        rows.append(
+            (
+                f"    probe p50/p99 ms, {condition}: process ready, live; request ready, live",
+                f"{joined(cells)} ms, {no} answered no",
+                verdict("none answered no", no == 0),
+            )
+        )
+    not_ready = [s["not_ready_ms"] for s in stops if s["not_ready_ms"] is not None]
+    refusal = [s["first_refusal_s"] for s in stops if s["first_refusal_s"] is not None]
+    rows.append(
+        (
+            f"    SIGTERM under load -> not ready / 1st refusal / exit (median of {len(stops)})",
+            f"{ms(stats.median(not_ready)) if not_ready else '-'} ms / "
+            f"{f'{stats.median(refusal):.2f}' if refusal else '-'} s / "
+            f"{stats.median(s['exit_s'] for s in stops):.2f} s",
+            "shutdown_delay 2 s",
+        )
+    )
+    others = sum(s["other"] for s in stops)
+    rows.append(
+        (
+            "    calls pitd accepted but did not answer across the stops",
+            f"{others} of {sum(s['ok'] + s['other'] for s in stops)}",
+            verdict("0", others == 0),
+        )
+    )
+    return rows
+
+
 PEERS = ("pit", "supervisord", "gunicorn")
 
 
@@ -587,13 +690,17 @@ def peers_rows(f: dict[str, Any]) -> list[Row]:
     return rows
 
 
-ROWS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
+ROWS: dict[str, tuple[str, Callable[[Any], list[Row]]]] = {
     "calls": ("Calls: 32-character echo (calls.py)", calls_rows),
     "supervise": ("Supervision (supervise.py)", supervise_rows),
     "leak": ("Memory recycling (leak.py)", leak_rows),
     "preload": ("Preload fork-server (preload.py)", preload_rows),
     "concurrency": ("Concurrent workers: 64 callers, 500 ms HTTP waits (concurrency.py)", concurrency_rows),
     "warmup": ("Warm-up: a forked pool's memory after load (warmup.py)", warmup_rows),
+    "restart": ("Restart backoff: kills of workers up past min_uptime (restart.py)", restart_rows),
+    "stop": ("Stopping a preloaded pool (stop.py)", stop_rows),
+    "max_requests": ("max_requests = 25 under load, 2 workers (max_requests.py)", max_requests_rows),
+    "probe": ("Probes under load, and SIGTERM with calls in flight (probe.py)", probe_rows),
     "peers": ("Peers from PyPI (peers.py)", peers_rows),
 }
 
