@@ -54,7 +54,7 @@ it, 0 otherwise. Each script's own table, with more detail, is kept with ``--log
 Usage::
 
     cargo build --release
-    python3 bench/suite.py [--quick] [--skip peers,leak,...] [--json FILE] [--logs DIR]
+    python3 bench/suite.py [--quick] [--skip peers,leak | --only concurrency] [--json FILE] [--logs DIR]
 """
 
 from __future__ import annotations
@@ -755,12 +755,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip", default="", help=f"comma-separated scripts to leave out ({','.join(ORDER)})"
     )
+    parser.add_argument(
+        "--only", default="", help="comma-separated scripts to run, the others left out of the table"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the table and every script's figures here")
     parser.add_argument("--logs", metavar="DIR", type=Path, help="keep each script's output and JSON in DIR")
     args = parser.parse_args(argv)
-    skip = {s.strip().removesuffix(".py") for s in args.skip.split(",") if s.strip()}
-    if skip - set(ORDER):
-        parser.error(f"--skip: unknown {', '.join(sorted(skip - set(ORDER)))} (known: {', '.join(ORDER)})")
+    skip, only = (
+        {s.strip().removesuffix(".py") for s in a.split(",") if s.strip()} for a in (args.skip, args.only)
+    )
+    for option, names in (("--skip", skip), ("--only", only)):
+        if names - set(ORDER):
+            parser.error(
+                f"{option}: unknown {', '.join(sorted(names - set(ORDER)))} (known: {', '.join(ORDER)})"
+            )
+    if skip and only:
+        parser.error("--skip and --only: give one of them")
+    # With --only, the scripts left out have no section at all; with --skip, a row each.
+    shown = [name for name in ORDER if not only or name in only]
+    skip |= set(ORDER) - set(shown)
     for exe in ("pitd", "pitctl"):
         if not os.access(BIN_DIR / exe, os.X_OK):
             parser.error(f"{BIN_DIR / exe} not found: run `cargo build --release` first")
@@ -809,7 +822,7 @@ def main(argv: list[str] | None = None) -> int:
     machine["seconds"] = total = time.monotonic() - started
 
     rows: list[Row] = []
-    for name in ORDER:
+    for name in shown:
         rows += section(name, results[name])
     ran = [r for r in results.values() if r is not None]
     failed = [n for n, r in results.items() if r is not None and (r.get("error") or r.get("survivors"))]
