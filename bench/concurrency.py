@@ -79,7 +79,7 @@ from pitbench.daemon import PitdProcess, pool_pids
 from pitbench.loopback import ServerProcess
 from pitbench.paths import BIN_DIR
 from pitbench.procfs import pss_bytes
-from pitbench.report import columns
+from pitbench.report import columns, loadavg
 
 PYTHON = os.path.realpath(sys.executable)
 WAIT_S = 60.0
@@ -473,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()
     print(
-        f"# concurrency: {os.cpu_count()} cores, load {' '.join(f'{x:.2f}' for x in load_before)}, "
+        f"# concurrency: {os.cpu_count()} cores, load {loadavg(load_before)}, "
         f"python {PYTHON}, {CALLERS} callers, server delay {args.delay * 1000:.0f} ms, "
         f"{seconds:.0f} s per row",
         flush=True,
@@ -498,10 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
 
     print_table(rows, labels)
-    print(
-        f"load average after: {' '.join(f'{x:.2f}' for x in load_after)}; the server answered {answered} "
-        "requests"
-    )
+    print(f"load average after: {loadavg(load_after)}; the server answered {answered} requests")
     r = rows["4x16_async_recycle"]
     print(
         f"recycle: `pitctl recycle {POOL}` at {seconds / 2:.0f} s (exit {r.get('recycle_rc')}); no worker of "
@@ -517,8 +514,8 @@ def main(argv: list[str] | None = None) -> int:
         "calls/s: per caller (successful calls - 1) / (last return - first return), summed, over the calls "
         "returned from 1 s to the end;\nlatency: those calls, send to reply; PSS: workers + template + spare "
         "(pitd excluded), median of 3 samples under load;\nhealth RTT: pitd's PING -> PONG as pitd times it "
-        f"(debug log), a ping after {HEALTH_INTERVAL} without a sign of life, (n) pings answered in the "
-        "window"
+        f"(debug log), a ping after {HEALTH_INTERVAL} without a sign of life, "
+        "(n) pings answered in the window"
     )
 
     def verdict(ok: bool) -> str:

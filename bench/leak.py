@@ -770,8 +770,8 @@ def report(
         f"worker start-up (worker_started -> worker_ready): median {fmt_ms(startup_med)} ms, "
         f"max {fmt_ms(max(startups, default=float('nan')))} ms over {len(startups)} workers "
         f"(the {len(initial)} initial: {', '.join(fmt_ms(v) for v in initial)} ms; "
-        f"replacements under load: median {fmt_ms(stats.median(repl_startups) if repl_startups else None)} "
-        "ms)"
+        "replacements under load: median "
+        f"{fmt_ms(stats.median(repl_startups) if repl_startups else None)} ms)"
     )
     print(
         f"target = monitor_interval 100 ms + 50 ms + start-up {fmt_ms(startup_med)} ms = {fmt_ms(target)} ms"
@@ -813,8 +813,8 @@ def report(
         ):
             vals = [r[key] for r in reactions]
             print(
-                f"  {what + ':':<46} median {fmt_ms(stats.median(vals)):>6} ms   max {fmt_ms(max(vals)):>6} "
-                "ms"
+                f"  {what + ':':<46} median {fmt_ms(stats.median(vals)):>6} ms"
+                f"   max {fmt_ms(max(vals)):>6} ms"
             )
         print(
             f"  reaction less its own replacement's start-up: median {fmt_ms(stats.median(own))} ms, "
@@ -822,9 +822,8 @@ def report(
         )
         lag = [r["sampler_after_handler_ms"] for r in reactions if "sampler_after_handler_ms" in r]
         print(
-            f"  crossing taken from: 5 ms /proc sampler {srcs['sampler']}, handler's own report "
-            f"{srcs['handler']} "
-            f"(the earlier of the two); sampler saw it "
+            f"  crossing taken from: 5 ms /proc sampler {srcs['sampler']}, "
+            f"handler's own report {srcs['handler']} (the earlier of the two); sampler saw it "
             + (f"{fmt_ms(stats.median(lag))} ms later (median, max {fmt_ms(max(lag))} ms)" if lag else "-")
         )
     else:
@@ -879,12 +878,12 @@ def report(
         summary["monitor"] = rows
         print(
             f"(cpu = pitd's process CPU clock in ns precision over a {mon[0]['window_s']:.1f} s window; "
-            "ticks = "
-            f"utime+stime at {1000 // CLK_TCK} ms resolution; monitor thread = its own ticks per sample;"
+            f"ticks = utime+stime at {1000 // CLK_TCK} ms resolution; monitor thread = its own ticks per "
+            "sample;"
         )
         print(
-            "floor = a yardstick, not pitd: this script's CPU per process to read /proc/PID/stat and statm "
-            "once)"
+            "floor = a yardstick, not pitd: this script's CPU per process to read /proc/PID/stat "
+            "and statm once)"
         )
     leftovers = [s for r in runs for s in r["survivors"]] + [s for m in mon for s in m["survivors"]]
     print()

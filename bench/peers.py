@@ -327,13 +327,13 @@ class Supervisord(Daemon):
         Path(self.conf).write_text(
             f"[unix_http_server]\nfile = {self.sock}\nchmod = 0700\n\n"
             f"[supervisord]\nnodaemon = true\nlogfile = {self.dir / 'supervisord.log'}\n"
-            f"pidfile = {self.dir / 'supervisord.pid'}\nchildlogdir = {self.dir / 'logs'}\nloglevel = "
-            "warn\n\n"
-            "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = "
-            "supervisor.rpcinterface:make_main_rpcinterface\n\n"
+            f"pidfile = {self.dir / 'supervisord.pid'}\nchildlogdir = {self.dir / 'logs'}\n"
+            "loglevel = warn\n\n"
+            "[rpcinterface:supervisor]\n"
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
             f"[supervisorctl]\nserverurl = unix://{self.sock}\n\n"
-            f"[program:sleeper]\ncommand = {PYTHON} {self.script}\nprocess_name = "
-            "%(program_name)s_%(process_num)02d\n"
+            f"[program:sleeper]\ncommand = {PYTHON} {self.script}\n"
+            "process_name = %(program_name)s_%(process_num)02d\n"
             f"numprocs = {size}\nautorestart = true\nstartsecs = 0\n"
         )
         self.start([str(venv / "bin" / "supervisord"), "-n", "-c", self.conf])
@@ -885,10 +885,7 @@ def main(argv: list[str] | None = None) -> int:
     if loadgen == "wrk":
         wrk_out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=WAIT_S)
         wrk_version = (wrk_out.stdout or wrk_out.stderr).split("[")[0].strip()
-    print(
-        f"cores: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), "
-        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
-    )
+    print(f"cores: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), load average {loadavg()}")
     print(
         f"python: {platform.python_implementation()} {platform.python_version()} "
         "(runs the supervised workers and the peers)"
@@ -903,9 +900,8 @@ def main(argv: list[str] | None = None) -> int:
         f"HTTP load generator: {wrk_version if loadgen == 'wrk' else 'built-in (Python threads, HTTP/1.0)'}"
     )
     print(
-        f"{args.runs} run(s); per run and peer: {args.kills} kills, {args.status_n} socket status requests "
-        "and "
-        f"{args.cli_n} CLI runs per size, {args.duration:g} s of load per concurrency",
+        f"{args.runs} run(s); per run and peer: {args.kills} kills, {args.status_n} socket status "
+        f"requests and {args.cli_n} CLI runs per size, {args.duration:g} s of load per concurrency",
         flush=True,
     )
 
@@ -929,12 +925,12 @@ def main(argv: list[str] | None = None) -> int:
     med = report(runs, peers)
     print()
     print(
-        "pit's throughput is pitctl bench against a 2-worker echo pool; gunicorn's is HTTP against 2 sync "
-        "workers"
+        "pit's throughput is pitctl bench against a 2-worker echo pool; "
+        "gunicorn's is HTTP against 2 sync workers"
     )
     print(
-        "with --max-requests 1000. gunicorn forks its workers without exec: its restart has no interpreter "
-        "start-up."
+        "with --max-requests 1000. gunicorn forks its workers without exec: "
+        "its restart has no interpreter start-up."
     )
     if runner.survivors:
         print("processes left behind (killed now):\n  " + "\n  ".join(runner.survivors))

@@ -450,9 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     columns(("load", "probe", "p50 ms", "p99 ms", "max ms", "answered no"), rows, rule=True)
 
     print(
-        f"\nSIGTERM under load: shutdown_delay {SHUTDOWN_DELAY_S:g}s, {args.callers} callers of "
-        "echo.sleep(0.02), "
-        f"{args.workers} workers, {len(stops)} runs:"
+        f"\nSIGTERM under load: shutdown_delay {SHUTDOWN_DELAY_S:g}s, "
+        f"{args.callers} callers of echo.sleep(0.02), {args.workers} workers, {len(stops)} runs:"
     )
     stop_rows = []
     for i, s in enumerate(stops, 1):

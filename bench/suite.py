@@ -482,8 +482,8 @@ def concurrency_rows(f: dict[str, Any]) -> list[Row]:
     rows.append(
         (
             "    health ping round trip at full load, 4x16 async",
-            f"p99 {ms(h['p99_ms'])} ms, max {ms(h['max_ms'])} ms ({h['pings']} pings, {h['missed']} "
-            "unanswered)",
+            f"p99 {ms(h['p99_ms'])} ms, max {ms(h['max_ms'])} ms "
+            f"({h['pings']} pings, {h['missed']} unanswered)",
             verdict("p99 < 50 ms", t["health_rtt"]["met"]),
         )
     )
@@ -827,9 +827,6 @@ def main(argv: list[str] | None = None) -> int:
     ran = [r for r in results.values() if r is not None]
     failed = [n for n, r in results.items() if r is not None and (r.get("error") or r.get("survivors"))]
 
-    def load(la: tuple[float, float, float]) -> str:
-        return " ".join(f"{x:.2f}" for x in la)
-
     print()
     print(
         f"pit benchmark suite ({'quick validation run' if args.quick else 'full run'}): "
@@ -837,7 +834,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"machine: {machine['cores']} cores ({machine['usable_cores']} usable), {platform.platform()}")
     print(f"python: {platform.python_implementation()} {platform.python_version()} at {PYTHON}")
-    print(f"load average (1/5/15 min): before {load(load_before)}, after {load(load_after)}")
+    print(
+        f"load average (1/5/15 min): before {report.loadavg(load_before)}, after {report.loadavg(load_after)}"
+    )
     print(f"scripts: {', '.join(r['command'] for r in ran) or 'none'}; {total / 60:.1f} min in all")
     print("every figure below was measured in this run; medians over each script's runs\n")
     print_table(rows)

@@ -66,7 +66,7 @@ from pitbench.daemon import PitdProcess
 from pitbench.events import event_time
 from pitbench.paths import BIN_DIR
 from pitbench.procfs import ChildWatch, argv, cpu_seconds, descendants, status_kib
-from pitbench.report import fmt_ms, progress
+from pitbench.report import fmt_ms, loadavg, progress
 
 PYTHON = sys.executable  # absolute path: the workers and `python -c pass` use this one
 WAIT_S = 30.0  # bound on start-up, replies, replacements and shutdown
@@ -420,10 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     version = subprocess.run(
         [str(args.bin_dir / "pitd"), "--version"], capture_output=True, text=True
     ).stdout.strip()
-    print(
-        f"cores: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), "
-        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
-    )
+    print(f"cores: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), load average {loadavg()}")
     print(f"python: {platform.python_version()} at {PYTHON} (this interpreter; workers and `python -c pass`)")
     print(f"pitd: {version or '?'} at {args.bin_dir / 'pitd'}")
     print(
@@ -468,10 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         print("processes started by pitd outlived it (killed now):\n  " + "\n  ".join(survivors))
     else:
         print(f"pitd stopped {daemons} times with SIGTERM; none of the processes it started outlived it")
-    print(
-        f"total time {time.monotonic() - started:.0f} s, load average now "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
-    )
+    print(f"total time {time.monotonic() - started:.0f} s, load average now {loadavg()}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(

@@ -69,7 +69,7 @@ from pitbench.daemon import PitdProcess
 from pitbench.loopback import ServerProcess
 from pitbench.paths import APPS, BIN_DIR, REPO
 from pitbench.procfs import pss_bytes
-from pitbench.report import columns
+from pitbench.report import columns, loadavg
 
 PYTHON = os.path.realpath(sys.executable)
 DSPY_VENV_PYTHON = REPO / "target" / "dspy-venv" / "bin" / "python"
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     stand_in = app == "lazy_agent"
     load_before = os.getloadavg()
     print(
-        f"# warmup: {os.cpu_count()} cores, load {' '.join(f'{x:.2f}' for x in load_before)}, app {app} "
+        f"# warmup: {os.cpu_count()} cores, load {loadavg(load_before)}, app {app} "
         f"({version_of(python, app)}, {python}), {CALLERS} callers x {calls} calls x {RUNS} runs, "
         f"server delay {args.delay * 1000:.0f} ms",
         flush=True,
@@ -394,9 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     if stand_in:
         why = "as asked" if args.app == "lazy_agent" else "DSPy is not installed here"
         print(
-            "# the stand-in app (lazy imports and a cache built at its first call) is measured instead of "
-            "DSPy "
-            f"({why})",
+            "# the stand-in app (lazy imports and a cache built at its first call) is measured "
+            f"instead of DSPy ({why})",
             flush=True,
         )
     server = ServerProcess(
@@ -419,10 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
 
     print_table(rows, labels)
-    print(
-        f"load average after: {' '.join(f'{x:.2f}' for x in load_after)}; the server answered {answered} "
-        "requests"
-    )
+    print(f"load average after: {loadavg(load_after)}; the server answered {answered} requests")
     plain_mib = rows["plain"]["pss_mib"][-1]["total"]
     targets = {}
     for key, _, _ in ROWS:

@@ -13,9 +13,10 @@ def progress(message: str, prefix: str = "  ") -> None:
     print(f"{prefix}{message}", file=sys.stderr, flush=True)
 
 
-def loadavg() -> str:
-    """The 1, 5 and 15 minute load averages, ``1.02 0.87 0.55``."""
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+def loadavg(values: Sequence[float] | None = None) -> str:
+    """The 1, 5 and 15 minute load averages, now or as ``os.getloadavg()`` gave them
+    earlier: ``1.02 0.87 0.55``."""
+    return " ".join(f"{x:.2f}" for x in (os.getloadavg() if values is None else values))
 
 
 def fmt_ms(v: float) -> str:
