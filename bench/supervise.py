@@ -369,7 +369,10 @@ def report(runs: list[dict[str, float]], sizes: list[int], idle_s: float) -> dic
         row(f"  {n} workers", f"pitctl_{n}", target="< 5 ms", ok=med[f"pitctl_{n}"] < 5)
     rows.append(("", "", "", "", ""))
     row("pitd RSS (VmRSS, workers excluded)", None)
-    mb = lambda v: f"{v:.1f}"  # noqa: E731
+
+    def mb(v: float) -> str:
+        return f"{v:.1f}"
+
     for n in sizes:
         target, ok = ("< 10 MB", med[f"rss_{n}"] < 10) if n == 64 else ("", None)
         row(f"  {n} workers", f"rss_{n}", unit="MB", target=target, ok=ok, fmt=mb)
