@@ -38,9 +38,9 @@ are measured in one run of this script, with one interpreter (the one running it
     thread keeping 64 calls in flight on one connection, writing the requests it can send
     together in one write and taking every reply it has from one read, as a process that
     multiplexes its callers over one connection does (``pit.Client`` carries the calls of
-    all its threads on one connection). This is the like-for-like row for the Python pools' C=64 rows below, which are
-    also one process with 64 calls in flight. (The throughput ratios below take each
-    side's fastest row.)
+    all its threads on one connection). This is the like-for-like row for the Python
+    pools' C=64 rows below, which are also one process with 64 calls in flight. (The
+    throughput ratios below take each side's fastest row.)
 ``mp.Pool(W) c=C`` / ``ProcessPoolExecutor(W) c=C``
     ``multiprocessing.Pool(W).apply_async`` and ``ProcessPoolExecutor(W).submit`` with C
     calls kept in flight: C=1 is latency, C=64 is throughput.
@@ -57,13 +57,14 @@ are measured in one run of this script, with one interpreter (the one running it
 Each measurement runs for a fixed time (after a short warm-up that is not counted) and
 records every call's latency from just before the request leaves the caller to just after
 the reply is back; calls/s is completed calls over the measured time. Percentiles are
-nearest-rank (the method ``pitctl bench`` uses). Each row is measured ``--runs`` times,
-the rows of one kind taking turns in each round so that drift on the machine affects them
-alike, and the table shows the median of each column over the runs; ``--json FILE`` keeps
-every run. In the JSON, the 2-worker rows are also under their names from before the worker
-count was a parameter (``pit c=1``, ``mp.Pool c=64``, ...). Other load on the machine skews everything, so the script also reports how the
-machine's CPU time was spent during the run: by this benchmark and what it started, by
-other processes, and stolen by the hypervisor.
+``pitbench.stats``'s, the definition ``pitctl bench`` uses. Each row is measured
+``--runs`` times, the rows of one kind taking turns in each round so that drift on the
+machine affects them alike, and the table shows the median of each column over the runs;
+``--json FILE`` keeps every run. In the JSON, the 2-worker rows are also under their names
+from before the worker count was a parameter (``pit c=1``, ``mp.Pool c=64``, ...). Other
+load on the machine skews everything, so the script also reports how the machine's CPU
+time was spent during the run: by this benchmark and what it started, by other processes,
+and stolen by the hypervisor.
 
 Every loop is bounded by a deadline and a call count, every wait by a timeout. pitd is
 stopped at the end (also on errors or Ctrl-C), and the script checks that none of the
@@ -78,7 +79,6 @@ Linux only (pitd is). Usage::
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import contextlib
 import fcntl
 import functools
@@ -88,21 +88,20 @@ import os
 import platform
 import select
 import signal
-import statistics
 import struct
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.pool import Pool
 from pathlib import Path
 
-from daemon import PitdProcess, describe
-from procfs import stat_fields as _stat_fields
-
-REPO = Path(__file__).resolve().parent.parent
-PYTHON_DIR = REPO / "python"
-sys.path.insert(0, str(PYTHON_DIR))  # this repository's pit package, for the imports below
+from pitbench import specs, stats
+from pitbench.daemon import PitdProcess
+from pitbench.paths import BIN_DIR, PYTHON_DIR, REPO
+from pitbench.procfs import CpuUse, cpu_seconds
 
 from pit import _worker_protocol  # the frame layout pitd and the worker share
 from pit.examples.echo import echo  # the function every row calls
@@ -145,22 +144,18 @@ FIELDS = ("calls_per_s", "p50_us", "p90_us", "p99_us", "max_us")
 
 
 def summarize(lat_ns: list[int], elapsed_s: float) -> Run:
-    """calls/s and nearest-rank percentiles (µs) of one measurement."""
-    lat = sorted(lat_ns)
-    if not lat:
+    """calls/s and the percentiles (µs) of one measurement, as ``pitctl bench`` gives them."""
+    if not lat_ns:
         raise RuntimeError("no call completed")
-
-    def pct(p: float) -> float:
-        return lat[round((len(lat) - 1) * p)] / 1000.0
-
+    p50, p90, p99, top = stats.percentiles(lat_ns, [0.50, 0.90, 0.99, 1.0])
     return {
-        "calls": len(lat),
+        "calls": len(lat_ns),
         "seconds": elapsed_s,
-        "calls_per_s": len(lat) / elapsed_s,
-        "p50_us": pct(0.50),
-        "p90_us": pct(0.90),
-        "p99_us": pct(0.99),
-        "max_us": lat[-1] / 1000.0,
+        "calls_per_s": len(lat_ns) / elapsed_s,
+        "p50_us": p50 / 1000.0,
+        "p90_us": p90 / 1000.0,
+        "p99_us": p99 / 1000.0,
+        "max_us": top / 1000.0,
     }
 
 
@@ -172,7 +167,7 @@ def median_row(runs: list[Run]) -> Run:
     """Each column's median over the runs of one row (the middle process's CPU where every
     run has it)."""
     fields = FIELDS + tuple(f for f in PITD_FIELDS + RELAY_FIELDS if all(f in r for r in runs))
-    return {f: statistics.median(r[f] for r in runs) for f in fields}
+    return {f: stats.median(r[f] for r in runs) for f in fields}
 
 
 def pit_concurrencies(workers: int) -> list[int]:
@@ -187,7 +182,9 @@ PIPELINED = WINDOWS[-1]  # calls in flight on the one connection of the pipeline
 def pit_row_names(workers: int) -> list[tuple[str, int, int | None]]:
     """The pit rows of a pool of ``workers``: (name, calls in flight, connections), the
     last with as many calls in flight as the Python pools get, on one connection."""
-    rows: list[tuple[str, int, int | None]] = [(f"pit({workers}) c={c}", c, None) for c in pit_concurrencies(workers)]
+    rows: list[tuple[str, int, int | None]] = [
+        (f"pit({workers}) c={c}", c, None) for c in pit_concurrencies(workers)
+    ]
     rows.append((f"pit({workers}) c={PIPELINED} conn=1", PIPELINED, 1))
     return rows
 
@@ -204,49 +201,6 @@ def parse_workers(text: str) -> list[int]:
     if not sizes:
         raise ValueError("no worker count")
     return sorted(sizes)
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of process ``pid`` (all its threads, not its children), in seconds."""
-    fields = _stat_fields(pid)
-    if fields is None:
-        raise RuntimeError(f"pid {pid} is gone")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class CpuUse:
-    """Where the machine's CPU time went between two samples: this script with everything
-    it started (counted once waited for), everyone else, and steal (time the hypervisor
-    gave to other guests)."""
-
-    def __init__(self) -> None:
-        self.t0, self.machine0, self.ours0 = time.monotonic(), self._machine(), self._ours()
-
-    @staticmethod
-    def _machine() -> tuple[float, float]:
-        """(busy, steal) seconds of all CPUs from /proc/stat."""
-        with open("/proc/stat") as f:
-            user, nice, system, _idle, _iowait, irq, softirq, steal = (
-                int(x) for x in f.readline().split()[1:9]
-            )
-        tick = os.sysconf("SC_CLK_TCK")
-        return (user + nice + system + irq + softirq) / tick, steal / tick
-
-    @staticmethod
-    def _ours() -> float:
-        t = os.times()
-        return t.user + t.system + t.children_user + t.children_system
-
-    def summary(self) -> dict[str, float]:
-        """Percentages of the machine's capacity (all CPUs) since construction."""
-        capacity = (time.monotonic() - self.t0) * (os.cpu_count() or 1)
-        busy, steal = (a - b for a, b in zip(self._machine(), self.machine0))
-        ours = self._ours() - self.ours0
-        return {
-            "ours_percent": 100.0 * ours / capacity,
-            "others_percent": 100.0 * max(busy - ours, 0.0) / capacity,
-            "steal_percent": 100.0 * steal / capacity,
-        }
 
 
 # --- CPU pinning ------------------------------------------------------------------------
@@ -280,32 +234,12 @@ def pinned(pids: Iterable[int], cpu: int) -> Iterator[None]:
 # --- floors: one child on two pipes, driven one frame at a time --------------------------
 
 
-class PipeChild:
-    """A child process reading our frames on its fd 3 and answering on its fd 4."""
+class FrameProcess:
+    """A process we write frames to on ``wfd`` and read its answers from on ``rfd``."""
 
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        to_child_r, self.wfd = os.pipe()
-        self.rfd, from_child_w = os.pipe()
-        # Park the child's ends above fd 4, so that dup2 onto 3 and 4 always makes fresh,
-        # inheritable copies; every other pipe fd is close-on-exec.
-        child_in = fcntl.fcntl(to_child_r, fcntl.F_DUPFD_CLOEXEC, 10)
-        child_out = fcntl.fcntl(from_child_w, fcntl.F_DUPFD_CLOEXEC, 10)
-        os.close(to_child_r)
-        os.close(from_child_w)
-        try:
-            self.pid = os.posix_spawn(
-                argv[0],
-                argv,
-                env,
-                file_actions=[
-                    (os.POSIX_SPAWN_DUP2, child_in, 3),
-                    (os.POSIX_SPAWN_DUP2, child_out, 4),
-                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                ],
-            )
-        finally:
-            os.close(child_in)
-            os.close(child_out)
+    pid: int
+    wfd: int
+    rfd: int
 
     @property
     def pids(self) -> list[int]:
@@ -338,7 +272,35 @@ class PipeChild:
         os.close(self.rfd)
 
 
-class RelayChild:
+class PipeChild(FrameProcess):
+    """A child process reading our frames on its fd 3 and answering on its fd 4."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        to_child_r, self.wfd = os.pipe()
+        self.rfd, from_child_w = os.pipe()
+        # Park the child's ends above fd 4, so that dup2 onto 3 and 4 always makes fresh,
+        # inheritable copies; every other pipe fd is close-on-exec.
+        child_in = fcntl.fcntl(to_child_r, fcntl.F_DUPFD_CLOEXEC, 10)
+        child_out = fcntl.fcntl(from_child_w, fcntl.F_DUPFD_CLOEXEC, 10)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        try:
+            self.pid = os.posix_spawn(
+                argv[0],
+                argv,
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, child_in, 3),
+                    (os.POSIX_SPAWN_DUP2, child_out, 4),
+                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                ],
+            )
+        finally:
+            os.close(child_in)
+            os.close(child_out)
+
+
+class RelayChild(FrameProcess):
     """``bench/relay.rs`` between us and a ``PipeChild``: our frames go to the relay's fd 3,
     its replies come from its fd 4, and it talks to the child on fds 5 and 6."""
 
@@ -365,18 +327,16 @@ class RelayChild:
     def pids(self) -> list[int]:
         return [self.pid, self.child.pid]
 
-    read_frame = PipeChild.read_frame
-
     def close(self) -> None:
         """End of input ends the relay; then the child is closed as usual."""
         try:
-            PipeChild.close(self)  # type: ignore[arg-type]  (the same fields)
+            super().close()
         finally:
             self.child.close()
 
 
 def ping_pong(
-    child: PipeChild | RelayChild,
+    child: FrameProcess,
     frame: Callable[[int], bytes],
     reply: Callable[[int], bytes],
     duration_s: float,
@@ -404,7 +364,7 @@ def ping_pong(
 
 def floor_rows(
     name: str,
-    child: PipeChild | RelayChild,
+    child: FrameProcess,
     frame: Callable[[int], bytes],
     reply: Callable[[int], bytes],
     cfg: Config,
@@ -437,7 +397,10 @@ def floor_raw(cfg: Config) -> Rows:
     child = PipeChild([sys.executable, "-c", RAW_ECHO], dict(os.environ))
     try:
         message = len(PAYLOAD).to_bytes(4, "big") + PAYLOAD.encode("utf-8")
-        same = lambda i: message
+
+        def same(i: int) -> bytes:
+            return message
+
         return floor_rows("floor-raw", child, same, same, cfg)
     finally:
         child.close()
@@ -454,8 +417,11 @@ def relay_binary(cfg: Config) -> Path | None:
         try:
             subprocess.run(
                 ["cargo", "build", "--release", "--example", "relay"],
-                cwd=REPO, check=True, stdout=subprocess.DEVNULL, timeout=900,
-            )  # fmt: skip
+                cwd=REPO,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                timeout=900,
+            )
         except (OSError, subprocess.SubprocessError) as e:
             print(f"cannot build the relay ({e}): the floor-relay rows are left out", file=sys.stderr)
             return None
@@ -472,7 +438,10 @@ def floor_relay(cfg: Config) -> Rows:
     child = RelayChild(relay, PipeChild([sys.executable, "-c", RAW_ECHO], dict(os.environ)))
     try:
         message = len(PAYLOAD).to_bytes(4, "big") + PAYLOAD.encode("utf-8")
-        same = lambda i: message
+
+        def same(i: int) -> bytes:
+            return message
+
         return floor_rows("floor-relay", child, same, same, cfg, middle=child.pid)
     finally:
         child.close()
@@ -492,8 +461,13 @@ def floor_pit_runtime(cfg: Config) -> Rows:
         call_head, call_tail = call[:5], call[13:]
         ok_head, ok_tail = ok[:5], ok[13:]
         pack_id = struct.Struct(">Q").pack
-        frame = lambda i: call_head + pack_id(i) + call_tail
-        reply = lambda i: ok_head + pack_id(i) + ok_tail
+
+        def frame(i: int) -> bytes:
+            return call_head + pack_id(i) + call_tail
+
+        def reply(i: int) -> bytes:
+            return ok_head + pack_id(i) + ok_tail
+
         return floor_rows("floor-pit-runtime", child, frame, reply, cfg)
     finally:
         child.close()
@@ -511,46 +485,41 @@ class Pitd(PitdProcess):
     def __init__(self, bin_dir: Path, sizes: list[int]) -> None:
         super().__init__(bin_dir, "pit-bench-")
         self.require_binaries()
-        self.sizes = sizes
-        pools = [
-            [
-                f"[pools.echo{n}]",
-                'app = "pit.examples.echo"',
-                f"python = {json.dumps(sys.executable)}",
-                f"cwd = {json.dumps(str(PYTHON_DIR))}",
-                f"size = {n}",
-            ]
-            for n in sizes
-        ]
-        self.start([*self.spec_head(), *(line for pool in pools for line in pool)])
+        self.sizes = {f"echo{n}": n for n in sizes}
+        spec = self.spec_head()
+        for name, n in self.sizes.items():
+            pool: dict[str, specs.Value] = {
+                "app": "pit.examples.echo",
+                "python": sys.executable,
+                "cwd": str(PYTHON_DIR),
+                "size": n,
+            }
+            spec += specs.table(f"pools.{name}", pool)
+        self.start(spec)
 
     def wait_ready(self) -> None:
         """Until every worker of every pool is idle; records every process pitd started."""
-
-        def ready() -> bool:
-            out = self.ctl("status", "--json")
-            if out.returncode != 0:
-                return False
-            pools = {p["name"]: p for p in json.loads(out.stdout)["pools"]}
-            return all(self._ready(pools.get(f"echo{n}"), n) for n in self.sizes)
-
-        self.wait_for(ready, WAIT_S + 0.1 * sum(self.sizes), 0.1, "the echo pools were not ready")
-
-    @staticmethod
-    def _ready(pool: dict | None, size: int) -> bool:
-        if pool is None or pool["state"] != "running":
-            return False
-        return len([w for w in pool["workers"] if w["state"] == "idle"]) == size
+        self.wait_workers(self.sizes, every_s=0.1)
 
     def bench(self, size: int, concurrency: int, duration_s: float, connections: int | None = None) -> Run:
         """``pitctl bench`` on pool ``echo<size>``, with pitd's own CPU time over its run."""
         extra = ["--connections", str(connections)] if connections else []
         cpu0, t0 = cpu_seconds(self.proc.pid), time.monotonic()
         out = self.ctl(
-            "bench", f"echo{size}", "--method", "echo", "--args", ARGS_JSON.decode(),
-            "--concurrency", str(concurrency), "--duration", f"{round(duration_s * 1000)}ms", "--json",
-            *extra, timeout=duration_s + WAIT_S,
-        )  # fmt: skip
+            "bench",
+            f"echo{size}",
+            "--method",
+            "echo",
+            "--args",
+            ARGS_JSON.decode(),
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            f"{round(duration_s * 1000)}ms",
+            "--json",
+            *extra,
+            timeout=duration_s + WAIT_S,
+        )
         cpu1, t1 = cpu_seconds(self.proc.pid), time.monotonic()
         if out.returncode != 0:
             raise RuntimeError(f"pitctl bench failed ({out.returncode}): {out.stderr.strip()}")
@@ -565,7 +534,7 @@ class Pitd(PitdProcess):
             "pitd_cpu_us_per_call": 1e6 * (cpu1 - cpu0) / max(r["calls"], 1),
         }
 
-    def stop(self) -> list[str]:  # type: ignore[override]
+    def stop(self, wait_s: float | None = None) -> list[str]:
         """Stops pitd (shutdown, then SIGTERM, then SIGKILL) and returns what outlived it:
         its children (the workers and its guard process) must go with it."""
         if self.running():
@@ -573,7 +542,7 @@ class Pitd(PitdProcess):
                 self.ctl("shutdown", timeout=10.0)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=WAIT_S)
-        return describe(super().stop())
+        return super().stop(wait_s)
 
 
 def pit_rows(cfg: Config) -> tuple[Rows, list[str]]:
@@ -661,7 +630,7 @@ def mp_pool_rows(cfg: Config) -> Rows:
         for n in cfg.workers:
             pool = stack.enter_context(multiprocessing.Pool(n))
 
-            def submit(done: Callable[[object], None], pool=pool) -> None:
+            def submit(done: Callable[[object], None], pool: Pool = pool) -> None:
                 pool.apply_async(echo, (PAYLOAD,), callback=done, error_callback=done)
 
             submits[n] = submit
@@ -672,10 +641,10 @@ def executor_rows(cfg: Config) -> Rows:
     with contextlib.ExitStack() as stack:
         submits: dict[int, Submit] = {}
         for n in cfg.workers:
-            ex = stack.enter_context(concurrent.futures.ProcessPoolExecutor(n))
+            ex = stack.enter_context(ProcessPoolExecutor(n))
 
-            def submit(done: Callable[[object], None], ex=ex) -> None:
-                def finished(fut: concurrent.futures.Future) -> None:
+            def submit(done: Callable[[object], None], ex: ProcessPoolExecutor = ex) -> None:
+                def finished(fut: Future[str]) -> None:
                     error = fut.exception()
                     done(error if error is not None else fut.result())
 
@@ -704,7 +673,12 @@ def row_order(cfg: Config) -> list[str]:
     """The table's rows, top to bottom."""
     rows = ["floor-raw", "floor-pit-runtime", "floor-relay"]
     rows += [name for n in cfg.workers for name, _, _ in pit_row_names(n)]
-    rows += [f"{kind}({n}) c={w}" for kind in ("mp.Pool", "ProcessPoolExecutor") for n in cfg.workers for w in WINDOWS]
+    rows += [
+        f"{kind}({n}) c={w}"
+        for kind in ("mp.Pool", "ProcessPoolExecutor")
+        for n in cfg.workers
+        for w in WINDOWS
+    ]
     rows += ["floor-raw" + ONE_CPU, "floor-pit-runtime" + ONE_CPU, "floor-relay" + ONE_CPU]
     rows += [f"pit({cfg.reference}) c=1" + ONE_CPU]
     return rows
@@ -775,7 +749,10 @@ def ratios(medians: dict[str, Run], cfg: Config) -> dict[str, object]:
             f"{'throughput' if n == cfg.workers[0] else '':<12}{t['what']}: {pit_cps:.0f} / {mp_cps:.0f}"
             f" = {t['value']:.2f}x  (target >= 2x: {'met' if t['met'] else 'NOT met'})"
         )
-    out: dict[str, object] = {"throughput": by_workers[str(cfg.reference)], "throughput_by_workers": by_workers}
+    out: dict[str, object] = {
+        "throughput": by_workers[str(cfg.reference)],
+        "throughput_by_workers": by_workers,
+    }
     pit_c1 = f"pit({cfg.reference}) c=1"
     for key, suffix, floor in (
         ("latency", "", "floor-pit-runtime"),
@@ -791,7 +768,8 @@ def ratios(medians: dict[str, Run], cfg: Config) -> dict[str, object]:
             "met": pit_p50 / floor_p50 <= 2.5,
         }
         print(
-            f"{'latency' if key == 'latency' else '':<12}{r['what']}: {fmt_us(pit_p50)} / {fmt_us(floor_p50)} µs"
+            f"{'latency' if key == 'latency' else '':<12}{r['what']}: {fmt_us(pit_p50)} / "
+            f"{fmt_us(floor_p50)} µs"
             f" = {r['value']:.2f}x  (target <= 2.5x: {'met' if r['met'] else 'NOT met'})"
         )
     if "floor-relay" in medians:
@@ -799,10 +777,14 @@ def ratios(medians: dict[str, Run], cfg: Config) -> dict[str, object]:
         # the latency ratio no relay can remove on this machine.
         relay: dict[str, object] = {}
         for suffix in ("", ONE_CPU):
-            relay_p50, raw_p50 = medians["floor-relay" + suffix]["p50_us"], medians["floor-raw" + suffix]["p50_us"]
+            relay_p50, raw_p50 = (
+                medians["floor-relay" + suffix]["p50_us"],
+                medians["floor-raw" + suffix]["p50_us"],
+            )
             relay["one_cpu" if suffix else "unpinned"] = relay_p50 / raw_p50
             print(
-                f"{'':<12}floor-relay{suffix} / floor-raw{suffix} p50: {fmt_us(relay_p50)} / {fmt_us(raw_p50)} µs"
+                f"{'':<12}floor-relay{suffix} / floor-raw{suffix} p50: {fmt_us(relay_p50)} / "
+                f"{fmt_us(raw_p50)} µs"
                 f" = {relay_p50 / raw_p50:.2f}x  (two hops through a relay that does no work)"
             )
         pit_cpu = medians[pit_c1 + ONE_CPU]["pitd_cpu_us_per_call"]
@@ -810,7 +792,8 @@ def ratios(medians: dict[str, Run], cfg: Config) -> dict[str, object]:
         relay["pitd_cpu_us_per_call_one_cpu"], relay["relay_cpu_us_per_call_one_cpu"] = pit_cpu, relay_cpu
         out["relay_over_raw_floor"] = relay
         print(
-            f"{'':<12}CPU of the middle process per call, 1 CPU: pitd {pit_cpu:.1f} µs, relay {relay_cpu:.1f} µs"
+            f"{'':<12}CPU of the middle process per call, 1 CPU: pitd {pit_cpu:.1f} µs, relay "
+            f"{relay_cpu:.1f} µs"
         )
     # pitd's own CPU at the highest throughput of each pool size
     cpu: dict[str, dict[str, object]] = {}
@@ -853,7 +836,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bin-dir",
         type=Path,
-        default=REPO / "target" / "release",
+        default=BIN_DIR,
         help="directory holding pitd and pitctl (default: this repository's target/release)",
     )
     args = parser.parse_args(argv)

@@ -66,7 +66,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import threading
@@ -75,12 +74,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(REPO / "python"))
-from daemon import PitdProcess, describe  # noqa: E402
-from supervise import control_request  # noqa: E402
+from pitbench import specs, stats
+from pitbench.daemon import PitdProcess, pool_pids
+from pitbench.loopback import ServerProcess
+from pitbench.paths import BIN_DIR
+from pitbench.procfs import pss_bytes
+from pitbench.report import columns, loadavg
 
 PYTHON = os.path.realpath(sys.executable)
 WAIT_S = 60.0
@@ -110,8 +109,10 @@ def serve(delay: float) -> int:
                 if not line or not line.strip():
                     break
             await asyncio.sleep(delay)
-            writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
-                         b"Connection: close\r\n\r\nok\n")  # fmt: skip
+            writer.write(
+                b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
+                b"Connection: close\r\n\r\nok\n"
+            )
             await writer.drain()
             answered += 1
         except OSError:
@@ -164,31 +165,6 @@ def plain(url: str, seconds: float, threads: int) -> int:
     return 0
 
 
-class Server:
-    def __init__(self, delay: float) -> None:
-        self.proc = subprocess.Popen([PYTHON, __file__, "--serve", str(delay)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)  # fmt: skip
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.strip().isdigit():
-            self.stop()
-            raise RuntimeError(f"the HTTP server did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{int(line)}/"
-
-    def stop(self) -> int | None:
-        """Stops the server; the number of requests it answered."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        try:
-            self.proc.stdin.close()
-            rest = self.proc.stdout.read()
-            self.proc.wait(timeout=WAIT_S)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-            return None
-        return int(rest.split()[-1]) if rest.split() and rest.split()[-1].isdigit() else None
-
-
 # --- measuring ---------------------------------------------------------------------------
 
 
@@ -198,23 +174,6 @@ class Call(NamedTuple):
     done: float
     ok: bool
     error: str | None
-
-
-def pss_of(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
 def closed_loop_rate(calls: list[Call]) -> float:
@@ -236,15 +195,15 @@ def closed_loop_rate(calls: list[Call]) -> float:
 def summarize(calls: list[Call], t0: float, seconds: float) -> dict[str, Any]:
     w0, w1 = t0 + WARMUP_S, t0 + seconds
     window = [c for c in calls if c.ok and w0 <= c.done < w1]
-    inside = sorted(c.done - c.start for c in window)
+    p50, p99, top = stats.percentiles((c.done - c.start for c in window), [0.50, 0.99, 1.0])
     errors = [c.error or "failed" for c in calls if not c.ok]
     return {
         "calls": len(calls),
         "calls_per_s": closed_loop_rate(window),
         "completed_in_window_per_s": len(window) / (w1 - w0),
-        "p50_ms": percentile(inside, 0.50) * 1000,
-        "p99_ms": percentile(inside, 0.99) * 1000,
-        "max_ms": (inside[-1] if inside else float("nan")) * 1000,
+        "p50_ms": p50 * 1000,
+        "p99_ms": p99 * 1000,
+        "max_ms": top * 1000,
         "failed": len(errors),
         "errors": sorted(set(errors))[:5],
     }
@@ -259,54 +218,24 @@ class Pitd(PitdProcess):
     def __init__(self, bin_dir: Path, size: int, concurrency: int) -> None:
         super().__init__(bin_dir, "pit-concurrency-")
         self.size = size
-        spec = [
-            *self.spec_head(),
-            'log_format = "json"',
-            "",
-            f"[pools.{POOL}]",
-            'app = "pit.examples.agent"',
-            'preload = ["pit.examples.agent"]',
-            f"python = {json.dumps(PYTHON)}",
-            f"size = {size}",
-            f"concurrency = {concurrency}",
-            f"env = {{ PYTHONPATH = {json.dumps(str(REPO / 'python'))} }}",
-            'memory_metric = "pss"',
-            'startup_timeout = "60s"',
-            f'health_interval = "{HEALTH_INTERVAL}"',
-            'health_timeout = "5s"',
-        ]
+        pool: dict[str, specs.Value] = {
+            "app": "pit.examples.agent",
+            "preload": ["pit.examples.agent"],
+            "python": PYTHON,
+            "size": size,
+            "concurrency": concurrency,
+            "env": specs.pit_env(),
+            "memory_metric": "pss",
+            "startup_timeout": "60s",
+            "health_interval": HEALTH_INTERVAL,
+            "health_timeout": "5s",
+        }
+        spec = self.spec_head(log_format="json") + specs.table(f"pools.{POOL}", pool)
         self.start(spec, env=dict(os.environ, PITD_LOG="info,pit::daemon::pool::health=debug"))
-
-    def pool(self) -> dict[str, Any]:
-        reply = json.loads(control_request(self.control, {"cmd": "status", "pool": POOL}, WAIT_S))
-        if reply.get("reply") != "status":
-            raise RuntimeError(f"status refused: {reply}")
-        return reply["pools"][0]
-
-    def pids(self, pool: dict[str, Any]) -> list[int]:
-        """The pool's workers, template and spare."""
-        pids = [w["pid"] for w in pool["workers"] if w.get("pid")]
-        template = pool.get("template") or {}
-        if template.get("pid"):
-            pids.append(template["pid"])
-        if (template.get("spare") or {}).get("pid"):
-            pids.append(template["spare"]["pid"])
-        return pids
 
     def wait_ready(self) -> None:
         """Until every worker is idle and the template has its spare."""
-
-        def ready() -> bool:
-            if not os.path.exists(self.control):
-                return False
-            try:
-                p = self.pool()
-            except (OSError, RuntimeError, ValueError, KeyError, IndexError):
-                return False
-            idle = sum(1 for w in p["workers"] if w["state"] == "idle" and w.get("pid"))
-            return idle == self.size and bool(((p.get("template") or {}).get("spare") or {}).get("pid"))
-
-        self.wait_for(ready, WAIT_S + 0.5 * self.size, 0.05, "the pool was not ready")
+        self.wait_workers({POOL: self.size}, spare=True)
 
     def log_size(self) -> int:
         self.log.flush()
@@ -327,17 +256,18 @@ class Pitd(PitdProcess):
                 rtts.append(fields["rtt_us"] / 1000)
             elif "no answer to a health ping" in str(fields.get("message")):
                 missed += 1
-        rtts.sort()
-        return {"pings": len(rtts), "missed": missed, "p50_ms": percentile(rtts, 0.5),
-                "p99_ms": percentile(rtts, 0.99), "max_ms": rtts[-1] if rtts else float("nan")}  # fmt: skip
+        p50, p99, top = stats.percentiles(rtts, [0.5, 0.99, 1.0])
+        return {"pings": len(rtts), "missed": missed, "p50_ms": p50, "p99_ms": p99, "max_ms": top}
 
-    def stop(self) -> list[str]:  # type: ignore[override]
-        left = describe(super().stop())
+    def stop(self, wait_s: float | None = None) -> list[str]:
+        left = super().stop(wait_s)
         self.cleanup()
         return left
 
 
 async def pit_load(d: Pitd, method: str, url: str, seconds: float, t0: float) -> list[Call]:
+    # Imported here, not with the script: the plain-threads process is this script too,
+    # and its PSS is a row of the table; pit has no business in it.
     import pit
 
     end = t0 + seconds
@@ -365,8 +295,9 @@ async def at(t: float, fn: Callable[[], Any]) -> Any:
     return await asyncio.to_thread(fn)
 
 
-def run_pit(bin_dir: Path, url: str, seconds: float, size: int, concurrency: int, method: str,
-            recycle: bool = False) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+def run_pit(
+    bin_dir: Path, url: str, seconds: float, size: int, concurrency: int, method: str, recycle: bool = False
+) -> tuple[dict[str, Any], list[str]]:
     d = Pitd(bin_dir, size, concurrency)
     try:
         d.wait_ready()
@@ -374,11 +305,16 @@ def run_pit(bin_dir: Path, url: str, seconds: float, size: int, concurrency: int
         marks: dict[str, Any] = {}
 
         def sample() -> dict[str, Any]:
-            p = d.pool()
+            p = d.pool(POOL)
             d.remember()
-            pids = d.pids(p)
-            return {"pss": sum(pss_of(pid) for pid in pids), "processes": len(pids), "pitd_pss": pss_of(d.proc.pid),
-                    "in_flight": p.get("in_flight"), "capacity": p.get("capacity")}  # fmt: skip
+            pids = pool_pids(p)
+            return {
+                "pss": sum(pss_bytes(pid) for pid in pids),
+                "processes": len(pids),
+                "pitd_pss": pss_bytes(d.proc.pid),
+                "in_flight": p.get("in_flight"),
+                "capacity": p.get("capacity"),
+            }
 
         def window_start() -> None:
             marks["log0"] = d.log_size()
@@ -387,16 +323,20 @@ def run_pit(bin_dir: Path, url: str, seconds: float, size: int, concurrency: int
             marks["log1"] = d.log_size()
 
         def do_recycle() -> None:
-            before = {w["pid"] for w in d.pool()["workers"]}
+            before = {w["pid"] for w in d.pool(POOL)["workers"]}
             issued = time.monotonic()
-            out = subprocess.run([d.pitctl, "--socket", d.control, "recycle", POOL], capture_output=True,
-                                 text=True, timeout=WAIT_S)  # fmt: skip
+            out = subprocess.run(
+                [d.pitctl, "--socket", d.control, "recycle", POOL],
+                capture_output=True,
+                text=True,
+                timeout=WAIT_S,
+            )
             marks["recycle_rc"] = out.returncode
             marks["recycle_out"] = (out.stdout + out.stderr).strip()[-200:]
             # Bounded: until no worker of before is left and the pool is whole again.
             for _ in range(int(WAIT_S / 0.05)):
                 d.remember()
-                ws = d.pool()["workers"]
+                ws = d.pool(POOL)["workers"]
                 live = [w for w in ws if w["state"] in ("idle", "busy")]
                 if not before & {w["pid"] for w in ws} and len(live) == size:
                     marks["recycle_s"] = time.monotonic() - issued
@@ -414,8 +354,8 @@ def run_pit(bin_dir: Path, url: str, seconds: float, size: int, concurrency: int
         row = summarize(results[0], t0, seconds)
         samples = [r for r in results[1:] if isinstance(r, dict)]
         if samples:
-            row["pss_mib"] = statistics.median(s["pss"] for s in samples) / MIB
-            row["pitd_pss_mib"] = statistics.median(s["pitd_pss"] for s in samples) / MIB
+            row["pss_mib"] = stats.median(s["pss"] for s in samples) / MIB
+            row["pitd_pss_mib"] = stats.median(s["pitd_pss"] for s in samples) / MIB
             mid = samples[len(samples) // 2]
             row["in_flight"], row["capacity"] = mid["in_flight"], mid["capacity"]
             row["pss_processes"] = mid["processes"]
@@ -431,14 +371,15 @@ def run_pit(bin_dir: Path, url: str, seconds: float, size: int, concurrency: int
 
 
 def run_plain(url: str, seconds: float) -> dict[str, Any]:
-    proc = subprocess.Popen([PYTHON, __file__, "--plain", url, str(seconds), str(CALLERS)],
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [PYTHON, __file__, "--plain", url, str(seconds), str(CALLERS)], stdout=subprocess.PIPE, text=True
+    )
     t0 = time.monotonic()
     samples = []
     try:
         for f in (0.3, 0.5, 0.7):
             time.sleep(max(0.0, t0 + f * seconds - time.monotonic()))
-            samples.append(pss_of(proc.pid))
+            samples.append(pss_bytes(proc.pid))
         out, _ = proc.communicate(timeout=seconds + CALL_TIMEOUT_S + WAIT_S)
     except BaseException:
         proc.kill()
@@ -446,7 +387,7 @@ def run_plain(url: str, seconds: float) -> dict[str, Any]:
         raise
     calls = [Call(i, s, e, ok, None if ok else "urllib error") for i, s, e, ok in json.loads(out)]
     row = summarize(calls, t0, seconds)
-    row["pss_mib"] = statistics.median(samples) / MIB
+    row["pss_mib"] = stats.median(samples) / MIB
     return row
 
 
@@ -463,28 +404,53 @@ ROWS = [
 def targets(rows: dict[str, dict[str, Any]], ideal: float) -> dict[str, dict[str, Any]]:
     a, r, big = rows["4x16_async"], rows["4x16_async_recycle"], rows["64x1_sync"]
     return {
-        "throughput": {"value": a["calls_per_s"] / ideal, "p99_ms": a["p99_ms"],
-                       "met": a["calls_per_s"] >= 0.95 * ideal and a["p99_ms"] <= 600},
+        "throughput": {
+            "value": a["calls_per_s"] / ideal,
+            "p99_ms": a["p99_ms"],
+            "met": a["calls_per_s"] >= 0.95 * ideal and a["p99_ms"] <= 600,
+        },
         "pss_ratio": {"value": a["pss_mib"] / big["pss_mib"], "met": a["pss_mib"] * 5 <= big["pss_mib"]},
-        "health_rtt": {"value": a["health"]["p99_ms"], "pings": a["health"]["pings"],
-                       "met": a["health"]["pings"] > 0 and a["health"]["missed"] == 0 and a["health"]["p99_ms"] < 50},
+        "health_rtt": {
+            "value": a["health"]["p99_ms"],
+            "pings": a["health"]["pings"],
+            "met": a["health"]["pings"] > 0 and a["health"]["missed"] == 0 and a["health"]["p99_ms"] < 50,
+        },
         "recycle_failed": {"value": r["failed"], "met": r["failed"] == 0 and r.get("recycle_s") is not None},
-    }  # fmt: skip
+    }
 
 
 def print_table(rows: dict[str, dict[str, Any]], labels: dict[str, str]) -> None:
-    head = ("", "calls/s", "p50 ms", "p99 ms", "max ms", "failed", "PSS MiB", "in flight", "health RTT p50/p99 ms")
+    head = (
+        "",
+        "calls/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "failed",
+        "PSS MiB",
+        "in flight",
+        "health RTT p50/p99 ms",
+    )
     lines = []
     for key, row in rows.items():
         h = row.get("health")
         rtt = f"{h['p50_ms']:.1f} / {h['p99_ms']:.1f} ({h['pings']})" if h and h["pings"] else "-"
         flight = f"{row['in_flight']}/{row['capacity']}" if row.get("capacity") else "-"
         pss = f"{row['pss_mib']:.0f}" if "pss_mib" in row else "-"
-        lines.append((labels[key], f"{row['calls_per_s']:.1f}", f"{row['p50_ms']:.0f}", f"{row['p99_ms']:.0f}",
-                      f"{row['max_ms']:.0f}", str(row["failed"]), pss, flight, rtt))  # fmt: skip
-    widths = [max(len(x[i]) for x in [head, *lines]) for i in range(len(head))]
-    for line in [head, *lines]:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+        lines.append(
+            (
+                labels[key],
+                f"{row['calls_per_s']:.1f}",
+                f"{row['p50_ms']:.0f}",
+                f"{row['p99_ms']:.0f}",
+                f"{row['max_ms']:.0f}",
+                str(row["failed"]),
+                pss,
+                flight,
+                rtt,
+            )
+        )
+    columns(head, lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -493,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="length of each row (default 20, 5 with --quick)")
     parser.add_argument("--delay", type=float, default=0.5, help="the HTTP server's answer delay in s")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
-    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release")
+    parser.add_argument("--bin-dir", type=Path, default=BIN_DIR)
     parser.add_argument("--serve", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--plain", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -506,10 +472,15 @@ def main(argv: list[str] | None = None) -> int:
     ideal = CALLERS / args.delay
 
     load_before = os.getloadavg()
-    print(f"# concurrency: {os.cpu_count()} cores, load {' '.join(f'{x:.2f}' for x in load_before)}, "
-          f"python {PYTHON}, {CALLERS} callers, server delay {args.delay * 1000:.0f} ms, "
-          f"{seconds:.0f} s per row", flush=True)  # fmt: skip
-    server = Server(args.delay)
+    print(
+        f"# concurrency: {os.cpu_count()} cores, load {loadavg(load_before)}, "
+        f"python {PYTHON}, {CALLERS} callers, server delay {args.delay * 1000:.0f} ms, "
+        f"{seconds:.0f} s per row",
+        flush=True,
+    )
+    server = ServerProcess(
+        [PYTHON, __file__, "--serve", str(args.delay)], "http://127.0.0.1:{port}/", "the HTTP server"
+    )
     rows: dict[str, dict[str, Any]] = {}
     labels: dict[str, str] = {}
     survivors: list[str] = []
@@ -527,45 +498,69 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
 
     print_table(rows, labels)
-    print(f"load average after: {' '.join(f'{x:.2f}' for x in load_after)}; the server answered {answered} requests")
+    print(f"load average after: {loadavg(load_after)}; the server answered {answered} requests")
     r = rows["4x16_async_recycle"]
-    print(f"recycle: `pitctl recycle {POOL}` at {seconds / 2:.0f} s (exit {r.get('recycle_rc')}); no worker of "
-          f"before left after {r['recycle_s']:.2f} s" if r.get("recycle_s") is not None
-          else "recycle: the pool was not whole again within 60 s")  # fmt: skip
+    print(
+        f"recycle: `pitctl recycle {POOL}` at {seconds / 2:.0f} s (exit {r.get('recycle_rc')}); no worker of "
+        f"before left after {r['recycle_s']:.2f} s"
+        if r.get("recycle_s") is not None
+        else "recycle: the pool was not whole again within 60 s"
+    )
     for key, row in rows.items():
         if row["errors"]:
             print(f"{labels[key].strip()}: failures: {'; '.join(row['errors'])}")
     t = targets(rows, ideal)
-    print("calls/s: per caller (successful calls - 1) / (last return - first return), summed, over the calls "
-          "returned from 1 s to the end;\nlatency: those calls, send to reply; PSS: workers + template + spare "
-          "(pitd excluded), median of 3 samples under load;\nhealth RTT: pitd's PING -> PONG as pitd times it "
-          f"(debug log), a ping after {HEALTH_INTERVAL} without a sign of life, (n) pings answered in the window")  # fmt: skip
+    print(
+        "calls/s: per caller (successful calls - 1) / (last return - first return), summed, over the calls "
+        "returned from 1 s to the end;\nlatency: those calls, send to reply; PSS: workers + template + spare "
+        "(pitd excluded), median of 3 samples under load;\nhealth RTT: pitd's PING -> PONG as pitd times it "
+        f"(debug log), a ping after {HEALTH_INTERVAL} without a sign of life, "
+        "(n) pings answered in the window"
+    )
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "NOT met"
 
-    print(f"target: 4x16 async >= 95% of {ideal:.0f} calls/s with p99 <= 600 ms: {verdict(t['throughput']['met'])} "
-          f"({t['throughput']['value'] * 100:.1f}%, p99 {t['throughput']['p99_ms']:.0f} ms)")
-    print(f"target: 4x16 async PSS <= 1/5 of 64x1's: {verdict(t['pss_ratio']['met'])} "
-          f"({rows['4x16_async']['pss_mib']:.0f} / {rows['64x1_sync']['pss_mib']:.0f} MiB = "
-          f"1/{1 / t['pss_ratio']['value']:.1f})")
+    print(
+        f"target: 4x16 async >= 95% of {ideal:.0f} calls/s with p99 <= 600 ms: "
+        f"{verdict(t['throughput']['met'])} "
+        f"({t['throughput']['value'] * 100:.1f}%, p99 {t['throughput']['p99_ms']:.0f} ms)"
+    )
+    print(
+        f"target: 4x16 async PSS <= 1/5 of 64x1's: {verdict(t['pss_ratio']['met'])} "
+        f"({rows['4x16_async']['pss_mib']:.0f} / {rows['64x1_sync']['pss_mib']:.0f} MiB = "
+        f"1/{1 / t['pss_ratio']['value']:.1f})"
+    )
     h = rows["4x16_async"]["health"]
-    print(f"target: health RTT p99 < 50 ms at full load (4x16 async): {verdict(t['health_rtt']['met'])} "
-          f"(p99 {h['p99_ms']:.1f} ms, max {h['max_ms']:.1f} ms, {h['pings']} pings, {h['missed']} unanswered)")
-    print(f"target: 0 failed calls across the whole-pool recycle: {verdict(t['recycle_failed']['met'])} "
-          f"({r['failed']} failed of {r['calls']})")  # fmt: skip
+    print(
+        f"target: health RTT p99 < 50 ms at full load (4x16 async): {verdict(t['health_rtt']['met'])} "
+        f"(p99 {h['p99_ms']:.1f} ms, max {h['max_ms']:.1f} ms, {h['pings']} pings, {h['missed']} unanswered)"
+    )
+    print(
+        f"target: 0 failed calls across the whole-pool recycle: {verdict(t['recycle_failed']['met'])} "
+        f"({r['failed']} failed of {r['calls']})"
+    )
     if survivors:
         print("processes outlived pitd (killed now):", *survivors, sep="\n  ")
     if args.json:
         figures = {
-            "info": {"cores": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after,
-                     "python": PYTHON, "callers": CALLERS, "delay_s": args.delay, "seconds": seconds,
-                     "ideal_calls_per_s": ideal, "health_interval": HEALTH_INTERVAL, "answered": answered},
+            "info": {
+                "cores": os.cpu_count(),
+                "loadavg_before": load_before,
+                "loadavg_after": load_after,
+                "python": PYTHON,
+                "callers": CALLERS,
+                "delay_s": args.delay,
+                "seconds": seconds,
+                "ideal_calls_per_s": ideal,
+                "health_interval": HEALTH_INTERVAL,
+                "answered": answered,
+            },
             "labels": labels,
             "rows": rows,
             "targets": t,
             "survivors": survivors,
-        }  # fmt: skip
+        }
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
     return 1 if survivors else 0
 

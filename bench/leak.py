@@ -82,27 +82,34 @@ import math
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Optional
 
-from daemon import PitdProcess, describe
-from procfs import argv, descendants
-from procfs import start_time as proc_start_time
+from pitbench import specs, stats
+from pitbench.daemon import PitdProcess
+from pitbench.events import event_time
+from pitbench.paths import BENCH, BIN_DIR
+from pitbench.procfs import (
+    CLK_TCK,
+    cmdline,
+    cpu_ticks,
+    descendants,
+    mem_available,
+    process_cpu_ns,
+    thread_named,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-PYTHON_DIR = REPO / "python"
-BIN_DIR = REPO / "target" / "release"
-SVG_PATH = Path(__file__).resolve().parent / "leak.svg"
+import pit
+
+SVG_PATH = BENCH / "leak.svg"
+#: One call of a leak run: sent, returned (wall clock), its error or None, its reply or None.
+Call = tuple[float, float, Optional[str], Optional[dict[str, Any]]]
 
 MIB = 1024 * 1024
-PAGE = os.sysconf("SC_PAGE_SIZE")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 POOL = "leaky"
 POOL_SIZE = 2
 CLIENT_THREADS = 4
@@ -192,55 +199,7 @@ for pid, rss in peak.items():
 """
 
 
-# --------------------------------------------------------------------------- processes
-
-
-def cmdline(pid: int) -> str:
-    return " ".join(argv(pid)).strip() or "?"
-
-
-def cpu_ticks(path: str) -> int:
-    """utime + stime (clock ticks) from a /proc stat file."""
-    with open(path) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def process_cpu_ns(pid: int) -> Optional[int]:
-    """CPU time of another process (every thread) in ns, from its process CPU clock."""
-    clock = ((~pid) << 3) | 2  # CPUCLOCK_SCHED of a whole process, as clock_getcpuclockid builds it
-    try:
-        return time.clock_gettime_ns(clock)
-    except (OSError, OverflowError):
-        return None
-
-
-def thread_named(pid: int, name: str) -> Optional[int]:
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return None
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                if f.read().strip() == name:
-                    return int(tid)
-        except OSError:
-            continue
-    return None
-
-
-def mem_available() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return 4 * 1024 * MIB
-
-
-def parse_ts(ts: str) -> float:
-    """An RFC 3339 UTC timestamp as seconds since the epoch."""
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+# --------------------------------------------------------------------------- pitd
 
 
 class Pitd(PitdProcess):
@@ -248,117 +207,59 @@ class Pitd(PitdProcess):
 
     wait_s = WAIT_S
 
-    def __init__(self, spec_body: str, files: Optional[Dict[str, str]] = None) -> None:
+    def __init__(
+        self,
+        monitor_interval: str,
+        pool: str,
+        keys: dict[str, specs.Value | None],
+        files: dict[str, str] | None = None,
+    ) -> None:
+        """One pool ``pool`` with ``keys``; with ``files``, written to pitd's directory,
+        that directory is the pool's ``cwd``."""
         super().__init__(BIN_DIR, "pit-leak-")
         self.require_binaries()
         for name, text in (files or {}).items():
             (self.dir / name).write_text(text)
-        self.follower: Optional[subprocess.Popen] = None
-        self.start([*self.spec_head(), 'shutdown_timeout = "15s"', spec_body.replace("@DIR@", str(self.dir))])
+        spec = self.spec_head(shutdown_timeout="15s", monitor_interval=monitor_interval)
+        cwd = {"cwd": str(self.dir)} if files else {}
+        self.start(spec + specs.table(f"pools.{pool}", {**keys, **cwd}))
 
-    def status(self) -> Optional[Dict[str, Any]]:
+    def ctl_status(self) -> dict[str, Any] | None:
+        """``pitctl status --json``, None when it fails: the run's RSS samples come from
+        the same command an operator would use."""
         try:
             out = self.ctl("status", "--json", timeout=10.0)
         except subprocess.TimeoutExpired:
             return None
-        return json.loads(out.stdout) if out.returncode == 0 else None
-
-    def note(self, pid: int) -> None:
-        """Adds a worker pitd reported starting (a worker that dies before the next
-        ``remember()`` is checked too)."""
-        started = proc_start_time(pid)
-        if started is not None:
-            with self.seen_lock:
-                self.seen.setdefault(pid, started)
-
-    def wait_workers(self, pool: str, count: int, states: Tuple[str, ...] = ("idle",)) -> Dict[str, Any]:
-        """Until ``count`` workers of ``pool`` are in ``states``; returns that status."""
-
-        def reached() -> Optional[Dict[str, Any]]:
-            st = self.status()
-            if st is None:
-                return None
-            p = next((p for p in st["pools"] if p["name"] == pool), None)
-            return st if p is not None and sum(w["state"] in states for w in p["workers"]) >= count else None
-
-        return self.wait_for(reached, WAIT_S + count * 0.2, 0.1, f"pool {pool} did not reach {count} workers")
-
-    def follow_events(self, on_event) -> None:
-        """Streams ``pitctl events -f --json`` into ``on_event(event_dict)`` on a thread."""
-        self.follower = subprocess.Popen(
-            [self.pitctl, "--socket", self.control, "events", "-f", "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-
-        def read() -> None:
-            assert self.follower is not None and self.follower.stdout is not None
-            for line in self.follower.stdout:
-                line = line.strip()
-                if line:
-                    on_event(json.loads(line))
-
-        self.reader = threading.Thread(target=read, daemon=True)
-        self.reader.start()
-
-    def stop(self) -> Tuple[float, List[str]]:  # type: ignore[override]
-        """SIGTERM, wait, and return (seconds to exit, what outlived pitd)."""
-        if self.running():
-            self.remember()
-        t0 = time.monotonic()
-        self.terminate()
-        took = time.monotonic() - t0
-        if self.follower is not None:
-            try:
-                self.follower.wait(timeout=5.0)
-            except subprocess.TimeoutExpired:
-                self.follower.kill()
-                self.follower.wait()
-            self.reader.join(timeout=5.0)
-        survivors = describe(self.leftovers())
-        self.log.close()
-        return took, survivors
+        status: dict[str, Any] = json.loads(out.stdout)
+        return status if out.returncode == 0 else None
 
 
 # --------------------------------------------------------------------------- leak runs
 
 
-def pct(values: List[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, int(-(-p * len(s) // 100)) - 1))
-    return s[k]
-
-
-def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, cap: int) -> Dict[str, Any]:
+def leak_run(label: str, max_rss: int | None, duration: float, rate: float, cap: int) -> dict[str, Any]:
     print(f"  {label}: {duration:.0f} s at {rate:.0f} calls/s ...", file=sys.stderr, flush=True)
-    body = (
-        f'monitor_interval = "{int(MONITOR_INTERVAL_S * 1000)}ms"\n'
-        f"[pools.{POOL}]\n"
-        'app = "leakapp"\n'
-        f"python = {json.dumps(sys.executable)}\n"
-        'cwd = "@DIR@"\n'
-        f"env = {{ PYTHONPATH = {json.dumps(str(PYTHON_DIR))} }}\n"
-        f"size = {POOL_SIZE}\n"
-        'startup_timeout = "30s"\n'
-        'request_timeout = "60s"\n'
-    )
-    if max_rss is not None:
-        body += f"max_rss = {max_rss}\n"
-    d = Pitd(body, {"leakapp.py": LEAKAPP})
+    pool: dict[str, specs.Value | None] = {
+        "app": "leakapp",
+        "python": sys.executable,
+        "env": specs.pit_env(),
+        "size": POOL_SIZE,
+        "startup_timeout": "30s",
+        "request_timeout": "60s",
+        "max_rss": max_rss,
+    }
+    d = Pitd(f"{int(MONITOR_INTERVAL_S * 1000)}ms", POOL, pool, {"leakapp.py": LEAKAPP})
     sampler = subprocess.Popen(
         [sys.executable, "-c", SAMPLER, str(max_rss or (1 << 62)), str(SAMPLER_EVERY_S)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
-    events: List[Dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
     ev_lock = threading.Lock()
 
-    def on_event(ev: Dict[str, Any]) -> None:
+    def on_event(ev: dict[str, Any]) -> None:
         ev["_recv"] = time.time()
         with ev_lock:
             events.append(ev)
@@ -371,21 +272,18 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
             except (BrokenPipeError, ValueError):
                 pass
 
-    result: Dict[str, Any] = {"label": label, "max_rss": max_rss}
+    result: dict[str, Any] = {"label": label, "max_rss": max_rss}
     try:
         # The follower needs the control socket: wait until status answers.
-        d.wait_for(d.status, WAIT_S, 0.05, "pitd did not come up")
+        d.wait_for(lambda: d.workers_ready({}), WAIT_S, 0.05, "pitd did not come up")
         d.follow_events(on_event)
-        d.wait_workers(POOL, POOL_SIZE)
-
-        sys.path.insert(0, str(PYTHON_DIR))
-        import pit  # the project's own client, from python/
+        d.wait_workers({POOL: POOL_SIZE}, within_s=WAIT_S + POOL_SIZE * 0.2, every_s=0.1)
 
         client = pit.Client(d.call_socket)
         stop = threading.Event()
-        status_samples: List[Tuple[float, Dict[str, Tuple[int, str]]]] = []
-        stopped_early: List[float] = []
-        calls: List[Tuple[float, float, Optional[str], Optional[Dict[str, Any]]]] = []
+        status_samples: list[tuple[float, dict[str, tuple[int, str]]]] = []
+        stopped_early: list[float] = []
+        calls: list[Call] = []
         calls_lock = threading.Lock()
         t0 = time.time() + 0.2
         end = t0 + duration
@@ -397,7 +295,7 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
                 if delay > 0:
                     time.sleep(delay)
                 nxt += STATUS_EVERY_S
-                st = d.status()
+                st = d.ctl_status()
                 now = time.time()
                 if st is None:
                     continue
@@ -411,7 +309,7 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
                     stop.set()
 
         def load(k: int) -> None:
-            local = []
+            local: list[Call] = []
             i = 0
             while i * CLIENT_THREADS < MAX_CALLS:
                 due = t0 + (k + i * CLIENT_THREADS) / rate
@@ -426,7 +324,7 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
                 try:
                     r = client.call(POOL, "leak", MIB, timeout=CALL_TIMEOUT_S)
                     local.append((start, time.time(), None, r))
-                except Exception as e:  # every failure counts
+                except Exception as e:  # noqa: BLE001 - every failure counts, whatever its kind
                     local.append((start, time.time(), f"{getattr(e, 'kind', type(e).__name__)}: {e}", None))
                 i += 1
             with calls_lock:
@@ -451,10 +349,11 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
             if ready >= POOL_SIZE + recycled:
                 break
             time.sleep(0.1)
-        final = d.status()
+        final = d.ctl_status()
         client.close()
     finally:
-        stop_s, survivors = d.stop()
+        survivors = d.stop()
+        stop_s = d.stop_s
         assert sampler.stdin is not None and sampler.stdout is not None
         sampler.stdin.close()  # the sampler prints its peaks and exits
         try:
@@ -466,8 +365,8 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
         log_tail = d.log_tail()
         d.cleanup()
 
-    crossings: Dict[int, float] = {}
-    peaks: Dict[int, int] = {}
+    crossings: dict[int, float] = {}
+    peaks: dict[int, int] = {}
     for line in out.splitlines():
         parts = line.split()
         if parts[0] == "cross":
@@ -481,15 +380,16 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
     lat_ms = [(c[1] - c[0]) * 1000 for c in calls]
     pool_rss = [(t - t0, sum(r for r, _ in w.values())) for t, w in status_samples if t <= load_end]
     # Handler-reported crossings: the first reply from a pid whose RSS was over max_rss.
-    handler_cross: Dict[int, float] = {}
+    handler_cross: dict[int, float] = {}
     if max_rss is not None:
-        for _, _, _, r in sorted(ok, key=lambda c: c[3]["t"]):
+        replies = [c[3] for c in ok if c[3] is not None]
+        for r in sorted(replies, key=lambda r: float(r["t"])):
             if r["rss"] > max_rss and r["pid"] not in handler_cross:
                 handler_cross[r["pid"]] = r["t"]
 
-    evs = sorted(events, key=lambda e: (parse_ts(e["ts"]), e.get("_recv", 0)))
+    evs = sorted(events, key=lambda e: (event_time(e), e.get("_recv", 0)))
     for e in evs:
-        e["t"] = parse_ts(e["ts"])
+        e["t"] = event_time(e)
     started = {e["worker"]: e for e in evs if e["event"] == "worker_started"}
     ready = {e["worker"]: e for e in evs if e["event"] == "worker_ready"}
     startups = [
@@ -499,7 +399,7 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
     ]
     recycles = [e for e in evs if e["event"] == "worker_recycled"]
     reactions = []
-    taken: set = set()
+    taken: set[str] = set()
     for rec in recycles:
         repl = next(
             (
@@ -511,19 +411,19 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
         )
         if repl is not None:
             taken.add(repl["worker"])
-        pid = rec.get("pid")
-        sources = {"sampler": crossings.get(pid), "handler": handler_cross.get(pid)}
+        pid: int | None = rec.get("pid")
+        sources = {"sampler": crossings.get(pid or 0), "handler": handler_cross.get(pid or 0)}
         known = {k: v for k, v in sources.items() if v is not None}
-        row: Dict[str, Any] = {
+        row: dict[str, Any] = {
             "worker": rec.get("worker"),
             "pid": pid,
             "reason": rec.get("reason"),
             "recycled_at": rec["t"] - t0,
             "replacement": repl["worker"] if repl else None,
-            "peak_rss": peaks.get(pid),
+            "peak_rss": peaks.get(pid or 0),
         }
         if known:
-            src = min(known, key=known.get)
+            src = min(known, key=lambda k: known[k])
             cross = known[src]
             row.update(crossed_at=cross - t0, crossing_source=src)
             if len(known) == 2:
@@ -560,12 +460,12 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
         failed=len(failed),
         failures=[{"at_s": c[0] - t0, "error": c[2]} for c in failed][:50],
         latency_ms={
-            "p50": pct(lat_ms, 50),
-            "p99": pct(lat_ms, 99),
+            "p50": stats.percentile(lat_ms, 0.50),
+            "p99": stats.percentile(lat_ms, 0.99),
             "max": max(lat_ms) if lat_ms else float("nan"),
         },
         pool_rss_peak=max((r for _, r in pool_rss), default=0),
-        pool_rss_mean=statistics.fmean([r for _, r in pool_rss]) if pool_rss else 0,
+        pool_rss_mean=stats.mean(r for _, r in pool_rss) if pool_rss else 0,
         pool_rss_series=pool_rss,
         worker_rss_series={
             wid: [
@@ -601,21 +501,19 @@ def leak_run(label: str, max_rss: Optional[int], duration: float, rate: float, c
 # --------------------------------------------------------------------------- monitor cost
 
 
-def monitor_cost(n: int, interval: str, window: float) -> Dict[str, Any]:
+def monitor_cost(n: int, interval: str, window: float) -> dict[str, Any]:
     sleep = shutil.which("sleep") or "/bin/sleep"
-    body = (
-        f'monitor_interval = "{interval}"\n'
-        "[pools.sleepers]\n"
-        f'command = [{json.dumps(sleep)}, "3600"]\n'
-        'protocol = "none"\n'
-        f"size = {n}\n"
-        'kill_timeout = "2s"\n'
-    )
-    d = Pitd(body)
+    pool: dict[str, specs.Value | None] = {
+        "command": [sleep, "3600"],
+        "protocol": "none",
+        "size": n,
+        "kill_timeout": "2s",
+    }
+    d = Pitd(interval, "sleepers", pool)
     try:
-        d.wait_workers("sleepers", n, states=("idle", "busy"))
+        d.wait_workers({"sleepers": n}, states=("idle", "busy"), within_s=WAIT_S + n * 0.2, every_s=0.1)
         time.sleep(2.0)
-        st = d.status()
+        st = d.ctl_status()
         workers = len(st["pools"][0]["workers"]) if st else None
         d.remember()
         pid = d.proc.pid
@@ -631,7 +529,8 @@ def monitor_cost(n: int, interval: str, window: float) -> Dict[str, Any]:
         elapsed = time.monotonic() - w0
         floor_us = read_floor_us([p for p in descendants(pid) if "sleep" in cmdline(p)])
     finally:
-        stop_s, survivors = d.stop()
+        survivors = d.stop()
+        stop_s = d.stop_s
         d.cleanup()
     return {
         "processes": n,
@@ -640,14 +539,16 @@ def monitor_cost(n: int, interval: str, window: float) -> Dict[str, Any]:
         "window_s": elapsed,
         "cpu_ms": (ns1 - ns0) / 1e6 if ns0 is not None and ns1 is not None else None,
         "cpu_ticks_ms": (ticks1 - ticks0) * 1000 / CLK_TCK,
-        "monitor_thread_ticks_ms": (mon1 - mon0) * 1000 / CLK_TCK if mon0 is not None else None,
+        "monitor_thread_ticks_ms": (mon1 - mon0) * 1000 / CLK_TCK
+        if mon0 is not None and mon1 is not None
+        else None,
         "python_read_us_per_process": floor_us,
         "stop_s": stop_s,
         "survivors": survivors,
     }
 
 
-def read_floor_us(pids: List[int], passes: int = 20) -> Optional[float]:
+def read_floor_us(pids: list[int], passes: int = 20) -> float | None:
     """A yardstick: this script's own CPU time (µs) per process to read /proc/PID/stat and
     /proc/PID/statm once, the two files a sample needs, averaged over ``passes``."""
     if not pids:
@@ -674,7 +575,7 @@ def esc(s: str) -> str:
 
 def nice_step(span: float, target: int = 6) -> float:
     raw = span / max(1, target)
-    mag = 10 ** int(f"{raw:e}".split("e")[1])
+    mag = float(10 ** int(f"{raw:e}".split("e")[1]))
     for m in (1, 2, 2.5, 5, 10):
         if raw <= m * mag:
             return m * mag
@@ -682,12 +583,12 @@ def nice_step(span: float, target: int = 6) -> float:
 
 
 def panel(
-    out: List[str],
+    out: list[str],
     top: float,
     title: str,
-    series: List[Tuple[List[Tuple[float, float]], str, float, str]],
-    vlines: List[float],
-    hlines: List[Tuple[float, str]],
+    series: list[tuple[list[tuple[float, float]], str, float, str]],
+    vlines: list[float],
+    hlines: list[tuple[float, str]],
     x_max: float,
     width: float = 960,
     height: float = 300,
@@ -706,7 +607,8 @@ def panel(
 
     out.append(f'<text x="{left}" y="{top + 18}" font-size="14" font-weight="bold">{esc(title)}</text>')
     out.append(
-        f'<rect x="{left}" y="{top + pad_top}" width="{pw}" height="{ph}" fill="none" stroke="#444" stroke-width="1"/>'
+        f'<rect x="{left}" y="{top + pad_top}" width="{pw}" height="{ph}" fill="none" stroke="#444" '
+        'stroke-width="1"/>'
     )
     v = 0.0
     while v <= y_max:
@@ -718,14 +620,17 @@ def panel(
     while t <= x_max + 1e-9:
         x = X(t)
         out.append(
-            f'<line x1="{x:.1f}" y1="{top + pad_top + ph}" x2="{x:.1f}" y2="{top + pad_top + ph + 4}" stroke="#444"/>'
+            f'<line x1="{x:.1f}" y1="{top + pad_top + ph}" x2="{x:.1f}" y2="{top + pad_top + ph + 4}" '
+            'stroke="#444"/>'
         )
         out.append(
-            f'<text x="{x:.1f}" y="{top + pad_top + ph + 16}" font-size="11" text-anchor="middle">{t:g}</text>'
+            f'<text x="{x:.1f}" y="{top + pad_top + ph + 16}" font-size="11" '
+            f'text-anchor="middle">{t:g}</text>'
         )
         t += x_step
     out.append(
-        f'<text x="{left + pw / 2}" y="{top + height - 6}" font-size="12" text-anchor="middle">seconds since the load started</text>'
+        f'<text x="{left + pw / 2}" y="{top + height - 6}" font-size="12" text-anchor="middle">seconds '
+        "since the load started</text>"
     )
     out.append(
         f'<text x="16" y="{top + pad_top + ph / 2}" font-size="12" text-anchor="middle" '
@@ -734,10 +639,12 @@ def panel(
     for value, label in hlines:
         y = Y(value)
         out.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#888" stroke-dasharray="6,4"/>'
+            f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#888" '
+            'stroke-dasharray="6,4"/>'
         )
         out.append(
-            f'<text x="{left + pw - 4}" y="{y + 13:.1f}" font-size="11" text-anchor="end" fill="#555">{esc(label)}</text>'
+            f'<text x="{left + pw - 4}" y="{y + 13:.1f}" font-size="11" text-anchor="end" '
+            f'fill="#555">{esc(label)}</text>'
         )
     for t in vlines:
         x = X(t)
@@ -758,16 +665,17 @@ def panel(
     lx, ly = left + pw - sum(widths), top + 18
     for (color, stroke, label), w in zip(entries, widths):
         out.append(
-            f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="{color}" stroke-width="{stroke}"/>'
+            f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="{color}" '
+            f'stroke-width="{stroke}"/>'
         )
         out.append(f'<text x="{lx + 30}" y="{ly}" font-size="12">{esc(label)}</text>')
         lx += w
 
 
 def write_svg(
-    path: Path, with_rss: Dict[str, Any], without: Dict[str, Any], max_rss: int, rate: float
+    path: Path, with_rss: dict[str, Any], without: dict[str, Any], max_rss: int, rate: float
 ) -> None:
-    def mib(series: List[Tuple[float, int]]) -> List[Tuple[float, float]]:
+    def mib(series: list[tuple[float, int]]) -> list[tuple[float, float]]:
         return [(t, v / MIB) for t, v in series]
 
     x_max = max(with_rss["seconds"], without["seconds"])
@@ -781,7 +689,8 @@ def write_svg(
         f'<rect width="{width}" height="{2 * height + 40}" fill="white"/>',
         (
             f'<text x="{width / 2}" y="22" font-size="15" text-anchor="middle">'
-            f"{esc(f'Pool RSS of 2 leaking workers (1 MiB kept per call, {rate:g} calls/s), sampled every 100 ms')}"
+            f"{esc(f'Pool RSS of 2 leaking workers (1 MiB kept per call, {rate:g} calls/s), sampled every')}"
+            " 100 ms"
             "</text>"
         ),
     ]
@@ -805,7 +714,7 @@ def write_svg(
         out,
         30 + height,
         f"max_rss = {max_rss // MIB} MiB: pool and per-worker RSS",
-        workers + [(mib(with_rss["pool_rss_series"]), "#2ca02c", 2.0, "pool (sum)")],
+        [*workers, (mib(with_rss["pool_rss_series"]), "#2ca02c", 2.0, "pool (sum)")],
         recycled,
         [(max_rss / MIB, "max_rss")],
         x_max,
@@ -817,11 +726,13 @@ def write_svg(
 # --------------------------------------------------------------------------- report
 
 
-def fmt_ms(v: Optional[float]) -> str:
+def fmt_ms(v: float | None) -> str:
     return "-" if v is None or math.isnan(v) else (f"{v:.0f}" if v >= 100 else f"{v:.1f}")
 
 
-def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss: int) -> Dict[str, Any]:
+def report(
+    runs: list[dict[str, Any]], mon: list[dict[str, Any]], args: argparse.Namespace, max_rss: int
+) -> dict[str, Any]:
     with_rss = runs[0]
     print()
     print(
@@ -829,7 +740,10 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
         f"pool size {POOL_SIZE}, {args.duration:g} s per run, monitor_interval 100ms"
     )
     print()
-    head = f"{'run':<18}{'pool RSS peak':>15}{'pool RSS mean':>15}{'calls/s':>9}{'failed':>8}{'recycles':>10}{'p50/p99/max ms':>22}"
+    head = (
+        f"{'run':<18}{'pool RSS peak':>15}{'pool RSS mean':>15}{'calls/s':>9}{'failed':>8}{'recycles':>10}"
+        f"{'p50/p99/max ms':>22}"
+    )
     print(head)
     for r in runs:
         name = f"max_rss {max_rss // MIB} MiB" if r["max_rss"] else "max_rss unset"
@@ -849,14 +763,15 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
     repl_startups = [s["ms"] for s in with_rss["startups"] if not s["initial"]]
     initial = [s["ms"] for s in with_rss["startups"] if s["initial"]]
     reactions = [r for r in with_rss["reactions"] if "reaction_ms" in r]
-    startup_med = statistics.median(startups) if startups else float("nan")
+    startup_med = stats.median(startups) if startups else float("nan")
     target = MONITOR_INTERVAL_S * 1000 + 50 + startup_med
-    summary: Dict[str, Any] = {"startup_median_ms": startup_med, "target_ms": target}
+    summary: dict[str, Any] = {"startup_median_ms": startup_med, "target_ms": target}
     print(
         f"worker start-up (worker_started -> worker_ready): median {fmt_ms(startup_med)} ms, "
         f"max {fmt_ms(max(startups, default=float('nan')))} ms over {len(startups)} workers "
         f"(the {len(initial)} initial: {', '.join(fmt_ms(v) for v in initial)} ms; "
-        f"replacements under load: median {fmt_ms(statistics.median(repl_startups) if repl_startups else None)} ms)"
+        "replacements under load: median "
+        f"{fmt_ms(stats.median(repl_startups) if repl_startups else None)} ms)"
     )
     print(
         f"target = monitor_interval 100 ms + 50 ms + start-up {fmt_ms(startup_med)} ms = {fmt_ms(target)} ms"
@@ -867,7 +782,7 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
         within = sum(v <= target for v in rt)
         within_own = sum(v <= MONITOR_INTERVAL_S * 1000 + 50 for v in own)
         summary.update(
-            reaction_median_ms=statistics.median(rt),
+            reaction_median_ms=stats.median(rt),
             reaction_max_ms=max(rt),
             within_target=within,
             within_own_target=within_own,
@@ -875,7 +790,7 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
         )
         srcs = {s: sum(r["crossing_source"] == s for r in reactions) for s in ("sampler", "handler")}
         print(
-            f"reaction (RSS crosses max_rss -> replacement ready): median {fmt_ms(statistics.median(rt))} ms, "
+            f"reaction (RSS crosses max_rss -> replacement ready): median {fmt_ms(stats.median(rt))} ms, "
             f"max {fmt_ms(max(rt))} ms over {len(rt)} recycles; {within}/{len(rt)} within {fmt_ms(target)} ms"
         )
         for waited, what in (
@@ -884,11 +799,11 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
         ):
             vals = [r["reaction_ms"] for r in reactions if r.get("waited") == waited]
             summary[f"reaction_{'waited' if waited else 'first'}_ms"] = (
-                {"n": len(vals), "median": statistics.median(vals), "max": max(vals)} if vals else None
+                {"n": len(vals), "median": stats.median(vals), "max": max(vals)} if vals else None
             )
             if vals:
                 print(
-                    f"  {what + ':':<46} n {len(vals):>3}   median {fmt_ms(statistics.median(vals)):>6} ms"
+                    f"  {what + ':':<46} n {len(vals):>3}   median {fmt_ms(stats.median(vals)):>6} ms"
                     f"   max {fmt_ms(max(vals)):>6} ms"
                 )
         for key, what in (
@@ -898,21 +813,18 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
         ):
             vals = [r[key] for r in reactions]
             print(
-                f"  {what + ':':<46} median {fmt_ms(statistics.median(vals)):>6} ms   max {fmt_ms(max(vals)):>6} ms"
+                f"  {what + ':':<46} median {fmt_ms(stats.median(vals)):>6} ms"
+                f"   max {fmt_ms(max(vals)):>6} ms"
             )
         print(
-            f"  reaction less its own replacement's start-up: median {fmt_ms(statistics.median(own))} ms, "
+            f"  reaction less its own replacement's start-up: median {fmt_ms(stats.median(own))} ms, "
             f"max {fmt_ms(max(own))} ms; {within_own}/{len(own)} within 100 + 50 ms"
         )
         lag = [r["sampler_after_handler_ms"] for r in reactions if "sampler_after_handler_ms" in r]
         print(
-            f"  crossing taken from: 5 ms /proc sampler {srcs['sampler']}, handler's own report {srcs['handler']} "
-            f"(the earlier of the two); sampler saw it "
-            + (
-                f"{fmt_ms(statistics.median(lag))} ms later (median, max {fmt_ms(max(lag))} ms)"
-                if lag
-                else "-"
-            )
+            f"  crossing taken from: 5 ms /proc sampler {srcs['sampler']}, "
+            f"handler's own report {srcs['handler']} (the earlier of the two); sampler saw it "
+            + (f"{fmt_ms(stats.median(lag))} ms later (median, max {fmt_ms(max(lag))} ms)" if lag else "-")
         )
     else:
         print("reaction: no recycle with a measured crossing and a ready replacement")
@@ -965,11 +877,13 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
             )
         summary["monitor"] = rows
         print(
-            f"(cpu = pitd's process CPU clock in ns precision over a {mon[0]['window_s']:.1f} s window; ticks = "
-            f"utime+stime at {1000 // CLK_TCK} ms resolution; monitor thread = its own ticks per sample;"
+            f"(cpu = pitd's process CPU clock in ns precision over a {mon[0]['window_s']:.1f} s window; "
+            f"ticks = utime+stime at {1000 // CLK_TCK} ms resolution; monitor thread = its own ticks per "
+            "sample;"
         )
         print(
-            "floor = a yardstick, not pitd: this script's CPU per process to read /proc/PID/stat and statm once)"
+            "floor = a yardstick, not pitd: this script's CPU per process to read /proc/PID/stat "
+            "and statm once)"
         )
     leftovers = [s for r in runs for s in r["survivors"]] + [s for m in mon for s in m["survivors"]]
     print()
@@ -981,7 +895,7 @@ def report(runs: List[Dict[str, Any]], mon: List[Dict[str, Any]], args, max_rss:
     return summary
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--duration", type=float, default=30.0, help="seconds of load per leak run (default 30)"
@@ -1024,7 +938,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         leak_run("max_rss unset", None, args.duration, args.rate, cap),
     ]
     write_svg(Path(args.svg), runs[0], runs[1], max_rss, args.rate)
-    mon: List[Dict[str, Any]] = []
+    mon: list[dict[str, Any]] = []
     if not args.no_monitor:
         for n in MONITOR_NS:
             for interval in ("1h", "100ms"):

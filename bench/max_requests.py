@@ -13,22 +13,22 @@ retired worker served: min, median and max, and how many served more than the li
 Every process the script starts is stopped; it exits 1 if one outlives its pitd.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
-import statistics
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon import PitdProcess, describe  # noqa: E402
+from pitbench import specs, stats
+from pitbench.daemon import PitdProcess
+from pitbench.paths import APPS, BIN_DIR
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "python"))
-import pit  # noqa: E402
+import pit
 
 PYTHON = os.path.realpath(sys.executable)
 POOL = "echo"
@@ -40,52 +40,37 @@ class Daemon(PitdProcess):
     def __init__(self, bin_dir: Path, preload: bool) -> None:
         super().__init__(bin_dir, "pit-maxreq-")
         self.require_binaries()
-        spec = [
-            *self.spec_head(),
-            'monitor_interval = "1s"',
-            "",
-            f"[pools.{POOL}]",
-            'app = "whoami_app"',
-            f"python = {json.dumps(PYTHON)}",
-            f"cwd = {json.dumps(str(REPO / 'bench' / 'apps'))}",
-            f"env = {{ PYTHONPATH = {json.dumps(str(REPO / 'python'))} }}",
-            "size = 2",
-            f"max_requests = {LIMIT}",
-            "max_requests_jitter = 0",
-        ]
-        if preload:
-            spec.append('preload = ["whoami_app"]')
-        self.start(spec)
+        pool: dict[str, specs.Value | None] = {
+            "app": "whoami_app",
+            "python": PYTHON,
+            "cwd": str(APPS),
+            "env": specs.pit_env(),
+            "size": 2,
+            "max_requests": LIMIT,
+            "max_requests_jitter": 0,
+            "preload": ["whoami_app"] if preload else None,
+        }
+        self.start(self.spec_head(monitor_interval="1s") + specs.table(f"pools.{POOL}", pool))
 
-    def status(self) -> Dict[str, Any]:
-        out = self.ctl("status", POOL, "--json")
-        if out.returncode != 0:
-            raise RuntimeError(out.stderr)
-        pool: Dict[str, Any] = json.loads(out.stdout)["pools"][0]
+    def wait_settled(self) -> dict[str, Any]:
+        """Until the pool is its 2 workers, idle, none of them marked to retire (the last
+        run's recycles have all happened); that pool's status."""
+
+        def settled(pool: dict[str, Any]) -> bool:
+            return len(pool["workers"]) == 2 and not any(w["last_recycle_reason"] for w in pool["workers"])
+
+        pool: dict[str, Any] = self.wait_workers({POOL: 2}, accept=settled, within_s=WAIT_S)["pools"][0]
         return pool
 
-    def wait_ready(self) -> Dict[str, Any]:
-        def ready() -> Optional[Dict[str, Any]]:
-            try:
-                p = self.status() if os.path.exists(self.control) else None
-            except (RuntimeError, ValueError, IndexError, KeyError):
-                return None
-            settled = p and len(p["workers"]) == 2 and all(w["state"] == "idle" and not w["last_recycle_reason"] for w in p["workers"])
-            if settled:
-                return p
-            return None
 
-        return self.wait_for(ready, WAIT_S, 0.05, "pool not ready")
-
-
-def run(bin_dir: Path, preload: bool, callers: int, calls: int, work_ms: float) -> Dict[str, Any]:
+def run(bin_dir: Path, preload: bool, callers: int, calls: int, work_ms: float) -> dict[str, Any]:
     d = Daemon(bin_dir, preload)
-    served: Dict[str, int] = {}
+    served: dict[str, int] = {}
     failed = [0]
     lock = threading.Lock()
     left = [calls]
     try:
-        d.wait_ready()
+        d.wait_settled()
 
         def caller() -> None:
             with pit.Client(d.call_socket) as c:
@@ -112,9 +97,9 @@ def run(bin_dir: Path, preload: bool, callers: int, calls: int, work_ms: float) 
         took = time.monotonic() - started
         # Once the replacements the run asked for are in, the workers still in the pool
         # have not finished their lives: only the ones gone count.
-        alive = {w["id"] for w in d.wait_ready()["workers"]}
+        alive = {w["id"] for w in d.wait_settled()["workers"]}
     finally:
-        survivors = describe(d.stop())
+        survivors = d.stop()
         d.cleanup()
     retired = sorted(n for w, n in served.items() if w not in alive)
     return {
@@ -130,29 +115,37 @@ def run(bin_dir: Path, preload: bool, callers: int, calls: int, work_ms: float) 
     }
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=400, help="calls per run (default 400)")
     parser.add_argument("--callers", default="1,8,64", help="caller counts (default 1,8,64)")
-    parser.add_argument("--work-ms", default="0,5", help="milliseconds each call sleeps, per run (default 0,5)")
+    parser.add_argument(
+        "--work-ms", default="0,5", help="milliseconds each call sleeps, per run (default 0,5)"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
-    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release")
+    parser.add_argument("--bin-dir", type=Path, default=BIN_DIR)
     args = parser.parse_args(argv)
 
-    print(f"# max_requests: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, python {PYTHON}", flush=True)
+    print(
+        f"# max_requests: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, python {PYTHON}", flush=True
+    )
     rows = []
     for work_ms in (float(w) for w in args.work_ms.split(",")):
         for preload in (False, True):
             for callers in (int(c) for c in args.callers.split(",")):
                 rows.append(run(args.bin_dir, preload, callers, args.calls, work_ms))
     print(f"max_requests = {LIMIT}, 2 workers, {args.calls} calls per run")
-    print(f"{'work':>5}  {'preload':>7}  {'callers':>7}  {'calls/s':>8}  {'failed':>6}  {'workers gone':>12}  {'calls each min/median/max':>26}  {'over the limit':>14}")
+    print(
+        f"{'work':>5}  {'preload':>7}  {'callers':>7}  {'calls/s':>8}  {'failed':>6}  {'workers gone':>12}  "
+        f"{'calls each min/median/max':>26}  {'over the limit':>14}"
+    )
     for r in rows:
         each = r["retired"]
-        spread = f"{each[0]}/{statistics.median(each):g}/{each[-1]}" if each else "-"
+        spread = f"{each[0]}/{stats.median(each):g}/{each[-1]}" if each else "-"
         rate = r["calls"] / r["seconds"] if r["seconds"] else 0.0
         print(
-            f"{r['work_ms']:>3g}ms  {'yes' if r['preload'] else 'no':>7}  {r['callers']:>7}  {rate:>8.0f}  {r['failed']:>6}  {len(each):>12}  {spread:>26}  {r['over_limit']:>14}"
+            f"{r['work_ms']:>3g}ms  {'yes' if r['preload'] else 'no':>7}  {r['callers']:>7}  {rate:>8.0f}  "
+            f"{r['failed']:>6}  {len(each):>12}  {spread:>26}  {r['over_limit']:>14}"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

@@ -73,7 +73,6 @@ process it was seen to start is left (exit status 1 otherwise). Linux only. Usag
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import http.client
 import json
@@ -82,8 +81,6 @@ import platform
 import shutil
 import signal
 import socket
-import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -91,18 +88,17 @@ import threading
 import time
 import xmlrpc.client
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable
 
-from daemon import DaemonProcess
-from procfs import argv as cmdline
-from procfs import ChildWatch, start_time
-from procfs import stat_fields as _stat_fields
+from pitbench import specs, stats, wire
+from pitbench.daemon import DaemonProcess, workers_ready
+from pitbench.events import event_time
+from pitbench.paths import BENCH, BIN_DIR, PYTHON_DIR
+from pitbench.procfs import ChildWatch, CpuUse, age_s, argv, children, start_time, vm_rss_mb
+from pitbench.report import fmt_ms, loadavg, progress
 
-REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable  # absolute: runs the sleepers and the virtual environment
-PYTHON_DIR = REPO / "python"
 WAIT_S = 30.0  # bound on start-up, replies, replacements and shutdown
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 VICTIM_MIN_AGE_S = 1.3  # > pitd's restart.reset_after (1 s): every kill is a first crash
 POLL_S = 0.0002  # /proc polling period while waiting for a replacement
 RESTART_WORKERS = 2
@@ -136,64 +132,7 @@ end
 LOAD_CAP_PER_S = 100_000  # responses per second of load allowed before a generator stops
 
 
-# --- /proc ------------------------------------------------------------------------------
-
-
-def age_s(started: str) -> float:
-    with open("/proc/uptime") as f:
-        uptime = float(f.read().split()[0])
-    return uptime - int(started) / CLK_TCK
-
-
-def vm_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024 / 1e6
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def cpu_times() -> Tuple[float, float, float]:
-    """(machine busy, machine steal, this script and everything it reaped) in CPU seconds."""
-    with open("/proc/stat") as f:
-        ticks = [int(x) for x in f.readline().split()[1:]]
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-    steal = ticks[7] if len(ticks) > 7 else 0
-    t = os.times()
-    return (sum(ticks[:8]) - idle - steal) / CLK_TCK, steal / CLK_TCK, t.user + t.system + t.children_user + t.children_system
-
-
-def children(parent: int) -> Dict[int, str]:
-    """Live children of ``parent``: pid -> start time."""
-    found: Dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields is not None and int(fields[1]) == parent and fields[0] not in ("Z", "X"):
-                found[int(entry)] = fields[19]
-    return found
-
-
-def _recv_exact(s: socket.socket, n: int) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        chunk = s.recv(min(n - got, 1 << 20))
-        if not chunk:
-            raise ConnectionResetError("connection closed mid-frame")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
-def framed_request(path: str, request: Dict[str, Any]) -> Dict[str, Any]:
-    """One 4-byte big-endian length + JSON request on a new Unix-socket connection."""
-    body = json.dumps(request).encode()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(WAIT_S)
-        s.connect(path)
-        s.sendall(struct.pack(">I", len(body)) + body)
-        size = struct.unpack(">I", _recv_exact(s, 4))[0]
-        return json.loads(_recv_exact(s, size))
+# --- peers' sockets ----------------------------------------------------------------------
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
@@ -212,8 +151,9 @@ def xmlrpc_unix(path: str, method: str, *params: Any) -> Any:
     """One XML-RPC call over HTTP on a new Unix-socket connection (as supervisorctl does)."""
     conn = _UnixHTTPConnection(path)
     try:
-        conn.request("POST", "/RPC2", xmlrpc.client.dumps(params, method).encode(),
-                     {"Content-Type": "text/xml"})  # fmt: skip
+        conn.request(
+            "POST", "/RPC2", xmlrpc.client.dumps(params, method).encode(), {"Content-Type": "text/xml"}
+        )
         resp = conn.getresponse()
         body = resp.read()
         if resp.status != 200:
@@ -226,7 +166,8 @@ def xmlrpc_unix(path: str, method: str, *params: Any) -> Any:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 # --- daemons ----------------------------------------------------------------------------
@@ -244,7 +185,7 @@ class Daemon(DaemonProcess):
         self.name = self.peer
         self.size = 0
 
-    def start(self, argv: List[str], cwd: Optional[Path] = None) -> None:
+    def start(self, argv: list[str], cwd: Path | None = None) -> None:
         """Starts the daemon in its directory, its output and errors in the log. The daemon
         itself joins ``seen``: a peer's master must not outlive the stop either."""
         self.launch(argv, cwd=cwd or self.dir, merged=True)
@@ -253,26 +194,26 @@ class Daemon(DaemonProcess):
             with self.seen_lock:
                 self.seen[self.pid] = started
 
-    def workers(self) -> Dict[int, str]:
+    def workers(self) -> dict[int, str]:
         """The daemon's live workers (exec'd where the daemon execs): pid -> start time."""
         raise NotImplementedError
 
-    def is_worker(self, argv: List[str]) -> bool:
+    def is_worker(self, argv: list[str]) -> bool:
         raise NotImplementedError
 
     def wait_workers(self, n: int) -> None:
         self.wait_for(lambda: len(self.workers()) == n, WAIT_S + 0.3 * n, 0.05, f"{self.peer}: {n} workers")
 
-    def stop(self) -> List[str]:  # type: ignore[override]
+    def stop(self, wait_s: float | None = None) -> list[str]:
         """SIGTERM (SIGKILL after WAIT_S), then whatever it started that is left (killed, by pid)."""
-        survivors: List[str] = []
+        survivors: list[str] = []
         if self.running():
             self.remember()
-            if self.terminate():
+            if self.terminate(wait_s):
                 survivors.append(f"{self.peer} (pid {self.pid}) ignored SIGTERM for {WAIT_S:.0f} s")
+        self.log.close()
         for pid, a in self.leftovers().items():
             survivors.append(f"{self.peer}: pid {pid} left: {' '.join(a).strip()}")
-        self.log.close()
         return survivors
 
     # status, implemented by the peers that have one
@@ -293,40 +234,43 @@ class Pitd(Daemon):
         self.script = str(self.dir / "sleeper.py")
         Path(self.script).write_text(SLEEPER)
         self.size, self.echo = size, echo
-        spec = ["[daemon]", f"control_socket = {json.dumps(self.control)}",
-                f"call_socket = {json.dumps(str(self.dir / 'call.sock'))}", ""]  # fmt: skip
+        self.pool = "echo" if echo else "sleepers"
+        spec = specs.table(
+            "daemon", {"control_socket": self.control, "call_socket": str(self.dir / "call.sock")}
+        )
         if echo:
-            spec += ["[pools.echo]", 'app = "pit.examples.echo"', f"python = {json.dumps(PYTHON)}",
-                     f"cwd = {json.dumps(str(PYTHON_DIR))}", f"size = {size}"]  # fmt: skip
+            pool: dict[str, specs.Value] = {
+                "app": "pit.examples.echo",
+                "python": PYTHON,
+                "cwd": str(PYTHON_DIR),
+            }
+            spec += specs.table("pools.echo", {**pool, "size": size})
         else:
-            spec += ["[pools.sleepers]", f"command = {json.dumps([PYTHON, self.script])}", 'protocol = "none"',
-                     f"size = {size}", "", "[pools.sleepers.restart]", 'initial = "1ms"', 'reset_after = "1s"']  # fmt: skip
+            spec += specs.table(
+                "pools.sleepers", {"command": [PYTHON, self.script], "protocol": "none", "size": size}
+            )
+            spec += specs.table("pools.sleepers.restart", {"initial": "1ms", "reset_after": "1s"})
         (self.dir / "pitd.toml").write_text("\n".join(spec) + "\n")
         self.start([str(bin_dir / "pitd"), "--config", str(self.dir / "pitd.toml")])
 
-    def is_worker(self, argv: List[str]) -> bool:
+    def is_worker(self, argv: list[str]) -> bool:
         if self.echo:
             return "pit" in argv and "serve" in argv
         return len(argv) > 1 and argv[1] == self.script
 
-    def workers(self) -> Dict[int, str]:
-        return {p: s for p, s in children(self.pid).items() if self.is_worker(cmdline(p))}
+    def workers(self) -> dict[int, str]:
+        return {p: s for p, s in children(self.pid).items() if self.is_worker(argv(p))}
 
-    def ctl(self, *args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess:
-        return subprocess.run([self.pitctl, "--socket", self.control, *args], capture_output=True, text=True,
-                              timeout=timeout)  # fmt: skip
+    def ctl(self, *args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.pitctl, "--socket", self.control, *args], capture_output=True, text=True, timeout=timeout
+        )
 
     def wait_ready(self) -> None:
-        """Until the pool has ``size`` idle workers (pitctl status)."""
-
-        def ready() -> bool:
-            out = self.ctl("status", "--json")
-            if out.returncode != 0:
-                return False
-            pool = json.loads(out.stdout)["pools"][0]
-            return pool["state"] == "running" and sum(w["state"] == "idle" for w in pool["workers"]) == self.size
-
-        self.wait_for(ready, WAIT_S, 0.05, "pitd's pool not ready")
+        """Until the pool has ``size`` idle workers."""
+        self.wait_for(
+            lambda: workers_ready(self.control, {self.pool: self.size}), WAIT_S, 0.05, "pitd's pool not ready"
+        )
 
     def cli_status(self) -> None:
         out = self.ctl("status", "--json")
@@ -334,22 +278,39 @@ class Pitd(Daemon):
             raise RuntimeError(f"pitctl status failed: {out.stderr.strip()}")
 
     def socket_status(self) -> None:
-        reply = framed_request(self.control, {"cmd": "status", "pool": None})
+        reply = wire.request(self.control, {"cmd": "status", "pool": None}, WAIT_S)
         if reply.get("reply") != "status" or len(reply["pools"][0]["workers"]) != self.size:
             raise RuntimeError(f"pitd status: {str(reply)[:200]}")
 
-    def guard_rss_mb(self) -> Optional[float]:
-        others = [p for p in children(self.pid) if not self.is_worker(cmdline(p))]
+    def guard_rss_mb(self) -> float | None:
+        others = [p for p in children(self.pid) if not self.is_worker(argv(p))]
         return vm_rss_mb(others[0]) if others else None
 
-    def bench(self, concurrency: int, duration_s: float) -> Dict[str, float]:
-        out = self.ctl("bench", "echo", "--method", "echo", "--args", "null", "--concurrency", str(concurrency),
-                       "--duration", f"{round(duration_s * 1000)}ms", "--json", timeout=duration_s + WAIT_S)  # fmt: skip
+    def bench(self, concurrency: int, duration_s: float) -> dict[str, float]:
+        out = self.ctl(
+            "bench",
+            "echo",
+            "--method",
+            "echo",
+            "--args",
+            "null",
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            f"{round(duration_s * 1000)}ms",
+            "--json",
+            timeout=duration_s + WAIT_S,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"pitctl bench failed ({out.returncode}): {out.stderr.strip()}")
         r = json.loads(out.stdout)
-        return {"per_s": float(r["calls_per_s"]), "p50_ms": r["p50_us"] / 1e3, "p99_ms": r["p99_us"] / 1e3,
-                "errors": float(r["errors"]), "count": float(r["calls"])}  # fmt: skip
+        return {
+            "per_s": float(r["calls_per_s"]),
+            "p50_ms": r["p50_us"] / 1e3,
+            "p99_ms": r["p99_us"] / 1e3,
+            "errors": float(r["errors"]),
+            "count": float(r["calls"]),
+        }
 
 
 class Supervisord(Daemon):
@@ -366,25 +327,34 @@ class Supervisord(Daemon):
         Path(self.conf).write_text(
             f"[unix_http_server]\nfile = {self.sock}\nchmod = 0700\n\n"
             f"[supervisord]\nnodaemon = true\nlogfile = {self.dir / 'supervisord.log'}\n"
-            f"pidfile = {self.dir / 'supervisord.pid'}\nchildlogdir = {self.dir / 'logs'}\nloglevel = warn\n\n"
-            "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
+            f"pidfile = {self.dir / 'supervisord.pid'}\nchildlogdir = {self.dir / 'logs'}\n"
+            "loglevel = warn\n\n"
+            "[rpcinterface:supervisor]\n"
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
             f"[supervisorctl]\nserverurl = unix://{self.sock}\n\n"
-            f"[program:sleeper]\ncommand = {PYTHON} {self.script}\nprocess_name = %(program_name)s_%(process_num)02d\n"
+            f"[program:sleeper]\ncommand = {PYTHON} {self.script}\n"
+            "process_name = %(program_name)s_%(process_num)02d\n"
             f"numprocs = {size}\nautorestart = true\nstartsecs = 0\n"
-        )  # fmt: skip
+        )
         self.start([str(venv / "bin" / "supervisord"), "-n", "-c", self.conf])
 
-    def is_worker(self, argv: List[str]) -> bool:
+    def is_worker(self, argv: list[str]) -> bool:
         return len(argv) > 1 and argv[1] == self.script
 
-    def workers(self) -> Dict[int, str]:
-        return {p: s for p, s in children(self.pid).items() if self.is_worker(cmdline(p))}
+    def workers(self) -> dict[int, str]:
+        return {p: s for p, s in children(self.pid).items() if self.is_worker(argv(p))}
 
     def cli_status(self) -> None:
-        out = subprocess.run([str(self.venv / "bin" / "supervisorctl"), "-c", self.conf, "status"],
-                             capture_output=True, text=True, timeout=WAIT_S)  # fmt: skip
+        out = subprocess.run(
+            [str(self.venv / "bin" / "supervisorctl"), "-c", self.conf, "status"],
+            capture_output=True,
+            text=True,
+            timeout=WAIT_S,
+        )
         if out.returncode != 0 or out.stdout.count("RUNNING") != self.size:
-            raise RuntimeError(f"supervisorctl status failed ({out.returncode}): {out.stdout[-300:]}{out.stderr[-300:]}")
+            raise RuntimeError(
+                f"supervisorctl status failed ({out.returncode}): {out.stdout[-300:]}{out.stderr[-300:]}"
+            )
 
     def socket_status(self) -> None:
         infos = xmlrpc_unix(self.sock, "supervisor.getAllProcessInfo")
@@ -401,18 +371,33 @@ class Gunicorn(Daemon):
         self.port = free_port()
         self.ctl_sock = str(self.dir / "gunicorn.ctl")
         (self.dir / "app.py").write_text(WSGI_APP)
-        argv = [str(venv / "bin" / "gunicorn"), "--workers", str(size), "--worker-class", "sync",
-                "--bind", f"127.0.0.1:{self.port}", "--control-socket", self.ctl_sock,
-                "--pid", str(self.dir / "gunicorn.pid"), "--worker-tmp-dir", str(self.dir),
-                "--log-level", "warning", "--chdir", str(self.dir)]  # fmt: skip
+        argv = [
+            str(venv / "bin" / "gunicorn"),
+            "--workers",
+            str(size),
+            "--worker-class",
+            "sync",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--control-socket",
+            self.ctl_sock,
+            "--pid",
+            str(self.dir / "gunicorn.pid"),
+            "--worker-tmp-dir",
+            str(self.dir),
+            "--log-level",
+            "warning",
+            "--chdir",
+            str(self.dir),
+        ]
         if max_requests:
             argv += ["--max-requests", str(max_requests)]
-        self.start(argv + ["app:app"])
+        self.start([*argv, "app:app"])
 
-    def is_worker(self, argv: List[str]) -> bool:
+    def is_worker(self, argv: list[str]) -> bool:
         return True  # every child of the master is a worker (forked, not exec'd)
 
-    def workers(self) -> Dict[int, str]:
+    def workers(self) -> dict[int, str]:
         return children(self.pid)
 
     def wait_http(self) -> None:
@@ -439,22 +424,26 @@ class Gunicorn(Daemon):
         deadline = time.monotonic() + WAIT_S
         while True:
             try:
-                reply = framed_request(self.ctl_sock, {"id": 1, "command": "show stats"})
+                reply = wire.request(self.ctl_sock, {"id": 1, "command": "show stats"}, WAIT_S)
                 break
-            except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
+            except (FileNotFoundError, ConnectionError):
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.01)
         return int(reply["data"]["workers_spawned"])
 
     def cli_status(self) -> None:
-        out = subprocess.run([str(self.venv / "bin" / "gunicornc"), "-s", self.ctl_sock, "-c", "show workers", "-j"],
-                             capture_output=True, text=True, timeout=WAIT_S)  # fmt: skip
+        out = subprocess.run(
+            [str(self.venv / "bin" / "gunicornc"), "-s", self.ctl_sock, "-c", "show workers", "-j"],
+            capture_output=True,
+            text=True,
+            timeout=WAIT_S,
+        )
         if out.returncode != 0 or json.loads(out.stdout).get("count") != self.size:
             raise RuntimeError(f"gunicornc failed ({out.returncode}): {out.stdout[-300:]}{out.stderr[-300:]}")
 
     def socket_status(self) -> None:
-        reply = framed_request(self.ctl_sock, {"id": 1, "command": "show workers"})
+        reply = wire.request(self.ctl_sock, {"id": 1, "command": "show workers"}, WAIT_S)
         if reply.get("status") != "ok" or reply["data"]["count"] != self.size:
             raise RuntimeError(f"gunicorn show workers: {str(reply)[:200]}")
 
@@ -462,35 +451,45 @@ class Gunicorn(Daemon):
 # --- the peers' environment -------------------------------------------------------------
 
 
-def prepare_venv(venv: Path) -> Tuple[Dict[str, str], Dict[str, str]]:
+def prepare_venv(venv: Path) -> tuple[dict[str, str], dict[str, str]]:
     """Creates ``venv`` if needed and installs the peers into it.
 
     Returns (peer -> version) for the peers that are available and (peer -> why not) for
     the others.
     """
-    versions: Dict[str, str] = {}
-    missing: Dict[str, str] = {}
+    versions: dict[str, str] = {}
+    missing: dict[str, str] = {}
     vpy = venv / "bin" / "python"
     if not vpy.exists():
         progress(f"creating a virtual environment ({venv.name})")
         out = subprocess.run([PYTHON, "-m", "venv", str(venv)], capture_output=True, text=True, timeout=300)
         if out.returncode != 0:
             why = f"python3 -m venv failed: {(out.stderr or out.stdout).strip()[-400:]}"
-            return {}, {peer: why for peer in PACKAGES}
+            return {}, dict.fromkeys(PACKAGES, why)
 
-    def version(package: str) -> Optional[str]:
-        out = subprocess.run([str(vpy), "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
-                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    def version(package: str) -> str | None:
+        out = subprocess.run(
+            [str(vpy), "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return out.stdout.strip() if out.returncode == 0 else None
 
     for peer, package in PACKAGES.items():
         v = version(package)
         if v is None:
             progress(f"pip install {package}")
-            out = subprocess.run([str(vpy), "-m", "pip", "install", "--disable-pip-version-check", "-q", package],
-                                 capture_output=True, text=True, timeout=600)  # fmt: skip
+            out = subprocess.run(
+                [str(vpy), "-m", "pip", "install", "--disable-pip-version-check", "-q", package],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             if out.returncode != 0:
-                why = " / ".join(line.strip() for line in (out.stderr or out.stdout).strip().splitlines()[-3:])
+                why = " / ".join(
+                    line.strip() for line in (out.stderr or out.stdout).strip().splitlines()[-3:]
+                )
                 missing[peer] = f"pip install {package} failed: {why}"
                 continue
             v = version(package)
@@ -504,16 +503,7 @@ def prepare_venv(venv: Path) -> Tuple[Dict[str, str], Dict[str, str]]:
 # --- measurements -----------------------------------------------------------------------
 
 
-def nearest_rank(values: List[float], p: float) -> float:
-    xs = sorted(values)
-    return xs[round((len(xs) - 1) * p)]
-
-
-def progress(what: str) -> None:
-    print(f"  {what}", file=sys.stderr, flush=True)
-
-
-def kill_one(d: Daemon) -> Tuple[float, int, int]:
+def kill_one(d: Daemon) -> tuple[float, int, int]:
     """SIGKILL the oldest worker once every worker is VICTIM_MIN_AGE_S old (the daemon and
     the machine are quiet again after the previous replacement); returns the ms until /proc
     shows its replacement, the victim's pid and the replacement's."""
@@ -546,11 +536,7 @@ def kill_one(d: Daemon) -> Tuple[float, int, int]:
     raise RuntimeError(f"{d.peer}: no replacement within {WAIT_S:.0f} s:\n{d.log_tail()}")
 
 
-def _event_ms(ev: Dict[str, Any]) -> float:
-    return datetime.datetime.fromisoformat(ev["ts"].replace("Z", "+00:00")).timestamp() * 1e3
-
-
-def timed(fn: Callable[[], None], n: int) -> List[float]:
+def timed(fn: Callable[[], None], n: int) -> list[float]:
     fn()  # warm: the first request may pay for lazy set-up
     times = []
     for _ in range(n):
@@ -560,21 +546,38 @@ def timed(fn: Callable[[], None], n: int) -> List[float]:
     return times
 
 
-def wrk_load(port: int, concurrency: int, duration_s: float) -> Dict[str, float]:
+def wrk_load(port: int, concurrency: int, duration_s: float) -> dict[str, float]:
     threads = max(1, min(concurrency, os.cpu_count() or 1))
     cap = int(LOAD_CAP_PER_S * duration_s / threads) + 1
     with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="peers-wrk-", delete=False) as f:
         f.write(WRK_LUA.format(cap=cap))
         lua = f.name
     try:
-        out = subprocess.run(["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{duration_s:g}s",
-                              "--timeout", "5s", "--latency", "-s", lua, f"http://127.0.0.1:{port}/"],
-                             capture_output=True, text=True, timeout=duration_s + WAIT_S)  # fmt: skip
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t",
+                str(threads),
+                "-c",
+                str(concurrency),
+                "-d",
+                f"{duration_s:g}s",
+                "--timeout",
+                "5s",
+                "--latency",
+                "-s",
+                lua,
+                f"http://127.0.0.1:{port}/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=duration_s + WAIT_S,
+        )
     finally:
         os.unlink(lua)
     if out.returncode != 0:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr.strip()}")
-    r: Dict[str, float] = {"errors": 0.0}
+    r: dict[str, float] = {"errors": 0.0}
     unit = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
     in_dist = False
     for line in out.stdout.splitlines():
@@ -584,7 +587,7 @@ def wrk_load(port: int, concurrency: int, duration_s: float) -> Dict[str, float]
         elif in_dist and len(words) == 2 and words[0] in ("50%", "99%"):
             value = words[1]
             num = value.rstrip("usm")
-            r["p50_ms" if words[0] == "50%" else "p99_ms"] = float(num) * unit[value[len(num):]]
+            r["p50_ms" if words[0] == "50%" else "p99_ms"] = float(num) * unit[value[len(num) :]]
         elif line.startswith("Requests/sec:"):
             r["per_s"] = float(words[1])
         elif "requests in" in line:  # "5165 requests in 2.01s, 706.23KB read"
@@ -599,11 +602,11 @@ def wrk_load(port: int, concurrency: int, duration_s: float) -> Dict[str, float]
     return r
 
 
-def python_load(port: int, concurrency: int, duration_s: float) -> Dict[str, float]:
+def python_load(port: int, concurrency: int, duration_s: float) -> dict[str, float]:
     """``concurrency`` threads, each a loop of new connection + HTTP/1.0 GET + read to EOF."""
     request = b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
     cap = int(LOAD_CAP_PER_S * duration_s / concurrency) + 1
-    lat: List[List[float]] = [[] for _ in range(concurrency)]
+    lat: list[list[float]] = [[] for _ in range(concurrency)]
     errors = [0] * concurrency
     start = threading.Barrier(concurrency + 1)
     t_end = [0.0]
@@ -644,18 +647,25 @@ def python_load(port: int, concurrency: int, duration_s: float) -> Dict[str, flo
     every = [x for xs in lat for x in xs]
     if not every:
         raise RuntimeError("the load generator got no response")
-    return {"per_s": len(every) / elapsed, "p50_ms": nearest_rank(every, 0.5), "p99_ms": nearest_rank(every, 0.99),
-            "errors": float(sum(errors)), "count": float(len(every)), "elapsed_s": elapsed}  # fmt: skip
+    p50, p99 = stats.percentiles(every, [0.5, 0.99])
+    return {
+        "per_s": len(every) / elapsed,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "errors": float(sum(errors)),
+        "count": float(len(every)),
+        "elapsed_s": elapsed,
+    }
 
 
 # --- one run ----------------------------------------------------------------------------
 
 
 class Runner:
-    def __init__(self, args: argparse.Namespace, peers: List[str], loadgen: str) -> None:
+    def __init__(self, args: argparse.Namespace, peers: list[str], loadgen: str) -> None:
         self.args, self.peers, self.loadgen = args, peers, loadgen
-        self.survivors: List[str] = []
-        self.samples: Dict[str, List[List[float]]] = {}  # every restart, per peer and run
+        self.survivors: list[str] = []
+        self.samples: dict[str, list[list[float]]] = {}  # every restart, per peer and run
         self.daemons = 0
         self.processes = 0
 
@@ -666,7 +676,9 @@ class Runner:
             return Supervisord(self.args.venv, size)
         return Gunicorn(self.args.venv, size, **kw)
 
-    def with_daemon(self, peer: str, size: int, body: Callable[[Any], Dict[str, float]], **kw: Any) -> Dict[str, float]:
+    def with_daemon(
+        self, peer: str, size: int, body: Callable[[Any], dict[str, float]], **kw: Any
+    ) -> dict[str, float]:
         d = self.make(peer, size, **kw)
         self.daemons += 1
         try:
@@ -680,28 +692,28 @@ class Runner:
             self.survivors.extend(d.stop())
             d.cleanup()
 
-    def restarts(self, d: Daemon) -> Dict[str, float]:
+    def restarts(self, d: Daemon) -> dict[str, float]:
         kills = [kill_one(d) for _ in range(self.args.kills)]
         times = [ms for ms, _, _ in kills]
         self.samples.setdefault(d.peer, []).append([round(ms, 3) for ms in times])
-        out = {"restart_ms": statistics.median(times), "restart_max_ms": max(times), "restart_min_ms": min(times)}
+        out = {"restart_ms": stats.median(times), "restart_max_ms": max(times), "restart_min_ms": min(times)}
         if isinstance(d, Pitd):
             # pitd's own split of each restart: exit handled -> replacement started (1 ms resolution)
-            events = framed_request(d.control, {"cmd": "events", "follow": False}).get("events", [])
-            exited = {e.get("pid"): _event_ms(e) for e in events if e["event"] == "worker_exited"}
-            started = {e.get("pid"): _event_ms(e) for e in events if e["event"] == "worker_started"}
+            events = wire.request(d.control, {"cmd": "events", "follow": False}, WAIT_S).get("events", [])
+            exited = {e.get("pid"): event_time(e) * 1e3 for e in events if e["event"] == "worker_exited"}
+            started = {e.get("pid"): event_time(e) * 1e3 for e in events if e["event"] == "worker_started"}
             split = [started[new] - exited[old] for _, old, new in kills if old in exited and new in started]
             if split:
                 self.samples.setdefault("pit exit->started", []).append(split)
-                out["exit_to_start_ms"] = statistics.median(split)
+                out["exit_to_start_ms"] = stats.median(split)
         return out
 
-    def footprint(self, d: Daemon, n: int) -> Dict[str, float]:
+    def footprint(self, d: Daemon, n: int) -> dict[str, float]:
         time.sleep(2.0)  # start-up settles
-        out: Dict[str, float] = {}
+        out: dict[str, float] = {}
         sock = timed(d.socket_status, self.args.status_n)
-        out[f"sock_p50_{n}"], out[f"sock_p99_{n}"] = statistics.median(sock), nearest_rank(sock, 0.99)
-        out[f"cli_{n}"] = statistics.median(timed(d.cli_status, self.args.cli_n))
+        out[f"sock_p50_{n}"], out[f"sock_p99_{n}"] = stats.percentiles(sock, [0.5, 0.99])
+        out[f"cli_{n}"] = stats.median(timed(d.cli_status, self.args.cli_n))
         out[f"rss_{n}"] = vm_rss_mb(d.pid)
         if isinstance(d, Pitd):
             guard = d.guard_rss_mb()
@@ -709,8 +721,8 @@ class Runner:
                 out[f"guard_rss_{n}"] = guard
         return out
 
-    def throughput(self, d: Daemon) -> Dict[str, float]:
-        out: Dict[str, float] = {}
+    def throughput(self, d: Daemon) -> dict[str, float]:
+        out: dict[str, float] = {}
         dur = self.args.duration
         if isinstance(d, Pitd):
             d.bench(max(CONCURRENCY), self.args.warmup)
@@ -730,9 +742,9 @@ class Runner:
                 out.update({f"c{c}_{k}": v for k, v in r.items()})
         return out
 
-    def run(self, i: int) -> Dict[str, Dict[str, float]]:
+    def run(self, i: int) -> dict[str, dict[str, float]]:
         tag = f"run {i + 1}/{self.args.runs}"
-        res: Dict[str, Dict[str, float]] = {p: {} for p in self.peers}
+        res: dict[str, dict[str, float]] = {p: {} for p in self.peers}
         for peer in self.peers:
             progress(f"{tag}: {peer}: {self.args.kills} kills")
             res[peer].update(self.with_daemon(peer, RESTART_WORKERS, self.restarts))
@@ -753,19 +765,15 @@ class Runner:
 # --- report -----------------------------------------------------------------------------
 
 
-def fmt_ms(v: float) -> str:
-    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
-
-
-def report(runs: List[Dict[str, Dict[str, float]]], peers: List[str]) -> Dict[str, Dict[str, float]]:
-    med: Dict[str, Dict[str, float]] = {}
+def report(runs: list[dict[str, dict[str, float]]], peers: list[str]) -> dict[str, dict[str, float]]:
+    med: dict[str, dict[str, float]] = {}
     for peer in PEERS:
         keys = sorted({k for r in runs for k in r.get(peer, {})})
-        med[peer] = {k: statistics.median([r[peer][k] for r in runs if k in r.get(peer, {})]) for k in keys}
+        med[peer] = {k: stats.median([r[peer][k] for r in runs if k in r.get(peer, {})]) for k in keys}
 
-    rows: List[Tuple[str, ...]] = []
+    rows: list[tuple[str, ...]] = []
 
-    def row(label: str, cell: Callable[[Dict[str, float]], Optional[str]], ref: str = "") -> None:
+    def row(label: str, cell: Callable[[dict[str, float]], str | None], ref: str = "") -> None:
         cells = []
         for peer in PEERS:
             m = med[peer]
@@ -776,40 +784,52 @@ def report(runs: List[Dict[str, Dict[str, float]]], peers: List[str]) -> Dict[st
             cells.append(value if value is not None else ("-" if peer in peers else "skipped"))
         rows.append((label, *cells, ref))
 
-    def ms(key: str) -> Callable[[Dict[str, float]], str]:
+    def ms(key: str) -> Callable[[dict[str, float]], str]:
         return lambda m: f"{fmt_ms(m[key])} ms"
 
-    def ms_pair(a: str, b: str) -> Callable[[Dict[str, float]], str]:
+    def ms_pair(a: str, b: str) -> Callable[[dict[str, float]], str]:
         return lambda m: f"{fmt_ms(m[a])} / {fmt_ms(m[b])} ms"
 
-    def mb(key: str) -> Callable[[Dict[str, float]], str]:
+    def mb(key: str) -> Callable[[dict[str, float]], str]:
         return lambda m: f"{m[key]:.1f} MB"
 
-    def per_s(key: str) -> Callable[[Dict[str, float]], str]:
+    def per_s(key: str) -> Callable[[dict[str, float]], str]:
         return lambda m: f"{m[key]:,.0f}"
 
     row("restart after kill -9: median", ms("restart_ms"), "supervisord ~1 s, gunicorn ~8 ms")
     row("  fastest / slowest kill", ms_pair("restart_min_ms", "restart_max_ms"))
     for n in FOOTPRINT_SIZES:
-        row(f"status, CLI process wall, {n} workers", ms(f"cli_{n}"),
-            "supervisord ~110 ms, gunicorn ~100 ms" if n == FOOTPRINT_SIZES[0] else "")  # fmt: skip
+        row(
+            f"status, CLI process wall, {n} workers",
+            ms(f"cli_{n}"),
+            "supervisord ~110 ms, gunicorn ~100 ms" if n == FOOTPRINT_SIZES[0] else "",
+        )
         row(f"status, socket round trip p50 / p99, {n} w", ms_pair(f"sock_p50_{n}", f"sock_p99_{n}"))
     for n in FOOTPRINT_SIZES:
         row(f"daemon RSS (VmRSS), {n} workers", mb(f"rss_{n}"))
     row("  pitd's guard process", mb(f"guard_rss_{FOOTPRINT_SIZES[0]}"))
     for c in CONCURRENCY:
-        row(f"throughput c={c}: requests or calls /s",
-            per_s(f"c{c}_per_s"), "gunicorn 2 sync ~7k req/s" if c == CONCURRENCY[0] else "")  # fmt: skip
+        row(
+            f"throughput c={c}: requests or calls /s",
+            per_s(f"c{c}_per_s"),
+            "gunicorn 2 sync ~7k req/s" if c == CONCURRENCY[0] else "",
+        )
         row(f"  c={c}: latency p50 / p99", ms_pair(f"c{c}_p50_ms", f"c{c}_p99_ms"))
-    row("  gunicorn workers replaced (max-requests) /s",
-        lambda m: " / ".join(f"{m[f'c{c}_recycled_per_s']:.1f}" for c in CONCURRENCY) + " (c=1/2/4)")  # fmt: skip
-    row("  failed requests or calls (all c)",
-        lambda m: f"{sum(m[f'c{c}_errors'] for c in CONCURRENCY):.0f}" if f"c{CONCURRENCY[0]}_errors" in m else None)  # fmt: skip
+    row(
+        "  gunicorn workers replaced (max-requests) /s",
+        lambda m: " / ".join(f"{m[f'c{c}_recycled_per_s']:.1f}" for c in CONCURRENCY) + " (c=1/2/4)",
+    )
+    row(
+        "  failed requests or calls (all c)",
+        lambda m: (
+            f"{sum(m[f'c{c}_errors'] for c in CONCURRENCY):.0f}" if f"c{CONCURRENCY[0]}_errors" in m else None
+        ),
+    )
 
     header = ("figure (median over runs)", *PEERS, "reference (2 cores)")
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    widths = [max(len(r[i]) for r in [*rows, header]) for i in range(len(header))]
     print()
-    for r in [header] + rows:
+    for r in [header, *rows]:
         line = f"{r[0]:<{widths[0]}}"
         for i in range(1, len(PEERS) + 1):
             line += f"  {r[i]:>{widths[i]}}"
@@ -817,17 +837,29 @@ def report(runs: List[Dict[str, Dict[str, float]]], peers: List[str]) -> Dict[st
     return med
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs; the table shows medians (default 3)")
     parser.add_argument("--quick", action="store_true", help="1 run, fewer samples, shorter loads")
     parser.add_argument("--json", metavar="FILE", help="also write every run's figures here")
-    parser.add_argument("--venv", type=Path, default=REPO / "bench" / ".venv",
-                        help="virtual environment for the peers, created if missing (default bench/.venv)")  # fmt: skip
-    parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
-                        help="HTTP load generator for gunicorn: wrk if installed (auto), or the built-in one")  # fmt: skip
-    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release",
-                        help="directory holding pitd and pitctl (default: this repository's target/release)")  # fmt: skip
+    parser.add_argument(
+        "--venv",
+        type=Path,
+        default=BENCH / ".venv",
+        help="virtual environment for the peers, created if missing (default bench/.venv)",
+    )
+    parser.add_argument(
+        "--loadgen",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="HTTP load generator for gunicorn: wrk if installed (auto), or the built-in one",
+    )
+    parser.add_argument(
+        "--bin-dir",
+        type=Path,
+        default=BIN_DIR,
+        help="directory holding pitd and pitctl (default: this repository's target/release)",
+    )
     args = parser.parse_args(argv)
     args.kills, args.status_n, args.cli_n, args.duration, args.warmup = 8, 200, 20, 5.0, 1.0
     if args.quick:
@@ -846,60 +878,92 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     versions, missing = prepare_venv(args.venv)
     peers = ["pit"] + [p for p in PACKAGES if p in versions]
-    pit_version = subprocess.run([str(args.bin_dir / "pitd"), "--version"], capture_output=True, text=True,
-                                 timeout=WAIT_S).stdout.strip()  # fmt: skip
+    pit_version = subprocess.run(
+        [str(args.bin_dir / "pitd"), "--version"], capture_output=True, text=True, timeout=WAIT_S
+    ).stdout.strip()
     wrk_version = ""
     if loadgen == "wrk":
         wrk_out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=WAIT_S)
         wrk_version = (wrk_out.stdout or wrk_out.stderr).split("[")[0].strip()
-    print(f"cores: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
-    print(f"python: {platform.python_implementation()} {platform.python_version()} "
-          "(runs the supervised workers and the peers)")  # fmt: skip
+    print(f"cores: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), load average {loadavg()}")
+    print(
+        f"python: {platform.python_implementation()} {platform.python_version()} "
+        "(runs the supervised workers and the peers)"
+    )
     print(f"pit: {pit_version or '?'} (release build)")
     for peer, package in PACKAGES.items():
         if peer in versions:
             print(f"{package}: {versions[peer]}")
         else:
             print(f"{package}: not available, its rows are skipped: {missing[peer]}")
-    print(f"HTTP load generator: {wrk_version if loadgen == 'wrk' else 'built-in (Python threads, HTTP/1.0)'}")
-    print(f"{args.runs} run(s); per run and peer: {args.kills} kills, {args.status_n} socket status requests and "
-          f"{args.cli_n} CLI runs per size, {args.duration:g} s of load per concurrency", flush=True)  # fmt: skip
+    print(
+        f"HTTP load generator: {wrk_version if loadgen == 'wrk' else 'built-in (Python threads, HTTP/1.0)'}"
+    )
+    print(
+        f"{args.runs} run(s); per run and peer: {args.kills} kills, {args.status_n} socket status "
+        f"requests and {args.cli_n} CLI runs per size, {args.duration:g} s of load per concurrency",
+        flush=True,
+    )
 
     started = time.monotonic()
-    cpu0 = cpu_times()
+    cpu_use = CpuUse()
     runner = Runner(args, peers, loadgen)
-    runs: List[Dict[str, Dict[str, float]]] = []
-    loads: List[Tuple[float, float]] = []
+    runs: list[dict[str, dict[str, float]]] = []
+    loads: list[tuple[float, float]] = []
     try:
         for i in range(args.runs):
             before = os.getloadavg()[0]
             runs.append(runner.run(i))
             loads.append((before, os.getloadavg()[0]))
-            progress(f"run {i + 1}/{args.runs} done, load average {before:.2f} before, {loads[-1][1]:.2f} after")
+            progress(
+                f"run {i + 1}/{args.runs} done, load average {before:.2f} before, {loads[-1][1]:.2f} after"
+            )
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
     if not runs:
         return 1
     med = report(runs, peers)
     print()
-    print("pit's throughput is pitctl bench against a 2-worker echo pool; gunicorn's is HTTP against 2 sync workers")
-    print("with --max-requests 1000. gunicorn forks its workers without exec: its restart has no interpreter start-up.")
+    print(
+        "pit's throughput is pitctl bench against a 2-worker echo pool; "
+        "gunicorn's is HTTP against 2 sync workers"
+    )
+    print(
+        "with --max-requests 1000. gunicorn forks its workers without exec: "
+        "its restart has no interpreter start-up."
+    )
     if runner.survivors:
         print("processes left behind (killed now):\n  " + "\n  ".join(runner.survivors))
     else:
-        print(f"{runner.daemons} daemons stopped with SIGTERM; none of the {runner.processes} processes "
-              "they were seen to run is left")  # fmt: skip
-    cpu1, wall = cpu_times(), time.monotonic() - started
-    busy, steal, ours = ((b - a) / wall / (os.cpu_count() or 1) * 100 for a, b in zip(cpu0, cpu1))
-    print(f"total time {wall:.0f} s, load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}; CPU time "
-          f"of the {os.cpu_count()} cores: {ours:.0f}% this benchmark and what it started, "
-          f"{max(0.0, busy - ours):.0f}% other processes, {steal:.0f}% stolen")  # fmt: skip
+        print(
+            f"{runner.daemons} daemons stopped with SIGTERM; none of the {runner.processes} processes "
+            "they were seen to run is left"
+        )
+    use, wall = cpu_use.summary(), time.monotonic() - started
+    print(
+        f"total time {wall:.0f} s, load average now {loadavg()}; CPU time of the {os.cpu_count()} cores: "
+        f"{use['ours_percent']:.0f}% this benchmark and what it started, "
+        f"{use['others_percent']:.0f}% other processes, {use['steal_percent']:.0f}% stolen"
+    )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"cores": os.cpu_count(), "python": platform.python_version(), "pit": pit_version,
-                       "versions": versions, "skipped": missing, "loadgen": wrk_version or loadgen,
-                       "runs": runs, "restart_samples_ms": runner.samples, "load_before_after": loads, "medians": med, "survivors": runner.survivors}, f, indent=2)  # fmt: skip
+            json.dump(
+                {
+                    "cores": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "pit": pit_version,
+                    "versions": versions,
+                    "skipped": missing,
+                    "loadgen": wrk_version or loadgen,
+                    "runs": runs,
+                    "restart_samples_ms": runner.samples,
+                    "load_before_after": loads,
+                    "medians": med,
+                    "survivors": runner.survivors,
+                },
+                f,
+                indent=2,
+            )
             f.write("\n")
     return 1 if runner.survivors else 0
 

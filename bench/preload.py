@@ -7,9 +7,9 @@ objects. Two pools serve it, identical but for ``preload = ["heavy_import"]``:
 - **Replacement ready.** ``restart.initial = "1ms"`` (so the backoff does not count) and
   ``reset_after = "1s"`` with kills 1.2 s apart (so each is a first crash); the oldest idle
   worker gets SIGKILL, and the time until its replacement's ``worker_ready`` event reaches a
-  ``pitctl events -f --json`` follower is taken (no polling that would compete with pitd); ``--kills`` times per pool, median and
-  max. Also one ``pitctl recycle worker-N`` per pool (the replacement ready, the old one
-  retired), and the cold start of the whole pool.
+  ``pitctl events -f --json`` follower is taken (no polling that would compete with pitd);
+  ``--kills`` times per pool, median and max. Also one ``pitctl recycle worker-N`` per pool
+  (the replacement ready, the old one retired), and the cold start of the whole pool.
 - **Memory of N workers** (``--workers``, default 8), once every worker has answered a
   ``score`` call and the monitor has sampled twice: the sum of RSS, PSS and USS over the
   pool's workers (``memory_metric = "pss"``), plus the template's own PSS for the preloaded
@@ -19,29 +19,25 @@ objects. Two pools serve it, identical but for ``preload = ["heavy_import"]``:
 Every process the script starts is stopped; it exits 1 if one outlives its pitd.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
 import signal
-import statistics
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon import PitdProcess, describe  # noqa: E402
-from supervise import control_request  # noqa: E402
+from pitbench import specs, stats
+from pitbench.daemon import PitdProcess
+from pitbench.events import EventFollower, replacement_ready
+from pitbench.paths import APPS, BIN_DIR
+from pitbench.procfs import pss_bytes
 
-REPO = Path(__file__).resolve().parent.parent
 PYTHON = os.path.realpath(sys.executable)
 WAIT_S = 60.0
-
-
-def request(path: str, req: Dict[str, Any]) -> Dict[str, Any]:
-    return json.loads(control_request(path, req, WAIT_S))
 
 
 class Daemon(PitdProcess):
@@ -50,132 +46,69 @@ class Daemon(PitdProcess):
 
     def __init__(self, bin_dir: Path, size: int) -> None:
         super().__init__(bin_dir, "pit-preload-")
-        common = [
-            'app = "heavy_app"',
-            f"python = {json.dumps(PYTHON)}",
-            f"size = {size}",
-            f"cwd = {json.dumps(str(REPO / 'bench' / 'apps'))}",
-            f"env = {{ PYTHONPATH = {json.dumps(str(REPO / 'python'))} }}",
-            'memory_metric = "pss"',
-            'startup_timeout = "60s"',
-        ]
-        spec = [*self.spec_head(), 'monitor_interval = "250ms"']
-        for name, extra in (("preloaded", ['preload = ["heavy_import"]']), ("plain", [])):
-            spec += ["", f"[pools.{name}]", *common, *extra, f"[pools.{name}.restart]", 'initial = "1ms"', 'reset_after = "1s"']
+        common: dict[str, specs.Value] = {
+            "app": "heavy_app",
+            "python": PYTHON,
+            "size": size,
+            "cwd": str(APPS),
+            "env": specs.pit_env(),
+            "memory_metric": "pss",
+            "startup_timeout": "60s",
+        }
+        spec = self.spec_head(monitor_interval="250ms")
+        preload: dict[str, dict[str, specs.Value]] = {"preloaded": {"preload": ["heavy_import"]}, "plain": {}}
+        for name, extra in preload.items():
+            spec += specs.table(f"pools.{name}", {**common, **extra})
+            spec += specs.table(f"pools.{name}.restart", {"initial": "1ms", "reset_after": "1s"})
         self.t0 = time.monotonic()
         self.start(spec)
 
-    def pool(self, name: str) -> Dict[str, Any]:
-        reply = request(self.control, {"cmd": "status", "pool": name})
-        return reply["pools"][0]
+    def idle_at(self, name: str, size: int) -> float:
+        """The monotonic time at which the pool was seen with ``size`` idle workers (polled
+        every 0.5 ms: the pool's cold start is timed with it)."""
+        return self.wait_for(
+            lambda: time.monotonic() if self.workers_ready({name: size}) else None,
+            WAIT_S,
+            0.0005,
+            f"pool {name} not ready",
+        )
 
-    def wait_idle(self, name: str, size: int, exclude: Optional[set] = None) -> float:
-        """Seconds until the pool has `size` idle workers, none of them in `exclude`."""
-
-        def idle_at() -> Optional[float]:
-            if not os.path.exists(self.control):
-                return None
-            try:
-                ws = self.pool(name)["workers"]
-            except (OSError, RuntimeError, KeyError, IndexError):
-                return None
-            idle = [w for w in ws if w["state"] == "idle" and w["id"] not in (exclude or set())]
-            return time.monotonic() if len(idle) >= size else None
-
-        return self.wait_for(idle_at, WAIT_S, 0.0005, f"pool {name} not ready")
-
-    def template_pid(self) -> Optional[int]:
-        pids = [
-            int(line.split("started the preload template (pid ")[1].split(")")[0])
-            for line in self.log_path.read_text(errors="replace").splitlines()
-            if "started the preload template (pid " in line
-        ]
-        return pids[-1] if pids else None
+    def template_pid(self, name: str) -> int | None:
+        pid: int | None = (self.pool(name).get("template") or {}).get("pid")
+        return pid
 
     def call(self, pool: str, method: str, args: Any) -> None:
-        out = subprocess.run(
-            [self.pitctl, "--socket", self.control, "call", pool, method, json.dumps(args)],
-            capture_output=True, timeout=WAIT_S,
-        )  # fmt: skip
+        out = self.ctl("call", pool, method, json.dumps(args))
         if out.returncode != 0:
-            raise RuntimeError(f"call failed: {out.stderr.decode()}")
+            raise RuntimeError(f"call failed: {out.stderr}")
 
-    def stop(self) -> List[str]:  # type: ignore[override]
-        left = describe(super().stop())
+    def stop(self, wait_s: float | None = None) -> list[str]:
+        left = super().stop(wait_s)
         self.cleanup()
         return left
 
 
-def pss_of(pid: int) -> int:
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-class EventTimes:
-    """``pitctl events -f --json`` in the background: each event with the monotonic time it
-    reached this script, so a replacement is timed without polling pitd."""
-
-    def __init__(self, d: "Daemon") -> None:
-        self.proc = subprocess.Popen(
-            [d.pitctl, "--socket", d.control, "events", "-f", "--json"], stdout=subprocess.PIPE, text=True
-        )
-        self.seen: List[Any] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            with self.lock:
-                self.seen.append((time.monotonic(), ev))
-
-    def wait(self, pred: Any, after: float) -> float:
-        end = time.monotonic() + WAIT_S
-        while time.monotonic() < end:
-            with self.lock:
-                for at, ev in self.seen:
-                    if at >= after and pred(ev):
-                        return at
-            time.sleep(0.001)
-        raise RuntimeError("event not seen")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=WAIT_S)
-
-
-def kill_and_time(d: Daemon, events: EventTimes, pool: str) -> float:
+def kill_and_time(d: Daemon, events: EventFollower, pool: str) -> float:
     ws = sorted(d.pool(pool)["workers"], key=lambda w: -w["age_s"])
     victim = ws[0]
     known = {w["id"] for w in ws}
     t = time.monotonic()
     os.kill(victim["pid"], signal.SIGKILL)
-    ready = events.wait(
-        lambda ev: ev.get("event") == "worker_ready" and ev.get("pool") == pool and ev.get("worker") not in known, t
-    )
+    ready = events.wait(replacement_ready(pool, known), t, WAIT_S)
     return (ready - t) * 1000
 
 
-def recycle_and_time(d: Daemon, events: EventTimes, pool: str) -> float:
+def recycle_and_time(d: Daemon, events: EventFollower, pool: str) -> float:
     ws = d.pool(pool)["workers"]
     known = {w["id"] for w in ws}
     target = sorted(ws, key=lambda w: -w["age_s"])[0]["id"]
     t = time.monotonic()
-    subprocess.run([d.pitctl, "--socket", d.control, "recycle", target], capture_output=True, timeout=WAIT_S)
-    ready = events.wait(
-        lambda ev: ev.get("event") == "worker_ready" and ev.get("pool") == pool and ev.get("worker") not in known, t
-    )
+    d.ctl("recycle", target)
+    ready = events.wait(replacement_ready(pool, known), t, WAIT_S)
     return (ready - t) * 1000
 
 
-def memory(d: Daemon, pool: str, size: int) -> Dict[str, float]:
+def memory(d: Daemon, pool: str, size: int) -> dict[str, float]:
     for i in range(size * 3):
         d.call(pool, "score", f"token-{i}")
     time.sleep(0.6)  # two monitor passes after the calls
@@ -188,30 +121,30 @@ def memory(d: Daemon, pool: str, size: int) -> Dict[str, float]:
         "template_pss_mib": 0.0,
     }
     if pool == "preloaded":
-        tpid = d.template_pid()
+        tpid = d.template_pid(pool)
         if tpid:
-            out["template_pss_mib"] = pss_of(tpid) / mib
+            out["template_pss_mib"] = pss_bytes(tpid) / mib
     out["total_mib"] = out["pss_mib"] + out["template_pss_mib"]
     return out
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=7, help="kills per pool (default 7)")
     parser.add_argument("--workers", type=int, default=8, help="workers per pool (default 8)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
-    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release")
+    parser.add_argument("--bin-dir", type=Path, default=BIN_DIR)
     args = parser.parse_args(argv)
 
     print(f"# preload: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, python {PYTHON}", flush=True)
     d = Daemon(args.bin_dir, args.workers)
-    figures: Dict[str, Any] = {}
+    figures: dict[str, Any] = {}
     try:
         for pool in ("preloaded", "plain"):
-            figures[f"{pool}_cold_start_ms"] = (d.wait_idle(pool, args.workers) - d.t0) * 1000
+            figures[f"{pool}_cold_start_ms"] = (d.idle_at(pool, args.workers) - d.t0) * 1000
         for pool in ("preloaded", "plain"):
             figures[f"{pool}_memory"] = memory(d, pool, args.workers)
-        events = EventTimes(d)
+        events = d.follow_events()
         for pool in ("preloaded", "plain"):
             kills = []
             for _ in range(args.kills):
@@ -228,18 +161,26 @@ def main(argv: Optional[List[str]] = None) -> int:
         return f"{v:.1f} ms" if v < 100 else f"{v:.0f} ms"
 
     rows = [
-        ("pool ready from pitd start (cold)", ms(figures["preloaded_cold_start_ms"]), ms(figures["plain_cold_start_ms"])),
+        (
+            "pool ready from pitd start (cold)",
+            ms(figures["preloaded_cold_start_ms"]),
+            ms(figures["plain_cold_start_ms"]),
+        ),
         (
             f"kill -9 -> replacement idle, median of {args.kills}",
-            ms(statistics.median(figures["preloaded_kill_ready_ms"])),
-            ms(statistics.median(figures["plain_kill_ready_ms"])),
+            ms(stats.median(figures["preloaded_kill_ready_ms"])),
+            ms(stats.median(figures["plain_kill_ready_ms"])),
         ),
         (
             "kill -9 -> replacement idle, max",
             ms(max(figures["preloaded_kill_ready_ms"])),
             ms(max(figures["plain_kill_ready_ms"])),
         ),
-        ("pitctl recycle -> replacement idle", ms(figures["preloaded_recycle_ready_ms"]), ms(figures["plain_recycle_ready_ms"])),
+        (
+            "pitctl recycle -> replacement idle",
+            ms(figures["preloaded_recycle_ready_ms"]),
+            ms(figures["plain_recycle_ready_ms"]),
+        ),
     ]
     pm, nm = figures["preloaded_memory"], figures["plain_memory"]
     n = args.workers
@@ -256,8 +197,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"{'':{width}}  {'preload':>24}  {'no preload':>12}")
     for label, a, b in rows:
         print(f"{label:{width}}  {a:>24}  {b:>12}")
-    target = statistics.median(figures["preloaded_kill_ready_ms"])
-    print(f"target: replacement ready <= 20 ms with preload: {'met' if target <= 20 else 'NOT met'} ({ms(target)})")
+    target = stats.median(figures["preloaded_kill_ready_ms"])
+    print(
+        f"target: replacement ready <= 20 ms with preload: {'met' if target <= 20 else 'NOT met'} "
+        f"({ms(target)})"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     if survivors:

@@ -24,9 +24,10 @@ as many ``ready`` and ``live`` control requests sent straight to the control soc
 this script (a new connection each, as pitctl does: connect, one length-prefixed JSON
 frame ``{"cmd": "probe", "kind": ..., "timeout_ms": 1000}``, the reply read): pitd's
 answer time plus one socket round trip. Every answer must be yes (exit 0 / ``ok: true``):
-neither load nor a full queue makes pitd unready. Table: p50, p99 (nearest rank), max;
+neither load nor a full queue makes pitd unready. Table: p50, p99 (``pitbench.stats``), max;
 above it, the pool's queued / in-flight / capacity at the start and end of each load,
-and the calls pitd answered meanwhile by outcome (its ``pit_calls_total`` counters).
+and the calls pitd answered meanwhile by outcome (its ``pit_calls_total`` and
+``pit_calls_rejected_total`` counters).
 
 **The stop.** ``--stops`` times (default 5) a fresh pitd with the same pool,
 ``shutdown_delay = "2s"``, ``shutdown_timeout = "10s"`` and the default ``queue_max``,
@@ -57,24 +58,26 @@ Linux only (pitd is). Usage::
 A run with the defaults takes about 2 minutes on 2 cores.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon import PitdProcess  # noqa: E402
-from supervise import control_request, nearest_rank  # noqa: E402
+from pitbench import report, specs, wire
+from pitbench.daemon import PitdProcess
+from pitbench.paths import BIN_DIR
+from pitbench.report import columns
+from pitbench.stats import percentile
 
-REPO = Path(__file__).resolve().parent.parent
 PYTHON = os.path.realpath(sys.executable)
 WAIT_S = 60.0
 SHUTDOWN_DELAY_S = 2.0
@@ -90,22 +93,25 @@ class Daemon(PitdProcess):
     tail_lines = 15
     wait_s = WAIT_S
 
-    def __init__(self, bin_dir: Path, workers: int, daemon_keys: List[str], pool_keys: List[str]) -> None:
+    def __init__(
+        self,
+        bin_dir: Path,
+        workers: int,
+        daemon_keys: dict[str, specs.Value],
+        pool_keys: dict[str, specs.Value],
+    ) -> None:
         super().__init__(bin_dir, "pit-probe-")
-        spec = [
-            *self.spec_head(),
-            *daemon_keys,
-            "[pools.echo]",
-            'app = "pit.examples.echo"',
-            f"python = {json.dumps(PYTHON)}",
-            f"size = {workers}",
-            f"env = {{ PYTHONPATH = {json.dumps(str(REPO / 'python'))} }}",
-            *pool_keys,
-        ]
-        self.start(spec)
+        pool: dict[str, specs.Value] = {
+            "app": "pit.examples.echo",
+            "python": PYTHON,
+            "size": workers,
+            "env": specs.pit_env(),
+            **pool_keys,
+        }
+        self.start(self.spec_head(**daemon_keys) + specs.table("pools.echo", pool))
 
-    def probe(self, kind: str) -> Tuple[bool, str]:
-        reply = json.loads(control_request(self.control, {"cmd": "probe", "kind": kind, "timeout_ms": 1000}, 5.0))
+    def probe(self, kind: str) -> tuple[bool, str]:
+        reply = self.request({"cmd": "probe", "kind": kind, "timeout_ms": 1000}, 5.0)
         if reply.get("reply") != "probe":
             raise RuntimeError(f"probe {kind}: unexpected reply {reply}")
         return bool(reply["ok"]), reply.get("reason") or ""
@@ -119,9 +125,9 @@ class Daemon(PitdProcess):
 
         self.wait_for(ready, WAIT_S, 0.05, "pitd not ready")
 
-    def stop(self) -> Dict[int, List[str]]:  # type: ignore[override]
+    def stop(self, wait_s: float | None = None) -> list[str]:
         # After a stop run's SIGTERM, this second one skips what is left of a shutdown_delay.
-        survivors = super().stop()
+        survivors = super().stop(wait_s)
         self.cleanup()
         return survivors
 
@@ -140,16 +146,27 @@ CONDITIONS = {
 class Load:
     """``pitctl bench echo -c 64 -d 15s ...``, started again each time it ends, until stopped."""
 
-    def __init__(self, d: Daemon, extra: List[str]) -> None:
+    def __init__(self, d: Daemon, extra: list[str]) -> None:
         self.d, self.extra = d, extra
         self.done = threading.Event()
         self.lock = threading.Lock()
-        self.proc: Optional["subprocess.Popen[bytes]"] = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
     def run(self) -> None:
-        argv = [self.d.pitctl, "--socket", self.d.control, "bench", "echo", "-c", "64", "-d", "15s", *self.extra]
+        argv = [
+            self.d.pitctl,
+            "--socket",
+            self.d.control,
+            "bench",
+            "echo",
+            "-c",
+            "64",
+            "-d",
+            "15s",
+            *self.extra,
+        ]
         for _ in range(1000):
             with self.lock:
                 if self.done.is_set():
@@ -166,20 +183,22 @@ class Load:
         self.thread.join(WAIT_S)
 
 
-def time_processes(d: Daemon, kind: str, n: int) -> Tuple[List[float], int]:
+def time_processes(d: Daemon, kind: str, n: int) -> tuple[list[float], int]:
     """``n`` whole ``pitctl probe KIND`` processes: their wall times (ms), and how many did
     not exit 0."""
     argv = [d.pitctl, "--socket", d.control, "probe", kind]
     times, failed = [], 0
     for _ in range(n):
         t0 = time.perf_counter()
-        rc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=WAIT_S).returncode
+        rc = subprocess.run(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=WAIT_S
+        ).returncode
         times.append((time.perf_counter() - t0) * 1e3)
         failed += rc != 0
     return times, failed
 
 
-def time_requests(d: Daemon, kind: str, n: int) -> Tuple[List[float], int]:
+def time_requests(d: Daemon, kind: str, n: int) -> tuple[list[float], int]:
     """``n`` probe requests straight to the control socket: round trips (ms), and how many
     were answered no."""
     times, failed = [], 0
@@ -191,25 +210,32 @@ def time_requests(d: Daemon, kind: str, n: int) -> Tuple[List[float], int]:
     return times, failed
 
 
-def pool_load(d: Daemon) -> Dict[str, int]:
-    status = json.loads(control_request(d.control, {"cmd": "status", "pool": "echo"}))
-    pool = status["pools"][0]
+def pool_load(d: Daemon) -> dict[str, int]:
+    pool = d.pool("echo")
     return {k: pool[k] for k in ("queued", "in_flight", "capacity")}
 
 
-def outcomes(d: Daemon) -> Dict[str, int]:
-    """pitd's own count of the pool's answered calls by outcome (``pit_calls_total``)."""
-    text = json.loads(control_request(d.control, {"cmd": "metrics"}))["text"]
+def outcomes(d: Daemon) -> dict[str, int]:
+    """pitd's own count of the pool's answered calls: those its workers ran by outcome
+    (``pit_calls_total``) and those it refused by kind (``pit_calls_rejected_total``:
+    ``queue_full`` when the queue is full)."""
+    text = d.request({"cmd": "metrics"})["text"]
     found = {}
     for line in text.splitlines():
-        if line.startswith('pit_calls_total{pool="echo",outcome="'):
-            found[line.split('outcome="', 1)[1].split('"', 1)[0]] = int(float(line.rsplit(" ", 1)[1]))
+        name, _, rest = line.partition("{")
+        if name not in ("pit_calls_total", "pit_calls_rejected_total") or "}" not in rest:
+            continue
+        labels_text, _, value = rest.partition("}")
+        labels = dict(pair.split("=", 1) for pair in labels_text.split(",") if "=" in pair)
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        if labels.get("pool") == "echo":
+            found[labels.get("outcome") or labels.get("kind") or "?"] = int(float(value))
     return found
 
 
-def probe_times(bin_dir: Path, workers: int, queue_max: int, n: int) -> Dict[str, Any]:
-    d = Daemon(bin_dir, workers, ['monitor_interval = "1s"'], [f"queue_max = {queue_max}"])
-    figures: Dict[str, Any] = {}
+def probe_times(bin_dir: Path, workers: int, queue_max: int, n: int) -> dict[str, Any]:
+    d = Daemon(bin_dir, workers, {"monitor_interval": "1s"}, {"queue_max": queue_max})
+    figures: dict[str, Any] = {}
     try:
         d.wait_ready()
         for condition, extra in CONDITIONS.items():
@@ -223,7 +249,7 @@ def probe_times(bin_dir: Path, workers: int, queue_max: int, n: int) -> Dict[str
                     for kind in ("ready", "live"):
                         times, failed = measure(d, kind, n)
                         figures[f"{condition} {how} {kind}"] = {"ms": times, "no": failed}
-                        progress(f"{condition} {how} {kind}: p50 {nearest_rank(times, 0.5):.3f} ms")
+                        progress(f"{condition} {how} {kind}: p50 {percentile(times, 0.5):.3f} ms")
             finally:
                 if load:
                     figures[f"{condition} status"].append(pool_load(d))
@@ -243,29 +269,6 @@ def probe_times(bin_dir: Path, workers: int, queue_max: int, n: int) -> Dict[str
 # --- the stop -------------------------------------------------------------------------
 
 
-def frame(obj: Any) -> bytes:
-    body = json.dumps(obj).encode()
-    return struct.pack(">I", len(body)) + body
-
-
-def read_frame(s: socket.socket) -> Optional[Dict[str, Any]]:
-    """The next reply, or None when the connection closed."""
-    head = b""
-    while len(head) < 4:
-        chunk = s.recv(4 - len(head))
-        if not chunk:
-            return None
-        head += chunk
-    n = struct.unpack(">I", head)[0]
-    body = b""
-    while len(body) < n:
-        chunk = s.recv(n - len(body))
-        if not chunk:
-            return None
-        body += chunk
-    return json.loads(body)
-
-
 class Caller(threading.Thread):
     """One connection, one ``echo.sleep`` call at a time, until pitd is gone or ``until``."""
 
@@ -273,18 +276,18 @@ class Caller(threading.Thread):
         super().__init__(daemon=True)
         self.path, self.until = path, until
         self.counts = {"ok": 0, "shutting_down": 0, "unread": 0, "other": 0}
-        self.others: List[str] = []
-        self.ok_after: List[float] = []  # perf_counter of ok replies (read against SIGTERM)
-        self.first_refusal: Optional[float] = None
+        self.others: list[str] = []
+        self.ok_after: list[float] = []  # perf_counter of ok replies (read against SIGTERM)
+        self.first_refusal: float | None = None
 
     def run(self) -> None:
-        s: Optional[socket.socket] = None
+        s: socket.socket | None = None
         for i in range(MAX_CALLS_PER_CALLER):
             if time.perf_counter() > self.until:
                 break
             if s is None:
+                s = socket.socket(socket.AF_UNIX)
                 try:
-                    s = socket.socket(socket.AF_UNIX)
                     s.settimeout(WAIT_S)
                     s.connect(self.path)
                 except OSError:
@@ -292,8 +295,8 @@ class Caller(threading.Thread):
                     s.close()
                     return
             try:
-                s.sendall(frame({"id": i, "pool": "echo", "method": "sleep", "args": 0.02}))
-                reply = read_frame(s)
+                s.sendall(wire.frame({"id": i, "pool": "echo", "method": "sleep", "args": 0.02}))
+                reply = wire.read_frame(s)
             except (BrokenPipeError, ConnectionResetError):
                 # pitd closed the connection with the call unread: on a Unix socket the
                 # writer gets EPIPE, or the reader ECONNRESET when its bytes were still in
@@ -326,12 +329,12 @@ class Caller(threading.Thread):
             s.close()
 
 
-def one_stop(bin_dir: Path, workers: int, callers: int) -> Dict[str, Any]:
+def one_stop(bin_dir: Path, workers: int, callers: int) -> dict[str, Any]:
     d = Daemon(
         bin_dir,
         workers,
-        ['monitor_interval = "1s"', f'shutdown_delay = "{SHUTDOWN_DELAY_S:g}s"', 'shutdown_timeout = "10s"'],
-        [],
+        {"monitor_interval": "1s", "shutdown_delay": f"{SHUTDOWN_DELAY_S:g}s", "shutdown_timeout": "10s"},
+        {},
     )
     try:
         d.wait_ready()
@@ -387,16 +390,10 @@ def one_stop(bin_dir: Path, workers: int, callers: int) -> Dict[str, Any]:
 
 
 def progress(what: str) -> None:
-    print(f"  .. {what}", file=sys.stderr, flush=True)
+    report.progress(what, "  .. ")
 
 
-def table(header: Tuple[str, ...], rows: List[Tuple[str, ...]]) -> None:
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
-
-
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--probes", type=int, default=1000, help="probes of each kind and way per condition (default 1000)"
@@ -406,11 +403,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="workers of the echo pool (default 2)")
     parser.add_argument("--queue-max", type=int, default=16, help="queue_max while saturated (default 16)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
-    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release")
+    parser.add_argument("--bin-dir", type=Path, default=BIN_DIR)
     args = parser.parse_args(argv)
 
     print(f"# probe: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, python {PYTHON}", flush=True)
-    figures: Dict[str, Any] = {"probes": probe_times(args.bin_dir, args.workers, args.queue_max, args.probes)}
+    figures: dict[str, Any] = {"probes": probe_times(args.bin_dir, args.workers, args.queue_max, args.probes)}
     stops = []
     for i in range(args.stops):
         stops.append(one_stop(args.bin_dir, args.workers, args.callers))
@@ -419,7 +416,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     p = figures["probes"]
     print(
-        f"\nprobe answer times, pool echo of {args.workers} workers, queue_max {args.queue_max}, {args.probes} of each:"
+        f"\nprobe answer times, pool echo of {args.workers} workers, queue_max {args.queue_max}, "
+        f"{args.probes} of each:"
     )
     for condition, extra in CONDITIONS.items():
         if extra is not None:
@@ -432,7 +430,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 + f"; pool at start and end: {seen}"
             )
             calls = ", ".join(f"{k} {v:,}" for k, v in sorted(p[f"{condition} calls"].items()))
-            print(f"    calls answered meanwhile (pit_calls_total): {calls}")
+            print(f"    calls answered meanwhile (pit_calls_total, pit_calls_rejected_total): {calls}")
     rows = []
     for condition in CONDITIONS:
         for how in ("pitctl process", "control request"):
@@ -443,21 +441,21 @@ def main(argv: Optional[List[str]] = None) -> int:
                     (
                         condition,
                         f"{how} {kind}",
-                        f"{nearest_rank(ms, 0.5):.3f}",
-                        f"{nearest_rank(ms, 0.99):.3f}",
+                        f"{percentile(ms, 0.5):.3f}",
+                        f"{percentile(ms, 0.99):.3f}",
                         f"{max(ms):.3f}",
                         f"{f['no']} / {len(ms)}",
                     )
                 )
-    table(("load", "probe", "p50 ms", "p99 ms", "max ms", "answered no"), rows)
+    columns(("load", "probe", "p50 ms", "p99 ms", "max ms", "answered no"), rows, rule=True)
 
     print(
-        f"\nSIGTERM under load: shutdown_delay {SHUTDOWN_DELAY_S:g}s, {args.callers} callers of echo.sleep(0.02), "
-        f"{args.workers} workers, {len(stops)} runs:"
+        f"\nSIGTERM under load: shutdown_delay {SHUTDOWN_DELAY_S:g}s, "
+        f"{args.callers} callers of echo.sleep(0.02), {args.workers} workers, {len(stops)} runs:"
     )
-    rows = []
+    stop_rows = []
     for i, s in enumerate(stops, 1):
-        rows.append(
+        stop_rows.append(
             (
                 str(i),
                 "-" if s["not_ready_ms"] is None else f"{s['not_ready_ms']:.3f}",
@@ -472,7 +470,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 str(s["ok"] + s["other"]),
             )
         )
-    table(
+    columns(
         (
             "run",
             "SIGTERM->not ready ms",
@@ -486,7 +484,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             "other failures",
             "accepted",
         ),
-        rows,
+        stop_rows,
+        rule=True,
     )
     others = sorted({o for s in stops for o in s["others"]})
     for o in others:

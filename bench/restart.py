@@ -16,6 +16,8 @@ worker costs.
 Every process the script starts is stopped; it exits 1 if one outlives its pitd.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -23,14 +25,13 @@ import signal
 import sys
 import time
 from pathlib import Path
-from datetime import datetime
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from preload import EventTimes, request  # noqa: E402
-from daemon import PitdProcess, describe  # noqa: E402
+from pitbench import specs
+from pitbench.daemon import PitdProcess
+from pitbench.events import event_time, replacement_ready
+from pitbench.paths import APPS, BIN_DIR
 
-REPO = Path(__file__).resolve().parent.parent
 PYTHON = os.path.realpath(sys.executable)
 WAIT_S = 60.0
 POOL = "model"
@@ -40,53 +41,41 @@ class Daemon(PitdProcess):
     tail_lines = 15
     wait_s = WAIT_S
 
-    def __init__(self, bin_dir: Path, size: int, restart: List[str]) -> None:
+    def __init__(self, bin_dir: Path, size: int, restart: dict[str, specs.Value | None]) -> None:
         super().__init__(bin_dir, "pit-restart-")
-        spec = [
-            *self.spec_head(),
-            "",
-            f"[pools.{POOL}]",
-            'app = "heavy_app"',
-            'preload = ["heavy_import"]',
-            f"python = {json.dumps(PYTHON)}",
-            f"size = {size}",
-            f"cwd = {json.dumps(str(REPO / 'bench' / 'apps'))}",
-            f"env = {{ PYTHONPATH = {json.dumps(str(REPO / 'python'))} }}",
-            'startup_timeout = "60s"',
-            f"[pools.{POOL}.restart]",
-            *restart,
-        ]
+        spec = self.spec_head()
+        spec += specs.table(
+            f"pools.{POOL}",
+            {
+                "app": "heavy_app",
+                "preload": ["heavy_import"],
+                "python": PYTHON,
+                "size": size,
+                "cwd": str(APPS),
+                "env": specs.pit_env(),
+                "startup_timeout": "60s",
+            },
+        )
+        spec += specs.table(f"pools.{POOL}.restart", restart)
         self.start(spec)
 
-    def workers(self) -> List[Dict[str, Any]]:
-        return request(self.control, {"cmd": "status", "pool": POOL})["pools"][0]["workers"]
-
-    def wait_workers(self, size: int, min_age_s: float) -> List[Dict[str, Any]]:
+    def stable_workers(self, size: int, min_age_s: float) -> list[dict[str, Any]]:
         """The workers once `size` are idle and the oldest has been up `min_age_s`."""
+        status = self.wait_workers(
+            {POOL: size},
+            accept=lambda pool: max(w["age_s"] for w in pool["workers"]) >= min_age_s,
+            within_s=WAIT_S,
+        )
+        workers: list[dict[str, Any]] = status["pools"][0]["workers"]
+        return workers
 
-        def stable() -> Optional[List[Dict[str, Any]]]:
-            try:
-                ws = self.workers() if os.path.exists(self.control) else []
-            except (OSError, RuntimeError, KeyError, IndexError):
-                return None
-            if sum(w["state"] == "idle" for w in ws) >= size and max(w["age_s"] for w in ws) >= min_age_s:
-                return ws
-            return None
-
-        return self.wait_for(stable, WAIT_S, 0.05, "pool not ready")
-
-    def stop(self) -> List[str]:  # type: ignore[override]
-        left = describe(super().stop())
+    def stop(self, wait_s: float | None = None) -> list[str]:
+        left = super().stop(wait_s)
         self.cleanup()
         return left
 
 
-def event_time(ev: Dict[str, Any]) -> float:
-    """An event's RFC 3339 ``ts`` as seconds since the epoch."""
-    return datetime.fromisoformat(str(ev["ts"]).replace("Z", "+00:00")).timestamp()
-
-
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=5, help="kills (default 5)")
     parser.add_argument("--workers", type=int, default=5, help="workers in the pool (default 5)")
@@ -101,53 +90,66 @@ def main(argv: Optional[List[str]] = None) -> int:
         "the start-up time, the kills are of failed starts, which back off)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
-    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release")
+    parser.add_argument("--bin-dir", type=Path, default=BIN_DIR)
     args = parser.parse_args(argv)
 
     print(f"# restart: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, python {PYTHON}", flush=True)
-    restart = [f"{key} = {json.dumps(value)}" for key, value in (("min_uptime", args.min_uptime), ("reset_after", args.reset_after)) if value]
+    restart: dict[str, specs.Value | None] = {
+        "min_uptime": args.min_uptime,
+        "reset_after": args.reset_after,
+    }
     d = Daemon(args.bin_dir, args.workers, restart)
     stable_after = args.kill_after
-    rows: List[Dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     try:
-        d.wait_workers(args.workers, stable_after)
-        events = EventTimes(d)  # type: ignore[arg-type]
+        d.stable_workers(args.workers, stable_after)
+        events = d.follow_events()
         for i in range(args.kills):
             if i:
                 time.sleep(args.gap)
-            ws = sorted(d.wait_workers(args.workers, stable_after), key=lambda w: -w["age_s"])
+            ws = sorted(d.stable_workers(args.workers, stable_after), key=lambda w: -w["age_s"])
             victim, known = ws[0], {w["id"] for w in ws}
             t = time.monotonic()
             os.kill(victim["pid"], signal.SIGKILL)
-            ready = events.wait(
-                lambda ev: ev.get("event") == "worker_ready" and ev.get("pool") == POOL and ev.get("worker") not in known, t
-            )
-            with events.lock:
-                seen = [ev for _, ev in events.seen]
-            exited = [ev for ev in seen if ev.get("event") == "worker_exited" and ev.get("worker") == victim["id"]]
-            replacement = next(
-                ev for ev in seen if ev.get("event") == "worker_ready" and ev.get("pool") == POOL and ev.get("worker") not in known
-            )
-            started = [ev for ev in seen if ev.get("event") == "worker_started" and ev.get("worker") == replacement["worker"]]
+            is_replacement = replacement_ready(POOL, known)
+            ready = events.wait(is_replacement, t, WAIT_S)
+            seen = events.events()
+            exited = [
+                ev for ev in seen if ev.get("event") == "worker_exited" and ev.get("worker") == victim["id"]
+            ]
+            replacement = next(ev for ev in seen if is_replacement(ev))
+            started = [
+                ev
+                for ev in seen
+                if ev.get("event") == "worker_started" and ev.get("worker") == replacement["worker"]
+            ]
             rows.append(
                 {
                     "worker": victim["id"],
                     "age_s": victim["age_s"],
                     "backoff_ms": exited[0].get("backoff_ms") if exited else None,
                     "ready_ms": (ready - t) * 1000,
-                    "startup_ms": (event_time(replacement) - event_time(started[0])) * 1000 if started else None,
+                    "startup_ms": (event_time(replacement) - event_time(started[0])) * 1000
+                    if started
+                    else None,
                 }
             )
         events.stop()
     finally:
         survivors = d.stop()
 
-    print(f"{'kill':>4}  {'worker':>10}  {'up for':>8}  {'backoff chosen':>14}  {'kill -> replacement ready':>25}  {'its start-up':>12}  {'beyond start-up':>15}")
+    print(
+        f"{'kill':>4}  {'worker':>10}  {'up for':>8}  {'backoff chosen':>14}  "
+        f"{'kill -> replacement ready':>25}  {'its start-up':>12}  {'beyond start-up':>15}"
+    )
     for i, r in enumerate(rows, 1):
         backoff = "-" if r["backoff_ms"] is None else f"{r['backoff_ms']} ms"
         startup = "-" if r["startup_ms"] is None else f"{r['startup_ms']:.1f} ms"
         beyond = "-" if r["startup_ms"] is None else f"{r['ready_ms'] - r['startup_ms']:.1f} ms"
-        print(f"{i:>4}  {r['worker']:>10}  {r['age_s']:>7.1f}s  {backoff:>14}  {r['ready_ms']:>22.1f} ms  {startup:>12}  {beyond:>15}")
+        print(
+            f"{i:>4}  {r['worker']:>10}  {r['age_s']:>7.1f}s  {backoff:>14}  {r['ready_ms']:>22.1f} ms  "
+            f"{startup:>12}  {beyond:>15}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     if survivors:

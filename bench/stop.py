@@ -15,23 +15,22 @@ gives the median stop time, the max, and the kills summed over the runs.
 Every process the script starts is stopped; it exits 1 if one outlives its pitd.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
 import socket
-import statistics
-import struct
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon import PitdProcess  # noqa: E402
-from supervise import control_request  # noqa: E402
+from pitbench import specs, stats, wire
+from pitbench.daemon import PitdProcess
+from pitbench.paths import APPS, BIN_DIR
+from pitbench.report import columns
 
-REPO = Path(__file__).resolve().parent.parent
 PYTHON = os.path.realpath(sys.executable)
 WAIT_S = 120.0
 
@@ -43,60 +42,36 @@ class Daemon(PitdProcess):
     def __init__(self, bin_dir: Path, size: int, kill_timeout: str) -> None:
         super().__init__(bin_dir, "pit-stop-")
         self.size = size
-        spec = [
-            *self.spec_head(),
-            "[pools.heavy]",
-            'app = "heavy_app"',
-            'preload = ["heavy_import"]',
-            f"python = {json.dumps(PYTHON)}",
-            f"size = {size}",
-            f"cwd = {json.dumps(str(REPO / 'bench' / 'apps'))}",
-            f"env = {{ PYTHONPATH = {json.dumps(str(REPO / 'python'))} }}",
-            'startup_timeout = "120s"',
-            f"kill_timeout = {json.dumps(kill_timeout)}",
-        ]
-        self.start(spec)
-
-    def status(self) -> Dict[str, Any]:
-        return json.loads(control_request(self.control, {"cmd": "status"}, WAIT_S))
-
-    def wait_idle(self) -> None:
-        def idle() -> bool:
-            try:
-                workers = self.status()["pools"][0]["workers"]
-            except (OSError, RuntimeError, ValueError, KeyError, IndexError):
-                return False
-            return sum(w["state"] == "idle" for w in workers) == self.size
-
-        self.wait_for(idle, WAIT_S, 0.1, f"{self.size} workers not idle")
+        pool: dict[str, specs.Value] = {
+            "app": "heavy_app",
+            "preload": ["heavy_import"],
+            "python": PYTHON,
+            "size": size,
+            "cwd": str(APPS),
+            "env": specs.pit_env(),
+            "startup_timeout": "120s",
+            "kill_timeout": kill_timeout,
+        }
+        self.start(self.spec_head() + specs.table("pools.heavy", pool))
 
     def touch_every_worker(self) -> None:
         """One ``score`` call per worker, all at once, so each reads the shared tables."""
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(WAIT_S)
-        s.connect(self.call_socket)
-        out = b""
-        for i in range(self.size):
-            body = json.dumps({"id": i, "pool": "heavy", "method": "score", "args": f"token-{i}"}).encode()
-            out += struct.pack(">I", len(body)) + body
-        s.sendall(out)
-        buf = b""
-        replies = 0
-        while replies < self.size:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise RuntimeError("the call socket closed")
-            buf += chunk
-            while len(buf) >= 4 and len(buf) >= 4 + struct.unpack(">I", buf[:4])[0]:
-                n = struct.unpack(">I", buf[:4])[0]
-                reply = json.loads(buf[4 : 4 + n])
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(WAIT_S)
+            s.connect(self.call_socket)
+            calls = (
+                wire.frame({"id": i, "pool": "heavy", "method": "score", "args": f"token-{i}"})
+                for i in range(self.size)
+            )
+            s.sendall(b"".join(calls))
+            for _ in range(self.size):
+                reply = wire.read_frame(s)
+                if reply is None:
+                    raise RuntimeError("the call socket closed")
                 if not reply.get("ok"):
                     raise RuntimeError(f"score failed: {reply}")
-                buf = buf[4 + n :]
-                replies += 1
-        s.close()
 
-    def exit_statuses(self) -> List[str]:
+    def exit_statuses(self) -> list[str]:
         """``exit_status`` of every ``worker_exited`` event in pitd's log."""
         found = []
         for line in self.log_path.read_text(errors="replace").splitlines():
@@ -106,20 +81,22 @@ class Daemon(PitdProcess):
 
     def shutdown_and_time(self) -> float:
         start = time.monotonic()
-        subprocess.run([self.pitctl, "--socket", self.control, "shutdown"], check=True, capture_output=True)
+        out = self.ctl("shutdown")
+        if out.returncode != 0:
+            raise RuntimeError(f"pitctl shutdown failed ({out.returncode}): {out.stderr.strip()}")
         self.proc.wait(WAIT_S)
         return time.monotonic() - start
 
-    def stop(self) -> Dict[int, List[str]]:  # type: ignore[override]
-        survivors = super().stop()
+    def stop(self, wait_s: float | None = None) -> list[str]:
+        survivors = super().stop(wait_s)
         self.cleanup()
         return survivors
 
 
-def one_run(bin_dir: Path, size: int, kill_timeout: str) -> Dict[str, Any]:
+def one_run(bin_dir: Path, size: int, kill_timeout: str) -> dict[str, Any]:
     d = Daemon(bin_dir, size, kill_timeout)
     try:
-        d.wait_idle()
+        d.wait_workers({"heavy": size}, within_s=WAIT_S, every_s=0.1)
         d.touch_every_worker()
         took = d.shutdown_and_time()
         statuses = d.exit_statuses()
@@ -137,37 +114,44 @@ def one_run(bin_dir: Path, size: int, kill_timeout: str) -> Dict[str, Any]:
             sys.exit(1)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[8, 64], help="pool sizes (default 8 64)")
     parser.add_argument("--runs", type=int, default=3, help="runs per size (default 3)")
-    parser.add_argument("--kill-timeout", default="5s", help='the pool\'s kill_timeout (default "5s", the spec default)')
+    parser.add_argument(
+        "--kill-timeout", default="5s", help='the pool\'s kill_timeout (default "5s", the spec default)'
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
-    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release")
+    parser.add_argument("--bin-dir", type=Path, default=BIN_DIR)
     args = parser.parse_args(argv)
 
     print(f"# stop: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, python {PYTHON}", flush=True)
-    figures: Dict[str, Any] = {}
+    figures: dict[str, Any] = {}
     for n in args.workers:
         runs = [one_run(args.bin_dir, n, args.kill_timeout) for _ in range(args.runs)]
         figures[str(n)] = runs
-    header = ("preloaded workers", "pitctl shutdown -> pitd exited", "max", "exited by themselves", "SIGKILLed", "other exits")
+    header = (
+        "preloaded workers",
+        "pitctl shutdown -> pitd exited",
+        "max",
+        "exited by themselves",
+        "SIGKILLed",
+        "other exits",
+    )
     rows = []
     for n, runs in figures.items():
         times = [r["stop_s"] for r in runs]
         rows.append(
             (
                 f"{n} (x{len(runs)} runs, kill_timeout {args.kill_timeout})",
-                f"median {statistics.median(times) * 1000:,.0f} ms",
+                f"median {stats.median(times) * 1000:,.0f} ms",
                 f"{max(times) * 1000:,.0f} ms",
                 f"{sum(r['by_themselves'] for r in runs)} / {sum(r['exited'] for r in runs)}",
                 str(sum(r["killed"] for r in runs)),
                 ", ".join(sorted({o for r in runs for o in r["other"]})) or "-",
             )
         )
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    columns(header, rows, rule=True)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return 0

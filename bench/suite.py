@@ -2,9 +2,10 @@
 """Every benchmark in one command, one combined table.
 
 Runs the benchmark scripts of this directory one after the other, each in its own
-subprocess with ``--json`` to a temporary file (``--quick`` is passed through for a short
-validation run), and prints one table of the figures they measured, all in this run on this
-machine, with the core count, the load average before and after, and the interpreter:
+subprocess with ``--json`` to a temporary file (``--quick`` runs each briefly, to validate:
+``.ci/run`` does, so that a change that breaks a benchmark fails CI), and prints one table
+of the figures they measured, all in this run on this machine, with the core count, the
+load average before and after, and the interpreter:
 
 ``calls.py``
     the floor (a raw Python loop echoing length-prefixed frames over pipes, and the pit
@@ -29,6 +30,18 @@ machine, with the core count, the load average before and after, and the interpr
     import) served by 4 workers x ``concurrency = 16`` with and without ``warmup``, and by
     one process with 64 threads: the PSS idle and after three runs of load from 64
     callers against a loopback fake of an OpenAI-compatible server.
+``restart.py``
+    replacement-ready time and the backoff pitd chose after kills of workers up past
+    ``restart.min_uptime``.
+``stop.py``
+    ``pitctl shutdown`` to pitd's exit with a preloaded pool, and the workers that exited
+    by themselves.
+``max_requests.py``
+    the calls each retired worker served against ``max_requests = 25``, with and without
+    preload, from 1 and more callers.
+``probe.py``
+    ``pitctl probe`` and direct probe requests idle, under load and with the queue full; a
+    SIGTERM under load: not ready, first refusal, exit, and no accepted call unanswered.
 ``peers.py``
     supervisord (restart after kill -9, status latency, daemon RSS) and gunicorn sync
     workers with ``max_requests`` under a loopback load generator, installed from PyPI into
@@ -41,7 +54,7 @@ it, 0 otherwise. Each script's own table, with more detail, is kept with ``--log
 Usage::
 
     cargo build --release
-    python3 bench/suite.py [--quick] [--skip peers,leak,...] [--json FILE] [--logs DIR]
+    python3 bench/suite.py [--quick] [--skip peers,leak | --only concurrency] [--json FILE] [--logs DIR]
 """
 
 from __future__ import annotations
@@ -52,28 +65,43 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-BIN_DIR = REPO / "target" / "release"
+from pitbench import report, stats
+from pitbench.paths import BENCH, BIN_DIR, REPO
+
 PYTHON = sys.executable
 
-#: Script -> (arguments of a full run, of a quick run, bound on its wall time in seconds).
-SCRIPTS: dict[str, tuple[list[str], list[str], float]] = {
-    "calls": ([], ["--quick"], 1200),
-    "supervise": ([], ["--quick"], 1200),
-    "leak": ([], ["--quick"], 1200),
-    "preload": ([], ["--kills", "3", "--workers", "4"], 900),
-    "concurrency": ([], ["--quick"], 900),
-    "warmup": ([], ["--quick"], 900),
-    "peers": ([], ["--quick"], 2400),
+
+class Script(NamedTuple):
+    """How the suite runs one script: its arguments and a bound on its wall time (seconds)
+    in a full run and in a quick one. A quick run's bound is a few times what it takes on
+    2 cores, so that a script that hangs ends a CI run long before CI's own time limit."""
+
+    full: list[str]
+    quick: list[str]
+    full_bound_s: float
+    quick_bound_s: float
+
+
+SCRIPTS: dict[str, Script] = {
+    "calls": Script([], ["--quick"], 1200, 300),
+    "supervise": Script([], ["--quick"], 1200, 300),
+    "leak": Script([], ["--quick"], 1200, 300),
+    "preload": Script([], ["--kills", "3", "--workers", "4"], 900, 300),
+    "concurrency": Script([], ["--quick"], 900, 300),
+    "warmup": Script([], ["--quick"], 900, 300),
+    "restart": Script([], ["--kills", "2", "--gap", "1"], 300, 120),
+    "stop": Script([], ["--workers", "8", "--runs", "1"], 600, 120),
+    "max_requests": Script([], ["--calls", "100", "--callers", "1,8", "--work-ms", "0"], 600, 120),
+    "probe": Script([], ["--probes", "50", "--stops", "1"], 900, 180),
+    # Installing the peers from PyPI into a fresh environment takes most of its quick run.
+    "peers": Script([], ["--quick"], 2400, 600),
 }
 ORDER = list(SCRIPTS)
 
@@ -84,10 +112,10 @@ Row = tuple[str, str, str]  # figure, value, target (with its verdict)
 
 
 def progress(message: str) -> None:
-    print(f"[suite] {message}", file=sys.stderr, flush=True)
+    report.progress(message, "[suite] ")
 
 
-def stop_group(proc: subprocess.Popen) -> None:
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
     """Asks a script that overran its time bound to stop: SIGINT (its own cleanup runs),
     then SIGTERM, then SIGKILL, to its process group (it was started in its own session)."""
     for sig, wait in ((signal.SIGINT, 60), (signal.SIGTERM, 20), (signal.SIGKILL, 20)):
@@ -111,8 +139,9 @@ def run_script(name: str, args: list[str], bound_s: float, work: Path) -> dict[s
     progress(f"{shown} (output in {name}.out / {name}.err) ...")
     started = time.monotonic()
     with open(work / f"{name}.out", "wb") as out, open(work / f"{name}.err", "wb") as err:
-        proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            argv, cwd=REPO, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         try:
             rc = proc.wait(timeout=bound_s)
             timed_out = False
@@ -210,34 +239,44 @@ def calls_rows(f: dict[str, Any]) -> list[Row]:
     for kind, label in (("mp.Pool", "multiprocessing.Pool"), ("ProcessPoolExecutor", "ProcessPoolExecutor")):
         for n in workers:
             a, b = med[f"{kind}({n}) c=1"], med[f"{kind}({n}) c=64"]
-            rows.append((
-                f"(c) {label}({n}), c=1 / c=64",
-                f"{per_s(a['calls_per_s'])} / {per_s(b['calls_per_s'])} calls/s, "
-                f"p50 {us(a['p50_us'])} / {us(b['p50_us'])} µs",
-                "",
-            ))  # fmt: skip
+            rows.append(
+                (
+                    f"(c) {label}({n}), c=1 / c=64",
+                    f"{per_s(a['calls_per_s'])} / {per_s(b['calls_per_s'])} calls/s, "
+                    f"p50 {us(a['p50_us'])} / {us(b['p50_us'])} µs",
+                    "",
+                )
+            )
     one = [med["floor-raw 1 CPU"], med["floor-pit-runtime 1 CPU"], med[f"pit({ref}) c=1 1 CPU"]]
-    rows.append((
-        f"    all pinned to 1 CPU: raw / runtime floor / pit({ref}) c=1",
-        f"{joined([per_s(m['calls_per_s']) for m in one])} calls/s, p50 {joined([us(m['p50_us']) for m in one])} µs",
-        "",
-    ))  # fmt: skip
+    rows.append(
+        (
+            f"    all pinned to 1 CPU: raw / runtime floor / pit({ref}) c=1",
+            f"{joined([per_s(m['calls_per_s']) for m in one])} calls/s, p50 "
+            f"{joined([us(m['p50_us']) for m in one])} µs",
+            "",
+        )
+    )
     if "floor-relay 1 CPU" in med:
         m = med["floor-relay 1 CPU"]
-        rows.append((
-            "    the relay floor pinned to 1 CPU",
-            f"{per_s(m['calls_per_s'])} calls/s, p50 {us(m['p50_us'])} µs; relay {m['relay_cpu_us_per_call']:.1f} µs "
-            f"CPU/call (pitd {med[f'pit({ref}) c=1 1 CPU']['pitd_cpu_us_per_call']:.1f})",
-            "",
-        ))  # fmt: skip
+        rows.append(
+            (
+                "    the relay floor pinned to 1 CPU",
+                f"{per_s(m['calls_per_s'])} calls/s, p50 {us(m['p50_us'])} µs; relay "
+                f"{m['relay_cpu_us_per_call']:.1f} µs "
+                f"CPU/call (pitd {med[f'pit({ref}) c=1 1 CPU']['pitd_cpu_us_per_call']:.1f})",
+                "",
+            )
+        )
     r = info["ratios"]
     for n in workers:
         t = r["throughput_by_workers"][str(n)]
-        rows.append((
-            f"pit / mp.Pool calls/s, {n} worker{'s' if n > 1 else ''} (best c each)",
-            f"{t['value']:.2f}x ({per_s(t['pit_calls_per_s'])} / {per_s(t['mp_pool_calls_per_s'])})",
-            verdict(">= 2x", t["met"]),
-        ))  # fmt: skip
+        rows.append(
+            (
+                f"pit / mp.Pool calls/s, {n} worker{'s' if n > 1 else ''} (best c each)",
+                f"{t['value']:.2f}x ({per_s(t['pit_calls_per_s'])} / {per_s(t['mp_pool_calls_per_s'])})",
+                verdict(">= 2x", t["met"]),
+            )
+        )
     for key, label in (
         ("latency_over_raw_floor", f"pit({ref}) c=1 p50 / raw floor p50"),
         ("latency", f"pit({ref}) c=1 p50 / runtime floor p50"),
@@ -247,23 +286,32 @@ def calls_rows(f: dict[str, Any]) -> list[Row]:
             rows.append((label, f"{r[key]['value']:.2f}x", verdict("<= 2.5x", r[key]["met"])))
     if "relay_over_raw_floor" in r:
         rel = r["relay_over_raw_floor"]
-        rows.append((
-            "    relay floor p50 / raw floor p50 (unpinned / 1 CPU)",
-            f"{rel['unpinned']:.2f}x / {rel['one_cpu']:.2f}x",
-            "what 2 hops cost here",
-        ))  # fmt: skip
+        rows.append(
+            (
+                "    relay floor p50 / raw floor p50 (unpinned / 1 CPU)",
+                f"{rel['unpinned']:.2f}x / {rel['one_cpu']:.2f}x",
+                "what 2 hops cost here",
+            )
+        )
     for n in workers:
         c = r["pitd_cpu"][str(n)]
-        rows.append((
-            f"pitd's own CPU at peak throughput, {n} worker{'s' if n > 1 else ''}",
-            f"{c['pitd_cpu_percent']:.0f}% of one core ({c['pitd_cpu_us_per_call']:.1f} µs/call, "
-            f"{c['row'].split(' ', 1)[1]}, {per_s(c['calls_per_s'])} calls/s)",
-            verdict("< 10%", c["met"]),
-        ))  # fmt: skip
+        rows.append(
+            (
+                f"pitd's own CPU at peak throughput, {n} worker{'s' if n > 1 else ''}",
+                f"{c['pitd_cpu_percent']:.0f}% of one core ({c['pitd_cpu_us_per_call']:.1f} µs/call, "
+                f"{c['row'].split(' ', 1)[1]}, {per_s(c['calls_per_s'])} calls/s)",
+                verdict("< 10%", c["met"]),
+            )
+        )
     use = info.get("cpu_use", {})
     if use:
-        rows.append(("    other processes' CPU during calls.py", f"{use['others_percent']:.0f}% of the machine",
-                     "figures skewed above 5%"))  # fmt: skip
+        rows.append(
+            (
+                "    other processes' CPU during calls.py",
+                f"{use['others_percent']:.0f}% of the machine",
+                "figures skewed above 5%",
+            )
+        )
     return rows
 
 
@@ -277,30 +325,66 @@ def supervise_rows(f: dict[str, Any]) -> list[Row]:
         return joined([fmt(med[k]) if k in med else "-" for k in keys]) + f" {unit}"
 
     b = med.get("initial-1ms.b_proc")
-    rows.append(("restart after kill -9: replacement exec'd (1ms backoff)", f"{ms(b)} ms",
-                 verdict("pitd's share <= 5 ms", b is not None and b <= 5)))  # fmt: skip
+    rows.append(
+        (
+            "restart after kill -9: replacement exec'd (1ms backoff)",
+            f"{ms(b)} ms",
+            verdict("pitd's share <= 5 ms", b is not None and b <= 5),
+        )
+    )
     c = med.get("initial-1ms.c_up")
-    rows.append(("    replacement's Python at its first line", f"{ms(c)} ms (python -c pass: {ms(py)} ms)",
-                 verdict(f"<= start-up + 5 = {ms(py + 5)} ms", c is not None and c <= py + 5)))  # fmt: skip
+    rows.append(
+        (
+            "    replacement's Python at its first line",
+            f"{ms(c)} ms (python -c pass: {ms(py)} ms)",
+            verdict(f"<= start-up + 5 = {ms(py + 5)} ms", c is not None and c <= py + 5),
+        )
+    )
     rows.append(("    replacement idle in status", f"{ms(med.get('initial-1ms.a_status'))} ms", ""))
-    rows.append(("    with the default backoff (restart.initial 100ms)",
-                 f"{ms(med.get('initial-default.b_proc'))} ms", "the backoff is 80-120 ms"))  # fmt: skip
+    rows.append(
+        (
+            "    with the default backoff (restart.initial 100ms)",
+            f"{ms(med.get('initial-default.b_proc'))} ms",
+            "the backoff is 80-120 ms",
+        )
+    )
     label = "/".join(map(str, sizes))
     worst = max((med[f"pitctl_{n}"] for n in sizes), default=float("inf"))
-    rows.append((f"pitctl status --json process, {label} workers", pick(ms, [f"pitctl_{n}" for n in sizes], "ms"),
-                 verdict("< 5 ms", worst < 5)))  # fmt: skip
+    rows.append(
+        (
+            f"pitctl status --json process, {label} workers",
+            pick(ms, [f"pitctl_{n}" for n in sizes], "ms"),
+            verdict("< 5 ms", worst < 5),
+        )
+    )
     worst = max((med[f"status_p99_{n}"] for n in sizes), default=float("inf"))
-    rows.append((f"    status round trip p50 on the socket, {label} w",
-                 pick(ms, [f"status_p50_{n}" for n in sizes], "ms") + " (p99 "
-                 + pick(ms, [f"status_p99_{n}" for n in sizes], "ms)"), verdict("p99 < 5 ms", worst < 5)))  # fmt: skip
+    rows.append(
+        (
+            f"    status round trip p50 on the socket, {label} w",
+            pick(ms, [f"status_p50_{n}" for n in sizes], "ms")
+            + " (p99 "
+            + pick(ms, [f"status_p99_{n}" for n in sizes], "ms)"),
+            verdict("p99 < 5 ms", worst < 5),
+        )
+    )
     rss64 = med.get("rss_64")
-    rows.append((f"pitd RSS, {label} workers", pick(lambda v: f"{v:.1f}", [f"rss_{n}" for n in sizes], "MB")
-                 + (f" (guard {med['guard_rss']:.1f} MB)" if "guard_rss" in med else ""),
-                 verdict("< 10 MB at 64", rss64 is not None and rss64 < 10)))  # fmt: skip
+    rows.append(
+        (
+            f"pitd RSS, {label} workers",
+            pick(lambda v: f"{v:.1f}", [f"rss_{n}" for n in sizes], "MB")
+            + (f" (guard {med['guard_rss']:.1f} MB)" if "guard_rss" in med else ""),
+            verdict("< 10 MB at 64", rss64 is not None and rss64 < 10),
+        )
+    )
     idle = [n for n in sizes if f"cpu_pct_{n}" in med]
     if idle:
-        rows.append((f"pitd CPU while idle, {'/'.join(map(str, idle))} workers",
-                     pick(lambda v: f"{v:.2f}", [f"cpu_pct_{n}" for n in idle], "% of one core"), ""))  # fmt: skip
+        rows.append(
+            (
+                f"pitd CPU while idle, {'/'.join(map(str, idle))} workers",
+                pick(lambda v: f"{v:.2f}", [f"cpu_pct_{n}" for n in idle], "% of one core"),
+                "",
+            )
+        )
     return rows
 
 
@@ -308,67 +392,114 @@ def leak_rows(f: dict[str, Any]) -> list[Row]:
     s, runs = f["summary"], f["runs"]
     rows: list[Row] = []
     if "reaction_median_ms" in s:
-        rows.append((
-            "memory recycle: RSS crosses max_rss -> replacement ready",
-            f"median {ms(s['reaction_median_ms'])} ms, max {ms(s['reaction_max_ms'])} ms "
-            f"({s['within_target']}/{s['recycles_measured']} within target)",
-            verdict(f"median <= 100 + 50 + start-up {ms(s['startup_median_ms'])} = {ms(s['target_ms'])} ms",
-                    s["reaction_median_ms"] <= s["target_ms"]),
-        ))  # fmt: skip
+        rows.append(
+            (
+                "memory recycle: RSS crosses max_rss -> replacement ready",
+                f"median {ms(s['reaction_median_ms'])} ms, max {ms(s['reaction_max_ms'])} ms "
+                f"({s['within_target']}/{s['recycles_measured']} within target)",
+                verdict(
+                    f"median <= 100 + 50 + start-up {ms(s['startup_median_ms'])} = {ms(s['target_ms'])} ms",
+                    s["reaction_median_ms"] <= s["target_ms"],
+                ),
+            )
+        )
     else:
         rows.append(("memory recycle: RSS crosses max_rss -> replacement ready", "no recycle measured", ""))
     with_rss, without = runs[0], runs[1]
-    rows.append((
-        "    pool RSS peak with / without max_rss",
-        f"{with_rss['pool_rss_peak'] / 2**20:,.0f} / {without['pool_rss_peak'] / 2**20:,.0f} MiB, "
-        f"{with_rss['recycles']} recycles, {with_rss['failed']} failed calls",
-        verdict("no failed call", with_rss["failed"] == 0),
-    ))  # fmt: skip
+    rows.append(
+        (
+            "    pool RSS peak with / without max_rss",
+            f"{with_rss['pool_rss_peak'] / 2**20:,.0f} / {without['pool_rss_peak'] / 2**20:,.0f} MiB, "
+            f"{with_rss['recycles']} recycles, {with_rss['failed']} failed calls",
+            verdict("no failed call", with_rss["failed"] == 0),
+        )
+    )
     mon = s.get("monitor") or []
     if mon:
-        rows.append((f"    monitor cost per sample, {'/'.join(str(m['processes']) for m in mon)} processes",
-                     joined([ms(m["per_sample_ms"]) for m in mon]) + " ms", ""))  # fmt: skip
+        rows.append(
+            (
+                f"    monitor cost per sample, {'/'.join(str(m['processes']) for m in mon)} processes",
+                joined([ms(m["per_sample_ms"]) for m in mon]) + " ms",
+                "",
+            )
+        )
     return rows
 
 
 def preload_rows(f: dict[str, Any]) -> list[Row]:
     pre, plain = f["preloaded_kill_ready_ms"], f["plain_kill_ready_ms"]
-    p_med = statistics.median(pre)
+    p_med = stats.median(pre)
     pm, nm = f["preloaded_memory"], f["plain_memory"]
     n = f.get("workers", "")
     return [
-        ("preload: kill -9 -> replacement ready, preload / plain",
-         f"{ms(p_med)} / {ms(statistics.median(plain))} ms (median of {len(pre)}; max {ms(max(pre))} ms)",
-         verdict("<= 20 ms with preload", p_med <= 20)),
-        ("    pitctl recycle -> replacement ready, preload / plain",
-         f"{ms(f['preloaded_recycle_ready_ms'])} / {ms(f['plain_recycle_ready_ms'])} ms", ""),
-        (f"    workers' PSS{f', {n} workers' if n else ''}, preload (+ template) / plain",
-         f"{pm['total_mib']:.0f} ({pm['pss_mib']:.0f} + {pm['template_pss_mib']:.0f}) / {nm['total_mib']:.0f} MiB", ""),
-    ]  # fmt: skip
+        (
+            "preload: kill -9 -> replacement ready, preload / plain",
+            f"{ms(p_med)} / {ms(stats.median(plain))} ms (median of {len(pre)}; max {ms(max(pre))} ms)",
+            verdict("<= 20 ms with preload", p_med <= 20),
+        ),
+        (
+            "    pitctl recycle -> replacement ready, preload / plain",
+            f"{ms(f['preloaded_recycle_ready_ms'])} / {ms(f['plain_recycle_ready_ms'])} ms",
+            "",
+        ),
+        (
+            f"    workers' PSS{f', {n} workers' if n else ''}, preload (+ template) / plain",
+            f"{pm['total_mib']:.0f} ({pm['pss_mib']:.0f} + {pm['template_pss_mib']:.0f}) / "
+            f"{nm['total_mib']:.0f} MiB",
+            "",
+        ),
+    ]
 
 
 def concurrency_rows(f: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     for key, r in f["rows"].items():
-        value = f"{r['calls_per_s']:.1f} calls/s, p50 {ms(r['p50_ms'])} / p99 {ms(r['p99_ms'])} ms, {r['failed']} failed"
+        value = (
+            f"{r['calls_per_s']:.1f} calls/s, p50 {ms(r['p50_ms'])} / p99 {ms(r['p99_ms'])} ms, "
+            f"{r['failed']} failed"
+        )
         if "pss_mib" in r:
             value += f", PSS {r['pss_mib']:.0f} MiB"
         rows.append((f"    {f['labels'][key].strip()}", value, ""))
     t, a = f["targets"], f["rows"]["4x16_async"]
     ideal = f["info"]["ideal_calls_per_s"]
-    rows.append(("    4x16 async calls/s of the ideal, p99", f"{t['throughput']['value'] * 100:.1f}%, {ms(a['p99_ms'])} ms",
-                 verdict(f">= 95% of {ideal:.0f}, p99 <= 600 ms", t["throughput"]["met"])))  # fmt: skip
-    rows.append(("    PSS 4x16 async / 64x1 (template, spare included)",
-                 f"1/{1 / t['pss_ratio']['value']:.1f} ({a['pss_mib']:.0f} / {f['rows']['64x1_sync']['pss_mib']:.0f} MiB)",
-                 verdict("<= 1/5", t["pss_ratio"]["met"])))  # fmt: skip
+    rows.append(
+        (
+            "    4x16 async calls/s of the ideal, p99",
+            f"{t['throughput']['value'] * 100:.1f}%, {ms(a['p99_ms'])} ms",
+            verdict(f">= 95% of {ideal:.0f}, p99 <= 600 ms", t["throughput"]["met"]),
+        )
+    )
+    rows.append(
+        (
+            "    PSS 4x16 async / 64x1 (template, spare included)",
+            f"1/{1 / t['pss_ratio']['value']:.1f} ({a['pss_mib']:.0f} / "
+            f"{f['rows']['64x1_sync']['pss_mib']:.0f} MiB)",
+            verdict("<= 1/5", t["pss_ratio"]["met"]),
+        )
+    )
     h = a["health"]
-    rows.append(("    health ping round trip at full load, 4x16 async",
-                 f"p99 {ms(h['p99_ms'])} ms, max {ms(h['max_ms'])} ms ({h['pings']} pings, {h['missed']} unanswered)",
-                 verdict("p99 < 50 ms", t["health_rtt"]["met"])))  # fmt: skip
+    rows.append(
+        (
+            "    health ping round trip at full load, 4x16 async",
+            f"p99 {ms(h['p99_ms'])} ms, max {ms(h['max_ms'])} ms "
+            f"({h['pings']} pings, {h['missed']} unanswered)",
+            verdict("p99 < 50 ms", t["health_rtt"]["met"]),
+        )
+    )
     r = f["rows"]["4x16_async_recycle"]
-    took = f", pool replaced in {r['recycle_s']:.1f} s" if r.get("recycle_s") is not None else ", pool not replaced"
-    rows.append(("    failed calls across `pitctl recycle agent`", f"{r['failed']} of {r['calls']}{took}",
-                 verdict("0", t["recycle_failed"]["met"])))  # fmt: skip
+    took = (
+        f", pool replaced in {r['recycle_s']:.1f} s"
+        if r.get("recycle_s") is not None
+        else ", pool not replaced"
+    )
+    rows.append(
+        (
+            "    failed calls across `pitctl recycle agent`",
+            f"{r['failed']} of {r['calls']}{took}",
+            verdict("0", t["recycle_failed"]["met"]),
+        )
+    )
     return rows
 
 
@@ -381,13 +512,105 @@ def warmup_rows(f: dict[str, Any]) -> list[Row]:
         rows.append(("    app", info["versions"], ""))
     for key, r in f["rows"].items():
         pss = " / ".join(f"{p['total']:.0f}" for p in r["pss_mib"])
-        rows.append((f"    {f['labels'][key]}: PSS idle / after runs 1-3",
-                     f"{pss} MiB, {r['failed']} failed", ""))  # fmt: skip
+        rows.append(
+            (f"    {f['labels'][key]}: PSS idle / after runs 1-3", f"{pss} MiB, {r['failed']} failed", "")
+        )
     plain = f["rows"]["plain"]["pss_mib"][-1]["total"]
     for key, t in f["targets"].items():
         mib = f["rows"][key]["pss_mib"][-1]["total"]
-        rows.append((f"    {f['labels'][key]} / one process, after run 3", f"{t['ratio']:.2f}x ({mib:.0f} / {plain:.0f} MiB)",
-                     verdict("<= 1.5x", t["met"])))  # fmt: skip
+        rows.append(
+            (
+                f"    {f['labels'][key]} / one process, after run 3",
+                f"{t['ratio']:.2f}x ({mib:.0f} / {plain:.0f} MiB)",
+                verdict("<= 1.5x", t["met"]),
+            )
+        )
+    return rows
+
+
+def restart_rows(f: list[dict[str, Any]]) -> list[Row]:
+    ready = [r["ready_ms"] for r in f]
+    backoffs = joined([str(r["backoff_ms"]) for r in f])
+    return [
+        (
+            f"    kill -9 of a stable worker -> replacement ready ({len(f)} kills)",
+            f"median {ms(stats.median(ready))} ms, max {ms(max(ready))} ms; backoff chosen {backoffs} ms",
+            verdict("backoff 0", all(r["backoff_ms"] == 0 for r in f)),
+        )
+    ]
+
+
+def stop_rows(f: dict[str, list[dict[str, Any]]]) -> list[Row]:
+    rows: list[Row] = []
+    for n, runs in f.items():
+        took = [r["stop_s"] * 1000 for r in runs]
+        killed = sum(r["killed"] for r in runs)
+        rows.append(
+            (
+                f"    pitctl shutdown -> pitd exited, {n} preloaded workers ({len(runs)} runs)",
+                f"median {ms(stats.median(took))} ms, max {ms(max(took))} ms; "
+                f"{sum(r['by_themselves'] for r in runs)} of {sum(r['exited'] for r in runs)} workers exited "
+                f"by themselves, {killed} SIGKILLed",
+                "",
+            )
+        )
+    return rows
+
+
+def max_requests_rows(f: list[dict[str, Any]]) -> list[Row]:
+    rows: list[Row] = []
+    for r in f:
+        each = r["retired"]
+        spread = f"{each[0]}/{stats.median(each):g}/{each[-1]}" if each else "-"
+        rows.append(
+            (
+                f"    {r['work_ms']:g} ms calls, {'preload' if r['preload'] else 'no preload'}, "
+                f"{r['callers']} caller{'s' if r['callers'] > 1 else ''}",
+                f"calls per retired worker min/median/max {spread}, {r['over_limit']} of {len(each)} over "
+                f"the limit, {r['failed']} failed",
+                verdict("0 failed", r["failed"] == 0),
+            )
+        )
+    return rows
+
+
+def probe_rows(f: dict[str, Any]) -> list[Row]:
+    p, stops = f["probes"], f["stops"]
+    rows: list[Row] = []
+    for condition in ("idle", "saturated", "queue full"):
+        cells, no = [], 0
+        for how in ("pitctl process", "control request"):
+            for kind in ("ready", "live"):
+                m = p[f"{condition} {how} {kind}"]
+                p50, p99 = stats.percentiles(m["ms"], [0.5, 0.99])
+                cells.append(f"{ms(p50)}/{ms(p99)}")
+                no += m["no"]
+        rows.append(
+            (
+                f"    probe p50/p99 ms, {condition}: process ready, live; request ready, live",
+                f"{joined(cells)} ms, {no} answered no",
+                verdict("none answered no", no == 0),
+            )
+        )
+    not_ready = [s["not_ready_ms"] for s in stops if s["not_ready_ms"] is not None]
+    refusal = [s["first_refusal_s"] for s in stops if s["first_refusal_s"] is not None]
+    rows.append(
+        (
+            f"    SIGTERM under load -> not ready / 1st refusal / exit (median of {len(stops)})",
+            f"{ms(stats.median(not_ready)) if not_ready else '-'} ms / "
+            f"{f'{stats.median(refusal):.2f}' if refusal else '-'} s / "
+            f"{stats.median(s['exit_s'] for s in stops):.2f} s",
+            "shutdown_delay 2 s",
+        )
+    )
+    others = sum(s["other"] for s in stops)
+    rows.append(
+        (
+            "    calls pitd accepted but did not answer across the stops",
+            f"{others} of {sum(s['ok'] + s['other'] for s in stops)}",
+            verdict("0", others == 0),
+        )
+    )
     return rows
 
 
@@ -401,7 +624,9 @@ def peers_rows(f: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     for peer in PEERS[1:]:
         if peer in skipped:
-            rows.append((f"{peer}: not installable from PyPI, its figures are skipped", skipped[peer][:120], ""))
+            rows.append(
+                (f"{peer}: not installable from PyPI, its figures are skipped", skipped[peer][:120], "")
+            )
 
     def cells(fmt: Callable[[dict[str, float]], str], peers: tuple[str, ...] = PEERS) -> str:
         out = []
@@ -412,40 +637,70 @@ def peers_rows(f: dict[str, Any]) -> list[Row]:
                 out.append("-")
         return joined(out)
 
+    def at(key: str, fmt: Callable[[float], str]) -> Callable[[dict[str, float]], str]:
+        """``fmt`` of one figure of a peer's medians."""
+        return lambda m: fmt(m[key])
+
     names = " / ".join(f"{p} {versions[p]}" if p in versions else p for p in PEERS)
     rows.append(("    compared", names, ""))
-    rows.append(("    restart after kill -9, pit / supervisord / gunicorn",
-                 cells(lambda m: ms(m["restart_ms"])) + " ms", "gunicorn forks without exec"))  # fmt: skip
+    rows.append(
+        (
+            "    restart after kill -9, pit / supervisord / gunicorn",
+            cells(lambda m: ms(m["restart_ms"])) + " ms",
+            "gunicorn forks without exec",
+        )
+    )
     for n in (8, 64):
-        rows.append((f"    status, CLI process wall, {n} workers", cells(lambda m: ms(m[f"cli_{n}"])) + " ms", ""))
-        rows.append((f"    status, socket round trip p50, {n} workers",
-                     cells(lambda m: ms(m[f"sock_p50_{n}"])) + " ms", ""))  # fmt: skip
-    rows.append(("    daemon RSS, 8 / 64 workers", cells(lambda m: f"{m['rss_8']:.1f}/{m['rss_64']:.1f}") + " MB", ""))
-    conc = sorted(int(k[1:].split("_")[0]) for k in med.get("pit", {}) if k.startswith("c") and k.endswith("_per_s"))
+        rows.append((f"    status, CLI process wall, {n} workers", cells(at(f"cli_{n}", ms)) + " ms", ""))
+        rows.append(
+            (
+                f"    status, socket round trip p50, {n} workers",
+                cells(at(f"sock_p50_{n}", ms)) + " ms",
+                "",
+            )
+        )
+    rows.append(
+        ("    daemon RSS, 8 / 64 workers", cells(lambda m: f"{m['rss_8']:.1f}/{m['rss_64']:.1f}") + " MB", "")
+    )
+    conc = sorted(
+        int(k[1:].split("_")[0]) for k in med.get("pit", {}) if k.startswith("c") and k.endswith("_per_s")
+    )
     both = ("pit", "gunicorn")
     for c in conc:
-        rows.append((
-            f"    c={c}: pit calls/s / gunicorn (sync, max_requests) req/s",
-            cells(lambda m: per_s(m[f"c{c}_per_s"]), both)
-            + ", p99 " + cells(lambda m: ms(m[f"c{c}_p99_ms"]), both) + " ms",
-            "",
-        ))  # fmt: skip
+        rows.append(
+            (
+                f"    c={c}: pit calls/s / gunicorn (sync, max_requests) req/s",
+                cells(at(f"c{c}_per_s", per_s), both)
+                + ", p99 "
+                + cells(at(f"c{c}_p99_ms", ms), both)
+                + " ms",
+                "",
+            )
+        )
     g = med.get("gunicorn", {})
     if conc and "gunicorn" not in skipped and f"c{conc[0]}_recycled_per_s" in g:
         failed = sum(med[p].get(f"c{c}_errors", 0) for p in both for c in conc)
-        rows.append(("    gunicorn workers replaced /s (max_requests), failed",
-                     joined([f"{g[f'c{c}_recycled_per_s']:.1f}" for c in conc]) + f" /s, {failed:.0f} failed",
-                     f"load generator: {f.get('loadgen', '?')}"))  # fmt: skip
+        rows.append(
+            (
+                "    gunicorn workers replaced /s (max_requests), failed",
+                joined([f"{g[f'c{c}_recycled_per_s']:.1f}" for c in conc]) + f" /s, {failed:.0f} failed",
+                f"load generator: {f.get('loadgen', '?')}",
+            )
+        )
     return rows
 
 
-ROWS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
+ROWS: dict[str, tuple[str, Callable[[Any], list[Row]]]] = {
     "calls": ("Calls: 32-character echo (calls.py)", calls_rows),
     "supervise": ("Supervision (supervise.py)", supervise_rows),
     "leak": ("Memory recycling (leak.py)", leak_rows),
     "preload": ("Preload fork-server (preload.py)", preload_rows),
     "concurrency": ("Concurrent workers: 64 callers, 500 ms HTTP waits (concurrency.py)", concurrency_rows),
     "warmup": ("Warm-up: a forked pool's memory after load (warmup.py)", warmup_rows),
+    "restart": ("Restart backoff: kills of workers up past min_uptime (restart.py)", restart_rows),
+    "stop": ("Stopping a preloaded pool (stop.py)", stop_rows),
+    "max_requests": ("max_requests = 25 under load, 2 workers (max_requests.py)", max_requests_rows),
+    "probe": ("Probes under load, and SIGTERM with calls in flight (probe.py)", probe_rows),
     "peers": ("Peers from PyPI (peers.py)", peers_rows),
 }
 
@@ -457,7 +712,7 @@ def section(name: str, result: dict[str, Any] | None) -> list[Row]:
     title, make = ROWS[name]
     rows: list[Row] = [(title, "", "")]
     if result is None:
-        return rows + [("    skipped (--skip)", "", "")]
+        return [*rows, ("    skipped (--skip)", "", "")]
     if result.get("figures") is not None and not result.get("timed_out"):
         try:
             rows += make(result["figures"])
@@ -466,8 +721,13 @@ def section(name: str, result: dict[str, Any] | None) -> list[Row]:
     if result.get("error"):
         rows.append((f"    {name}.py failed", result["error"][:300], "FAILED"))
     if result.get("survivors"):
-        rows.append((f"    {name}.py: processes outlived their daemon", f"{len(result['survivors'])} (killed)",
-                     "FAILED"))  # fmt: skip
+        rows.append(
+            (
+                f"    {name}.py: processes outlived their daemon",
+                f"{len(result['survivors'])} (killed)",
+                "FAILED",
+            )
+        )
     return rows
 
 
@@ -492,22 +752,38 @@ def build_is_stale() -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs of every script, to validate")
-    parser.add_argument("--skip", default="", help=f"comma-separated scripts to leave out ({','.join(ORDER)})")
+    parser.add_argument(
+        "--skip", default="", help=f"comma-separated scripts to leave out ({','.join(ORDER)})"
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated scripts to run, the others left out of the table"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the table and every script's figures here")
     parser.add_argument("--logs", metavar="DIR", type=Path, help="keep each script's output and JSON in DIR")
     args = parser.parse_args(argv)
-    skip = {s.strip().removesuffix(".py") for s in args.skip.split(",") if s.strip()}
-    if skip - set(ORDER):
-        parser.error(f"--skip: unknown {', '.join(sorted(skip - set(ORDER)))} (known: {', '.join(ORDER)})")
+    skip, only = (
+        {s.strip().removesuffix(".py") for s in a.split(",") if s.strip()} for a in (args.skip, args.only)
+    )
+    for option, names in (("--skip", skip), ("--only", only)):
+        if names - set(ORDER):
+            parser.error(
+                f"{option}: unknown {', '.join(sorted(names - set(ORDER)))} (known: {', '.join(ORDER)})"
+            )
+    if skip and only:
+        parser.error("--skip and --only: give one of them")
+    # With --only, the scripts left out have no section at all; with --skip, a row each.
+    shown = [name for name in ORDER if not only or name in only]
+    skip |= set(ORDER) - set(shown)
     for exe in ("pitd", "pitctl"):
         if not os.access(BIN_DIR / exe, os.X_OK):
             parser.error(f"{BIN_DIR / exe} not found: run `cargo build --release` first")
 
-    version = subprocess.run([str(BIN_DIR / "pitd"), "--version"], capture_output=True, text=True,
-                             timeout=30).stdout.strip()  # fmt: skip
+    version = subprocess.run(
+        [str(BIN_DIR / "pitd"), "--version"], capture_output=True, text=True, timeout=30
+    ).stdout.strip()
     stale = build_is_stale()
     load_before = os.getloadavg()
-    machine = {
+    machine: dict[str, Any] = {
         "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),
         "platform": platform.platform(),
@@ -528,8 +804,11 @@ def main(argv: list[str] | None = None) -> int:
             if name in skip:
                 results[name] = None
                 continue
-            full, quick, bound = SCRIPTS[name]
-            results[name] = run_script(name, quick if args.quick else full, bound, work)
+            script = SCRIPTS[name]
+            if args.quick:
+                results[name] = run_script(name, script.quick, script.quick_bound_s, work)
+            else:
+                results[name] = run_script(name, script.full, script.full_bound_s, work)
     except KeyboardInterrupt:
         progress("interrupted")
         return 130
@@ -543,17 +822,21 @@ def main(argv: list[str] | None = None) -> int:
     machine["seconds"] = total = time.monotonic() - started
 
     rows: list[Row] = []
-    for name in ORDER:
+    for name in shown:
         rows += section(name, results[name])
     ran = [r for r in results.values() if r is not None]
     failed = [n for n, r in results.items() if r is not None and (r.get("error") or r.get("survivors"))]
-    load = lambda la: " ".join(f"{x:.2f}" for x in la)  # noqa: E731
+
     print()
-    print(f"pit benchmark suite ({'quick validation run' if args.quick else 'full run'}): "
-          f"{version or 'pitd'}, release build{' OLDER THAN THE SOURCES' if stale else ''}")  # fmt: skip
+    print(
+        f"pit benchmark suite ({'quick validation run' if args.quick else 'full run'}): "
+        f"{version or 'pitd'}, release build{' OLDER THAN THE SOURCES' if stale else ''}"
+    )
     print(f"machine: {machine['cores']} cores ({machine['usable_cores']} usable), {platform.platform()}")
     print(f"python: {platform.python_implementation()} {platform.python_version()} at {PYTHON}")
-    print(f"load average (1/5/15 min): before {load(load_before)}, after {load(load_after)}")
+    print(
+        f"load average (1/5/15 min): before {report.loadavg(load_before)}, after {report.loadavg(load_after)}"
+    )
     print(f"scripts: {', '.join(r['command'] for r in ran) or 'none'}; {total / 60:.1f} min in all")
     print("every figure below was measured in this run; medians over each script's runs\n")
     print_table(rows)

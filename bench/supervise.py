@@ -30,7 +30,7 @@ Restart after ``kill -9``
 Status round trip
     A new connection to the control socket per request (as ``pitctl`` does), one frame
     ``{"cmd":"status","pool":null}`` (4-byte big-endian length + JSON), the whole reply
-    frame read: median and p99 (nearest rank) per run, with 8, 64 and 256 workers. Also
+    frame read: p50 and p99 (``pitbench.stats``) per run, with 8, 64 and 256 workers. Also
     the wall time of a ``pitctl status --json`` process (process start included).
 pitd's footprint
     ``VmRSS`` of the pitd process alone (not its workers, not the guard, which is shown on
@@ -50,33 +50,33 @@ count and a deadline. Linux only (pitd is). Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
+import functools
 import json
 import os
 import platform
 import signal
-import socket
-import statistics
-import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable
 
-from daemon import PitdProcess, describe
-from procfs import argv as cmdline
-from procfs import ChildWatch, descendants
-from procfs import stat_fields as _stat_fields
+from pitbench import specs, stats, wire
+from pitbench.daemon import PitdProcess
+from pitbench.events import event_time
+from pitbench.paths import BIN_DIR
+from pitbench.procfs import ChildWatch, argv, cpu_seconds, descendants, status_kib
+from pitbench.report import fmt_ms, loadavg, progress
 
-REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable  # absolute path: the workers and `python -c pass` use this one
 WAIT_S = 30.0  # bound on start-up, replies, replacements and shutdown
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 RESTART_POOL_SIZE = 3
-RESTART_POOLS = {"initial-1ms": '[pools.initial-1ms.restart]\ninitial = "1ms"\nreset_after = "1s"\n',
-                 "initial-default": '[pools.initial-default.restart]\nreset_after = "1s"\n'}  # fmt: skip
+#: Each restart pool's ``[restart]`` table.
+RESTART_POOLS: dict[str, dict[str, specs.Value]] = {
+    "initial-1ms": {"initial": "1ms", "reset_after": "1s"},
+    "initial-default": {"reset_after": "1s"},
+}
 VICTIM_MIN_AGE_S = 1.3  # > reset_after (1 s): each kill is a first crash, not a failed start
 
 # The supervised worker: argv is [script, pool, stamp_dir]. It records the monotonic clock
@@ -96,47 +96,7 @@ while True:
 """
 
 
-# --- /proc ------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = _stat_fields(pid)
-    if fields is None:
-        raise RuntimeError(f"pid {pid} is gone")
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def vm_kib(pid: int, key: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {key} for pid {pid}")
-
-
 # --- pitd -------------------------------------------------------------------------------
-
-
-def control_request(path: str, request: Dict[str, Any], timeout: float = WAIT_S) -> bytes:
-    """One request on a new connection: the reply frame's body."""
-    body = json.dumps(request).encode()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(path)
-        s.sendall(struct.pack(">I", len(body)) + body)
-        head = _recv_exact(s, 4)
-        return _recv_exact(s, struct.unpack(">I", head)[0])
-
-
-def _recv_exact(s: socket.socket, n: int) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        chunk = s.recv(min(n - got, 1 << 20))
-        if not chunk:
-            raise RuntimeError("control connection closed mid-frame")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
 
 
 class Pitd(PitdProcess):
@@ -144,63 +104,42 @@ class Pitd(PitdProcess):
 
     wait_s = WAIT_S
 
-    def __init__(self, bin_dir: Path, pools: Dict[str, Tuple[int, str]], stamps: bool = False) -> None:
-        """``pools``: name -> (size, extra spec text for the pool)."""
+    def __init__(
+        self, bin_dir: Path, pools: dict[str, tuple[int, dict[str, specs.Value]]], stamps: bool = False
+    ) -> None:
+        """``pools``: name -> (size, the pool's ``[restart]`` table, empty for the default)."""
         super().__init__(bin_dir, "pit-supervise-")
         self.script = str(self.dir / "worker.py")
         Path(self.script).write_text(WORKER)
         self.stamp_dir = self.dir / "stamps"
         self.stamp_dir.mkdir()
         self.sizes = {name: size for name, (size, _) in pools.items()}
-        spec = [*self.spec_head(), 'monitor_interval = "1s"', ""]
-        for name, (size, extra) in pools.items():
-            argv = [PYTHON, self.script, name, str(self.stamp_dir) if stamps else ""]
-            spec += [f"[pools.{name}]", f"command = {json.dumps(argv)}", 'protocol = "none"', f"size = {size}", extra]
+        spec = self.spec_head(monitor_interval="1s")
+        for name, (size, restart) in pools.items():
+            command = [PYTHON, self.script, name, str(self.stamp_dir) if stamps else ""]
+            spec += specs.table(f"pools.{name}", {"command": command, "protocol": "none", "size": size})
+            if restart:
+                spec += specs.table(f"pools.{name}.restart", restart)
         self.start(spec)
 
-    def status(self, pool: Optional[str] = None) -> Dict[str, Any]:
-        reply = json.loads(control_request(self.control, {"cmd": "status", "pool": pool}))
-        if reply.get("reply") != "status":
-            raise RuntimeError(f"status refused: {reply}")
-        return reply
-
-    def events(self) -> List[Dict[str, Any]]:
-        reply = json.loads(control_request(self.control, {"cmd": "events", "follow": False}))
-        return reply.get("events", [])
-
-    def wait_ready(self) -> float:
-        """Until every pool is running with all its workers idle (via ``pitctl status
-        --json``); returns the seconds it took."""
-        t0 = time.monotonic()
-
-        def ready() -> Optional[bool]:
-            out = self.ctl("status", "--json")
-            if out.returncode != 0:
-                return None
-            pools = {p["name"]: p for p in json.loads(out.stdout)["pools"]}
-            return all(
-                name in pools
-                and pools[name]["state"] == "running"
-                and sum(1 for w in pools[name]["workers"] if w["state"] == "idle" and w["pid"]) == size
-                for name, size in self.sizes.items()
-            )
-
-        self.wait_for(ready, WAIT_S + 0.2 * sum(self.sizes.values()), 0.05, "workers not all idle")
-        return time.monotonic() - t0
-
-    def stop(self) -> List[str]:  # type: ignore[override]
+    def stop(self, wait_s: float | None = None) -> list[str]:
         """SIGTERM (SIGKILL after WAIT_S), then what outlived pitd (killed, by pid)."""
-        survivors = describe(super().stop())
+        survivors = super().stop(wait_s)
         if self.proc.returncode != 0:
             survivors.append(f"(pitd exited with {self.proc.returncode}, not 0)")
         return survivors
 
 
-def with_pitd(bin_dir: Path, pools: Dict[str, Tuple[int, str]], survivors: List[str], body: Callable[[Pitd], Any],
-              stamps: bool = False) -> Any:  # fmt: skip
+def with_pitd(
+    bin_dir: Path,
+    pools: dict[str, tuple[int, dict[str, specs.Value]]],
+    survivors: list[str],
+    body: Callable[[Pitd], Any],
+    stamps: bool = False,
+) -> Any:
     daemon = Pitd(bin_dir, pools, stamps)
     try:
-        daemon.wait_ready()
+        daemon.wait_workers(daemon.sizes)
         return body(daemon)
     finally:
         survivors.extend(daemon.stop())
@@ -210,11 +149,6 @@ def with_pitd(bin_dir: Path, pools: Dict[str, Tuple[int, str]], survivors: List[
 # --- measurements -----------------------------------------------------------------------
 
 
-def nearest_rank(values: List[float], p: float) -> float:
-    xs = sorted(values)
-    return xs[round((len(xs) - 1) * p)]
-
-
 def python_startup_ms(n: int) -> float:
     """Median wall time of ``python -c pass`` (spawn to exit)."""
     times = []
@@ -222,19 +156,19 @@ def python_startup_ms(n: int) -> float:
         t0 = time.perf_counter()
         subprocess.run([PYTHON, "-c", "pass"], check=True, timeout=WAIT_S)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return stats.median(times) * 1e3
 
 
-def status_round_trips(d: Pitd, n: int) -> Dict[str, float]:
-    """Median and p99 (ms) of ``n`` status requests, each on a new connection."""
-    reply = json.loads(control_request(d.control, {"cmd": "status", "pool": None}))
-    assert reply["reply"] == "status", reply
+def status_round_trips(d: Pitd, n: int) -> dict[str, float]:
+    """p50 and p99 (ms) of ``n`` status requests, each on a new connection."""
+    d.status()
     times = []
     for _ in range(n):
         t0 = time.perf_counter_ns()
-        control_request(d.control, {"cmd": "status", "pool": None})
+        wire.request_bytes(d.control, {"cmd": "status", "pool": None}, WAIT_S)
         times.append((time.perf_counter_ns() - t0) / 1e6)
-    return {"p50": statistics.median(times), "p99": nearest_rank(times, 0.99)}
+    p50, p99 = stats.percentiles(times, [0.5, 0.99])
+    return {"p50": p50, "p99": p99}
 
 
 def pitctl_wall_ms(d: Pitd, n: int) -> float:
@@ -245,16 +179,10 @@ def pitctl_wall_ms(d: Pitd, n: int) -> float:
         times.append(time.perf_counter() - t0)
         if out.returncode != 0:
             raise RuntimeError(f"pitctl status failed: {out.stderr.strip()}")
-    return statistics.median(times) * 1e3
+    return stats.median(times) * 1e3
 
 
-def _event_ns(ev: Dict[str, Any]) -> int:
-    ts = ev["ts"].replace("Z", "+00:00")
-    dt = datetime.datetime.fromisoformat(ts)
-    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
-
-
-def kill_one(d: Pitd, pool: str, mode: str) -> Dict[str, float]:
+def kill_one(d: Pitd, pool: str, mode: str) -> dict[str, float]:
     """SIGKILL the oldest idle worker of ``pool``; ms from the kill to each milestone."""
     size = d.sizes[pool]
     deadline = time.monotonic() + WAIT_S
@@ -274,7 +202,11 @@ def kill_one(d: Pitd, pool: str, mode: str) -> Dict[str, float]:
     if victim is None:
         raise RuntimeError(f"no worker of {pool} old enough to kill:\n{d.log_tail()}")
     known = {w["id"] for w in workers}
-    watch = ChildWatch(d.pid, lambda a: len(a) > 2 and a[1] == d.script and a[2] == pool) if mode == "proc" else None
+    watch = (
+        ChildWatch(d.pid, lambda a: len(a) > 2 and a[1] == d.script and a[2] == pool)
+        if mode == "proc"
+        else None
+    )
 
     wall0 = time.time_ns()
     t0 = time.monotonic_ns()
@@ -314,14 +246,14 @@ def kill_one(d: Pitd, pool: str, mode: str) -> Dict[str, float]:
     exited = [e for e in events if e["event"] == "worker_exited" and e.get("worker") == victim["id"]]
     started = [e for e in events if e["event"] == "worker_started" and e.get("pid") == new_pid]
     if exited and started:
-        out["to_exit_ms"] = (_event_ns(exited[-1]) - wall0) / 1e6
-        out["exit_to_start_ms"] = (_event_ns(started[-1]) - _event_ns(exited[-1])) / 1e6
+        out["to_exit_ms"] = (event_time(exited[-1]) - wall0 / 1e9) * 1e3
+        out["exit_to_start_ms"] = (event_time(started[-1]) - event_time(exited[-1])) * 1e3
     return out
 
 
-def restart_run(d: Pitd, kills: int) -> Dict[str, float]:
+def restart_run(d: Pitd, kills: int) -> dict[str, float]:
     """Per pool, ``kills`` kills alternating watchers; per-run medians of each figure."""
-    samples: Dict[str, Dict[str, List[float]]] = {p: {} for p in RESTART_POOLS}
+    samples: dict[str, dict[str, list[float]]] = {p: {} for p in RESTART_POOLS}
     for i in range(kills):
         mode = "status" if i % 2 == 0 else "proc"
         for pool in RESTART_POOLS:
@@ -333,12 +265,12 @@ def restart_run(d: Pitd, kills: int) -> Dict[str, float]:
                 if key in r:
                     s.setdefault(key, []).append(r[key])
     d.remember()
-    return {f"{pool}.{k}": statistics.median(v) for pool, s in samples.items() for k, v in s.items()}
+    return {f"{pool}.{k}": stats.median(v) for pool, s in samples.items() for k, v in s.items()}
 
 
-def footprint_run(d: Pitd, n_workers: int, status_n: int, pitctl_n: int, idle_s: float) -> Dict[str, float]:
+def footprint_run(d: Pitd, n_workers: int, status_n: int, pitctl_n: int, idle_s: float) -> dict[str, float]:
     time.sleep(2.0)  # let start-up settle: two monitor rounds
-    out: Dict[str, float] = {}
+    out: dict[str, float] = {}
     rtt = status_round_trips(d, status_n)
     out[f"status_p50_{n_workers}"], out[f"status_p99_{n_workers}"] = rtt["p50"], rtt["p99"]
     out[f"pitctl_{n_workers}"] = pitctl_wall_ms(d, pitctl_n)
@@ -349,11 +281,11 @@ def footprint_run(d: Pitd, n_workers: int, status_n: int, pitctl_n: int, idle_s:
         cpu1, t1 = cpu_seconds(d.pid), time.monotonic()
         out[f"cpu_ms_{n_workers}"] = (cpu1 - cpu0) * 1e3
         out[f"cpu_pct_{n_workers}"] = (cpu1 - cpu0) / (t1 - t0) * 100
-    out[f"rss_{n_workers}"] = vm_kib(d.pid, "VmRSS") * 1024 / 1e6
-    out[f"hwm_{n_workers}"] = vm_kib(d.pid, "VmHWM") * 1024 / 1e6
-    guards = [p for p in descendants(d.pid) if cmdline(p)[:1] != [PYTHON]]
+    out[f"rss_{n_workers}"] = status_kib(d.pid, "VmRSS") * 1024 / 1e6
+    out[f"hwm_{n_workers}"] = status_kib(d.pid, "VmHWM") * 1024 / 1e6
+    guards = [p for p in descendants(d.pid) if argv(p)[:1] != [PYTHON]]
     if guards:
-        out["guard_rss"] = vm_kib(guards[0], "VmRSS") * 1024 / 1e6
+        out["guard_rss"] = status_kib(guards[0], "VmRSS") * 1024 / 1e6
     d.remember()
     return out
 
@@ -361,24 +293,23 @@ def footprint_run(d: Pitd, n_workers: int, status_n: int, pitctl_n: int, idle_s:
 # --- report -----------------------------------------------------------------------------
 
 
-def progress(what: str) -> None:
-    print(f"  {what}", file=sys.stderr, flush=True)
-
-
-def fmt_ms(v: float) -> str:
-    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
-
-
-def report(runs: List[Dict[str, float]], sizes: List[int], idle_s: float) -> Dict[str, Any]:
+def report(runs: list[dict[str, float]], sizes: list[int], idle_s: float) -> dict[str, Any]:
     keys = sorted({k for r in runs for k in r})
-    med = {k: statistics.median([r[k] for r in runs if k in r]) for k in keys}
+    med = {k: stats.median([r[k] for r in runs if k in r]) for k in keys}
     lo = {k: min(r[k] for r in runs if k in r) for k in keys}
     hi = {k: max(r[k] for r in runs if k in r) for k in keys}
-    verdicts: Dict[str, Any] = {}
-    rows: List[Tuple[str, str, str, str, str]] = []
+    verdicts: dict[str, Any] = {}
+    rows: list[tuple[str, str, str, str, str]] = []
 
-    def row(label: str, key: Optional[str], unit: str = "ms", p99: Optional[str] = None, target: str = "",
-            ok: Optional[bool] = None, fmt: Callable[[float], str] = fmt_ms) -> None:  # fmt: skip
+    def row(
+        label: str,
+        key: str | None,
+        unit: str = "ms",
+        p99: str | None = None,
+        target: str = "",
+        ok: bool | None = None,
+        fmt: Callable[[float], str] = fmt_ms,
+    ) -> None:
         if key is None:
             rows.append((label, "", "", "", ""))
             return
@@ -395,30 +326,53 @@ def report(runs: List[Dict[str, float]], sizes: List[int], idle_s: float) -> Dic
 
     py = med["python_startup"]
     row("python -c pass (spawn to exit)", "python_startup")
-    for pool, title in (("initial-1ms", 'restart.initial = "1ms"'), ("initial-default", "restart.initial default (100ms)")):
+    for pool, title in (
+        ("initial-1ms", 'restart.initial = "1ms"'),
+        ("initial-default", "restart.initial default (100ms)"),
+    ):
         rows.append(("", "", "", "", ""))
         row(f"kill -9 -> replacement, {title}", None)
         up = f"{pool}.c_up"
         row("  (a) new worker idle in status", f"{pool}.a_status")
         note = "" if pool == "initial-1ms" else " (the backoff alone is 80-120 ms)"
-        row("  (b) new process exec'd (/proc)", f"{pool}.b_proc", target=f"pitd's share <= 5 ms{note}",
-            ok=med.get(f"{pool}.b_proc", 1e9) <= 5)  # fmt: skip
-        row("  (c) its Python at its first line", up, target=f"<= py start-up + 5 = {fmt_ms(py + 5)} ms{note}",
-            ok=med.get(up, 1e9) <= py + 5)  # fmt: skip
+        row(
+            "  (b) new process exec'd (/proc)",
+            f"{pool}.b_proc",
+            target=f"pitd's share <= 5 ms{note}",
+            ok=med.get(f"{pool}.b_proc", 1e9) <= 5,
+        )
+        row(
+            "  (c) its Python at its first line",
+            up,
+            target=f"<= py start-up + 5 = {fmt_ms(py + 5)} ms{note}",
+            ok=med.get(up, 1e9) <= py + 5,
+        )
         row("      kill -> exit handled (events)", f"{pool}.to_exit_ms", target="1 ms resolution")
-        row("      exit -> replacement exec'd (events)", f"{pool}.exit_to_start_ms", target="backoff + fork/exec")
+        row(
+            "      exit -> replacement exec'd (events)",
+            f"{pool}.exit_to_start_ms",
+            target="backoff + fork/exec",
+        )
         row("      exec'd -> first line, (c)-(b)", f"{pool}.exec_to_up_ms", target="Python start-up")
     rows.append(("", "", "", "", ""))
     row("status round trip, control socket", None)
     for n in sizes:
-        row(f"  {n} workers", f"status_p50_{n}", p99=f"status_p99_{n}", target="p99 < 5 ms",
-            ok=med[f"status_p99_{n}"] < 5)  # fmt: skip
+        row(
+            f"  {n} workers",
+            f"status_p50_{n}",
+            p99=f"status_p99_{n}",
+            target="p99 < 5 ms",
+            ok=med[f"status_p99_{n}"] < 5,
+        )
     row("pitctl status --json (process wall)", None)
     for n in sizes:
         row(f"  {n} workers", f"pitctl_{n}", target="< 5 ms", ok=med[f"pitctl_{n}"] < 5)
     rows.append(("", "", "", "", ""))
     row("pitd RSS (VmRSS, workers excluded)", None)
-    mb = lambda v: f"{v:.1f}"  # noqa: E731
+
+    def mb(v: float) -> str:
+        return f"{v:.1f}"
+
     for n in sizes:
         target, ok = ("< 10 MB", med[f"rss_{n}"] < 10) if n == 64 else ("", None)
         row(f"  {n} workers", f"rss_{n}", unit="MB", target=target, ok=ok, fmt=mb)
@@ -429,10 +383,10 @@ def report(runs: List[Dict[str, float]], sizes: List[int], idle_s: float) -> Dic
             row(f"  {n} workers", f"cpu_ms_{n}", unit="ms", target=f"= {med[f'cpu_pct_{n}']:.2f} % of a core")
 
     header = ("figure", "median", "p99", "runs min-max" if len(runs) > 1 else "", "target")
-    w0 = max(len(r[0]) for r in rows + [header]) + 2
-    w = [max(len(r[i]) for r in rows + [header]) + 2 for i in range(1, 4)]
+    w0 = max(len(r[0]) for r in [*rows, header]) + 2
+    w = [max(len(r[i]) for r in [*rows, header]) + 2 for i in range(1, 4)]
     print()
-    for r in [header] + rows:
+    for r in [header, *rows]:
         print(f"{r[0]:<{w0}}{r[1]:>{w[0]}}{r[2]:>{w[1]}}{r[3]:>{w[2]}}  {r[4]}".rstrip())
     print()
     print("peers on a 2-core machine: replace a killed worker: supervisord ~1 s, gunicorn ~8 ms;")
@@ -440,15 +394,21 @@ def report(runs: List[Dict[str, float]], sizes: List[int], idle_s: float) -> Dic
     return {"medians": med, "min": lo, "max": hi, "verdicts": verdicts}
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="runs; the table shows medians (default 5)")
     parser.add_argument("--quick", action="store_true", help="1 run, fewer samples")
     parser.add_argument("--no-256", action="store_true", help="skip the 256-worker daemon")
-    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measurement (default 10)")
+    parser.add_argument(
+        "--idle", type=float, default=10.0, help="seconds of idle CPU measurement (default 10)"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write every run's figures here")
-    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release",
-                        help="directory holding pitd and pitctl (default: this repository's target/release)")  # fmt: skip
+    parser.add_argument(
+        "--bin-dir",
+        type=Path,
+        default=BIN_DIR,
+        help="directory holding pitd and pitctl (default: this repository's target/release)",
+    )
     args = parser.parse_args(argv)
     kills, status_n, pitctl_n, py_n = 10, 200, 20, 20
     if args.quick:
@@ -460,21 +420,25 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser.error(f"{args.bin_dir / exe} not found: run `cargo build --release` first")
     sizes = [8, 64] if args.no_256 else [8, 64, 256]
 
-    version = subprocess.run([str(args.bin_dir / "pitd"), "--version"], capture_output=True, text=True).stdout.strip()
-    print(f"cores: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
+    version = subprocess.run(
+        [str(args.bin_dir / "pitd"), "--version"], capture_output=True, text=True
+    ).stdout.strip()
+    print(f"cores: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), load average {loadavg()}")
     print(f"python: {platform.python_version()} at {PYTHON} (this interpreter; workers and `python -c pass`)")
     print(f"pitd: {version or '?'} at {args.bin_dir / 'pitd'}")
-    print(f"{args.runs} run(s); per run: {kills} kills per restart pool (each watcher on half), "
-          f"{status_n} status requests and {pitctl_n} pitctl runs per daemon, "
-          f"{py_n} x python -c pass", flush=True)  # fmt: skip
+    print(
+        f"{args.runs} run(s); per run: {kills} kills per restart pool (each watcher on half), "
+        f"{status_n} status requests and {pitctl_n} pitctl runs per daemon, "
+        f"{py_n} x python -c pass",
+        flush=True,
+    )
 
     started = time.monotonic()
-    survivors: List[str] = []
-    runs: List[Dict[str, float]] = []
+    survivors: list[str] = []
+    runs: list[dict[str, float]] = []
     daemons = 0
     for run in range(args.runs):
-        r: Dict[str, float] = {"load1": os.getloadavg()[0]}
+        r: dict[str, float] = {"load1": os.getloadavg()[0]}
         progress(f"run {run + 1}/{args.runs}: python -c pass")
         r["python_startup"] = python_startup_ms(py_n)
         progress(f"run {run + 1}/{args.runs}: restarts")
@@ -484,8 +448,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         for n in sizes:
             progress(f"run {run + 1}/{args.runs}: {n} workers")
             idle = args.idle if n >= 64 else 0.0
-            fp = with_pitd(args.bin_dir, {"sleepers": (n, "")}, survivors,
-                           lambda d: footprint_run(d, n, status_n, pitctl_n, idle))  # fmt: skip
+            fp = with_pitd(
+                args.bin_dir,
+                {"sleepers": (n, {})},
+                survivors,
+                functools.partial(
+                    footprint_run, n_workers=n, status_n=status_n, pitctl_n=pitctl_n, idle_s=idle
+                ),
+            )
             daemons += 1
             if n != 8:
                 fp.pop("guard_rss", None)
@@ -498,11 +468,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("processes started by pitd outlived it (killed now):\n  " + "\n  ".join(survivors))
     else:
         print(f"pitd stopped {daemons} times with SIGTERM; none of the processes it started outlived it")
-    print(f"total time {time.monotonic() - started:.0f} s, load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"total time {time.monotonic() - started:.0f} s, load average now {loadavg()}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"python": PYTHON, "cores": os.cpu_count(), "runs": runs, **result, "survivors": survivors},
-                      f, indent=2)  # fmt: skip
+            json.dump(
+                {"python": PYTHON, "cores": os.cpu_count(), "runs": runs, **result, "survivors": survivors},
+                f,
+                indent=2,
+            )
             f.write("\n")
     return 1 if survivors else 0
 

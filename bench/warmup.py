@@ -64,13 +64,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-APPS = BENCH / "apps"
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(REPO / "python"))
-from daemon import PitdProcess, describe  # noqa: E402
-from supervise import control_request  # noqa: E402
+from pitbench import specs
+from pitbench.daemon import PitdProcess
+from pitbench.loopback import ServerProcess
+from pitbench.paths import APPS, BIN_DIR, REPO
+from pitbench.procfs import pss_bytes
+from pitbench.report import columns, loadavg
 
 PYTHON = os.path.realpath(sys.executable)
 DSPY_VENV_PYTHON = REPO / "target" / "dspy-venv" / "bin" / "python"
@@ -111,12 +110,22 @@ def serve(delay: float) -> int:
             except ValueError:
                 model = "bench-model"
             time.sleep(delay)
-            body = json.dumps({
-                "id": "chatcmpl-bench", "object": "chat.completion", "created": int(time.time()), "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": COMPLETION},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60},
-            }).encode()  # fmt: skip
+            body = json.dumps(
+                {
+                    "id": "chatcmpl-bench",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": COMPLETION},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60},
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -169,55 +178,17 @@ def plain(app: str, calls: int) -> int:
     return 0
 
 
-class Server:
-    def __init__(self, delay: float) -> None:
-        self.proc = subprocess.Popen([PYTHON, __file__, "--serve", str(delay)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)  # fmt: skip
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.strip().isdigit():
-            self.stop()
-            raise RuntimeError(f"the LLM server did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{int(line)}/v1"
-
-    def stop(self) -> int | None:
-        """Stops the server; the number of requests it answered."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        try:
-            self.proc.stdin.close()
-            rest = self.proc.stdout.read()
-            self.proc.wait(timeout=WAIT_S)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-            return None
-        words = rest.split()
-        return int(words[-1]) if words and words[-1].isdigit() else None
-
-
 # --- measuring ---------------------------------------------------------------------------
 
 
-def pss_of(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def app_env(url: str, cache_dir: Path) -> dict[str, str]:
-    return {
-        "PYTHONPATH": str(REPO / "python"),
-        "BENCH_LLM_URL": url,
+    return specs.pit_env(
+        BENCH_LLM_URL=url,
         # DSPy's first call fetches a model price map from the internet unless told not to.
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "DSPY_CACHEDIR": str(cache_dir),
-        "HF_HUB_OFFLINE": "1",
-    }
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        DSPY_CACHEDIR=str(cache_dir),
+        HF_HUB_OFFLINE="1",
+    )
 
 
 class Pitd(PitdProcess):
@@ -228,58 +199,37 @@ class Pitd(PitdProcess):
 
     def __init__(self, bin_dir: Path, python: str, app: str, url: str, warmup: bool) -> None:
         super().__init__(bin_dir, "pit-warmup-")
-        env = app_env(url, self.dir / "dspy-cache")
-        spec = [
-            *self.spec_head(),
-            "",
-            f"[pools.{POOL}]",
-            f"app = {json.dumps(app)}",
-            f"preload = [{json.dumps(app)}]",
-            *([f'warmup = "{app}:warm_up"'] if warmup else []),
-            f"python = {json.dumps(python)}",
-            f"size = {SIZE}",
-            f"concurrency = {CONCURRENCY}",
-            f"cwd = {json.dumps(str(APPS))}",
-            "env = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in env.items()) + " }",
-            'memory_metric = "pss"',
-            'startup_timeout = "120s"',
-            'request_timeout = "60s"',
-        ]
-        self.start(spec)
-
-    def pool(self) -> dict[str, Any]:
-        reply = json.loads(control_request(self.control, {"cmd": "status", "pool": POOL}, WAIT_S))
-        if reply.get("reply") != "status":
-            raise RuntimeError(f"status refused: {reply}")
-        return reply["pools"][0]
+        pool: dict[str, specs.Value | None] = {
+            "app": app,
+            "preload": [app],
+            "warmup": f"{app}:warm_up" if warmup else None,
+            "python": python,
+            "size": SIZE,
+            "concurrency": CONCURRENCY,
+            "cwd": str(APPS),
+            "env": app_env(url, self.dir / "dspy-cache"),
+            "memory_metric": "pss",
+            "startup_timeout": "120s",
+            "request_timeout": "60s",
+        }
+        self.start(self.spec_head() + specs.table(f"pools.{POOL}", pool))
 
     def pss(self) -> dict[str, float]:
         """PSS of the pool's processes, MiB: workers, template and spare, and all of them."""
-        p = self.pool()
+        p = self.pool(POOL)
         self.remember()
         template = p.get("template") or {}
-        workers = sum(pss_of(w["pid"]) for w in p["workers"] if w.get("pid"))
+        workers = sum(pss_bytes(w["pid"]) for w in p["workers"] if w.get("pid"))
         extra = [q["pid"] for q in (template, template.get("spare") or {}) if q.get("pid")]
-        rest = sum(pss_of(pid) for pid in extra)
+        rest = sum(pss_bytes(pid) for pid in extra)
         return {"workers": workers / MIB, "template_spare": rest / MIB, "total": (workers + rest) / MIB}
 
     def wait_ready(self) -> None:
         """Until every worker is idle and the template has its spare."""
+        self.wait_workers({POOL: SIZE}, spare=True, within_s=WAIT_S, every_s=0.1)
 
-        def ready() -> bool:
-            if not os.path.exists(self.control):
-                return False
-            try:
-                p = self.pool()
-            except (OSError, RuntimeError, ValueError, KeyError, IndexError):
-                return False
-            idle = sum(1 for w in p["workers"] if w["state"] == "idle" and w.get("pid"))
-            return idle == SIZE and bool(((p.get("template") or {}).get("spare") or {}).get("pid"))
-
-        self.wait_for(ready, WAIT_S, 0.1, "the pool was not ready")
-
-    def stop(self) -> list[str]:  # type: ignore[override]
-        left = describe(super().stop())
+    def stop(self, wait_s: float | None = None) -> list[str]:
+        left = super().stop(wait_s)
         self.cleanup()
         return left
 
@@ -295,7 +245,9 @@ async def pit_run(call_socket: str, calls: int, run: int) -> tuple[float, int, l
         async with pit.AsyncClient(call_socket) as client:
             for k in range(calls):
                 try:
-                    r = await client.call(POOL, "ask", {"question": f"question {run}-{i}-{k}"}, timeout=CALL_TIMEOUT_S)
+                    r = await client.call(
+                        POOL, "ask", {"question": f"question {run}-{i}-{k}"}, timeout=CALL_TIMEOUT_S
+                    )
                     if not (isinstance(r, dict) and r.get("answer")):
                         raise ValueError(f"reply {str(r)[:80]}")
                 except Exception as e:  # noqa: BLE001 - every failure is counted
@@ -307,7 +259,9 @@ async def pit_run(call_socket: str, calls: int, run: int) -> tuple[float, int, l
     return time.monotonic() - started, failed, sorted(set(errors))[:3]
 
 
-def run_pit(bin_dir: Path, python: str, app: str, url: str, calls: int, warmup: bool) -> tuple[dict[str, Any], list[str]]:
+def run_pit(
+    bin_dir: Path, python: str, app: str, url: str, calls: int, warmup: bool
+) -> tuple[dict[str, Any], list[str]]:
     d = Pitd(bin_dir, python, app, url, warmup)
     try:
         d.wait_ready()
@@ -318,7 +272,7 @@ def run_pit(bin_dir: Path, python: str, app: str, url: str, calls: int, warmup: 
             row["failed"] += failed
             row["errors"] += errors
             row["pss_mib"].append(d.pss())
-        row["warnings"] = d.pool().get("warnings", [])
+        row["warnings"] = d.pool(POOL).get("warnings", [])
     finally:
         survivors = d.stop()
     return row, survivors
@@ -327,13 +281,19 @@ def run_pit(bin_dir: Path, python: str, app: str, url: str, calls: int, warmup: 
 def run_plain(python: str, app: str, url: str, calls: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pit-warmup-plain-") as tmp:
         env = dict(os.environ, **app_env(url, Path(tmp) / "dspy-cache"))
-        proc = subprocess.Popen([python, __file__, "--plain", app, str(calls)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True, env=env, cwd=str(APPS))  # fmt: skip
+        proc = subprocess.Popen(
+            [python, __file__, "--plain", app, str(calls)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=str(APPS),
+        )
         assert proc.stdin is not None and proc.stdout is not None
         try:
             if proc.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"the plain process did not start ({app})")
-            mib = pss_of(proc.pid) / MIB
+            mib = pss_bytes(proc.pid) / MIB
             row: dict[str, Any] = {"pss_mib": [{"total": mib}], "calls_per_s": [], "failed": 0, "errors": []}
             for _ in range(RUNS):
                 proc.stdin.write("run\n")
@@ -341,7 +301,7 @@ def run_plain(python: str, app: str, url: str, calls: int) -> dict[str, Any]:
                 done = json.loads(proc.stdout.readline())
                 row["calls_per_s"].append(CALLERS * calls / done["seconds"])
                 row["failed"] += done["failed"]
-                row["pss_mib"].append({"total": pss_of(proc.pid) / MIB})
+                row["pss_mib"].append({"total": pss_bytes(proc.pid) / MIB})
             proc.stdin.close()
             proc.wait(timeout=WAIT_S)
         finally:
@@ -356,8 +316,12 @@ def dspy_python(given: str | None) -> str | None:
     candidate = given or (str(DSPY_VENV_PYTHON) if DSPY_VENV_PYTHON.exists() else None)
     if candidate is None:
         return None
-    ok = subprocess.run([candidate, "-c", "import dspy"], capture_output=True, timeout=WAIT_S,
-                        env=dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True"))  # fmt: skip
+    ok = subprocess.run(
+        [candidate, "-c", "import dspy"],
+        capture_output=True,
+        timeout=WAIT_S,
+        env=dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True"),
+    )
     return candidate if ok.returncode == 0 else None
 
 
@@ -366,8 +330,13 @@ def version_of(python: str, app: str) -> str:
     code = "import platform; print(platform.python_version())"
     if app == "dspy_agent":
         code = "import dspy, platform; print(platform.python_version(), dspy.__version__)"
-    out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=WAIT_S,
-                         env=dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")).stdout.split()  # fmt: skip
+    out = subprocess.run(
+        [python, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        env=dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True"),
+    ).stdout.split()
     if len(out) == 2:
         return f"DSPy {out[1]}, Python {out[0]}"
     return f"Python {out[0]}" if out else "Python ?"
@@ -385,10 +354,8 @@ def print_table(rows: dict[str, dict[str, Any]], labels: dict[str, str]) -> None
         pss = [f"{p['total']:.0f}" for p in row["pss_mib"]]
         rates = " / ".join(f"{r:.0f}" for r in row["calls_per_s"])
         lines.append((labels[key], *pss, rates, str(row["failed"])))
-    widths = [max(len(x[i]) for x in [head, *lines]) for i in range(len(head))]
     print("PSS MiB: pool = workers + template + spare (pitd excluded)")
-    for line in [head, *lines]:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+    columns(head, lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -397,9 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, help="calls per caller in each run (default 4, 2 with --quick)")
     parser.add_argument("--delay", type=float, default=0.5, help="the LLM server's answer delay in s")
     parser.add_argument("--python", help="an interpreter with DSPy (default: target/dspy-venv/bin/python)")
-    parser.add_argument("--app", choices=("dspy_agent", "lazy_agent"), help="default: dspy_agent if DSPy runs")
+    parser.add_argument(
+        "--app", choices=("dspy_agent", "lazy_agent"), help="default: dspy_agent if DSPy runs"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
-    parser.add_argument("--bin-dir", type=Path, default=REPO / "target" / "release")
+    parser.add_argument("--bin-dir", type=Path, default=BIN_DIR)
     parser.add_argument("--serve", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--plain", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -416,14 +385,22 @@ def main(argv: list[str] | None = None) -> int:
     python = python or PYTHON
     stand_in = app == "lazy_agent"
     load_before = os.getloadavg()
-    print(f"# warmup: {os.cpu_count()} cores, load {' '.join(f'{x:.2f}' for x in load_before)}, app {app} "
-          f"({version_of(python, app)}, {python}), {CALLERS} callers x {calls} calls x {RUNS} runs, "
-          f"server delay {args.delay * 1000:.0f} ms", flush=True)  # fmt: skip
+    print(
+        f"# warmup: {os.cpu_count()} cores, load {loadavg(load_before)}, app {app} "
+        f"({version_of(python, app)}, {python}), {CALLERS} callers x {calls} calls x {RUNS} runs, "
+        f"server delay {args.delay * 1000:.0f} ms",
+        flush=True,
+    )
     if stand_in:
         why = "as asked" if args.app == "lazy_agent" else "DSPy is not installed here"
-        print(f"# the stand-in app (lazy imports and a cache built at its first call) is measured instead of DSPy "
-              f"({why})", flush=True)  # fmt: skip
-    server = Server(args.delay)
+        print(
+            "# the stand-in app (lazy imports and a cache built at its first call) is measured "
+            f"instead of DSPy ({why})",
+            flush=True,
+        )
+    server = ServerProcess(
+        [PYTHON, __file__, "--serve", str(args.delay)], "http://127.0.0.1:{port}/v1", "the LLM server"
+    )
     rows: dict[str, dict[str, Any]] = {}
     labels: dict[str, str] = {}
     survivors: list[str] = []
@@ -441,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
 
     print_table(rows, labels)
-    print(f"load average after: {' '.join(f'{x:.2f}' for x in load_after)}; the server answered {answered} requests")
+    print(f"load average after: {loadavg(load_after)}; the server answered {answered} requests")
     plain_mib = rows["plain"]["pss_mib"][-1]["total"]
     targets = {}
     for key, _, _ in ROWS:
@@ -449,9 +426,12 @@ def main(argv: list[str] | None = None) -> int:
         ratio = mib / plain_mib
         targets[key] = {"ratio": ratio, "met": ratio <= TARGET_RATIO}
         first = rows[key]["pss_mib"][1]["total"] - rows[key]["pss_mib"][0]["total"]
-        print(f"target: {labels[key]} PSS after run 3 <= {TARGET_RATIO}x one process's: "
-              f"{'met' if ratio <= TARGET_RATIO else 'NOT met'} ({mib:.0f} / {plain_mib:.0f} MiB = {ratio:.2f}x); "
-              f"run 1 added {first:.0f} MiB")  # fmt: skip
+        print(
+            f"target: {labels[key]} PSS after run 3 <= {TARGET_RATIO}x one process's: "
+            f"{'met' if ratio <= TARGET_RATIO else 'NOT met'} ({mib:.0f} / {plain_mib:.0f} MiB = "
+            f"{ratio:.2f}x); "
+            f"run 1 added {first:.0f} MiB"
+        )
     for key, row in rows.items():
         if row.get("warnings"):
             print(f"{labels[key]}: warnings: {' | '.join(row['warnings'])}")
@@ -461,14 +441,25 @@ def main(argv: list[str] | None = None) -> int:
         print("processes outlived pitd (killed now):", *survivors, sep="\n  ")
     if args.json:
         figures = {
-            "info": {"cores": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after,
-                     "python": python, "app": app, "stand_in": stand_in, "versions": version_of(python, app),
-                     "callers": CALLERS, "calls": calls, "runs": RUNS, "delay_s": args.delay, "answered": answered},
+            "info": {
+                "cores": os.cpu_count(),
+                "loadavg_before": load_before,
+                "loadavg_after": load_after,
+                "python": python,
+                "app": app,
+                "stand_in": stand_in,
+                "versions": version_of(python, app),
+                "callers": CALLERS,
+                "calls": calls,
+                "runs": RUNS,
+                "delay_s": args.delay,
+                "answered": answered,
+            },
             "labels": labels,
             "rows": rows,
             "targets": targets,
             "survivors": survivors,
-        }  # fmt: skip
+        }
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
     return 1 if survivors else 0
 

@@ -5,7 +5,10 @@ Importing it (the preload) configures DSPy; its first call loads more (DSPy's ca
 the model metadata map, a few modules imported on use): ``warm_up`` makes that first call
 in the template, so every worker shares what it loaded."""
 
+from __future__ import annotations
+
 import os
+from typing import Any
 
 import dspy
 
@@ -19,11 +22,11 @@ QA = dspy.Predict("question -> answer")
 
 
 @pit.handler
-def ask(args, ctx):
+def ask(args: Any, ctx: pit.Context) -> dict[str, str]:
     return {"answer": QA(question=str(args["question"])).answer}
 
 
-def warm_up():
+def warm_up() -> None:
     """The pool's ``warmup``: one real call, as the first call of a worker would make, then
     the LM's connections closed: its HTTP client keeps the connection alive for the next
     call, and one left in the template would be every worker's at once."""
