@@ -303,12 +303,18 @@ fn a_caller_that_hangs_up_has_its_calls_cancelled() {
     let d = started(1, 4, "");
     let dir = tempfile::tempdir().unwrap();
     let mark = marker(dir.path(), "gone");
+    let started = marker(dir.path(), "started");
     {
         let mut s = UnixStream::connect(d.call_socket()).unwrap();
-        let body = json!({"id": 1, "pool": "app", "method": "wait_cancel", "args": {"marker": mark}}).to_string();
+        let args = json!({"marker": mark, "started": started});
+        let body = json!({"id": 1, "pool": "app", "method": "wait_cancel", "args": args}).to_string();
         s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
         s.write_all(body.as_bytes()).unwrap();
-        d.wait_pool("the call in flight", "app", |p| p.in_flight == 1);
+        // Hung up only once the handler runs: a task cancelled before it starts never
+        // reaches its `except` (on a loaded machine the worker may read the cancel first).
+        wait_until("the handler to start", || {
+            std::fs::read_to_string(&started).map_err(|e| e.to_string())
+        });
     }
     wait_until("the handler to see its cancel", || {
         std::fs::read_to_string(&mark).map_err(|e| e.to_string())

@@ -30,7 +30,10 @@ def snooze(args, ctx):
 
 @pit.handler
 async def wait_cancel(args, ctx):
-    """Waits for a long time; marks `args["marker"]` when cancelled."""
+    """Waits for a long time; marks `args["started"]` (if given) once running, and
+    `args["marker"]` when cancelled."""
+    if "started" in args:
+        _mark(args["started"], "started")
     try:
         await asyncio.sleep(60)
     except asyncio.CancelledError:
