@@ -5,6 +5,7 @@
 
 pub mod children;
 pub mod guard;
+pub mod lines;
 pub mod output;
 pub mod pipes;
 pub mod procs;
