@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use super::PoolActor;
-use super::starting::SUPERVISED_STABLE_AFTER;
 use super::worker::Replies;
 use crate::daemon::process::children::ExitInfo;
 use crate::ids::WorkerId;
@@ -12,7 +11,6 @@ use crate::lifecycle::phase::PhaseEvent;
 use crate::lifecycle::{Failure, PoolVerdict, Reason, WorkerState, exit_reason, exit_reason_with_cpu};
 use crate::proto::call::ErrorKind;
 use crate::proto::event::EventKind;
-use crate::spec::Protocol;
 
 /// How long an exited worker's remaining replies are waited for (its pipe normally ends
 /// at once; a descendant that escaped its group may hold it open).
@@ -110,15 +108,10 @@ impl PoolActor {
         } else {
             tracing::warn!(pool = %self.spec.name, worker = %id, "exited unexpectedly: {status}");
             let uptime = info.at.saturating_duration_since(w.started_at);
-            // A supervised worker has no ready frame: it counts as ready once it has been
-            // up SUPERVISED_STABLE_AFTER, and dying before is a failed start, which is what
-            // the crash-loop breaker counts.
-            let ready_at = match self.spec.protocol {
-                Protocol::None => {
-                    Some(w.started_at + SUPERVISED_STABLE_AFTER).filter(|_| uptime >= SUPERVISED_STABLE_AFTER)
-                }
-                Protocol::Pit => w.ready_at,
-            };
+            // Ready as the crash-loop breaker's probe counts it (`stable_after`: a supervised
+            // worker has no ready frame, it must stay up a while); dying before is a failed
+            // start, which is what the breaker counts.
+            let ready_at = w.ready_at.map(|t| t + self.stable_after()).filter(|t| *t <= info.at);
             let failure = match ready_at {
                 Some(ready_at) => Failure::Crash {
                     uptime,

@@ -175,7 +175,9 @@ impl PoolActor {
             .min()
     }
 
-    fn stable_after(&self) -> Duration {
+    /// How long after its ready a worker counts as started: at once for a pit worker; a
+    /// supervised one, which has no ready frame, once it has stayed up a while.
+    pub(super) fn stable_after(&self) -> Duration {
         match self.spec.protocol {
             Protocol::None => SUPERVISED_STABLE_AFTER,
             Protocol::Pit => Duration::ZERO,
