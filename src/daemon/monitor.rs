@@ -54,6 +54,13 @@ pub struct TreeSample {
     pub at: Instant,
 }
 
+impl TreeSample {
+    /// Its memory as a pool's total sums it: RSS, the metric's value, PSS when read.
+    pub fn memory(&self) -> crate::proto::status::MemorySample {
+        (self.rss_bytes, self.memory_bytes, self.pss_bytes)
+    }
+}
+
 /// Receives a worker's samples. Called on the monitor thread, so it must not block: the
 /// daemon's sink sends on a channel into the pool and ignores a closed one.
 pub type SampleSink = Box<dyn Fn(TreeSample) + Send>;

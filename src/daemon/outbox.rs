@@ -100,11 +100,6 @@ impl<W: TryWrite + Send + Sync + 'static, T: Outgoing> Outbox<W, T> {
         self.tx.is_closed()
     }
 
-    /// Whether both write to the same peer.
-    pub fn same_peer(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.sink, &other.sink)
-    }
-
     /// The sink itself (a worker's pipe, to see whether it is still open).
     pub fn sink(&self) -> &W {
         &self.sink

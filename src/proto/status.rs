@@ -77,12 +77,6 @@ pub struct PoolStatus {
 }
 
 impl PoolStatus {
-    /// The pool's processes' memory: its workers, template and spare, summed as
-    /// (RSS, the `memory_metric` value).
-    pub fn memory_totals(&self) -> (u64, u64) {
-        (self.total(MemoryMetric::Rss), self.total(self.memory_metric))
-    }
-
     /// The figure shown beside RSS: the pool's `memory_metric`, or PSS for a pool on RSS
     /// whose processes share pages (a preloaded one: RSS counts each shared page in every
     /// worker); `None` when RSS is all there is to say.

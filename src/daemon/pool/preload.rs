@@ -21,7 +21,7 @@ impl Sampled {
     }
 
     fn measured(&self) -> Option<MemorySample> {
-        self.sample.as_ref().map(|s| (s.rss_bytes, s.memory_bytes, s.pss_bytes))
+        self.sample.as_ref().map(TreeSample::memory)
     }
 
     fn status(&self) -> ProcessStatus {

@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use super::PoolActor;
+use crate::daemon::monitor::TreeSample;
 use crate::daemon::probe::PoolSnapshot;
 use crate::proto::status::{PoolMemory, PoolState, PoolStatus, WorkerStatus};
 
@@ -58,10 +59,11 @@ impl PoolActor {
 
     /// Every process of the pool, workers first, with its last sample.
     fn memory(&self) -> PoolMemory {
-        let workers = self.workers.values().filter(|w| w.pid.is_some()).map(|w| {
-            let measured = w.sample.as_ref().map(|s| (s.rss_bytes, s.memory_bytes, s.pss_bytes));
-            (w.id.to_string(), measured)
-        });
+        let workers = self
+            .workers
+            .values()
+            .filter(|w| w.pid.is_some())
+            .map(|w| (w.id.to_string(), w.sample.as_ref().map(TreeSample::memory)));
         PoolMemory::sum(workers.chain(self.template_memory()))
     }
 
