@@ -268,7 +268,10 @@ impl PoolActor {
         };
         let Some(w) = self.workers.get_mut(&id) else { return };
         w.requests += 1;
-        w.pace.record(now);
+        // The pace only says when a `max_requests` replacement starts.
+        if w.limits.max_requests.is_some() {
+            w.pace.record(now);
+        }
         w.last_seen = now;
         if error.is_none() {
             w.consecutive_errors = 0;

@@ -52,7 +52,7 @@ impl PoolActor {
                 self.kill_worker(id, Reason::HardRss, detail);
             }
             Some(reason) => self.request_recycle(id, reason, now),
-            None => {
+            None if w.limits.max_requests.is_some() => {
                 // Its replacement starts ahead of the limit, so that it is ready when the
                 // worker reaches it (`lifecycle::recycle::ahead`).
                 let due = replacement_due(
@@ -66,6 +66,7 @@ impl PoolActor {
                     self.request_recycle(id, Reason::MaxRequests, now);
                 }
             }
+            None => {}
         }
     }
 

@@ -123,18 +123,19 @@ impl OutputStore {
         inner.failed_starts.remove(pool);
     }
 
-    /// Whether `worker` got ready, and `pool`'s last failed start.
-    fn start_state(&self, pool: &str, worker: WorkerId) -> (bool, Option<FailedStart>) {
-        let inner = self.inner.lock().expect("output store lock");
-        let ready = inner.ready.contains(&worker);
-        (
-            ready,
-            if ready {
-                None
-            } else {
-                inner.failed_starts.get(pool).cloned()
-            },
-        )
+    /// Whether `worker` got ready.
+    fn is_ready(&self, worker: WorkerId) -> bool {
+        self.inner.lock().expect("output store lock").ready.contains(&worker)
+    }
+
+    /// `pool`'s last failed start.
+    fn failed_start(&self, pool: &str) -> Option<FailedStart> {
+        self.inner
+            .lock()
+            .expect("output store lock")
+            .failed_starts
+            .get(pool)
+            .cloned()
     }
 
     /// How a starting worker's stderr ended: remembers a new failed start, counts a
@@ -225,6 +226,9 @@ async fn read_lines(
     let mut log = LogBudget::new();
     // Only stderr carries a failed start's traceback.
     let mut start = (stream == Stream::Stderr).then(StartOutput::default);
+    // The pool's last failed start, read once at this start's first line of stderr: what
+    // every line of it is compared with.
+    let mut last: Option<Option<FailedStart>> = None;
     let mut lines = |buf: &mut Vec<u8>, eof: bool, log: &mut LogBudget| {
         for line in take_lines(buf, eof) {
             let Some(s) = start.as_mut().filter(|s| !s.started()) else {
@@ -232,8 +236,8 @@ async fn read_lines(
                 continue;
             };
             store.push(pool, worker, stream, line.clone());
-            let (ready, last) = store.start_state(pool, worker);
-            for l in s.line(line, ready, last.as_ref()) {
+            let last = last.get_or_insert_with(|| store.failed_start(pool));
+            for l in s.line(line, store.is_ready(worker), last.as_ref()) {
                 log_line(pool, worker, stream, &l, log);
             }
         }
@@ -248,8 +252,7 @@ async fn read_lines(
     }
     lines(&mut buf, true, &mut log);
     if let Some(s) = start {
-        let (ready, last) = store.start_state(pool, worker);
-        let end = s.end(ready, last.as_ref());
+        let end = s.end(store.is_ready(worker), last.flatten().as_ref());
         match &end {
             StartEnd::Release(held) => {
                 for l in held {
