@@ -142,23 +142,18 @@ pub fn render(report: &StatusReport) -> String {
             );
         }
         if let Some(memory) = pool.memory.as_ref().filter(|_| !extra.is_empty()) {
-            let _ = writeln!(out, "  memory: {}", memory_line(memory, shown));
+            let _ = writeln!(out, "  memory: {}", memory_line(pool, memory, shown));
         }
     }
     out
 }
 
 /// A preloaded pool's memory total, saying which processes it leaves out (not sampled yet).
-fn memory_line(memory: &PoolMemory, shown: Option<MemoryMetric>) -> String {
-    // The pool's own metric is what `memory_bytes` sums; PSS beside RSS for a pool on RSS.
-    let figure = match shown {
-        Some(MemoryMetric::Rss) | None => None,
-        Some(MemoryMetric::Pss) => memory.pss_bytes.or(Some(memory.memory_bytes)),
-        Some(MemoryMetric::Uss) => Some(memory.memory_bytes),
-    };
-    let pss = figure.map_or(String::new(), |b| {
-        format!(", {} {}", shown.map_or("", |m| m.label()), bytes(b))
-    });
+fn memory_line(pool: &PoolStatus, memory: &PoolMemory, shown: Option<MemoryMetric>) -> String {
+    let figure = shown
+        .filter(|&m| m != MemoryMetric::Rss)
+        .and_then(|m| Some((m.label(), pool.memory_total(m)?)));
+    let pss = figure.map_or(String::new(), |(label, b)| format!(", {label} {}", bytes(b)));
     let left_out = if memory.complete {
         String::new()
     } else {

@@ -103,6 +103,19 @@ impl PoolStatus {
         }
     }
 
+    /// `metric` summed over the workers, template and spare as pitd summed them (`memory`,
+    /// which says what it leaves out); `None` when pitd sent no sum, or did not sum that
+    /// metric (PSS not read in every process).
+    pub fn memory_total(&self, metric: MemoryMetric) -> Option<u64> {
+        let m = self.memory.as_ref()?;
+        match metric {
+            MemoryMetric::Rss => Some(m.rss_bytes),
+            _ if metric == self.memory_metric => Some(m.memory_bytes),
+            MemoryMetric::Pss => m.pss_bytes,
+            MemoryMetric::Uss => None,
+        }
+    }
+
     /// `metric` summed over the workers, template and spare.
     pub fn total(&self, metric: MemoryMetric) -> u64 {
         self.measured().map(|m| self.figure(m, metric)).sum()
@@ -339,6 +352,28 @@ mod tests {
                 50 + if template.is_empty() { 0 } else { 40 }
             );
         }
+    }
+
+    #[test]
+    fn a_pools_total_is_read_from_pitds_sum_and_never_names_rss_as_pss() {
+        let memory = r#""memory":{"rss_bytes":90,"memory_bytes":30,"complete":true"#;
+        let cases = [
+            // (memory_metric, pss summed, metric asked, total)
+            ("pss", r#","pss_bytes":30"#, MemoryMetric::Pss, Some(30)),
+            ("pss", r#","pss_bytes":30"#, MemoryMetric::Rss, Some(90)),
+            ("uss", "", MemoryMetric::Uss, Some(30)),
+            ("uss", "", MemoryMetric::Pss, None),
+            // A pool on RSS whose PSS was not read in every process: no PSS total at all.
+            ("rss", "", MemoryMetric::Pss, None),
+            ("rss", r#","pss_bytes":25"#, MemoryMetric::Pss, Some(25)),
+        ];
+        for (metric, pss, asked, want) in cases {
+            let json = format!(r#"{POOL},"memory_metric":"{metric}",{memory}{pss}}}}}"#);
+            let pool: PoolStatus = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+            assert_eq!(pool.memory_total(asked), want, "{json}");
+        }
+        let without: PoolStatus = serde_json::from_str(&format!("{POOL}}}")).unwrap();
+        assert_eq!(without.memory_total(MemoryMetric::Rss), None);
     }
 
     #[test]
