@@ -33,7 +33,7 @@ from typing import Any
 from pitbench import specs, stats
 from pitbench.daemon import PitdProcess
 from pitbench.events import EventFollower, replacement_ready
-from pitbench.paths import APPS, BIN_DIR
+from pitbench.paths import BIN_DIR
 from pitbench.procfs import pss_bytes
 
 PYTHON = os.path.realpath(sys.executable)
@@ -46,19 +46,10 @@ class Daemon(PitdProcess):
 
     def __init__(self, bin_dir: Path, size: int) -> None:
         super().__init__(bin_dir, "pit-preload-")
-        common: dict[str, specs.Value] = {
-            "app": "heavy_app",
-            "python": PYTHON,
-            "size": size,
-            "cwd": str(APPS),
-            "env": specs.pit_env(),
-            "memory_metric": "pss",
-            "startup_timeout": "60s",
-        }
         spec = self.spec_head(monitor_interval="250ms")
-        preload: dict[str, dict[str, specs.Value]] = {"preloaded": {"preload": ["heavy_import"]}, "plain": {}}
-        for name, extra in preload.items():
-            spec += specs.table(f"pools.{name}", {**common, **extra})
+        for name, preloaded in (("preloaded", True), ("plain", False)):
+            pool = specs.heavy_pool(size, preloaded, memory_metric="pss", startup_timeout="60s")
+            spec += specs.table(f"pools.{name}", pool)
             spec += specs.table(f"pools.{name}.restart", {"initial": "1ms", "reset_after": "1s"})
         self.t0 = time.monotonic()
         self.start(spec)

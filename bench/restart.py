@@ -30,7 +30,7 @@ from typing import Any
 from pitbench import specs
 from pitbench.daemon import PitdProcess
 from pitbench.events import event_time, replacement_ready
-from pitbench.paths import APPS, BIN_DIR
+from pitbench.paths import BIN_DIR
 
 PYTHON = os.path.realpath(sys.executable)
 WAIT_S = 60.0
@@ -44,18 +44,7 @@ class Daemon(PitdProcess):
     def __init__(self, bin_dir: Path, size: int, restart: dict[str, specs.Value | None]) -> None:
         super().__init__(bin_dir, "pit-restart-")
         spec = self.spec_head()
-        spec += specs.table(
-            f"pools.{POOL}",
-            {
-                "app": "heavy_app",
-                "preload": ["heavy_import"],
-                "python": PYTHON,
-                "size": size,
-                "cwd": str(APPS),
-                "env": specs.pit_env(),
-                "startup_timeout": "60s",
-            },
-        )
+        spec += specs.table(f"pools.{POOL}", specs.heavy_pool(size, startup_timeout="60s"))
         spec += specs.table(f"pools.{POOL}.restart", restart)
         self.start(spec)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from pitbench import specs, stats, wire
 from pitbench.daemon import PitdProcess
-from pitbench.paths import APPS, BIN_DIR
+from pitbench.paths import BIN_DIR
 from pitbench.report import columns
 
 PYTHON = os.path.realpath(sys.executable)
@@ -42,16 +42,7 @@ class Daemon(PitdProcess):
     def __init__(self, bin_dir: Path, size: int, kill_timeout: str) -> None:
         super().__init__(bin_dir, "pit-stop-")
         self.size = size
-        pool: dict[str, specs.Value] = {
-            "app": "heavy_app",
-            "preload": ["heavy_import"],
-            "python": PYTHON,
-            "size": size,
-            "cwd": str(APPS),
-            "env": specs.pit_env(),
-            "startup_timeout": "120s",
-            "kill_timeout": kill_timeout,
-        }
+        pool = specs.heavy_pool(size, startup_timeout="120s", kill_timeout=kill_timeout)
         self.start(self.spec_head() + specs.table("pools.heavy", pool))
 
     def touch_every_worker(self) -> None:

@@ -7,11 +7,13 @@ with the sockets), then a ``table`` per pool and per sub-table (``pools.NAME.res
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Union
 
-from pitbench.paths import PYTHON_DIR
+from pitbench.paths import APPS, PYTHON_DIR
 
 #: What a spec value can be: a string, a number, a boolean, an array (a list or a tuple) or
 #: an inline table.
@@ -52,3 +54,19 @@ def table(name: str, values: Mapping[str, Value | None]) -> list[str]:
 def pit_env(**extra: str) -> dict[str, str]:
     """A pool's ``env`` for workers that import this checkout's ``pit`` (and ``extra``)."""
     return {"PYTHONPATH": str(PYTHON_DIR), **extra}
+
+
+def heavy_pool(size: int, preload: bool = True, **extra: Value) -> dict[str, Value]:
+    """A pool of ``bench/apps/heavy_app.py`` (its import takes ~1 s and builds ~40 MB of
+    objects) run by this interpreter, ``heavy_import`` preloaded unless ``preload`` is false,
+    with a benchmark's own keys in ``extra``."""
+    pool: dict[str, Value] = {
+        "app": "heavy_app",
+        "python": os.path.realpath(sys.executable),
+        "size": size,
+        "cwd": str(APPS),
+        "env": pit_env(),
+    }
+    if preload:
+        pool["preload"] = ["heavy_import"]
+    return {**pool, **extra}
