@@ -1,4 +1,4 @@
-//! The call half of the pool actor: admission, the FIFO queue, session affinity and
+//! The call half of the pool core: admission, the FIFO queue, session affinity and
 //! replies (timeouts are `expiry.rs`).
 //!
 //! Invariants: a worker's calls are its `CallWindow` (`window.rs`): at most its slots
@@ -6,18 +6,43 @@
 //! a call is in exactly one place (the queue, a worker's window, or answered); every call
 //! gets exactly one reply.
 
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+use super::Call;
+use super::core::PoolCore;
 use super::routing::{Bound, Candidate, Choice, choose_worker, pick};
 use super::window::Completion;
-use super::{Call, PoolActor, bind_session};
 use crate::ids::WorkerId;
 use crate::lifecycle::Reason;
 use crate::lifecycle::recycle::at_limit;
 use crate::proto::call::ErrorKind;
 use crate::spec::Protocol;
 
-impl PoolActor {
+/// The calls waiting for a worker, and the sessions' workers. (Calls a worker holds are
+/// its window, `Worker::calls`.)
+#[derive(Debug, Default)]
+pub(super) struct Calls {
+    /// Oldest first.
+    pub(super) queue: VecDeque<Call>,
+    pub(super) affinity: HashMap<String, Affinity>,
+}
+
+/// A session's sticky worker.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Affinity {
+    pub(super) worker: WorkerId,
+    pub(super) last_used: Instant,
+}
+
+/// A call handed to a worker binds its session (if any) to that worker.
+pub(super) fn bind_session(affinity: &mut HashMap<String, Affinity>, call: &Call, worker: WorkerId, now: Instant) {
+    if let Some(s) = &call.session {
+        affinity.insert(s.clone(), Affinity { worker, last_used: now });
+    }
+}
+
+impl PoolCore {
     pub(super) fn on_call(&mut self, call: Call, now: Instant) {
         let refuse = if self.spec.protocol == Protocol::None {
             Some(ErrorKind::BadRequest)
@@ -35,19 +60,19 @@ impl PoolActor {
         if let Some(kind) = refuse {
             return self.fail_call(call, kind);
         }
-        // Handed out with the rest of its batch (`PoolActor::settle`).
-        self.queue.push_back(call);
+        // Handed out with the rest of its batch (`PoolCore::settle`).
+        self.calls.queue.push_back(call);
     }
 
     /// Whether the queue has no room for one more call. The calls of a batch wait in the
     /// queue for the end of the batch to be handed out; it is full only if it still is
     /// once they have been.
     fn queue_full(&mut self, now: Instant) -> bool {
-        if self.queue.len() < self.spec.queue.max {
+        if self.calls.queue.len() < self.spec.queue.max {
             return false;
         }
         self.dispatch(now);
-        self.queue.len() >= self.spec.queue.max
+        self.calls.queue.len() >= self.spec.queue.max
     }
 
     /// Refuses a call no worker has seen, with a message saying why.
@@ -70,9 +95,10 @@ impl PoolActor {
 
     /// Sends the one reply of a call a worker ran (or was running when it ended) and books
     /// it: counters and metrics by outcome.
-    pub(super) fn answer(&mut self, call: Call, frame: Vec<u8>, error: Option<ErrorKind>) {
+    pub(super) fn answer(&mut self, call: Call, frame: Vec<u8>, error: Option<ErrorKind>, now: Instant) {
         self.counts.ran(error.is_some());
-        self.call_metrics.call(error, call.received.elapsed());
+        self.call_metrics
+            .call(error, now.saturating_duration_since(call.received));
         let (tx, frame) = call.into_reply(frame);
         self.queue_reply(tx, frame);
     }
@@ -105,26 +131,26 @@ impl PoolActor {
     /// then be pipelined behind a busy worker's short call.
     pub(super) fn dispatch(&mut self, now: Instant) {
         let mut i = 0;
-        while i < self.queue.len() {
+        while i < self.calls.queue.len() {
             let Some(free) = self.free_worker() else {
                 break;
             };
-            let call = &self.queue[i];
+            let call = &self.calls.queue[i];
             if call.reply.is_closed() {
                 // The caller hung up while waiting: nobody would read the result.
-                self.queue.remove(i);
+                self.calls.queue.remove(i);
                 continue;
             }
             let bound = self.bound_worker(call, now);
             match choose_worker(bound, Some(free)) {
                 Choice::Worker(id) => {
-                    let call = self.queue.remove(i).expect("index checked");
+                    let call = self.calls.queue.remove(i).expect("index checked");
                     self.start_call(id, call, now);
                 }
                 Choice::Wait => i += 1,
             }
         }
-        if !self.queue.is_empty() {
+        if !self.calls.queue.is_empty() {
             self.pipeline(now);
         }
     }
@@ -150,7 +176,7 @@ impl PoolActor {
     /// the limit: until then it serves its full share.
     pub(super) fn due_for_recycle(&self, id: WorkerId) -> bool {
         let Some(w) = self.workers.get(&id) else { return false };
-        let queued = || self.recycle_queue.iter().find(|(q, _)| *q == id).map(|&(_, r)| r);
+        let queued = || self.recycling.queue.iter().find(|(q, _)| *q == id).map(|&(_, r)| r);
         match w.retire.or_else(queued) {
             None => false,
             Some(Reason::MaxRequests) => at_limit(w.requests, w.calls.in_flight() as u64, w.limits.max_requests),
@@ -161,7 +187,7 @@ impl PoolActor {
     /// The live worker a call's session sticks to, if any. One already reaped (its last
     /// replies still on their way) is given nothing new: the session moves on.
     pub(super) fn bound_worker(&self, call: &Call, now: Instant) -> Option<Bound> {
-        let a = self.affinity.get(call.session.as_deref()?)?;
+        let a = self.calls.affinity.get(call.session.as_deref()?)?;
         if now.saturating_duration_since(a.last_used) > self.spec.queue.affinity_ttl {
             return None;
         }
@@ -178,7 +204,7 @@ impl PoolActor {
     fn start_call(&mut self, id: WorkerId, mut call: Call, now: Instant) {
         let deadline = self.call_deadline(&call, now);
         let Some(w) = self.workers.get_mut(&id) else {
-            return self.queue.push_front(call);
+            return self.calls.queue.push_front(call);
         };
         if !w.handlers.contains(&call.method) {
             let message = format!(
@@ -196,26 +222,12 @@ impl PoolActor {
         } else {
             std::mem::take(&mut call.frame)
         };
-        let sent = match w.pipe.as_ref() {
-            Some(pipe) => pipe.send(frame),
-            None => Err(frame),
-        };
-        if let Err(frame) = sent {
-            // Its pipe is full or gone: the worker stopped reading. Replace it; the call
-            // waits for another worker.
-            if call.frame.is_empty() {
-                call.frame = frame;
-            }
-            tracing::error!(pool = %self.spec.name, worker = %id, "not reading its calls; killing it");
-            self.queue.push_front(call);
-            return self.kill_worker(
-                id,
-                Reason::ProtocolError,
-                "protocol error (not reading its calls)".into(),
-            );
-        }
         w.call_started();
-        bind_session(&mut self.affinity, &call, id, now);
+        // A pipe that does not take it comes back as `pipe_refused`: the worker is killed
+        // and the call settled with its other calls.
+        self.write(id, frame);
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        bind_session(&mut self.calls.affinity, &call, id, now);
         w.calls.admit(call.req_id, call, deadline, now);
     }
 
@@ -280,13 +292,13 @@ impl PoolActor {
             w.consecutive_errors += 1;
         }
         if let Some(s) = &call.session
-            && let Some(a) = self.affinity.get_mut(s)
+            && let Some(a) = self.calls.affinity.get_mut(s)
         {
             a.last_used = now;
         }
         let worker = id.to_string();
         let frame = call.worker_reply(error, &body, &worker);
-        self.answer(call, frame, error);
+        self.answer(call, frame, error, now);
         self.check_triggers(id, now);
     }
 
@@ -294,11 +306,11 @@ impl PoolActor {
     /// else answered `worker_crashed` (or `shutting_down` when pitd stopped the worker),
     /// naming the worker. `ended` is how it ended, after its id ("died during the call:
     /// exit code 1", "was killed by pitd: protocol error (...)").
-    pub(super) fn call_lost(&mut self, mut call: Call, worker: &WorkerId, ended: &str) {
+    pub(super) fn call_lost(&mut self, mut call: Call, worker: &WorkerId, ended: &str, now: Instant) {
         if call.idempotent && !call.retried && !self.phase.shutting_down() && !call.frame.is_empty() {
             call.retried = true;
             tracing::info!(pool = %self.spec.name, worker = %worker, "retrying idempotent call {} on another worker", call.req_id);
-            return self.queue.push_front(call);
+            return self.calls.queue.push_front(call);
         }
         let (kind, message) = if self.phase.shutting_down() {
             (
@@ -312,6 +324,6 @@ impl PoolActor {
             )
         };
         let frame = call.failed_on(&worker.to_string(), kind, &message);
-        self.answer(call, frame, Some(kind));
+        self.answer(call, frame, Some(kind), now);
     }
 }

@@ -1,14 +1,16 @@
 //! Exits of the pool's workers: settling the calls of one that died (after its last
 //! replies are read), restarts owed with backoff, and the crash-loop breaker.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::PoolActor;
+use super::core::PoolCore;
+use super::effect::{Effect, Waiter};
 use super::worker::Replies;
 use crate::daemon::process::children::ExitInfo;
 use crate::ids::WorkerId;
 use crate::lifecycle::phase::PhaseEvent;
-use crate::lifecycle::{Failure, PoolVerdict, Reason, WorkerState, exit_reason, exit_reason_with_cpu};
+use crate::lifecycle::{Failure, PoolVerdict, Reason, RestartHistory, WorkerState, exit_reason, exit_reason_with_cpu};
 use crate::proto::call::ErrorKind;
 use crate::proto::event::EventKind;
 
@@ -16,7 +18,20 @@ use crate::proto::event::EventKind;
 /// at once; a descendant that escaped its group may hold it open).
 const EXIT_REPLIES_WAIT: Duration = Duration::from_millis(200);
 
-impl PoolActor {
+/// Restarts owed and the crash-loop breaker's record.
+#[derive(Debug, Default)]
+pub(super) struct Restarts {
+    pub(super) history: RestartHistory,
+    /// No start before this instant (backoff after a crash, or the failing probe delay).
+    pub(super) at: Option<Instant>,
+    /// Crashed workers not yet replaced, oldest first, with how each ended: their
+    /// replacements count as restarts and name them (`replaces` in worker_started).
+    pub(super) owed: VecDeque<(WorkerId, Reason)>,
+    /// While failing: the worker whose exit tipped the pool, and how it ended.
+    pub(super) failing_cause: Option<(WorkerId, String)>,
+}
+
+impl PoolCore {
     /// Settles an exit that was waiting for the worker's last replies, once they are in
     /// (or no longer expected).
     pub(super) fn settle_exit(&mut self, id: WorkerId, now: Instant) {
@@ -66,10 +81,10 @@ impl PoolActor {
     }
 
     fn finish_exit(&mut self, id: WorkerId, info: ExitInfo, now: Instant) {
-        self.deps.output.worker_exited(id);
+        self.effect(Effect::Forget(id));
         let Some(mut w) = self.workers.remove(&id) else { return };
-        if let (Some(monitor), Some(pid)) = (&self.deps.monitor, w.pid) {
-            monitor.unwatch(pid);
+        if let Some(pid) = w.pid {
+            self.effect(Effect::Unwatch(pid));
         }
         let planned = w.stop_reason.is_some() || w.state() == WorkerState::Stopping;
         let cpu_limit = self.spec.rlimits.cpu.map(Duration::from_secs);
@@ -97,10 +112,16 @@ impl PoolActor {
             self.requeue_unstarted(call);
         }
         for call in settled.lost.into_iter().rev() {
-            self.call_lost(call, &id, &ended);
+            self.call_lost(call, &id, &ended, now);
         }
-        for (_, done) in self.worker_waiters.extract_if(.., |(waited, _)| *waited == id) {
-            let _ = done.send(());
+        let woken: Vec<Waiter> = self
+            .recycling
+            .worker_waiters
+            .extract_if(.., |(waited, _)| *waited == id)
+            .map(|(_, done)| done)
+            .collect();
+        for done in woken {
+            self.effect(Effect::Wake(done));
         }
         self.note_emptied();
         let booked = if planned {
@@ -142,16 +163,16 @@ impl PoolActor {
         if self.phase.shutting_down() {
             return None;
         }
-        self.owed_restarts.push_back((id, reason));
+        self.restarts.owed.push_back((id, reason));
         let policy = &self.spec.restart;
-        let verdict = self.restart.record_failure(policy, now, failure);
+        let verdict = self.restarts.history.record_failure(policy, now, failure);
         let backoff = match verdict {
             PoolVerdict::Failing => policy.max,
-            PoolVerdict::Healthy => self.restart.next_backoff(policy, self.rng.f64()),
+            PoolVerdict::Healthy => self.restarts.history.next_backoff(policy, self.rng.f64()),
         };
         // A later start may not be held back by an earlier, longer backoff: a stable
         // worker's death starts its replacement (and any other owed one) now.
-        self.restart_at = Some(now + backoff);
+        self.restarts.at = Some(now + backoff);
         Some(Booked { backoff, verdict })
     }
 
@@ -166,10 +187,10 @@ impl PoolActor {
         if !self.phase.failing() {
             return;
         }
-        self.failing_cause = Some((id, status));
+        self.restarts.failing_cause = Some((id, status));
         if !was {
             // Calls would wait for a pool that cannot start workers: fail them fast.
-            for call in std::mem::take(&mut self.queue) {
+            for call in std::mem::take(&mut self.calls.queue) {
                 self.fail_call(call, ErrorKind::PoolFailing);
             }
             let msg = self.failing_reason();

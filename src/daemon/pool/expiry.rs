@@ -5,14 +5,15 @@
 
 use std::time::{Duration, Instant};
 
+use super::core::PoolCore;
 use super::worker::Worker;
-use super::{Call, PoolActor, ReplyTx};
+use super::{Call, ReplyTx};
 use crate::ids::WorkerId;
 use crate::lifecycle::Reason;
 use crate::proto::call::ErrorKind;
 use crate::proto::worker::encode_cancel;
 
-impl PoolActor {
+impl PoolCore {
     /// Times out running calls and queued calls. A worker running one call at a time is
     /// killed (it may be stuck); one running several is told to cancel the call, and its
     /// other calls go on, unless it keeps the slot past `kill_timeout` (then it is recycled,
@@ -30,20 +31,21 @@ impl PoolActor {
             w.errors += timed_out.len() as u64;
             if w.calls.slots() > 1 {
                 for (req_id, call, deadline) in timed_out {
-                    self.cancel_timed_out(id, req_id, call, deadline);
+                    self.cancel_timed_out(id, req_id, call, deadline, now);
                 }
                 continue;
             }
             for (_, call, deadline) in timed_out {
-                let after = self.answer_timed_out(id, call, deadline, "killing the worker", &format!("{id} killed"));
+                let after =
+                    self.answer_timed_out(id, call, deadline, "killing the worker", &format!("{id} killed"), now);
                 self.kill_worker(id, Reason::Timeout, format!("a call timed out after {after}"));
             }
         }
         self.recycle_stuck_slots(now);
         let queue_timeout = self.spec.queue.timeout;
         let mut i = 0;
-        while i < self.queue.len() {
-            let call = &self.queue[i];
+        while i < self.calls.queue.len() {
+            let call = &self.calls.queue[i];
             let kind = if call.timeout.is_some_and(|t| call.received + t <= now) {
                 Some(ErrorKind::Timeout)
             } else if call.received + queue_timeout <= now {
@@ -53,7 +55,7 @@ impl PoolActor {
             };
             match kind {
                 Some(kind) => {
-                    let call = self.queue.remove(i).expect("index checked");
+                    let call = self.calls.queue.remove(i).expect("index checked");
                     self.fail_call(call, kind);
                 }
                 None => i += 1,
@@ -63,15 +65,23 @@ impl PoolActor {
 
     /// Answers a call past its timeout on a worker running several at once, and tells the
     /// worker to cancel it; its slot stays taken until the worker answers.
-    fn cancel_timed_out(&mut self, id: WorkerId, req_id: u64, call: Call, deadline: Instant) {
-        self.answer_timed_out(id, call, deadline, "cancelling it", &format!("cancelled in {id}"));
+    fn cancel_timed_out(&mut self, id: WorkerId, req_id: u64, call: Call, deadline: Instant, now: Instant) {
+        self.answer_timed_out(id, call, deadline, "cancelling it", &format!("cancelled in {id}"), now);
         self.send_cancel(id, req_id);
     }
 
     /// Logs a call of worker `id` past its timeout and answers `timeout`, saying what
     /// becomes of it (`doing` in the log, `done` in the reply). Returns the limit that
     /// ended it, as printed.
-    fn answer_timed_out(&mut self, id: WorkerId, call: Call, deadline: Instant, doing: &str, done: &str) -> String {
+    fn answer_timed_out(
+        &mut self,
+        id: WorkerId,
+        call: Call,
+        deadline: Instant,
+        doing: &str,
+        done: &str,
+        now: Instant,
+    ) -> String {
         let limit = self.limit_of(&call, deadline);
         let after = humantime::format_duration(Duration::from_millis(limit.as_millis() as u64)).to_string();
         tracing::warn!(pool = %self.spec.name, worker = %id, "call {} timed out after {after}; {doing}", call.method);
@@ -80,26 +90,14 @@ impl PoolActor {
             self.spec.name, call.method
         );
         let frame = call.failed_on(&id.to_string(), ErrorKind::Timeout, &message);
-        self.answer(call, frame, Some(ErrorKind::Timeout));
+        self.answer(call, frame, Some(ErrorKind::Timeout), now);
         after
     }
 
-    /// Tells a worker to cancel a call. A worker that does not take the frame is not
-    /// reading: it is replaced.
+    /// Tells a worker to cancel a call (a worker that does not take the frame is not
+    /// reading: `pipe_refused` replaces it).
     pub(super) fn send_cancel(&mut self, id: WorkerId, req_id: u64) {
-        let sent = self
-            .workers
-            .get(&id)
-            .and_then(|w| w.pipe.as_ref())
-            .map(|p| p.send(encode_cancel(req_id)));
-        if matches!(sent, Some(Err(_))) {
-            tracing::error!(pool = %self.spec.name, worker = %id, "not reading its calls; killing it");
-            self.kill_worker(
-                id,
-                Reason::ProtocolError,
-                "protocol error (not reading its calls)".into(),
-            );
-        }
+        self.write(id, encode_cancel(req_id));
     }
 
     /// Workers that have not freed the slot of a cancelled call within `kill_timeout`:
@@ -120,7 +118,7 @@ impl PoolActor {
     /// When a worker not yet on its way out is due for recycling because a cancelled call
     /// still holds its slot.
     fn stuck_at(&self, w: &Worker) -> Option<Instant> {
-        let leaving = w.retire.is_some() || !w.live() || self.recycle_queue.iter().any(|(q, _)| *q == w.id);
+        let leaving = w.retire.is_some() || !w.live() || self.recycling.queue.iter().any(|(q, _)| *q == w.id);
         let since = w.calls.oldest_cancelled().filter(|_| !leaving)?;
         Some(since + self.spec.kill_timeout)
     }
@@ -129,7 +127,7 @@ impl PoolActor {
     /// that run several at once are cancelled there (a worker running one call at a time
     /// finishes it; the answer goes nowhere).
     pub(super) fn caller_gone(&mut self, caller: &ReplyTx, now: Instant) {
-        self.queue.retain(|c| !c.reply.same_peer(caller));
+        self.calls.queue.retain(|c| !c.reply.same_peer(caller));
         let several: Vec<WorkerId> = self
             .workers
             .values()
@@ -159,7 +157,7 @@ impl PoolActor {
         let stuck = self.workers.values().filter_map(|w| self.stuck_at(w));
         let running = running.chain(stuck);
         let queue_timeout = self.spec.queue.timeout;
-        let queued = self.queue.iter().map(|c| {
+        let queued = self.calls.queue.iter().map(|c| {
             let q = c.received + queue_timeout;
             c.timeout.map_or(q, |t| q.min(c.received + t))
         });

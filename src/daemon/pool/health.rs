@@ -5,14 +5,14 @@
 
 use std::time::Instant;
 
-use super::PoolActor;
+use super::core::PoolCore;
 use super::worker::Worker;
 use crate::ids::WorkerId;
 use crate::lifecycle::{Health, WorkerState};
 use crate::proto::worker::encode_ping;
 use crate::spec::Protocol;
 
-impl PoolActor {
+impl PoolCore {
     /// Sends due pings and books overdue ones as failures.
     pub(super) fn check_health(&mut self, now: Instant) {
         if self.spec.protocol != Protocol::Pit {
@@ -20,6 +20,7 @@ impl PoolActor {
         }
         let policy = self.spec.health.clone();
         let mut failed = Vec::new();
+        let mut pings = Vec::new();
         for w in self.workers.values_mut() {
             if let Some((_, sent)) = w.ping
                 && sent + policy.timeout <= now
@@ -33,13 +34,15 @@ impl PoolActor {
                 continue;
             }
             let due = pingable(w) && w.exit.is_none() && w.ping.is_none() && w.last_seen + policy.interval <= now;
-            if due && let Some(pipe) = &w.pipe {
+            if due && w.writable {
                 let req_id = self.next_ping;
                 self.next_ping += 1;
-                if pipe.send(encode_ping(req_id)).is_ok() {
-                    w.ping = Some((req_id, now));
-                }
+                w.ping = Some((req_id, now));
+                pings.push((w.id, req_id));
             }
+        }
+        for (id, req_id) in pings {
+            self.write(id, encode_ping(req_id));
         }
         for id in failed {
             self.check_triggers(id, now);

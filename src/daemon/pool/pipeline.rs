@@ -17,17 +17,19 @@
 
 use std::time::{Duration, Instant};
 
+use super::Call;
+use super::core::PoolCore;
+use super::dispatch::bind_session;
 use super::routing::{Candidate, PIPELINE_HOLD, pick};
-use super::{Call, PoolActor, bind_session};
 use crate::ids::WorkerId;
-use crate::lifecycle::{Reason, WorkerState};
+use crate::lifecycle::WorkerState;
 use crate::proto::call::ErrorKind;
 use crate::proto::worker::encode_call_by_into;
 
 /// How soon pitd looks again at a pipe whose calls it could not take back yet.
 const REVOKE_RETRY: Duration = Duration::from_millis(1);
 
-impl PoolActor {
+impl PoolCore {
     /// After free workers have taken what they could: pipelines queued calls that would
     /// wait for a worker, oldest first. A call whose session is bound goes only behind its
     /// own worker; any other only when no worker has a free slot, to the worker with the
@@ -44,11 +46,11 @@ impl PoolActor {
         if self.phase.shutting_down() || self.phase.drained() || !any_room {
             return;
         }
-        // (worker, frames for it, how many calls they are)
-        let mut writes: Vec<(WorkerId, Vec<u8>, usize)> = Vec::new();
+        // Each worker's calls leave in one write.
+        let mut writes: Vec<(WorkerId, Vec<u8>)> = Vec::new();
         let mut i = 0;
-        while i < self.queue.len() {
-            let call = &self.queue[i];
+        while i < self.calls.queue.len() {
+            let call = &self.calls.queue[i];
             let target = match self.bound_worker(call, now) {
                 Some(b) => Some(b.worker).filter(|id| self.can_pipeline(*id, call, now)),
                 None if self.free_worker().is_none() => pick(
@@ -65,43 +67,21 @@ impl PoolActor {
             };
             match target {
                 Some(id) if !call.reply.is_closed() => {
-                    let call = self.queue.remove(i).expect("index checked");
-                    let at = match writes.iter().position(|(w, _, _)| *w == id) {
+                    let call = self.calls.queue.remove(i).expect("index checked");
+                    let at = match writes.iter().position(|(w, _)| *w == id) {
                         Some(at) => at,
                         None => {
-                            writes.push((id, Vec::new(), 0));
+                            writes.push((id, Vec::new()));
                             writes.len() - 1
                         }
                     };
-                    let (_, frames, count) = &mut writes[at];
-                    self.pipeline_to(id, call, frames, now);
-                    *count += 1;
+                    self.pipeline_to(id, call, &mut writes[at].1, now);
                 }
                 _ => i += 1,
             }
         }
-        for (id, frames, count) in writes {
-            let sent = self
-                .workers
-                .get(&id)
-                .and_then(|w| w.pipe.as_ref())
-                .map(|pipe| pipe.send(frames));
-            if matches!(sent, Some(Ok(()))) {
-                continue;
-            }
-            // Its pipe is full or gone: the worker stopped reading. None of these calls
-            // reached it: they wait for another worker, in their order.
-            tracing::error!(pool = %self.spec.name, worker = %id, "not reading its calls; killing it");
-            if let Some(w) = self.workers.get_mut(&id) {
-                for call in w.calls.unsend_last(count).into_iter().rev() {
-                    self.queue.push_front(call);
-                }
-            }
-            self.kill_worker(
-                id,
-                Reason::ProtocolError,
-                "protocol error (not reading its calls)".into(),
-            );
+        for (id, frames) in writes {
+            self.write(id, frames);
         }
     }
 
@@ -112,7 +92,7 @@ impl PoolActor {
         w.state() == WorkerState::Busy
             && w.stop_reason.is_none()
             && w.exit.is_none()
-            && w.pipe.is_some()
+            && w.writable
             && w.limits
                 .max_requests
                 .is_none_or(|max| w.requests + (w.calls.in_flight() as u64) < max)
@@ -145,7 +125,7 @@ impl PoolActor {
         call.set_deadline(deadline, now);
         // The call keeps its own frame: if it is taken back, it is sent again.
         encode_call_by_into(frames, &call.frame, start_by_ns);
-        bind_session(&mut self.affinity, &call, id, now);
+        bind_session(&mut self.calls.affinity, &call, id, now);
         if let Some(w) = self.workers.get_mut(&id) {
             w.call_started();
             let frame_len = call.frame.len();
@@ -161,25 +141,25 @@ impl PoolActor {
         if self.phase.drained() {
             self.fail_call(call, ErrorKind::PoolDrained);
         } else {
-            self.queue.push_front(call);
+            self.calls.queue.push_front(call);
         }
     }
 
     /// Takes back pipelined calls past their `start_by`. Runs after every message already
     /// in the mailbox has been handled, so an answer the reader has delivered is seen
     /// first; an answer still in the pipe postpones it.
-    pub(super) fn take_back_overdue(&mut self, now: Instant) {
+    pub(super) fn take_back_overdue(&mut self, now: Instant, reply_waiting: &dyn Fn(WorkerId) -> bool) {
         let due: Vec<WorkerId> = self
             .workers
             .values()
             // A worker being killed keeps its calls until its exit settles them.
-            .filter(|w| w.pipe.is_some() && w.calls.revoke_due(now))
+            .filter(|w| w.writable && w.calls.revoke_due(now))
             .map(|w| w.id)
             .collect();
         for id in due {
             let Some(w) = self.workers.get_mut(&id) else { continue };
             let overdue = w.calls.overdue(self.deps.clock.ns(now));
-            if overdue == 0 || w.pipe.as_ref().is_none_or(|p| p.reply_waiting()) {
+            if overdue == 0 || reply_waiting(id) {
                 w.calls.postpone_revoke(now + REVOKE_RETRY);
                 continue;
             }
@@ -196,7 +176,7 @@ impl PoolActor {
         self.workers
             .values()
             // A worker being killed keeps its calls until its exit settles them.
-            .filter(|w| w.pipe.is_some())
+            .filter(|w| w.writable)
             .filter_map(|w| w.calls.revoke_at())
             .min()
     }

@@ -2,9 +2,10 @@
 //! the template's news), their memory (sampled by the monitor like a worker's), and the
 //! template's warnings. Neither is a worker, but both are the pool's memory.
 
-use super::{PoolActor, PoolMsg};
+use super::core::PoolCore;
+use super::effect::Effect;
 use crate::daemon::monitor::TreeSample;
-use crate::daemon::process::spawn::{TemplateNews, TemplateSink};
+use crate::daemon::process::spawn::TemplateNews;
 use crate::proto::event::EventKind;
 use crate::proto::status::{MemorySample, ProcessStatus, TemplateStatus};
 
@@ -45,14 +46,7 @@ pub(super) struct TemplateProcs {
     pub(super) warnings: Vec<String>,
 }
 
-/// The sink a pool hands its template requests: the news come back as mailbox messages.
-pub(super) fn sink(me: tokio::sync::mpsc::UnboundedSender<PoolMsg>) -> TemplateSink {
-    TemplateSink(std::sync::Arc::new(move |news| {
-        let _ = me.send(PoolMsg::Template(news));
-    }))
-}
-
-impl PoolActor {
+impl PoolCore {
     pub(super) fn on_template_news(&mut self, news: TemplateNews) {
         match news {
             TemplateNews::Ready { pid, warnings } => {
@@ -79,7 +73,7 @@ impl PoolActor {
                 }
                 self.watch_extra(pid);
             }
-            TemplateNews::Output { stream, line } => self.deps.output.push_template(&self.spec.name, stream, line),
+            TemplateNews::Output { stream, line } => self.effect(Effect::TemplateLine { stream, line }),
             TemplateNews::Gone { pid } => {
                 if self.template.as_ref().is_some_and(|t| t.template.pid == pid) {
                     let old = self.template.take().expect("checked above");
@@ -133,34 +127,30 @@ impl PoolActor {
         self.template.as_ref().map(|t| t.warnings.clone()).unwrap_or_default()
     }
 
-    fn watch_extra(&self, pid: u32) {
-        if let Some(monitor) = &self.deps.monitor {
-            let me = self.me.clone();
-            let sink = Box::new(move |sample| {
-                let _ = me.send(PoolMsg::TemplateSample(sample));
-            });
-            // PSS and USS whatever the metric: these processes are mostly shared pages.
-            monitor.watch_with(pid, self.spec.recycle.memory_metric, true, sink);
-            // Sampled now, not one monitor interval later: until then the pool's total
-            // leaves this process out (and says so).
-            monitor.sample_now(pid);
-        }
+    fn watch_extra(&mut self, pid: u32) {
+        // PSS and USS whatever the metric: these processes are mostly shared pages.
+        self.effect(Effect::Watch {
+            pid,
+            worker: None,
+            metric: self.spec.recycle.memory_metric,
+            shared_pages: true,
+        });
+        // Sampled now, not one monitor interval later: until then the pool's total leaves
+        // this process out (and says so).
+        self.effect(Effect::SampleNow(pid));
     }
 
-    fn unwatch_template(&self, old: &TemplateProcs) {
-        if let Some(monitor) = &self.deps.monitor {
-            monitor.unwatch(old.template.pid);
-        }
+    fn unwatch_template(&mut self, old: &TemplateProcs) {
+        self.effect(Effect::Unwatch(old.template.pid));
         if let Some(spare) = &old.spare {
             self.unwatch_spare(spare.pid);
         }
     }
 
     /// Stops sampling a spare, unless it has become a worker (then its watch is the worker's).
-    fn unwatch_spare(&self, pid: u32) {
-        let is_worker = self.workers.values().any(|w| w.pid == Some(pid));
-        if let (Some(monitor), false) = (&self.deps.monitor, is_worker) {
-            monitor.unwatch(pid);
+    fn unwatch_spare(&mut self, pid: u32) {
+        if !self.workers.values().any(|w| w.pid == Some(pid)) {
+            self.effect(Effect::Unwatch(pid));
         }
     }
 }

@@ -3,11 +3,11 @@
 //! pool are being replaced at a time. `hard_rss` and `--now` are the exceptions: they kill
 //! at once, then replace.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
-use tokio::sync::oneshot;
-
-use super::PoolActor;
+use super::core::PoolCore;
+use super::effect::{Effect, Waiter};
 use crate::ids::WorkerId;
 use crate::lifecycle::phase::{Phase, PhaseEvent};
 use crate::lifecycle::recycle::replacement_due;
@@ -15,14 +15,28 @@ use crate::lifecycle::{Reason, WorkerEvent, WorkerState, WorkerStats, recycle_de
 use crate::proto::call::ErrorKind;
 use crate::proto::event::EventKind;
 
-impl PoolActor {
+/// Recycles and drains under way.
+#[derive(Debug, Default)]
+pub(super) struct Recycling {
+    /// Graceful recycles waiting for a surge slot, oldest first.
+    pub(super) queue: VecDeque<(WorkerId, Reason)>,
+    /// Recycled workers whose replacements are still to start, and why they were recycled.
+    pub(super) replacing: VecDeque<(WorkerId, Reason)>,
+    /// Workers drained one by one (`pitctl drain worker-N`): the pool keeps that many fewer.
+    pub(super) drained_out: u32,
+    /// `drain --wait` callers: for the pool, and for single workers.
+    pub(super) drain_waiters: Vec<Waiter>,
+    pub(super) worker_waiters: Vec<(WorkerId, Waiter)>,
+}
+
+impl PoolCore {
     /// How many workers the pool keeps: `size` (spec or `scale`), less the workers drained
     /// one by one, none while the pool is drained.
     pub(super) fn desired(&self) -> usize {
         if self.phase.drained() {
             0
         } else {
-            (self.size as usize).saturating_sub(self.drained_out as usize)
+            (self.size as usize).saturating_sub(self.recycling.drained_out as usize)
         }
     }
 
@@ -48,7 +62,7 @@ impl PoolActor {
                     self.spec.recycle.hard_rss.unwrap_or(0) / MIB
                 );
                 tracing::warn!(pool = %self.spec.name, worker = %id, "{detail}: killing it at once");
-                self.replacing.push_back((id, Reason::HardRss));
+                self.recycling.replacing.push_back((id, Reason::HardRss));
                 self.kill_worker(id, Reason::HardRss, detail);
             }
             Some(reason) => self.request_recycle(id, reason, now),
@@ -85,11 +99,11 @@ impl PoolActor {
 
     /// Queues a graceful recycle; it starts when a surge slot is free.
     pub(super) fn request_recycle(&mut self, id: WorkerId, reason: Reason, now: Instant) {
-        let queued = self.recycle_queue.iter().any(|(w, _)| *w == id);
+        let queued = self.recycling.queue.iter().any(|(w, _)| *w == id);
         if queued || self.workers.get(&id).is_none_or(|w| w.retire.is_some() || !w.live()) {
             return;
         }
-        self.recycle_queue.push_back((id, reason));
+        self.recycling.queue.push_back((id, reason));
         self.advance_recycles(now);
     }
 
@@ -99,7 +113,7 @@ impl PoolActor {
     /// a long call to end (nor, with `max_requests`, let the next due worker serve on while
     /// it waits).
     pub(super) fn advance_recycles(&mut self, now: Instant) {
-        while let Some(&(id, reason)) = self.recycle_queue.front() {
+        while let Some(&(id, reason)) = self.recycling.queue.front() {
             let in_flight = self
                 .workers
                 .values()
@@ -108,13 +122,13 @@ impl PoolActor {
             if in_flight >= self.spec.recycle.max_surge as usize {
                 return;
             }
-            self.recycle_queue.pop_front();
+            self.recycling.queue.pop_front();
             let Some(w) = self.workers.get_mut(&id).filter(|w| w.live() && w.retire.is_none()) else {
                 continue;
             };
             if w.state() == WorkerState::Starting {
                 // Nothing to hand over: replace it outright.
-                self.replacing.push_back((id, reason));
+                self.recycling.replacing.push_back((id, reason));
                 self.kill_worker(id, reason, format!("recycled ({reason}) before it was ready"));
                 continue;
             }
@@ -122,7 +136,7 @@ impl PoolActor {
             let pid = w.pid;
             self.counts.recycled += 1;
             self.deps.metrics.recycle(&self.spec.name, reason);
-            self.replacing.push_back((id, reason));
+            self.recycling.replacing.push_back((id, reason));
             self.emit(EventKind::WorkerRecycled, Some(id), pid, |ev| ev.reason = Some(reason));
         }
         self.fill(now);
@@ -194,8 +208,8 @@ impl PoolActor {
             self.move_phase(PhaseEvent::Emptied);
         }
         if self.phase == Phase::Drained {
-            for done in self.drain_waiters.drain(..) {
-                let _ = done.send(());
+            for done in std::mem::take(&mut self.recycling.drain_waiters) {
+                self.effect(Effect::Wake(done));
             }
         }
     }
@@ -218,11 +232,11 @@ impl PoolActor {
         };
         if worker.is_none() && !targets.is_empty() {
             // A recycled pool picks up the code on disk: its template imports it afresh.
-            self.deps.spawner.release_template(Some(&self.spec.name));
+            self.effect(Effect::ReleaseTemplate);
         }
         for &id in &targets {
             if now {
-                self.replacing.push_back((id, Reason::Manual));
+                self.recycling.replacing.push_back((id, Reason::Manual));
                 self.kill_worker(id, Reason::Manual, "pitctl recycle --now".into());
             } else {
                 self.request_recycle(id, Reason::Manual, at);
@@ -241,24 +255,24 @@ impl PoolActor {
     pub(super) fn drain_command(
         &mut self,
         worker: Option<WorkerId>,
-        done: Option<oneshot::Sender<()>>,
+        done: Option<Waiter>,
         now: Instant,
     ) -> Result<String, String> {
         let message = match worker {
             Some(id) => {
                 let id = self.known_worker(id)?;
                 if self.workers.get(&id).is_some_and(|w| w.retire.is_none() && w.live()) {
-                    self.drained_out += 1;
+                    self.recycling.drained_out += 1;
                 }
                 self.drain_worker(id, now);
                 if let Some(done) = done {
-                    self.worker_waiters.push((id, done));
+                    self.recycling.worker_waiters.push((id, done));
                 }
                 format!("draining {id} of pool {}; it will not be replaced", self.spec.name)
             }
             None => {
                 self.move_phase(PhaseEvent::Drain);
-                for call in std::mem::take(&mut self.queue) {
+                for call in std::mem::take(&mut self.calls.queue) {
                     self.fail_call(call, ErrorKind::PoolDrained);
                 }
                 let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
@@ -266,7 +280,7 @@ impl PoolActor {
                     self.drain_worker(id, now);
                 }
                 if let Some(done) = done {
-                    self.drain_waiters.push(done);
+                    self.recycling.drain_waiters.push(done);
                 }
                 format!("draining pool {}: new calls get pool_drained", self.spec.name)
             }
@@ -277,15 +291,15 @@ impl PoolActor {
 
     /// `pitctl resume`: undoes drains; the pool starts its workers again.
     pub(super) fn resume_command(&mut self, now: Instant) -> Result<String, String> {
-        let was = self.phase.drained() || self.drained_out > 0;
+        let was = self.phase.drained() || self.recycling.drained_out > 0;
         if self.phase.drained() {
             // A drained pool starts afresh, a crash loop before the drain forgotten.
             self.move_phase(PhaseEvent::Resume);
-            self.failing_cause = None;
-            self.restart = Default::default();
-            self.restart_at = None;
+            self.restarts.failing_cause = None;
+            self.restarts.history = Default::default();
+            self.restarts.at = None;
         }
-        self.drained_out = 0;
+        self.recycling.drained_out = 0;
         self.fill(now);
         Ok(if was {
             format!("pool {} resumed: {} workers", self.spec.name, self.desired())
@@ -316,14 +330,14 @@ impl PoolActor {
         if !size_only {
             // Replacements must run the new spec (and the code on disk now), not a template
             // that imported the old.
-            self.deps.spawner.release_template(Some(&self.spec.name));
+            self.effect(Effect::ReleaseTemplate);
             // A fixed spec deserves a fresh start, not the old crash loop's backoff.
             if self.phase.failing() {
                 self.move_phase(PhaseEvent::Recovered);
-                self.failing_cause = None;
+                self.restarts.failing_cause = None;
             }
-            self.restart = Default::default();
-            self.restart_at = None;
+            self.restarts.history = Default::default();
+            self.restarts.at = None;
             let ids: Vec<WorkerId> = self
                 .workers
                 .values()
@@ -339,7 +353,7 @@ impl PoolActor {
 
     fn resize(&mut self, size: u32, now: Instant) {
         self.size = size;
-        self.drained_out = 0;
+        self.recycling.drained_out = 0;
         let mut members: Vec<(bool, bool, Instant, WorkerId)> = self
             .workers
             .values()

@@ -1,8 +1,8 @@
-//! Status of a pool, built from the actor's own state.
+//! Status of a pool, built from the core's state.
 
 use std::time::Instant;
 
-use super::PoolActor;
+use super::core::PoolCore;
 use crate::daemon::monitor::TreeSample;
 use crate::daemon::probe::PoolSnapshot;
 use crate::proto::status::{PoolMemory, PoolState, PoolStatus, WorkerStatus};
@@ -10,11 +10,11 @@ use crate::proto::status::{PoolMemory, PoolState, PoolStatus, WorkerStatus};
 /// stderr lines quoted in a failing pool's reason.
 const CRASH_REPORT_LINES: usize = 5;
 
-impl PoolActor {
+impl PoolCore {
     /// Why the pool is failing: the exit that tipped it and the worker's last stderr lines
     /// (read at report time, so lines captured after the exit are included).
     pub(super) fn failing_reason(&self) -> Option<String> {
-        let (id, status) = self.failing_cause.as_ref().filter(|_| self.phase.failing())?;
+        let (id, status) = self.restarts.failing_cause.as_ref().filter(|_| self.phase.failing())?;
         let lines = self.deps.output.last_stderr(*id, CRASH_REPORT_LINES);
         Some(if lines.is_empty() {
             format!("crash loop: {id} {status}")
@@ -99,7 +99,7 @@ impl PoolActor {
             requests: self.counts.requests,
             errors: self.counts.errors,
             rejected: self.counts.rejected(),
-            queued: self.queue.len() as u64,
+            queued: self.calls.queue.len() as u64,
             recycled: self.counts.recycled,
             restarts: self.counts.restarts,
             concurrency: self.spec.concurrency,

@@ -1,15 +1,15 @@
-//! The worker half of the pool actor: starting workers, their messages (ready, replies,
-//! pongs) and readiness. Their exits are `exits.rs`.
+//! The worker half of the pool core: starting workers, what they say besides answers
+//! (ready, pongs, the end of their pipe) and readiness. Their exits are `exits.rs`.
 
 use std::time::{Duration, Instant};
 
+use super::core::PoolCore;
+use super::effect::Effect;
 use super::routing::PIPELINE_DEPTH;
 use super::seams::WorkerMsg;
 use super::window::WindowPolicy;
 use super::worker::{Replies, Worker};
-use super::{PoolActor, PoolMsg};
-use crate::daemon::process::output;
-use crate::daemon::process::spawn::{SpawnError, SpawnRequest, Spawned, TemplateRequest};
+use crate::daemon::process::spawn::{SpawnRequest, TemplateRequest};
 use crate::ids::WorkerId;
 use crate::lifecycle::phase::PhaseEvent;
 use crate::lifecycle::{Failure, Health, Reason, WorkerEvent, WorkerLimits, WorkerState};
@@ -24,7 +24,7 @@ pub const SUPERVISED_STABLE_AFTER: Duration = Duration::from_secs(1);
 /// The resolution of the runtime's timers.
 const TIMER_SLACK: Duration = Duration::from_millis(1);
 
-impl PoolActor {
+impl PoolCore {
     /// The calls one worker of this pool may hold: `concurrency` running; with one, up to
     /// `PIPELINE_DEPTH` more pipelined behind it (a worker running several at once starts
     /// each as it arrives: nothing waits in its pipe).
@@ -62,10 +62,10 @@ impl PoolActor {
     pub(super) fn fill(&mut self, now: Instant) {
         // The runtime's timers tick in whole milliseconds: a backoff due within the next one
         // is due now (a 1 ms backoff would otherwise cost 2).
-        if self.phase.shutting_down() || self.restart_at.is_some_and(|t| now + TIMER_SLACK < t) {
+        if self.phase.shutting_down() || self.restarts.at.is_some_and(|t| now + TIMER_SLACK < t) {
             return;
         }
-        self.restart_at = None;
+        self.restarts.at = None;
         let missing = self.desired().saturating_sub(self.live_count());
         let allowed = if self.phase.failing() {
             missing.min(1).saturating_sub(self.starting_count())
@@ -79,7 +79,7 @@ impl PoolActor {
 
     fn start_worker(&mut self, now: Instant) {
         let id = self.deps.ids.next();
-        let owed = self.owed_restarts.pop_front();
+        let owed = self.restarts.owed.pop_front();
         if owed.is_some() {
             self.counts.restarts += 1;
             self.deps.metrics.restart(&self.spec.name);
@@ -113,66 +113,58 @@ impl PoolActor {
             id,
             now,
             limits,
-            self.replacing.pop_front().or(owed),
+            self.recycling.replacing.pop_front().or(owed),
             self.window_policy(),
         );
         self.workers.insert(id, worker);
-        let (spawned_tx, exit_tx) = (self.me.clone(), self.me.clone());
-        self.deps.spawner.spawn(
-            req,
-            Box::new(move |result| {
-                let _ = spawned_tx.send(PoolMsg::Spawned { id, result });
-            }),
-            Box::new(move |info| {
-                let _ = exit_tx.send(PoolMsg::Exited { id, info });
-            }),
-        );
+        self.effect(Effect::Spawn(Box::new(req)));
     }
 
-    pub(super) fn on_spawned(&mut self, id: WorkerId, result: Result<Spawned, SpawnError>, now: Instant) {
-        let Some(w) = self.workers.get_mut(&id) else { return };
-        let spawned = match result {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(pool = %self.spec.name, worker = %id, "{e}");
-                self.workers.remove(&id);
-                let status = format!("could not start: {}", e.source);
-                let booked = self.count_failure(id, Reason::Crash, Failure::Start, now);
-                self.emit(EventKind::WorkerExited, Some(id), None, |ev| {
-                    ev.reason = Some(Reason::Crash);
-                    ev.message = Some(e.to_string());
-                    ev.backoff_ms = booked.map(|b| b.backoff_ms());
-                });
-                return self.announce_failing(id, status, booked);
-            }
-        };
-        w.pid = Some(spawned.pid);
-        w.started_at = spawned.started_at;
-        let replaced = w.started_for;
-        let pid = spawned.pid;
-        output::capture(&self.deps.output, &self.spec.name, id, spawned.stdout, spawned.stderr);
-        if let Some(monitor) = &self.deps.monitor {
-            let me = self.me.clone();
-            let sink = Box::new(move |sample| {
-                let _ = me.send(PoolMsg::Sample { id, sample });
-            });
-            let shared_pages = !self.spec.preload.is_empty();
-            monitor.watch_with(pid, self.spec.recycle.memory_metric, shared_pages, sink);
-            // Its memory is the pool's from now on: sampled at once, so that the pool's
-            // total leaves it out (and says so) for a moment only.
-            monitor.sample_now(pid);
+    /// A worker's process could not be started: a failed start.
+    pub(super) fn on_start_failed(&mut self, id: WorkerId, error: String, now: Instant) {
+        if self.workers.remove(&id).is_none() {
+            return;
         }
-        if let (Some(to), Some(from)) = (spawned.to_worker, spawned.from_worker) {
-            match self.deps.pipes.open(id, pid, to, from, self.me.clone()) {
-                Ok(pipe) => {
-                    w.pipe = Some(pipe);
-                    w.replies = Replies::Open;
-                }
-                Err(e) => {
-                    tracing::error!(pool = %self.spec.name, worker = %id, "cannot use the worker's pipes: {e}");
-                    self.kill_worker(id, Reason::ProtocolError, format!("cannot use its pipes: {e}"));
-                }
-            }
+        self.effect(Effect::Forget(id));
+        let status = format!("could not start: {error}");
+        let booked = self.count_failure(id, Reason::Crash, Failure::Start, now);
+        self.emit(EventKind::WorkerExited, Some(id), None, |ev| {
+            ev.reason = Some(Reason::Crash);
+            ev.message = Some(error);
+            ev.backoff_ms = booked.map(|b| b.backoff_ms());
+        });
+        self.announce_failing(id, status, booked);
+    }
+
+    /// A worker's process started (`pipes`: whether its fd 3/4 pipes could be opened).
+    pub(super) fn on_started(
+        &mut self,
+        id: WorkerId,
+        pid: u32,
+        started_at: Instant,
+        pipes: Option<Result<(), String>>,
+        now: Instant,
+    ) {
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        w.pid = Some(pid);
+        w.started_at = started_at;
+        let replaced = w.started_for;
+        if pipes == Some(Ok(())) {
+            w.writable = true;
+            w.replies = Replies::Open;
+        }
+        self.effect(Effect::Watch {
+            pid,
+            worker: Some(id),
+            metric: self.spec.recycle.memory_metric,
+            shared_pages: !self.spec.preload.is_empty(),
+        });
+        // Its memory is the pool's from now on: sampled at once, so that the pool's total
+        // leaves it out (and says so) for a moment only.
+        self.effect(Effect::SampleNow(pid));
+        if let Some(Err(e)) = pipes {
+            tracing::error!(pool = %self.spec.name, worker = %id, "cannot use the worker's pipes: {e}");
+            self.kill_worker(id, Reason::ProtocolError, format!("cannot use its pipes: {e}"));
         }
         self.spare_taken(pid);
         self.emit(EventKind::WorkerStarted, Some(id), Some(pid), |ev| {
@@ -266,10 +258,10 @@ impl PoolActor {
         w.gil_enabled = gil_enabled;
         w.handlers = handlers;
         let pid = w.pid;
-        self.deps.output.worker_ready(&self.spec.name, id);
+        self.effect(Effect::OutputReady(id));
         // Its memory from the moment it counts as ready, not one monitor interval later.
-        if let (Some(monitor), Some(pid)) = (&self.deps.monitor, pid) {
-            monitor.sample_now(pid);
+        if let Some(pid) = pid {
+            self.effect(Effect::SampleNow(pid));
         }
         self.emit(EventKind::WorkerReady, Some(id), pid, |_| {});
         if self.ready_count() >= self.desired() {

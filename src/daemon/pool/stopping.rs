@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use tokio::sync::oneshot;
 
-use super::PoolActor;
+use super::core::PoolCore;
+use super::effect::{Effect, Waiter};
 use super::starting::SUPERVISED_STABLE_AFTER;
 use crate::ids::WorkerId;
 use crate::lifecycle::phase::PhaseEvent;
@@ -16,7 +16,7 @@ use crate::proto::call::ErrorKind;
 use crate::proto::event::EventKind;
 use crate::spec::Protocol;
 
-impl PoolActor {
+impl PoolCore {
     /// SIGTERM to the worker's group now, SIGKILL after kill_timeout.
     pub(super) fn stop_worker(&mut self, id: WorkerId, reason: Option<Reason>, now: Instant) {
         let Some(w) = self.workers.get_mut(&id) else { return };
@@ -26,8 +26,11 @@ impl PoolActor {
         w.apply(WorkerEvent::Stop);
         w.stop_reason = reason.or(w.stop_reason);
         if let Some(pid) = w.pid {
-            self.deps.spawner.signal_group(pid, Signal::SIGTERM);
             w.kill_at = Some(now + self.spec.kill_timeout);
+            self.effect(Effect::Signal {
+                pid,
+                signal: Signal::SIGTERM,
+            });
         }
     }
 
@@ -43,6 +46,21 @@ impl PoolActor {
         self.emit(EventKind::WorkerRecycled, Some(id), pid, |ev| ev.reason = Some(reason));
     }
 
+    /// A worker whose pipe did not take what pitd wrote is not reading its calls: it is
+    /// killed and replaced, and its calls settle with its exit (retried once when
+    /// idempotent, else `worker_crashed`).
+    pub(super) fn pipe_refused(&mut self, id: WorkerId) {
+        if !self.workers.get(&id).is_some_and(|w| w.writable) {
+            return;
+        }
+        tracing::error!(pool = %self.spec.name, worker = %id, "not reading its calls; killing it");
+        self.kill_worker(
+            id,
+            Reason::ProtocolError,
+            "protocol error (not reading its calls)".into(),
+        );
+    }
+
     /// SIGKILL to a worker's group without counting a recycle (a start that failed).
     /// Returns `Some(pid if known)` when the worker exists.
     fn kill_group(&mut self, id: WorkerId, reason: Reason, detail: String) -> Option<Option<u32>> {
@@ -51,14 +69,18 @@ impl PoolActor {
         w.stop_reason = Some(reason);
         w.kill_detail = Some(detail);
         w.kill_at = None;
-        w.killed_pipe = w.pipe.take();
-        if let Some(pid) = w.pid {
-            self.deps.spawner.signal_group(pid, Signal::SIGKILL);
+        w.writable = false;
+        let pid = w.pid;
+        if let Some(pid) = pid {
+            self.effect(Effect::Signal {
+                pid,
+                signal: Signal::SIGKILL,
+            });
         }
-        Some(w.pid)
+        Some(pid)
     }
 
-    pub(super) fn begin_shutdown(&mut self, deadline: Instant, done: oneshot::Sender<()>, now: Instant) {
+    pub(super) fn begin_shutdown(&mut self, deadline: Instant, done: Waiter, now: Instant) {
         if let Some((_, replies)) = self.shutdown.as_mut() {
             replies.push(done);
             return;
@@ -93,7 +115,7 @@ impl PoolActor {
         }
         if let Some((deadline, _)) = self.shutdown {
             if deadline <= now {
-                for call in std::mem::take(&mut self.queue) {
+                for call in std::mem::take(&mut self.calls.queue) {
                     self.fail_call(call, ErrorKind::ShuttingDown);
                 }
                 let live: Vec<WorkerId> = self.workers.values().filter(|w| w.live()).map(|w| w.id).collect();
@@ -105,21 +127,28 @@ impl PoolActor {
             }
         }
         let kill_timeout = self.spec.kill_timeout;
+        let mut kills = Vec::new();
         for w in self.workers.values_mut() {
             if let (Some(at), Some(pid)) = (w.kill_at, w.pid)
                 && at <= now
             {
                 tracing::warn!(pool = %self.spec.name, worker = %w.id, "did not stop within kill_timeout; sending SIGKILL");
-                self.deps.spawner.signal_group(pid, Signal::SIGKILL);
+                kills.push(pid);
                 w.kill_at = None;
                 w.kill_detail = Some(format!("did not stop within kill_timeout ({kill_timeout:?})"));
             }
         }
+        for pid in kills {
+            self.effect(Effect::Signal {
+                pid,
+                signal: Signal::SIGKILL,
+            });
+        }
         if self.phase.failing() && self.has_stable_worker(now) {
-            self.restart.record_ready();
+            self.restarts.history.record_ready();
             self.move_phase(PhaseEvent::Recovered);
-            self.failing_cause = None;
-            self.restart_at = None;
+            self.restarts.failing_cause = None;
+            self.restarts.at = None;
             self.emit(EventKind::PoolRecovered, None, None, |_| {});
         }
     }
@@ -127,7 +156,7 @@ impl PoolActor {
     /// While shutting down: workers with no call in flight stop once no queued call is
     /// left for them.
     fn stop_finished_workers(&mut self, now: Instant) {
-        if !self.queue.is_empty() {
+        if !self.calls.queue.is_empty() {
             return;
         }
         let idle: Vec<WorkerId> = self
@@ -154,7 +183,7 @@ impl PoolActor {
             .filter(|_| self.phase.failing())
             .and_then(|_| self.workers.values().filter_map(|w| w.ready_at).min())
             .map(|t| t + self.stable_after());
-        let restart = self.restart_at.filter(|_| self.live_count() < self.desired());
+        let restart = self.restarts.at.filter(|_| self.live_count() < self.desired());
         let shutdown = self.shutdown.as_ref().map(|(t, _)| *t);
         let drains = self
             .workers

@@ -1,13 +1,12 @@
 //! One worker as its pool sees it: its lifecycle state (moved only through the lifecycle
-//! table), its calls (one `CallWindow`), its pipe, and what the pool tracks for recycling
-//! and health. The pool actor owns every `Worker`; its modules read these fields and change
-//! state only through `apply`.
+//! table), its calls (one `CallWindow`), whether pitd writes to it, and what the pool
+//! tracks for recycling and health. The pool core owns every `Worker`; its modules read
+//! these fields and change state only through `apply`. (Its pipes are the actor's.)
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::Call;
-use super::seams::WorkerPipe;
 use super::window::{CallWindow, WindowPolicy};
 use crate::daemon::monitor::{TreeSample, reported_growth_rate};
 use crate::daemon::process::children::ExitInfo;
@@ -31,12 +30,11 @@ pub struct Worker {
     pub pace: CallPace,
     /// Methods the worker announced in its ready frame.
     pub handlers: Vec<String>,
-    /// Its pipes; `None` before it started, for supervise-only workers, and once pitd
-    /// killed it (nothing more is written to a worker being killed).
-    pub pipe: Option<Box<dyn WorkerPipe>>,
-    /// A killed worker's pipe, unused but kept open until it is reaped: closing it would
-    /// let the worker see the end of its input and exit by itself, racing the SIGKILL.
-    pub killed_pipe: Option<Box<dyn WorkerPipe>>,
+    /// pitd writes to its pipe: not before it started, nor for supervise-only workers, nor
+    /// once pitd killed it. (A killed worker's pipe stays open, unwritten, until it is
+    /// reaped: closing it would let the worker see the end of its input and exit by
+    /// itself, racing the SIGKILL.)
+    pub writable: bool,
     /// The calls it holds.
     pub calls: CallWindow<Call>,
     /// Whether its interpreter runs with the GIL, as its ready frame said.
@@ -113,8 +111,7 @@ impl Worker {
             errors: 0,
             pace: CallPace::default(),
             handlers: Vec::new(),
-            pipe: None,
-            killed_pipe: None,
+            writable: false,
             calls: CallWindow::new(window),
             gil_enabled: None,
             replies: Replies::None,

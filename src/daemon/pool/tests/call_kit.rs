@@ -26,7 +26,7 @@ pub(super) fn ms(n: u64) -> Duration {
 /// one ready longest).
 pub(super) fn pool(keys: &str, t0: Instant) -> Harness {
     let mut h = spec_harness(&format!("[pools.p]\napp = \"app\"\n{keys}\n"));
-    h.actor.fill(t0);
+    h.actor.begin(t0);
     for id in h.spawned() {
         h.started(id, t0);
     }
@@ -120,7 +120,7 @@ impl Harness {
             protocol: 1,
             pid: 1000 + id.0 as u32,
             handlers: vec!["echo".into(), "slow".into()],
-            concurrency: self.actor.spec.concurrency,
+            concurrency: self.actor.core.spec.concurrency,
             gil_enabled: Some(true),
         };
         self.worker_says(id, WorkerMsg::Ready(ready), now);
@@ -128,7 +128,6 @@ impl Harness {
 
     pub(super) fn worker_says(&mut self, id: WorkerId, msg: WorkerMsg, now: Instant) {
         self.actor.handle(PoolMsg::FromWorker { id, msg }, now);
-        self.actor.send_replies();
     }
 
     pub(super) fn answer(&mut self, id: WorkerId, call: u64, now: Instant) {
@@ -176,13 +175,10 @@ impl Harness {
             received: now,
         };
         self.actor.handle(PoolMsg::Call(call), now);
-        self.actor.send_replies();
     }
 
     pub(super) fn tick(&mut self, now: Instant) {
-        self.actor.tick(now);
-        self.actor.take_back_overdue(now);
-        self.actor.send_replies();
+        self.actor.timer(now);
     }
 
     /// Everything written to worker `id` so far.

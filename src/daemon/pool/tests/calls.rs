@@ -10,6 +10,7 @@ use nix::sys::signal::Signal;
 use super::super::routing::{PIPELINE_HOLD, PIPELINE_STREAK};
 use super::super::seams::WorkerMsg;
 use super::call_kit::{W1, W2, caller, ms, pool, req};
+use crate::daemon::pool::core::Command;
 
 #[tokio::test]
 async fn calls_go_to_the_longest_idle_worker_and_a_session_waits_for_its_own() {
@@ -205,7 +206,15 @@ async fn recycling_and_draining_let_calls_in_flight_finish() {
     let mut h = pool("size = 1", t0);
     let mut c = caller();
     h.call(&c, 1, None, t0);
-    h.actor.recycle_command(None, false, t0).unwrap();
+    h.actor
+        .command(
+            Command::Recycle {
+                worker: None,
+                now: false,
+            },
+            t0,
+        )
+        .unwrap();
     assert_eq!(h.spawned(), [W1, W2], "the replacement first");
     h.started(W2, t0 + ms(1));
     h.ready(W2, t0 + ms(1));
@@ -218,7 +227,15 @@ async fn recycling_and_draining_let_calls_in_flight_finish() {
 
     // Drain the pool with a call in flight: it finishes; new calls are refused.
     h.call(&c, 3, None, t0 + ms(4));
-    h.actor.drain_command(None, None, t0 + ms(4)).unwrap();
+    h.actor
+        .command(
+            Command::Drain {
+                worker: None,
+                done: None,
+            },
+            t0 + ms(4),
+        )
+        .unwrap();
     h.call(&c, 4, None, t0 + ms(5));
     h.answer(W2, 3, t0 + ms(6));
     assert_eq!(h.signals().last(), Some(&(1002, Signal::SIGTERM)));

@@ -1,10 +1,12 @@
-//! The pool actor driven by messages, with a fake spawner that records what pitd would do:
-//! restarts, backoff, the crash-loop breaker and surge recycling in milliseconds, without
-//! processes. `calls` adds fake worker pipes for the call path.
+//! The pool driven by messages through its actor, with fakes behind the seams that record
+//! what pitd would do: restarts, backoff, the crash-loop breaker and surge recycling in
+//! milliseconds, without processes. `calls` adds fake worker pipes for the call path;
+//! `effects` drives the core alone and reads its effects; `sim` is the seeded simulation.
 
 mod call_kit;
 mod calls;
 mod concurrent;
+mod effects;
 mod preload;
 mod probes;
 mod sim;
@@ -18,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::seams::{PipeOpener, WorkerPipe};
 use super::{PoolActor, PoolDeps, PoolMsg, Spawner};
 use crate::daemon::events::EventLog;
+use crate::daemon::pool::core::Command;
 use crate::daemon::process::children::{ExitInfo, OnExit, OnSpawned};
 use crate::daemon::process::output::OutputStore;
 use crate::daemon::process::spawn::{SpawnRequest, Spawned};
@@ -187,7 +190,7 @@ impl Harness {
 async fn a_crashed_worker_is_replaced_after_its_backoff_under_a_new_id() {
     let mut h = harness("size = 2\n[pools.p.restart]\ninitial = \"100ms\"\nmax = \"1s\"");
     let t0 = Instant::now();
-    h.actor.fill(t0);
+    h.actor.begin(t0);
     assert_eq!(h.spawned(), [WorkerId(1), WorkerId(2)]);
     h.started(WorkerId(1), t0);
     h.started(WorkerId(2), t0);
@@ -216,7 +219,7 @@ async fn a_crashed_worker_is_replaced_after_its_backoff_under_a_new_id() {
 async fn a_worker_that_ran_past_min_uptime_is_replaced_at_once_after_failed_starts() {
     let mut h = harness("size = 2\n[pools.p.restart]\ninitial = \"100ms\"\nmax = \"1s\"");
     let t0 = Instant::now();
-    h.actor.fill(t0);
+    h.actor.begin(t0);
     h.started(WorkerId(1), t0);
     h.started(WorkerId(2), t0);
     // worker-1 dies at once: a failed start, backed off.
@@ -233,7 +236,7 @@ async fn a_worker_that_ran_past_min_uptime_is_replaced_at_once_after_failed_star
 async fn failed_starts_trip_the_breaker_and_the_pool_probes_once_per_max() {
     let mut h = harness("size = 1\n[pools.p.restart]\ninitial = \"1ms\"\nmax = \"1s\"\ncrash_loop_failures = 3");
     let mut now = Instant::now();
-    h.actor.fill(now);
+    h.actor.begin(now);
     for attempt in 1..=3 {
         let id = *h.spawned().last().unwrap();
         assert_eq!(id, WorkerId(attempt), "a new id for every start");
@@ -259,10 +262,19 @@ async fn failed_starts_trip_the_breaker_and_the_pool_probes_once_per_max() {
 async fn a_graceful_recycle_starts_the_replacement_first_and_one_at_a_time() {
     let mut h = harness("size = 2\nmax_surge = 1");
     let t0 = Instant::now();
-    h.actor.fill(t0);
+    h.actor.begin(t0);
     h.started(WorkerId(1), t0);
     h.started(WorkerId(2), t0);
-    let answer = h.actor.recycle_command(None, false, t0).unwrap();
+    let answer = h
+        .actor
+        .command(
+            Command::Recycle {
+                worker: None,
+                now: false,
+            },
+            t0,
+        )
+        .unwrap();
     assert!(answer.contains("2 worker(s)"), "{answer}");
     // One replacement requested; nobody stopped yet.
     assert_eq!(h.spawned(), [WorkerId(1), WorkerId(2), WorkerId(3)]);
@@ -288,7 +300,7 @@ async fn a_graceful_recycle_starts_the_replacement_first_and_one_at_a_time() {
 async fn a_worker_that_does_not_stop_gets_sigkill_after_kill_timeout() {
     let mut h = harness("size = 1\nkill_timeout = \"2s\"");
     let t0 = Instant::now();
-    h.actor.fill(t0);
+    h.actor.begin(t0);
     h.started(WorkerId(1), t0);
     let (done, _rx) = oneshot::channel();
     h.actor.handle(

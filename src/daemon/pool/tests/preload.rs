@@ -28,7 +28,7 @@ fn sample(pid: u32, rss_mib: u64, pss_mib: u64, at: Instant) -> TreeSample {
 async fn the_template_and_spare_count_in_the_pool_total_once_sampled_and_are_named_until_then() {
     let mut h = spec_harness("[pools.p]\napp = \"app\"\npreload = [\"app\"]\nsize = 1\n");
     let t0 = Instant::now();
-    h.actor.fill(t0);
+    h.actor.begin(t0);
     let w1 = WorkerId(1);
     h.started(w1, t0);
     let memory = |h: &mut super::Harness| h.status(t0).memory.expect("a memory total");

@@ -14,7 +14,7 @@ use crate::proto::worker::{Ready, encode_call};
 /// A pit pool of one worker, running on the test's runtime.
 fn running_pool(keys: &str) -> PoolHandle {
     let h = spec_harness(&format!("[pools.p]\napp = \"app\"\nsize = 1\n{keys}\n"));
-    start(h.actor.spec.clone(), h.actor.deps.clone())
+    start(h.actor.core.spec.clone(), h.actor.deps.clone())
 }
 
 fn ready(handle: &PoolHandle) -> Result<(), String> {

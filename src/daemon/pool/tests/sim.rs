@@ -1,4 +1,5 @@
-//! A seeded simulation of one pool: a generator drives the pool actor with random
+//! A seeded simulation of one pool: a generator drives the pool (its core, through the
+//! actor's effect carrier, with fakes behind the seams) with random
 //! interleavings of calls, answers (ok, failed, refused pipelined calls), pongs, worker
 //! deaths (before ready, while busy, after SIGTERM or SIGKILL), slow starts, timeouts, hung
 //! up callers, recycles, drains, resumes, scale and reload, over simulated time, and checks
@@ -27,6 +28,7 @@ use super::super::seams::WorkerMsg;
 use super::super::{Call, PoolMsg};
 use super::call_kit::{Caller, caller};
 use super::{Harness, spec_harness};
+use crate::daemon::pool::core::Command;
 use crate::daemon::process::children::ExitInfo;
 use crate::ids::WorkerId;
 use crate::lifecycle::{ExitStatusInfo, WorkerState};
@@ -101,7 +103,7 @@ impl Sim {
         let base_spec = spec_text(&mut rng, size, concurrency);
         let mut h = spec_harness(&base_spec);
         let now = Instant::now();
-        h.actor.fill(now);
+        h.actor.begin(now);
         Sim {
             h,
             rng,
@@ -142,12 +144,10 @@ impl Sim {
         };
         self.note(what);
         self.h.actor.handle(msg, self.now);
-        self.h.actor.send_replies();
     }
 
     fn tick(&mut self) {
         self.h.actor.tick(self.now);
-        self.h.actor.send_replies();
     }
 
     /// One random action, then what it set off, then the checks.
@@ -336,7 +336,7 @@ impl Sim {
     }
 
     fn operator(&mut self) {
-        let workers: Vec<WorkerId> = self.h.actor.workers.keys().copied().collect();
+        let workers: Vec<WorkerId> = self.h.actor.core.workers.keys().copied().collect();
         let one = (!workers.is_empty()).then(|| workers[self.rng.usize(0..workers.len())]);
         let now = self.now;
         let what = self.rng.u32(0..8);
@@ -344,13 +344,37 @@ impl Sim {
         self.note(format!("operator {what} on {one:?} (scale {scale})"));
         let a = &mut self.h.actor;
         let _ = match what {
-            0 => a.recycle_command(one, false, now),
-            1 => a.recycle_command(None, false, now),
-            2 => a.recycle_command(one, true, now),
-            3 => a.drain_command(one, None, now),
-            4 => a.drain_command(None, None, now),
-            5 => a.resume_command(now),
-            6 => a.scale_command(scale, now),
+            0 => a.command(
+                Command::Recycle {
+                    worker: one,
+                    now: false,
+                },
+                now,
+            ),
+            1 => a.command(
+                Command::Recycle {
+                    worker: None,
+                    now: false,
+                },
+                now,
+            ),
+            2 => a.command(Command::Recycle { worker: one, now: true }, now),
+            3 => a.command(
+                Command::Drain {
+                    worker: one,
+                    done: None,
+                },
+                now,
+            ),
+            4 => a.command(
+                Command::Drain {
+                    worker: None,
+                    done: None,
+                },
+                now,
+            ),
+            5 => a.command(Command::Resume, now),
+            6 => a.command(Command::Scale { size: scale }, now),
             _ => {
                 // A reload with another size or timeout: a changed pool is recycled.
                 let size = self.rng.u32(1..4);
@@ -362,7 +386,6 @@ impl Sim {
                 Ok(String::new())
             }
         };
-        self.h.actor.send_replies();
     }
 
     /// What the pool asked for meanwhile: workers to start, frames to workers, signals.
@@ -390,7 +413,6 @@ impl Sim {
                 self.fakes.insert(id, fake);
                 self.note(format!("{id} spawned, ready after {delay} ms"));
                 self.h.started(id, self.now);
-                self.h.actor.send_replies();
             }
             self.spawns_seen = spawned.len();
             self.frames_seen += frames.len();
@@ -472,7 +494,7 @@ impl Sim {
                 }
             }
         }
-        let a = &self.h.actor;
+        let a = &self.h.actor.core;
         for w in a.workers.values() {
             let Some(f) = self.fakes.get(&w.id) else { continue };
             if let Some(req) = w.calls.req_ids().find(|r| f.answered.contains(r)) {
@@ -487,7 +509,7 @@ impl Sim {
             }
         }
         // A crash's backoff holds every start of the pool, a scale-up's too.
-        let backing_off = a.restart_at.is_some_and(|t| t > self.now);
+        let backing_off = a.restarts.at.is_some_and(|t| t > self.now);
         let held = a.phase.shutting_down() || a.phase.drained() || a.phase.failing() || backing_off;
         let members = a
             .workers
@@ -495,13 +517,13 @@ impl Sim {
             .filter(|w| w.retire.is_none() && w.stop_reason.is_none() && w.exit.is_none())
             .filter(|w| matches!(w.state(), WorkerState::Starting | WorkerState::Idle | WorkerState::Busy))
             .count();
-        let owed = a.owed_restarts.len() + a.replacing.len();
+        let owed = a.restarts.owed.len() + a.recycling.replacing.len();
         if !held && members + owed < a.desired() {
             return Err(format!(
                 "{members} workers and {owed} owed a replacement, below the size {} (size {}, drained out {}); workers {:?}",
                 a.desired(),
                 a.size,
-                a.drained_out,
+                a.recycling.drained_out,
                 a.workers
                     .values()
                     .map(|w| (w.id, w.state(), w.retire, w.stop_reason))

@@ -296,13 +296,6 @@ impl<C> CallWindow<C> {
         }
     }
 
-    /// Gives back the last `count` pipelined calls, oldest first: they never reached the
-    /// worker (its pipe did not take them).
-    pub fn unsend_last(&mut self, count: usize) -> Vec<C> {
-        let keep = self.pipelined.len().saturating_sub(count);
-        self.pipelined.split_off(keep).into_iter().map(|p| p.call).collect()
-    }
-
     /// The worker is gone. `read_to_end`: its reply pipe was read to its end, so a pipelined
     /// call not answered was never started.
     pub fn settle_exit(&mut self, read_to_end: bool) -> Settled<C> {

@@ -239,18 +239,6 @@ fn a_dead_workers_calls_are_lost_or_unstarted_by_what_was_read() {
 }
 
 #[test]
-fn calls_the_pipe_did_not_take_come_back_in_order() {
-    let t0 = Instant::now();
-    let mut w = warmed(ONE, t0);
-    w.admit(1, "a", t0 + ms(50), t0);
-    for (id, c) in [(2, "b"), (3, "c"), (4, "d")] {
-        w.pipeline(id, c, 10, t0 + ms(60), t0 + ms(10), 10);
-    }
-    assert_eq!(w.unsend_last(2), ["c", "d"]);
-    assert_eq!(w.pipelined(), (1, 10));
-}
-
-#[test]
 fn calls_of_a_caller_that_is_gone_are_taken_and_keep_their_slots() {
     let t0 = Instant::now();
     let mut w = CallWindow::new(FOUR);
