@@ -5,8 +5,8 @@
 //! tests drive it input by input and the simulation (`tests/sim.rs`) over simulated time.
 //!
 //! Its state is a few parts with one owner each: the calls waiting and their sessions
-//! (`dispatch::Calls`), the workers (each with its window of calls), restarts and the
-//! crash-loop breaker (`exits::Restarts`), recycles and drains (`recycle::Recycling`), and
+//! (`parts::Calls`), the workers (each with its window of calls), restarts and the
+//! crash-loop breaker (`parts::Restarts`), recycles and drains (`parts::Recycling`), and
 //! the pool's phase.
 
 use std::collections::BTreeMap;
@@ -14,11 +14,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::call::{ReplyFrame, ReplyTx};
-use super::dispatch::Calls;
 use super::effect::{Effect, Waiter};
-use super::exits::Restarts;
-use super::preload::TemplateProcs;
-use super::recycle::Recycling;
+use super::parts::{Calls, Recycling, Restarts, TemplateProcs};
 use super::seams::{WorkerClock, WorkerMsg};
 use super::worker::Worker;
 use super::{Call, counts};

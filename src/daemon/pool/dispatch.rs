@@ -6,11 +6,11 @@
 //! a call is in exactly one place (the queue, a worker's window, or answered); every call
 //! gets exactly one reply.
 
-use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use super::Call;
 use super::core::PoolCore;
+use super::parts::bind_session;
 use super::routing::{Bound, Candidate, Choice, choose_worker, pick};
 use super::window::Completion;
 use crate::ids::WorkerId;
@@ -18,29 +18,6 @@ use crate::lifecycle::Reason;
 use crate::lifecycle::recycle::at_limit;
 use crate::proto::call::ErrorKind;
 use crate::spec::Protocol;
-
-/// The calls waiting for a worker, and the sessions' workers. (Calls a worker holds are
-/// its window, `Worker::calls`.)
-#[derive(Debug, Default)]
-pub(super) struct Calls {
-    /// Oldest first.
-    pub(super) queue: VecDeque<Call>,
-    pub(super) affinity: HashMap<String, Affinity>,
-}
-
-/// A session's sticky worker.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Affinity {
-    pub(super) worker: WorkerId,
-    pub(super) last_used: Instant,
-}
-
-/// A call handed to a worker binds its session (if any) to that worker.
-pub(super) fn bind_session(affinity: &mut HashMap<String, Affinity>, call: &Call, worker: WorkerId, now: Instant) {
-    if let Some(s) = &call.session {
-        affinity.insert(s.clone(), Affinity { worker, last_used: now });
-    }
-}
 
 impl PoolCore {
     pub(super) fn on_call(&mut self, call: Call, now: Instant) {

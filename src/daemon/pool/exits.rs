@@ -1,7 +1,6 @@
 //! Exits of the pool's workers: settling the calls of one that died (after its last
 //! replies are read), restarts owed with backoff, and the crash-loop breaker.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::core::PoolCore;
@@ -10,26 +9,13 @@ use super::worker::Replies;
 use crate::daemon::process::children::ExitInfo;
 use crate::ids::WorkerId;
 use crate::lifecycle::phase::PhaseEvent;
-use crate::lifecycle::{Failure, PoolVerdict, Reason, RestartHistory, WorkerState, exit_reason, exit_reason_with_cpu};
+use crate::lifecycle::{Failure, PoolVerdict, Reason, WorkerState, exit_reason, exit_reason_with_cpu};
 use crate::proto::call::ErrorKind;
 use crate::proto::event::EventKind;
 
 /// How long an exited worker's remaining replies are waited for (its pipe normally ends
 /// at once; a descendant that escaped its group may hold it open).
 const EXIT_REPLIES_WAIT: Duration = Duration::from_millis(200);
-
-/// Restarts owed and the crash-loop breaker's record.
-#[derive(Debug, Default)]
-pub(super) struct Restarts {
-    pub(super) history: RestartHistory,
-    /// No start before this instant (backoff after a crash, or the failing probe delay).
-    pub(super) at: Option<Instant>,
-    /// Crashed workers not yet replaced, oldest first, with how each ended: their
-    /// replacements count as restarts and name them (`replaces` in worker_started).
-    pub(super) owed: VecDeque<(WorkerId, Reason)>,
-    /// While failing: the worker whose exit tipped the pool, and how it ended.
-    pub(super) failing_cause: Option<(WorkerId, String)>,
-}
 
 impl PoolCore {
     /// Settles an exit that was waiting for the worker's last replies, once they are in

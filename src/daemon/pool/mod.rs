@@ -19,6 +19,7 @@
 //! - `recycle`: triggers, surge recycling, drain, resume, scale, reload.
 //! - `health`: pings to idle workers. `expiry`: calls past their timeouts, callers that hung
 //!   up. `pipeline`: calls written behind a busy worker's short call, and taken back.
+//! - `parts`: the core's state in plain parts (calls, restarts, recycling, template).
 //! - `report`: status from the core's state. `preload`: the template and its spare.
 
 mod actor;
@@ -30,6 +31,7 @@ mod effect;
 mod exits;
 mod expiry;
 mod health;
+mod parts;
 mod pipeline;
 mod preload;
 mod recycle;

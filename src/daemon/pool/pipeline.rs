@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::Call;
 use super::core::PoolCore;
-use super::dispatch::bind_session;
+use super::parts::bind_session;
 use super::routing::{Candidate, PIPELINE_HOLD, pick};
 use crate::ids::WorkerId;
 use crate::lifecycle::WorkerState;

@@ -4,47 +4,11 @@
 
 use super::core::PoolCore;
 use super::effect::Effect;
+use super::parts::{Sampled, TemplateProcs};
 use crate::daemon::monitor::TreeSample;
 use crate::daemon::process::spawn::TemplateNews;
 use crate::proto::event::EventKind;
-use crate::proto::status::{MemorySample, ProcessStatus, TemplateStatus};
-
-/// A process of the pool that is not a worker, and its last sample.
-#[derive(Debug)]
-pub(super) struct Sampled {
-    pid: u32,
-    sample: Option<TreeSample>,
-}
-
-impl Sampled {
-    fn new(pid: u32) -> Sampled {
-        Sampled { pid, sample: None }
-    }
-
-    fn measured(&self) -> Option<MemorySample> {
-        self.sample.as_ref().map(TreeSample::memory)
-    }
-
-    fn status(&self) -> ProcessStatus {
-        let s = self.sample.as_ref();
-        ProcessStatus {
-            pid: self.pid,
-            rss_bytes: s.map_or(0, |s| s.rss_bytes),
-            memory_bytes: s.map_or(0, |s| s.memory_bytes),
-            pss_bytes: s.and_then(|s| s.pss_bytes),
-            uss_bytes: s.and_then(|s| s.uss_bytes),
-        }
-    }
-}
-
-/// The pool's running template.
-#[derive(Debug)]
-pub(super) struct TemplateProcs {
-    template: Sampled,
-    spare: Option<Sampled>,
-    /// Set from the template's ready report; gone with the template.
-    pub(super) warnings: Vec<String>,
-}
+use crate::proto::status::{MemorySample, TemplateStatus};
 
 impl PoolCore {
     pub(super) fn on_template_news(&mut self, news: TemplateNews) {

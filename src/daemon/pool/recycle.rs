@@ -3,7 +3,6 @@
 //! pool are being replaced at a time. `hard_rss` and `--now` are the exceptions: they kill
 //! at once, then replace.
 
-use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::core::PoolCore;
@@ -14,20 +13,6 @@ use crate::lifecycle::recycle::replacement_due;
 use crate::lifecycle::{Reason, WorkerEvent, WorkerState, WorkerStats, recycle_decision};
 use crate::proto::call::ErrorKind;
 use crate::proto::event::EventKind;
-
-/// Recycles and drains under way.
-#[derive(Debug, Default)]
-pub(super) struct Recycling {
-    /// Graceful recycles waiting for a surge slot, oldest first.
-    pub(super) queue: VecDeque<(WorkerId, Reason)>,
-    /// Recycled workers whose replacements are still to start, and why they were recycled.
-    pub(super) replacing: VecDeque<(WorkerId, Reason)>,
-    /// Workers drained one by one (`pitctl drain worker-N`): the pool keeps that many fewer.
-    pub(super) drained_out: u32,
-    /// `drain --wait` callers: for the pool, and for single workers.
-    pub(super) drain_waiters: Vec<Waiter>,
-    pub(super) worker_waiters: Vec<(WorkerId, Waiter)>,
-}
 
 impl PoolCore {
     /// How many workers the pool keeps: `size` (spec or `scale`), less the workers drained
