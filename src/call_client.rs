@@ -58,6 +58,8 @@ pub struct CallOptions {
     pub session: Option<String>,
     pub timeout: Option<Duration>,
     pub idempotent: bool,
+    /// Ask for a stream: chunks, then the final reply (INTERFACE section 9).
+    pub stream: bool,
 }
 
 impl CallClient {
@@ -82,11 +84,25 @@ impl CallClient {
         args: &str,
         opts: &CallOptions,
     ) -> Result<Outcome, CallClientError> {
+        self.call_streaming(pool, method, args, opts, |_| Ok(()))
+    }
+
+    /// Sends one call and waits for its final reply, handing each chunk of its stream (if
+    /// `opts.stream`) to `on_chunk` as it arrives.
+    pub fn call_streaming(
+        &mut self,
+        pool: &str,
+        method: &str,
+        args: &str,
+        opts: &CallOptions,
+        mut on_chunk: impl FnMut(&RawValue) -> Result<(), CallClientError>,
+    ) -> Result<Outcome, CallClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let id_json = serde_json::value::to_raw_value(&id).expect("an integer is JSON");
         let args: &RawValue = serde_json::from_str(args).map_err(CallClientError::BadArgs)?;
         let request = CallRequest {
+            stream: opts.stream,
             id: &id_json,
             pool: Cow::Borrowed(pool),
             method: Cow::Borrowed(method),
@@ -101,6 +117,16 @@ impl CallClient {
         self.stream.write_all(&self.out)?;
         loop {
             if let Some(body) = self.frames.next_frame().map_err(bad_frame)? {
+                if let Some(chunk) = as_chunk(body) {
+                    if chunk.id.get() != id_json.get() {
+                        return Err(CallClientError::BadReply(format!(
+                            "chunk of another call: {}",
+                            chunk.id
+                        )));
+                    }
+                    on_chunk(chunk.chunk)?;
+                    continue;
+                }
                 let reply: CallReply =
                     serde_json::from_slice(body).map_err(|e| CallClientError::BadReply(e.to_string()))?;
                 if reply.id.get() != id_json.get() {
@@ -160,6 +186,21 @@ impl CallClient {
             }
         }
     }
+}
+
+/// A chunk of a stream: `{"id": 7, "chunk": ...}`.
+#[derive(serde::Deserialize)]
+struct Chunk<'a> {
+    #[serde(borrow)]
+    id: &'a RawValue,
+    #[serde(borrow)]
+    chunk: &'a RawValue,
+}
+
+/// The chunk a reply frame is, if it is one (a final reply has `ok`, a chunk `chunk`).
+fn as_chunk(body: &[u8]) -> Option<Chunk<'_>> {
+    let named = body.windows(8).any(|w| w == b"\"chunk\"");
+    named.then(|| serde_json::from_slice::<Chunk>(body).ok()).flatten()
 }
 
 fn bad_frame(e: FrameError) -> CallClientError {

@@ -21,6 +21,9 @@ fuzz_target!(|data: &[u8]| {
             Ok(FromWorker::Ok { result: rest, .. } | FromWorker::Err { error: rest, .. }) => {
                 assert_eq!(rest.len(), body.len() - 9, "OK/ERR payload follows type and req_id");
             }
+            Ok(FromWorker::Chunk { chunk, .. }) => {
+                assert_eq!(chunk.len(), body.len() - 9, "a CHUNK's JSON follows type and req_id");
+            }
             Ok(FromWorker::Ready(_) | FromWorker::Pong { .. }) | Err(_) => {}
         }
 
@@ -28,12 +31,19 @@ fuzz_target!(|data: &[u8]| {
             Ok(ToWorker::Call {
                 req_id,
                 timeout_ms,
+                stream,
+                window,
                 method,
                 session,
                 args,
             }) => {
-                let encoded = worker::encode_call(req_id, timeout_ms, method, session, args);
+                let encoded = canonical_call(req_id, timeout_ms, stream, window, method, session, args);
                 assert_eq!(encoded, whole, "encode_call does not reproduce the decoded CALL frame");
+            }
+            Ok(ToWorker::Credit { req_id, n }) => {
+                let mut encoded = Vec::new();
+                worker::encode_credit_into(&mut encoded, req_id, n);
+                assert_eq!(&encoded[4..], &body[..13]);
             }
             Ok(ToWorker::Ping { req_id }) => {
                 // A PING body longer than 9 bytes decodes too; the canonical one must match.
@@ -48,6 +58,8 @@ fuzz_target!(|data: &[u8]| {
                 let ToWorker::Call {
                     req_id,
                     timeout_ms,
+                    stream,
+                    window,
                     method,
                     session,
                     args,
@@ -55,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
                 else {
                     panic!("a CALL_BY carries a call")
                 };
-                let call = worker::encode_call(req_id, timeout_ms, method, session, args);
+                let call = canonical_call(req_id, timeout_ms, stream, window, method, session, args);
                 let mut encoded = Vec::new();
                 worker::encode_call_by_into(&mut encoded, &call, start_by_ns);
                 assert_eq!(encoded, whole, "encode_call_by_into does not reproduce it");
@@ -64,3 +76,22 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// The CALL frame pitd would write for these fields: a stream's, or a plain call's (whose
+/// window field is zero unless the bytes said otherwise).
+fn canonical_call(
+    req_id: u64,
+    timeout_ms: u32,
+    stream: bool,
+    window: u32,
+    method: &str,
+    session: Option<&str>,
+    args: &[u8],
+) -> Vec<u8> {
+    if stream {
+        return worker::encode_stream_call(req_id, timeout_ms, window, method, session, args);
+    }
+    let mut f = worker::encode_call(req_id, timeout_ms, method, session, args);
+    f[18..22].copy_from_slice(&window.to_be_bytes());
+    f
+}

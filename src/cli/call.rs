@@ -1,5 +1,7 @@
-//! `pitctl call POOL METHOD [JSON]`: one call through the call socket.
+//! `pitctl call POOL METHOD [JSON]`: one call through the call socket; with `--stream`,
+//! each chunk of a stream printed as one JSON line as it comes.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::Failure;
@@ -40,10 +42,21 @@ pub fn parse_json(s: &str) -> Result<String, String> {
 #[allow(clippy::too_many_arguments)]
 pub fn run(socket: &Path, pool: &str, method: &str, args: &str, opts: CallOptions, json: bool) -> Result<(), Failure> {
     let mut client = connect(socket)?;
+    let stream = opts.stream;
+    let mut out = std::io::stdout().lock();
     let outcome = client
-        .call(pool, method, args, &opts)
+        .call_streaming(pool, method, args, &opts, |chunk| {
+            // One line per chunk, as the worker wrote it, flushed at once: a reader piped
+            // to another program sees each token as it comes.
+            writeln!(out, "{}", chunk.get())?;
+            out.flush()?;
+            Ok(())
+        })
         .map_err(|e| Failure::Refused(e.to_string()))?;
+    drop(out);
     match outcome {
+        // A stream's chunks were its output; its final result is null.
+        Outcome::Ok { .. } if stream && !json => Ok(()),
         Outcome::Ok { result, worker } => {
             if json {
                 println!(

@@ -87,6 +87,9 @@ pub enum Command {
         /// Print the whole reply as JSON
         #[arg(long)]
         json: bool,
+        /// Call a streaming handler: print each chunk as one JSON line as it comes
+        #[arg(long)]
+        stream: bool,
         /// Call socket [default: the one the daemon reports]
         #[arg(long, env = "PITD_CALL_SOCKET", hide_env_values = true, value_name = "PATH")]
         call_socket: Option<PathBuf>,
@@ -263,6 +266,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             timeout,
             idempotent,
             json,
+            stream,
             call_socket,
         } => {
             let path = call::call_socket(call_socket, &socket)?;
@@ -270,6 +274,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 session,
                 timeout,
                 idempotent,
+                stream,
             };
             call::run(&path, &pool, &method, args.as_deref().unwrap_or("null"), opts, json)
         }

@@ -78,6 +78,8 @@ pub struct PoolCallMetrics {
     /// Calls written behind a busy worker's running call, and those taken back from there.
     pub pipelined: Counter,
     pub taken_back: Counter,
+    /// Chunks of streams sent to callers.
+    pub stream_chunks: Counter,
     ok: Counter,
     /// Indexed by the kind's declaration order.
     errors: Vec<Counter>,
@@ -123,6 +125,8 @@ pub struct Metrics {
     pool_memory: Family<PoolLabel, Gauge>,
     queue_depth: Family<PoolLabel, Gauge>,
     calls_in_flight: Family<PoolLabel, Gauge>,
+    streams_open: Family<PoolLabel, Gauge>,
+    stream_chunks: Family<PoolLabel, Counter>,
     capacity: Family<PoolLabel, Gauge>,
     saturation: Family<PoolLabel, Gauge<f64, AtomicU64>>,
     shutting_down: Gauge,
@@ -149,6 +153,8 @@ impl Default for Metrics {
             pool_memory: Family::default(),
             queue_depth: Family::default(),
             calls_in_flight: Family::default(),
+            streams_open: Family::default(),
+            stream_chunks: Family::default(),
             capacity: Family::default(),
             saturation: Family::default(),
             shutting_down: Gauge::default(),
@@ -216,6 +222,16 @@ impl Default for Metrics {
             m.calls_in_flight.clone(),
         );
         registry.register(
+            "streams_open",
+            "Streams the pool's workers are sending now",
+            m.streams_open.clone(),
+        );
+        registry.register(
+            "stream_chunks",
+            "Chunks of streams sent to callers",
+            m.stream_chunks.clone(),
+        );
+        registry.register(
             "capacity",
             "Calls the pool can run at once: ready workers x concurrency",
             m.capacity.clone(),
@@ -273,9 +289,11 @@ impl Metrics {
         let latency = self.latency.get_or_create(&label).clone();
         let pipelined = self.pipelined.get_or_create(&label).clone();
         let taken_back = self.taken_back.get_or_create(&label).clone();
+        let stream_chunks = self.stream_chunks.get_or_create(&label).clone();
         PoolCallMetrics {
             pipelined,
             taken_back,
+            stream_chunks,
             ok,
             errors,
             rejected,
@@ -308,6 +326,7 @@ impl Metrics {
         self.pool_memory.clear();
         self.queue_depth.clear();
         self.calls_in_flight.clear();
+        self.streams_open.clear();
         self.capacity.clear();
         self.saturation.clear();
         self.shutting_down.set(i64::from(status.shutting_down));
@@ -330,6 +349,7 @@ impl Metrics {
                 pool: pool.name.clone(),
             };
             self.calls_in_flight.get_or_create(&label).set(pool.in_flight as i64);
+            self.streams_open.get_or_create(&label).set(pool.streams_open as i64);
             self.capacity.get_or_create(&label).set(pool.capacity as i64);
             let demand = (pool.in_flight + pool.queued) as f64;
             self.saturation

@@ -44,6 +44,8 @@ pub enum ErrorKind {
     PoolFailing,
     TooLarge,
     ShuttingDown,
+    /// The caller cancelled the call (`{"cancel": id}`), streaming or not.
+    Cancelled,
 }
 
 impl ErrorKind {
@@ -51,7 +53,8 @@ impl ErrorKind {
     /// calls its workers ran (status `rejected`, metric `pit_calls_rejected_total`).
     /// `bad_request` is a call to a supervise-only pool, `timeout` one whose caller's own
     /// timeout ran out while it waited in the queue.
-    pub const REJECTIONS: [ErrorKind; 8] = [
+    /// `cancelled` is a call its caller cancelled while it waited.
+    pub const REJECTIONS: [ErrorKind; 9] = [
         ErrorKind::BadRequest,
         ErrorKind::NoSuchMethod,
         ErrorKind::Timeout,
@@ -60,6 +63,7 @@ impl ErrorKind {
         ErrorKind::PoolDrained,
         ErrorKind::PoolFailing,
         ErrorKind::ShuttingDown,
+        ErrorKind::Cancelled,
     ];
 
     /// The wire name, identical to the serde form.
@@ -85,6 +89,31 @@ pub struct CallRequest<'a> {
     pub timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotent: bool,
+    /// The caller reads a stream: chunks, then the final reply (INTERFACE section 9).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
+}
+
+/// `{"cancel": 7}`: cancels the caller's call 7 on the same connection.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct CancelRequest<'a> {
+    #[serde(borrow)]
+    pub cancel: &'a RawValue,
+}
+
+/// One chunk of a stream: `{"id":7,"chunk":<the worker's JSON>}` (length prefix included).
+pub fn chunk_frame(id: &[u8], chunk: &[u8]) -> Vec<u8> {
+    const A: &[u8] = b"{\"id\":";
+    const B: &[u8] = b",\"chunk\":";
+    let len = A.len() + id.len() + B.len() + chunk.len() + 1;
+    let mut f = Vec::with_capacity(4 + len);
+    f.extend_from_slice(&(len as u32).to_be_bytes());
+    f.extend_from_slice(A);
+    f.extend_from_slice(id);
+    f.extend_from_slice(B);
+    f.extend_from_slice(chunk);
+    f.push(b'}');
+    f
 }
 
 /// A reply as a client reads it (pitd writes replies with `ok_frame` and `error_frame*`,
@@ -218,6 +247,7 @@ mod tests {
         let id = serde_json::value::to_raw_value(&7).unwrap();
         let args = RawValue::from_string("{\"x\": [1, 2]}".into()).unwrap();
         let req = CallRequest {
+            stream: false,
             id: &id,
             pool: "p".into(),
             method: "m".into(),

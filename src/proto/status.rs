@@ -52,6 +52,9 @@ pub struct PoolStatus {
     /// Calls the pool can run at once: ready workers x concurrency.
     #[serde(default)]
     pub capacity: u64,
+    /// Streams its workers are sending now (INTERFACE section 9).
+    #[serde(default)]
+    pub streams_open: u64,
     /// What `max_rss` and `hard_rss` compare, and so each worker's `memory_bytes`.
     #[serde(default)]
     pub memory_metric: MemoryMetric,

@@ -5,34 +5,45 @@
 //! handler produced; pitd never re-encodes them.
 //!
 //! ```text
-//! pitd -> worker  0x01 CALL  u64 req_id, u32 timeout_ms (0 = none), u16 method_len,
+//! pitd -> worker  0x01 CALL  u64 req_id, u32 timeout_ms (0 = none), u8 flags (0x01 STREAM:
+//!                            the caller asked for a stream), u32 window (a stream's first
+//!                            credit: chunks it may send before a CREDIT), u16 method_len,
 //!                            u16 session_len (0 = none), method, session, args JSON (rest)
 //!                 0x02 PING  u64 req_id
 //!                 0x03 CALL_BY  u64 start_by (CLOCK_MONOTONIC ns), then a CALL body: a
 //!                            call written while the worker runs another; the worker
 //!                            starts it only before `start_by`, else answers ERR
 //!                            `queue_timeout` without running it (pitd has taken it back)
-//!                 0x04 CANCEL u64 req_id: the call is past its timeout (a worker running
-//!                            several calls at once cancels it and still answers it once)
+//!                 0x04 CANCEL u64 req_id: pitd gave up on the call (past its timeout, or
+//!                            its caller cancelled or hung up); a worker that can stops it
+//!                            (a stream's generator is closed) and still answers it once
+//!                 0x05 CREDIT u64 req_id, u32 n: the caller took n more chunks of a stream
 //! worker -> pitd  0x81 READY JSON {"protocol": 1, "pid": N, "handlers": [...],
 //!                            "concurrency": N, "gil_enabled": true|false|null}
 //!                 0x82 OK    u64 req_id, result JSON (rest)
 //!                 0x83 ERR   u64 req_id, JSON {"kind", "message", "type", "traceback"}
 //!                 0x84 PONG  u64 req_id
+//!                 0x85 CHUNK u64 req_id, chunk JSON (rest): one value a stream yielded
 //! ```
 
 pub const CALL: u8 = 0x01;
 pub const PING: u8 = 0x02;
 pub const CALL_BY: u8 = 0x03;
 pub const CANCEL: u8 = 0x04;
+pub const CREDIT: u8 = 0x05;
 pub const READY: u8 = 0x81;
 pub const OK: u8 = 0x82;
 pub const ERR: u8 = 0x83;
 pub const PONG: u8 = 0x84;
+pub const CHUNK: u8 = 0x85;
 
 /// Byte offset of `timeout_ms` inside an encoded CALL frame (length prefix included), so
 /// the pool can set the effective timeout without rebuilding the frame.
 pub const CALL_TIMEOUT_OFFSET: usize = 4 + 1 + 8;
+/// Byte offset of `flags` (then `window`) inside an encoded CALL frame.
+const CALL_FLAGS_OFFSET: usize = CALL_TIMEOUT_OFFSET + 4;
+/// CALL flag: the caller asked for a stream.
+pub const FLAG_STREAM: u8 = 0x01;
 
 /// Default largest frame in either direction (the worker learns it from `PIT_MAX_FRAME`).
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -49,17 +60,41 @@ pub enum WorkerFrameError {
     BadReady(String),
     #[error("invalid UTF-8 in the method or session")]
     BadText,
+    #[error("unknown CALL flags 0x{0:02x}")]
+    UnknownFlags(u8),
 }
 
-/// Encodes a complete CALL frame (length prefix included).
+/// Encodes a complete CALL frame (length prefix included), not a stream.
 pub fn encode_call(req_id: u64, timeout_ms: u32, method: &str, session: Option<&str>, args: &[u8]) -> Vec<u8> {
+    let mut f = encode_call_frame(req_id, timeout_ms, method, session, args);
+    f.shrink_to_fit();
+    f
+}
+
+/// A CALL frame with every field given (`stream` with its first credit, `window`).
+pub fn encode_stream_call(
+    req_id: u64,
+    timeout_ms: u32,
+    window: u32,
+    method: &str,
+    session: Option<&str>,
+    args: &[u8],
+) -> Vec<u8> {
+    let mut f = encode_call_frame(req_id, timeout_ms, method, session, args);
+    set_call_stream(&mut f, window);
+    f
+}
+
+fn encode_call_frame(req_id: u64, timeout_ms: u32, method: &str, session: Option<&str>, args: &[u8]) -> Vec<u8> {
     let session = session.unwrap_or("");
-    let body_len = 1 + 8 + 4 + 2 + 2 + method.len() + session.len() + args.len();
+    let body_len = 1 + 8 + 4 + 1 + 4 + 2 + 2 + method.len() + session.len() + args.len();
     let mut f = Vec::with_capacity(4 + body_len);
     f.extend_from_slice(&(body_len as u32).to_be_bytes());
     f.push(CALL);
     f.extend_from_slice(&req_id.to_be_bytes());
     f.extend_from_slice(&timeout_ms.to_be_bytes());
+    f.push(0);
+    f.extend_from_slice(&0u32.to_be_bytes());
     f.extend_from_slice(&(method.len() as u16).to_be_bytes());
     f.extend_from_slice(&(session.len() as u16).to_be_bytes());
     f.extend_from_slice(method.as_bytes());
@@ -71,6 +106,20 @@ pub fn encode_call(req_id: u64, timeout_ms: u32, method: &str, session: Option<&
 /// Sets the timeout field of a frame made by `encode_call`.
 pub fn set_call_timeout(frame: &mut [u8], timeout_ms: u32) {
     frame[CALL_TIMEOUT_OFFSET..CALL_TIMEOUT_OFFSET + 4].copy_from_slice(&timeout_ms.to_be_bytes());
+}
+
+/// Marks a frame made by `encode_call` as a stream whose first credit is `window` chunks.
+pub fn set_call_stream(frame: &mut [u8], window: u32) {
+    frame[CALL_FLAGS_OFFSET] |= FLAG_STREAM;
+    frame[CALL_FLAGS_OFFSET + 1..CALL_FLAGS_OFFSET + 5].copy_from_slice(&window.to_be_bytes());
+}
+
+/// CREDIT frames for streams (req_id, n), appended to `out`: several go in one write.
+pub fn encode_credit_into(out: &mut Vec<u8>, req_id: u64, n: u32) {
+    out.extend_from_slice(&13u32.to_be_bytes());
+    out.push(CREDIT);
+    out.extend_from_slice(&req_id.to_be_bytes());
+    out.extend_from_slice(&n.to_be_bytes());
 }
 
 /// A CALL_BY frame from a frame made by `encode_call`: the same call, to be started only
@@ -108,6 +157,7 @@ pub enum FromWorker<'a> {
     Ok { req_id: u64, result: &'a [u8] },
     Err { req_id: u64, error: &'a [u8] },
     Pong { req_id: u64 },
+    Chunk { req_id: u64, chunk: &'a [u8] },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -149,6 +199,10 @@ pub fn decode_from_worker(body: &[u8]) -> Result<FromWorker<'_>, WorkerFrameErro
             error: &rest[8..],
         }),
         PONG => Ok(FromWorker::Pong { req_id: req_id(rest)? }),
+        CHUNK => Ok(FromWorker::Chunk {
+            req_id: req_id(rest)?,
+            chunk: &rest[8..],
+        }),
         other => Err(WorkerFrameError::UnknownType(other)),
     }
 }
@@ -160,6 +214,8 @@ pub enum ToWorker<'a> {
     Call {
         req_id: u64,
         timeout_ms: u32,
+        stream: bool,
+        window: u32,
         method: &'a str,
         session: Option<&'a str>,
         args: &'a [u8],
@@ -169,6 +225,10 @@ pub enum ToWorker<'a> {
     },
     Cancel {
         req_id: u64,
+    },
+    Credit {
+        req_id: u64,
+        n: u32,
     },
     CallBy {
         start_by_ns: u64,
@@ -194,20 +254,31 @@ pub fn decode_to_worker(body: &[u8]) -> Result<ToWorker<'_>, WorkerFrameError> {
             req_id: u64::from_be_bytes(rest[..8].try_into().expect("8")),
         }),
         CANCEL => Err(short),
+        CREDIT if rest.len() >= 12 => Ok(ToWorker::Credit {
+            req_id: u64::from_be_bytes(rest[..8].try_into().expect("8")),
+            n: u32::from_be_bytes(rest[8..12].try_into().expect("4")),
+        }),
+        CREDIT => Err(short),
         other => Err(WorkerFrameError::UnknownType(other)),
     }
 }
 
 /// The fields of a CALL after its type byte; `short` is the error for a cut-off body.
 fn decode_call_body(rest: &[u8], short: WorkerFrameError) -> Result<ToWorker<'_>, WorkerFrameError> {
-    if rest.len() < 16 {
+    if rest.len() < 21 {
         return Err(short);
     }
     let req_id = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
     let timeout_ms = u32::from_be_bytes(rest[8..12].try_into().expect("4 bytes"));
-    let mlen = u16::from_be_bytes([rest[12], rest[13]]) as usize;
-    let slen = u16::from_be_bytes([rest[14], rest[15]]) as usize;
-    let text = &rest[16..];
+    let flags = rest[12];
+    if flags & !FLAG_STREAM != 0 {
+        return Err(WorkerFrameError::UnknownFlags(flags));
+    }
+    let stream = flags & FLAG_STREAM != 0;
+    let window = u32::from_be_bytes(rest[13..17].try_into().expect("4 bytes"));
+    let mlen = u16::from_be_bytes([rest[17], rest[18]]) as usize;
+    let slen = u16::from_be_bytes([rest[19], rest[20]]) as usize;
+    let text = &rest[21..];
     if text.len() < mlen + slen {
         return Err(short);
     }
@@ -217,6 +288,8 @@ fn decode_call_body(rest: &[u8], short: WorkerFrameError) -> Result<ToWorker<'_>
     Ok(ToWorker::Call {
         req_id,
         timeout_ms,
+        stream,
+        window,
         method,
         session,
         args: &text[mlen + slen..],
@@ -232,12 +305,15 @@ mod tests {
     fn call_frame_round_trips_and_timeout_can_be_patched() {
         let mut f = encode_call(7, 0, "echo", Some("u-1"), br#"{"a":1}"#);
         set_call_timeout(&mut f, 1500);
+        set_call_stream(&mut f, 64);
         let len = u32::from_be_bytes(f[..4].try_into().unwrap()) as usize;
         assert_eq!(len, f.len() - 4);
         let got = decode_to_worker(&f[4..]).unwrap();
         let want = ToWorker::Call {
             req_id: 7,
             timeout_ms: 1500,
+            stream: true,
+            window: 64,
             method: "echo",
             session: Some("u-1"),
             args: br#"{"a":1}"#,
@@ -284,15 +360,18 @@ mod tests {
             encode_call_by_into(&mut f, &encode_call(id, 5, &m, s.as_deref(), &a), by);
             prop_assert_eq!(u32::from_be_bytes(f[..4].try_into().unwrap()) as usize, f.len() - 4);
             let got = decode_to_worker(&f[4..]).unwrap();
-            let call = ToWorker::Call { req_id: id, timeout_ms: 5, method: &m, session: s.as_deref(), args: &a };
+            let call = ToWorker::Call { req_id: id, timeout_ms: 5, stream: false, window: 0, method: &m, session: s.as_deref(), args: &a };
             prop_assert_eq!(got, ToWorker::CallBy { start_by_ns: by, call: Box::new(call) });
         }
 
         #[test]
-        fn any_call_round_trips(id in any::<u64>(), t in any::<u32>(), m in "[a-z_]{1,20}", s in proptest::option::of("[a-z0-9-]{1,20}"), a in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let f = encode_call(id, t, &m, s.as_deref(), &a);
+        fn any_call_round_trips(id in any::<u64>(), t in any::<u32>(), w in proptest::option::of(any::<u32>()), m in "[a-z_]{1,20}", s in proptest::option::of("[a-z0-9-]{1,20}"), a in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let f = match w {
+                Some(w) => encode_stream_call(id, t, w, &m, s.as_deref(), &a),
+                None => encode_call(id, t, &m, s.as_deref(), &a),
+            };
             let got = decode_to_worker(&f[4..]).unwrap();
-            prop_assert_eq!(got, ToWorker::Call { req_id: id, timeout_ms: t, method: &m, session: s.as_deref(), args: &a });
+            prop_assert_eq!(got, ToWorker::Call { req_id: id, timeout_ms: t, stream: w.is_some(), window: w.unwrap_or(0), method: &m, session: s.as_deref(), args: &a });
         }
     }
 }

@@ -36,6 +36,8 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// `drain_timeout`.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// `stream_window`: chunks of one stream between its worker and its caller.
+pub const STREAM_WINDOW: u32 = 64;
 /// `kill_timeout`.
 pub const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 /// `max_requests_jitter`.

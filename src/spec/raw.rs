@@ -60,6 +60,8 @@ pub struct RawPool {
     pub request_timeout: Opt<Dur>,
     pub drain_timeout: Opt<Dur>,
     pub kill_timeout: Opt<Dur>,
+    pub stream_window: Opt<Count>,
+    pub stream_idle_timeout: Opt<Dur>,
 
     pub max_rss: Opt<Size>,
     pub hard_rss: Opt<Size>,

@@ -67,6 +67,10 @@ pub struct PoolSpec {
     pub request_timeout: Duration,
     pub drain_timeout: Duration,
     pub kill_timeout: Duration,
+    /// Chunks of one stream held between its worker and its caller (`stream_window`).
+    pub stream_window: u32,
+    /// A stream that sends no chunk for this long fails with `timeout`.
+    pub stream_idle_timeout: Option<Duration>,
     pub recycle: RecyclePolicy,
     pub health: HealthPolicy,
     pub queue: QueuePolicy,

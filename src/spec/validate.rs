@@ -124,6 +124,8 @@ fn pool(name: &Spanned<String>, raw: &RawPool, ctx: &Ctx) -> Result<PoolSpec> {
         request_timeout: rules::positive(&raw.request_timeout, def::REQUEST_TIMEOUT)?,
         drain_timeout: value_or(&raw.drain_timeout, def::DRAIN_TIMEOUT, |d| d.0),
         kill_timeout: value_or(&raw.kill_timeout, def::KILL_TIMEOUT, |d| d.0),
+        stream_window: rules::count(&raw.stream_window, 1, def::STREAM_WINDOW)?,
+        stream_idle_timeout: rules::optional_positive(&raw.stream_idle_timeout)?,
         recycle: policy::recycle(raw)?,
         health: policy::health(raw)?,
         queue: policy::queue(raw)?,

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::call::CreditSink;
 use super::core::{Command, CoreDeps, Input, PoolCore};
 use super::effect::{Effect, Waiter};
 use super::seams::WorkerPipe;
@@ -38,6 +39,8 @@ pub struct PoolActor {
     next_waiter: u64,
     /// Published for the probes at the start and after every batch of messages or timers.
     facts: Arc<PoolFacts>,
+    /// Where written chunks' credit comes back: our own mailbox.
+    credit_sink: CreditSink,
 }
 
 impl PoolActor {
@@ -48,6 +51,10 @@ impl PoolActor {
             clock: deps.clock,
             output: deps.output.clone(),
         };
+        let credits = me.clone();
+        let credit_sink: CreditSink = Arc::new(move |c| {
+            let _ = credits.send(PoolMsg::Credit(c));
+        });
         let news = me.clone();
         let sink = TemplateSink(Arc::new(move |n| {
             let _ = news.send(PoolMsg::Template(n));
@@ -60,6 +67,7 @@ impl PoolActor {
             waiters: HashMap::new(),
             next_waiter: 1,
             facts: Arc::default(),
+            credit_sink,
         }
     }
 
@@ -205,6 +213,8 @@ impl PoolActor {
             PoolMsg::Scale { size, reply } => return self.answer(Command::Scale { size }, reply, now),
             PoolMsg::Reconfigure(spec) => Input::Reconfigure(spec),
             PoolMsg::CallerGone(caller) => Input::CallerGone(caller),
+            PoolMsg::Cancel { caller, client_id } => Input::Cancel { caller, client_id },
+            PoolMsg::Credit(credits) => Input::Credit(credits),
         };
         self.core.feed(input, now)
     }
@@ -279,8 +289,11 @@ impl PoolActor {
                 self.pipes.remove(&id);
                 self.deps.output.worker_exited(id);
             }
-            Effect::Reply { to, frame } => {
-                // A caller that hung up gets nothing.
+            Effect::Reply { to, mut frame } => {
+                if !frame.credits.tags.is_empty() {
+                    frame.credits.on_written = Some(self.credit_sink.clone());
+                }
+                // A caller that hung up gets nothing (its chunks' credit is told at once).
                 let _ = to.send(frame);
             }
             Effect::Spawn(req) => {

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::daemon::outbox::{Outbox, Outgoing};
-use crate::proto::call::{CallRequest, ErrorKind, error_frame, error_frame_raw, error_json, ok_frame};
-use crate::proto::worker::{encode_call, set_call_timeout};
+use crate::ids::WorkerId;
+use crate::proto::call::{CallRequest, ErrorKind, chunk_frame, error_frame, error_frame_raw, error_json, ok_frame};
+use crate::proto::worker::{encode_call, set_call_stream, set_call_timeout};
 
 /// pitd's call ids on worker pipes: unique per daemon run.
 static NEXT_REQ_ID: AtomicU64 = AtomicU64::new(1);
@@ -37,6 +38,13 @@ pub struct Call {
     /// This call's in-flight slot on its connection.
     pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
     pub received: Instant,
+    /// The caller reads a stream (`"stream": true`).
+    pub stream: bool,
+    /// Chunks sent to the caller so far: a call that sent one is never retried.
+    pub chunks: u64,
+    /// When it must end, whatever it sends (set when a worker takes it): a stream's idle
+    /// deadline moves with its chunks up to this.
+    pub ends_by: Option<Instant>,
 }
 
 impl Call {
@@ -61,7 +69,27 @@ impl Call {
             reply,
             slot,
             received: now,
+            stream: req.stream,
+            chunks: 0,
+            ends_by: None,
         }
+    }
+
+    /// Marks its frame as a stream whose first credit is `window` chunks.
+    pub(super) fn set_window(&mut self, window: u32) {
+        set_call_stream(&mut self.frame, window);
+    }
+
+    /// One chunk the worker yielded, for the caller, with the credit its writing gives back.
+    pub(super) fn chunk(&mut self, worker: WorkerId, body: &[u8]) -> ReplyFrame {
+        self.chunks += 1;
+        let mut frame = ReplyFrame::new(chunk_frame(&self.client_id, body), None);
+        frame.credits.tags.push(StreamCredit {
+            worker,
+            req_id: self.req_id,
+            n: 1,
+        });
+        frame
     }
 
     /// Its frame set to run until `deadline`, for a worker at `now`.
@@ -93,7 +121,7 @@ impl Call {
 
     /// Its reply, ready to send.
     pub(super) fn into_reply(self, bytes: Vec<u8>) -> (ReplyTx, ReplyFrame) {
-        (self.reply, ReplyFrame { bytes, slot: self.slot })
+        (self.reply, ReplyFrame::new(bytes, self.slot))
     }
 }
 
@@ -150,6 +178,57 @@ impl ReplyTx {
 pub struct ReplyFrame {
     pub bytes: Vec<u8>,
     pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The chunks of streams it carries, whose credit goes back to their workers once it
+    /// is written (or dropped with a caller that is gone).
+    pub credits: Credits,
+}
+
+/// Credit for `n` chunks of stream `req_id` on `worker`: its caller's connection took them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCredit {
+    pub worker: WorkerId,
+    pub req_id: u64,
+    pub n: u32,
+}
+
+/// Where written chunks' credit is told (the actor's mailbox).
+pub type CreditSink = Arc<dyn Fn(Vec<StreamCredit>) + Send + Sync>;
+
+/// The credit a reply frame carries: told to `on_written` when the frame is dropped,
+/// which the outbox does once it is written. The core only fills in `tags`; the actor
+/// gives it the sink as it sends the frame.
+#[derive(Default)]
+pub struct Credits {
+    pub tags: Vec<StreamCredit>,
+    pub on_written: Option<CreditSink>,
+}
+
+impl fmt::Debug for Credits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.tags).finish()
+    }
+}
+
+impl Credits {
+    /// Takes over `other`'s credit (told with this frame's, not when `other` is dropped).
+    fn absorb(&mut self, other: &mut Credits) {
+        for tag in other.tags.drain(..) {
+            match self.tags.last_mut() {
+                Some(last) if last.worker == tag.worker && last.req_id == tag.req_id => last.n += tag.n,
+                _ => self.tags.push(tag),
+            }
+        }
+    }
+}
+
+impl Drop for Credits {
+    fn drop(&mut self) {
+        if let Some(sink) = self.on_written.take()
+            && !self.tags.is_empty()
+        {
+            sink(std::mem::take(&mut self.tags));
+        }
+    }
 }
 
 impl Outgoing for ReplyFrame {
@@ -162,10 +241,19 @@ impl Outgoing for ReplyFrame {
 }
 
 impl ReplyFrame {
+    pub fn new(bytes: Vec<u8>, slot: Option<tokio::sync::OwnedSemaphorePermit>) -> ReplyFrame {
+        ReplyFrame {
+            bytes,
+            slot,
+            credits: Credits::default(),
+        }
+    }
+
     /// Appends another reply to the same connection: written after this one, and its slot
-    /// freed with this one's.
-    pub(super) fn join(&mut self, other: ReplyFrame) {
+    /// (and its chunks' credit) freed with this one's.
+    pub(super) fn join(&mut self, mut other: ReplyFrame) {
         self.bytes.extend_from_slice(&other.bytes);
+        self.credits.absorb(&mut other.credits);
         match (&mut self.slot, other.slot) {
             (Some(mine), Some(theirs)) => mine.merge(theirs),
             (mine @ None, theirs) => *mine = theirs,

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::call::{ReplyFrame, ReplyTx};
+use super::call::{ReplyFrame, ReplyTx, StreamCredit};
 use super::effect::{Effect, Waiter};
 use super::parts::{Calls, Recycling, Restarts, TemplateProcs};
 use super::seams::{WorkerClock, WorkerMsg};
@@ -79,6 +79,13 @@ pub enum Input {
     TemplateSample(TreeSample),
     /// A worker's pipe did not take what pitd wrote: the worker is not reading.
     PipeRefused(WorkerId),
+    /// The caller cancelled its call `client_id` (`{"cancel": id}` on its connection).
+    Cancel {
+        caller: ReplyTx,
+        client_id: Box<[u8]>,
+    },
+    /// Callers' connections took these chunks of streams.
+    Credit(Vec<StreamCredit>),
     /// A reloaded spec for this pool.
     Reconfigure(Box<PoolSpec>),
     /// Stop taking calls, let running ones finish until `deadline`, stop every worker;
@@ -199,6 +206,20 @@ impl PoolCore {
                 id,
                 msg: WorkerMsg::Reply { req_id, error, body },
             } => self.on_reply(id, req_id, error, body, now),
+            // Chunks and credit move no timer that matters: a stream's idle deadline only
+            // moves later, and the timer armed for the earlier one just looks again.
+            Input::Worker {
+                id,
+                msg: WorkerMsg::Chunk { req_id, body },
+            } => {
+                self.on_chunk(id, req_id, body, now);
+                return false;
+            }
+            Input::Credit(credits) => {
+                self.on_credit(credits);
+                return false;
+            }
+            Input::Cancel { caller, client_id } => self.cancel(&caller, &client_id, now),
             Input::Worker { id, msg } => self.on_worker_msg(id, msg, now),
             Input::Started {
                 id,

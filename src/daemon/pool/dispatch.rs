@@ -194,6 +194,15 @@ impl PoolCore {
             return self.refuse(call, frame, ErrorKind::NoSuchMethod);
         }
         call.set_deadline(deadline, now);
+        // A stream's window deadline is its idle one, moved on by each chunk.
+        let mut window_deadline = deadline;
+        if call.stream {
+            call.set_window(self.spec.stream_window);
+            call.ends_by = Some(deadline);
+            if let Some(idle) = self.spec.stream_idle_timeout {
+                window_deadline = deadline.min(now + idle);
+            }
+        }
         let frame = if call.idempotent {
             call.frame.clone()
         } else {
@@ -205,7 +214,7 @@ impl PoolCore {
         self.write(id, frame);
         let Some(w) = self.workers.get_mut(&id) else { return };
         bind_session(&mut self.calls.affinity, &call, id, now);
-        w.calls.admit(call.req_id, call, deadline, now);
+        w.calls.admit(call.req_id, call, window_deadline, now);
     }
 
     /// A call may run until its caller's `timeout_ms` (counted from arrival) or the pool's
@@ -284,7 +293,9 @@ impl PoolCore {
     /// naming the worker. `ended` is how it ended, after its id ("died during the call:
     /// exit code 1", "was killed by pitd: protocol error (...)").
     pub(super) fn call_lost(&mut self, mut call: Call, worker: &WorkerId, ended: &str, now: Instant) {
-        if call.idempotent && !call.retried && !self.phase.shutting_down() && !call.frame.is_empty() {
+        // A stream that sent a chunk is never run again: its caller has part of an answer.
+        if call.idempotent && !call.retried && call.chunks == 0 && !self.phase.shutting_down() && !call.frame.is_empty()
+        {
             call.retried = true;
             tracing::info!(pool = %self.spec.name, worker = %worker, "retrying idempotent call {} on another worker", call.req_id);
             return self.calls.queue.push_front(call);

@@ -29,13 +29,14 @@ impl PoolCore {
             let Some(w) = self.workers.get_mut(&id) else { continue };
             let timed_out = w.calls.time_out(now);
             w.errors += timed_out.len() as u64;
-            if w.calls.slots() > 1 {
-                for (req_id, call, deadline) in timed_out {
-                    self.cancel_timed_out(id, req_id, call, deadline, now);
-                }
-                continue;
+            // A stream is told to stop (its generator closed at its next yield) rather than
+            // killed, as is every call of a worker running several at once.
+            let several = w.calls.slots() > 1;
+            let (cancel, kill): (Vec<_>, Vec<_>) = timed_out.into_iter().partition(|(_, c, _)| several || c.stream);
+            for (req_id, call, deadline) in cancel {
+                self.cancel_timed_out(id, req_id, call, deadline, now);
             }
-            for (_, call, deadline) in timed_out {
+            for (_, call, deadline) in kill {
                 let after =
                     self.answer_timed_out(id, call, deadline, "killing the worker", &format!("{id} killed"), now);
                 self.kill_worker(id, Reason::Timeout, format!("a call timed out after {after}"));
@@ -82,8 +83,15 @@ impl PoolCore {
         done: &str,
         now: Instant,
     ) -> String {
-        let limit = self.limit_of(&call, deadline);
-        let after = humantime::format_duration(Duration::from_millis(limit.as_millis() as u64)).to_string();
+        let idle = self
+            .spec
+            .stream_idle_timeout
+            .filter(|_| call.stream && call.ends_by.is_some_and(|end| deadline < end));
+        let limit = idle.unwrap_or_else(|| self.limit_of(&call, deadline));
+        let mut after = humantime::format_duration(Duration::from_millis(limit.as_millis() as u64)).to_string();
+        if idle.is_some() {
+            after = format!("{after} without a chunk (stream_idle_timeout)");
+        }
         tracing::warn!(pool = %self.spec.name, worker = %id, "call {} timed out after {after}; {doing}", call.method);
         let message = format!(
             "call to {}.{} timed out after {after}; {done}",
@@ -123,20 +131,18 @@ impl PoolCore {
         Some(since + self.spec.kill_timeout)
     }
 
-    /// A caller hung up: its queued calls are dropped, and its calls running on workers
-    /// that run several at once are cancelled there (a worker running one call at a time
-    /// finishes it; the answer goes nowhere).
+    /// A caller hung up: its queued calls are dropped, and its streams and its calls
+    /// running on workers that run several at once are cancelled there (a worker running
+    /// one plain call at a time finishes it; the answer goes nowhere).
     pub(super) fn caller_gone(&mut self, caller: &ReplyTx, now: Instant) {
         self.calls.queue.retain(|c| !c.reply.same_peer(caller));
-        let several: Vec<WorkerId> = self
-            .workers
-            .values()
-            .filter(|w| w.calls.slots() > 1)
-            .map(|w| w.id)
-            .collect();
-        for id in several {
+        let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
+        for id in ids {
             let Some(w) = self.workers.get_mut(&id) else { continue };
-            let cancelled = w.calls.cancel_where(now, |c| c.reply.same_peer(caller));
+            let several = w.calls.slots() > 1;
+            let cancelled = w
+                .calls
+                .cancel_where(now, |c| c.reply.same_peer(caller) && (several || c.stream));
             for (req_id, call) in cancelled {
                 tracing::debug!(pool = %self.spec.name, worker = %id, "caller gone: cancelling call {}", call.method);
                 self.send_cancel(id, req_id);

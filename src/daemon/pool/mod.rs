@@ -17,6 +17,7 @@
 //!   worker's calls, restarts with backoff, the crash-loop breaker; graceful and immediate
 //!   stops, shutdown, their timers.
 //! - `recycle`: triggers, surge recycling, drain, resume, scale, reload.
+//! - `streams`: chunks to callers, credit back to workers, cancels by callers.
 //! - `health`: pings to idle workers. `expiry`: calls past their timeouts, callers that hung
 //!   up. `pipeline`: calls written behind a busy worker's short call, and taken back.
 //! - `parts`: the core's state in plain parts (calls, restarts, recycling, template).
@@ -40,6 +41,7 @@ pub mod routing;
 pub mod seams;
 mod starting;
 mod stopping;
+mod streams;
 #[cfg(test)]
 mod tests;
 mod window;
@@ -64,7 +66,7 @@ use actor::PoolActor;
 pub use seams::Spawner;
 use seams::{PipeOpener, WorkerMsg};
 
-pub use call::{Call, ReplyFrame, ReplyPort, ReplyTx};
+pub use call::{Call, ReplyFrame, ReplyPort, ReplyTx, StreamCredit};
 
 /// Messages a pool understands. Senders: the control server (Status, Shutdown), the call
 /// server (Call), the process thread's callbacks (Spawned, Exited) and the worker I/O tasks
@@ -118,6 +120,13 @@ pub enum PoolMsg {
     },
     /// A caller's connection ended: its calls are dropped or cancelled.
     CallerGone(ReplyTx),
+    /// A caller cancelled its call `client_id` (`{"cancel": id}`).
+    Cancel {
+        caller: ReplyTx,
+        client_id: Box<[u8]>,
+    },
+    /// Callers' connections took these chunks of streams (from written reply frames).
+    Credit(Vec<call::StreamCredit>),
     /// A reloaded spec for this pool.
     Reconfigure(Box<PoolSpec>),
     /// Stop taking calls (queued ones get `shutting_down`), let running calls finish until

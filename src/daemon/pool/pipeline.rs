@@ -100,7 +100,9 @@ impl PoolCore {
 
     /// Whether this call may be pipelined to this worker now.
     fn can_pipeline(&self, id: WorkerId, call: &Call, now: Instant) -> bool {
-        self.pipeline_open(id)
+        // A stream holds its slot for long: it waits for a free one.
+        !call.stream
+            && self.pipeline_open(id)
             && self.workers.get(&id).is_some_and(|w| {
                 w.handlers.contains(&call.method)
                     && w.calls.may_pipeline(call.frame.len(), now, now + PIPELINE_HOLD / 2)

@@ -104,6 +104,7 @@ impl PoolCore {
             restarts: self.counts.restarts,
             concurrency: self.spec.concurrency,
             in_flight: self.in_flight(),
+            streams_open: self.streams_open(),
             capacity: self.capacity(),
             failing_reason: self.failing_reason(),
             memory_metric: self.spec.recycle.memory_metric,

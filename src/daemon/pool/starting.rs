@@ -204,6 +204,7 @@ impl PoolCore {
                 self.worker_ready(id, ready.handlers, ready.gil_enabled, now)
             }
             WorkerMsg::Reply { req_id, error, body } => self.on_reply(id, req_id, error, body, now),
+            WorkerMsg::Chunk { req_id, body } => self.on_chunk(id, req_id, body, now),
             WorkerMsg::Pong { req_id } => self.on_pong(id, req_id, now),
             WorkerMsg::ProtocolError(why) => {
                 if let Some(w) = self.workers.get_mut(&id) {

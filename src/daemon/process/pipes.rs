@@ -33,6 +33,11 @@ pub enum WorkerMsg {
     Pong {
         req_id: u64,
     },
+    /// One chunk of a stream (its JSON, as the worker wrote it).
+    Chunk {
+        req_id: u64,
+        body: Vec<u8>,
+    },
     /// Garbage, an oversized frame, or a broken pipe: the worker must go.
     ProtocolError(String),
     /// The end of the reply pipe: every frame the worker wrote has been delivered before
@@ -121,6 +126,11 @@ fn decode(body: &[u8]) -> WorkerMsg {
             None => WorkerMsg::ProtocolError("an ERR frame carried no valid error object".into()),
         },
         Ok(FromWorker::Pong { req_id }) => WorkerMsg::Pong { req_id },
+        Ok(FromWorker::Chunk { req_id, chunk }) if valid_json(chunk) && !chunk.is_empty() => WorkerMsg::Chunk {
+            req_id,
+            body: chunk.to_vec(),
+        },
+        Ok(FromWorker::Chunk { .. }) => WorkerMsg::ProtocolError("a CHUNK frame carried invalid JSON".into()),
         Err(e) => WorkerMsg::ProtocolError(e.to_string()),
     }
 }

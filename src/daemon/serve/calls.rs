@@ -3,7 +3,7 @@
 //! a reply is written straight into the socket when nothing waits before it (a
 //! non-blocking write), otherwise it queues for the connection's writer task, which sends
 //! replies in completion order, batching whatever is ready into one write. A slow caller
-//! only slows its own connection.
+//! only slows its own connection. `{"cancel": id}` cancels one of the connection's calls.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,13 +15,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::daemon::pool::{Call, PoolHandle, PoolMsg, PoolTable, ReplyFrame, ReplyTx};
 use crate::daemon::serve::socket::Access;
-use crate::proto::call::{CALL_MAX, CallRequest, ErrorKind, IN_FLIGHT_PER_CONNECTION, error_frame, sniff_id};
+use crate::proto::call::{
+    CALL_MAX, CallRequest, CancelRequest, ErrorKind, IN_FLIGHT_PER_CONNECTION, error_frame, sniff_id,
+};
 use crate::proto::frame::{FrameBuf, FrameError};
 
 /// An error reply pitd sends before a call reaches a pool (no in-flight slot held).
 fn reply(tx: &ReplyTx, bytes: Vec<u8>) {
     // A caller that hung up gets nothing.
-    let _ = tx.send(ReplyFrame { bytes, slot: None });
+    let _ = tx.send(ReplyFrame::new(bytes, None));
 }
 
 /// Bytes of an oversized request read before answering `too_large`, to find its id.
@@ -75,6 +77,18 @@ async fn read_requests(mut reader: OwnedReadHalf, pools: &PoolTableRx, tx: Reply
         loop {
             match frames.next_frame() {
                 Ok(Some(body)) => {
+                    if let Some(cancel) = as_cancel(body) {
+                        // The call is in one of the pools this connection called.
+                        let client_id: Box<[u8]> = cancel.cancel.get().as_bytes().into();
+                        for pool in &called {
+                            pool.send(PoolMsg::Cancel {
+                                caller: tx.clone(),
+                                client_id: client_id.clone(),
+                            });
+                        }
+                        continue;
+                    }
+                    // A cancel takes no slot: it must get through when all are taken.
                     let Ok(slot) = slots.clone().acquire_owned().await else {
                         return;
                     };
@@ -100,6 +114,14 @@ async fn read_requests(mut reader: OwnedReadHalf, pools: &PoolTableRx, tx: Reply
             }
         }
     }
+}
+
+/// A `{"cancel": id}` request. A call request is not parsed a second time to find out:
+/// only a short body naming `"cancel"` is.
+fn as_cancel(body: &[u8]) -> Option<CancelRequest<'_>> {
+    const MAX_CANCEL: usize = 256;
+    let named = body.len() <= MAX_CANCEL && body.windows(8).any(|w| w == b"\"cancel\"");
+    named.then(|| serde_json::from_slice(body).ok()).flatten()
 }
 
 /// Whether the peer closed its socket altogether (POLLHUP), not only its writing side.

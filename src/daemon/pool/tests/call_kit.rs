@@ -100,6 +100,7 @@ pub(super) fn decode_all(bytes: &[u8]) -> Vec<(&'static str, u64)> {
             ToWorker::Call { req_id, .. } => ("call", req_id),
             ToWorker::Ping { req_id } => ("ping", req_id),
             ToWorker::Cancel { req_id } => ("cancel", req_id),
+            ToWorker::Credit { req_id, .. } => ("credit", req_id),
             ToWorker::CallBy { call, .. } => match *call {
                 ToWorker::Call { req_id, .. } => ("call_by", req_id),
                 other => panic!("a CALL_BY of {other:?}"),
@@ -173,6 +174,9 @@ impl Harness {
             reply: c.tx.clone(),
             slot: None,
             received: now,
+            stream: false,
+            chunks: 0,
+            ends_by: None,
         };
         self.actor.handle(PoolMsg::Call(call), now);
     }

@@ -16,12 +16,17 @@ use crate::ids::{IdAllocator, WorkerId};
 use crate::lifecycle::ExitStatusInfo;
 use crate::proto::worker::{Ready, encode_call};
 
-const W1: WorkerId = WorkerId(1);
-const W2: WorkerId = WorkerId(2);
+pub(super) const W1: WorkerId = WorkerId(1);
+pub(super) const W2: WorkerId = WorkerId(2);
 
 /// A pit pool of `size` workers, started and ready at `t0`, its effects so far taken.
-fn ready_core(size: u32, t0: Instant) -> PoolCore {
-    let text = format!("[pools.p]\napp = \"app\"\nsize = {size}\n");
+pub(super) fn ready_core(size: u32, t0: Instant) -> PoolCore {
+    keyed_core(&format!("size = {size}"), t0)
+}
+
+/// A pit pool of the given extra keys, started and ready at `t0`, its effects so far taken.
+pub(super) fn keyed_core(keys: &str, t0: Instant) -> PoolCore {
+    let text = format!("[pools.p]\napp = \"app\"\n{keys}\n");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("t.toml");
     let spec = crate::spec::parse(&text, &path).expect("valid spec").pools.remove(0);
     let deps = CoreDeps {
@@ -40,7 +45,6 @@ fn ready_core(size: u32, t0: Instant) -> PoolCore {
             _ => None,
         })
         .collect();
-    assert_eq!(spawned.len(), size as usize);
     for id in spawned {
         let started = Input::Started {
             id,
@@ -52,7 +56,7 @@ fn ready_core(size: u32, t0: Instant) -> PoolCore {
         let ready = Ready {
             protocol: 1,
             pid: pid(id),
-            handlers: vec!["echo".into()],
+            handlers: vec!["echo".into(), "tokens".into()],
             concurrency: 1,
             gil_enabled: Some(true),
         };
@@ -68,7 +72,7 @@ fn ready_core(size: u32, t0: Instant) -> PoolCore {
     core
 }
 
-fn pid(id: WorkerId) -> u32 {
+pub(super) fn pid(id: WorkerId) -> u32 {
     1000 + id.0 as u32
 }
 
@@ -85,10 +89,13 @@ fn call(c: &Caller, id: u64, idempotent: bool, now: Instant) -> Input {
         reply: c.tx.clone(),
         slot: None,
         received: now,
+        stream: false,
+        chunks: 0,
+        ends_by: None,
     })
 }
 
-fn answer(id: WorkerId, call: u64) -> Input {
+pub(super) fn answer(id: WorkerId, call: u64) -> Input {
     Input::Worker {
         id,
         msg: WorkerMsg::Reply {
@@ -99,7 +106,7 @@ fn answer(id: WorkerId, call: u64) -> Input {
     }
 }
 
-fn exited(id: WorkerId, signal: bool, now: Instant) -> Input {
+pub(super) fn exited(id: WorkerId, signal: bool, now: Instant) -> Input {
     let status = match signal {
         true => ExitStatusInfo::Signaled(9),
         false => ExitStatusInfo::Exited(0),
@@ -116,7 +123,7 @@ fn exited(id: WorkerId, signal: bool, now: Instant) -> Input {
 }
 
 /// The effects, in words: what a reader of the pool's decisions wants to see.
-fn said(core: &mut PoolCore) -> Vec<String> {
+pub(super) fn said(core: &mut PoolCore) -> Vec<String> {
     core.take_effects()
         .into_iter()
         .filter_map(|e| match e {

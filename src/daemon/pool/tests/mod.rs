@@ -10,6 +10,7 @@ mod effects;
 mod preload;
 mod probes;
 mod sim;
+mod streams;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -321,26 +322,11 @@ async fn a_worker_that_does_not_stop_gets_sigkill_after_kill_timeout() {
 fn replies_joined_for_one_connection_keep_their_order_and_free_every_slot_together() {
     let slots = Arc::new(tokio::sync::Semaphore::new(4));
     let slot = || Some(slots.clone().try_acquire_owned().unwrap());
-    let mut first = super::ReplyFrame {
-        bytes: b"one".to_vec(),
-        slot: slot(),
-    };
-    first.join(super::ReplyFrame {
-        bytes: b"two".to_vec(),
-        slot: slot(),
-    });
-    first.join(super::ReplyFrame {
-        bytes: b"three".to_vec(),
-        slot: None,
-    });
-    let mut slotless = super::ReplyFrame {
-        bytes: Vec::new(),
-        slot: None,
-    };
-    slotless.join(super::ReplyFrame {
-        bytes: b"four".to_vec(),
-        slot: slot(),
-    });
+    let mut first = super::ReplyFrame::new(b"one".to_vec(), slot());
+    first.join(super::ReplyFrame::new(b"two".to_vec(), slot()));
+    first.join(super::ReplyFrame::new(b"three".to_vec(), None));
+    let mut slotless = super::ReplyFrame::new(Vec::new(), None);
+    slotless.join(super::ReplyFrame::new(b"four".to_vec(), slot()));
     assert_eq!(first.bytes, b"onetwothree");
     assert_eq!(slots.available_permits(), 1);
     drop(slotless);

@@ -188,6 +188,9 @@ impl Sim {
             reply: self.callers[who].tx.clone(),
             slot: None,
             received: self.now,
+            stream: false,
+            chunks: 0,
+            ends_by: None,
         };
         self.calls.insert(id, who);
         self.feed(PoolMsg::Call(call));
@@ -456,6 +459,7 @@ impl Sim {
                     f.cancelled.insert(req_id);
                     continue;
                 }
+                ToWorker::Credit { .. } => continue,
             };
             f.answered.remove(&req_id);
             f.inbox.push_back((req_id, pipelined));

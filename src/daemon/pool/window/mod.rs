@@ -263,6 +263,31 @@ impl<C> CallWindow<C> {
         out
     }
 
+    /// Whether the worker holds call `req_id` (running, answered or not, or pipelined).
+    pub fn holds(&self, req_id: u64) -> bool {
+        self.running.iter().any(|r| r.req_id == req_id) || self.pipelined.iter().any(|p| p.req_id == req_id)
+    }
+
+    /// Whether call `req_id` runs and its caller has not been answered yet.
+    pub fn answering(&self, req_id: u64) -> bool {
+        self.running.iter().any(|r| r.req_id == req_id && r.call.is_some())
+    }
+
+    /// A running call not answered yet, with its deadline (a stream's moves with its chunks).
+    pub fn running_mut(&mut self, req_id: u64) -> Option<(&mut C, &mut Instant)> {
+        let r = self.running.iter_mut().find(|r| r.req_id == req_id)?;
+        let Running { call, deadline, .. } = r;
+        Some((call.as_mut()?, deadline))
+    }
+
+    /// How many running calls not answered yet `pick` picks.
+    pub fn running_where(&self, pick: impl Fn(&C) -> bool) -> usize {
+        self.running
+            .iter()
+            .filter(|r| r.call.as_ref().is_some_and(&pick))
+            .count()
+    }
+
     /// Calls that have timed out and whose slots the worker has not freed yet.
     #[cfg(test)]
     fn cancelled(&self) -> usize {
