@@ -116,6 +116,10 @@ pub enum Command {
         /// Print one JSON object (calls_per_s, p50_us, p90_us, p99_us, max_us in microseconds, errors)
         #[arg(long)]
         json: bool,
+        /// Run streams of a streaming handler (one per connection, `--concurrency` at once):
+        /// chunks/s, time to first chunk, and gaps between chunks p50/p99
+        #[arg(long, conflicts_with = "connections")]
+        stream: bool,
         /// Call socket [default: the one the daemon reports]
         #[arg(long, env = "PITD_CALL_SOCKET", hide_env_values = true, value_name = "PATH")]
         call_socket: Option<PathBuf>,
@@ -286,10 +290,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             connections,
             duration,
             json,
+            stream,
             call_socket,
         } => {
             let path = call::call_socket(call_socket, &socket)?;
             let a = bench::BenchArgs {
+                stream,
                 socket: &path,
                 pool: &pool,
                 method: &method,

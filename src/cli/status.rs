@@ -72,6 +72,9 @@ pub fn render(report: &StatusReport) -> String {
                 gil_note(pool)
             );
         }
+        if pool.streams_open > 0 {
+            let _ = writeln!(out, "  {} stream(s) open", pool.streams_open);
+        }
         if let Some(limits) = limits(pool) {
             let _ = writeln!(out, "  {limits}");
         }

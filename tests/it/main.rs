@@ -16,6 +16,7 @@ mod pipeline;
 mod preload;
 mod probe;
 mod reload;
+mod streams;
 mod supervise;
 mod systemd;
 mod template_life;

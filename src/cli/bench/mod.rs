@@ -3,7 +3,7 @@
 //! per call in flight, each waiting for its reply before the next call, as independent
 //! callers do; fewer connections carry several calls each, pipelined, as one process
 //! multiplexing its callers over a connection does); then calls/s and latency
-//! percentiles over every call.
+//! percentiles over every call. `--stream` measures streams instead (`stream.rs`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use super::Failure;
 use super::call::connect;
 use super::duration::human;
 mod load;
+mod stream;
 
 use load::{Prepared, Tally, pipeline_prepared};
 
@@ -48,9 +49,19 @@ pub struct BenchArgs<'a> {
     /// None: one per call in flight.
     pub connections: Option<usize>,
     pub duration: Duration,
+    /// Streams, not calls (`stream.rs`).
+    pub stream: bool,
 }
 
 pub fn run(a: BenchArgs<'_>, json: bool) -> Result<(), Failure> {
+    if a.stream {
+        let report = stream::measure(&a)?;
+        match json {
+            true => println!("{}", serde_json::to_string(&report).unwrap_or_default()),
+            false => print!("{}", stream::text(&report)),
+        }
+        return Ok(());
+    }
     let report = measure(&a)?;
     if json {
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
@@ -128,12 +139,7 @@ pub fn measure(a: &BenchArgs<'_>) -> Result<BenchReport, Failure> {
     let errors = results.iter().map(|t| t.errors).sum();
     let mut lat: Vec<u32> = results.into_iter().flat_map(|t| t.latencies).collect();
     lat.sort_unstable();
-    let pct = |p: f64| -> u64 {
-        if lat.is_empty() {
-            return 0;
-        }
-        lat[((lat.len() - 1) as f64 * p).round() as usize] as u64
-    };
+    let pct = |p: f64| percentile(&lat, p);
     Ok(BenchReport {
         pool: a.pool.to_string(),
         method: a.method.to_string(),
@@ -150,6 +156,35 @@ pub fn measure(a: &BenchArgs<'_>) -> Result<BenchReport, Failure> {
     })
 }
 
+/// The `p` percentile (0..=1) of sorted microseconds: the nearest rank; 0 when empty.
+fn percentile(sorted: &[u32], p: f64) -> u64 {
+    match sorted.len() {
+        0 => 0,
+        n => sorted[((n - 1) as f64 * p).round() as usize] as u64,
+    }
+}
+
+/// One stream before the load, as `probe` does for calls.
+fn probe_stream(client: &mut CallClient, a: &BenchArgs<'_>) -> Result<(), Failure> {
+    let opts = CallOptions {
+        stream: true,
+        ..CallOptions::default()
+    };
+    let outcome = client
+        .call_streaming(a.pool, a.method, a.args, &opts, |_| Ok(()))
+        .map_err(|e| Failure::Refused(e.to_string()))?;
+    refused_for_good(outcome)
+}
+
+fn refused_for_good(outcome: Outcome) -> Result<(), Failure> {
+    match outcome {
+        Outcome::Err { kind, message, .. } if REFUSED_FOR_GOOD.contains(&kind) => {
+            Err(Failure::Refused(format!("{kind}: {message}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// One call before the load: a pool, method or argument that can never succeed is an
 /// error, not a benchmark of error replies. Failures a loaded pool may give (a full queue,
 /// a handler error, a timeout) are what the load measures, and are counted.
@@ -157,12 +192,7 @@ fn probe(client: &mut CallClient, a: &BenchArgs<'_>) -> Result<(), Failure> {
     let outcome = client
         .call(a.pool, a.method, a.args, &CallOptions::default())
         .map_err(|e| Failure::Refused(e.to_string()))?;
-    match outcome {
-        Outcome::Err { kind, message, .. } if REFUSED_FOR_GOOD.contains(&kind) => {
-            Err(Failure::Refused(format!("{kind}: {message}")))
-        }
-        _ => Ok(()),
-    }
+    refused_for_good(outcome)
 }
 
 /// Error kinds that say the call itself is wrong: every call of the load would get them.

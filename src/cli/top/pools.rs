@@ -123,6 +123,13 @@ pub fn lines(state: &State, width: usize) -> Vec<Line<'static>> {
                 lines.push(Line::from(format!("{:INDENT$}{part}", "")).dark_gray());
             }
         }
+        if pool.streams_open > 0 {
+            under(
+                &format!("{} stream(s) open", pool.streams_open),
+                Style::new().cyan(),
+                &mut lines,
+            );
+        }
         for warning in &pool.warnings {
             under(&format!("warning: {warning}"), Style::new().yellow(), &mut lines);
         }
