@@ -114,7 +114,7 @@ def test_agent_calls_stop_when_pitd_cancels_them(spawn_worker):
     assert worker.call("ping").value == "pong", "both calls are running"
     worker.send(_worker_protocol.encode_cancel(waiting) + _worker_protocol.encode_cancel(blocking))
     got = {reply.req_id: reply for reply in (worker.reply(), worker.reply())}
-    assert got[waiting].value["kind"] == "timeout"
+    assert got[waiting].value["kind"] == "cancelled"
     assert got[blocking].ok and got[blocking].value["cancelled"] is True
 
 
