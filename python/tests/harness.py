@@ -365,3 +365,30 @@ class FakeCallServer:
             conn.close()
         for thread in self._threads:
             thread.join(timeout=DEADLINE)
+
+
+def stream_request(conn: FakeConnection, request: dict[str, Any]) -> None:
+    """Plays pitd for streams: ``count`` sends ``args`` chunks then ``null``, ``fail`` two
+    chunks then a ``handler_error``, ``hold`` ``args`` chunks and waits for a cancel,
+    ``silent`` nothing at all, ``drop`` one chunk and hangs up; a cancel is answered
+    ``cancelled``, as pitd answers it; anything else is echoed."""
+    if "cancel" in request:
+        error = {"kind": "cancelled", "message": "cancelled by its caller"}
+        conn.send({"id": request["cancel"], "ok": False, "error": error})
+        return
+    req_id, method, args = request["id"], request["method"], request.get("args")
+    if method in ("count", "hold"):
+        for i in range(args):
+            conn.send({"id": req_id, "chunk": {"i": i}})
+        if method == "count":
+            conn.send({"id": req_id, "ok": True, "result": None, "worker": "worker-1"})
+    elif method == "fail":
+        for i in range(2):
+            conn.send({"id": req_id, "chunk": i})
+        error = {"kind": "handler_error", "message": "ValueError: broke", "traceback": "Traceback ..."}
+        conn.send({"id": req_id, "ok": False, "error": error, "worker": "worker-2"})
+    elif method == "drop":
+        conn.send({"id": req_id, "chunk": "last words"})
+        conn.close()
+    elif method != "silent":
+        echo_request(conn, request)
