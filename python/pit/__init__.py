@@ -3,12 +3,13 @@
 Worker side: decorate functions with :func:`handler` in a module; pitd runs
 ``python -m pit serve MODULE`` (see :mod:`pit.worker`) for a pool with ``app = "MODULE"``.
 Client side: :class:`Client` (threads) and :class:`AsyncClient` (asyncio) send calls over
-pitd's call socket and raise :class:`CallError` when a call fails.
+pitd's call socket and raise :class:`CallError` when a call fails; their ``stream`` methods
+iterate the chunks of a streaming handler (a :class:`Stream`, or an async generator).
 """
 
 from typing import TYPE_CHECKING, Any
 
-from .client import Client
+from .client import Client, Stream
 from .errors import ERROR_KINDS, CallError, ConnectionLost
 from .handlers import Context, handler
 from .paths import default_call_socket
@@ -36,6 +37,7 @@ __all__ = [
     "Client",
     "ConnectionLost",
     "Context",
+    "Stream",
     "default_call_socket",
     "handler",
 ]

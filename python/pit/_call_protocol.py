@@ -1,7 +1,9 @@
 """The call protocol: messages of the call socket (INTERFACE section 5), shared by both clients.
 
 Each message is a ``u32`` big-endian length and that many bytes of UTF-8 JSON. Requests
-carry a client-chosen ``id``; replies carry it back and may arrive in any order. This module
+carry a client-chosen ``id``; replies carry it back and may arrive in any order. A request
+with ``"stream": true`` gets zero or more ``{"id": ..., "chunk": ...}`` messages before its
+one final reply; ``{"cancel": id}`` cancels a call of the same connection. This module
 builds requests, parses replies and turns an error reply into :class:`~pit.CallError`; the
 clients own the sockets. Its counterpart between pitd and a worker is
 :mod:`pit._worker_protocol`.
@@ -34,6 +36,7 @@ def encode_request(
     session: str | None,
     timeout_ms: int | None,
     idempotent: bool,
+    stream: bool = False,
 ) -> bytes:
     """One framed request; optional fields are left out when not given."""
     request: dict[str, Any] = {"id": req_id, "pool": pool, "method": method, "args": args}
@@ -43,7 +46,15 @@ def encode_request(
         request["timeout_ms"] = timeout_ms
     if idempotent:
         request["idempotent"] = True
+    if stream:
+        request["stream"] = True
     body = _encode_json(request).encode("utf-8")
+    return LENGTH.pack(len(body)) + body
+
+
+def encode_cancel(req_id: int) -> bytes:
+    """``{"cancel": id}``: pitd cancels that call of the connection (a stream, typically)."""
+    body = _encode_json({"cancel": req_id}).encode("utf-8")
     return LENGTH.pack(len(body)) + body
 
 

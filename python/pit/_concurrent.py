@@ -6,11 +6,17 @@ so frames never interleave. Each call is a task on that loop:
 
 - an ``async def`` handler runs in the task itself, so a ``CANCEL`` from pitd (the call is
   past its timeout) cancels it: the handler sees ``asyncio.CancelledError`` at its current
-  ``await`` and the call is answered ``timeout``;
+  ``await`` and the call is answered ``cancelled`` (pitd tells its caller ``timeout``);
 - a sync handler runs on a ``ThreadPoolExecutor`` of ``concurrency`` threads and its result
   comes back through the loop. A thread cannot be interrupted, so ``CANCEL`` makes its
   ``ctx.cancelled`` True; the handler may stop early, and whatever it returns is answered
   (pitd drops the answer to a call it cancelled).
+
+A stream (:mod:`pit._streaming`) is a task too: an async generator runs in it, so its
+``CANCEL`` cancels the task at the generator's ``await``; a sync generator runs each step on
+a thread, and its ``CANCEL`` closes it once the step in progress returns. A stream waiting
+for pitd's ``CREDIT`` awaits it on the loop: it holds its slot, never a thread, and the
+other calls go on.
 
 Every call is answered exactly once, in any order. Args are decoded and results encoded
 on the loop's thread only (:mod:`pit._json` is not thread-safe). ``PING`` is answered by
@@ -24,10 +30,12 @@ clients they share need locks or must be thread-safe), and async handlers interl
 every ``await``. Under a GIL, threads help I/O-bound sync handlers only; CPU-bound ones
 need a free-threaded build (or more workers instead).
 
-Stopping (SIGTERM, or the end of input on fd 3) stops reading fd 3, lets the calls in
-flight finish and answer, then returns; the caller exits the process as with one call at a
-time. pitd sends no more than ``concurrency`` calls at once and no ``CALL_BY`` frames to
-such a worker; a ``CALL_BY`` is still honoured as in the one-call loop.
+Stopping (SIGTERM, or the end of input on fd 3) stops reading fd 3 (after SIGTERM, once no
+stream is open), lets the calls in flight finish and answer, then returns; the caller
+exits the process as with one call at a time. At the end of input an open stream is
+cancelled, as no credit can come for it any more. pitd sends no more than ``concurrency``
+calls at once and no ``CALL_BY`` frames to such a worker; a ``CALL_BY`` is still honoured
+as in the one-call loop.
 """
 
 from __future__ import annotations
@@ -39,10 +47,12 @@ import inspect
 import os
 import signal
 import time
+from collections.abc import AsyncGenerator, Generator
 from typing import Any, Callable
 
 from . import _worker_protocol
-from ._dispatch import _PLAIN_RESULTS, Dispatcher
+from ._dispatch import _PLAIN_RESULTS, Dispatcher, Stream, invoke
+from ._streaming import Flow, pump_async, pump_threaded
 from .handlers import Context, Handler, mark_cancelled
 
 _READ_CHUNK = 256 * 1024
@@ -71,15 +81,17 @@ def serve_concurrently(
 
 
 class _Running:
-    """A call held by the worker: its task, its context, and whether its handler is on a
-    thread right now (only a task awaiting the loop can be cancelled)."""
+    """A call held by the worker: its task, its context, whether its handler is on a
+    thread right now (only a task awaiting the loop can be cancelled), and its credit when
+    the caller asked for a stream."""
 
-    __slots__ = ("ctx", "on_thread", "task")
+    __slots__ = ("ctx", "flow", "on_thread", "task")
 
-    def __init__(self, task: asyncio.Task[bytes], ctx: Context, on_thread: bool) -> None:
+    def __init__(self, task: asyncio.Task[bytes], ctx: Context, on_thread: bool, flow: Flow | None) -> None:
         self.task = task
         self.ctx = ctx
         self.on_thread = on_thread
+        self.flow = flow
 
 
 class _Server:
@@ -125,7 +137,7 @@ class _Server:
                 return
             if not data:
                 self._feed.end()
-                self._stop()
+                self._end_of_input()
                 return
             for ftype, body in self._feed.feed(data):
                 self._on_frame(ftype, body)
@@ -139,6 +151,8 @@ class _Server:
             self._write(_worker_protocol.encode_pong(_worker_protocol.decode_id(body)))
         elif ftype == _worker_protocol.CANCEL:
             self._cancel(_worker_protocol.decode_id(body))
+        elif ftype == _worker_protocol.CREDIT:
+            self._credit(*_worker_protocol.decode_credit(body))
         elif ftype == _worker_protocol.CALL_BY:
             start_by, call = _worker_protocol.decode_call_by(body)
             if time.monotonic_ns() < start_by:
@@ -158,20 +172,38 @@ class _Server:
             self._write(prepared)  # nothing to run: ping, unknown method, bad args
             return
         h, args = prepared
+        if h.streams:
+            opened = self._dispatcher.open_stream(call, h, args)
+            if isinstance(opened, bytes):
+                self._write(opened)  # not asked for as a stream
+                return
+            self._track(call, self._stream(opened), opened.ctx, isinstance(opened.gen, Generator))
+            return
         ctx = self._dispatcher.context(call)
-        task = self._loop.create_task(self._run(call, h, args, ctx))
-        self._calls[call.req_id] = _Running(task, ctx, not h.is_async)
+        self._track(call, self._run(call, h, args, ctx), ctx, not h.is_async)
+
+    def _track(self, call: _worker_protocol.Call, run: Any, ctx: Context, on_thread: bool) -> None:
+        """Starts the task of ``call`` and holds it until it is answered."""
+        task = self._loop.create_task(run)
+        flow = Flow(call.window) if call.stream else None
+        self._calls[call.req_id] = _Running(task, ctx, on_thread, flow)
         task.add_done_callback(functools.partial(self._answer, call.req_id))
 
     async def _run(self, call: _worker_protocol.Call, h: Handler, args: Any, ctx: Context) -> bytes:
         """The call's answer frame."""
         try:
             if h.is_async:
-                result = await _invoke(h, args, ctx)
+                result = await invoke(h, args, ctx)
             else:
                 ok, result = await self._loop.run_in_executor(self._executor, _invoke_on_thread, h, args, ctx)
                 if not ok:
                     raise result
+                if type(result) not in _PLAIN_RESULTS and isinstance(result, (Generator, AsyncGenerator)):
+                    # A sync wrapper around a generator function: the handler streams.
+                    stream = self._dispatcher.stream_of(call, result, ctx)
+                    if isinstance(stream, bytes):
+                        return stream
+                    return await self._stream(stream)
                 self._calls[call.req_id].on_thread = False
                 if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
                     result = await result  # a sync wrapper around a coroutine function
@@ -180,6 +212,16 @@ class _Server:
         except Exception as e:  # noqa: BLE001 - the handler's fault becomes its answer
             return self._dispatcher.exception_frame(call.req_id, e)
         return self._dispatcher.result_frame(call, result)
+
+    async def _stream(self, stream: Stream) -> bytes:
+        """A stream's answer frame, its chunks written meanwhile."""
+        running = self._calls[stream.call.req_id]
+        flow = running.flow
+        assert flow is not None  # a Stream is made only for a call that asked for one
+        if isinstance(stream.gen, Generator):
+            return await pump_threaded(self._dispatcher, stream, flow, self._write, self._executor)
+        running.on_thread = False
+        return await pump_async(self._dispatcher, stream, flow, self._write)
 
     def _answer(self, req_id: int, task: asyncio.Task[bytes]) -> None:
         """Writes the answer of a finished task; the slot is free once it is written."""
@@ -205,8 +247,16 @@ class _Server:
         if running is None:
             return  # already answered: pitd drops that answer
         mark_cancelled(running.ctx)
+        if running.flow is not None:
+            running.flow.cancel()
         if not running.on_thread:
             running.task.cancel()
+
+    def _credit(self, req_id: int, n: int) -> None:
+        running = self._calls.get(req_id)
+        if running is not None and running.flow is not None:
+            running.flow.grant(n)
+        # else: a stream answered already, or a call that is no stream: nothing to do
 
     # --- output and stopping -------------------------------------------------------------
 
@@ -219,8 +269,21 @@ class _Server:
             self._fail(e)
 
     def _stop(self) -> None:
-        """SIGTERM or the end of input: no new calls; the ones in flight finish."""
+        """SIGTERM: no new calls; the ones in flight finish. An open stream still needs
+        pitd's ``CREDIT`` and ``CANCEL``: fd 3 is read on until the last one is answered
+        (pitd sends no new call to a worker it stops)."""
+        self._stopping = True
+        if not any(running.flow is not None for running in self._calls.values()):
+            self._stop_reading()
+        self._finish_if_idle()
+
+    def _end_of_input(self) -> None:
+        """pitd closed fd 3: the calls in flight finish, but no ``CREDIT`` or ``CANCEL``
+        can come any more, so the open streams are cancelled."""
         self._stop_reading()
+        for req_id, running in list(self._calls.items()):
+            if running.flow is not None:
+                self._cancel(req_id)
         self._stopping = True
         self._finish_if_idle()
 
@@ -239,18 +302,10 @@ class _Server:
             self._done.set_exception(error)
 
 
-def _invoke(h: Handler, args: Any, ctx: Context) -> Any:
-    if h.nargs == 2:
-        return h.fn(args, ctx)
-    if h.nargs == 1:
-        return h.fn(args)
-    return h.fn()
-
-
 def _invoke_on_thread(h: Handler, args: Any, ctx: Context) -> tuple[bool, Any]:
     """``(True, result)`` or ``(False, exception)``: caught here, the exception's traceback
     starts at the handler, not in the executor's machinery."""
     try:
-        return True, _invoke(h, args, ctx)
+        return True, invoke(h, args, ctx)
     except Exception as e:  # noqa: BLE001 - answered as handler_error on the loop
         return False, e

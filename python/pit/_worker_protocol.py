@@ -1,16 +1,29 @@
 """The worker protocol: binary frames pitd writes on the worker's fd 3 and reads on fd 4.
 
 Every frame is ``u32 length`` (of what follows), ``u8 type``, then the body; integers are
-big-endian. pitd -> worker: ``CALL``, ``CALL_BY`` (a ``CALL`` body after a ``u64``
-``start_by``: a call written while the worker runs another, to be started only before
-that instant of ``time.monotonic_ns()``, the CLOCK_MONOTONIC clock pitd shares; after it,
-pitd has taken the call back and the worker answers ``ERR`` ``queue_timeout`` without
-running it), ``PING`` and ``CANCEL`` (a ``u64`` req_id: pitd gave up on that call, past its
-timeout; sent only to workers serving more than one call at a time, and ignored for a call
-the worker already answered); worker -> pitd: ``READY``, ``OK``,
-``ERR`` and ``PONG``. This module is the single home of that layout: the worker runtime
-and the tests (which play pitd) both encode and decode through it. Its counterpart between a
-caller and pitd is :mod:`pit._call_protocol`.
+big-endian. pitd -> worker:
+
+- ``CALL``: ``u64 req_id, u32 timeout_ms, u8 flags, u32 window, u16 method_len,
+  u16 session_len``, method, session, args JSON (the rest). ``flags`` bit 0 (``STREAM``):
+  the caller asked for a stream; ``window`` is the stream's initial credit, the chunks the
+  worker may send before a ``CREDIT`` (0 for other calls);
+- ``CALL_BY``: a ``CALL`` body after a ``u64`` ``start_by``: a call written while the
+  worker runs another, to be started only before that instant of ``time.monotonic_ns()``,
+  the CLOCK_MONOTONIC clock pitd shares; after it, pitd has taken the call back and the
+  worker answers ``ERR`` ``queue_timeout`` without running it;
+- ``PING`` (a ``u64`` req_id);
+- ``CANCEL`` (a ``u64`` req_id): pitd gave up on that call (past its timeout, or a stream
+  whose caller hung up or cancelled it), whatever the worker's concurrency; the worker
+  stops it and still answers it once (``ERR`` ``cancelled``). Ignored for a call the worker
+  already answered or does not know;
+- ``CREDIT``: ``u64 req_id, u32 n``: the caller's connection took ``n`` more chunks of that
+  stream, so the worker may send ``n`` more.
+
+Worker -> pitd: ``READY``, ``OK``, ``ERR``, ``PONG``, and ``CHUNK`` (``u64 req_id``, one
+yielded value as JSON: zero or more of them come before a stream's ``OK`` or ``ERR``).
+This module is the single home of that layout: the worker runtime and the tests (which
+play pitd) both encode and decode through it. Its counterpart between a caller and pitd
+is :mod:`pit._call_protocol`.
 
 The call round trip is benchmarked against a raw pipe echo loop, so encoders build each
 frame as one ``bytes`` object (written with one ``os.write``) from precompiled structs, and
@@ -28,10 +41,15 @@ CALL = 0x01
 PING = 0x02
 CALL_BY = 0x03
 CANCEL = 0x04
+CREDIT = 0x05
 READY = 0x81
 OK = 0x82
 ERR = 0x83
 PONG = 0x84
+CHUNK = 0x85
+
+#: ``flags`` bit of a ``CALL``: the caller asked for a stream. Other bits are reserved (0).
+STREAM = 0x01
 
 PROTOCOL_VERSION = 1
 
@@ -40,8 +58,11 @@ DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 
 _HEADER = struct.Struct(">IB")  # length (type + body), type
 _HEADER_ID = struct.Struct(">IBQ")  # header followed by the req_id that starts most bodies
-_CALL_HEAD = struct.Struct(">QIHH")  # req_id, timeout_ms, method_len, session_len
+# req_id, timeout_ms, flags, window, method_len, session_len
+_CALL_HEAD = struct.Struct(">QIBIHH")
 _ID = struct.Struct(">Q")
+_CREDIT = struct.Struct(">QI")  # req_id, n
+_CREDIT_FRAME = struct.Struct(">IBQI")
 
 #: ``length`` of a frame whose body is a req_id followed by ``n`` payload bytes is ``n`` + this.
 ID_FRAME_OVERHEAD = 1 + _ID.size
@@ -54,13 +75,16 @@ class FrameError(Exception):
 
 
 class Call(NamedTuple):
-    """A decoded ``CALL``: ``args`` is the raw JSON (``b""`` means ``null``)."""
+    """A decoded ``CALL``: ``args`` is the raw JSON (``b""`` means ``null``); ``stream``
+    says the caller asked for a stream, ``window`` is its initial credit."""
 
     req_id: int
     timeout_ms: int
     method: str
     session: str | None
     args: bytes
+    stream: bool = False
+    window: int = 0
 
 
 # --- encoders ---------------------------------------------------------------------------
@@ -72,11 +96,13 @@ def encode_call(
     args: bytes = b"",
     session: str | None = None,
     timeout_ms: int = 0,
+    stream: bool = False,
+    window: int = 0,
 ) -> bytes:
     """A ``CALL`` frame (pitd's side; used by tests and tools that stand in for pitd)."""
     m = method.encode("utf-8")
     s = session.encode("utf-8") if session is not None else b""
-    head = _CALL_HEAD.pack(req_id, timeout_ms, len(m), len(s))
+    head = _CALL_HEAD.pack(req_id, timeout_ms, STREAM if stream else 0, window, len(m), len(s))
     return _HEADER.pack(1 + len(head) + len(m) + len(s) + len(args), CALL) + head + m + s + args
 
 
@@ -94,6 +120,11 @@ def encode_ping(req_id: int) -> bytes:
 def encode_cancel(req_id: int) -> bytes:
     """A ``CANCEL`` frame (pitd's side; for tests)."""
     return _HEADER_ID.pack(ID_FRAME_OVERHEAD, CANCEL, req_id)
+
+
+def encode_credit(req_id: int, n: int) -> bytes:
+    """A ``CREDIT`` frame: ``n`` more chunks of stream ``req_id`` (pitd's side; for tests)."""
+    return _CREDIT_FRAME.pack(1 + _CREDIT.size, CREDIT, req_id, n)
 
 
 def encode_ready(
@@ -130,6 +161,11 @@ def encode_pong(req_id: int) -> bytes:
     return _HEADER_ID.pack(ID_FRAME_OVERHEAD, PONG, req_id)
 
 
+def encode_chunk(req_id: int, chunk_json: bytes) -> bytes:
+    """A ``CHUNK`` frame carrying one already-serialised value of stream ``req_id``."""
+    return _HEADER_ID.pack(ID_FRAME_OVERHEAD + len(chunk_json), CHUNK, req_id) + chunk_json
+
+
 # --- decoders ---------------------------------------------------------------------------
 
 
@@ -137,7 +173,7 @@ def decode_call(body: bytes) -> Call:
     """Decodes the body of a ``CALL`` frame; raises :class:`FrameError` when malformed."""
     if len(body) < _CALL_HEAD.size:
         raise FrameError(f"CALL body of {len(body)} bytes is shorter than its {_CALL_HEAD.size}-byte header")
-    req_id, timeout_ms, method_len, session_len = _CALL_HEAD.unpack_from(body)
+    req_id, timeout_ms, flags, window, method_len, session_len = _CALL_HEAD.unpack_from(body)
     start = _CALL_HEAD.size
     args_at = start + method_len + session_len
     if args_at > len(body):
@@ -150,7 +186,7 @@ def decode_call(body: bytes) -> Call:
         session = body[start + method_len : args_at].decode("utf-8") if session_len else None
     except UnicodeDecodeError as e:
         raise FrameError(f"CALL method or session is not UTF-8: {e}") from None
-    return Call(req_id, timeout_ms, method, session, body[args_at:])
+    return Call(req_id, timeout_ms, method, session, body[args_at:], bool(flags & STREAM), window)
 
 
 def decode_call_by(body: bytes) -> tuple[int, Call]:
@@ -167,8 +203,16 @@ def decode_id(body: bytes) -> int:
     return int(_ID.unpack(body)[0])
 
 
+def decode_credit(body: bytes) -> tuple[int, int]:
+    """``(req_id, n)`` of a ``CREDIT`` body (exactly 12 bytes)."""
+    if len(body) != _CREDIT.size:
+        raise FrameError(f"expected a {_CREDIT.size}-byte CREDIT body, got {len(body)} bytes")
+    req_id, n = _CREDIT.unpack(body)
+    return int(req_id), int(n)
+
+
 def split_reply(body: bytes) -> tuple[int, bytes]:
-    """``(req_id, json_bytes)`` of an ``OK`` or ``ERR`` body."""
+    """``(req_id, json_bytes)`` of an ``OK``, ``ERR`` or ``CHUNK`` body."""
     if len(body) < _ID.size:
         raise FrameError(f"reply body of {len(body)} bytes has no req_id")
     return int(_ID.unpack_from(body)[0]), body[_ID.size :]
@@ -209,6 +253,39 @@ class FrameReader:
             pos = 0
         self._buf, self._pos = buf, end
         return ftype, buf[pos + _HEADER.size : end]
+
+    def buffered_frame(self) -> tuple[int, bytes] | None:
+        """The next frame when it is whole in the buffer already, else None; never reads.
+        A worker streaming a reply looks at pitd's frames between chunks this way."""
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos < _HEADER.size:
+            return None
+        length, ftype = _HEADER.unpack_from(buf, pos)
+        if length == 0 or length > self._max:
+            raise FrameError(f"frame length {length} is outside 1..{self._max}")
+        end = pos + 4 + length
+        if len(buf) < end:
+            return None
+        self._pos = end
+        return ftype, buf[pos + _HEADER.size : end]
+
+    def read_once(self) -> bool:
+        """One ``read`` into the buffer (call it when the source is readable, so that it
+        does not block); False at the end of the stream."""
+        chunk = self._read(_READ_CHUNK)
+        if not chunk:
+            return False
+        self._buf = self._buf[self._pos :] + chunk
+        self._pos = 0
+        return True
+
+    def unread(self, frames: Iterable[tuple[int, bytes]]) -> None:
+        """Puts ``frames`` back in front of what is buffered, in order: the frames a
+        worker set aside while it streamed are then served as if they came next."""
+        data = b"".join(_HEADER.pack(1 + len(body), ftype) + body for ftype, body in frames)
+        if data:
+            self._buf = data + self._buf[self._pos :]
+            self._pos = 0
 
     def _fill(self, have: bytes, want: int) -> bytes:
         """Reads until at least ``want`` bytes are buffered; joins the chunks once."""

@@ -3,18 +3,21 @@
 One Unix-socket connection carries every thread's calls at once. Senders take a lock only
 around ``sendall``; a reader thread owns the receiving side and hands each reply to the
 thread waiting on its ``id`` (one pre-acquired lock per call, released by the reader:
-the cheapest wake-up primitive there is). When the connection fails, every call in flight
-gets :class:`~pit.ConnectionLost`, and the next call opens a new connection.
+the cheapest wake-up primitive there is). A stream's chunks go to a queue its
+:class:`Stream` reads instead. When the connection fails, every call in flight gets
+:class:`~pit.ConnectionLost`, and the next call opens a new connection.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import queue
 import select
 import socket
 import threading
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from . import _call_protocol
 from .errors import ConnectionLost
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 
 #: Bytes asked of each recv of replies.
 _READ_CHUNK = 64 * 1024
+
+_P = TypeVar("_P", "_Waiter", "_Chunks")
 
 
 class Client:
@@ -69,12 +74,36 @@ class Client:
             req_id, pool, method, args, session, _call_protocol.timeout_ms(timeout), idempotent
         )
         conn = self._connection()
-        waiter = conn.send(req_id, message)
+        waiter = conn.send(req_id, message, _Waiter(self.path))
         if not waiter.lock.acquire(timeout=_call_protocol.local_deadline(timeout) or -1):
             if conn.forget(req_id):
                 raise _call_protocol.local_timeout_error(timeout or 0.0)
             waiter.lock.acquire()  # the reader took it first; its answer is imminent
         return waiter.outcome()
+
+    def stream(
+        self,
+        pool: str,
+        method: str,
+        args: Any = None,
+        *,
+        session: str | None = None,
+        timeout: float | None = None,
+    ) -> Stream:
+        """Calls a streaming handler: iterate the :class:`Stream` for its chunks as they come.
+
+        The request is sent now. ``timeout`` (seconds) bounds the whole stream, as pitd
+        enforces it and, a little later, as the client gives up. A failed call raises
+        :class:`~pit.CallError` from the iteration, after the chunks that came before.
+        Leaving the loop early (``break``, an exception), ``close()`` or the stream being
+        garbage-collected cancels the call.
+        """
+        req_id = next(self._ids)
+        message = _call_protocol.encode_request(
+            req_id, pool, method, args, session, _call_protocol.timeout_ms(timeout), False, stream=True
+        )
+        conn = self._connection()
+        return Stream(conn, req_id, conn.send(req_id, message, _Chunks()), timeout)
 
     def close(self) -> None:
         """Closes the connection; calls in flight raise :class:`~pit.ConnectionLost`."""
@@ -113,12 +142,106 @@ class _Waiter:
         self.lost: str | None = None
         self.path = path
 
+    def chunk(self, reply: dict[str, Any]) -> None:
+        """A chunk for a call that is no stream: pitd sends none, so there is none to keep."""
+
+    def deliver(self, reply: dict[str, Any]) -> None:
+        self.reply = reply
+        self.lock.release()
+
+    def fail(self, lost: str) -> None:
+        self.lost = lost
+        self.lock.release()
+
     def outcome(self) -> Any:
         if self.reply is None:
             # A fresh exception per caller: one instance raised in many threads would
             # collect all their tracebacks.
             raise ConnectionLost(self.lost or "connection lost", self.path)
         return _call_protocol.result_of(self.reply)
+
+
+class _Chunks:
+    """One stream in flight: the reader queues its chunks, then its final reply (a dict
+    too) or why the connection was lost (a str)."""
+
+    __slots__ = ("queue",)
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[dict[str, Any] | str] = queue.SimpleQueue()
+
+    def chunk(self, reply: dict[str, Any]) -> None:
+        self.queue.put(reply)
+
+    def deliver(self, reply: dict[str, Any]) -> None:
+        self.queue.put(reply)
+
+    def fail(self, lost: str) -> None:
+        self.queue.put(lost)
+
+
+_Pending = Union[_Waiter, _Chunks]
+
+
+class Stream:
+    """The chunks of one streaming call (:meth:`Client.stream`), decoded, as they come.
+
+    An iterator, to be read by one thread; a context manager that closes it. Chunks that
+    came but were not read yet are held here: pitd's flow control (``stream_window``)
+    counts what this connection took, not what the loop consumed.
+    """
+
+    def __init__(self, conn: _Connection, req_id: int, chunks: _Chunks, timeout: float | None) -> None:
+        self._conn = conn
+        self._req_id = req_id
+        self._queue = chunks.queue
+        self._timeout = timeout
+        grace = _call_protocol.local_deadline(timeout)
+        self._give_up_at = None if grace is None else time.monotonic() + grace
+        self._done = False
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> Any:
+        if self._done:
+            raise StopIteration
+        try:
+            item = self._queue.get(timeout=self._time_left())
+        except queue.Empty:
+            self.close()
+            raise _call_protocol.local_timeout_error(self._timeout or 0.0) from None
+        if isinstance(item, dict) and "chunk" in item:
+            return item["chunk"]
+        self._done = True
+        if isinstance(item, str):
+            raise ConnectionLost(item, self._conn.path)
+        _call_protocol.result_of(item)  # raises CallError for an error reply
+        raise StopIteration
+
+    def close(self) -> None:
+        """Cancels the call unless it is over: pitd is sent ``{"cancel": id}`` and the
+        call's final reply is dropped. Calling it again does nothing."""
+        if not self._done:
+            self._done = True
+            self._conn.cancel(self._req_id)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - nothing to tell at garbage collection; pitd cancels on hang-up too
+            pass
+
+    def _time_left(self) -> float | None:
+        if self._give_up_at is None:
+            return None
+        return max(0.0, self._give_up_at - time.monotonic())
 
 
 class _Connection:
@@ -136,20 +259,21 @@ class _Connection:
             reason = "timed out" if isinstance(e, socket.timeout) else (e.strerror or str(e))
             raise ConnectionLost(f"cannot connect to pitd's call socket {path}: {reason}", path) from None
         self._sock = sock
-        self._send_lock = threading.Lock()
-        self._lock = threading.Lock()  # guards _pending and lost
-        self._pending: dict[int, _Waiter] = {}
+        # Reentrant: a Stream collected by the garbage collector cancels its call from
+        # whatever thread the collection runs in, maybe one holding these locks.
+        self._send_lock = threading.RLock()
+        self._lock = threading.RLock()  # guards _pending and lost
+        self._pending: dict[int, _Pending] = {}
         #: Why the connection ended, once it has; set exactly once, under _lock.
         self.lost: str | None = None
         self._reader = threading.Thread(target=self._read_replies, name=f"pit-client {path}", daemon=True)
         self._reader.start()
 
-    def send(self, req_id: int, message: bytes) -> _Waiter:
-        waiter = _Waiter(self.path)
+    def send(self, req_id: int, message: bytes, waiter: _P) -> _P:
+        """Sends a request whose replies go to ``waiter``; returns ``waiter``."""
         with self._lock:
             if self.lost is not None:
-                waiter.lost = self.lost
-                waiter.lock.release()
+                waiter.fail(self.lost)
                 return waiter
             self._pending[req_id] = waiter
         try:
@@ -165,6 +289,16 @@ class _Connection:
         """Drops a call that timed out locally; False if its reply is being delivered."""
         with self._lock:
             return self._pending.pop(req_id, None) is not None
+
+    def cancel(self, req_id: int) -> None:
+        """Drops a call and asks pitd to cancel it, unless its final reply came already."""
+        if not self.forget(req_id):
+            return
+        try:
+            with self._send_lock:
+                self._sock.sendall(_call_protocol.encode_cancel(req_id))
+        except OSError:
+            pass  # the connection is failing: pitd cancels the calls of a connection that ends
 
     def close(self, reason: str) -> None:
         self._end(reason)
@@ -191,11 +325,16 @@ class _Connection:
                         break
                     reply = _call_protocol.parse_reply(bytes(buf[at + head : end]))
                     at = end
+                    if "chunk" in reply:
+                        with self._lock:
+                            stream = self._pending.get(reply["id"])
+                        if stream is not None:  # else: a stream closed or timed out locally
+                            stream.chunk(reply)
+                        continue
                     with self._lock:
                         waiter = self._pending.pop(reply["id"], None)
                     if waiter is not None:  # else: a call that already timed out locally
-                        waiter.reply = reply
-                        waiter.lock.release()
+                        waiter.deliver(reply)
                 del buf[:at]
                 at = 0
                 poller.poll()
@@ -228,5 +367,4 @@ class _Connection:
         except OSError:
             pass
         for waiter in pending.values():
-            waiter.lost = self.lost
-            waiter.lock.release()
+            waiter.fail(self.lost)

@@ -1,9 +1,9 @@
 """Errors a caller of pitd can see, and the list of wire-stable error kinds.
 
-``ERROR_KINDS`` mirrors the daemon's list of call-socket error kinds (INTERFACE section 5)
-in the same order; a test on the Rust side compares the two, so add a kind in both places
-or in neither. ``connection_lost`` is deliberately *not* in it: pitd never sends it, the
-client raises it when the socket itself fails.
+``ERROR_KINDS`` mirrors the daemon's list of call-socket error kinds (INTERFACE section 5,
+and ``cancelled`` from section 9) in the same order; a test on the Rust side compares the
+two, so add a kind in both places or in neither. ``connection_lost`` is deliberately *not*
+in it: pitd never sends it, the client raises it when the socket itself fails.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ ERROR_KINDS: tuple[str, ...] = (
     "pool_failing",
     "too_large",
     "shutting_down",
+    "cancelled",
 )
 
 #: Kind of :class:`ConnectionLost`; client-side only, never on the wire.

@@ -51,8 +51,9 @@ class Context:
 
     @property
     def cancelled(self) -> bool:
-        """True once pitd cancelled the call (past its timeout, in a worker serving several
-        calls at once): a sync handler may stop early; its answer is dropped anyway."""
+        """True once pitd cancelled the call (past its timeout in a worker serving several
+        calls at once, or a stream its caller gave up on): a sync handler may stop early;
+        its answer is dropped anyway."""
         return self._cancelled
 
     def time_left(self) -> float | None:
@@ -79,6 +80,8 @@ def handler(arg: Callable[..., Any] | str | None = None, /) -> Any:
     """Exposes a function as a pit method: ``@pit.handler`` or ``@pit.handler("name")``.
 
     The function takes ``(args, ctx)``, ``(args)`` or nothing; ``async def`` works too.
+    A generator function (``def`` or ``async def`` with ``yield``) streams: each value it
+    yields is one chunk of the reply.
     """
     if callable(arg):
         return _mark(arg, arg.__name__)
@@ -103,12 +106,14 @@ def _mark(fn: F, name: str) -> F:
 
 
 class Handler(NamedTuple):
-    """A discovered handler: ``nargs`` is how many of ``(args, ctx)`` it takes (0, 1 or 2)."""
+    """A discovered handler: ``nargs`` is how many of ``(args, ctx)`` it takes (0, 1 or 2);
+    ``streams`` says it is a generator function, sync or async, whose values are chunks."""
 
     name: str
     fn: Callable[..., Any]
     nargs: int
     is_async: bool
+    streams: bool = False
 
 
 def collect(module: ModuleType) -> dict[str, Handler]:
@@ -130,7 +135,13 @@ def collect(module: ModuleType) -> dict[str, Handler]:
                 f"module {module.__name__}: method {name!r} is claimed by both "
                 f"{_describe(other.fn)} and {_describe(obj)}"
             )
-        found[name] = Handler(name, obj, _arity(name, obj), inspect.iscoroutinefunction(obj))
+        found[name] = Handler(
+            name,
+            obj,
+            _arity(name, obj),
+            inspect.iscoroutinefunction(obj),
+            inspect.isgeneratorfunction(obj) or inspect.isasyncgenfunction(obj),
+        )
     return found
 
 

@@ -36,7 +36,7 @@ import time
 import traceback
 from typing import Callable, NoReturn
 
-from . import _worker_protocol
+from . import _streaming, _worker_protocol
 from ._dispatch import Dispatcher
 from .handlers import collect, worker_identity
 
@@ -124,7 +124,8 @@ def exit_process(status: int) -> NoReturn:
 
 
 def _serve_frames(dispatcher: Dispatcher, reader: _worker_protocol.FrameReader) -> int:
-    """The hot loop: one frame in, one reply frame out, until end of input."""
+    """The hot loop: one frame in, one reply frame out, until end of input. A stream
+    (:mod:`pit._streaming`) writes its chunks while it runs, then its reply comes out here."""
     next_frame = reader.next_frame
     reply = dispatcher.reply
     decode_call = _worker_protocol.decode_call
@@ -133,6 +134,13 @@ def _serve_frames(dispatcher: Dispatcher, reader: _worker_protocol.FrameReader) 
         _worker_protocol.CALL_BY,
         _worker_protocol.decode_call_by,
         time.monotonic_ns,
+    )
+    run_stream = functools.partial(
+        _streaming.run_alone,
+        dispatcher,
+        reader=reader,
+        in_fd=IN_FD,
+        write=functools.partial(_write_all, OUT_FD),
     )
     while True:
         try:
@@ -150,8 +158,13 @@ def _serve_frames(dispatcher: Dispatcher, reader: _worker_protocol.FrameReader) 
             elif ftype == CANCEL:
                 _worker_protocol.decode_id(body)
                 continue  # the call it names was answered before this frame was read
+            elif ftype == _worker_protocol.CREDIT:
+                _worker_protocol.decode_credit(body)
+                continue  # for a stream answered before this frame was read
             else:
                 raise _worker_protocol.FrameError(f"unknown frame type 0x{ftype:02x}")
+            if not isinstance(out, bytes):
+                out = run_stream(out)
         except _worker_protocol.FrameError as e:
             _say(f"protocol error from pitd: {e}; exiting")
             return EXIT_PROTOCOL_ERROR

@@ -42,6 +42,11 @@ def wait_until(what: str, predicate: Callable[[], Any], seen: Callable[[], Any] 
         time.sleep(0.01)
 
 
+def nothing_within(worker: WorkerProcess, seconds: float) -> bool:
+    """True when the worker writes nothing for ``seconds`` (nothing was buffered before)."""
+    return not select.select([worker.from_worker], [], [], seconds)[0]
+
+
 # --- worker side --------------------------------------------------------------------------
 
 
@@ -49,6 +54,13 @@ class Reply(NamedTuple):
     """A worker's answer to a CALL: ``value`` is the result (OK) or the error object (ERR)."""
 
     ok: bool
+    req_id: int
+    value: Any
+
+
+class Chunk(NamedTuple):
+    """One ``CHUNK`` frame of a stream, its JSON decoded."""
+
     req_id: int
     value: Any
 
@@ -136,13 +148,15 @@ class WorkerProcess:
         raw_args: bytes | None = None,
         session: str | None = None,
         timeout_ms: int = 0,
+        stream: bool = False,
+        window: int = 0,
     ) -> tuple[int, bytes]:
         """``(req_id, CALL frame)`` with a fresh req_id, not sent."""
         self._next_id += 1
         if raw_args is None:
             raw_args = b"" if args is None else json.dumps(args).encode()
         return self._next_id, _worker_protocol.encode_call(
-            self._next_id, method, raw_args, session, timeout_ms
+            self._next_id, method, raw_args, session, timeout_ms, stream, window
         )
 
     def start_call(self, method: str, args: Any = None, **kw: Any) -> int:
@@ -157,6 +171,41 @@ class WorkerProcess:
         assert ftype in (_worker_protocol.OK, _worker_protocol.ERR), f"expected OK or ERR, got 0x{ftype:02x}"
         got_id, payload = _worker_protocol.split_reply(body)
         return Reply(ftype == _worker_protocol.OK, got_id, json.loads(payload))
+
+    def start_stream(self, method: str, args: Any = None, window: int = 64, **kw: Any) -> int:
+        """Sends a CALL with STREAM and ``window`` credit; returns its req_id."""
+        return self.start_call(method, args, stream=True, window=window, **kw)
+
+    def credit(self, req_id: int, n: int) -> None:
+        self.send(_worker_protocol.encode_credit(req_id, n))
+
+    def cancel(self, req_id: int) -> None:
+        self.send(_worker_protocol.encode_cancel(req_id))
+
+    def event(self) -> Chunk | Reply:
+        """The next frame, which must be a CHUNK, an OK or an ERR."""
+        ftype, body = self.recv()
+        got_id, payload = _worker_protocol.split_reply(body)
+        if ftype == _worker_protocol.CHUNK:
+            return Chunk(got_id, json.loads(payload))
+        assert ftype in (_worker_protocol.OK, _worker_protocol.ERR), f"expected a reply, got 0x{ftype:02x}"
+        return Reply(ftype == _worker_protocol.OK, got_id, json.loads(payload))
+
+    def chunks(self, req_id: int, n: int) -> list[Any]:
+        """The next ``n`` frames, which must be chunks of ``req_id``; their values."""
+        got = [self.event() for _ in range(n)]
+        assert all(isinstance(e, Chunk) and e.req_id == req_id for e in got), got
+        return [e.value for e in got]
+
+    def stream(self, req_id: int) -> tuple[list[Any], Reply]:
+        """Chunks of ``req_id`` until its reply (no other frame may come meanwhile)."""
+        values: list[Any] = []
+        while True:
+            event = self.event()
+            assert event.req_id == req_id, f"a frame for req {event.req_id} inside the stream of {req_id}"
+            if isinstance(event, Reply):
+                return values, event
+            values.append(event.value)
 
     def close_input(self) -> None:
         if self.to_worker is not None:
@@ -316,3 +365,30 @@ class FakeCallServer:
             conn.close()
         for thread in self._threads:
             thread.join(timeout=DEADLINE)
+
+
+def stream_request(conn: FakeConnection, request: dict[str, Any]) -> None:
+    """Plays pitd for streams: ``count`` sends ``args`` chunks then ``null``, ``fail`` two
+    chunks then a ``handler_error``, ``hold`` ``args`` chunks and waits for a cancel,
+    ``silent`` nothing at all, ``drop`` one chunk and hangs up; a cancel is answered
+    ``cancelled``, as pitd answers it; anything else is echoed."""
+    if "cancel" in request:
+        error = {"kind": "cancelled", "message": "cancelled by its caller"}
+        conn.send({"id": request["cancel"], "ok": False, "error": error})
+        return
+    req_id, method, args = request["id"], request["method"], request.get("args")
+    if method in ("count", "hold"):
+        for i in range(args):
+            conn.send({"id": req_id, "chunk": {"i": i}})
+        if method == "count":
+            conn.send({"id": req_id, "ok": True, "result": None, "worker": "worker-1"})
+    elif method == "fail":
+        for i in range(2):
+            conn.send({"id": req_id, "chunk": i})
+        error = {"kind": "handler_error", "message": "ValueError: broke", "traceback": "Traceback ..."}
+        conn.send({"id": req_id, "ok": False, "error": error, "worker": "worker-2"})
+    elif method == "drop":
+        conn.send({"id": req_id, "chunk": "last words"})
+        conn.close()
+    elif method != "silent":
+        echo_request(conn, request)

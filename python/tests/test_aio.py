@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 import pytest
-from harness import DEADLINE, FakeConnection
+from harness import DEADLINE, FakeConnection, stream_request
 
 import pit
 
@@ -94,3 +94,86 @@ def test_missing_socket_and_local_timeout(call_server, tmp_path):
     with pytest.raises(pit.CallError) as caught:
         run(never_answered())
     assert caught.value.kind == "timeout"
+
+
+def cancels(server) -> list[int]:
+    return [r["cancel"] for r in server.requests if "cancel" in r]
+
+
+async def until(what: str, predicate) -> None:
+    """Awaits until ``predicate()`` holds, polling; ``run`` bounds the whole test."""
+    while not predicate():
+        await asyncio.sleep(0.01)
+
+
+def test_stream_yields_the_chunks_and_raises_call_error_after_them(call_server):
+    server = call_server(stream_request)
+
+    async def main():
+        async with pit.AsyncClient(server.path) as client:
+            got = [chunk async for chunk in client.stream("p", "count", 3, session="s", timeout=2.0)]
+            failed = []
+            with pytest.raises(pit.CallError) as caught:
+                async for chunk in client.stream("p", "fail"):
+                    failed.append(chunk)
+            return got, failed, caught.value
+
+    got, failed, error = run(main())
+    assert got == [{"i": 0}, {"i": 1}, {"i": 2}] and failed == [0, 1]
+    assert (error.kind, error.worker) == ("handler_error", "worker-2")
+    first = server.requests[0]
+    assert (first["stream"], first["session"], first["timeout_ms"]) == (True, "s", 2000)
+    assert cancels(server) == []
+
+
+def test_break_aclose_and_a_cancelled_consumer_cancel_the_stream(call_server):
+    server = call_server(stream_request)
+
+    async def main():
+        async with pit.AsyncClient(server.path) as client:
+            async for _chunk in client.stream("p", "hold", 3):
+                break
+            await until("the cancel after break", lambda: len(cancels(server)) == 1)
+
+            chunks = client.stream("p", "hold", 1)
+            assert await chunks.__anext__() == {"i": 0}
+            await chunks.aclose()
+            await until("the cancel after aclose", lambda: len(cancels(server)) == 2)
+
+            started = asyncio.Event()
+
+            async def consume():
+                async for _chunk in client.stream("p", "hold", 1):
+                    started.set()
+
+            task = asyncio.ensure_future(consume())
+            await started.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await until("the cancel of the cancelled consumer", lambda: len(cancels(server)) == 3)
+            # The final replies of the cancelled streams go nowhere; the connection serves on.
+            return await client.call("p", "echo", "after")
+
+    assert run(main()) == "after"
+    held = [r["id"] for r in server.requests if r.get("method") == "hold"]
+    assert cancels(server) == held
+    assert len(server.connections) == 1
+
+
+def test_a_connection_lost_mid_stream_and_a_local_timeout(call_server):
+    server = call_server(stream_request)
+
+    async def main():
+        async with pit.AsyncClient(server.path) as client:
+            got = []
+            with pytest.raises(pit.ConnectionLost):
+                async for chunk in client.stream("p", "drop"):
+                    got.append(chunk)
+            with pytest.raises(pit.CallError) as caught:
+                async for _chunk in client.stream("p", "silent", timeout=0.05):
+                    pass
+            await until("the cancel of the timed-out stream", lambda: len(cancels(server)) == 1)
+            return got, caught.value.kind
+
+    assert run(main()) == (["last words"], "timeout")

@@ -9,12 +9,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from harness import DEADLINE, FakeConnection, wait_until
+from harness import DEADLINE, FakeConnection, stream_request, wait_until
 
 import pit
 
 
-def test_error_kinds_are_the_twelve_of_the_interface_in_order():
+def test_error_kinds_are_the_thirteen_of_the_interface_in_order():
     assert pit.ERROR_KINDS == (
         "bad_request",
         "no_such_pool",
@@ -28,6 +28,7 @@ def test_error_kinds_are_the_twelve_of_the_interface_in_order():
         "pool_failing",
         "too_large",
         "shutting_down",
+        "cancelled",
     )
     assert "connection_lost" not in pit.ERROR_KINDS
 
@@ -217,3 +218,114 @@ def test_call_errors_survive_pickling():
     for err in (pit.CallError("timeout", "slow", None, "worker-2"), pit.ConnectionLost("gone", "/x.sock")):
         copy = pickle.loads(pickle.dumps(err))
         assert (type(copy), str(copy), copy.kind) == (type(err), str(err), err.kind)
+
+
+def cancels(server) -> list[int]:
+    return [r["cancel"] for r in server.requests if "cancel" in r]
+
+
+def test_stream_yields_the_chunks_in_order_and_asks_for_a_stream(call_server):
+    server = call_server(stream_request)
+    with pit.Client(server.path) as client:
+        stream = client.stream("p", "count", 4, session="u-1", timeout=2.0)
+        assert isinstance(stream, pit.Stream)
+        assert list(stream) == [{"i": i} for i in range(4)]
+        assert list(stream) == [], "an ended stream stays ended"
+        stream.close()
+    (request,) = server.requests
+    assert request == {
+        "id": request["id"],
+        "pool": "p",
+        "method": "count",
+        "args": 4,
+        "session": "u-1",
+        "timeout_ms": 2000,
+        "stream": True,
+    }
+    assert cancels(server) == [], "a stream that ended is not cancelled"
+
+
+def test_a_failed_stream_raises_call_error_after_its_chunks(call_server):
+    server = call_server(stream_request)
+    got = []
+    with pit.Client(server.path) as client, pytest.raises(pit.CallError) as caught:
+        for chunk in client.stream("p", "fail"):
+            got.append(chunk)
+    assert got == [0, 1]
+    assert (caught.value.kind, caught.value.message, caught.value.worker) == (
+        "handler_error",
+        "ValueError: broke",
+        "worker-2",
+    )
+
+
+def test_leaving_the_loop_early_cancels_the_call_and_its_final_reply_is_dropped(call_server):
+    server = call_server(stream_request)
+    with pit.Client(server.path) as client:
+        for chunk in client.stream("p", "hold", 3):
+            assert chunk == {"i": 0}
+            break
+        held = server.requests[0]["id"]
+        wait_until(
+            "the cancel of the stream left early", lambda: cancels(server) == [held], server.requests.copy
+        )
+        # The final reply pitd sends for it (cancelled) goes nowhere; the connection serves on.
+        assert client.call("p", "echo", "after") == "after"
+        with client.stream("p", "hold", 1) as stream:
+            assert next(stream) == {"i": 0}
+        stream.close()  # closed already: nothing more is sent
+        second = [r["id"] for r in server.requests if r.get("method") == "hold"][1]
+        wait_until("the cancel of the closed stream", lambda: cancels(server) == [held, second])
+    assert len(server.connections) == 1
+
+
+def test_a_stream_dropped_unread_is_cancelled_when_collected(call_server):
+    server = call_server(stream_request)
+    with pit.Client(server.path) as client:
+        client.stream("p", "hold", 2)  # never read, never kept
+        wait_until(
+            "the cancel of the dropped stream", lambda: len(cancels(server)) == 1, server.requests.copy
+        )
+        assert cancels(server) == [server.requests[0]["id"]]
+
+
+def test_streams_and_calls_share_the_connection_from_many_threads(call_server):
+    server = call_server(stream_request)
+    with pit.Client(server.path) as client, ThreadPoolExecutor(6) as pool:
+
+        def streams(n: int) -> list:
+            return [list(client.stream("p", "count", n)) for _ in range(20)]
+
+        def calls(n: int) -> list:
+            return [client.call("p", "echo", [n, i]) for i in range(50)]
+
+        futures = [pool.submit(streams, n) for n in (1, 5, 30)] + [pool.submit(calls, n) for n in range(3)]
+        results = [f.result(timeout=DEADLINE) for f in futures]
+    assert results[:3] == [[[{"i": i} for i in range(n)]] * 20 for n in (1, 5, 30)]
+    assert results[3:] == [[[n, i] for i in range(50)] for n in range(3)]
+    assert len(server.connections) == 1
+
+
+def test_a_connection_lost_mid_stream_raises_connection_lost_after_the_chunks(call_server):
+    server = call_server(stream_request)
+    got = []
+    with pit.Client(server.path) as client:
+        with pytest.raises(pit.ConnectionLost):
+            for chunk in client.stream("p", "drop"):
+                got.append(chunk)
+        assert got == ["last words"]
+        assert list(client.stream("p", "count", 1)) == [{"i": 0}], "the next stream reconnects"
+
+
+def test_a_stream_past_its_timeout_gives_up_locally_and_cancels(call_server):
+    server = call_server(stream_request)
+    with pit.Client(server.path) as client:
+        started = time.monotonic()
+        stream = client.stream("p", "silent", timeout=0.05)
+        with pytest.raises(pit.CallError) as caught:
+            next(stream)
+        assert caught.value.kind == "timeout" and time.monotonic() - started < DEADLINE
+        assert server.requests[0]["timeout_ms"] == 50
+        wait_until("the cancel of the timed-out stream", lambda: len(cancels(server)) == 1)
+        with pytest.raises(StopIteration):
+            next(stream)

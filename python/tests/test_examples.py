@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import os
 import threading
+import time
+import urllib.request
 
 import pytest
 from harness import DEADLINE
 
 from pit import _worker_protocol
-from pit.examples import echo
+from pit.examples import agent, echo
 
 
 def test_echo_sleep_fail_and_pid(spawn_worker):
@@ -94,7 +97,7 @@ def http_server():
 @pytest.mark.parametrize("method", ["ask", "ask_blocking"])
 def test_agent_gets_urls_concurrently(spawn_worker, http_server, method):
     worker = spawn_worker("pit.examples.agent", env={"PIT_CONCURRENCY": "4"})
-    assert worker.ready()["handlers"] == ["ask", "ask_blocking", "ping"]
+    assert worker.ready()["handlers"] == ["ask", "ask_blocking", "ping", "relay", "tokens"]
     ids = [worker.start_call(method, {"url": f"{http_server}/big"}) for _ in range(3)]
     ids.append(worker.start_call(method, {"url": f"{http_server}/missing"}))
     got = {reply.req_id: reply for reply in (worker.reply() for _ in ids)}
@@ -114,7 +117,7 @@ def test_agent_calls_stop_when_pitd_cancels_them(spawn_worker):
     assert worker.call("ping").value == "pong", "both calls are running"
     worker.send(_worker_protocol.encode_cancel(waiting) + _worker_protocol.encode_cancel(blocking))
     got = {reply.req_id: reply for reply in (worker.reply(), worker.reply())}
-    assert got[waiting].value["kind"] == "timeout"
+    assert got[waiting].value["kind"] == "cancelled"
     assert got[blocking].ok and got[blocking].value["cancelled"] is True
 
 
@@ -132,3 +135,74 @@ def test_the_model_builds_its_index_at_its_first_call_or_in_its_warm_up(spawn_wo
 
     model.warm_up()
     assert model._index_built_by == model.LOADED_BY == os.getpid()
+
+
+@pytest.fixture
+def token_server():
+    with agent.TokenServer() as server:
+        yield server
+
+
+@pytest.mark.parametrize("concurrency", ["1", "4"])
+def test_agent_tokens_streams_the_fake_model_at_its_pace(spawn_worker, concurrency):
+    worker = spawn_worker("pit.examples.agent", env={"PIT_CONCURRENCY": concurrency})
+    worker.ready()
+    started = time.monotonic()
+    req_id = worker.start_stream("tokens", {"prompt": "a b c", "count": 5, "interval": 0.02})
+    values, reply = worker.stream(req_id)
+    assert values == [{"token": t} for t in "a b c a b".split()] and reply.ok
+    assert time.monotonic() - started >= 5 * 0.02
+    assert worker.call("tokens", {}).value["kind"] == "bad_request"
+    req_id = worker.start_stream("tokens", {"count": -1})
+    assert worker.stream(req_id)[1].value["type"] == "ValueError"
+
+
+@pytest.mark.parametrize("concurrency", ["1", "4"])
+def test_agent_relay_passes_on_server_sent_events_as_they_come(spawn_worker, token_server, concurrency):
+    worker = spawn_worker("pit.examples.agent", env={"PIT_CONCURRENCY": concurrency})
+    worker.ready()
+    url = token_server.url_for("hello from the token server", count=7, interval=0)
+    req_id = worker.start_stream("relay", {"url": url})
+    values, reply = worker.stream(req_id)
+    assert [v["token"] for v in values] == list(agent.fake_tokens("hello from the token server", 7))
+    assert reply.ok and reply.value is None
+    req_id = worker.start_stream("relay", {"url": token_server.url.replace("/tokens", "/nothing")})
+    err = worker.stream(req_id)[1].value
+    assert (err["kind"], err["type"]) == ("handler_error", "ConnectionError") and "404" in err["message"]
+
+
+def test_agent_relay_is_cancelled_while_it_waits_for_the_next_event(spawn_worker, token_server):
+    worker = spawn_worker("pit.examples.agent")
+    worker.ready()
+    req_id = worker.start_stream("relay", {"url": token_server.url_for("slow", count=3, interval=30)})
+    assert worker.event().value == {"token": "slow"}
+    worker.cancel(req_id)
+    reply = worker.event()
+    assert (reply.req_id, reply.value["kind"]) == (req_id, "cancelled")
+    assert worker.call("ping").value == "pong"
+
+
+def test_the_token_server_sends_chunked_server_sent_events(token_server):
+    with urllib.request.urlopen(
+        token_server.url_for("x y", count=3, interval=0), timeout=DEADLINE
+    ) as response:
+        assert response.headers["Content-Type"] == "text/event-stream"
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        assert response.read() == b"data: x\n\ndata: y\n\ndata: x\n\ndata: [DONE]\n\n"
+
+
+def test_server_sent_events_are_parsed_across_pieces_and_line_endings():
+    async def pieces():
+        for piece in [
+            b"data: one\r\n",
+            b"\r\n: a comment\n",
+            b"event: x\ndata: two\ndata:",
+            b"three\n\nda",
+            b"ta: four\n\n",
+        ]:
+            yield piece
+
+    async def parse():
+        return [data async for data in agent._sse_data(pieces())]
+
+    assert asyncio.run(parse()) == ["one", "two\nthree", "four"]

@@ -24,8 +24,34 @@ def reader_over(
 
 def test_call_layout_matches_the_spec_byte_for_byte():
     frame = _worker_protocol.encode_call(7, "echo", b'{"x":1}', "u-1", 5000)
-    body = struct.pack(">QIHH", 7, 5000, 4, 3) + b"echo" + b"u-1" + b'{"x":1}'
+    body = struct.pack(">QIBIHH", 7, 5000, 0, 0, 4, 3) + b"echo" + b"u-1" + b'{"x":1}'
     assert frame == struct.pack(">IB", 1 + len(body), 0x01) + body
+    streamed = _worker_protocol.encode_call(7, "echo", b"[]", None, 0, stream=True, window=64)
+    body = struct.pack(">QIBIHH", 7, 0, 0x01, 64, 4, 0) + b"echo" + b"[]"
+    assert streamed == struct.pack(">IB", 1 + len(body), 0x01) + body
+
+
+def test_stream_frames_match_the_spec_byte_for_byte():
+    assert _worker_protocol.encode_credit(9, 3) == struct.pack(">IBQI", 13, 0x05, 9, 3)
+    assert _worker_protocol.encode_chunk(9, b'{"t":1}') == struct.pack(">IBQ", 16, 0x85, 9) + b'{"t":1}'
+    assert _worker_protocol.decode_credit(struct.pack(">QI", 9, 2**32 - 1)) == (9, 2**32 - 1)
+    assert _worker_protocol.split_reply(struct.pack(">Q", 9) + b"1") == (9, b"1")
+    for body in (b"\0" * 8, b"\0" * 13):
+        with pytest.raises(_worker_protocol.FrameError, match="12-byte CREDIT body"):
+            _worker_protocol.decode_credit(body)
+
+
+@pytest.mark.parametrize("flags, stream", [(0, False), (1, True), (0xFF, True), (0xFE, False)])
+def test_the_stream_flag_is_bit_0_and_other_bits_are_ignored(flags, stream):
+    body = struct.pack(">QIBIHH", 3, 0, flags, 5, 1, 0) + b"m"
+    call = _worker_protocol.decode_call(body)
+    assert (call.stream, call.window, call.method, call.args) == (stream, 5, "m", b"")
+
+
+def test_call_by_wraps_the_stream_fields_too():
+    call = _worker_protocol.encode_call(4, "m", b"1", None, 10, stream=True, window=2)
+    start_by, decoded = _worker_protocol.decode_call_by(_worker_protocol.encode_call_by(call, 99)[5:])
+    assert start_by == 99 and decoded == (4, 10, "m", None, b"1", True, 2)
 
 
 def test_reply_layouts_match_the_spec_byte_for_byte():
@@ -47,10 +73,20 @@ def test_reply_layouts_match_the_spec_byte_for_byte():
 
 @pytest.mark.parametrize("session", [None, "", "sé"])
 def test_call_round_trips_including_unicode_and_no_session(session):
-    frame = _worker_protocol.encode_call(2**64 - 1, "prédict", b"null", session or None, 2**32 - 1)
+    frame = _worker_protocol.encode_call(
+        2**64 - 1, "prédict", b"null", session or None, 2**32 - 1, True, 2**32 - 1
+    )
     ftype, body = reader_over(frame, 4096).next_frame()
     assert ftype == _worker_protocol.CALL
-    assert _worker_protocol.decode_call(body) == (2**64 - 1, 2**32 - 1, "prédict", session or None, b"null")
+    assert _worker_protocol.decode_call(body) == (
+        2**64 - 1,
+        2**32 - 1,
+        "prédict",
+        session or None,
+        b"null",
+        True,
+        2**32 - 1,
+    )
 
 
 @pytest.mark.parametrize("step", [1, 2, 5, 17, 4096])
@@ -91,6 +127,36 @@ def test_feed_rejects_bad_lengths_at_once_and_an_end_inside_a_frame():
         feed.end()
 
 
+def test_reader_hands_out_buffered_frames_without_reading_and_takes_frames_back():
+    data = (
+        _worker_protocol.encode_ping(1)
+        + _worker_protocol.encode_credit(2, 5)
+        + _worker_protocol.encode_ping(3)
+    )
+    chunks = [data[:20], data[20:]]
+    reads = []
+
+    def read(n: int) -> bytes:
+        reads.append(n)
+        return chunks.pop(0) if chunks else b""
+
+    reader = _worker_protocol.FrameReader(read)
+    assert reader.buffered_frame() is None and reads == [], "nothing read yet"
+    assert reader.read_once() and len(reads) == 1
+    assert reader.buffered_frame() == (_worker_protocol.PING, struct.pack(">Q", 1))
+    assert reader.buffered_frame() is None, "the CREDIT is not whole yet"
+    assert reader.read_once()
+    credit = reader.buffered_frame()
+    assert credit == (_worker_protocol.CREDIT, struct.pack(">QI", 2, 5))
+    reader.unread([credit, (_worker_protocol.CANCEL, struct.pack(">Q", 4))])
+    assert [reader.next_frame() for _ in range(3)] == [
+        credit,
+        (_worker_protocol.CANCEL, struct.pack(">Q", 4)),
+        (_worker_protocol.PING, struct.pack(">Q", 3)),
+    ]
+    assert not reader.read_once() and reader.next_frame() is None
+
+
 @pytest.mark.parametrize(
     "data, problem",
     [
@@ -108,9 +174,9 @@ def test_reader_rejects_truncated_empty_and_oversized_frames(data, problem):
 @pytest.mark.parametrize(
     "body, problem",
     [
-        (b"\0" * 15, "shorter than its 16-byte header"),
-        (struct.pack(">QIHH", 1, 0, 10, 0) + b"abc", "overrun"),
-        (struct.pack(">QIHH", 1, 0, 2, 0) + b"\xff\xfe", "not UTF-8"),
+        (b"\0" * 20, "shorter than its 21-byte header"),
+        (struct.pack(">QIBIHH", 1, 0, 0, 0, 10, 0) + b"abc", "overrun"),
+        (struct.pack(">QIBIHH", 1, 0, 0, 0, 2, 0) + b"\xff\xfe", "not UTF-8"),
     ],
 )
 def test_malformed_call_bodies_are_frame_errors(body, problem):

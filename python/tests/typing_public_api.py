@@ -5,6 +5,7 @@ hence ``Optional`` (``X | None`` does not evaluate on Python 3.9)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
 import pit
@@ -29,8 +30,20 @@ async def renamed(args: Any) -> int:
     return 1
 
 
+@pit.handler
+def rows(args: Any, ctx: pit.Context) -> Iterator[dict[str, Any]]:
+    yield {"row": 1}
+
+
+@pit.handler("tokens")
+async def tokens(args: Any) -> AsyncIterator[str]:
+    yield "a"
+
+
 def decorated_functions_keep_their_types(ctx: pit.Context) -> None:
     assert_type(plain(None, ctx), dict[str, Any])
+    assert_type(rows(None, ctx), Iterator[dict[str, Any]])
+    assert_type(tokens(None), AsyncIterator[str])
 
 
 def clients() -> None:
@@ -39,6 +52,14 @@ def clients() -> None:
     with pit.Client("/run/pitd/call.sock", connect_timeout=1.0) as client:
         assert_type(client, pit.Client)
         assert_type(client.call("pool", "method", [1], session="s", timeout=1.5, idempotent=True), Any)
+        stream = client.stream("pool", "method", [1], session="s", timeout=1.5)
+        assert_type(stream, pit.Stream)
+        for chunk in stream:
+            assert_type(chunk, Any)
+        with client.stream("pool", "method") as chunks:
+            assert_type(next(chunks), Any)
+        stream.close()
+        client.stream("pool", "method", idempotent=True)  # type: ignore[call-arg]  # a stream is never retried
     try:
         pit.Client().call("pool", "method")
     except pit.ConnectionLost as e:
@@ -56,3 +77,7 @@ async def async_client() -> None:
     async with pit.AsyncClient() as client:
         assert_type(client, pit.AsyncClient)
         assert_type(await client.call("pool", "method", session=None, timeout=None), Any)
+        chunks = client.stream("pool", "method", {"prompt": "hi"}, session="s", timeout=5.0)
+        async for chunk in chunks:
+            assert_type(chunk, Any)
+        await chunks.aclose()
