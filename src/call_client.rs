@@ -199,7 +199,7 @@ struct Chunk<'a> {
 
 /// The chunk a reply frame is, if it is one (a final reply has `ok`, a chunk `chunk`).
 fn as_chunk(body: &[u8]) -> Option<Chunk<'_>> {
-    let named = body.windows(8).any(|w| w == b"\"chunk\"");
+    let named = body.windows(7).any(|w| w == b"\"chunk\"");
     named.then(|| serde_json::from_slice::<Chunk>(body).ok()).flatten()
 }
 
@@ -228,4 +228,17 @@ fn outcome(reply: CallReply<'_>) -> Result<Outcome, CallClientError> {
         traceback: error.traceback,
         worker: reply.worker.map(Cow::into_owned),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::as_chunk;
+
+    #[test]
+    fn a_chunk_frame_is_told_from_a_final_reply_even_one_that_says_chunk() {
+        let chunk = as_chunk(br#"{"id":7,"chunk":{"token":"a"}}"#).expect("a chunk");
+        assert_eq!((chunk.id.get(), chunk.chunk.get()), ("7", r#"{"token":"a"}"#));
+        assert!(as_chunk(br#"{"id":7,"ok":true,"result":{"chunk":1},"worker":"worker-1"}"#).is_none());
+        assert!(as_chunk(br#"{"id":7,"ok":true,"result":null,"worker":"worker-1"}"#).is_none());
+    }
 }
