@@ -80,6 +80,8 @@ pub const SAMPLES: &[(&str, &str)] = &[
     ("request_timeout", "\"10s\""),
     ("drain_timeout", "\"10s\""),
     ("kill_timeout", "\"1s\""),
+    ("stream_window", "16"),
+    ("stream_idle_timeout", "\"30s\""),
     ("max_rss", "\"1GiB\""),
     ("hard_rss", "\"2GiB\""),
     ("max_requests", "100"),

@@ -11,6 +11,14 @@ fn every_rule_fails_with_position_key_expected_and_found() {
             "t.toml:3:8: pools.p.size: expected an integer >= 1, found 0",
         ),
         (
+            "stream_window = 0",
+            "t.toml:3:17: pools.p.stream_window: expected an integer >= 1, found 0",
+        ),
+        (
+            "stream_idle_timeout = \"0s\"",
+            "t.toml:3:23: pools.p.stream_idle_timeout: expected a duration above 0s, found 0s",
+        ),
+        (
             "size = -2",
             "t.toml:3:8: pools.p.size: expected a non-negative integer, found integer `-2`",
         ),

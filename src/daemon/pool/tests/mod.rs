@@ -98,7 +98,8 @@ struct Harness {
     pipes: Arc<FakePipes>,
     /// Pools that speak the pit protocol get pipes.
     pit: bool,
-    _rx: mpsc::UnboundedReceiver<PoolMsg>,
+    /// The actor's own mailbox: what it sends itself (stream credit) lands here.
+    rx: mpsc::UnboundedReceiver<PoolMsg>,
 }
 
 fn harness(pool_toml: &str) -> Harness {
@@ -129,7 +130,7 @@ fn spec_harness(text: &str) -> Harness {
         fake,
         pipes,
         pit,
-        _rx: rx,
+        rx,
     }
 }
 
