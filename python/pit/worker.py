@@ -3,7 +3,8 @@
 Lifecycle: check that pitd's protocol pipes are on fds 3 (calls in) and 4 (replies out),
 import MODULE with the working directory first on ``sys.path``, send ``READY``, then answer
 frames one at a time until pitd closes fd 3; with ``PIT_CONCURRENCY`` above 1 (a pool's
-``concurrency``), :mod:`pit._concurrent` serves up to that many calls at once instead.
+``concurrency``), :mod:`pit._concurrent` serves up to that many calls at once instead. A
+streaming handler's chunks go out as it yields them (:mod:`pit._streaming`).
 stdout and stderr belong to user code: the protocol never touches them, and they are made
 line-buffered because pitd captures them line by line.
 
