@@ -34,6 +34,18 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub principal: String,
+    pub pool: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PrincipalLabel {
+    pub principal: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub pool: String,
     /// The error kind the caller got.
@@ -132,6 +144,8 @@ pub struct Metrics {
     shutting_down: Gauge,
     pipelined: Family<PoolLabel, Counter>,
     taken_back: Family<PoolLabel, Counter>,
+    http_requests: Family<HttpLabels, Counter>,
+    http_in_flight: Family<PrincipalLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -160,6 +174,8 @@ impl Default for Metrics {
             shutting_down: Gauge::default(),
             pipelined: Family::default(),
             taken_back: Family::default(),
+            http_requests: Family::default(),
+            http_in_flight: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -256,6 +272,16 @@ impl Default for Metrics {
             "Pipelined calls put back in the queue because the call ahead ran long",
             m.taken_back.clone(),
         );
+        registry.register(
+            "http_requests",
+            "Calls through the HTTP front door, by principal, pool and status code",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "http_in_flight",
+            "Calls and streams in flight through the HTTP front door, by principal",
+            m.http_in_flight.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -308,6 +334,26 @@ impl Metrics {
                 reason: reason.as_str().into(),
             })
             .inc();
+    }
+
+    /// A call through the HTTP front door answered with `code`.
+    pub fn http_request(&self, principal: &str, pool: &str, code: u16) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                principal: principal.into(),
+                pool: pool.into(),
+                code: code.to_string(),
+            })
+            .inc();
+    }
+
+    /// A principal's calls in flight at the door went up or down by `delta`.
+    pub fn http_in_flight(&self, principal: &str, delta: i64) {
+        self.http_in_flight
+            .get_or_create(&PrincipalLabel {
+                principal: principal.into(),
+            })
+            .inc_by(delta);
     }
 
     pub fn restart(&self, pool: &str) {

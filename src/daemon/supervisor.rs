@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::daemon::door::{DoorState, Probes};
 use crate::daemon::events::EventLog;
 use crate::daemon::pool::{self, PoolDeps, PoolHandle, PoolMsg, PoolTable};
 use crate::daemon::probe::{self, PoolSnapshot};
@@ -40,6 +41,8 @@ pub struct Supervisor {
     /// Cancelled by a stop request (`pitctl shutdown`); the daemon's signal loop begins
     /// the stop (with its delay) when it is.
     pub stop_requested: CancellationToken,
+    /// The HTTP front door, once it is open: status shows it, reload re-reads its tokens.
+    door: std::sync::OnceLock<Arc<DoorState>>,
 }
 
 /// A control request the supervisor refuses, with the kind pitctl maps to its message.
@@ -73,6 +76,7 @@ impl Supervisor {
             shutdown,
             shutting_down: AtomicBool::new(false),
             stop_requested: CancellationToken::new(),
+            door: std::sync::OnceLock::new(),
         }
     }
 
@@ -162,6 +166,7 @@ impl Supervisor {
             pools,
             shutting_down: self.is_shutting_down(),
             call_socket: Some(call_socket),
+            http: self.door.get().map(|d| d.status()),
         })
     }
 
@@ -243,7 +248,23 @@ impl Supervisor {
     /// Re-reads the spec file and applies the difference: changed pools are recycled worker
     /// by worker (reason `reload`), size-only changes scale, removed pools drain, new pools
     /// start. An invalid spec changes nothing and the error is returned.
+    /// The door is open: status shows it from now on, and reload re-reads its tokens.
+    pub fn set_door(&self, door: Arc<DoorState>) {
+        let _ = self.door.set(door);
+    }
+
     pub fn reload(&self) -> Result<String, Refusal> {
+        // The tokens are re-read whatever becomes of the spec: each keeps what it had when
+        // its new file is bad.
+        let tokens = self.door.get().map(|d| d.reload_tokens());
+        let mut answer = self.reload_spec()?;
+        if let Some(Err(e)) = tokens {
+            answer = format!("{answer}; {e}");
+        }
+        Ok(answer)
+    }
+
+    fn reload_spec(&self) -> Result<String, Refusal> {
         let path = self.spec.lock().expect("spec lock").path.clone();
         let new = spec::load(&path).map_err(|e| Refusal {
             kind: ControlErrorKind::BadRequest,
@@ -319,5 +340,15 @@ impl LogTarget {
             LogTarget::Worker(id) => line.worker == Some(*id),
             LogTarget::Pool(name) => line.pool == *name,
         }
+    }
+}
+
+/// The door's probes are pitctl's: `ready`, and `live` within a second.
+impl Probes for Supervisor {
+    fn ready(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(self.probe(ProbeKind::Ready, Duration::from_secs(1)))
+    }
+    fn live(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(self.probe(ProbeKind::Live, Duration::from_secs(1)))
     }
 }

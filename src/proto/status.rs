@@ -22,6 +22,25 @@ pub struct StatusReport {
     /// Where calls go (lets `pitctl call` find it from the control socket alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_socket: Option<String>,
+    /// The HTTP front door, when the spec has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<DoorStatus>,
+}
+
+/// The HTTP front door as status shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DoorStatus {
+    /// The address it serves.
+    pub listen: String,
+    pub tls: bool,
+    /// Client certificates are required (`client_ca`).
+    pub client_certificates: bool,
+    /// The principals of its tokens file (none without one).
+    pub principals: Vec<String>,
+    /// Calls and streams in flight through it.
+    pub in_flight: u64,
+    /// Connections open.
+    pub connections: u64,
 }
 
 /// A pool's state as status shows it: what its phase (`lifecycle::phase`) shows.

@@ -23,6 +23,21 @@ pub struct RawSpec {
     /// Keyed by the spanned pool name; serde hands the map over sorted by name, so the file
     /// order is recovered from the key spans.
     pub pools: Option<BTreeMap<Spanned<String>, RawPool>>,
+    /// The HTTP front door (INTERFACE section 10); off when absent.
+    pub http: Option<Spanned<RawHttp>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Opt<String>,
+    pub tls_cert: Opt<String>,
+    pub tls_key: Opt<String>,
+    pub client_ca: Opt<String>,
+    pub tokens: Opt<String>,
+    pub max_body: Opt<Size>,
+    pub header_timeout: Opt<Dur>,
+    pub max_connections: Opt<Count>,
 }
 
 #[derive(Debug, Default, Deserialize)]

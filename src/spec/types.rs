@@ -15,6 +15,33 @@ pub struct Spec {
     pub daemon: DaemonSpec,
     /// Pools in the order they appear in the file.
     pub pools: Vec<PoolSpec>,
+    /// The HTTP front door, when the spec has an `[http]` table.
+    pub http: Option<HttpSpec>,
+}
+
+/// `[http]`: the HTTP front door (INTERFACE section 10).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSpec {
+    pub listen: SocketAddr,
+    /// Certificate chain and key (PEM): HTTPS, HTTP/1.1 and HTTP/2.
+    pub tls: Option<TlsFiles>,
+    /// Client certificates must be signed by one of these (mTLS).
+    pub client_ca: Option<PathBuf>,
+    /// Principals and the SHA-256 of their bearer tokens; re-read on SIGHUP.
+    pub tokens: Option<PathBuf>,
+    /// Largest request body (413 beyond).
+    pub max_body: u64,
+    /// A connection that has not sent a whole request head this long after it connected,
+    /// or after its last response (an idle keep-alive connection), is closed.
+    pub header_timeout: Duration,
+    /// Connections open at once; more wait to be accepted.
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]

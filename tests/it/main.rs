@@ -7,6 +7,7 @@ mod chaos;
 mod check;
 mod concurrent;
 mod control;
+mod door;
 mod hostile;
 mod lifecycle;
 mod man;
