@@ -38,6 +38,9 @@ pub fn render(report: &StatusReport) -> String {
             ""
         }
     );
+    if let Some(door) = &report.http {
+        let _ = writeln!(out, "{}", door.summary());
+    }
     if report.pools.is_empty() {
         out.push_str("no pools\n");
     }

@@ -43,6 +43,30 @@ pub struct DoorStatus {
     pub connections: u64,
 }
 
+impl DoorStatus {
+    /// One line for `pitctl status` and `top`: `door https://0.0.0.0:8443 (client
+    /// certificates), principals frontend, ops; 3 in flight, 5 connections`.
+    pub fn summary(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        let certs = if self.client_certificates {
+            " (client certificates)"
+        } else {
+            ""
+        };
+        let who = match self.principals.is_empty() {
+            true => "no tokens".to_string(),
+            false => format!("principals {}", self.principals.join(", ")),
+        };
+        format!(
+            "door {scheme}://{}{certs}, {who}; {} in flight, {} connection{}",
+            self.listen,
+            self.in_flight,
+            self.connections,
+            if self.connections == 1 { "" } else { "s" }
+        )
+    }
+}
+
 /// A pool's state as status shows it: what its phase (`lifecycle::phase`) shows.
 pub use crate::lifecycle::phase::PoolState;
 

@@ -137,6 +137,9 @@ pub fn lines(state: &State, width: usize) -> Vec<Line<'static>> {
             under(why, Style::new().red(), &mut lines);
         }
     }
+    if let Some(door) = &status.http {
+        lines.push(Line::from(wrap(&door.summary(), width, 1).pop().unwrap_or_default()).cyan());
+    }
     lines
 }
 

@@ -268,7 +268,7 @@ fn daemon_rules() {
 fn unknown_keys_are_refused_with_the_keys_allowed_there() {
     assert_eq!(
         err("[demon]\n"),
-        "t.toml:1:2: demon: unknown key `demon`, expected one of: daemon, pools; did you mean `daemon`?"
+        "t.toml:1:2: demon: unknown key `demon`, expected one of: daemon, pools, http; did you mean `daemon`?"
     );
     assert_eq!(
         err("[daemon]\ncontrol_sock = \"x\"\n"),
