@@ -21,6 +21,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::DoorState;
+use super::flight::InFlight;
 use super::principals::Principal;
 use super::sse::{Reply, SseBody, error_body, read_reply};
 use crate::daemon::pool::{Call, PoolHandle, PoolMsg, ReplyFrame, ReplyPort, ReplyTx};
@@ -287,27 +288,6 @@ impl ReplyPort for Port {
     }
     fn is_closed(&self) -> bool {
         self.0.is_closed()
-    }
-}
-
-/// A call in flight at the door: counted while it lasts; if it ends before its final
-/// reply (the client went away), its pool is told, which cancels it.
-pub struct InFlight {
-    door: Arc<DoorState>,
-    principal: String,
-    pool: PoolHandle,
-    reply: ReplyTx,
-    pub(super) answered: bool,
-    _quota: Option<OwnedSemaphorePermit>,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if !self.answered {
-            self.pool.send(PoolMsg::CallerGone(self.reply.clone()));
-        }
-        self.door.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.door.metrics.http_in_flight(&self.principal, -1);
     }
 }
 

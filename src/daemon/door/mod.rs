@@ -7,9 +7,11 @@
 //!
 //! - `principals`: the tokens file, and who a token is.
 //! - `tls`: certificates and keys, client certificates, the checks of `pitd --check`.
+//! - `flight`: a call in flight at the door (counted; its pool told if its client goes).
 //! - `handler`: one request: routing, who may call what, the call, its reply.
 //! - `sse`: a stream's reply body as server-sent events.
 
+mod flight;
 mod handler;
 mod io;
 pub mod principals;

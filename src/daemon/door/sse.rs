@@ -14,7 +14,7 @@ use hyper::body::{Body, Frame};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::handler::InFlight;
+use super::flight::InFlight;
 use crate::daemon::pool::ReplyFrame;
 use crate::proto::call::ErrorKind;
 
