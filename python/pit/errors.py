@@ -24,6 +24,9 @@ ERROR_KINDS: tuple[str, ...] = (
     "too_large",
     "shutting_down",
     "cancelled",
+    "unauthenticated",
+    "forbidden",
+    "quota",
 )
 
 #: Kind of :class:`ConnectionLost`; client-side only, never on the wire.

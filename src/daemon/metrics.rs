@@ -146,6 +146,9 @@ pub struct Metrics {
     taken_back: Family<PoolLabel, Counter>,
     http_requests: Family<HttpLabels, Counter>,
     http_in_flight: Family<PrincipalLabel, Gauge>,
+    pool_memory_budget: Family<PoolLabel, Gauge>,
+    memory_budget: Gauge,
+    memory_used: Gauge,
 }
 
 impl Default for Metrics {
@@ -176,6 +179,9 @@ impl Default for Metrics {
             taken_back: Family::default(),
             http_requests: Family::default(),
             http_in_flight: Family::default(),
+            pool_memory_budget: Family::default(),
+            memory_budget: Gauge::default(),
+            memory_used: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -282,6 +288,21 @@ impl Default for Metrics {
             "Calls and streams in flight through the HTTP front door, by principal",
             m.http_in_flight.clone(),
         );
+        registry.register(
+            "pool_memory_budget_bytes",
+            "The budget a pool stays under, on its memory_metric (its own, or what the daemon's leaves it)",
+            m.pool_memory_budget.clone(),
+        );
+        registry.register(
+            "memory_budget_bytes",
+            "The daemon's memory_budget (0 without one)",
+            m.memory_budget.clone(),
+        );
+        registry.register(
+            "memory_used_bytes",
+            "Every pool's memory together, each on its memory_metric",
+            m.memory_used.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -373,6 +394,16 @@ impl Metrics {
         self.queue_depth.clear();
         self.calls_in_flight.clear();
         self.streams_open.clear();
+        self.pool_memory_budget.clear();
+        let used: u64 = status
+            .pools
+            .iter()
+            .filter_map(|p| p.memory.as_ref())
+            .map(|m| m.memory_bytes)
+            .sum();
+        self.memory_used.set(used as i64);
+        self.memory_budget
+            .set(status.memory_budget.map_or(0, |b| b.budget_bytes as i64));
         self.capacity.clear();
         self.saturation.clear();
         self.shutting_down.set(i64::from(status.shutting_down));
@@ -396,6 +427,9 @@ impl Metrics {
             };
             self.calls_in_flight.get_or_create(&label).set(pool.in_flight as i64);
             self.streams_open.get_or_create(&label).set(pool.streams_open as i64);
+            if let Some(budget) = pool.memory_budget_bytes {
+                self.pool_memory_budget.get_or_create(&label).set(budget as i64);
+            }
             self.capacity.get_or_create(&label).set(pool.capacity as i64);
             let demand = (pool.in_flight + pool.queued) as f64;
             self.saturation

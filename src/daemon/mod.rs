@@ -88,6 +88,19 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
     let call = tokio::net::UnixListener::from_std(call)?;
     let call_task = tokio::spawn(calls::serve(call, sup.pool_table(), access, listeners.clone()));
     let notify_task = tokio::spawn(notify::run(sup.clone(), shutdown.clone()));
+    if let Some(budget) = daemon.memory_budget {
+        // Kept at the sampling pace: a budget can only be seen crossed that often.
+        let (sup, stop, every) = (sup.clone(), listeners.clone(), daemon.monitor_interval);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => sup.balance_memory(budget).await,
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
+    }
     if let Some(http) = &spec.http {
         let door = door::DoorState::new(http.clone(), sup.pool_table(), metrics.clone(), sup.clone())
             .map_err(|e| anyhow::anyhow!("the HTTP door: {e}"))?;

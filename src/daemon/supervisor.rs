@@ -17,7 +17,7 @@ use crate::daemon::probe::{self, PoolSnapshot};
 use crate::daemon::process::output::OutputStore;
 use crate::ids::WorkerId;
 use crate::proto::control::{ControlErrorKind, LogLine, ProbeKind};
-use crate::proto::status::StatusReport;
+use crate::proto::status::{BudgetStatus, PoolStatus, StatusReport};
 use crate::spec::{self, Spec};
 
 /// Where a pool command's answer goes.
@@ -159,6 +159,16 @@ impl Supervisor {
             .call_socket
             .display()
             .to_string();
+        let memory_budget = self
+            .spec
+            .lock()
+            .expect("spec lock")
+            .daemon
+            .memory_budget
+            .map(|budget| BudgetStatus {
+                budget_bytes: budget,
+                used_bytes: pools.iter().map(pool_memory).sum(),
+            });
         Ok(StatusReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
@@ -167,6 +177,7 @@ impl Supervisor {
             shutting_down: self.is_shutting_down(),
             call_socket: Some(call_socket),
             http: self.door.get().map(|d| d.status()),
+            memory_budget,
         })
     }
 
@@ -248,6 +259,36 @@ impl Supervisor {
     /// Re-reads the spec file and applies the difference: changed pools are recycled worker
     /// by worker (reason `reload`), size-only changes scale, removed pools drain, new pools
     /// start. An invalid spec changes nothing and the error is returned.
+    /// The daemon's `memory_budget`, kept: each pool is told what it may use (what the
+    /// others leave), and when all together are over it, the pool holding the largest
+    /// worker is told to give back the excess, which recycles that worker in place.
+    pub async fn balance_memory(&self, budget: u64) {
+        let handles = self.handles();
+        let mut pools = Vec::with_capacity(handles.len());
+        for h in handles {
+            if let Some(s) = h.status().await {
+                pools.push((h, s));
+            }
+        }
+        let used: Vec<u64> = pools.iter().map(|(_, s)| pool_memory(s)).collect();
+        let total: u64 = used.iter().sum();
+        let headroom = budget.saturating_sub(total);
+        let excess = total.saturating_sub(budget);
+        let largest = pools
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, s))| s.workers.iter().map(|w| w.memory_bytes).max().map(|m| (m, i)))
+            .max()
+            .map(|(_, i)| i);
+        for (i, (h, _)) in pools.iter().enumerate() {
+            let allowance = match excess > 0 && largest == Some(i) {
+                true => used[i].saturating_sub(excess),
+                false => used[i].saturating_add(headroom),
+            };
+            h.send(PoolMsg::DaemonBudget(Some(allowance)));
+        }
+    }
+
     /// The door is open: status shows it from now on, and reload re-reads its tokens.
     pub fn set_door(&self, door: Arc<DoorState>) {
         let _ = self.door.set(door);
@@ -341,6 +382,11 @@ impl LogTarget {
             LogTarget::Pool(name) => line.pool == *name,
         }
     }
+}
+
+/// A pool's memory on its own metric, as its status sums it.
+fn pool_memory(s: &PoolStatus) -> u64 {
+    s.memory.as_ref().map_or(0, |m| m.memory_bytes)
 }
 
 /// The door's probes are pitctl's: `ready`, and `live` within a second.

@@ -25,6 +25,16 @@ pub struct StatusReport {
     /// The HTTP front door, when the spec has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<DoorStatus>,
+    /// The daemon's `memory_budget` and its use (every pool's memory on its own metric).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_budget: Option<BudgetStatus>,
+}
+
+/// A memory budget and what uses it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct BudgetStatus {
+    pub budget_bytes: u64,
+    pub used_bytes: u64,
 }
 
 /// The HTTP front door as status shows it.
@@ -107,6 +117,10 @@ pub struct PoolStatus {
     /// The pool's `hard_rss` (killed past it), `null` when unset.
     #[serde(default)]
     pub hard_rss_bytes: Option<u64>,
+    /// The budget the pool stays under now on its `memory_metric` (its own `memory_budget`,
+    /// or less when the daemon's leaves it less), `null` without one. Its use is `memory`.
+    #[serde(default)]
+    pub memory_budget_bytes: Option<u64>,
     /// Why the pool is `failing`: the last exit status and the last stderr lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_reason: Option<String>,

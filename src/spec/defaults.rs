@@ -45,6 +45,8 @@ pub const HTTP_MAX_BODY: u64 = 16 * 1024 * 1024;
 pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// `[http] max_connections`.
 pub const HTTP_MAX_CONNECTIONS: u32 = 4096;
+/// `max_rss_samples`: one sample over `max_rss` recycles.
+pub const MAX_RSS_SAMPLES: u32 = 1;
 /// `kill_timeout`.
 pub const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 /// `max_requests_jitter`.

@@ -52,6 +52,7 @@ pub struct RawDaemon {
     pub shutdown_timeout: Opt<Dur>,
     pub shutdown_delay: Opt<Dur>,
     pub metrics_listen: Opt<String>,
+    pub memory_budget: Opt<Size>,
     pub log_format: Opt<String>,
 }
 
@@ -79,6 +80,9 @@ pub struct RawPool {
     pub stream_idle_timeout: Opt<Dur>,
 
     pub max_rss: Opt<Size>,
+    pub max_rss_samples: Opt<Count>,
+    pub predict_rss: Opt<bool>,
+    pub memory_budget: Opt<Size>,
     pub hard_rss: Opt<Size>,
     pub max_requests: Opt<Count>,
     pub max_requests_jitter: Opt<Count>,

@@ -59,6 +59,8 @@ pub struct DaemonSpec {
     pub shutdown_delay: Duration,
     pub metrics_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
+    /// Every pool's memory together, on each pool's `memory_metric`.
+    pub memory_budget: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +181,12 @@ impl MemoryMetric {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecyclePolicy {
     pub max_rss: Option<u64>,
+    /// Consecutive samples over `max_rss` before it recycles (a shorter spike passes).
+    pub max_rss_samples: u32,
+    /// Recycle gracefully before the memory growth would cross `hard_rss` (else `max_rss`).
+    pub predict_rss: bool,
+    /// The pool's workers, template and spare together, on `memory_metric`.
+    pub memory_budget: Option<u64>,
     pub hard_rss: Option<u64>,
     pub max_requests: Option<u64>,
     pub max_requests_jitter: u64,

@@ -51,6 +51,7 @@ fn daemon(raw: &RawDaemon, ctx: &Ctx) -> Result<DaemonSpec> {
         shutdown_timeout: value_or(&raw.shutdown_timeout, def::SHUTDOWN_TIMEOUT, |d| d.0),
         shutdown_delay: value_or(&raw.shutdown_delay, Duration::ZERO, |d| d.0),
         metrics_listen: raw.metrics_listen.as_ref().map(socket_addr).transpose()?,
+        memory_budget: raw.memory_budget.as_ref().map(|s| s.get_ref().0),
         log_format: choice(
             &raw.log_format,
             &[

@@ -223,6 +223,12 @@ fn without_a_known_token_or_beyond_its_pools_nothing_reaches_a_worker() {
     );
     let (code, _) = door.curl("/v1/call/app/pid", &["-X", "POST", "-H", "Authorization: Bearer wrong"]);
     assert_eq!(code, 401);
+    // Refused with its body unread, over HTTP/2 too: the client gets the status, not a reset.
+    let body = format!("\"{}\"", "x".repeat(64 * 1024));
+    for _ in 0..20 {
+        let (code, out) = door.curl("/v1/call/app/pid", &["--http2-prior-knowledge", "-d", &body]);
+        assert_eq!(code, 401, "{out}");
+    }
     let (code, body) = door.curl(
         "/v1/call/other/pid",
         &["-X", "POST", "-H", "Authorization: Bearer front-token"],

@@ -11,6 +11,7 @@ mod door;
 mod hostile;
 mod lifecycle;
 mod man;
+mod memory;
 mod metrics;
 mod pid1;
 mod pipeline;

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::value::RawValue;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -60,7 +60,15 @@ async fn handle(door: Arc<DoorState>, conn: Arc<Principal>, req: Request<Incomin
                 r.headers_mut().insert("allow", HeaderValue::from_static("POST"));
                 return r;
             }
-            let (principal, pool, response) = call(&door, conn, req, &path).await;
+            let (parts, body) = req.into_parts();
+            let mut body = Some(body);
+            let (principal, pool, response) = call(&door, conn, &parts, &mut body, &path).await;
+            if let Some(unread) = body {
+                // Refused before its body was read: it is read to the end (bounded) while
+                // the answer goes out, so HTTP/2 has no reason to reset the stream and the
+                // client sees the status, not an aborted upload.
+                discard(unread, door.spec.max_body, door.spec.header_timeout);
+            }
             door.metrics.http_request(&principal, &pool, response.status().as_u16());
             response
         }
@@ -90,7 +98,8 @@ fn probe(answer: Result<(), String>) -> Response<Body> {
 async fn call(
     door: &Arc<DoorState>,
     conn: Arc<Principal>,
-    req: Request<Incoming>,
+    head: &hyper::http::request::Parts,
+    unread: &mut Option<Incoming>,
     path: &str,
 ) -> (String, String, Response<Body>) {
     let mut parts = path["/v1/call/".len()..].splitn(2, '/');
@@ -106,7 +115,7 @@ async fn call(
         );
         return (conn.name.clone(), String::new(), r);
     }
-    let principal = match who(door, conn, &req) {
+    let principal = match who(door, conn, &head.headers) {
         Ok(p) => p,
         Err(r) => return ("-".into(), pool_name.into(), r),
     };
@@ -137,11 +146,12 @@ async fn call(
         },
         None => None,
     };
-    let options = match Options::from(&req) {
+    let options = match Options::from(&head.headers) {
         Ok(o) => o,
         Err(msg) => return respond(error(ErrorKind::BadRequest, &msg, None)),
     };
-    let body = match body(req, door.spec.max_body).await {
+    let request_body = unread.take().expect("the body is read once");
+    let body = match body(&head.headers, request_body, door.spec.max_body).await {
         Ok(b) => b,
         Err(r) => return respond(r),
     };
@@ -175,12 +185,11 @@ async fn call(
 
 /// Who calls: the principal of the bearer token when the door has a tokens file, else the
 /// connection's.
-fn who(door: &DoorState, conn: Arc<Principal>, req: &Request<Incoming>) -> Result<Arc<Principal>, Response<Body>> {
+fn who(door: &DoorState, conn: Arc<Principal>, headers: &HeaderMap) -> Result<Arc<Principal>, Response<Body>> {
     let Some(principals) = door.principals() else {
         return Ok(conn);
     };
-    let token = req
-        .headers()
+    let token = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
@@ -206,8 +215,7 @@ struct Options {
 }
 
 impl Options {
-    fn from(req: &Request<Incoming>) -> Result<Options, String> {
-        let h = req.headers();
+    fn from(h: &HeaderMap) -> Result<Options, String> {
         let text = |name: &str| -> Result<Option<String>, String> {
             h.get(name)
                 .map(|v| v.to_str().map(str::to_string).map_err(|_| format!("{name}: not text")))
@@ -254,7 +262,7 @@ fn duration(text: &str) -> Option<Duration> {
 
 /// The request body, at most `max` bytes (413 beyond, before reading it when its length
 /// says so).
-async fn body(req: Request<Incoming>, max: u64) -> Result<Bytes, Response<Body>> {
+async fn body(headers: &HeaderMap, body: Incoming, max: u64) -> Result<Bytes, Response<Body>> {
     let too_large = |len: Option<u64>| {
         let size = len.map_or_else(|| "more".to_string(), |n| n.to_string());
         error(
@@ -263,19 +271,26 @@ async fn body(req: Request<Incoming>, max: u64) -> Result<Bytes, Response<Body>>
             None,
         )
     };
-    let declared = req
-        .headers()
+    let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
         return Err(too_large(declared));
     }
-    match Limited::new(req.into_body(), max as usize).collect().await {
+    match Limited::new(body, max as usize).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(None)),
         Err(e) => Err(error(ErrorKind::BadRequest, &format!("reading the body: {e}"), None)),
     }
+}
+
+/// Reads a refused request's body to its end in the background, at most `max` bytes for
+/// at most `within`.
+fn discard(body: Incoming, max: u64, within: Duration) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(within, Limited::new(body, max as usize).collect()).await;
+    });
 }
 
 /// Where this request's reply frames arrive from its pool.

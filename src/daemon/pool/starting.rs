@@ -42,7 +42,8 @@ impl PoolCore {
     pub(super) fn live_count(&self) -> usize {
         self.workers
             .values()
-            .filter(|w| w.live() && w.retire.is_none() && w.state() != WorkerState::Draining)
+            // One recycled in place holds its place until it has exited, not only stopped.
+            .filter(|w| w.in_place || (w.live() && w.retire.is_none() && w.state() != WorkerState::Draining))
             .count()
     }
 

@@ -272,7 +272,7 @@ fn unknown_keys_are_refused_with_the_keys_allowed_there() {
     );
     assert_eq!(
         err("[daemon]\ncontrol_sock = \"x\"\n"),
-        "t.toml:2:1: daemon.control_sock: unknown key `control_sock`, expected one of: control_socket, call_socket, control_mode, call_mode, socket_group, monitor_interval, shutdown_timeout, shutdown_delay, metrics_listen, log_format; did you mean `control_socket`?"
+        "t.toml:2:1: daemon.control_sock: unknown key `control_sock`, expected one of: control_socket, call_socket, control_mode, call_mode, socket_group, monitor_interval, shutdown_timeout, shutdown_delay, metrics_listen, memory_budget, log_format; did you mean `control_socket`?"
     );
     let pool_err = err(&pool("sise = 2"));
     assert!(

@@ -3,6 +3,7 @@
 //! milliseconds, without processes. `calls` adds fake worker pipes for the call path;
 //! `effects` drives the core alone and reads its effects; `sim` is the seeded simulation.
 
+mod budget;
 mod call_kit;
 mod calls;
 mod concurrent;
