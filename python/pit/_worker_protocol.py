@@ -128,10 +128,15 @@ def encode_credit(req_id: int, n: int) -> bytes:
 
 
 def encode_ready(
-    handlers: Iterable[str], pid: int, concurrency: int = 1, gil_enabled: bool | None = None
+    handlers: Iterable[str],
+    pid: int,
+    concurrency: int = 1,
+    gil_enabled: bool | None = None,
+    gil_reenabled: str | None = None,
 ) -> bytes:
     """The ``READY`` frame a worker sends once its module is imported: ``concurrency`` is
-    how many calls it serves at once, ``gil_enabled`` whether the GIL is on (None: unknown)."""
+    how many calls it serves at once, ``gil_enabled`` whether the GIL is on (None: unknown),
+    ``gil_reenabled`` why a free-threaded build's GIL is on again (None when it is not)."""
     body = json.dumps(
         {
             "protocol": PROTOCOL_VERSION,
@@ -139,6 +144,7 @@ def encode_ready(
             "handlers": list(handlers),
             "concurrency": concurrency,
             "gil_enabled": gil_enabled,
+            "gil_reenabled": gil_reenabled,
         },
         separators=(",", ":"),
         ensure_ascii=False,

@@ -67,6 +67,7 @@ pub struct RawPool {
     pub warmup: Opt<String>,
     pub size: Opt<Count>,
     pub concurrency: Opt<Count>,
+    pub require_free_threading: Opt<bool>,
     pub cwd: Opt<String>,
     pub env: Opt<BTreeMap<String, String>>,
     pub user: Opt<String>,

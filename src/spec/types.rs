@@ -87,6 +87,8 @@ pub struct PoolSpec {
     pub size: u32,
     /// Calls a worker holds at once (`concurrency`; 1 for supervise-only pools).
     pub concurrency: u32,
+    /// A worker whose GIL is on after its import is a failed start (free-threaded builds).
+    pub require_free_threading: bool,
     /// Absolute working directory of the workers.
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,

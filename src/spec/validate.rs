@@ -117,6 +117,7 @@ fn pool(name: &Spanned<String>, raw: &RawPool, ctx: &Ctx) -> Result<PoolSpec> {
         warmup,
         size: rules::count(&raw.size, 1, def::SIZE)?,
         concurrency,
+        require_free_threading: raw.require_free_threading.as_ref().is_some_and(|r| *r.get_ref()),
         cwd: cwd(&raw.cwd, ctx.dir)?,
         env: value_or(&raw.env, BTreeMap::new(), Clone::clone),
         user,

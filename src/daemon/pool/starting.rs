@@ -90,6 +90,9 @@ impl PoolCore {
         if self.spec.protocol == Protocol::Pit {
             env.push(("PIT_CONCURRENCY".into(), self.spec.concurrency.to_string()));
         }
+        if self.spec.require_free_threading {
+            env.push(("PIT_REQUIRE_FREE_THREADING".into(), "1".into()));
+        }
         let req = SpawnRequest {
             pool: self.spec.name.clone(),
             id,
@@ -201,6 +204,17 @@ impl PoolCore {
                     );
                     tracing::error!(pool = %self.spec.name, worker = %id, "{why}");
                     return self.kill_worker(id, Reason::ProtocolError, format!("protocol error ({why})"));
+                }
+                if let Some(why) = ready.gil_reenabled {
+                    if self.spec.require_free_threading {
+                        // The runtime refuses this itself; one that did not is refused here.
+                        return self.protocol_error(id, &format!("require_free_threading: {why}"), now);
+                    }
+                    if let Some(w) = self.workers.get_mut(&id) {
+                        w.warning = Some(why.clone());
+                    }
+                    let pid = Some(ready.pid);
+                    self.emit(EventKind::WorkerWarning, Some(id), pid, |ev| ev.message = Some(why));
                 }
                 self.worker_ready(id, ready.handlers, ready.gil_enabled, now)
             }

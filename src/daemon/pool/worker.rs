@@ -40,6 +40,8 @@ pub struct Worker {
     pub calls: CallWindow<Call>,
     /// Whether its interpreter runs with the GIL, as its ready frame said.
     pub gil_enabled: Option<bool>,
+    /// What its ready frame warned of (`GIL_REENABLED: ...`).
+    pub warning: Option<String>,
     /// How far its reply pipe has been read.
     pub replies: Replies,
     /// Its exit, reaped while the rest of its replies may still be on their way, and when
@@ -122,6 +124,7 @@ impl Worker {
             writable: false,
             calls: CallWindow::new(window),
             gil_enabled: None,
+            warning: None,
             replies: Replies::None,
             exit: None,
             kill_at: None,

@@ -140,6 +140,7 @@ impl Harness {
             handlers: vec!["echo".into(), "slow".into()],
             concurrency: self.actor.core.spec.concurrency,
             gil_enabled: Some(true),
+            gil_reenabled: None,
         };
         self.worker_says(id, WorkerMsg::Ready(ready), now);
     }

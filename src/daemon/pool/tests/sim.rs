@@ -310,6 +310,7 @@ impl Sim {
             handlers: vec!["echo".into()],
             concurrency: self.concurrency as u32,
             gil_enabled: Some(true),
+            gil_reenabled: None,
         };
         self.feed(PoolMsg::FromWorker {
             id,
