@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import select
 import shutil
 import socket
@@ -19,34 +20,54 @@ import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
+import pytest
 from harness import DEADLINE
 
 
 class Cert(NamedTuple):
-    """A self-signed certificate (it is its own CA) and its key, as PEM files."""
+    """A certificate and its key, as PEM files, and the test CA's certificate that signed it
+    (what a client is given to trust)."""
 
+    ca: Path
     cert: Path
     key: Path
 
 
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=DEADLINE)
+
+
 def make_cert(directory: Path, name: str = "server") -> Cert | None:
-    """A certificate for ``localhost`` and 127.0.0.1, by ``openssl req -x509``; None when
-    there is no ``openssl`` command."""
+    """A certificate for ``localhost`` and 127.0.0.1 (server and client use), signed by a
+    CA made for the directory (``openssl req -x509``) on first use; None when there is no
+    ``openssl`` command. TLS stacks such as rustls and Erlang's refuse a CA's own
+    certificate as a server's, hence the two."""
     if shutil.which("openssl") is None:
         return None
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "2",
-            "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    ca, ca_key = directory / "ca.crt", directory / "ca.key"
+    if not ca.exists():
+        _openssl(
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "2",
+            "-keyout", str(ca_key), "-out", str(ca), "-subj", "/CN=pit test CA",
             "-addext", "basicConstraints=critical,CA:TRUE",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=DEADLINE,
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        )  # fmt: skip
+    cert, key, csr = directory / f"{name}.crt", directory / f"{name}.key", directory / f"{name}.csr"
+    extensions = directory / f"{name}.ext"
+    extensions.write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth,clientAuth\n"
+    )
+    _openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}"
+    )
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-days", "2", "-sha256", "-extfile", str(extensions), "-out", str(cert),
     )  # fmt: skip
-    return Cert(cert, key)
+    return Cert(ca, cert, key)
 
 
 class Request(NamedTuple):
@@ -249,3 +270,32 @@ def server_context(cert: Cert, client_ca: Path | None = None) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(client_ca)
     return context
+
+
+# --- the example clients (examples/clients) ----------------------------------------------------
+
+EXAMPLE_CLIENTS = Path(__file__).resolve().parents[2] / "examples" / "clients"
+
+#: Each example client: the command that runs it, and the program it needs.
+EXAMPLES: dict[str, tuple[list[str], str]] = {
+    "curl": (["bash", str(EXAMPLE_CLIENTS / "curl.sh")], "curl"),
+    "node": (["node", str(EXAMPLE_CLIENTS / "node.mjs")], "node"),
+    "elixir": (["elixir", str(EXAMPLE_CLIENTS / "elixir.exs")], "elixir"),
+}
+
+
+def run_example(
+    name: str, url: str, token: str | None, ca: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Runs one example client against ``url`` with ``PIT_URL``, ``PIT_TOKEN`` and
+    ``PIT_CA``; skips the test when its program is not installed."""
+    argv, program = EXAMPLES[name]
+    if shutil.which(program) is None:
+        pytest.skip(f"{program} is not installed (needed by examples/clients/{Path(argv[1]).name})")
+    env = {k: v for k, v in os.environ.items() if k not in ("PIT_URL", "PIT_TOKEN", "PIT_CA")}
+    env["PIT_URL"] = url
+    if token is not None:
+        env["PIT_TOKEN"] = token
+    if ca is not None:
+        env["PIT_CA"] = str(ca)
+    return subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)

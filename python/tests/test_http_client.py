@@ -510,14 +510,14 @@ def test_many_threads_stream_at_once(door):
 
 def test_https_with_the_ca_file_of_a_self_signed_door(door, cert: Cert):
     d = door(route(tokens(2)), server_context(cert))
-    with pit.Client(d.url, token=TOKEN, cafile=cert.cert) as c:
+    with pit.Client(d.url, token=TOKEN, cafile=cert.ca) as c:
         assert c.call("p", "m", {"a": 1}) == {"a": 1}
         assert list(c.stream("p", "tokens")) == [{"i": 0}, {"i": 1}]
         assert c.call("p", "m", 2) == 2
     assert d.connections == 1
 
     async def main() -> list[Any]:
-        async with pit.AsyncClient(d.url, cafile=str(cert.cert)) as c:
+        async with pit.AsyncClient(d.url, cafile=str(cert.ca)) as c:
             return [await c.call("p", "m", 3), [x async for x in c.stream("p", "tokens")]]
 
     assert run(main()) == [3, [{"i": 0}, {"i": 1}]]
@@ -536,16 +536,16 @@ def test_https_refuses_a_door_whose_certificate_it_does_not_trust(door, cert: Ce
 
 
 def test_mtls_with_a_client_certificate_loaded_into_an_ssl_context(door, cert: Cert, tmp_path: Path):
-    client = make_cert(tmp_path, "client")
+    client = make_cert(tmp_path, "client")  # signed by a CA of its own
     assert client is not None
-    d = door(echo, server_context(cert, client_ca=client.cert))
-    context = ssl.create_default_context(cafile=str(cert.cert))
+    d = door(echo, server_context(cert, client_ca=client.ca))
+    context = ssl.create_default_context(cafile=str(cert.ca))
     context.load_cert_chain(client.cert, client.key)
     with pit.Client(d.url, ssl_context=context) as c:
         assert c.call("p", "m", "mutual") == "mutual"
     # Without the client certificate the door refuses the handshake.
     with pytest.raises(pit.ConnectionLost):
-        with pit.Client(d.url, cafile=cert.cert) as c:
+        with pit.Client(d.url, cafile=cert.ca) as c:
             c.call("p", "m", "anyone")
 
 
