@@ -137,18 +137,16 @@ def encode_ready(
     """The ``READY`` frame a worker sends once its module is imported: ``concurrency`` is
     how many calls it serves at once, ``gil_enabled`` whether the GIL is on (None: unknown),
     ``gil_reenabled`` why a free-threaded build's GIL is on again (None when it is not)."""
-    body = json.dumps(
-        {
-            "protocol": PROTOCOL_VERSION,
-            "pid": pid,
-            "handlers": list(handlers),
-            "concurrency": concurrency,
-            "gil_enabled": gil_enabled,
-            "gil_reenabled": gil_reenabled,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode("utf-8")
+    fields: dict[str, object] = {
+        "protocol": PROTOCOL_VERSION,
+        "pid": pid,
+        "handlers": list(handlers),
+        "concurrency": concurrency,
+        "gil_enabled": gil_enabled,
+    }
+    if gil_reenabled is not None:
+        fields["gil_reenabled"] = gil_reenabled
+    body = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return _HEADER.pack(1 + len(body), READY) + body
 
 

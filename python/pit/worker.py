@@ -83,8 +83,12 @@ def serve(module_name: str, before_ready: Callable[[], None] | None = None) -> i
         traceback.print_exc()
         return EXIT_IMPORT_FAILED
     reenabled = gil_reenabled_why(gil_notes)
-    if reenabled is not None and os.environ.get("PIT_REQUIRE_FREE_THREADING") == "1":
-        _say(f"require_free_threading: {reenabled}")
+    if os.environ.get("PIT_REQUIRE_FREE_THREADING") == "1" and gil_enabled() is not False:
+        why = reenabled or (
+            f"{sys.executable} (Python {sys.version.split()[0]}) is not a free-threaded build: "
+            "it always runs with the GIL (a free-threaded one is python3.13t or later)"
+        )
+        _say(f"require_free_threading: {why}")
         return EXIT_IMPORT_FAILED
 
     if before_ready is not None:

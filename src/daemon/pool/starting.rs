@@ -205,11 +205,15 @@ impl PoolCore {
                     tracing::error!(pool = %self.spec.name, worker = %id, "{why}");
                     return self.kill_worker(id, Reason::ProtocolError, format!("protocol error ({why})"));
                 }
+                if self.spec.require_free_threading && ready.gil_enabled != Some(false) {
+                    // The runtime refuses this itself; one that did not is refused here.
+                    let why = ready
+                        .gil_reenabled
+                        .as_deref()
+                        .unwrap_or("its interpreter runs with the GIL");
+                    return self.protocol_error(id, &format!("require_free_threading: {why}"), now);
+                }
                 if let Some(why) = ready.gil_reenabled {
-                    if self.spec.require_free_threading {
-                        // The runtime refuses this itself; one that did not is refused here.
-                        return self.protocol_error(id, &format!("require_free_threading: {why}"), now);
-                    }
                     if let Some(w) = self.workers.get_mut(&id) {
                         w.warning = Some(why.clone());
                     }

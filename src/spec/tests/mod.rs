@@ -85,6 +85,7 @@ pub const SAMPLES: &[(&str, &str)] = &[
     ("stream_idle_timeout", "\"30s\""),
     ("max_rss", "\"1GiB\""),
     ("max_rss_samples", "3"),
+    ("require_free_threading", "false"),
     ("predict_rss", "false"),
     ("memory_budget", "\"4GiB\""),
     ("hard_rss", "\"2GiB\""),
