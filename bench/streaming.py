@@ -49,8 +49,12 @@ dirty app run the same ones. The interpreter running this script runs every work
 
 2. First chunk: ``pitctl bench one --stream`` of ``count`` with 1 chunk against ``pitctl
    bench one`` of ``echo``, both c=1 on the same 1-worker pool: the p50 of the time to a
-   stream's first chunk over the p50 of one call, each the median over ``--runs`` runs of
-   3 s (``--quick``: 1 s). Target: within 1.2x.
+   stream's first chunk over the p50 of one call, each the median over 10 runs of 1 s
+   (``--quick``: 2 of 0.5 s), the two taking turns (so that the machine's other load
+   falls on both alike). Target: within 1.2x. Beside it, the same without pitd: the
+   worker runtime on its pipes sent a ``CALL`` of ``echo`` and a streaming one of a
+   1-chunk ``count`` in turn (20,000 of each; ``--quick``: 2,000), the p50 of the time
+   to the first frame back: what the worker's side of a stream adds to its first chunk.
 
 3. Paced streams under load: ``pitctl bench agents --stream -c 64`` of ``tokens`` (an async
    generator: 200 tokens, each after ``asyncio.sleep(0.02)``) on a pool of 4 workers x
@@ -251,17 +255,16 @@ def floor_writer(n: int) -> int:
 
 def read_worker_stream(child: PipeChild, expected: int, credit: bool) -> int:
     """A stream's frames from ``child``'s fd 4 to its ``OK``: each chunk's JSON decoded,
-    and with ``credit`` a ``CREDIT`` whenever half the window has been read (the fewest
-    credit frames that never leave the worker waiting). Returns the chunks read."""
+    and with ``credit`` a ``CREDIT`` each time half the window has been read (the fewest
+    credit frames that never leave the worker waiting on a reader that keeps up). Returns
+    the chunks read."""
     reader = _worker_protocol.FrameReader(lambda size: os.read(child.rfd, size))
     loads, split, chunk_type = _json.loads, _worker_protocol.split_reply, _worker_protocol.CHUNK
     n = owed = 0
+    half = WINDOW // 2
     for _ in range(4 * expected + 100_000):  # frames and reads, bounded
         frame = reader.buffered_frame()
         if frame is None:
-            if credit and owed >= WINDOW // 2:
-                os.write(child.wfd, _worker_protocol.encode_credit(REQ_ID, owed))
-                owed = 0
             if not reader.read_once():
                 raise RuntimeError(f"pid {child.pid} closed its pipe after {n} chunks")
             continue
@@ -270,6 +273,9 @@ def read_worker_stream(child: PipeChild, expected: int, credit: bool) -> int:
             loads(split(body)[1].decode("utf-8"))
             n += 1
             owed += 1
+            if credit and owed == half:
+                os.write(child.wfd, _worker_protocol.encode_credit(REQ_ID, owed))
+                owed = 0
         elif ftype == _worker_protocol.OK:
             return n
         elif ftype != _worker_protocol.PONG:
@@ -461,15 +467,19 @@ def summarize_runs(runs: list[Run]) -> dict[str, Any]:
 # --- 2.-4. first chunk, paced streams, hang-ups ----------------------------------------------
 
 
-def first_chunk(d: Pitd, runs: int, seconds: float) -> dict[str, Any]:
+def first_chunk(d: Pitd, pairs: int, seconds: float) -> dict[str, Any]:
+    """``pairs`` times one ``pitctl bench`` of ``echo`` and one of a 1-chunk stream, the
+    order swapped every pair, ``seconds`` each: the medians of their p50s (and p99s)."""
     duration = f"{round(seconds * 1000)}ms"
     d.bench(ONE, "echo", None, 1, "300ms", stream=False)  # warm-ups, not counted
     d.bench(ONE, "count", 1, 1, "300ms", stream=True)
     calls, firsts = [], []
-    for i in range(runs):
-        progress(f"first chunk against one call, run {i + 1}/{runs}")
-        calls.append(d.bench(ONE, "echo", None, 1, duration, stream=False))
-        firsts.append(d.bench(ONE, "count", 1, 1, duration, stream=True))
+    for i in range(pairs):
+        for stream in (False, True) if i % 2 == 0 else (True, False):
+            if stream:
+                firsts.append(d.bench(ONE, "count", 1, 1, duration, stream=True))
+            else:
+                calls.append(d.bench(ONE, "echo", None, 1, duration, stream=False))
     call_p50 = stats.median(r["p50_us"] for r in calls)
     first_p50 = stats.median(r["first_chunk_p50_us"] for r in firsts)
     return {
@@ -478,9 +488,45 @@ def first_chunk(d: Pitd, runs: int, seconds: float) -> dict[str, Any]:
         "first_chunk_p50_us": first_p50,
         "first_chunk_p99_us": stats.median(r["first_chunk_p99_us"] for r in firsts),
         "ratio": first_p50 / call_p50,
+        "pairs": pairs,
+        "seconds_each": seconds,
         "calls": calls,
         "streams": firsts,
     }
+
+
+def runtime_first_chunk(pairs: int) -> dict[str, float]:
+    """The same comparison without pitd: pit's worker runtime on its pipes (as in the
+    runtime floor), one ``CALL`` of ``echo`` and one streaming ``CALL`` of a 1-chunk
+    ``count`` in turn, ``pairs`` times; p50s of the time from the write to the first frame
+    back (the ``OK``, the ``CHUNK``)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PYTHON_DIR), str(APPS)]))
+    child = PipeChild([PYTHON, "-m", "pit", "serve", "stream_app"], env)
+    calls: list[int] = []
+    firsts: list[int] = []
+    try:
+        if child.read_frame(timeout=WAIT_S)[4] != _worker_protocol.READY:
+            raise RuntimeError("the worker did not start")
+        reader = _worker_protocol.FrameReader(lambda size: os.read(child.rfd, size))
+        clock, write = time.perf_counter_ns, os.write
+        for i in range(pairs):
+            call = _worker_protocol.encode_call(2 * i + 1, "echo", b"null")
+            t0 = clock()
+            write(child.wfd, call)
+            got = reader.next_frame()
+            calls.append(clock() - t0)
+            stream = _worker_protocol.encode_call(2 * i + 2, "count", b"1", stream=True, window=WINDOW)
+            t0 = clock()
+            write(child.wfd, stream)
+            first = reader.next_frame()
+            firsts.append(clock() - t0)
+            end = reader.next_frame()
+            if got is None or first is None or end is None:
+                raise RuntimeError("the worker closed its pipe")
+    finally:
+        child.close()
+    call_p50, first_p50 = stats.percentile(calls, 0.5), stats.percentile(firsts, 0.5)
+    return {"pairs": pairs, "call_p50_us": call_p50 / 1e3, "first_chunk_p50_us": first_p50 / 1e3}
 
 
 def paced(d: Pitd, seconds: float) -> dict[str, Any]:
@@ -596,9 +642,12 @@ def read_slowly(d: Pitd, seconds: float) -> dict[str, Any]:
     time.sleep(1.0)
     after = rss_mib(d.pid)
     during = [rss for _, rss in samples]
+    quarter = max(len(during) // 4, 1)
     return {
         "before_mib": before,
         "max_during_mib": max(during),
+        "max_first_quarter_mib": max(during[:quarter]),
+        "max_last_quarter_mib": max(during[-quarter:]),
         "last_during_mib": during[-1],
         "after_close_mib": after,
         "growth_mib": max(during) - before,
@@ -751,10 +800,18 @@ def print_report(f: dict[str, Any]) -> None:
         print(f"gunicorn: {info['gunicorn_skipped']}")
 
     fc = f["first_chunk"]
-    print(f"\n2. first chunk against one call, pool '{ONE}' (1 worker), c=1, median of {info['runs']} run(s)")
+    print(
+        f"\n2. first chunk against one call, pool '{ONE}' (1 worker), c=1: medians of {fc['pairs']} "
+        f"pitctl bench runs of each, {fc['seconds_each']:g} s, taking turns"
+    )
     print(
         f"   one call (echo) p50 {us(fc['call_p50_us'])}, p99 {us(fc['call_p99_us'])}; "
         f"stream's first chunk p50 {us(fc['first_chunk_p50_us'])}, p99 {us(fc['first_chunk_p99_us'])}"
+    )
+    rt = fc["runtime"]
+    print(
+        f"   without pitd, pit's worker runtime on its pipes ({rt['pairs']:,} of each in turn): one call "
+        f"p50 {us(rt['call_p50_us'])}, first chunk p50 {us(rt['first_chunk_p50_us'])}"
     )
 
     p = f["paced"]
@@ -793,7 +850,8 @@ def print_report(f: dict[str, Any]) -> None:
     )
     print(
         f"   pitd VmRSS before {s['before_mib']:.1f} MiB, during max {s['max_during_mib']:.1f} "
-        f"(last {s['last_during_mib']:.1f}), 1 s after the hang-up {s['after_close_mib']:.1f}; "
+        f"(max in the first / last quarter {s['max_first_quarter_mib']:.1f} / "
+        f"{s['max_last_quarter_mib']:.1f}), 1 s after the hang-up {s['after_close_mib']:.1f}; "
         f"streams open after: {s['streams_open_after']}"
     )
 
@@ -880,7 +938,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--chunks", type=int, help="chunks of the throughput stream (1,000,000; quick 50,000)"
     )
-    parser.add_argument("--runs", type=int, help="runs of the throughput and first-chunk rows (3; quick 1)")
+    parser.add_argument("--runs", type=int, help="runs of the throughput rows (3; quick 1)")
     parser.add_argument("--trials", type=int, help="hang-ups per generator and pool (20; quick 5)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure here")
     parser.add_argument("--bin-dir", type=Path, default=BIN_DIR)
@@ -899,7 +957,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.runs or (1 if args.quick else 3)
     trials = args.trials or (5 if args.quick else 20)
     paced_s = 1.0 if args.quick else 10.0
-    first_s = 1.0 if args.quick else 3.0
+    pairs, first_s = (2, 0.5) if args.quick else (10, 1.0)
     slow_s = 5.0 if args.quick else 30.0
     hang_s, dirty_hang_s = (5.0, 3.0) if args.quick else (20.0, 10.0)
     if not (1 <= n <= 100_000_000 and 1 <= runs <= 20 and 1 <= trials <= 1000):
@@ -968,7 +1026,9 @@ def main(argv: list[str] | None = None) -> int:
                 progress(f"{THROUGHPUT_ROWS[key]}, run {i + 1}/{runs}")
                 collected[key].append(measure())
         figures["throughput"] = {k: summarize_runs(v) for k, v in collected.items()}
-        figures["first_chunk"] = first_chunk(d, runs, first_s)
+        progress(f"first chunk against one call, {pairs} pairs of {first_s:g} s")
+        figures["first_chunk"] = first_chunk(d, pairs, first_s)
+        figures["first_chunk"]["runtime"] = runtime_first_chunk(2_000 if args.quick else 20_000)
         progress(f"{CALLERS} paced streams for {paced_s:.0f} s")
         figures["paced"] = paced(d, paced_s)
         hangups = {}
