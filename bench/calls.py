@@ -86,8 +86,6 @@ import json
 import multiprocessing
 import os
 import platform
-import select
-import signal
 import struct
 import subprocess
 import sys
@@ -101,6 +99,7 @@ from pathlib import Path
 from pitbench import specs, stats
 from pitbench.daemon import PitdProcess
 from pitbench.paths import BIN_DIR, PYTHON_DIR, REPO
+from pitbench.pipes import FrameProcess, PipeChild
 from pitbench.procfs import CpuUse, cpu_seconds
 
 from pit import _worker_protocol  # the frame layout pitd and the worker share
@@ -232,72 +231,6 @@ def pinned(pids: Iterable[int], cpu: int) -> Iterator[None]:
 
 
 # --- floors: one child on two pipes, driven one frame at a time --------------------------
-
-
-class FrameProcess:
-    """A process we write frames to on ``wfd`` and read its answers from on ``rfd``."""
-
-    pid: int
-    wfd: int
-    rfd: int
-
-    @property
-    def pids(self) -> list[int]:
-        """Every process of this floor (pinned together in the 1 CPU rows)."""
-        return [self.pid]
-
-    def read_frame(self, timeout: float | None = None) -> bytes:
-        """One whole frame (length prefix included); only one is ever in flight."""
-        data = b""
-        while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
-            if timeout is not None and not select.select([self.rfd], [], [], timeout)[0]:
-                raise RuntimeError(f"no reply from pid {self.pid} within {timeout:.0f} s")
-            more = os.read(self.rfd, 65536)
-            if not more:
-                raise RuntimeError(f"pid {self.pid} closed its reply pipe")
-            data += more
-        return data
-
-    def close(self) -> None:
-        """End of input makes both echo loops exit; a child that does not is killed."""
-        os.close(self.wfd)
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            if os.waitpid(self.pid, os.WNOHANG)[0]:
-                break
-            time.sleep(0.01)
-        else:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-        os.close(self.rfd)
-
-
-class PipeChild(FrameProcess):
-    """A child process reading our frames on its fd 3 and answering on its fd 4."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        to_child_r, self.wfd = os.pipe()
-        self.rfd, from_child_w = os.pipe()
-        # Park the child's ends above fd 4, so that dup2 onto 3 and 4 always makes fresh,
-        # inheritable copies; every other pipe fd is close-on-exec.
-        child_in = fcntl.fcntl(to_child_r, fcntl.F_DUPFD_CLOEXEC, 10)
-        child_out = fcntl.fcntl(from_child_w, fcntl.F_DUPFD_CLOEXEC, 10)
-        os.close(to_child_r)
-        os.close(from_child_w)
-        try:
-            self.pid = os.posix_spawn(
-                argv[0],
-                argv,
-                env,
-                file_actions=[
-                    (os.POSIX_SPAWN_DUP2, child_in, 3),
-                    (os.POSIX_SPAWN_DUP2, child_out, 4),
-                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                ],
-            )
-        finally:
-            os.close(child_in)
-            os.close(child_out)
 
 
 class RelayChild(FrameProcess):

@@ -96,6 +96,7 @@ from pitbench.events import event_time
 from pitbench.paths import BENCH, BIN_DIR, PYTHON_DIR
 from pitbench.procfs import ChildWatch, CpuUse, age_s, argv, children, start_time, vm_rss_mb
 from pitbench.report import fmt_ms, loadavg, progress
+from pitbench.venv import install as install_peers
 
 PYTHON = sys.executable  # absolute: runs the sleepers and the virtual environment
 WAIT_S = 30.0  # bound on start-up, replies, replacements and shutdown
@@ -446,58 +447,6 @@ class Gunicorn(Daemon):
         reply = wire.request(self.ctl_sock, {"id": 1, "command": "show workers"}, WAIT_S)
         if reply.get("status") != "ok" or reply["data"]["count"] != self.size:
             raise RuntimeError(f"gunicorn show workers: {str(reply)[:200]}")
-
-
-# --- the peers' environment -------------------------------------------------------------
-
-
-def prepare_venv(venv: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """Creates ``venv`` if needed and installs the peers into it.
-
-    Returns (peer -> version) for the peers that are available and (peer -> why not) for
-    the others.
-    """
-    versions: dict[str, str] = {}
-    missing: dict[str, str] = {}
-    vpy = venv / "bin" / "python"
-    if not vpy.exists():
-        progress(f"creating a virtual environment ({venv.name})")
-        out = subprocess.run([PYTHON, "-m", "venv", str(venv)], capture_output=True, text=True, timeout=300)
-        if out.returncode != 0:
-            why = f"python3 -m venv failed: {(out.stderr or out.stdout).strip()[-400:]}"
-            return {}, dict.fromkeys(PACKAGES, why)
-
-    def version(package: str) -> str | None:
-        out = subprocess.run(
-            [str(vpy), "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    for peer, package in PACKAGES.items():
-        v = version(package)
-        if v is None:
-            progress(f"pip install {package}")
-            out = subprocess.run(
-                [str(vpy), "-m", "pip", "install", "--disable-pip-version-check", "-q", package],
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            if out.returncode != 0:
-                why = " / ".join(
-                    line.strip() for line in (out.stderr or out.stdout).strip().splitlines()[-3:]
-                )
-                missing[peer] = f"pip install {package} failed: {why}"
-                continue
-            v = version(package)
-        if v is None:
-            missing[peer] = f"{package} does not import after pip install"
-        else:
-            versions[peer] = v
-    return versions, missing
 
 
 # --- measurements -----------------------------------------------------------------------
@@ -876,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
     elif loadgen == "wrk" and not shutil.which("wrk"):
         parser.error("wrk is not installed (apt-get install wrk)")
 
-    versions, missing = prepare_venv(args.venv)
+    versions, missing = install_peers(args.venv, PACKAGES)
     peers = ["pit"] + [p for p in PACKAGES if p in versions]
     pit_version = subprocess.run(
         [str(args.bin_dir / "pitd"), "--version"], capture_output=True, text=True, timeout=WAIT_S

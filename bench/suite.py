@@ -42,6 +42,11 @@ load average before and after, and the interpreter:
 ``probe.py``
     ``pitctl probe`` and direct probe requests idle, under load and with the queue full; a
     SIGTERM under load: not ready, first refusal, exit, and no accepted call unanswered.
+``streaming.py``
+    one stream of small chunks through pitd against its floor (two Python processes and a
+    pipe) and against gunicorn's dirty workers; a stream's first chunk against one call; 64
+    paced streams' gaps; the hang-up to the generator's ``finally:``; pitd's memory under a
+    slow reader.
 ``peers.py``
     supervisord (restart after kill -9, status latency, daemon RSS) and gunicorn sync
     workers with ``max_requests`` under a loopback load generator, installed from PyPI into
@@ -100,6 +105,8 @@ SCRIPTS: dict[str, Script] = {
     "stop": Script([], ["--workers", "8", "--runs", "1"], 600, 120),
     "max_requests": Script([], ["--calls", "100", "--callers", "1,8", "--work-ms", "0"], 600, 120),
     "probe": Script([], ["--probes", "50", "--stops", "1"], 900, 180),
+    # With gunicorn still to install from PyPI into bench/.venv.
+    "streaming": Script([], ["--quick"], 1800, 300),
     # Installing the peers from PyPI into a fresh environment takes most of its quick run.
     "peers": Script([], ["--quick"], 2400, 600),
 }
@@ -614,6 +621,84 @@ def probe_rows(f: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def streaming_rows(f: dict[str, Any]) -> list[Row]:
+    info, t, targets = f["info"], f["throughput"], f["targets"]
+    rows: list[Row] = []
+    rates = [
+        t[k]["chunks_per_s"] for k in ("floor", "floor_runtime", "pit_pitctl", "pit_python", "pit_client")
+    ]
+    rows.append(
+        (
+            f"    {info['chunks']:,} small chunks: floor / runtime floor / pit (pitctl, Python, pit.Client)",
+            joined([per_s(r) for r in rates]) + " chunks/s",
+            "",
+        )
+    )
+    floor = targets["over_floor"]
+    rows.append(
+        (
+            "    pit (pitctl bench) / floor, chunks/s",
+            f"{100 * floor['ratio']:.0f}%",
+            verdict(">= 50%", floor["met"]),
+        )
+    )
+    if info.get("gunicorn_skipped"):
+        rows.append(("    gunicorn dirty workers", info["gunicorn_skipped"][:120], "skipped"))
+    elif "over_gunicorn" in targets:
+        g = targets["over_gunicorn"]
+        rows.append(
+            (
+                f"    pit.Client.stream / gunicorn {info['gunicorn']} DirtyClient.stream, chunks/s",
+                f"{g['ratio']:.1f}x ({per_s(t['pit_client']['chunks_per_s'])} / "
+                f"{per_s(t['gunicorn']['chunks_per_s'])})",
+                verdict(">= 2x", g["met"]),
+            )
+        )
+    fc = f["first_chunk"]
+    rows.append(
+        (
+            "    first chunk p50 / one call p50 (1 worker, c=1)",
+            f"{fc['ratio']:.2f}x ({us(fc['first_chunk_p50_us'])} / {us(fc['call_p50_us'])} µs)",
+            verdict("<= 1.2x", targets["first_chunk"]["met"]),
+        )
+    )
+    p = f["paced"]
+    rows.append(
+        (
+            f"    {p['concurrency']} streams x 200 tokens every 20 ms (4 x 16): gap p50 / p99 / max",
+            f"{ms(p['gap_p50_us'] / 1e3)} / {ms(p['gap_p99_us'] / 1e3)} / {ms(p['gap_max_us'] / 1e3)} ms; "
+            f"{p['chunks']:,} of {p['expected_chunks']:,} tokens, {p['errors']} errors",
+            verdict("p99 <= 25 ms, every token", targets["paced"]["met"]),
+        )
+    )
+    h = f["hangups"]
+    rows.append(
+        (
+            "    hang-up -> generator's finally: p99, async 1x1 / sync 1x1 / async 4x16 / sync 4x16",
+            joined([ms(x["p99_ms"]) for x in h.values()]) + " ms",
+            verdict("<= 50 ms", targets["hangup"]["met"]),
+        )
+    )
+    for label, x in f.get("dirty_hangups", {}).items():
+        ran = x["completed_after_ms"]
+        value = f"{x['closed']} of {x['trials']} closed"
+        if x["closed"]:
+            value += f", p50 {ms(x['p50_ms'])} ms"
+        if ran:
+            whole = f"{info['dirty_hang_s']:.0f} s"
+            value += f"; {len(ran)} ran their whole {whole} (finally: {ms(max(ran))} ms after)"
+        rows.append((f"    {label}: hang-up -> finally:", value, ""))
+    sr = f["slow_reader"]
+    rows.append(
+        (
+            f"    slow reader (1 MB/s, window {sr['window']} x 1 MiB): pitd RSS growth",
+            f"{sr['growth_mib']:.1f} MiB ({sr['before_mib']:.1f} -> {sr['max_during_mib']:.1f})",
+            verdict("< 16 MiB", targets["slow_reader"]["met"]),
+        )
+    )
+    return rows
+
+
 PEERS = ("pit", "supervisord", "gunicorn")
 
 
@@ -701,6 +786,7 @@ ROWS: dict[str, tuple[str, Callable[[Any], list[Row]]]] = {
     "stop": ("Stopping a preloaded pool (stop.py)", stop_rows),
     "max_requests": ("max_requests = 25 under load, 2 workers (max_requests.py)", max_requests_rows),
     "probe": ("Probes under load, and SIGTERM with calls in flight (probe.py)", probe_rows),
+    "streaming": ("Streaming replies (streaming.py)", streaming_rows),
     "peers": ("Peers from PyPI (peers.py)", peers_rows),
 }
 

@@ -23,6 +23,10 @@ measurements and its table. The scripts import from here and never from each oth
     the pieces of the scripts' printed tables: number formats, columns, progress lines.
 ``loopback``
     a server a script runs as its own child process on 127.0.0.1 (an HTTP backend).
+``pipes``
+    a child process on two pipes, as pitd runs a worker (its fds 3 and 4): the floors.
+``venv``
+    the peers' virtual environment: created once, the peers installed from PyPI into it.
 
 Importing the package puts this checkout's ``python/`` first on ``sys.path``: a benchmark
 measures the ``pit`` package next to it, not one installed in the interpreter. The scripts'
