@@ -42,6 +42,8 @@ pub struct Call {
     pub stream: bool,
     /// Chunks sent to the caller so far: a call that sent one is never retried.
     pub chunks: u64,
+    /// Credit its caller gave back that is not yet passed on to the worker.
+    pub credit_held: u32,
     /// When it must end, whatever it sends (set when a worker takes it): a stream's idle
     /// deadline moves with its chunks up to this.
     pub ends_by: Option<Instant>,
@@ -71,6 +73,7 @@ impl Call {
             received: now,
             stream: req.stream,
             chunks: 0,
+            credit_held: 0,
             ends_by: None,
         }
     }

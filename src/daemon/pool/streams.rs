@@ -43,14 +43,26 @@ impl PoolCore {
         self.queue_reply(to, frame);
     }
 
-    /// Callers' connections took these chunks: their streams may send as many more.
+    /// Callers' connections took these chunks: their streams may send as many more. Credit
+    /// goes back half a window at a time: one CREDIT (and one read by the worker) per few
+    /// chunks rather than per chunk, while the worker still has the other half to send.
     pub(super) fn on_credit(&mut self, credits: Vec<StreamCredit>) {
+        let threshold = (self.spec.stream_window / 2).max(1);
         let mut writes: Vec<(WorkerId, Vec<u8>)> = Vec::new();
         for c in credits {
             // A stream that ended or was cancelled needs no more credit.
-            if !self.workers.get(&c.worker).is_some_and(|w| w.calls.answering(c.req_id)) {
+            let Some((call, _)) = self
+                .workers
+                .get_mut(&c.worker)
+                .and_then(|w| w.calls.running_mut(c.req_id))
+            else {
+                continue;
+            };
+            call.credit_held += c.n;
+            if call.credit_held < threshold {
                 continue;
             }
+            let n = std::mem::take(&mut call.credit_held);
             let at = match writes.iter().position(|(w, _)| *w == c.worker) {
                 Some(at) => at,
                 None => {
@@ -58,7 +70,7 @@ impl PoolCore {
                     writes.len() - 1
                 }
             };
-            encode_credit_into(&mut writes[at].1, c.req_id, c.n);
+            encode_credit_into(&mut writes[at].1, c.req_id, n);
         }
         for (id, frames) in writes {
             self.write(id, frames);

@@ -194,6 +194,7 @@ impl Harness {
             received: now,
             stream: false,
             chunks: 0,
+            credit_held: 0,
             ends_by: None,
         };
         self.actor.handle(PoolMsg::Call(call), now);

@@ -92,6 +92,7 @@ fn call(c: &Caller, id: u64, idempotent: bool, now: Instant) -> Input {
         received: now,
         stream: false,
         chunks: 0,
+        credit_held: 0,
         ends_by: None,
     })
 }

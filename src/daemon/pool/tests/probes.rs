@@ -90,6 +90,7 @@ async fn a_worker_killed_by_a_timer_stops_counting_as_ready() {
         received: Instant::now(),
         stream: false,
         chunks: 0,
+        credit_held: 0,
         ends_by: None,
     }));
     wait_ready(&handle, Err("pool p has no ready worker".to_string())).await;

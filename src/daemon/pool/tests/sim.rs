@@ -91,14 +91,14 @@ struct Sim {
     trail: Vec<String>,
 }
 
-fn spec_text(rng: &mut Rng, size: u32, concurrency: usize) -> String {
+fn spec_text(rng: &mut Rng, size: u32, concurrency: usize, window: u32) -> String {
     let max_requests = if rng.bool() {
         format!("max_requests = {}\n", rng.u32(3..20))
     } else {
         String::new()
     };
     format!(
-        "[pools.p]\napp = \"app\"\nsize = {size}\nconcurrency = {concurrency}\nstream_window = 3\n{max_requests}\
+        "[pools.p]\napp = \"app\"\nsize = {size}\nconcurrency = {concurrency}\nstream_window = {window}\n{max_requests}\
          request_timeout = \"{}ms\"\nqueue_timeout = \"2s\"\nqueue_max = 8\nstartup_timeout = \"2s\"\n\
          drain_timeout = \"1s\"\nkill_timeout = \"500ms\"\nhealth_interval = \"3s\"\nhealth_timeout = \"1s\"\n\
          [pools.p.restart]\ninitial = \"10ms\"\nmax = \"200ms\"\ncrash_loop_failures = 4\ncrash_loop_window = \"1s\"\n",
@@ -111,7 +111,9 @@ impl Sim {
         let mut rng = Rng::with_seed(seed);
         let concurrency = if rng.bool() { 1 } else { rng.usize(2..5) };
         let size = rng.u32(1..4);
-        let base_spec = spec_text(&mut rng, size, concurrency);
+        // A window of 1 gives each chunk's credit back at once; more, half a window at a time.
+        let window = rng.u32(1..7);
+        let base_spec = spec_text(&mut rng, size, concurrency, window);
         let mut h = spec_harness(&base_spec);
         let now = Instant::now();
         h.actor.begin(now);
@@ -129,7 +131,7 @@ impl Sim {
             calls: HashMap::new(),
             answers: HashMap::new(),
             chunks_sent: HashMap::new(),
-            window: 3,
+            window,
             violations: Vec::new(),
             next_id: 1,
             base_spec,
@@ -205,6 +207,7 @@ impl Sim {
             received: self.now,
             stream: self.rng.u32(0..10) < 3,
             chunks: 0,
+            credit_held: 0,
             ends_by: None,
         };
         self.calls.insert(id, who);
@@ -438,7 +441,7 @@ impl Sim {
             _ => {
                 // A reload with another size or timeout: a changed pool is recycled.
                 let size = self.rng.u32(1..4);
-                let text = spec_text(&mut self.rng, size, self.concurrency);
+                let text = spec_text(&mut self.rng, size, self.concurrency, self.window);
                 let text = if self.rng.bool() { text } else { self.base_spec.clone() };
                 let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("t.toml");
                 let spec = crate::spec::parse(&text, &path).expect("valid spec").pools.remove(0);

@@ -29,6 +29,7 @@ fn stream_call(c: &Caller, id: u64, idempotent: bool, now: Instant) -> Input {
         received: now,
         stream: true,
         chunks: 0,
+        credit_held: 0,
         ends_by: None,
     })
 }
@@ -109,7 +110,10 @@ fn a_streams_chunks_reach_its_caller_in_order_with_their_credit_and_the_credit_r
         n: 2,
     };
     assert_eq!(credits, [credit]);
+    // Credit goes back half a window (4) at a time.
     core.handle(Input::Credit(credits), t0 + ms(2));
+    assert_eq!(said(&mut core), Vec::<String>::new(), "2 of 4 held");
+    core.handle(Input::Credit(vec![credit]), t0 + ms(2));
     assert_eq!(said(&mut core), ["worker-1: credit 1001"]);
     assert_eq!(core.status(t0 + ms(2)).streams_open, 1);
     // The end: one final reply, the stream closed.

@@ -268,11 +268,6 @@ impl<C> CallWindow<C> {
         self.running.iter().any(|r| r.req_id == req_id) || self.pipelined.iter().any(|p| p.req_id == req_id)
     }
 
-    /// Whether call `req_id` runs and its caller has not been answered yet.
-    pub fn answering(&self, req_id: u64) -> bool {
-        self.running.iter().any(|r| r.req_id == req_id && r.call.is_some())
-    }
-
     /// A running call not answered yet, with its deadline (a stream's moves with its chunks).
     pub fn running_mut(&mut self, req_id: u64) -> Option<(&mut C, &mut Instant)> {
         let r = self.running.iter_mut().find(|r| r.req_id == req_id)?;
