@@ -267,24 +267,33 @@ impl PoolActor {
             if effects.is_empty() {
                 return;
             }
-            let mut refused = Vec::new();
+            // A pipe that refused one write refuses the rest of this round too: every call
+            // in them comes back, in order.
+            let mut refused: Vec<(WorkerId, Vec<u64>)> = Vec::new();
             for effect in effects {
-                if let Some(id) = self.carry(effect) {
-                    refused.push(id);
+                if let Effect::Write { worker, calls, .. } = &effect
+                    && let Some((_, back)) = refused.iter_mut().find(|(w, _)| w == worker)
+                {
+                    back.extend_from_slice(calls);
+                    continue;
+                }
+                if let Some(back) = self.carry(effect) {
+                    refused.push(back);
                 }
             }
-            for id in refused {
-                self.core.handle(Input::PipeRefused(id), Instant::now());
+            for (worker, calls) in refused {
+                self.core.handle(Input::PipeRefused { worker, calls }, Instant::now());
             }
         }
     }
 
-    /// Carries out one effect; returns the worker whose pipe refused a write.
-    fn carry(&mut self, effect: Effect) -> Option<WorkerId> {
+    /// Carries out one effect; returns the worker whose pipe refused a write, with the
+    /// calls the write carried.
+    fn carry(&mut self, effect: Effect) -> Option<(WorkerId, Vec<u64>)> {
         match effect {
-            Effect::Write { worker, frames } => {
+            Effect::Write { worker, frames, calls } => {
                 let refused = self.pipes.get(&worker).is_none_or(|p| p.send(frames).is_err());
-                return refused.then_some(worker);
+                return refused.then_some((worker, calls));
             }
             Effect::Forget(id) => {
                 self.pipes.remove(&id);

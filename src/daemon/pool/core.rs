@@ -77,8 +77,12 @@ pub enum Input {
     Template(TemplateNews),
     /// A sample of the template or its spare.
     TemplateSample(TreeSample),
-    /// A worker's pipe did not take what pitd wrote: the worker is not reading.
-    PipeRefused(WorkerId),
+    /// A worker's pipe did not take what pitd wrote (the worker is not reading, or is
+    /// gone); `calls` were in what it refused, so never reached it.
+    PipeRefused {
+        worker: WorkerId,
+        calls: Vec<u64>,
+    },
     /// The caller cancelled its call `client_id` (`{"cancel": id}` on its connection).
     Cancel {
         caller: ReplyTx,
@@ -241,7 +245,7 @@ impl PoolCore {
             } => self.on_started(id, pid, started_at, pipes, now),
             Input::StartFailed { id, error } => self.on_start_failed(id, error, now),
             Input::Exited { id, info } => self.on_exited(id, info, now),
-            Input::PipeRefused(id) => self.pipe_refused(id),
+            Input::PipeRefused { worker, calls } => self.pipe_refused(worker, calls),
             Input::Shutdown { deadline, waiter } => self.begin_shutdown(deadline, waiter, now),
             Input::Reconfigure(spec) => self.reconfigure(*spec, now),
             Input::CallerGone(caller) => self.caller_gone(&caller, now),
@@ -340,10 +344,19 @@ impl PoolCore {
     /// Frames for a worker, if pitd still writes to it (it has pipes and was not killed).
     /// Returns whether they were handed to its pipe.
     pub(super) fn write(&mut self, id: WorkerId, frames: Vec<u8>) -> bool {
+        self.write_calls(id, frames, Vec::new())
+    }
+
+    /// Frames that carry these calls (pitd's ids, in order).
+    pub(super) fn write_calls(&mut self, id: WorkerId, frames: Vec<u8>, calls: Vec<u64>) -> bool {
         if !self.workers.get(&id).is_some_and(|w| w.writable) {
             return false;
         }
-        self.effects.push(Effect::Write { worker: id, frames });
+        self.effects.push(Effect::Write {
+            worker: id,
+            frames,
+            calls,
+        });
         true
     }
 

@@ -211,7 +211,7 @@ impl PoolCore {
         w.call_started();
         // A pipe that does not take it comes back as `pipe_refused`: the worker is killed
         // and the call settled with its other calls.
-        self.write(id, frame);
+        self.write_calls(id, frame, vec![call.req_id]);
         let Some(w) = self.workers.get_mut(&id) else { return };
         bind_session(&mut self.calls.affinity, &call, id, now);
         w.calls.admit(call.req_id, call, window_deadline, now);

@@ -18,11 +18,13 @@ pub struct Waiter(pub u64);
 /// One thing the core asks for.
 #[derive(Debug)]
 pub enum Effect {
-    /// Frames for a worker's fd 3. A pipe that does not take them (the worker is not
-    /// reading) comes back as `PoolCore::pipe_refused`.
+    /// Frames for a worker's fd 3, with the calls they carry (pitd's ids, in order). A pipe
+    /// that does not take them (the worker is not reading, or is gone) comes back as
+    /// `Input::PipeRefused` with those calls: they never reached the worker.
     Write {
         worker: WorkerId,
         frames: Vec<u8>,
+        calls: Vec<u64>,
     },
     /// The worker is gone and settled: its pipes can go, and its output is kept as an
     /// exited worker's. (A killed worker's pipe stays open until then, unwritten, so its

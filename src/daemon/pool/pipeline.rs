@@ -46,8 +46,8 @@ impl PoolCore {
         if self.phase.shutting_down() || self.phase.drained() || !any_room {
             return;
         }
-        // Each worker's calls leave in one write.
-        let mut writes: Vec<(WorkerId, Vec<u8>)> = Vec::new();
+        // Each worker's calls leave in one write: (worker, frames, the calls in them).
+        let mut writes: Vec<(WorkerId, Vec<u8>, Vec<u64>)> = Vec::new();
         let mut i = 0;
         while i < self.calls.queue.len() {
             let call = &self.calls.queue[i];
@@ -68,20 +68,21 @@ impl PoolCore {
             match target {
                 Some(id) if !call.reply.is_closed() => {
                     let call = self.calls.queue.remove(i).expect("index checked");
-                    let at = match writes.iter().position(|(w, _)| *w == id) {
+                    let at = match writes.iter().position(|(w, _, _)| *w == id) {
                         Some(at) => at,
                         None => {
-                            writes.push((id, Vec::new()));
+                            writes.push((id, Vec::new(), Vec::new()));
                             writes.len() - 1
                         }
                     };
+                    writes[at].2.push(call.req_id);
                     self.pipeline_to(id, call, &mut writes[at].1, now);
                 }
                 _ => i += 1,
             }
         }
-        for (id, frames) in writes {
-            self.write(id, frames);
+        for (id, frames, calls) in writes {
+            self.write_calls(id, frames, calls);
         }
     }
 

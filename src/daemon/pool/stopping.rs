@@ -46,10 +46,16 @@ impl PoolCore {
         self.emit(EventKind::WorkerRecycled, Some(id), pid, |ev| ev.reason = Some(reason));
     }
 
-    /// A worker whose pipe did not take what pitd wrote is not reading its calls: it is
-    /// killed and replaced, and its calls settle with its exit (retried once when
-    /// idempotent, else `worker_crashed`).
-    pub(super) fn pipe_refused(&mut self, id: WorkerId) {
+    /// A worker whose pipe did not take what pitd wrote is not reading its calls, or is
+    /// gone: the calls in what it refused never reached it and wait for another worker, in
+    /// their order; the worker is killed and replaced (its other calls settle with its
+    /// exit).
+    pub(super) fn pipe_refused(&mut self, id: WorkerId, calls: Vec<u64>) {
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        let unsent: Vec<_> = calls.iter().filter_map(|req_id| w.calls.unsend(*req_id)).collect();
+        for call in unsent.into_iter().rev() {
+            self.calls.queue.push_front(call);
+        }
         if !self.workers.get(&id).is_some_and(|w| w.writable) {
             return;
         }

@@ -1,7 +1,7 @@
 //! A seeded simulation of one pool: a generator drives the pool (its core, through the
 //! actor's effect carrier, with fakes behind the seams) with random
 //! interleavings of calls and streams, answers (ok, failed, refused pipelined calls), stream
-//! chunks within their credit, pongs, worker deaths (before ready, while busy, mid-stream,
+//! chunks within their credit, pongs, worker deaths (before ready, while busy, mid-stream, their pipes refusing writes,
 //! after SIGTERM or SIGKILL), slow starts, timeouts, hung up callers, cancels, recycles,
 //! drains, resumes, scale and reload, over simulated time, and checks after every step that
 //!
@@ -328,6 +328,9 @@ impl Sim {
             return;
         }
         f.dead = true;
+        // A dead worker's pipe refuses what pitd writes from now on, as a real one does
+        // (EPIPE) before pitd has heard of the death.
+        self.h.pipes.full.lock().unwrap().push(id);
         let info = ExitInfo {
             pid: 1000 + id.0 as u32,
             status: ExitStatusInfo::Exited(code),

@@ -268,6 +268,17 @@ impl<C> CallWindow<C> {
         self.running.iter().any(|r| r.req_id == req_id) || self.pipelined.iter().any(|p| p.req_id == req_id)
     }
 
+    /// Gives back a call that never reached the worker (its pipe refused the write): its
+    /// slot, or its place in the pipe, is free again. `None` when the call is not held, or
+    /// was answered already.
+    pub fn unsend(&mut self, req_id: u64) -> Option<C> {
+        if let Some(at) = self.pipelined.iter().position(|p| p.req_id == req_id) {
+            return self.pipelined.remove(at).map(|p| p.call);
+        }
+        let at = self.running.iter().position(|r| r.req_id == req_id)?;
+        self.running.remove(at).and_then(|r| r.call)
+    }
+
     /// A running call not answered yet, with its deadline (a stream's moves with its chunks).
     pub fn running_mut(&mut self, req_id: u64) -> Option<(&mut C, &mut Instant)> {
         let r = self.running.iter_mut().find(|r| r.req_id == req_id)?;
