@@ -2,7 +2,8 @@
 
 use std::io::Write;
 
-use super::{Failure, print_json, print_stream, unexpected};
+use super::follow::{print_json, print_stream};
+use super::{Failure, unexpected};
 use crate::client::ControlClient;
 use crate::proto::control::{Reply, Request};
 use crate::proto::event::Event;

@@ -9,13 +9,11 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::value::RawValue;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -23,11 +21,11 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use super::DoorState;
 use super::flight::InFlight;
 use super::principals::Principal;
+use super::reply::{Body, error, full, retry_after, status, status_of};
+use super::request::{Options, body, discard};
 use super::sse::{Reply, SseBody, error_body, read_reply};
 use crate::daemon::pool::{Call, PoolHandle, PoolMsg, ReplyFrame, ReplyPort, ReplyTx};
 use crate::proto::call::{CallRequest, ErrorKind};
-
-pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// The service of one connection; `conn` is who the connection is when no token says
 /// otherwise (anonymous, or a client certificate's holder).
@@ -206,93 +204,6 @@ fn who(door: &DoorState, conn: Arc<Principal>, headers: &HeaderMap) -> Result<Ar
     }
 }
 
-/// The request headers a call reads.
-struct Options {
-    session: Option<String>,
-    timeout: Option<Duration>,
-    idempotent: bool,
-    stream: bool,
-}
-
-impl Options {
-    fn from(h: &HeaderMap) -> Result<Options, String> {
-        let text = |name: &str| -> Result<Option<String>, String> {
-            h.get(name)
-                .map(|v| v.to_str().map(str::to_string).map_err(|_| format!("{name}: not text")))
-                .transpose()
-        };
-        let timeout = match text("pit-timeout")? {
-            None => None,
-            Some(t) => Some(
-                duration(&t)
-                    .ok_or_else(|| format!("Pit-Timeout: expected a duration like 5s, 250ms or 0.5, found {t:?}"))?,
-            ),
-        };
-        let idempotent = match text("pit-idempotent")?.as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => return Err(format!("Pit-Idempotent: expected true or false, found {other:?}")),
-        };
-        let session = text("pit-session")?;
-        if session.as_ref().is_some_and(|s| s.len() > u16::MAX as usize) {
-            return Err("Pit-Session: longer than 65535 bytes".into());
-        }
-        let stream = h
-            .get(ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/event-stream"));
-        Ok(Options {
-            session,
-            timeout,
-            idempotent,
-            stream,
-        })
-    }
-}
-
-/// A duration with a unit, or a number of seconds.
-fn duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    match text.parse::<f64>() {
-        Ok(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
-        Ok(_) => None,
-        Err(_) => humantime::parse_duration(text).ok().filter(|d| !d.is_zero()),
-    }
-}
-
-/// The request body, at most `max` bytes (413 beyond, before reading it when its length
-/// says so).
-async fn body(headers: &HeaderMap, body: Incoming, max: u64) -> Result<Bytes, Response<Body>> {
-    let too_large = |len: Option<u64>| {
-        let size = len.map_or_else(|| "more".to_string(), |n| n.to_string());
-        error(
-            ErrorKind::TooLarge,
-            &format!("a body of {size} bytes exceeds max_body ({max} bytes)"),
-            None,
-        )
-    };
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(too_large(declared));
-    }
-    match Limited::new(body, max as usize).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(None)),
-        Err(e) => Err(error(ErrorKind::BadRequest, &format!("reading the body: {e}"), None)),
-    }
-}
-
-/// Reads a refused request's body to its end in the background, at most `max` bytes for
-/// at most `within`.
-fn discard(body: Incoming, max: u64, within: Duration) {
-    tokio::spawn(async move {
-        let _ = tokio::time::timeout(within, Limited::new(body, max as usize).collect()).await;
-    });
-}
-
 /// Where this request's reply frames arrive from its pool.
 #[derive(Debug)]
 struct Port(mpsc::UnboundedSender<ReplyFrame>);
@@ -387,58 +298,4 @@ async fn run(
             error(ErrorKind::BadRequest, "pitd sent a reply it cannot read", None)
         }
     }
-}
-
-/// An error reply the door makes itself.
-pub fn error(kind: ErrorKind, message: &str, worker: Option<&str>) -> Response<Body> {
-    let mut obj = serde_json::json!({"kind": kind, "message": message});
-    if let Some(w) = worker {
-        obj["worker"] = w.into();
-    }
-    let mut r = Response::new(full(serde_json::json!({ "error": obj }).to_string()));
-    *r.status_mut() = status_of(kind);
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    retry_after(&mut r, kind);
-    r
-}
-
-fn status(mut r: Response<Body>, code: StatusCode) -> Response<Body> {
-    *r.status_mut() = code;
-    r
-}
-
-fn retry_after(r: &mut Response<Body>, kind: ErrorKind) {
-    if matches!(
-        kind,
-        ErrorKind::QueueFull
-            | ErrorKind::Quota
-            | ErrorKind::PoolDrained
-            | ErrorKind::PoolFailing
-            | ErrorKind::ShuttingDown
-    ) {
-        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-}
-
-/// The HTTP status of an error kind (INTERFACE section 10).
-pub fn status_of(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
-        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-        ErrorKind::NoSuchPool | ErrorKind::NoSuchMethod => StatusCode::NOT_FOUND,
-        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorKind::QueueFull | ErrorKind::Quota => StatusCode::TOO_MANY_REQUESTS,
-        ErrorKind::PoolDrained | ErrorKind::PoolFailing | ErrorKind::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::Timeout | ErrorKind::QueueTimeout => StatusCode::GATEWAY_TIMEOUT,
-        ErrorKind::HandlerError => StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorKind::WorkerCrashed => StatusCode::BAD_GATEWAY,
-        // A caller cancels only its own stream on the call socket; over HTTP it hangs up.
-        ErrorKind::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
-    }
-}
-
-pub fn full(body: impl Into<Bytes>) -> Body {
-    Full::new(body.into()).boxed_unsync()
 }

@@ -9,12 +9,16 @@
 //! - `tls`: certificates and keys, client certificates, the checks of `pitd --check`.
 //! - `flight`: a call in flight at the door (counted; its pool told if its client goes).
 //! - `handler`: one request: routing, who may call what, the call, its reply.
+//! - `reply`: the responses the door makes itself: error bodies and their statuses.
+//! - `request`: what a call's request says (the `Pit-*` headers), its body within `max_body`.
 //! - `sse`: a stream's reply body as server-sent events.
 
 mod flight;
 mod handler;
 mod io;
 pub mod principals;
+mod reply;
+mod request;
 mod sse;
 pub mod tls;
 

@@ -2,7 +2,7 @@
 //! and carries out what it decides. Everyone else holds a `PoolHandle` and sends
 //! `PoolMsg`s; status is answered from the core's state.
 //!
-//! - `core`: all of a pool's state and decisions, no I/O: inputs in, `effect`s out.
+//! - `core`: all of a pool's state and decisions, no I/O: `input`s in, `effect`s out.
 //! - `actor`: the tokio loop: mailbox, timer, worker pipes; turns messages into inputs and
 //!   effects into I/O.
 //! - `call`: one call: made from a request, its worker frame, its replies, and the port
@@ -24,7 +24,6 @@
 //! - `report`: status from the core's state. `preload`: the template and its spare.
 
 mod actor;
-mod budget;
 mod call;
 mod core;
 mod counts;
@@ -33,6 +32,8 @@ mod effect;
 mod exits;
 mod expiry;
 mod health;
+mod input;
+mod memory;
 mod parts;
 mod pipeline;
 mod preload;

@@ -3,13 +3,13 @@
 //! pool are being replaced at a time. `hard_rss` and `--now` are the exceptions: they kill
 //! at once, then replace.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::core::PoolCore;
 use super::effect::{Effect, Waiter};
 use crate::ids::WorkerId;
 use crate::lifecycle::phase::{Phase, PhaseEvent};
-use crate::lifecycle::recycle::{predicts_crossing, replacement_due};
+use crate::lifecycle::recycle::replacement_due;
 use crate::lifecycle::{Reason, WorkerEvent, WorkerState, WorkerStats, recycle_decision};
 use crate::proto::call::ErrorKind;
 use crate::proto::event::EventKind;
@@ -72,28 +72,6 @@ impl PoolCore {
             }
             None => {}
         }
-    }
-
-    /// `predict_rss`: whether the worker, growing as it does, would cross `hard_rss` (else
-    /// `max_rss`) before a replacement could be ready (the pool's measured start-up) and its
-    /// calls drained (the pool's recent call times), with one sample's interval to spare.
-    fn predicts_crossing(&self, id: WorkerId) -> bool {
-        let policy = &self.spec.recycle;
-        let (Some(w), Some(limit)) = (self.workers.get(&id), policy.hard_rss.or(policy.max_rss)) else {
-            return false;
-        };
-        if !policy.predict_rss {
-            return false;
-        }
-        let history: Vec<(Instant, u64)> = w.memory_history.iter().copied().collect();
-        let interval = match history.as_slice() {
-            [.., (a, _), (b, _)] => b.saturating_duration_since(*a),
-            _ => Duration::ZERO,
-        };
-        // Before the first start is measured, the start-up timeout is the safe guess.
-        let startup = self.counts.startups.estimate().unwrap_or(self.spec.startup_timeout);
-        let drain = self.counts.call_times.estimate().unwrap_or_default();
-        predicts_crossing(&history, limit, startup + drain + interval)
     }
 
     /// Workers past their own max_age.

@@ -1,18 +1,43 @@
-//! Memory budgets (INTERFACE section 11): the pool's own `memory_budget`, and what the
-//! daemon's leaves it (`daemon_allowance`, told by the supervisor), on the pool's
-//! `memory_metric` over its workers, template and spare. pit never crosses one by its own
-//! doing: a replacement that would (a surge: the new worker beside the old) recycles in
-//! place instead, the old worker drained before the new one starts; a pool over its budget
-//! recycles its largest worker that way, one at a time, reason `memory_budget`.
+//! Memory, predicted and budgeted (INTERFACE section 11). `predict_rss`: whether a worker's
+//! growth would cross its limit before a replacement could take over. Budgets: the pool's
+//! own `memory_budget`, and what the daemon's leaves it (`daemon_allowance`, told by the
+//! supervisor), on the pool's `memory_metric` over its workers, template and spare. pit
+//! never crosses one by its own doing: a replacement that would (a surge: the new worker
+//! beside the old) recycles in place instead, the old worker drained before the new one
+//! starts; a pool over its budget recycles its largest worker that way, one at a time,
+//! reason `memory_budget`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::core::PoolCore;
 use crate::ids::WorkerId;
+use crate::lifecycle::recycle::predicts_crossing;
 use crate::lifecycle::{Reason, WorkerState};
 use crate::proto::event::EventKind;
 
 impl PoolCore {
+    /// `predict_rss`: whether the worker, growing as it does, would cross `hard_rss` (else
+    /// `max_rss`) before a replacement could be ready (the pool's measured start-up) and its
+    /// calls drained (the pool's recent call times), with one sample's interval to spare.
+    pub(super) fn predicts_crossing(&self, id: WorkerId) -> bool {
+        let policy = &self.spec.recycle;
+        let (Some(w), Some(limit)) = (self.workers.get(&id), policy.hard_rss.or(policy.max_rss)) else {
+            return false;
+        };
+        if !policy.predict_rss {
+            return false;
+        }
+        let history: Vec<(Instant, u64)> = w.memory_history.iter().copied().collect();
+        let interval = match history.as_slice() {
+            [.., (a, _), (b, _)] => b.saturating_duration_since(*a),
+            _ => Duration::ZERO,
+        };
+        // Before the first start is measured, the start-up timeout is the safe guess.
+        let startup = self.counts.startups.estimate().unwrap_or(self.spec.startup_timeout);
+        let drain = self.counts.call_times.estimate().unwrap_or_default();
+        predicts_crossing(&history, limit, startup + drain + interval)
+    }
+
     /// The budget the pool must stay under now, if any.
     pub(super) fn budget(&self) -> Option<u64> {
         match (self.spec.recycle.memory_budget, self.daemon_allowance) {
