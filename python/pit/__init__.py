@@ -3,8 +3,9 @@
 Worker side: decorate functions with :func:`handler` in a module; pitd runs
 ``python -m pit serve MODULE`` (see :mod:`pit.worker`) for a pool with ``app = "MODULE"``.
 Client side: :class:`Client` (threads) and :class:`AsyncClient` (asyncio) send calls over
-pitd's call socket and raise :class:`CallError` when a call fails; their ``stream`` methods
-iterate the chunks of a streaming handler (a :class:`Stream`, or an async generator).
+pitd's call socket, or over its HTTP front door when given an ``http(s)://`` URL, and raise
+:class:`CallError` when a call fails; their ``stream`` methods iterate the chunks of a
+streaming handler (a :class:`Stream`, or an async generator).
 """
 
 from typing import TYPE_CHECKING, Any

@@ -128,21 +128,25 @@ def encode_credit(req_id: int, n: int) -> bytes:
 
 
 def encode_ready(
-    handlers: Iterable[str], pid: int, concurrency: int = 1, gil_enabled: bool | None = None
+    handlers: Iterable[str],
+    pid: int,
+    concurrency: int = 1,
+    gil_enabled: bool | None = None,
+    gil_reenabled: str | None = None,
 ) -> bytes:
     """The ``READY`` frame a worker sends once its module is imported: ``concurrency`` is
-    how many calls it serves at once, ``gil_enabled`` whether the GIL is on (None: unknown)."""
-    body = json.dumps(
-        {
-            "protocol": PROTOCOL_VERSION,
-            "pid": pid,
-            "handlers": list(handlers),
-            "concurrency": concurrency,
-            "gil_enabled": gil_enabled,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode("utf-8")
+    how many calls it serves at once, ``gil_enabled`` whether the GIL is on (None: unknown),
+    ``gil_reenabled`` why a free-threaded build's GIL is on again (None when it is not)."""
+    fields: dict[str, object] = {
+        "protocol": PROTOCOL_VERSION,
+        "pid": pid,
+        "handlers": list(handlers),
+        "concurrency": concurrency,
+        "gil_enabled": gil_enabled,
+    }
+    if gil_reenabled is not None:
+        fields["gil_reenabled"] = gil_reenabled
+    body = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return _HEADER.pack(1 + len(body), READY) + body
 
 

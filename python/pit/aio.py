@@ -12,14 +12,16 @@ import asyncio
 import itertools
 import os
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Union, cast
 
 from . import _call_protocol
 from .errors import ConnectionLost
-from .paths import default_call_socket
+from .paths import default_call_socket, is_url
 
 if TYPE_CHECKING:
-    # Only the type checker reads it (annotations are strings here): no runtime dependency.
+    # Only the type checker reads them (annotations are strings here): no runtime dependency.
+    import ssl
+
     from typing_extensions import Self
 
 
@@ -27,13 +29,44 @@ _StreamItem = Union[dict[str, Any], ConnectionLost]
 
 
 class AsyncClient:
-    """``async with pit.AsyncClient() as c: await c.call("pool", "method", args)``."""
+    """``async with pit.AsyncClient() as c: await c.call("pool", "method", args)``.
+
+    ``path`` as for :class:`pit.Client`: a call socket's path (the default one when not
+    given), or the URL of pitd's HTTP front door with ``token``, ``ssl_context`` and
+    ``cafile`` as there.
+    """
+
+    def __new__(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        connect_timeout: float = 5.0,
+        *,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        cafile: str | os.PathLike[str] | None = None,
+    ) -> Self:
+        # The one switch between the two transports: a URL makes the client an HttpAsyncClient.
+        if cls is AsyncClient and is_url(path):
+            from ._aio_http import HttpAsyncClient
+
+            return cast("Self", super().__new__(HttpAsyncClient))
+        return super().__new__(cls)
 
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,
         connect_timeout: float = 5.0,
+        *,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        cafile: str | os.PathLike[str] | None = None,
     ) -> None:
+        if is_url(path):
+            raise ValueError(
+                f"{type(self).__name__} takes a call socket's path; pit.AsyncClient(url) calls over HTTP"
+            )
+        if token is not None or ssl_context is not None or cafile is not None:
+            raise ValueError("token, ssl_context and cafile are for a URL, not a call socket's path")
         self.path = os.fspath(path) if path is not None else default_call_socket()
         self.connect_timeout = connect_timeout
         self._ids = itertools.count(1)

@@ -17,14 +17,16 @@ import select
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union, cast
 
 from . import _call_protocol
 from .errors import ConnectionLost
-from .paths import default_call_socket
+from .paths import default_call_socket, is_url
 
 if TYPE_CHECKING:
-    # Only the type checker reads it (annotations are strings here): no runtime dependency.
+    # Only the type checker reads them (annotations are strings here): no runtime dependency.
+    import ssl
+
     from typing_extensions import Self
 
 #: Bytes asked of each recv of replies.
@@ -34,18 +36,50 @@ _P = TypeVar("_P", "_Waiter", "_Chunks")
 
 
 class Client:
-    """Calls pools through pitd's call socket.
+    """Calls pools through pitd's call socket, or its HTTP front door.
 
     ``path`` defaults to :func:`pit.default_call_socket` (``$PITD_CALL_SOCKET``, then the
     daemon's default). The constructor connects, so a wrong path fails at once with
     :class:`~pit.ConnectionLost`. Usable from many threads at once; a context manager.
+
+    ``path`` may be a URL instead, ``http://host:port`` or ``https://host:port``: the
+    calls then go to pitd's HTTP front door, with ``token`` as the bearer token. An
+    ``https`` URL trusts the system's CAs, or only those in ``cafile`` when given;
+    ``ssl_context`` replaces both (load a client certificate into it for mTLS). Same
+    methods, same errors.
     """
+
+    def __new__(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        connect_timeout: float = 5.0,
+        *,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        cafile: str | os.PathLike[str] | None = None,
+    ) -> Self:
+        # The one switch between the two transports: a URL makes the client an HttpClient.
+        if cls is Client and is_url(path):
+            from ._http import HttpClient
+
+            return cast("Self", super().__new__(HttpClient))
+        return super().__new__(cls)
 
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,
         connect_timeout: float = 5.0,
+        *,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        cafile: str | os.PathLike[str] | None = None,
     ) -> None:
+        if is_url(path):
+            raise ValueError(
+                f"{type(self).__name__} takes a call socket's path; pit.Client(url) calls over HTTP"
+            )
+        if token is not None or ssl_context is not None or cafile is not None:
+            raise ValueError("token, ssl_context and cafile are for a URL, not a call socket's path")
         self.path = os.fspath(path) if path is not None else default_call_socket()
         self.connect_timeout = connect_timeout
         self._ids = itertools.count(1)

@@ -1,8 +1,9 @@
 """Errors a caller of pitd can see, and the list of wire-stable error kinds.
 
-``ERROR_KINDS`` mirrors the daemon's list of call-socket error kinds (INTERFACE section 5,
-and ``cancelled`` from section 9) in the same order; a test on the Rust side compares the
-two, so add a kind in both places or in neither. ``connection_lost`` is deliberately *not*
+``ERROR_KINDS`` mirrors the daemon's list of error kinds (INTERFACE section 5, ``cancelled``
+from section 9, and the HTTP front door's ``unauthenticated``, ``forbidden`` and ``quota``
+from section 10) in the same order; a test on the Rust side compares the two, so add a kind
+in both places or in neither. ``connection_lost`` is deliberately *not*
 in it: pitd never sends it, the client raises it when the socket itself fails.
 """
 
@@ -24,6 +25,9 @@ ERROR_KINDS: tuple[str, ...] = (
     "too_large",
     "shutting_down",
     "cancelled",
+    "unauthenticated",
+    "forbidden",
+    "quota",
 )
 
 #: Kind of :class:`ConnectionLost`; client-side only, never on the wire.

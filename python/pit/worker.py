@@ -3,7 +3,8 @@
 Lifecycle: check that pitd's protocol pipes are on fds 3 (calls in) and 4 (replies out),
 import MODULE with the working directory first on ``sys.path``, send ``READY``, then answer
 frames one at a time until pitd closes fd 3; with ``PIT_CONCURRENCY`` above 1 (a pool's
-``concurrency``), :mod:`pit._concurrent` serves up to that many calls at once instead.
+``concurrency``), :mod:`pit._concurrent` serves up to that many calls at once instead. A
+streaming handler's chunks go out as it yields them (:mod:`pit._streaming`).
 stdout and stderr belong to user code: the protocol never touches them, and they are made
 line-buffered because pitd captures them line by line.
 
@@ -32,9 +33,11 @@ import importlib
 import os
 import signal
 import sys
+import sysconfig
 import time
 import traceback
-from typing import Callable, NoReturn
+import warnings
+from typing import Any, Callable, NoReturn
 
 from . import _streaming, _worker_protocol
 from ._dispatch import Dispatcher
@@ -73,11 +76,19 @@ def serve(module_name: str, before_ready: Callable[[], None] | None = None) -> i
 
     _prepare_process()
     try:
-        module = importlib.import_module(module_name)
+        module, gil_notes = _import_noting_gil(module_name)
         handlers = collect(module)
     except Exception:  # noqa: BLE001 - any failure of user code at import is exit status 1
         _say(f"cannot serve {module_name}:")
         traceback.print_exc()
+        return EXIT_IMPORT_FAILED
+    reenabled = gil_reenabled_why(gil_notes)
+    if os.environ.get("PIT_REQUIRE_FREE_THREADING") == "1" and gil_enabled() is not False:
+        why = reenabled or (
+            f"{sys.executable} (Python {sys.version.split()[0]}) is not a free-threaded build: "
+            "it always runs with the GIL (a free-threaded one is python3.13t or later)"
+        )
+        _say(f"require_free_threading: {why}")
         return EXIT_IMPORT_FAILED
 
     if before_ready is not None:
@@ -86,7 +97,9 @@ def serve(module_name: str, before_ready: Callable[[], None] | None = None) -> i
     dispatcher = Dispatcher(module_name, handlers, max_frame, identity["worker_id"], identity["pool"])
     reader = _worker_protocol.FrameReader(functools.partial(os.read, IN_FD), max_frame)
     try:
-        ready = _worker_protocol.encode_ready(dispatcher.names(), os.getpid(), concurrency, gil_enabled())
+        ready = _worker_protocol.encode_ready(
+            dispatcher.names(), os.getpid(), concurrency, gil_enabled(), reenabled
+        )
         _write_all(OUT_FD, ready)
         if concurrency > 1:
             from ._concurrent import serve_concurrently  # asyncio: only workers that need it
@@ -207,6 +220,36 @@ def _concurrency_from_env() -> int:
     if not 1 <= value <= MAX_CONCURRENCY:
         raise ValueError(f"PIT_CONCURRENCY={raw!r} is not a number of calls between 1 and {MAX_CONCURRENCY}")
     return value
+
+
+def _import_noting_gil(module_name: str) -> tuple[Any, list[str]]:
+    """Imports the app, noting the warnings a free-threaded build gives when an extension
+    module turns the GIL back on (they name the module); every warning is still shown."""
+    notes: list[str] = []
+    shown = warnings.showwarning
+
+    def note(message: Warning | str, category: type[Warning], *rest: Any, **kw: Any) -> None:
+        text = str(message)
+        if issubclass(category, RuntimeWarning) and "GIL" in text:
+            notes.append(text)
+        shown(message, category, *rest, **kw)
+
+    warnings.showwarning = note
+    try:
+        return importlib.import_module(module_name), notes
+    finally:
+        warnings.showwarning = shown
+
+
+def gil_reenabled_why(notes: list[str]) -> str | None:
+    """Why the GIL is on in a free-threaded build after the app's import (the interpreter's
+    own words, naming the module, when it gave them); None when the build has no GIL, or
+    has one by design."""
+    if not sysconfig.get_config_var("Py_GIL_DISABLED") or gil_enabled() is not True:
+        return None
+    if notes:
+        return "GIL_REENABLED: " + " ".join(notes)
+    return "GIL_REENABLED: the GIL is on in this free-threaded build after the app's import"
 
 
 def gil_enabled() -> bool | None:

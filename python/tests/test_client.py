@@ -14,7 +14,7 @@ from harness import DEADLINE, FakeConnection, stream_request, wait_until
 import pit
 
 
-def test_error_kinds_are_the_thirteen_of_the_interface_in_order():
+def test_error_kinds_are_the_sixteen_of_the_interface_in_order():
     assert pit.ERROR_KINDS == (
         "bad_request",
         "no_such_pool",
@@ -29,6 +29,9 @@ def test_error_kinds_are_the_thirteen_of_the_interface_in_order():
         "too_large",
         "shutting_down",
         "cancelled",
+        "unauthenticated",
+        "forbidden",
+        "quota",
     )
     assert "connection_lost" not in pit.ERROR_KINDS
 

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif(not PITD.exists(), reason=f"pitd is not built at
 class Daemon:
     """A pitd on a spec in ``tmp``, with a marker in its environment to find its processes."""
 
-    def __init__(self, tmp: Path, size: int = 2) -> None:
+    def __init__(self, tmp: Path, size: int = 2, app: str = "pit.examples.echo", pool: str = "echo") -> None:
         self.tmp = tmp
         self.control = tmp / "control.sock"
         self.call = tmp / "call.sock"
@@ -46,8 +46,8 @@ class Daemon:
 [daemon]
 control_socket = "{self.control}"
 call_socket = "{self.call}"
-[pools.echo]
-app = "pit.examples.echo"
+[pools.{pool}]
+app = "{app}"
 python = "{sys.executable}"
 cwd = "{PACKAGE_ROOT}"
 size = {size}
@@ -110,6 +110,78 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
         yield d
     finally:
         d.stop()
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[Daemon]:
+    """A pitd serving ``pit.examples.agent`` (its streaming ``tokens`` and ``relay``)."""
+    d = Daemon(tmp_path, size=1, app="pit.examples.agent", pool="agent")
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+def streams_open(d: Daemon) -> int:
+    pools = d.status().get("pools", [])
+    return int(pools[0].get("streams_open", -1)) if pools else -1
+
+
+def test_a_stream_yields_the_tokens_of_the_agent_example_as_they_come(agent: Daemon) -> None:
+    with pit.Client(str(agent.call)) as c:
+        args = {"prompt": "one two three", "count": 5, "interval": 0.01}
+        tokens = [chunk["token"] for chunk in c.stream("agent", "tokens", args)]
+        assert tokens == ["one", "two", "three", "one", "two"]
+        # A plain call on the same connection afterwards.
+        assert isinstance(c.call("agent", "ask", {"seconds": 0}), dict)
+
+
+def test_leaving_a_stream_early_cancels_it_in_pitd(agent: Daemon) -> None:
+    with pit.Client(str(agent.call)) as c:
+        got = []
+        for chunk in c.stream("agent", "tokens", {"count": 1000, "interval": 0.05}):
+            got.append(chunk)
+            if len(got) == 2:
+                break
+        wait_until("the stream closed in pitd", lambda: streams_open(agent) == 0, lambda: agent.status())
+        assert len(list(c.stream("agent", "tokens", {"count": 3, "interval": 0}))) == 3
+
+
+def test_async_client_streams_and_cancels_when_its_loop_is_left(agent: Daemon) -> None:
+    async def run() -> tuple[list[str], list[str]]:
+        async with pit.AsyncClient(str(agent.call)) as c:
+            whole = [
+                ch["token"]
+                async for ch in c.stream("agent", "tokens", {"prompt": "a b", "count": 4, "interval": 0})
+            ]
+            first = []
+            async for ch in c.stream("agent", "tokens", {"count": 1000, "interval": 0.05}):
+                first.append(ch["token"])
+                break
+            return whole, first
+
+    whole, first = asyncio.run(run())
+    assert whole == ["a", "b", "a", "b"] and len(first) == 1
+    wait_until("the stream closed in pitd", lambda: streams_open(agent) == 0, lambda: agent.status())
+
+
+def test_relay_streams_the_events_of_a_loopback_sse_server(agent: Daemon) -> None:
+    from pit.examples.agent import TokenServer
+
+    with TokenServer() as server, pit.Client(str(agent.call)) as c:
+        url = server.url_for("x y", count=4, interval=0.01)
+        tokens = [chunk["token"] for chunk in c.stream("agent", "relay", {"url": url})]
+    assert tokens == ["x", "y", "x", "y"]
+
+
+def test_a_failed_stream_raises_call_error_from_the_iterator(agent: Daemon) -> None:
+    with pit.Client(str(agent.call)) as c:
+        with pytest.raises(pit.CallError) as e:
+            list(c.stream("agent", "tokens", {"count": -1}))
+        assert e.value.kind == "handler_error"
+        with pytest.raises(pit.CallError) as e:
+            c.call("agent", "tokens", {"count": 1})
+        assert e.value.kind == "bad_request"
 
 
 def test_calls_return_results_and_errors_carry_their_kind(daemon: Daemon) -> None:

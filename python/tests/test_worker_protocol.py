@@ -69,6 +69,8 @@ def test_reply_layouts_match_the_spec_byte_for_byte():
         "concurrency": 8,
         "gil_enabled": False,
     }
+    reenabled = _worker_protocol.encode_ready(["echo"], 42, 1, True, "GIL_REENABLED: by module x")
+    assert json.loads(reenabled[5:])["gil_reenabled"] == "GIL_REENABLED: by module x"
 
 
 @pytest.mark.parametrize("session", [None, "", "sé"])

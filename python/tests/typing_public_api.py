@@ -5,6 +5,7 @@ hence ``Optional`` (``X | None`` does not evaluate on Python 3.9)."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -70,6 +71,16 @@ def clients() -> None:
         assert_type(e.traceback, Optional[str])
         assert_type(e.worker, Optional[str])
     _ = pit.Clinet  # type: ignore[attr-defined]  # a misspelt name is an error, not Any
+
+
+def http_clients(context: ssl.SSLContext) -> None:
+    with pit.Client("https://pitd.example:8443", token="t", cafile="ca.pem", connect_timeout=2.0) as client:
+        assert_type(client, pit.Client)
+        assert_type(client.call("pool", "method", {"a": 1}, timeout=1.0), Any)
+        assert_type(client.stream("pool", "method"), pit.Stream)
+    assert_type(pit.Client("https://pitd.example:8443", ssl_context=context), pit.Client)
+    assert_type(pit.AsyncClient("http://127.0.0.1:8080", token="t"), pit.AsyncClient)
+    pit.Client("https://pitd.example:8443", token=b"t")  # type: ignore[arg-type]  # a token is text
 
 
 async def async_client() -> None:

@@ -21,6 +21,12 @@ fn main() -> ExitCode {
             eprintln!("pitd: {}: {problem}", args.config.display());
             return ExitCode::from(1);
         }
+        if let Some(http) = &spec.http
+            && let Err(problem) = daemon::door::check(http)
+        {
+            eprintln!("pitd: {}: [http] {problem}", args.config.display());
+            return ExitCode::from(1);
+        }
         println!("{}: ok", args.config.display());
         for line in spec.summary_lines() {
             println!("{line}");

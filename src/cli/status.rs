@@ -38,6 +38,17 @@ pub fn render(report: &StatusReport) -> String {
             ""
         }
     );
+    if let Some(door) = &report.http {
+        let _ = writeln!(out, "{}", door.summary());
+    }
+    if let Some(b) = &report.memory_budget {
+        let _ = writeln!(
+            out,
+            "memory budget {}: {} used",
+            bytes(b.budget_bytes),
+            bytes(b.used_bytes)
+        );
+    }
     if report.pools.is_empty() {
         out.push_str("no pools\n");
     }
@@ -183,10 +194,14 @@ fn gil_note(pool: &PoolStatus) -> &'static str {
 /// The pool's memory limits and the metric they compare ("limits on PSS: max_rss 512.0M");
 /// `None` without any.
 pub fn limits(pool: &PoolStatus) -> Option<String> {
-    let set: Vec<String> = [("max_rss", pool.max_rss_bytes), ("hard_rss", pool.hard_rss_bytes)]
+    let mut set: Vec<String> = [("max_rss", pool.max_rss_bytes), ("hard_rss", pool.hard_rss_bytes)]
         .into_iter()
         .filter_map(|(name, limit)| Some(format!("{name} {}", bytes(limit?))))
         .collect();
+    if let Some(budget) = pool.memory_budget_bytes {
+        let used = pool.memory.as_ref().map_or(0, |m| m.memory_bytes);
+        set.push(format!("budget {} ({} used)", bytes(budget), bytes(used)));
+    }
     (!set.is_empty()).then(|| format!("limits on {}: {}", pool.memory_metric.label(), set.join(", ")))
 }
 

@@ -34,6 +34,18 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub principal: String,
+    pub pool: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PrincipalLabel {
+    pub principal: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub pool: String,
     /// The error kind the caller got.
@@ -132,6 +144,11 @@ pub struct Metrics {
     shutting_down: Gauge,
     pipelined: Family<PoolLabel, Counter>,
     taken_back: Family<PoolLabel, Counter>,
+    http_requests: Family<HttpLabels, Counter>,
+    http_in_flight: Family<PrincipalLabel, Gauge>,
+    pool_memory_budget: Family<PoolLabel, Gauge>,
+    memory_budget: Gauge,
+    memory_used: Gauge,
 }
 
 impl Default for Metrics {
@@ -160,6 +177,11 @@ impl Default for Metrics {
             shutting_down: Gauge::default(),
             pipelined: Family::default(),
             taken_back: Family::default(),
+            http_requests: Family::default(),
+            http_in_flight: Family::default(),
+            pool_memory_budget: Family::default(),
+            memory_budget: Gauge::default(),
+            memory_used: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -256,6 +278,31 @@ impl Default for Metrics {
             "Pipelined calls put back in the queue because the call ahead ran long",
             m.taken_back.clone(),
         );
+        registry.register(
+            "http_requests",
+            "Calls through the HTTP front door, by principal, pool and status code",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "http_in_flight",
+            "Calls and streams in flight through the HTTP front door, by principal",
+            m.http_in_flight.clone(),
+        );
+        registry.register(
+            "pool_memory_budget_bytes",
+            "The budget a pool stays under, on its memory_metric (its own, or what the daemon's leaves it)",
+            m.pool_memory_budget.clone(),
+        );
+        registry.register(
+            "memory_budget_bytes",
+            "The daemon's memory_budget (0 without one)",
+            m.memory_budget.clone(),
+        );
+        registry.register(
+            "memory_used_bytes",
+            "Every pool's memory together, each on its memory_metric",
+            m.memory_used.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -310,6 +357,26 @@ impl Metrics {
             .inc();
     }
 
+    /// A call through the HTTP front door answered with `code`.
+    pub fn http_request(&self, principal: &str, pool: &str, code: u16) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                principal: principal.into(),
+                pool: pool.into(),
+                code: code.to_string(),
+            })
+            .inc();
+    }
+
+    /// A principal's calls in flight at the door went up or down by `delta`.
+    pub fn http_in_flight(&self, principal: &str, delta: i64) {
+        self.http_in_flight
+            .get_or_create(&PrincipalLabel {
+                principal: principal.into(),
+            })
+            .inc_by(delta);
+    }
+
     pub fn restart(&self, pool: &str) {
         self.restarts.get_or_create(&PoolLabel { pool: pool.into() }).inc();
     }
@@ -327,6 +394,16 @@ impl Metrics {
         self.queue_depth.clear();
         self.calls_in_flight.clear();
         self.streams_open.clear();
+        self.pool_memory_budget.clear();
+        let used: u64 = status
+            .pools
+            .iter()
+            .filter_map(|p| p.memory.as_ref())
+            .map(|m| m.memory_bytes)
+            .sum();
+        self.memory_used.set(used as i64);
+        self.memory_budget
+            .set(status.memory_budget.map_or(0, |b| b.budget_bytes as i64));
         self.capacity.clear();
         self.saturation.clear();
         self.shutting_down.set(i64::from(status.shutting_down));
@@ -350,6 +427,9 @@ impl Metrics {
             };
             self.calls_in_flight.get_or_create(&label).set(pool.in_flight as i64);
             self.streams_open.get_or_create(&label).set(pool.streams_open as i64);
+            if let Some(budget) = pool.memory_budget_bytes {
+                self.pool_memory_budget.get_or_create(&label).set(budget as i64);
+            }
             self.capacity.get_or_create(&label).set(pool.capacity as i64);
             let demand = (pool.in_flight + pool.queued) as f64;
             self.saturation

@@ -6,6 +6,7 @@
 //! SIGTERM/SIGINT or a shutdown request; pools stop their workers (SIGTERM to each group,
 //! SIGKILL after kill_timeout) within shutdown_timeout; then the socket files are removed.
 
+pub mod door;
 pub mod events;
 pub mod metrics;
 pub mod monitor;
@@ -87,6 +88,33 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
     let call = tokio::net::UnixListener::from_std(call)?;
     let call_task = tokio::spawn(calls::serve(call, sup.pool_table(), access, listeners.clone()));
     let notify_task = tokio::spawn(notify::run(sup.clone(), shutdown.clone()));
+    if let Some(budget) = daemon.memory_budget {
+        // Kept at the sampling pace: a budget can only be seen crossed that often.
+        let (sup, stop, every) = (sup.clone(), listeners.clone(), daemon.monitor_interval);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => sup.balance_memory(budget).await,
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
+    }
+    if let Some(http) = &spec.http {
+        let door = door::DoorState::new(http.clone(), sup.pool_table(), metrics.clone(), sup.clone())
+            .map_err(|e| anyhow::anyhow!("the HTTP door: {e}"))?;
+        // Its TLS files are read before it listens: a bad one stops pitd at start.
+        door::tls::server_config(http).map_err(|e| anyhow::anyhow!("the HTTP door: {e}"))?;
+        let listener = tokio::net::TcpListener::bind(http.listen)
+            .await
+            .with_context(|| format!("binding the HTTP door at {}", http.listen))?;
+        let door = Arc::new(door);
+        sup.set_door(door.clone());
+        tokio::spawn(door::serve(listener, door, listeners.clone()));
+        let scheme = if http.tls.is_some() { "https" } else { "http" };
+        tracing::info!("serving calls at {scheme}://{}/v1/call/POOL/METHOD", http.listen);
+    }
     if let Some(addr) = daemon.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await

@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::daemon::door::{DoorState, Probes};
 use crate::daemon::events::EventLog;
 use crate::daemon::pool::{self, PoolDeps, PoolHandle, PoolMsg, PoolTable};
 use crate::daemon::probe::{self, PoolSnapshot};
 use crate::daemon::process::output::OutputStore;
 use crate::ids::WorkerId;
 use crate::proto::control::{ControlErrorKind, LogLine, ProbeKind};
-use crate::proto::status::StatusReport;
+use crate::proto::status::{BudgetStatus, PoolStatus, StatusReport};
 use crate::spec::{self, Spec};
 
 /// Where a pool command's answer goes.
@@ -40,6 +41,8 @@ pub struct Supervisor {
     /// Cancelled by a stop request (`pitctl shutdown`); the daemon's signal loop begins
     /// the stop (with its delay) when it is.
     pub stop_requested: CancellationToken,
+    /// The HTTP front door, once it is open: status shows it, reload re-reads its tokens.
+    door: std::sync::OnceLock<Arc<DoorState>>,
 }
 
 /// A control request the supervisor refuses, with the kind pitctl maps to its message.
@@ -73,6 +76,7 @@ impl Supervisor {
             shutdown,
             shutting_down: AtomicBool::new(false),
             stop_requested: CancellationToken::new(),
+            door: std::sync::OnceLock::new(),
         }
     }
 
@@ -155,6 +159,16 @@ impl Supervisor {
             .call_socket
             .display()
             .to_string();
+        let memory_budget = self
+            .spec
+            .lock()
+            .expect("spec lock")
+            .daemon
+            .memory_budget
+            .map(|budget| BudgetStatus {
+                budget_bytes: budget,
+                used_bytes: pools.iter().map(pool_memory).sum(),
+            });
         Ok(StatusReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
@@ -162,6 +176,8 @@ impl Supervisor {
             pools,
             shutting_down: self.is_shutting_down(),
             call_socket: Some(call_socket),
+            http: self.door.get().map(|d| d.status()),
+            memory_budget,
         })
     }
 
@@ -243,7 +259,53 @@ impl Supervisor {
     /// Re-reads the spec file and applies the difference: changed pools are recycled worker
     /// by worker (reason `reload`), size-only changes scale, removed pools drain, new pools
     /// start. An invalid spec changes nothing and the error is returned.
+    /// The daemon's `memory_budget`, kept: each pool is told what it may use (what the
+    /// others leave), and when all together are over it, the pool holding the largest
+    /// worker is told to give back the excess, which recycles that worker in place.
+    pub async fn balance_memory(&self, budget: u64) {
+        let handles = self.handles();
+        let mut pools = Vec::with_capacity(handles.len());
+        for h in handles {
+            if let Some(s) = h.status().await {
+                pools.push((h, s));
+            }
+        }
+        let used: Vec<u64> = pools.iter().map(|(_, s)| pool_memory(s)).collect();
+        let total: u64 = used.iter().sum();
+        let headroom = budget.saturating_sub(total);
+        let excess = total.saturating_sub(budget);
+        let largest = pools
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, s))| s.workers.iter().map(|w| w.memory_bytes).max().map(|m| (m, i)))
+            .max()
+            .map(|(_, i)| i);
+        for (i, (h, _)) in pools.iter().enumerate() {
+            let allowance = match excess > 0 && largest == Some(i) {
+                true => used[i].saturating_sub(excess),
+                false => used[i].saturating_add(headroom),
+            };
+            h.send(PoolMsg::DaemonBudget(Some(allowance)));
+        }
+    }
+
+    /// The door is open: status shows it from now on, and reload re-reads its tokens.
+    pub fn set_door(&self, door: Arc<DoorState>) {
+        let _ = self.door.set(door);
+    }
+
     pub fn reload(&self) -> Result<String, Refusal> {
+        // The tokens are re-read whatever becomes of the spec: each keeps what it had when
+        // its new file is bad.
+        let tokens = self.door.get().map(|d| d.reload_tokens());
+        let mut answer = self.reload_spec()?;
+        if let Some(Err(e)) = tokens {
+            answer = format!("{answer}; {e}");
+        }
+        Ok(answer)
+    }
+
+    fn reload_spec(&self) -> Result<String, Refusal> {
         let path = self.spec.lock().expect("spec lock").path.clone();
         let new = spec::load(&path).map_err(|e| Refusal {
             kind: ControlErrorKind::BadRequest,
@@ -319,5 +381,20 @@ impl LogTarget {
             LogTarget::Worker(id) => line.worker == Some(*id),
             LogTarget::Pool(name) => line.pool == *name,
         }
+    }
+}
+
+/// A pool's memory on its own metric, as its status sums it.
+fn pool_memory(s: &PoolStatus) -> u64 {
+    s.memory.as_ref().map_or(0, |m| m.memory_bytes)
+}
+
+/// The door's probes are pitctl's: `ready`, and `live` within a second.
+impl Probes for Supervisor {
+    fn ready(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(self.probe(ProbeKind::Ready, Duration::from_secs(1)))
+    }
+    fn live(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(self.probe(ProbeKind::Live, Duration::from_secs(1)))
     }
 }

@@ -50,6 +50,11 @@ pub enum Reason {
     Crash,
     /// Unplanned exit caused by the `cpu` rlimit.
     CpuLimit,
+    /// Its memory growth would take it past `hard_rss` (else `max_rss`) before a
+    /// replacement could be ready and its calls drained (`predict_rss`).
+    PredictedRss,
+    /// Its pool, or the daemon, was over its `memory_budget`: the largest worker goes.
+    MemoryBudget,
 }
 
 impl Reason {
@@ -168,6 +173,8 @@ mod tests {
             Reason::ProtocolError => 9,
             Reason::Crash => 10,
             Reason::CpuLimit => 11,
+            Reason::PredictedRss => 12,
+            Reason::MemoryBudget => 13,
         }
     }
 
@@ -196,6 +203,8 @@ mod tests {
                 "protocol_error",
                 "crash",
                 "cpu_limit",
+                "predicted_rss",
+                "memory_budget",
             ]
         );
     }

@@ -46,6 +46,12 @@ pub enum ErrorKind {
     ShuttingDown,
     /// The caller cancelled the call (`{"cancel": id}`), streaming or not.
     Cancelled,
+    /// HTTP front door: no token, or one it does not know (401).
+    Unauthenticated,
+    /// HTTP front door: a pool this principal may not call (403).
+    Forbidden,
+    /// HTTP front door: the principal's `max_in_flight` is reached (429).
+    Quota,
 }
 
 impl ErrorKind {

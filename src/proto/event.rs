@@ -19,6 +19,9 @@ pub enum EventKind {
     /// Something about the pool's preload template an operator should know (threads
     /// running after the preload); `message` says what.
     TemplateWarning,
+    /// Something about a worker an operator should know (`GIL_REENABLED`: an extension
+    /// module turned a free-threaded build's GIL back on); `message` says what.
+    WorkerWarning,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

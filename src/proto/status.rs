@@ -22,6 +22,59 @@ pub struct StatusReport {
     /// Where calls go (lets `pitctl call` find it from the control socket alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_socket: Option<String>,
+    /// The HTTP front door, when the spec has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<DoorStatus>,
+    /// The daemon's `memory_budget` and its use (every pool's memory on its own metric).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_budget: Option<BudgetStatus>,
+}
+
+/// A memory budget and what uses it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct BudgetStatus {
+    pub budget_bytes: u64,
+    pub used_bytes: u64,
+}
+
+/// The HTTP front door as status shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DoorStatus {
+    /// The address it serves.
+    pub listen: String,
+    pub tls: bool,
+    /// Client certificates are required (`client_ca`).
+    pub client_certificates: bool,
+    /// The principals of its tokens file (none without one).
+    pub principals: Vec<String>,
+    /// Calls and streams in flight through it.
+    pub in_flight: u64,
+    /// Connections open.
+    pub connections: u64,
+}
+
+impl DoorStatus {
+    /// One line for `pitctl status` and `top`: `door https://0.0.0.0:8443 (client
+    /// certificates), principals frontend, ops; 3 in flight, 5 connections`.
+    pub fn summary(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        let certs = if self.client_certificates {
+            " (client certificates)"
+        } else {
+            ""
+        };
+        let who = match self.principals.is_empty() {
+            true => "no tokens".to_string(),
+            false => format!("principals {}", self.principals.join(", ")),
+        };
+        format!(
+            "door {scheme}://{}{certs}, {who}; {} in flight, {} connection{}",
+            self.listen,
+            self.in_flight,
+            self.connections,
+            if self.connections == 1 { "" } else { "s" }
+        )
+    }
 }
 
 /// A pool's state as status shows it: what its phase (`lifecycle::phase`) shows.
@@ -64,6 +117,10 @@ pub struct PoolStatus {
     /// The pool's `hard_rss` (killed past it), `null` when unset.
     #[serde(default)]
     pub hard_rss_bytes: Option<u64>,
+    /// The budget the pool stays under now on its `memory_metric` (its own `memory_budget`,
+    /// or less when the daemon's leaves it less), `null` without one. Its use is `memory`.
+    #[serde(default)]
+    pub memory_budget_bytes: Option<u64>,
     /// Why the pool is `failing`: the last exit status and the last stderr lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_reason: Option<String>,

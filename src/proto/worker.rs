@@ -172,6 +172,10 @@ pub struct Ready {
     /// when it cannot tell.
     #[serde(default)]
     pub gil_enabled: Option<bool>,
+    /// Why a free-threaded build's GIL is on again after the app's import
+    /// (`GIL_REENABLED: ...`, naming the module when the interpreter did); absent otherwise.
+    #[serde(default)]
+    pub gil_reenabled: Option<String>,
 }
 
 fn one() -> u32 {

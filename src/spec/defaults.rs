@@ -38,6 +38,15 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// `stream_window`: chunks of one stream between its worker and its caller.
 pub const STREAM_WINDOW: u32 = 64;
+/// `[http] max_body`.
+pub const HTTP_MAX_BODY: u64 = 16 * 1024 * 1024;
+/// `[http] header_timeout`: a slow request head, or an idle keep-alive connection, is
+/// closed after this.
+pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// `[http] max_connections`.
+pub const HTTP_MAX_CONNECTIONS: u32 = 4096;
+/// `max_rss_samples`: one sample over `max_rss` recycles.
+pub const MAX_RSS_SAMPLES: u32 = 1;
 /// `kill_timeout`.
 pub const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 /// `max_requests_jitter`.

@@ -11,6 +11,7 @@
 pub mod defaults;
 mod error;
 mod host;
+mod http;
 mod locate;
 pub mod lookup;
 mod policy;
@@ -58,11 +59,18 @@ pub(crate) fn parse_with(text: &str, path: &Path, host: &Host) -> Result<Spec, S
 
     let raw: raw::RawSpec = toml::from_str(text).map_err(|e| fail(Problem::from_toml(&e, text)))?;
     let ctx = validate::Ctx { dir: &dir, host };
+    let http = raw
+        .http
+        .as_ref()
+        .map(|h| http::door(h, &dir))
+        .transpose()
+        .map_err(fail)?;
     let (daemon, pools) = validate::spec(raw, &ctx).map_err(fail)?;
     Ok(Spec {
         path: absolute,
         daemon,
         pools,
+        http,
     })
 }
 
@@ -75,10 +83,23 @@ pub fn default_socket_dir() -> PathBuf {
 impl Spec {
     /// One readable line per pool, for `pitd --check`; `no pools` when there are none.
     pub fn summary_lines(&self) -> Vec<String> {
-        if self.pools.is_empty() {
-            return vec!["no pools".to_string()];
+        let mut lines: Vec<String> = match self.pools.is_empty() {
+            true => vec!["no pools".to_string()],
+            false => self.pools.iter().map(PoolSpec::summary).collect(),
+        };
+        if let Some(http) = &self.http {
+            let scheme = if http.tls.is_some() { "https" } else { "http" };
+            let mut line = format!("http: {scheme}://{}", http.listen);
+            if http.client_ca.is_some() {
+                line.push_str(", client certificates required");
+            }
+            line.push_str(match http.tokens.is_some() {
+                true => ", bearer tokens",
+                false => ", no tokens",
+            });
+            lines.push(line);
         }
-        self.pools.iter().map(PoolSpec::summary).collect()
+        lines
     }
 }
 

@@ -24,8 +24,19 @@ pub fn recycle(raw: &RawPool) -> Result<RecyclePolicy> {
         );
         return Err(Problem::value(given.span(), msg));
     }
+    if let Some(given) = &raw.predict_rss
+        && *given.get_ref()
+        && max_rss.is_none()
+        && hard_rss.is_none()
+    {
+        let msg = "only allowed with `max_rss` or `hard_rss` (the limit the growth is predicted against)";
+        return Err(Problem::key(given.span(), msg));
+    }
     Ok(RecyclePolicy {
         max_rss,
+        max_rss_samples: count(&raw.max_rss_samples, 1, def::MAX_RSS_SAMPLES)?,
+        predict_rss: raw.predict_rss.as_ref().is_some_and(|p| *p.get_ref()),
+        memory_budget: raw.memory_budget.as_ref().map(|s| s.get_ref().0),
         hard_rss,
         max_requests: optional_count(&raw.max_requests, 1)?,
         max_requests_jitter: value_or(&raw.max_requests_jitter, def::MAX_REQUESTS_JITTER, |c| c.0),

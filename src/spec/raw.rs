@@ -23,6 +23,21 @@ pub struct RawSpec {
     /// Keyed by the spanned pool name; serde hands the map over sorted by name, so the file
     /// order is recovered from the key spans.
     pub pools: Option<BTreeMap<Spanned<String>, RawPool>>,
+    /// The HTTP front door (INTERFACE section 10); off when absent.
+    pub http: Option<Spanned<RawHttp>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Opt<String>,
+    pub tls_cert: Opt<String>,
+    pub tls_key: Opt<String>,
+    pub client_ca: Opt<String>,
+    pub tokens: Opt<String>,
+    pub max_body: Opt<Size>,
+    pub header_timeout: Opt<Dur>,
+    pub max_connections: Opt<Count>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -37,6 +52,7 @@ pub struct RawDaemon {
     pub shutdown_timeout: Opt<Dur>,
     pub shutdown_delay: Opt<Dur>,
     pub metrics_listen: Opt<String>,
+    pub memory_budget: Opt<Size>,
     pub log_format: Opt<String>,
 }
 
@@ -51,6 +67,7 @@ pub struct RawPool {
     pub warmup: Opt<String>,
     pub size: Opt<Count>,
     pub concurrency: Opt<Count>,
+    pub require_free_threading: Opt<bool>,
     pub cwd: Opt<String>,
     pub env: Opt<BTreeMap<String, String>>,
     pub user: Opt<String>,
@@ -64,6 +81,9 @@ pub struct RawPool {
     pub stream_idle_timeout: Opt<Dur>,
 
     pub max_rss: Opt<Size>,
+    pub max_rss_samples: Opt<Count>,
+    pub predict_rss: Opt<bool>,
+    pub memory_budget: Opt<Size>,
     pub hard_rss: Opt<Size>,
     pub max_requests: Opt<Count>,
     pub max_requests_jitter: Opt<Count>,

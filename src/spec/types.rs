@@ -15,6 +15,33 @@ pub struct Spec {
     pub daemon: DaemonSpec,
     /// Pools in the order they appear in the file.
     pub pools: Vec<PoolSpec>,
+    /// The HTTP front door, when the spec has an `[http]` table.
+    pub http: Option<HttpSpec>,
+}
+
+/// `[http]`: the HTTP front door (INTERFACE section 10).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSpec {
+    pub listen: SocketAddr,
+    /// Certificate chain and key (PEM): HTTPS, HTTP/1.1 and HTTP/2.
+    pub tls: Option<TlsFiles>,
+    /// Client certificates must be signed by one of these (mTLS).
+    pub client_ca: Option<PathBuf>,
+    /// Principals and the SHA-256 of their bearer tokens; re-read on SIGHUP.
+    pub tokens: Option<PathBuf>,
+    /// Largest request body (413 beyond).
+    pub max_body: u64,
+    /// A connection that has not sent a whole request head this long after it connected,
+    /// or after its last response (an idle keep-alive connection), is closed.
+    pub header_timeout: Duration,
+    /// Connections open at once; more wait to be accepted.
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +59,8 @@ pub struct DaemonSpec {
     pub shutdown_delay: Duration,
     pub metrics_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
+    /// Every pool's memory together, on each pool's `memory_metric`.
+    pub memory_budget: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +87,8 @@ pub struct PoolSpec {
     pub size: u32,
     /// Calls a worker holds at once (`concurrency`; 1 for supervise-only pools).
     pub concurrency: u32,
+    /// A worker whose GIL is on after its import is a failed start (free-threaded builds).
+    pub require_free_threading: bool,
     /// Absolute working directory of the workers.
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,
@@ -152,6 +183,12 @@ impl MemoryMetric {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecyclePolicy {
     pub max_rss: Option<u64>,
+    /// Consecutive samples over `max_rss` before it recycles (a shorter spike passes).
+    pub max_rss_samples: u32,
+    /// Recycle gracefully before the memory growth would cross `hard_rss` (else `max_rss`).
+    pub predict_rss: bool,
+    /// The pool's workers, template and spare together, on `memory_metric`.
+    pub memory_budget: Option<u64>,
     pub hard_rss: Option<u64>,
     pub max_requests: Option<u64>,
     pub max_requests_jitter: u64,

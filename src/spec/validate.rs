@@ -51,6 +51,7 @@ fn daemon(raw: &RawDaemon, ctx: &Ctx) -> Result<DaemonSpec> {
         shutdown_timeout: value_or(&raw.shutdown_timeout, def::SHUTDOWN_TIMEOUT, |d| d.0),
         shutdown_delay: value_or(&raw.shutdown_delay, Duration::ZERO, |d| d.0),
         metrics_listen: raw.metrics_listen.as_ref().map(socket_addr).transpose()?,
+        memory_budget: raw.memory_budget.as_ref().map(|s| s.get_ref().0),
         log_format: choice(
             &raw.log_format,
             &[
@@ -116,6 +117,7 @@ fn pool(name: &Spanned<String>, raw: &RawPool, ctx: &Ctx) -> Result<PoolSpec> {
         warmup,
         size: rules::count(&raw.size, 1, def::SIZE)?,
         concurrency,
+        require_free_threading: raw.require_free_threading.as_ref().is_some_and(|r| *r.get_ref()),
         cwd: cwd(&raw.cwd, ctx.dir)?,
         env: value_or(&raw.env, BTreeMap::new(), Clone::clone),
         user,

@@ -321,3 +321,15 @@ fn a_caller_that_hangs_up_has_its_calls_cancelled() {
     });
     d.wait_pool("the slot freed", "app", |p| p.in_flight == 0);
 }
+
+#[test]
+fn require_free_threading_on_an_interpreter_with_the_gil_is_a_failed_start_naming_why() {
+    let d = TestDaemon::start(&pool(
+        1,
+        4,
+        "require_free_threading = true\n[pools.app.restart]\ncrash_loop_failures = 2\ncrash_loop_window = \"30s\"\n",
+    ));
+    let p = d.wait_pool("the pool failing", "app", |p| p.state.as_str() == "failing");
+    let why = p.failing_reason.unwrap_or_default();
+    assert!(why.contains("require_free_threading") && why.contains("GIL"), "{why}");
+}

@@ -73,10 +73,9 @@ fn kill9_worker_is_replaced_under_a_new_id_and_reaped() {
 #[test]
 fn crash_looping_pool_is_marked_failing_with_the_reason_and_bounded_restarts() {
     let body = format!(
-        "[pools.broken]\ncommand = [\"{}\", \"{}\"]\nprotocol = \"none\"\nsize = 2\n\
+        "[pools.broken]\ncommand = [\"/bin/sh\", \"{}\"]\nprotocol = \"none\"\nsize = 2\n\
          [pools.broken.restart]\ninitial = \"10ms\"\nmax = \"2s\"\ncrash_loop_failures = 4\ncrash_loop_window = \"30s\"\n",
-        python(),
-        worker("crash_on_start.py")
+        worker("crash_on_start.sh")
     );
     let d = TestDaemon::start(&body);
     let pool = d.wait_pool("the pool to be failing", "broken", |p| p.state.as_str() == "failing");

@@ -130,12 +130,36 @@ pub fn lines(state: &State, width: usize) -> Vec<Line<'static>> {
                 &mut lines,
             );
         }
+        if let Some(budget) = pool.memory_budget_bytes {
+            let used = pool.memory.as_ref().map_or(0, |m| m.memory_bytes);
+            let style = if used > budget {
+                Style::new().red()
+            } else {
+                Style::new().dark_gray()
+            };
+            under(
+                &format!("memory budget {}: {} used", bytes(budget), bytes(used)),
+                style,
+                &mut lines,
+            );
+        }
         for warning in &pool.warnings {
             under(&format!("warning: {warning}"), Style::new().yellow(), &mut lines);
         }
         if let Some(why) = &pool.failing_reason {
             under(why, Style::new().red(), &mut lines);
         }
+    }
+    if let Some(door) = &status.http {
+        lines.push(Line::from(wrap(&door.summary(), width, 1).pop().unwrap_or_default()).cyan());
+    }
+    if let Some(b) = &status.memory_budget {
+        let text = format!(
+            "daemon memory budget {}: {} used",
+            bytes(b.budget_bytes),
+            bytes(b.used_bytes)
+        );
+        lines.push(Line::from(text).dark_gray());
     }
     lines
 }

@@ -296,6 +296,8 @@ fn the_memory_chart_skips_a_total_that_leaves_a_process_out_and_says_which() {
         pools: vec![pool],
         shutting_down: false,
         call_socket: None,
+        http: None,
+        memory_budget: None,
     };
     state.apply_status(with_totals(report.clone(), &[]), t0);
     state.apply_status(with_totals(report, &["template"]), t0 + Duration::from_secs(1));

@@ -86,6 +86,8 @@ pub const GROWTH_MIN_SPAN: Duration = Duration::from_secs(10);
 
 /// The growth rate to report for `history` (oldest first): [`growth_rate`] once there are
 /// [`GROWTH_MIN_SAMPLES`] samples spanning [`GROWTH_MIN_SPAN`], 0 (not known yet) before.
+pub use crate::lifecycle::recycle::growth_rate;
+
 pub fn reported_growth_rate(history: &[(Instant, u64)]) -> i64 {
     let span = match (history.first(), history.last()) {
         (Some(&(first, _)), Some(&(last, _))) => last.saturating_duration_since(first),
@@ -95,33 +97,6 @@ pub fn reported_growth_rate(history: &[(Instant, u64)]) -> i64 {
         return 0;
     }
     growth_rate(history)
-}
-
-/// Memory growth in bytes per second over `history` (oldest first): the least-squares
-/// slope, so one noisy sample moves it less than a first/last difference would. The caller
-/// chooses the window by what it passes. 0 with fewer than two points or no time between
-/// them.
-pub fn growth_rate(history: &[(Instant, u64)]) -> i64 {
-    let Some(&(t0, _)) = history.first() else { return 0 };
-    if history.len() < 2 {
-        return 0;
-    }
-    let n = history.len() as f64;
-    let points = || {
-        history
-            .iter()
-            .map(|&(t, v)| (t.saturating_duration_since(t0).as_secs_f64(), v as f64))
-    };
-    let (mean_t, mean_v) = points().fold((0.0, 0.0), |(st, sv), (t, v)| (st + t / n, sv + v / n));
-    let (cov, var) = points().fold((0.0, 0.0), |(c, s), (t, v)| {
-        let dt = t - mean_t;
-        (c + dt * (v - mean_v), s + dt * dt)
-    });
-    if var <= f64::EPSILON {
-        return 0;
-    }
-    // `as` saturates at the i64 range and maps NaN to 0.
-    (cov / var).round() as i64
 }
 
 #[cfg(test)]

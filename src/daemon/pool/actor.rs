@@ -215,6 +215,7 @@ impl PoolActor {
             PoolMsg::CallerGone(caller) => Input::CallerGone(caller),
             PoolMsg::Cancel { caller, client_id } => Input::Cancel { caller, client_id },
             PoolMsg::Credit(credits) => Input::Credit(credits),
+            PoolMsg::DaemonBudget(allowance) => Input::DaemonBudget(allowance),
         };
         self.core.feed(input, now)
     }

@@ -86,6 +86,8 @@ pub enum Input {
     },
     /// Callers' connections took these chunks of streams.
     Credit(Vec<StreamCredit>),
+    /// What this pool may use under the daemon's `memory_budget` (`None`: no daemon budget).
+    DaemonBudget(Option<u64>),
     /// A reloaded spec for this pool.
     Reconfigure(Box<PoolSpec>),
     /// Stop taking calls, let running ones finish until `deadline`, stop every worker;
@@ -133,6 +135,9 @@ pub struct PoolCore {
     /// waits for the end.
     pub(super) shutdown: Option<(Instant, Vec<Waiter>)>,
     pub(super) counts: counts::PoolCounts,
+    /// What this pool may use under the daemon's `memory_budget`, as the supervisor last
+    /// said.
+    pub(super) daemon_allowance: Option<u64>,
     pub(super) rng: fastrand::Rng,
     pub(super) call_metrics: PoolCallMetrics,
     /// Effects of the current input, in order (`take_effects`).
@@ -163,6 +168,7 @@ impl PoolCore {
             next_ping: 1,
             shutdown: None,
             counts: counts::PoolCounts::default(),
+            daemon_allowance: None,
             rng: fastrand::Rng::with_seed(seed),
             call_metrics,
             effects: Vec::new(),
@@ -185,12 +191,18 @@ impl PoolCore {
                 return false;
             }
             Input::Sample { id, sample } => {
+                let max_rss = self.spec.recycle.max_rss;
                 if let Some(w) = self.workers.get_mut(&id) {
-                    w.record_sample(sample);
+                    w.record_sample(sample, max_rss);
                 }
                 self.check_triggers(id, now);
+                self.check_budget(now);
                 self.fill(now);
                 return false;
+            }
+            Input::DaemonBudget(allowance) => {
+                self.daemon_allowance = allowance;
+                self.check_budget(now);
             }
             Input::Template(news) => {
                 self.on_template_news(news);

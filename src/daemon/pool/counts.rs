@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::lifecycle::recycle::StartupTimes;
+use crate::lifecycle::recycle::RecentDuration;
 use crate::proto::call::ErrorKind;
 
 #[derive(Debug, Default)]
@@ -22,8 +22,11 @@ pub(super) struct PoolCounts {
     rejected: [u64; ErrorKind::REJECTIONS.len()],
     pub recycled: u64,
     pub restarts: u64,
-    /// Spawn-to-ready times of recent workers: when a `max_requests` replacement starts.
-    pub startups: StartupTimes,
+    /// Spawn-to-ready times of recent workers: when a `max_requests` replacement starts,
+    /// and how far ahead `predict_rss` looks.
+    pub startups: RecentDuration,
+    /// How long recent calls ran on their workers: a worker's drain, as `predict_rss` sees it.
+    pub call_times: RecentDuration,
 }
 
 impl PoolCounts {

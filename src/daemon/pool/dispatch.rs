@@ -242,7 +242,10 @@ impl PoolCore {
         let completion = w.calls.complete(req_id, refused, now);
         w.calls_changed(now);
         let call = match completion {
-            Completion::Answered { call, .. } => call,
+            Completion::Answered { call, took } => {
+                self.counts.call_times.record(took);
+                call
+            }
             Completion::TakenBack { ran } => {
                 if ran {
                     tracing::error!(pool = %self.spec.name, worker = %id, req_id, "ran a call after pitd had taken it back");

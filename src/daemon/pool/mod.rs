@@ -24,6 +24,7 @@
 //! - `report`: status from the core's state. `preload`: the template and its spare.
 
 mod actor;
+mod budget;
 mod call;
 mod core;
 mod counts;
@@ -129,6 +130,8 @@ pub enum PoolMsg {
     Credit(Vec<call::StreamCredit>),
     /// A reloaded spec for this pool.
     Reconfigure(Box<PoolSpec>),
+    /// What the pool may use under the daemon's `memory_budget` (from the supervisor).
+    DaemonBudget(Option<u64>),
     /// Stop taking calls (queued ones get `shutting_down`), let running calls finish until
     /// `deadline`, stop every worker (SIGTERM, SIGKILL after kill_timeout); the reply is
     /// sent once all have been reaped, and the actor ends.

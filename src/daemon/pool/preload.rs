@@ -87,8 +87,23 @@ impl PoolCore {
         parts
     }
 
+    /// The template's warnings, then its workers' (each once, naming the workers).
     pub(super) fn warnings(&self) -> Vec<String> {
-        self.template.as_ref().map(|t| t.warnings.clone()).unwrap_or_default()
+        let mut out = self.template.as_ref().map(|t| t.warnings.clone()).unwrap_or_default();
+        let mut by_text: Vec<(&str, Vec<String>)> = Vec::new();
+        for w in self.workers.values() {
+            let Some(text) = w.warning.as_deref() else { continue };
+            match by_text.iter_mut().find(|(t, _)| *t == text) {
+                Some((_, ids)) => ids.push(w.id.to_string()),
+                None => by_text.push((text, vec![w.id.to_string()])),
+            }
+        }
+        out.extend(
+            by_text
+                .into_iter()
+                .map(|(text, ids)| format!("{} ({})", text, ids.join(", "))),
+        );
+        out
     }
 
     fn watch_extra(&mut self, pid: u32) {

@@ -3,13 +3,13 @@
 //! pool are being replaced at a time. `hard_rss` and `--now` are the exceptions: they kill
 //! at once, then replace.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::core::PoolCore;
 use super::effect::{Effect, Waiter};
 use crate::ids::WorkerId;
 use crate::lifecycle::phase::{Phase, PhaseEvent};
-use crate::lifecycle::recycle::replacement_due;
+use crate::lifecycle::recycle::{predicts_crossing, replacement_due};
 use crate::lifecycle::{Reason, WorkerEvent, WorkerState, WorkerStats, recycle_decision};
 use crate::proto::call::ErrorKind;
 use crate::proto::event::EventKind;
@@ -36,6 +36,7 @@ impl PoolCore {
             requests: w.requests,
             consecutive_errors: w.consecutive_errors,
             memory_bytes: w.sample.as_ref().map(|s| s.memory_bytes),
+            samples_over_max_rss: w.samples_over_max_rss,
             health_failures: w.health_failures,
         };
         match recycle_decision(&stats, &w.limits, &self.spec.recycle, &self.spec.health, now) {
@@ -51,6 +52,10 @@ impl PoolCore {
                 self.kill_worker(id, Reason::HardRss, detail);
             }
             Some(reason) => self.request_recycle(id, reason, now),
+            None if self.predicts_crossing(id) => {
+                tracing::info!(pool = %self.spec.name, worker = %id, "its memory growth would cross its limit before a replacement is ready: recycling it now");
+                self.request_recycle(id, Reason::PredictedRss, now);
+            }
             None if w.limits.max_requests.is_some() => {
                 // Its replacement starts ahead of the limit, so that it is ready when the
                 // worker reaches it (`lifecycle::recycle::ahead`).
@@ -67,6 +72,28 @@ impl PoolCore {
             }
             None => {}
         }
+    }
+
+    /// `predict_rss`: whether the worker, growing as it does, would cross `hard_rss` (else
+    /// `max_rss`) before a replacement could be ready (the pool's measured start-up) and its
+    /// calls drained (the pool's recent call times), with one sample's interval to spare.
+    fn predicts_crossing(&self, id: WorkerId) -> bool {
+        let policy = &self.spec.recycle;
+        let (Some(w), Some(limit)) = (self.workers.get(&id), policy.hard_rss.or(policy.max_rss)) else {
+            return false;
+        };
+        if !policy.predict_rss {
+            return false;
+        }
+        let history: Vec<(Instant, u64)> = w.memory_history.iter().copied().collect();
+        let interval = match history.as_slice() {
+            [.., (a, _), (b, _)] => b.saturating_duration_since(*a),
+            _ => Duration::ZERO,
+        };
+        // Before the first start is measured, the start-up timeout is the safe guess.
+        let startup = self.counts.startups.estimate().unwrap_or(self.spec.startup_timeout);
+        let drain = self.counts.call_times.estimate().unwrap_or_default();
+        predicts_crossing(&history, limit, startup + drain + interval)
     }
 
     /// Workers past their own max_age.
@@ -117,6 +144,12 @@ impl PoolCore {
                 self.kill_worker(id, reason, format!("recycled ({reason}) before it was ready"));
                 continue;
             }
+            if self.surge_crosses_budget() {
+                // A replacement beside it would cross the memory budget: it goes first.
+                self.recycle_in_place(id, reason, now);
+                continue;
+            }
+            let Some(w) = self.workers.get_mut(&id) else { continue };
             w.retire = Some(reason);
             let pid = w.pid;
             self.counts.recycled += 1;

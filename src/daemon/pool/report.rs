@@ -58,7 +58,7 @@ impl PoolCore {
     }
 
     /// Every process of the pool, workers first, with its last sample.
-    fn memory(&self) -> PoolMemory {
+    pub(super) fn memory(&self) -> PoolMemory {
         let workers = self
             .workers
             .values()
@@ -110,6 +110,7 @@ impl PoolCore {
             memory_metric: self.spec.recycle.memory_metric,
             max_rss_bytes: self.spec.recycle.max_rss,
             hard_rss_bytes: self.spec.recycle.hard_rss,
+            memory_budget_bytes: self.budget(),
             template: self.template_status(),
             warnings: self.warnings(),
             memory: Some(self.memory()),

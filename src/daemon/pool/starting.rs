@@ -42,7 +42,8 @@ impl PoolCore {
     pub(super) fn live_count(&self) -> usize {
         self.workers
             .values()
-            .filter(|w| w.live() && w.retire.is_none() && w.state() != WorkerState::Draining)
+            // One recycled in place holds its place until it has exited, not only stopped.
+            .filter(|w| w.in_place || (w.live() && w.retire.is_none() && w.state() != WorkerState::Draining))
             .count()
     }
 
@@ -88,6 +89,9 @@ impl PoolCore {
         env.push(("PIT_MAX_FRAME".into(), MAX_FRAME.to_string()));
         if self.spec.protocol == Protocol::Pit {
             env.push(("PIT_CONCURRENCY".into(), self.spec.concurrency.to_string()));
+        }
+        if self.spec.require_free_threading {
+            env.push(("PIT_REQUIRE_FREE_THREADING".into(), "1".into()));
         }
         let req = SpawnRequest {
             pool: self.spec.name.clone(),
@@ -200,6 +204,21 @@ impl PoolCore {
                     );
                     tracing::error!(pool = %self.spec.name, worker = %id, "{why}");
                     return self.kill_worker(id, Reason::ProtocolError, format!("protocol error ({why})"));
+                }
+                if self.spec.require_free_threading && ready.gil_enabled != Some(false) {
+                    // The runtime refuses this itself; one that did not is refused here.
+                    let why = ready
+                        .gil_reenabled
+                        .as_deref()
+                        .unwrap_or("its interpreter runs with the GIL");
+                    return self.protocol_error(id, &format!("require_free_threading: {why}"), now);
+                }
+                if let Some(why) = ready.gil_reenabled {
+                    if let Some(w) = self.workers.get_mut(&id) {
+                        w.warning = Some(why.clone());
+                    }
+                    let pid = Some(ready.pid);
+                    self.emit(EventKind::WorkerWarning, Some(id), pid, |ev| ev.message = Some(why));
                 }
                 self.worker_ready(id, ready.handlers, ready.gil_enabled, now)
             }

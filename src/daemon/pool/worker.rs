@@ -11,7 +11,8 @@ use super::window::{CallWindow, WindowPolicy};
 use crate::daemon::monitor::{TreeSample, reported_growth_rate};
 use crate::daemon::process::children::ExitInfo;
 use crate::ids::WorkerId;
-use crate::lifecycle::recycle::CallPace;
+use crate::lifecycle::recycle::predict::PREDICT_WINDOW;
+use crate::lifecycle::recycle::{CallPace, samples_over};
 use crate::lifecycle::{Health, Reason, WorkerEvent, WorkerLimits, WorkerState, transition};
 
 #[derive(Debug)]
@@ -39,6 +40,8 @@ pub struct Worker {
     pub calls: CallWindow<Call>,
     /// Whether its interpreter runs with the GIL, as its ready frame said.
     pub gil_enabled: Option<bool>,
+    /// What its ready frame warned of (`GIL_REENABLED: ...`).
+    pub warning: Option<String>,
     /// How far its reply pipe has been read.
     pub replies: Replies,
     /// Its exit, reaped while the rest of its replies may still be on their way, and when
@@ -72,6 +75,13 @@ pub struct Worker {
     pub health_failures: u32,
     /// Recent (time, RSS) points for the growth rate.
     pub rss_history: VecDeque<(Instant, u64)>,
+    /// Recent (time, `memory_metric`) points, for `predict_rss`.
+    pub memory_history: VecDeque<(Instant, u64)>,
+    /// Its latest consecutive samples over `max_rss` (`max_rss_samples`).
+    pub samples_over_max_rss: u32,
+    /// Recycled in place: it drains before its replacement starts (a surge would cross a
+    /// memory budget), so it still counts towards the pool's size until it exits.
+    pub in_place: bool,
 }
 
 /// How much of what a worker wrote on its reply pipe pitd has seen.
@@ -114,6 +124,7 @@ impl Worker {
             writable: false,
             calls: CallWindow::new(window),
             gil_enabled: None,
+            warning: None,
             replies: Replies::None,
             exit: None,
             kill_at: None,
@@ -129,6 +140,9 @@ impl Worker {
             last_seen: now,
             health_failures: 0,
             rss_history: VecDeque::new(),
+            memory_history: VecDeque::new(),
+            samples_over_max_rss: 0,
+            in_place: false,
         }
     }
 
@@ -173,13 +187,20 @@ impl Worker {
         }
     }
 
-    pub fn record_sample(&mut self, sample: TreeSample) {
+    /// A sample of its process tree; `max_rss` is the pool's, for the count of samples
+    /// over it.
+    pub fn record_sample(&mut self, sample: TreeSample, max_rss: Option<u64>) {
         // The growth of a worker still importing its app is its start-up, not a leak.
         if self.state != WorkerState::Starting {
             self.rss_history.push_back((sample.at, sample.rss_bytes));
             while self.rss_history.len() > RSS_HISTORY {
                 self.rss_history.pop_front();
             }
+            self.memory_history.push_back((sample.at, sample.memory_bytes));
+            while self.memory_history.len() > PREDICT_WINDOW {
+                self.memory_history.pop_front();
+            }
+            self.samples_over_max_rss = samples_over(self.samples_over_max_rss, sample.memory_bytes, max_rss);
         }
         self.sample = Some(sample);
     }

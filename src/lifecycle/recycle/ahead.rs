@@ -8,7 +8,7 @@
 //! recent pace, would take it to its limit. The worker then reaches the limit about when
 //! its replacement is ready.
 //!
-//! [`CallPace`] measures a worker's pace from its recent completions, [`StartupTimes`] the
+//! [`CallPace`] measures a worker's pace from its recent completions, [`RecentDuration`] the
 //! pool's start-up time from its recent starts, and [`replacement_due`] decides. All pure:
 //! the pool actor passes every instant in.
 
@@ -52,13 +52,13 @@ impl CallPace {
     }
 }
 
-/// How long the pool's workers take from spawn to ready, weighted towards the latest.
+/// A duration that recurs (a start-up, a call), weighted towards the latest.
 #[derive(Debug, Clone, Default)]
-pub struct StartupTimes {
+pub struct RecentDuration {
     estimate: Option<Duration>,
 }
 
-impl StartupTimes {
+impl RecentDuration {
     pub fn record(&mut self, took: Duration) {
         self.estimate = Some(match self.estimate {
             None => took,
@@ -145,7 +145,7 @@ mod tests {
 
     #[test]
     fn startup_estimate_follows_the_latest_starts() {
-        let mut s = StartupTimes::default();
+        let mut s = RecentDuration::default();
         assert_eq!(s.estimate(), None);
         s.record(ms(800));
         assert_eq!(s.estimate(), Some(ms(800)));

@@ -14,7 +14,9 @@
 use std::time::{Duration, Instant};
 
 pub mod ahead;
-pub use ahead::{CallPace, StartupTimes, at_limit, replacement_due};
+pub mod predict;
+pub use ahead::{CallPace, RecentDuration, at_limit, replacement_due};
+pub use predict::{growth_rate, predicts_crossing, samples_over};
 
 use super::reason::Reason;
 use crate::spec::{HealthPolicy, RecyclePolicy};
@@ -31,6 +33,8 @@ pub struct WorkerStats {
     /// The latest sample of the pool's `memory_metric` over the worker's process tree;
     /// `None` until the first sample.
     pub memory_bytes: Option<u64>,
+    /// Its latest consecutive samples over `max_rss` (`predict::samples_over`).
+    pub samples_over_max_rss: u32,
     /// Failed health checks since its last successful one.
     pub health_failures: u32,
 }
@@ -43,6 +47,7 @@ impl WorkerStats {
             requests: 0,
             consecutive_errors: 0,
             memory_bytes: None,
+            samples_over_max_rss: 0,
             health_failures: 0,
         }
     }
@@ -74,7 +79,8 @@ impl WorkerLimits {
 /// The reason to recycle the worker now, or `None` to keep it.
 ///
 /// Priority, most urgent first: `hard_rss` > `max_rss` > `max_errors` > `health` >
-/// `max_requests` > `max_age`. Memory limits fire when the sample *exceeds* them; counts
+/// `max_requests` > `max_age`. Memory limits fire when the sample *exceeds* them (`max_rss`
+/// only after `max_rss_samples` samples in a row do: a shorter spike passes); counts
 /// and age fire when they *reach* them. `limits` supplies the request and age limits (the
 /// per-worker draw); `recycle` the memory and error limits.
 pub fn recycle_decision(
@@ -91,7 +97,10 @@ pub fn recycle_decision(
     let age = now.saturating_duration_since(stats.started_at);
     let checks = [
         (Reason::HardRss, memory_over(recycle.hard_rss)),
-        (Reason::MaxRss, memory_over(recycle.max_rss)),
+        (
+            Reason::MaxRss,
+            memory_over(recycle.max_rss) && stats.samples_over_max_rss >= recycle.max_rss_samples.max(1),
+        ),
         (
             Reason::MaxErrors,
             reached(u64::from(stats.consecutive_errors), recycle.max_errors.map(u64::from)),

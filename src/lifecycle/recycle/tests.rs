@@ -8,6 +8,9 @@ const MIB: u64 = 1024 * 1024;
 fn recycle_policy() -> RecyclePolicy {
     RecyclePolicy {
         max_rss: Some(512 * MIB),
+        max_rss_samples: 1,
+        predict_rss: false,
+        memory_budget: None,
         hard_rss: Some(1024 * MIB),
         max_requests: Some(1000),
         max_requests_jitter: 100,
@@ -62,11 +65,33 @@ fn check(rows: &[Row], limits: &WorkerLimits, recycle: &RecyclePolicy, health: &
             requests: row.requests,
             consecutive_errors: row.errors,
             memory_bytes: row.memory,
+            samples_over_max_rss: samples_over(0, row.memory.unwrap_or(0), recycle.max_rss),
             health_failures: row.health_failures,
         };
         let got = recycle_decision(&stats, limits, recycle, health, t0 + row.age);
         assert_eq!(got, row.want, "{}", row.name);
     }
+}
+
+#[test]
+fn max_rss_fires_only_after_max_rss_samples_samples_over_it_and_hard_rss_at_once() {
+    let recycle = RecyclePolicy {
+        max_rss_samples: 3,
+        ..recycle_policy()
+    };
+    let t0 = Instant::now();
+    let decide = |memory: u64, over: u32| {
+        let stats = WorkerStats {
+            memory_bytes: Some(memory * MIB),
+            samples_over_max_rss: over,
+            ..WorkerStats::new(t0)
+        };
+        recycle_decision(&stats, &LIMITS, &recycle, &health_policy(), t0)
+    };
+    assert_eq!(decide(600, 1), None, "one sample over: a spike so far");
+    assert_eq!(decide(600, 2), None);
+    assert_eq!(decide(600, 3), Some(Reason::MaxRss));
+    assert_eq!(decide(2048, 1), Some(Reason::HardRss), "hard_rss does not wait");
 }
 
 #[test]

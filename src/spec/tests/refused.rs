@@ -11,6 +11,14 @@ fn every_rule_fails_with_position_key_expected_and_found() {
             "t.toml:3:8: pools.p.size: expected an integer >= 1, found 0",
         ),
         (
+            "stream_window = 0",
+            "t.toml:3:17: pools.p.stream_window: expected an integer >= 1, found 0",
+        ),
+        (
+            "stream_idle_timeout = \"0s\"",
+            "t.toml:3:23: pools.p.stream_idle_timeout: expected a duration above 0s, found 0s",
+        ),
+        (
             "size = -2",
             "t.toml:3:8: pools.p.size: expected a non-negative integer, found integer `-2`",
         ),
@@ -260,11 +268,11 @@ fn daemon_rules() {
 fn unknown_keys_are_refused_with_the_keys_allowed_there() {
     assert_eq!(
         err("[demon]\n"),
-        "t.toml:1:2: demon: unknown key `demon`, expected one of: daemon, pools; did you mean `daemon`?"
+        "t.toml:1:2: demon: unknown key `demon`, expected one of: daemon, pools, http; did you mean `daemon`?"
     );
     assert_eq!(
         err("[daemon]\ncontrol_sock = \"x\"\n"),
-        "t.toml:2:1: daemon.control_sock: unknown key `control_sock`, expected one of: control_socket, call_socket, control_mode, call_mode, socket_group, monitor_interval, shutdown_timeout, shutdown_delay, metrics_listen, log_format; did you mean `control_socket`?"
+        "t.toml:2:1: daemon.control_sock: unknown key `control_sock`, expected one of: control_socket, call_socket, control_mode, call_mode, socket_group, monitor_interval, shutdown_timeout, shutdown_delay, metrics_listen, memory_budget, log_format; did you mean `control_socket`?"
     );
     let pool_err = err(&pool("sise = 2"));
     assert!(

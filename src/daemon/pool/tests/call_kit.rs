@@ -55,6 +55,11 @@ pub(super) struct Caller {
     pub(super) tx: ReplyTx,
     sent: Arc<Recorded>,
     frames: FrameBuf,
+    /// The ids of the stream chunks that arrived, in order, since the last look.
+    pub(super) chunks: Vec<u64>,
+    /// Calls with a final reply, and the ids of chunks that came after their call's.
+    finished: std::collections::HashSet<u64>,
+    pub(super) late_chunks: Vec<u64>,
 }
 
 pub(super) fn caller() -> Caller {
@@ -63,12 +68,15 @@ pub(super) fn caller() -> Caller {
         tx: ReplyTx::to(sent.clone()),
         sent,
         frames: FrameBuf::new(1 << 20),
+        chunks: Vec::new(),
+        finished: Default::default(),
+        late_chunks: Vec::new(),
     }
 }
 
 impl Caller {
-    /// The replies that have arrived since the last look, as (id, ok or error kind,
-    /// worker).
+    /// The final replies that have arrived since the last look, as (id, ok or error kind,
+    /// worker); chunks of streams go to `chunks`.
     pub(super) fn replies(&mut self) -> Vec<(u64, String, Option<String>)> {
         let bytes = std::mem::take(&mut *self.sent.0.lock().unwrap());
         let mut unread = &bytes[..];
@@ -76,6 +84,15 @@ impl Caller {
         let mut out = Vec::new();
         while let Some(body) = self.frames.next_frame().unwrap() {
             let v: Value = serde_json::from_slice(body).unwrap();
+            let id = v["id"].as_u64().unwrap();
+            if v.get("chunk").is_some() {
+                match self.finished.contains(&id) {
+                    true => self.late_chunks.push(id),
+                    false => self.chunks.push(id),
+                }
+                continue;
+            }
+            self.finished.insert(id);
             let outcome = match v["ok"].as_bool() {
                 Some(true) => "ok".to_string(),
                 _ => v["error"]["kind"].as_str().unwrap().to_string(),
@@ -123,6 +140,7 @@ impl Harness {
             handlers: vec!["echo".into(), "slow".into()],
             concurrency: self.actor.core.spec.concurrency,
             gil_enabled: Some(true),
+            gil_reenabled: None,
         };
         self.worker_says(id, WorkerMsg::Ready(ready), now);
     }

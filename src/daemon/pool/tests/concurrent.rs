@@ -131,6 +131,7 @@ async fn a_worker_started_before_a_reload_changed_concurrency_is_recycled_not_ki
         handlers: vec!["echo".into()],
         concurrency: 1,
         gil_enabled: Some(true),
+        gil_reenabled: None,
     };
     h.worker_says(w3, WorkerMsg::Ready(ready), t0 + ms(5003));
     assert!(h.signals().is_empty(), "not killed: {:?}", h.signals());
@@ -153,6 +154,7 @@ async fn a_worker_that_runs_other_than_it_was_asked_is_killed() {
         handlers: vec!["echo".into()],
         concurrency: 1,
         gil_enabled: Some(true),
+        gil_reenabled: None,
     };
     h.worker_says(W2, WorkerMsg::Ready(ready), t0 + ms(5001));
     assert_eq!(h.signals(), [(1002, nix::sys::signal::Signal::SIGKILL)]);

@@ -59,6 +59,7 @@ pub(super) fn keyed_core(keys: &str, t0: Instant) -> PoolCore {
             handlers: vec!["echo".into(), "tokens".into()],
             concurrency: 1,
             gil_enabled: Some(true),
+            gil_reenabled: None,
         };
         core.handle(
             Input::Worker {

@@ -3,6 +3,7 @@
 //! milliseconds, without processes. `calls` adds fake worker pipes for the call path;
 //! `effects` drives the core alone and reads its effects; `sim` is the seeded simulation.
 
+mod budget;
 mod call_kit;
 mod calls;
 mod concurrent;
@@ -98,7 +99,8 @@ struct Harness {
     pipes: Arc<FakePipes>,
     /// Pools that speak the pit protocol get pipes.
     pit: bool,
-    _rx: mpsc::UnboundedReceiver<PoolMsg>,
+    /// The actor's own mailbox: what it sends itself (stream credit) lands here.
+    rx: mpsc::UnboundedReceiver<PoolMsg>,
 }
 
 fn harness(pool_toml: &str) -> Harness {
@@ -129,7 +131,7 @@ fn spec_harness(text: &str) -> Harness {
         fake,
         pipes,
         pit,
-        _rx: rx,
+        rx,
     }
 }
 

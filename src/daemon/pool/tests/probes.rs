@@ -69,6 +69,7 @@ async fn a_worker_killed_by_a_timer_stops_counting_as_ready() {
         handlers: vec!["echo".into()],
         concurrency: 1,
         gil_enabled: Some(true),
+        gil_reenabled: None,
     });
     handle.send(PoolMsg::FromWorker { id: W1, msg });
     wait_ready(&handle, Ok(())).await;

@@ -1,11 +1,14 @@
 //! A seeded simulation of one pool: a generator drives the pool (its core, through the
 //! actor's effect carrier, with fakes behind the seams) with random
-//! interleavings of calls, answers (ok, failed, refused pipelined calls), pongs, worker
-//! deaths (before ready, while busy, after SIGTERM or SIGKILL), slow starts, timeouts, hung
-//! up callers, recycles, drains, resumes, scale and reload, over simulated time, and checks
-//! after every step that
+//! interleavings of calls and streams, answers (ok, failed, refused pipelined calls), stream
+//! chunks within their credit, pongs, worker deaths (before ready, while busy, mid-stream,
+//! after SIGTERM or SIGKILL), slow starts, timeouts, hung up callers, cancels, recycles,
+//! drains, resumes, scale and reload, over simulated time, and checks after every step that
 //!
-//! - no call is answered twice;
+//! - no call is answered twice, and no chunk of a stream reaches its caller after its
+//!   final answer;
+//! - pitd never gives a stream more credit than its window, and a stream that sent a chunk
+//!   is never run again;
 //! - no worker holds a slot for a call it has already answered;
 //! - no worker is given more calls to run at once than its concurrency;
 //! - the pool keeps its size (live workers, plus crashed ones owed a replacement, plus ones
@@ -55,6 +58,8 @@ struct Fake {
     pings: Vec<u64>,
     cancelled: HashSet<u64>,
     answered: HashSet<u64>,
+    /// The credit of each stream it runs: chunks it may still send.
+    credit: HashMap<u64, u32>,
     /// Got SIGTERM: it exits at its next turn.
     terminated: bool,
 }
@@ -74,6 +79,12 @@ struct Sim {
     calls: HashMap<u64, usize>,
     /// Final answers seen, per client id.
     answers: HashMap<u64, u32>,
+    /// Chunks sent by workers, per pitd id (a stream that sent one is never run again).
+    chunks_sent: HashMap<u64, u64>,
+    /// The pool's `stream_window`.
+    window: u32,
+    /// What the fakes saw that breaks an invariant, reported by the next `check`.
+    violations: Vec<String>,
     next_id: u64,
     base_spec: String,
     /// What happened, for the report of a failing seed.
@@ -87,7 +98,7 @@ fn spec_text(rng: &mut Rng, size: u32, concurrency: usize) -> String {
         String::new()
     };
     format!(
-        "[pools.p]\napp = \"app\"\nsize = {size}\nconcurrency = {concurrency}\n{max_requests}\
+        "[pools.p]\napp = \"app\"\nsize = {size}\nconcurrency = {concurrency}\nstream_window = 3\n{max_requests}\
          request_timeout = \"{}ms\"\nqueue_timeout = \"2s\"\nqueue_max = 8\nstartup_timeout = \"2s\"\n\
          drain_timeout = \"1s\"\nkill_timeout = \"500ms\"\nhealth_interval = \"3s\"\nhealth_timeout = \"1s\"\n\
          [pools.p.restart]\ninitial = \"10ms\"\nmax = \"200ms\"\ncrash_loop_failures = 4\ncrash_loop_window = \"1s\"\n",
@@ -117,6 +128,9 @@ impl Sim {
             gone: vec![false; CALLERS],
             calls: HashMap::new(),
             answers: HashMap::new(),
+            chunks_sent: HashMap::new(),
+            window: 3,
+            violations: Vec::new(),
             next_id: 1,
             base_spec,
             trail: Vec::new(),
@@ -162,6 +176,7 @@ impl Sim {
             }
             (false, 80..=82) => self.kill_random(),
             (false, 83..=84) => self.hang_up(),
+            (false, 85..=87) => self.cancel(),
             (false, _) => self.operator(),
         }
         self.react();
@@ -188,7 +203,7 @@ impl Sim {
             reply: self.callers[who].tx.clone(),
             slot: None,
             received: self.now,
-            stream: false,
+            stream: self.rng.u32(0..10) < 3,
             chunks: 0,
             ends_by: None,
         };
@@ -241,15 +256,33 @@ impl Sim {
         } else {
             self.rng.usize(0..running)
         };
-        let (req, pipelined) = self.fakes.get_mut(&id).unwrap().inbox.remove(i).unwrap();
+        let (req, pipelined) = self.fakes[&id].inbox[i];
         let cancelled = self.fakes[&id].cancelled.contains(&req);
+        // A stream with credit left may send a chunk rather than end.
+        let credit = self.fakes[&id].credit.get(&req).copied();
+        if credit.is_some_and(|c| c > 0) && !cancelled && self.rng.u32(0..10) < 6 {
+            *self.fakes.get_mut(&id).unwrap().credit.get_mut(&req).unwrap() -= 1;
+            *self.chunks_sent.entry(req).or_default() += 1;
+            return self.feed(PoolMsg::FromWorker {
+                id,
+                msg: WorkerMsg::Chunk {
+                    req_id: req,
+                    body: b"{\"token\":1}".to_vec(),
+                },
+            });
+        }
+        self.fakes.get_mut(&id).unwrap().inbox.remove(i);
+        self.fakes.get_mut(&id).unwrap().credit.remove(&req);
         let (error, body) = match self.rng.u32(0..10) {
             // A pipelined call the worker got to past its start-by is refused, not run.
             0..=2 if pipelined => (
                 Some(ErrorKind::QueueTimeout),
                 error_json(ErrorKind::QueueTimeout, "not started in time"),
             ),
-            _ if cancelled => (Some(ErrorKind::Timeout), error_json(ErrorKind::Timeout, "cancelled")),
+            _ if cancelled => (
+                Some(ErrorKind::Cancelled),
+                error_json(ErrorKind::Cancelled, "cancelled"),
+            ),
             3 => (
                 Some(ErrorKind::HandlerError),
                 error_json(ErrorKind::HandlerError, "boom"),
@@ -277,6 +310,7 @@ impl Sim {
             handlers: vec!["echo".into()],
             concurrency: self.concurrency as u32,
             gil_enabled: Some(true),
+            gil_reenabled: None,
         };
         self.feed(PoolMsg::FromWorker {
             id,
@@ -330,6 +364,29 @@ impl Sim {
             let tx = self.callers[who].tx.clone();
             self.feed(PoolMsg::CallerGone(tx));
         }
+    }
+
+    /// A caller cancels one of its calls (answered or not).
+    fn cancel(&mut self) {
+        let mine: Vec<(u64, usize)> = self
+            .calls
+            .iter()
+            .filter(|(_, who)| !self.gone[**who])
+            .map(|(id, who)| (*id, *who))
+            .collect();
+        if mine.is_empty() {
+            return;
+        }
+        let (id, who) = mine[self.rng.usize(0..mine.len())];
+        self.note(format!("caller cancels call {id}"));
+        let caller = self.callers[who].tx.clone();
+        self.h.actor.handle(
+            PoolMsg::Cancel {
+                caller,
+                client_id: id.to_string().into_bytes().into(),
+            },
+            self.now,
+        );
     }
 
     fn advance(&mut self, ms: u64) {
@@ -394,10 +451,21 @@ impl Sim {
     /// What the pool asked for meanwhile: workers to start, frames to workers, signals.
     fn react(&mut self) {
         loop {
+            // Chunks the callers' connections took: their credit, as the actor tells it.
+            while let Ok(msg) = self.h.rx.try_recv() {
+                if let PoolMsg::Credit(credits) = msg {
+                    self.note(format!("credit {credits:?}"));
+                    self.h.actor.handle(PoolMsg::Credit(credits), self.now);
+                }
+            }
             let spawned = self.h.spawned();
             let frames: Vec<(WorkerId, Vec<u8>)> = self.h.pipes.written.lock().unwrap()[self.frames_seen..].to_vec();
             let signals = self.h.signals();
-            if spawned.len() == self.spawns_seen && frames.is_empty() && signals.len() == self.signals_seen {
+            if spawned.len() == self.spawns_seen
+                && frames.is_empty()
+                && signals.len() == self.signals_seen
+                && self.h.rx.is_empty()
+            {
                 return;
             }
             for &id in &spawned[self.spawns_seen..] {
@@ -443,10 +511,18 @@ impl Sim {
         let mut unread = bytes;
         while frames.read_from(&mut unread).unwrap() > 0 {}
         let f = self.fakes.get_mut(&id).expect("frames only to started workers");
+        let mut delivered = Vec::new();
         while let Some(body) = frames.next_frame().unwrap() {
             // A call the worker refused (pipelined, past its start-by) may come back to it.
             let (req_id, pipelined) = match decode_to_worker(body).unwrap() {
-                ToWorker::Call { req_id, .. } => (req_id, false),
+                ToWorker::Call {
+                    req_id, stream, window, ..
+                } => {
+                    if stream {
+                        f.credit.insert(req_id, window);
+                    }
+                    (req_id, false)
+                }
                 ToWorker::CallBy { call, .. } => match *call {
                     ToWorker::Call { req_id, .. } => (req_id, true),
                     other => panic!("a CALL_BY of {other:?}"),
@@ -459,10 +535,23 @@ impl Sim {
                     f.cancelled.insert(req_id);
                     continue;
                 }
-                ToWorker::Credit { .. } => continue,
+                ToWorker::Credit { req_id, n } => {
+                    if let Some(c) = f.credit.get_mut(&req_id) {
+                        *c += n;
+                    }
+                    continue;
+                }
             };
             f.answered.remove(&req_id);
             f.inbox.push_back((req_id, pipelined));
+            delivered.push(req_id);
+        }
+        // A stream that sent a chunk is never run again, even when idempotent.
+        for req in delivered {
+            if self.chunks_sent.get(&req).is_some_and(|n| *n > 0) {
+                self.violations
+                    .push(format!("call {} sent chunks and was run again on {id}", req - 1000));
+            }
         }
     }
 
@@ -489,8 +578,16 @@ impl Sim {
     }
 
     fn check(&mut self) -> Result<(), String> {
+        if let Some(v) = self.violations.first() {
+            return Err(v.clone());
+        }
         for c in &mut self.callers {
-            for (id, _, _) in c.replies() {
+            let replies = c.replies();
+            c.chunks.clear();
+            if let Some(id) = c.late_chunks.first() {
+                return Err(format!("a chunk of call {id} after its final answer"));
+            }
+            for (id, _, _) in replies {
                 let n = self.answers.entry(id).or_default();
                 *n += 1;
                 if *n > 1 {
@@ -503,6 +600,15 @@ impl Sim {
             let Some(f) = self.fakes.get(&w.id) else { continue };
             if let Some(req) = w.calls.req_ids().find(|r| f.answered.contains(r)) {
                 return Err(format!("{} holds call {req}, which it answered", w.id));
+            }
+            // pitd never gives a stream more credit than its window.
+            if let Some((req, c)) = f.credit.iter().find(|(_, c)| **c > self.window) {
+                return Err(format!(
+                    "{} holds credit {c} for stream {}, window {}",
+                    w.id,
+                    req - 1000,
+                    self.window
+                ));
             }
             let running: Vec<u64> = f.inbox.iter().filter(|(_, p)| !p).map(|(r, _)| *r).collect();
             if !f.dead && running.len() > self.concurrency {
@@ -553,7 +659,8 @@ impl Sim {
     }
 }
 
-fn run(seed: u64) -> Result<(), String> {
+/// Runs one scenario; returns how many stream chunks its workers sent.
+fn run(seed: u64) -> Result<u64, String> {
     let mut sim = Sim::new(seed);
     let result = (|| {
         for step in 0..STEPS {
@@ -562,7 +669,8 @@ fn run(seed: u64) -> Result<(), String> {
         for step in 0..60 {
             sim.step(true).map_err(|e| format!("settling step {step}: {e}"))?;
         }
-        sim.check_all_answered()
+        sim.check_all_answered()?;
+        Ok::<u64, String>(sim.chunks_sent.values().sum())
     })();
     result.map_err(|e| {
         let replay = std::env::var("PIT_SIM_SEED").is_ok();
@@ -578,15 +686,18 @@ fn run(seed: u64) -> Result<(), String> {
 #[tokio::test]
 async fn simulation_keeps_every_invariant_over_seeded_scenarios() {
     if let Some(seed) = std::env::var("PIT_SIM_SEED").ok().and_then(|s| s.parse().ok()) {
-        return run(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        run(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        return;
     }
     let scenarios: u64 = std::env::var("PIT_SIM_SCENARIOS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000);
+    let mut chunks = 0;
     for seed in 0..scenarios {
-        if let Err(e) = run(seed) {
-            panic!("seed {seed}: {e}\nreplay: PIT_SIM_SEED={seed} cargo test --lib simulation");
+        match run(seed) {
+            Ok(n) => chunks += n,
+            Err(e) => panic!("seed {seed}: {e}\nreplay: PIT_SIM_SEED={seed} cargo test --lib simulation"),
         }
         // The started workers' output readers (tasks on this runtime) see their pipes' ends
         // and close them.
@@ -594,4 +705,6 @@ async fn simulation_keeps_every_invariant_over_seeded_scenarios() {
             tokio::task::yield_now().await;
         }
     }
+    // The scenarios did stream: a generator that never chose streams would check nothing.
+    assert!(chunks > scenarios, "{chunks} chunks in {scenarios} scenarios");
 }

@@ -35,7 +35,7 @@ pub fn ready_warnings(threads: &[String], sockets: &[OpenSocket], warmed_up: boo
 }
 
 /// When a free-threaded build's GIL is on again after the preload.
-const GIL_REENABLED: &str = "the GIL is enabled again after the preload imports (an extension module of this \
+const GIL_REENABLED: &str = "GIL_REENABLED: the GIL is enabled again after the preload imports (an extension module of this \
      free-threaded build needs it): workers run with the GIL, so threads of a concurrent pool do not run in parallel";
 
 fn threads_warning(threads: &[String], after: &str) -> String {
@@ -101,7 +101,7 @@ mod tests {
             "{without_warmup:?}"
         );
         assert!(
-            without_warmup[1].starts_with("the GIL is enabled again"),
+            without_warmup[1].starts_with("GIL_REENABLED: the GIL is enabled again"),
             "{without_warmup:?}"
         );
     }
