@@ -28,7 +28,11 @@ runs:
     certificate for 127.0.0.1 signed by a CA, both made by ``openssl`` in a temporary
     directory; oha is given the CA with ``--cacert``): ``oha --http2 -c 64`` (64
     connections, one stream in flight on each, HTTP/2 negotiated by ALPN) and ``oha -c 64``
-    (HTTP/1.1 over TLS), which splits what TLS costs from what HTTP/2 costs.
+    (HTTP/1.1 over TLS).
+``door HTTP/2 cleartext, c=64``
+    ``oha --http2 -c 64`` against the plain door: HTTP/2 with prior knowledge (h2c), which
+    the door's HTTP/1.1-or-HTTP/2 server takes on a cleartext connection too. With the two
+    TLS rows it splits what TLS costs from what HTTP/2 costs.
 ``gunicorn, c=1`` and ``c=64``
     gunicorn (>= 27, from PyPI into ``bench/.venv`` by ``pitbench.venv``, as ``peers.py``
     and ``streaming.py`` install it) serving the same URL with ``--worker-class gthread``
@@ -140,6 +144,7 @@ ROWS = {
     "socket_c64": "call socket, c=64 (pitctl bench)",
     "door_c1": "door HTTP/1.1 keep-alive, c=1 (oha)",
     "door_c64": "door HTTP/1.1 keep-alive, c=64 (oha)",
+    "door_h2c_c64": "door HTTP/2 cleartext, c=64 (oha --http2)",
     "door_tls_h2_c64": "door TLS HTTP/2, c=64 (oha --http2)",
     "door_tls_h1_c64": "door TLS HTTP/1.1, c=64 (oha)",
     "gunicorn_c1": "gunicorn gthread + dirty, c=1 (oha)",
@@ -484,6 +489,19 @@ def targets(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "p50_ratio": rows["door_tls_h2_c64"]["p50_us"] / rows["door_c64"]["p50_us"],
             "met": tls >= 0.8 * plain,
         }
+        # Not targets: TLS alone (HTTP/1.1 both) and HTTP/2 alone (cleartext both), calls/s
+        # and the server's CPU per request.
+        for name, a, b in (
+            ("tls_alone", "door_tls_h1_c64", "door_c64"),
+            ("http2_alone", "door_h2c_c64", "door_c64"),
+            ("tls_under_http2", "door_tls_h2_c64", "door_h2c_c64"),
+        ):
+            if a in rows and b in rows:
+                out["tls"][name] = {
+                    "ratio": rows[a]["calls_per_s"] / rows[b]["calls_per_s"],
+                    "server_cpu_us": [rows[a]["server_cpu_us"], rows[b]["server_cpu_us"]],
+                    "client_cpu_us": [rows[a]["client_cpu_us"], rows[b]["client_cpu_us"]],
+                }
     for c in (1, MANY):
         g, d = rows.get(f"gunicorn_c{c}"), rows.get(f"door_c{c}")
         if g is None or d is None:
@@ -558,6 +576,18 @@ def print_report(f: dict[str, Any]) -> None:
     if "tls" in t:
         x = t["tls"]
         print(f"   {x['what']}: {verdict(x['met'])} ({100 * x['ratio']:.0f}%; p50 {x['p50_ratio']:.2f}x)")
+        for name, label in (
+            ("tls_alone", "TLS alone: TLS HTTP/1.1 / plain HTTP/1.1"),
+            ("http2_alone", "HTTP/2 alone: cleartext HTTP/2 / HTTP/1.1"),
+            ("tls_under_http2", "TLS under HTTP/2: TLS HTTP/2 / cleartext HTTP/2"),
+        ):
+            if name in x:
+                y = x[name]
+                print(
+                    f"      {label}: {100 * y['ratio']:.0f}% of the calls/s; CPU µs per request, server "
+                    f"{y['server_cpu_us'][0]:.1f} / {y['server_cpu_us'][1]:.1f}, "
+                    f"oha {y['client_cpu_us'][0]:.1f} / {y['client_cpu_us'][1]:.1f}"
+                )
     for c in (1, MANY):
         x = t.get(f"gunicorn_c{c}")
         if x:
@@ -668,6 +698,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "door_c1": (lambda d: oha_load(exe, plain.url, 1, d), plain.pid),
                     "door_c64": (lambda d: oha_load(exe, plain.url, MANY, d), plain.pid),
+                    "door_h2c_c64": (lambda d: oha_load(exe, plain.url, MANY, d, True), plain.pid),
                     "door_tls_h2_c64": (lambda d: oha_load(exe, tls.url, MANY, d, True, ca), tls.pid),
                     "door_tls_h1_c64": (lambda d: oha_load(exe, tls.url, MANY, d, False, ca), tls.pid),
                 }

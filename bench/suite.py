@@ -727,6 +727,7 @@ def http_door_rows(f: dict[str, Any]) -> list[Row]:
     for key, label in (
         ("door_c1", "door HTTP/1.1 keep-alive, c=1"),
         ("door_c64", "door HTTP/1.1 keep-alive, c=64"),
+        ("door_h2c_c64", "door HTTP/2 cleartext, c=64"),
         ("door_tls_h2_c64", "door TLS HTTP/2, c=64"),
         ("door_tls_h1_c64", "door TLS HTTP/1.1, c=64"),
         ("gunicorn_c1", f"gunicorn {info.get('gunicorn') or ''} gthread + dirty workers, c=1"),
@@ -763,6 +764,13 @@ def http_door_rows(f: dict[str, Any]) -> list[Row]:
                 verdict(">= 80%", x["met"]),
             )
         )
+        parts = [
+            f"{label} {100 * x[k]['ratio']:.0f}%"
+            for k, label in (("tls_alone", "TLS (HTTP/1.1)"), ("http2_alone", "HTTP/2 (cleartext)"))
+            if k in x
+        ]
+        if parts:
+            rows.append(("    of which, calls/s against plain HTTP/1.1", ", ".join(parts), ""))
     for c in (1, 64):
         if f"gunicorn_c{c}" in t:
             x = t[f"gunicorn_c{c}"]
