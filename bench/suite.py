@@ -113,7 +113,8 @@ SCRIPTS: dict[str, Script] = {
     "probe": Script([], ["--probes", "50", "--stops", "1"], 900, 180),
     # With gunicorn still to install from PyPI into bench/.venv.
     "streaming": Script([], ["--quick"], 1800, 300),
-    # A full run builds oha once (cargo install, about 10 minutes on 2 cores); a quick one never.
+    # A full run builds oha once (cargo install: 500 s of CPU, 18 minutes seen on 2 busy cores);
+    # a quick one never does.
     "http_door": Script([], ["--quick"], 3600, 300),
     # Installing the peers from PyPI into a fresh environment takes most of its quick run.
     "peers": Script([], ["--quick"], 2400, 600),
