@@ -50,8 +50,8 @@ connection (``http.client``), each reply compared, and for TLS that ALPN chose `
 CPU per request: the server's (pitd and its workers; gunicorn's master, HTTP workers,
 dirty arbiter and dirty workers) from ``/proc`` over each row, the load generator's from
 its rusage. At c=64 the server and the load generator share the 2 cores and keep them
-busy, so calls/s follow the CPU a request takes of both, and other work on the machine
-moves calls/s far more than CPU per request: beside the c=64 ratios the report gives the
+busy, so calls/s follow the CPU a request takes of both; other work on the machine usually
+moves calls/s more than CPU per request, so beside the c=64 ratios the report gives the
 ratio that CPU per request allows. Targets, printed with their verdicts, never asserted:
 
 - door c=1 p50 <= call socket c=1 p50 + 50 µs (HTTP/1.1 keep-alive adds at most 50 µs);
@@ -474,8 +474,8 @@ def cpu_per_request(row: dict[str, Any]) -> float:
 def targets(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The targets' figures and verdicts. Beside a calls/s ratio at c=64, ``cpu_ratio``: the
     ratio the CPU per request (server + load generator) allows when the two rows are bound
-    by the machine's CPU, as 64 callers on 2 cores are; other work on the machine moves
-    calls/s between runs far more than it moves CPU per request."""
+    by the machine's CPU, as 64 callers on 2 cores are; other work on the machine usually
+    moves calls/s between runs more than it moves CPU per request."""
     out: dict[str, dict[str, Any]] = {}
     if "door_c1" in rows:
         door, sock = rows["door_c1"]["p50_us"], rows["socket_c1"]["p50_us"]
