@@ -47,6 +47,12 @@ load average before and after, and the interpreter:
     pipe) and against gunicorn's dirty workers; a stream's first chunk against one call; 64
     paced streams' gaps; the hang-up to the generator's ``finally:``; pitd's memory under a
     slow reader.
+``http_door.py``
+    the HTTP front door under ``oha`` (built from crates.io into ``target/tools/oha`` by a
+    full run; a quick run without it measures the call socket only): one request at a time
+    on a kept-alive connection and 64 connections against ``pitctl bench`` on the call
+    socket, TLS (HTTP/2 and HTTP/1.1) against plain HTTP, and gunicorn's gthread workers
+    calling its dirty pool's echo; calls/s, p50/p99, the ratios against the targets.
 ``peers.py``
     supervisord (restart after kill -9, status latency, daemon RSS) and gunicorn sync
     workers with ``max_requests`` under a loopback load generator, installed from PyPI into
@@ -107,6 +113,9 @@ SCRIPTS: dict[str, Script] = {
     "probe": Script([], ["--probes", "50", "--stops", "1"], 900, 180),
     # With gunicorn still to install from PyPI into bench/.venv.
     "streaming": Script([], ["--quick"], 1800, 300),
+    # A full run builds oha once (cargo install: 500 s of CPU, 18 minutes seen on 2 busy cores);
+    # a quick one never does.
+    "http_door": Script([], ["--quick"], 3600, 300),
     # Installing the peers from PyPI into a fresh environment takes most of its quick run.
     "peers": Script([], ["--quick"], 2400, 600),
 }
@@ -699,6 +708,92 @@ def streaming_rows(f: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def http_door_rows(f: dict[str, Any]) -> list[Row]:
+    info, r, t = f["info"], f["rows"], f["targets"]
+    rows: list[Row] = []
+
+    def figures(key: str) -> str:
+        x = r[key]
+        return f"{per_s(x['calls_per_s'])} calls/s, p50 {us(x['p50_us'])} µs, p99 {us(x['p99_us'])} µs"
+
+    rows.append(
+        (
+            "    call socket (pitctl bench), c=1 / c=64",
+            f"{figures('socket_c1')} / {figures('socket_c64')}",
+            "",
+        )
+    )
+    if info.get("oha_skipped"):
+        rows.append(("    door and gunicorn under oha", info["oha_skipped"][:150], "skipped"))
+    for key, label in (
+        ("door_c1", "door HTTP/1.1 keep-alive, c=1"),
+        ("door_c64", "door HTTP/1.1 keep-alive, c=64"),
+        ("door_h2c_c64", "door HTTP/2 cleartext, c=64"),
+        ("door_tls_h2_c64", "door TLS HTTP/2, c=64"),
+        ("door_tls_h1_c64", "door TLS HTTP/1.1, c=64"),
+        ("gunicorn_c1", f"gunicorn {info.get('gunicorn') or ''} gthread + dirty workers, c=1"),
+        ("gunicorn_c64", f"gunicorn {info.get('gunicorn') or ''} gthread + dirty workers, c=64"),
+    ):
+        if key in r:
+            rows.append((f"    {label}", figures(key), ""))
+    if info.get("gunicorn_skipped"):
+        rows.append(("    gunicorn", info["gunicorn_skipped"][:150], "skipped"))
+    if "latency" in t:
+        x = t["latency"]
+        rows.append(
+            (
+                "    door c=1 p50 - call socket c=1 p50",
+                f"{x['added_us']:+.0f} µs ({us(x['door_p50_us'])} / {us(x['socket_p50_us'])} µs)",
+                verdict("<= +50 µs", x["met"]),
+            )
+        )
+    if "throughput" in t:
+        x = t["throughput"]
+        rows.append(
+            (
+                "    door c=64 / call socket c=64, calls/s",
+                f"{100 * x['ratio']:.0f}% (by CPU per request: {100 * x['cpu_ratio']:.0f}%)",
+                verdict(">= 50%", x["met"]),
+            )
+        )
+    if "tls" in t:
+        x = t["tls"]
+        rows.append(
+            (
+                "    door TLS HTTP/2 / plain, c=64, calls/s",
+                f"{100 * x['ratio']:.0f}% (p50 {x['p50_ratio']:.2f}x; by CPU per request: "
+                f"{100 * x['cpu_ratio']:.0f}%)",
+                verdict(">= 80%", x["met"]),
+            )
+        )
+        parts = [
+            f"{label} {100 * x[k]['ratio']:.0f}%"
+            for k, label in (("tls_alone", "TLS (HTTP/1.1)"), ("http2_alone", "HTTP/2 (cleartext)"))
+            if k in x
+        ]
+        if parts:
+            rows.append(("    of which, calls/s against plain HTTP/1.1", ", ".join(parts), ""))
+    for c in (1, 64):
+        if f"gunicorn_c{c}" in t:
+            x = t[f"gunicorn_c{c}"]
+            rows.append(
+                (
+                    f"    door / gunicorn, c={c}: calls/s, p50",
+                    f"{x['rate_ratio']:.1f}x, {x['p50_ratio']:.2f}x",
+                    verdict(">= 3x, <= 0.5x", x["met"]),
+                )
+            )
+    failed = [name for name, c in f.get("checks", {}).items() if c["ok"] != c["of"]]
+    rows.append(
+        (
+            "    endpoints checked (20 echoes each)",
+            ", ".join(f"{n} {c['ok']}/{c['of']}" for n, c in f.get("checks", {}).items()),
+            "FAILED" if failed else "",
+        )
+    )
+    return rows
+
+
 PEERS = ("pit", "supervisord", "gunicorn")
 
 
@@ -787,6 +882,7 @@ ROWS: dict[str, tuple[str, Callable[[Any], list[Row]]]] = {
     "max_requests": ("max_requests = 25 under load, 2 workers (max_requests.py)", max_requests_rows),
     "probe": ("Probes under load, and SIGTERM with calls in flight (probe.py)", probe_rows),
     "streaming": ("Streaming replies (streaming.py)", streaming_rows),
+    "http_door": ("HTTP front door under oha (http_door.py)", http_door_rows),
     "peers": ("Peers from PyPI (peers.py)", peers_rows),
 }
 
