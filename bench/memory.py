@@ -35,7 +35,7 @@ are not idempotent).
 
 ``spikes``: ``max_rss_samples``
     One pitd, two pools of 2 workers serving ``apps/spike_app.py``: each worker keeps
-    64 MiB (about 85 MiB of RSS with Python), and doubles its RSS for 1 s every 30 s (the
+    64 MiB (about 80 MiB of RSS with Python), and doubles its RSS for 1 s every 30 s (the
     first 10 s after its start; ``--quick``: every 8 s, the first 3 s after), with
     ``max_rss`` 128 MiB, between the two. One pool has ``max_rss_samples = 3``, the other
     the default 1; ``monitor_interval`` the default 1 s. 4 callers per pool call ``work``
