@@ -89,7 +89,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from pitbench import specs, stats
+from pitbench import specs, stats, svg
 from pitbench.daemon import PitdProcess
 from pitbench.events import event_time
 from pitbench.paths import BENCH, BIN_DIR
@@ -569,109 +569,6 @@ def read_floor_us(pids: list[int], passes: int = 20) -> float | None:
 # --------------------------------------------------------------------------- SVG
 
 
-def esc(s: str) -> str:
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def nice_step(span: float, target: int = 6) -> float:
-    raw = span / max(1, target)
-    mag = float(10 ** int(f"{raw:e}".split("e")[1]))
-    for m in (1, 2, 2.5, 5, 10):
-        if raw <= m * mag:
-            return m * mag
-    return 10 * mag
-
-
-def panel(
-    out: list[str],
-    top: float,
-    title: str,
-    series: list[tuple[list[tuple[float, float]], str, float, str]],
-    vlines: list[float],
-    hlines: list[tuple[float, str]],
-    x_max: float,
-    width: float = 960,
-    height: float = 300,
-) -> None:
-    left, right, pad_top, pad_bottom = 70, 20, 30, 40
-    pw, ph = width - left - right, height - pad_top - pad_bottom
-    y_max = max([v for s, _, _, _ in series for _, v in s] + [v for v, _ in hlines] + [1.0]) * 1.08
-    y_step = nice_step(y_max)
-    x_step = nice_step(x_max, 10)
-
-    def X(t: float) -> float:
-        return left + pw * max(0.0, min(t, x_max)) / x_max
-
-    def Y(v: float) -> float:
-        return top + pad_top + ph * (1 - v / y_max)
-
-    out.append(f'<text x="{left}" y="{top + 18}" font-size="14" font-weight="bold">{esc(title)}</text>')
-    out.append(
-        f'<rect x="{left}" y="{top + pad_top}" width="{pw}" height="{ph}" fill="none" stroke="#444" '
-        'stroke-width="1"/>'
-    )
-    v = 0.0
-    while v <= y_max:
-        y = Y(v)
-        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#e4e4e4"/>')
-        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{v:g}</text>')
-        v += y_step
-    t = 0.0
-    while t <= x_max + 1e-9:
-        x = X(t)
-        out.append(
-            f'<line x1="{x:.1f}" y1="{top + pad_top + ph}" x2="{x:.1f}" y2="{top + pad_top + ph + 4}" '
-            'stroke="#444"/>'
-        )
-        out.append(
-            f'<text x="{x:.1f}" y="{top + pad_top + ph + 16}" font-size="11" '
-            f'text-anchor="middle">{t:g}</text>'
-        )
-        t += x_step
-    out.append(
-        f'<text x="{left + pw / 2}" y="{top + height - 6}" font-size="12" text-anchor="middle">seconds '
-        "since the load started</text>"
-    )
-    out.append(
-        f'<text x="16" y="{top + pad_top + ph / 2}" font-size="12" text-anchor="middle" '
-        f'transform="rotate(-90 16 {top + pad_top + ph / 2})">RSS (MiB)</text>'
-    )
-    for value, label in hlines:
-        y = Y(value)
-        out.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#888" '
-            'stroke-dasharray="6,4"/>'
-        )
-        out.append(
-            f'<text x="{left + pw - 4}" y="{y + 13:.1f}" font-size="11" text-anchor="end" '
-            f'fill="#555">{esc(label)}</text>'
-        )
-    for t in vlines:
-        x = X(t)
-        out.append(
-            f'<line x1="{x:.1f}" y1="{top + pad_top}" x2="{x:.1f}" y2="{top + pad_top + ph}" '
-            'stroke="#d62728" stroke-width="1" stroke-opacity="0.7"/>'
-        )
-    for points, color, stroke, _ in series:
-        if not points:
-            continue
-        path = " ".join(f"{X(t):.1f},{Y(v):.1f}" for t, v in points)
-        out.append(f'<polyline fill="none" stroke="{color}" stroke-width="{stroke}" points="{path}"/>')
-    # legend: one row in the panel's title line, right-aligned, clear of the data
-    entries = [(color, max(stroke, 2.0), label) for _, color, stroke, label in series if label]
-    if vlines:
-        entries.append(("#d62728", 2.0, "worker_recycled (max_rss)"))
-    widths = [30 + 7 * len(label) + 16 for _, _, label in entries]  # ~7 px a character at 12 px
-    lx, ly = left + pw - sum(widths), top + 18
-    for (color, stroke, label), w in zip(entries, widths):
-        out.append(
-            f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="{color}" '
-            f'stroke-width="{stroke}"/>'
-        )
-        out.append(f'<text x="{lx + 30}" y="{ly}" font-size="12">{esc(label)}</text>')
-        lx += w
-
-
 def write_svg(
     path: Path, with_rss: dict[str, Any], without: dict[str, Any], max_rss: int, rate: float
 ) -> None:
@@ -681,20 +578,13 @@ def write_svg(
     x_max = max(with_rss["seconds"], without["seconds"])
     recycled = [e["t"] for e in with_rss["events"] if e["event"] == "worker_recycled"]
     width, height = 960, 300
-    out = [
-        (
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{2 * height + 40}" '
-            f'viewBox="0 0 {width} {2 * height + 40}" font-family="DejaVu Sans, Arial, sans-serif">'
-        ),
-        f'<rect width="{width}" height="{2 * height + 40}" fill="white"/>',
-        (
-            f'<text x="{width / 2}" y="22" font-size="15" text-anchor="middle">'
-            f"{esc(f'Pool RSS of 2 leaking workers (1 MiB kept per call, {rate:g} calls/s), sampled every')}"
-            " 100 ms"
-            "</text>"
-        ),
-    ]
-    panel(
+    out = svg.document(
+        width,
+        2 * height + 40,
+        f"Pool RSS of 2 leaking workers (1 MiB kept per call, {rate:g} calls/s), sampled every 100 ms",
+    )
+    marks = [(t, svg.RED, "worker_recycled (max_rss)") for t in recycled]
+    svg.panel(
         out,
         30,
         "Both runs, same scale",
@@ -702,7 +592,7 @@ def write_svg(
             (mib(without["pool_rss_series"]), "#1f77b4", 2.0, "max_rss unset"),
             (mib(with_rss["pool_rss_series"]), "#2ca02c", 2.0, f"max_rss = {max_rss // MIB} MiB"),
         ],
-        recycled,
+        marks,
         [],
         x_max,
     )
@@ -710,17 +600,16 @@ def write_svg(
         (mib(s), "#999999", 1.0, "each worker" if i == 0 else "")
         for i, s in enumerate(with_rss["worker_rss_series"].values())
     ]
-    panel(
+    svg.panel(
         out,
         30 + height,
         f"max_rss = {max_rss // MIB} MiB: pool and per-worker RSS",
         [*workers, (mib(with_rss["pool_rss_series"]), "#2ca02c", 2.0, "pool (sum)")],
-        recycled,
+        marks,
         [(max_rss / MIB, "max_rss")],
         x_max,
     )
-    out.append("</svg>")
-    path.write_text("\n".join(out) + "\n")
+    svg.write(out, path)
 
 
 # --------------------------------------------------------------------------- report
