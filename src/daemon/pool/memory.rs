@@ -32,8 +32,13 @@ impl PoolCore {
             [.., (a, _), (b, _)] => b.saturating_duration_since(*a),
             _ => Duration::ZERO,
         };
-        // Before the first start is measured, the start-up timeout is the safe guess.
-        let startup = self.counts.startups.estimate().unwrap_or(self.spec.startup_timeout);
+        // Before the first start is measured, the start-up timeout is the safe guess. The
+        // estimate is a mean: half as much again covers a slower start than the usual.
+        let startup = self
+            .counts
+            .startups
+            .estimate()
+            .map_or(self.spec.startup_timeout, |s| s.mul_f64(1.5));
         let drain = self.counts.call_times.estimate().unwrap_or_default();
         predicts_crossing(&history, limit, startup + drain + interval)
     }
@@ -67,11 +72,9 @@ impl PoolCore {
     /// A pool over its budget recycles its largest worker in place, one at a time.
     pub(super) fn check_budget(&mut self, now: Instant) {
         let Some(budget) = self.budget() else { return };
-        // One at a time: the worker already going still counts until it has exited.
-        let leaving = self
-            .workers
-            .values()
-            .any(|w| w.in_place && w.retire == Some(Reason::MemoryBudget));
+        // One at a time: a worker already going in place (for the budget or not) still
+        // counts until it has exited.
+        let leaving = self.workers.values().any(|w| w.in_place);
         if leaving || self.phase.shutting_down() || self.memory_used() <= budget {
             return;
         }

@@ -28,6 +28,12 @@ impl PoolCore {
     /// Evaluates the recycle triggers of one worker and acts on the first that fires.
     pub(super) fn check_triggers(&mut self, id: WorkerId, now: Instant) {
         let Some(w) = self.workers.get(&id) else { return };
+        // `hard_rss` holds for a worker on its way out too: one still serving until its
+        // replacement is ready, or draining its calls, is killed past it all the same.
+        let leaving = w.retire.is_some() || w.state() == WorkerState::Draining;
+        if leaving && w.writable && self.over_hard_rss(id) {
+            return self.kill_over_hard_rss(id);
+        }
         if w.retire.is_some() || !matches!(w.state(), WorkerState::Idle | WorkerState::Busy) {
             return;
         }
@@ -40,17 +46,7 @@ impl PoolCore {
             health_failures: w.health_failures,
         };
         match recycle_decision(&stats, &w.limits, &self.spec.recycle, &self.spec.health, now) {
-            Some(Reason::HardRss) => {
-                const MIB: u64 = 1024 * 1024;
-                let detail = format!(
-                    "memory over hard_rss ({} MiB > {} MiB)",
-                    stats.memory_bytes.unwrap_or(0) / MIB,
-                    self.spec.recycle.hard_rss.unwrap_or(0) / MIB
-                );
-                tracing::warn!(pool = %self.spec.name, worker = %id, "{detail}: killing it at once");
-                self.recycling.replacing.push_back((id, Reason::HardRss));
-                self.kill_worker(id, Reason::HardRss, detail);
-            }
+            Some(Reason::HardRss) => self.kill_over_hard_rss(id),
             Some(reason) => self.request_recycle(id, reason, now),
             None if self.predicts_crossing(id) => {
                 tracing::info!(pool = %self.spec.name, worker = %id, "its memory growth would cross its limit before a replacement is ready: recycling it now");
@@ -72,6 +68,34 @@ impl PoolCore {
             }
             None => {}
         }
+    }
+
+    fn over_hard_rss(&self, id: WorkerId) -> bool {
+        let memory = self
+            .workers
+            .get(&id)
+            .and_then(|w| w.sample.as_ref())
+            .map(|s| s.memory_bytes);
+        matches!((memory, self.spec.recycle.hard_rss), (Some(m), Some(limit)) if limit > 0 && m > limit)
+    }
+
+    /// Kills a worker past `hard_rss` at once; a replacement starts unless one already did
+    /// (it was being recycled).
+    fn kill_over_hard_rss(&mut self, id: WorkerId) {
+        const MIB: u64 = 1024 * 1024;
+        let Some(w) = self.workers.get(&id) else { return };
+        let memory = w.sample.as_ref().map_or(0, |s| s.memory_bytes);
+        let replaced = w.retire.is_some() && !w.in_place;
+        let detail = format!(
+            "memory over hard_rss ({} MiB > {} MiB)",
+            memory / MIB,
+            self.spec.recycle.hard_rss.unwrap_or(0) / MIB
+        );
+        tracing::warn!(pool = %self.spec.name, worker = %id, "{detail}: killing it at once");
+        if !replaced {
+            self.recycling.replacing.push_back((id, Reason::HardRss));
+        }
+        self.kill_worker(id, Reason::HardRss, detail);
     }
 
     /// Workers past their own max_age.
@@ -104,10 +128,12 @@ impl PoolCore {
     /// it waits).
     pub(super) fn advance_recycles(&mut self, now: Instant) {
         while let Some(&(id, reason)) = self.recycling.queue.front() {
+            // A worker recycled in place holds a slot too, until it has exited: the pool is
+            // one worker short meanwhile.
             let in_flight = self
                 .workers
                 .values()
-                .filter(|w| w.retire.is_some() && w.is_ready())
+                .filter(|w| (w.retire.is_some() && w.is_ready()) || w.in_place)
                 .count();
             if in_flight >= self.spec.recycle.max_surge as usize {
                 return;

@@ -106,3 +106,23 @@ fn the_daemons_allowance_is_a_budget_too() {
     let out = said(&mut core);
     assert!(out.contains(&"SIGTERM to 1002".to_string()), "{out:?}");
 }
+
+#[test]
+fn hard_rss_kills_a_worker_already_being_recycled() {
+    let t0 = Instant::now();
+    let mut core = keyed_core("size = 2\nmax_rss = \"100MiB\"\nhard_rss = \"200MiB\"", t0);
+    sample(&mut core, W1, 150, t0);
+    let out = said(&mut core);
+    assert!(
+        out.iter().any(|e| e.starts_with("spawn")),
+        "recycled for max_rss, replacement first: {out:?}"
+    );
+    // Still serving while its replacement starts, it keeps growing past hard_rss.
+    sample(&mut core, W1, 250, t0 + ms(1));
+    let out = said(&mut core);
+    assert!(out.contains(&"SIGKILL to 1001".to_string()), "{out:?}");
+    assert!(
+        !out.iter().any(|e| e.starts_with("spawn")),
+        "its replacement is already on its way: {out:?}"
+    );
+}
