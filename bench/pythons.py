@@ -10,7 +10,7 @@ the module: what pit reports as ``GIL_REENABLED``).
 
 Usage::
 
-    python3 bench/pythons.py                 # both builds (about 3 to 5 minutes each on 2 cores)
+    python3 bench/pythons.py                 # both builds (about 3 to 12 minutes each on 2 cores)
     python3 bench/pythons.py --only ft       # the free-threaded build alone (what .ci/run needs)
     python3 bench/pythons.py --path ft       # its interpreter's path, building nothing (exit 1 if absent)
 

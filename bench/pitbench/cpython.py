@@ -15,7 +15,7 @@ tarball is fetched from python.org, when the network allows; when neither can be
 
 Each build is ``configure --prefix=target/python-<name> --without-ensurepip [--disable-gil]``
 in its own directory outside the source tree, ``make -j<cores>`` and ``make install``: no
-tests, no PGO or LTO (about 3 to 5 minutes each on 2 cores). A marker file in the prefix,
+tests, no PGO or LTO (about 3 to 12 minutes each on 2 cores). A marker file in the prefix,
 written last, makes a build reused: ``ensure()`` builds only what is missing. Nothing is
 installed into the interpreters (no pip): pit needs no package, and its workers find it
 on ``PYTHONPATH``.
