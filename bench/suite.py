@@ -34,6 +34,11 @@ load average before and after, and the interpreter:
     import) served by 4 workers x ``concurrency = 16`` with and without ``warmup``, and by
     one process with 64 threads: the PSS idle and after three runs of load from 64
     callers against a loopback fake of an OpenAI-compatible server.
+``free_threading.py``
+    CPython 3.13 built free-threaded and with the GIL (``bench/pythons.py``): pools of 1
+    worker x 1, 1 worker x 2 threads and 2 workers x 1 with a CPU-bound handler and with one
+    reading a large model loaded at import, calls/s and PSS; the GIL turned back on by an
+    extension, and pit's ``GIL_REENABLED`` warning.
 ``restart.py``
     replacement-ready time and the backoff pitd chose after kills of workers up past
     ``restart.min_uptime``.
@@ -112,6 +117,9 @@ SCRIPTS: dict[str, Script] = {
     "preload": Script([], ["--kills", "3", "--workers", "4"], 900, 300),
     "concurrency": Script([], ["--quick"], 900, 300),
     "warmup": Script([], ["--quick"], 900, 300),
+    # A full run builds the two interpreters it compares when they are missing (3 to 12
+    # minutes each); a quick one builds nothing.
+    "free_threading": Script([], ["--quick"], 2400, 300),
     "restart": Script([], ["--kills", "2", "--gap", "1"], 300, 120),
     "stop": Script([], ["--workers", "8", "--runs", "1"], 600, 120),
     "max_requests": Script([], ["--calls", "100", "--callers", "1,8", "--work-ms", "0"], 600, 120),
@@ -565,6 +573,42 @@ def warmup_rows(f: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def free_threading_rows(f: dict[str, Any]) -> list[Row]:
+    if "skipped" in f:
+        return [("    skipped", f["skipped"][:120], "")]
+    interps = f["info"]["interpreters"]
+    rows: list[Row] = [
+        (
+            "    compared",
+            joined([f"{i['label']} (CPython {i['version']})" for i in interps.values()]),
+            "",
+        )
+    ]
+    for work in ("spin", "model"):
+        for config, label in (
+            ("1x1", "1 worker x 1"),
+            ("1x2", "1 worker x 2 threads"),
+            ("2x1", "2 workers x 1"),
+        ):
+            cells = []
+            for key in interps:
+                r = f["rows"][f"{work} {config} {key}"]
+                cells.append(
+                    f"{r['calls_per_s']:,.1f} calls/s, {r['cores_busy']:.2f} cores, {r['pss_mib']:,.0f} MiB"
+                )
+            rows.append((f"    {work}, {label}: {' / '.join(interps)}", joined(cells), ""))
+    g = f["gil_reenabled"]
+    warned = any(w.startswith("GIL_REENABLED:") for w in g["warnings"])
+    rows.append(
+        (
+            "    spin 1 x 2 threads, free-threaded, GIL turned back on by an extension",
+            f"{g['calls_per_s']:,.1f} calls/s, GIL {'on' if all(g['gil_enabled']) else 'off'}",
+            verdict("GIL_REENABLED in status", warned),
+        )
+    )
+    return rows
+
+
 def restart_rows(f: list[dict[str, Any]]) -> list[Row]:
     ready = [r["ready_ms"] for r in f]
     backoffs = joined([str(r["backoff_ms"]) for r in f])
@@ -899,6 +943,10 @@ ROWS: dict[str, tuple[str, Callable[[Any], list[Row]]]] = {
     "preload": ("Preload fork-server (preload.py)", preload_rows),
     "concurrency": ("Concurrent workers: 64 callers, 500 ms HTTP waits (concurrency.py)", concurrency_rows),
     "warmup": ("Warm-up: a forked pool's memory after load (warmup.py)", warmup_rows),
+    "free_threading": (
+        "Free-threaded CPython against the GIL build, CPU-bound pools (free_threading.py)",
+        free_threading_rows,
+    ),
     "restart": ("Restart backoff: kills of workers up past min_uptime (restart.py)", restart_rows),
     "stop": ("Stopping a preloaded pool (stop.py)", stop_rows),
     "max_requests": ("max_requests = 25 under load, 2 workers (max_requests.py)", max_requests_rows),

@@ -39,6 +39,49 @@ pub fn python() -> String {
         .clone()
 }
 
+/// Whether `python` is a free-threaded build of CPython (3.13+, `--disable-gil`).
+pub fn is_free_threaded(python: &str) -> bool {
+    Command::new(python)
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_config_var('Py_GIL_DISABLED') or 0)",
+        ])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "1")
+}
+
+/// Whether `python()`, the interpreter of every test's workers, is a free-threaded build.
+pub fn python_is_free_threaded() -> bool {
+    static FREE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FREE.get_or_init(|| is_free_threaded(&python()))
+}
+
+/// A free-threaded interpreter for the tests that need one: `PIT_TEST_PYTHON_FT`, else
+/// `python()` when it is one, else `target/python-ft/bin/python3.13t` when built there
+/// (`python3 bench/pythons.py --only ft`); `Err` saying why there is none. A
+/// `PIT_TEST_PYTHON_FT` that is not one is a mistake, not a reason to skip: it panics.
+pub fn free_threaded_python() -> Result<String, String> {
+    if let Ok(p) = std::env::var("PIT_TEST_PYTHON_FT") {
+        assert!(
+            is_free_threaded(&p),
+            "PIT_TEST_PYTHON_FT={p} is not a free-threaded Python"
+        );
+        return Ok(p);
+    }
+    if python_is_free_threaded() {
+        return Ok(python());
+    }
+    let built = format!("{}/target/python-ft/bin/python3.13t", env!("CARGO_MANIFEST_DIR"));
+    if is_free_threaded(&built) {
+        return Ok(built);
+    }
+    Err(format!(
+        "no free-threaded Python: PIT_TEST_PYTHON_FT is unset, {} has the GIL and {built} is not built \
+         (python3 bench/pythons.py --only ft builds it)",
+        python()
+    ))
+}
+
 /// Polls `check` until it returns `Some`, or panics after `DEADLINE` naming what was awaited
 /// and the last state seen.
 pub fn wait_until<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {

@@ -8,6 +8,7 @@ mod check;
 mod concurrent;
 mod control;
 mod door;
+mod free_threading;
 mod hostile;
 mod lifecycle;
 mod man;
