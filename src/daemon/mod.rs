@@ -104,14 +104,14 @@ async fn serve(spec: Spec, procs: Procs) -> anyhow::Result<()> {
     if let Some(http) = &spec.http {
         let door = door::DoorState::new(http.clone(), sup.pool_table(), metrics.clone(), sup.clone())
             .map_err(|e| anyhow::anyhow!("the HTTP door: {e}"))?;
-        // Its TLS files are read before it listens: a bad one stops pitd at start.
-        door::tls::server_config(http).map_err(|e| anyhow::anyhow!("the HTTP door: {e}"))?;
+        // Its TLS files are read once, before it listens: a bad one stops pitd at start.
+        let tls = door::tls::server_config(http).map_err(|e| anyhow::anyhow!("the HTTP door: {e}"))?;
         let listener = tokio::net::TcpListener::bind(http.listen)
             .await
             .with_context(|| format!("binding the HTTP door at {}", http.listen))?;
         let door = Arc::new(door);
         sup.set_door(door.clone());
-        tokio::spawn(door::serve(listener, door, listeners.clone()));
+        tokio::spawn(door::serve(listener, tls, door, listeners.clone()));
         let scheme = if http.tls.is_some() { "https" } else { "http" };
         tracing::info!("serving calls at {scheme}://{}/v1/call/POOL/METHOD", http.listen);
     }

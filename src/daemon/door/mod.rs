@@ -130,16 +130,15 @@ pub fn check(spec: &HttpSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// Serves the door on `listener` until `stop`.
-pub async fn serve(listener: TcpListener, door: Arc<DoorState>, stop: CancellationToken) {
-    let tls = match tls::server_config(&door.spec) {
-        Ok(config) => config.map(TlsAcceptor::from),
-        Err(e) => {
-            // Checked at start; a file changed since is reported, and the door stays shut.
-            tracing::error!("the HTTP door cannot start: {e}");
-            return;
-        }
-    };
+/// Serves the door on `listener` until `stop`, with TLS when `tls` is given
+/// (`tls::server_config`, read once at start).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    door: Arc<DoorState>,
+    stop: CancellationToken,
+) {
+    let tls = tls.map(TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(door.spec.max_connections as usize));
     loop {
         // At `max_connections`, the next connection waits in the listen backlog.
